@@ -1,0 +1,112 @@
+//! The ledger's storage port: the narrow set of operations the posting pipeline and the
+//! queries need. Backends (SQLite, PostgreSQL) live in the `store` crate; the ledger knows no
+//! SQL.
+//!
+//! Lock order, which every backend must follow to stay free of deadlocks when several
+//! processes post to one database: holds (sorted by id, one statement), then due holds
+//! (skipping locked rows, never waiting), then accounts (sorted by id, one statement), then
+//! the journal head. A transaction only ever waits for a lock of a later stage than the ones
+//! it holds, so no cycle can form.
+
+use std::collections::HashMap;
+
+use money::{Asset, AssetCode};
+
+use crate::apply::BatchWrite;
+use crate::ids::{AccountId, Seq, Timestamp, TransferId};
+use crate::journal::{BatchHeader, JournalHead};
+use crate::model::{Account, ChartCode, ChartEntry, Entry, Hold, Record, Transfer};
+
+/// An operating failure of a store. Expected rejections are never errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A conflict with a concurrent writer (deadlock, serialization failure, a duplicate id
+    /// inserted by another node). Nothing was written; the batch can be retried as a whole.
+    #[error("conflict with a concurrent writer: {0}")]
+    Conflict(String),
+    /// The connection failed while the commit was in flight: the batch may or may not have
+    /// been written. Callers must retry with the same ids; idempotency makes that safe.
+    #[error("commit outcome unknown: {0}")]
+    CommitOutcomeUnknown(String),
+    /// The store holds something the ledger cannot have written: stop, do not guess.
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// A store the posting pipeline writes through. One pipeline owns one instance.
+pub trait LedgerStore: Send + 'static {
+    type Tx<'a>: LedgerTx
+    where
+        Self: 'a;
+
+    /// Starts a write transaction.
+    fn begin(&mut self) -> Result<Self::Tx<'_>, StoreError>;
+}
+
+/// One write transaction. Dropping it without `commit` rolls back.
+pub trait LedgerTx {
+    /// Existing transfers among `ids`; no lock (transfers never change).
+    fn find_transfers(&mut self, ids: &[TransferId]) -> Result<Vec<Transfer>, StoreError>;
+    /// Holds among `pending_ids` (sorted), locked.
+    fn lock_holds(&mut self, pending_ids: &[TransferId]) -> Result<Vec<Hold>, StoreError>;
+    /// Up to `limit` pending holds with `expires_at <= now`, skipping any another writer holds.
+    fn lock_due_holds(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Hold>, StoreError>;
+    /// Accounts among `ids` (sorted), locked.
+    fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError>;
+    /// All assets and chart lines (small, rarely changed tables).
+    fn reference_data(
+        &mut self,
+    ) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError>;
+    /// The chain's tip, locked until commit: this serialises batches across nodes.
+    fn lock_head(&mut self) -> Result<JournalHead, StoreError>;
+    /// Writes a batch and moves the head to it.
+    fn write(&mut self, batch: &BatchWrite) -> Result<(), StoreError>;
+    /// Makes the transaction durable. Only after this returns may results be acknowledged.
+    fn commit(self) -> Result<(), StoreError>;
+}
+
+/// A page request: at most `limit` items after the cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page<C> {
+    pub after: Option<C>,
+    pub limit: usize,
+}
+
+/// The largest page any query returns.
+pub const PAGE_LIMIT_MAX: usize = 1000;
+
+/// Totals of one chart line in one asset.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TrialBalanceLine {
+    pub asset: AssetCode,
+    pub chart_code: ChartCode,
+    pub n_accounts: u64,
+    pub balances: crate::model::Balances,
+}
+
+/// Read-only queries. Backends answer them on their own connections, outside the pipeline.
+pub trait LedgerReader: Send + Sync {
+    fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
+    fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError>;
+    fn hold(&self, pending_id: TransferId) -> Result<Option<Hold>, StoreError>;
+    /// An account's entries in journal order, after the cursor.
+    fn entries(&self, account_id: AccountId, page: Page<Seq>) -> Result<Vec<Entry>, StoreError>;
+    /// The account's last entry at or before `seq`: its balances as of that point.
+    fn entry_as_of(&self, account_id: AccountId, seq: Seq) -> Result<Option<Entry>, StoreError>;
+    /// The last record sequence committed at or before `at`.
+    fn seq_at(&self, at: Timestamp) -> Result<Seq, StoreError>;
+    /// Sums per asset and chart code over all accounts.
+    fn trial_balance(&self) -> Result<Vec<TrialBalanceLine>, StoreError>;
+    fn head(&self) -> Result<JournalHead, StoreError>;
+    /// Batch headers in chain order, after the cursor.
+    fn batches(&self, page: Page<crate::ids::BatchSeq>) -> Result<Vec<BatchHeader>, StoreError>;
+    /// Every record and entry with `first <= seq <= last`, in `seq` order.
+    fn records(&self, first: Seq, last: Seq) -> Result<(Vec<Record>, Vec<Entry>), StoreError>;
+    /// Accounts in id order, after the cursor.
+    fn accounts(&self, page: Page<AccountId>) -> Result<Vec<Account>, StoreError>;
+    /// Holds still pending, in id order, after the cursor.
+    fn pending_holds(&self, page: Page<TransferId>) -> Result<Vec<Hold>, StoreError>;
+}
