@@ -280,7 +280,8 @@ impl<S: LedgerStore> Writer<S> {
                 weight += request.weight();
                 batch.push(request);
             } else {
-                match runtime.block_on(tokio::time::timeout(poll, self.receiver.recv())) {
+                let receiver = &mut self.receiver;
+                match runtime.block_on(async { tokio::time::timeout(poll, receiver.recv()).await }) {
                     Ok(Some(request)) => {
                         weight += request.weight();
                         batch.push(request);

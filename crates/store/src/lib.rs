@@ -1,1 +1,10 @@
+//! Storage backends. Each domain crate defines a narrow storage port; this crate implements
+//! them for SQLite (the embedded default) and PostgreSQL (production). It is the only crate
+//! that knows SQL.
 
+mod codec;
+pub mod postgres;
+pub mod sqlite;
+
+pub use postgres::{PgReader, PgStore, PgTarget};
+pub use sqlite::{SqliteReader, SqliteStore};

@@ -1,0 +1,740 @@
+//! The production store: PostgreSQL with durable commits (`synchronous_commit` as the server
+//! sets it; the default, `on`, waits for the WAL flush).
+//!
+//! Several service nodes may post to one database at once. Correctness across them rests on
+//! row locks taken in the port's lock order (holds, due holds with `SKIP LOCKED`, accounts,
+//! the journal head), each stage in one statement sorted by id, so no two transactions can
+//! wait on each other in a cycle. Batches are written set-wise with `UNNEST`, a handful of
+//! statements per batch whatever its size.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use ledger::apply::BatchWrite;
+use ledger::journal::{BatchHeader, JournalHead};
+use ledger::model::{Account, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer};
+use ledger::port::{LedgerReader, LedgerStore, LedgerTx, Page, StoreError, TrialBalanceLine};
+use ledger::{AccountId, BatchSeq, BusinessCode, Seq, Timestamp, TransferId};
+use money::{Asset, AssetCode};
+use postgres::error::SqlState;
+use postgres::{Client, GenericClient, NoTls, Row};
+
+use crate::codec::{
+    self, ACCOUNT_COLUMNS, BATCH_COLUMNS, ENTRY_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_ledger.sql"))];
+
+fn backend(error: postgres::Error) -> StoreError {
+    match error.code() {
+        Some(code)
+            if *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::UNIQUE_VIOLATION =>
+        {
+            StoreError::Conflict(error.to_string())
+        }
+        _ => StoreError::Backend(error.to_string()),
+    }
+}
+
+/// Where to connect: a libpq-style URL and the schema to use (created if missing), so that
+/// tests and tenants of one database can keep separate books.
+#[derive(Clone, Debug)]
+pub struct PgTarget {
+    pub url: String,
+    pub schema: String,
+}
+
+impl PgTarget {
+    pub fn new(url: impl Into<String>, schema: impl Into<String>) -> PgTarget {
+        PgTarget { url: url.into(), schema: schema.into() }
+    }
+
+    fn connect(&self) -> Result<Client, StoreError> {
+        let mut client = Client::connect(&self.url, NoTls).map_err(backend)?;
+        let schema = quote_identifier(&self.schema);
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"))
+            .map_err(backend)?;
+        Ok(client)
+    }
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+    let mut tx = client.transaction().map_err(backend)?;
+    // Nodes starting together must not migrate twice.
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("qianbao.migrate.{schema}")])
+        .map_err(backend)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .map_err(backend)?;
+    for (version, sql) in MIGRATIONS {
+        let applied =
+            tx.query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[version]).map_err(backend)?;
+        if applied.is_none() {
+            tx.batch_execute(sql).map_err(backend)?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version]).map_err(backend)?;
+        }
+    }
+    tx.commit().map_err(backend)
+}
+
+/// The write side: owned by one posting pipeline. Reconnects after a lost connection.
+pub struct PgStore {
+    target: PgTarget,
+    client: Client,
+}
+
+impl PgStore {
+    pub fn connect(target: PgTarget) -> Result<PgStore, StoreError> {
+        let mut client = target.connect()?;
+        migrate(&mut client, &target.schema)?;
+        Ok(PgStore { target, client })
+    }
+}
+
+impl LedgerStore for PgStore {
+    type Tx<'a> = PgTx<'a>;
+
+    fn begin(&mut self) -> Result<PgTx<'_>, StoreError> {
+        if self.client.is_closed() {
+            tracing::warn!("ledger store connection lost; reconnecting");
+            self.client = self.target.connect()?;
+        }
+        let tx = self.client.transaction().map_err(backend)?;
+        Ok(PgTx { tx })
+    }
+}
+
+pub struct PgTx<'a> {
+    tx: postgres::Transaction<'a>,
+}
+
+fn id_array<I: Copy>(ids: &[I], bytes: impl Fn(I) -> [u8; 16]) -> Vec<Vec<u8>> {
+    ids.iter().map(|id| bytes(*id).to_vec()).collect()
+}
+
+impl LedgerTx for PgTx<'_> {
+    fn find_transfers(&mut self, ids: &[TransferId]) -> Result<Vec<Transfer>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)");
+        let rows = self.tx.query(&sql, &[&id_array(ids, TransferId::to_bytes)]).map_err(backend)?;
+        rows.iter().map(transfer_from_row).collect()
+    }
+
+    fn lock_holds(&mut self, pending_ids: &[TransferId]) -> Result<Vec<Hold>, StoreError> {
+        if pending_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE pending_id = ANY($1) ORDER BY pending_id FOR UPDATE"
+        );
+        let rows =
+            self.tx.query(&sql, &[&id_array(pending_ids, TransferId::to_bytes)]).map_err(backend)?;
+        rows.iter().map(hold_from_row).collect()
+    }
+
+    fn lock_due_holds(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Hold>, StoreError> {
+        let sql = format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE state = 1 AND expires_at IS NOT NULL \
+             AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+        );
+        let rows = self.tx.query(&sql, &[&(now.0 as i64), &(limit as i64)]).map_err(backend)?;
+        rows.iter().map(hold_from_row).collect()
+    }
+
+    fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+        let rows = self.tx.query(&sql, &[&id_array(ids, AccountId::to_bytes)]).map_err(backend)?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    fn reference_data(
+        &mut self,
+    ) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError> {
+        reference_data(&mut self.tx)
+    }
+
+    fn lock_head(&mut self) -> Result<JournalHead, StoreError> {
+        let row = self
+            .tx
+            .query_one(
+                "SELECT batch_seq, last_seq, last_timestamp, hash FROM journal_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .map_err(backend)?;
+        head_from_row(&row)
+    }
+
+    fn write(&mut self, batch: &BatchWrite) -> Result<(), StoreError> {
+        write_batch(&mut self.tx, batch).map_err(backend)
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().map_err(|error| {
+            if error.code().is_some() {
+                backend(error)
+            } else {
+                // No answer from the server: the commit may or may not have happened.
+                StoreError::CommitOutcomeUnknown(error.to_string())
+            }
+        })
+    }
+}
+
+fn write_batch(tx: &mut postgres::Transaction<'_>, batch: &BatchWrite) -> Result<(), postgres::Error> {
+    let mut transfers = Vec::with_capacity(batch.records.len());
+    for record in &batch.records {
+        match record {
+            Record::AssetDefined { seq, asset } => {
+                tx.execute(
+                    "INSERT INTO assets (code, scale, seq) VALUES ($1, $2, $3)",
+                    &[&asset.code().as_str(), &i16::from(asset.scale()), &(seq.0 as i64)],
+                )?;
+            }
+            Record::ChartDefined { seq, entry } => {
+                tx.execute(
+                    "INSERT INTO chart (code, name, class, seq) VALUES ($1, $2, $3, $4)",
+                    &[&i64::from(entry.code.0), &entry.name.as_str(), &i16::from(entry.class.code()), &(seq.0 as i64)],
+                )?;
+            }
+            Record::AccountOpened(_) => {}
+            Record::AccountStatusSet { seq, account_id, status } => {
+                tx.execute(
+                    "INSERT INTO account_status_log (seq, account_id, status) VALUES ($1, $2, $3)",
+                    &[&(seq.0 as i64), &&account_id.to_bytes()[..], &i16::from(status.code())],
+                )?;
+            }
+            Record::Transfer(transfer) => transfers.push(transfer),
+        }
+    }
+    insert_accounts(tx, &batch.opened_accounts)?;
+    insert_transfers(tx, &transfers)?;
+    insert_entries(tx, &batch.entries)?;
+    update_accounts(tx, &batch.updated_accounts)?;
+    upsert_holds(tx, &batch.holds)?;
+    let header = &batch.header;
+    tx.execute(
+        &format!("INSERT INTO journal_batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+        &[
+            &(header.batch_seq.0 as i64),
+            &(header.first_seq.0 as i64),
+            &i64::from(header.n_records),
+            &(header.timestamp.0 as i64),
+            &&header.prev_hash.0[..],
+            &&header.hash.0[..],
+        ],
+    )?;
+    let head = batch.head();
+    tx.execute(
+        "UPDATE journal_head SET batch_seq = $1, last_seq = $2, last_timestamp = $3, hash = $4 WHERE id = 1",
+        &[&(head.batch_seq.0 as i64), &(head.last_seq.0 as i64), &(head.last_timestamp.0 as i64), &&head.hash.0[..]],
+    )?;
+    Ok(())
+}
+
+/// Balance columns of many rows, as four arrays.
+fn balance_arrays<'a>(balances: impl Iterator<Item = &'a ledger::Balances>) -> [Vec<i64>; 4] {
+    let mut arrays: [Vec<i64>; 4] = Default::default();
+    for b in balances {
+        arrays[0].push(b.debits_pending.to_stored());
+        arrays[1].push(b.debits_posted.to_stored());
+        arrays[2].push(b.credits_pending.to_stored());
+        arrays[3].push(b.credits_posted.to_stored());
+    }
+    arrays
+}
+
+fn insert_accounts(tx: &mut postgres::Transaction<'_>, accounts: &[Account]) -> Result<(), postgres::Error> {
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Vec<u8>> = accounts.iter().map(|a| a.id.to_bytes().to_vec()).collect();
+    let assets: Vec<&str> = accounts.iter().map(|a| a.asset.as_str()).collect();
+    let charts: Vec<i64> = accounts.iter().map(|a| i64::from(a.chart_code.0)).collect();
+    let rules: Vec<(i64, i64)> = accounts.iter().map(|a| codec::rule_columns(&a.rule)).collect();
+    let rule_kinds: Vec<i16> = rules.iter().map(|r| r.0 as i16).collect();
+    let rule_limits: Vec<i64> = rules.iter().map(|r| r.1).collect();
+    let metadata: Vec<&str> = accounts.iter().map(|a| a.metadata.as_str()).collect();
+    let statuses: Vec<i16> = accounts.iter().map(|a| i16::from(a.status.code())).collect();
+    let [dp, dpo, cp, cpo] = balance_arrays(accounts.iter().map(|a| &a.balances));
+    let seqs: Vec<i64> = accounts.iter().map(|a| a.opened_seq.0 as i64).collect();
+    let opened: Vec<i64> = accounts.iter().map(|a| a.opened_at.0 as i64).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) SELECT * FROM UNNEST($1::bytea[], $2::text[], \
+             $3::bigint[], $4::smallint[], $5::bigint[], $6::text[], $7::smallint[], $8::bigint[], \
+             $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[])"
+        ),
+        &[&ids, &assets, &charts, &rule_kinds, &rule_limits, &metadata, &statuses, &dp, &dpo, &cp, &cpo, &seqs, &opened],
+    )?;
+    Ok(())
+}
+
+fn insert_transfers(tx: &mut postgres::Transaction<'_>, transfers: &[&Transfer]) -> Result<(), postgres::Error> {
+    if transfers.is_empty() {
+        return Ok(());
+    }
+    let seqs: Vec<i64> = transfers.iter().map(|t| t.seq.0 as i64).collect();
+    let ids: Vec<Vec<u8>> = transfers.iter().map(|t| t.id.to_bytes().to_vec()).collect();
+    let kinds: Vec<i16> = transfers.iter().map(|t| i16::from(t.kind.code())).collect();
+    let debits: Vec<Vec<u8>> = transfers.iter().map(|t| t.debit_account_id.to_bytes().to_vec()).collect();
+    let credits: Vec<Vec<u8>> = transfers.iter().map(|t| t.credit_account_id.to_bytes().to_vec()).collect();
+    let assets: Vec<&str> = transfers.iter().map(|t| t.asset.as_str()).collect();
+    let amounts: Vec<i64> = transfers.iter().map(|t| t.amount.to_stored()).collect();
+    let pending: Vec<Option<Vec<u8>>> =
+        transfers.iter().map(|t| t.pending_id.map(|id| id.to_bytes().to_vec())).collect();
+    let expires: Vec<Option<i64>> = transfers.iter().map(|t| t.expires_at.map(|at| at.0 as i64)).collect();
+    let codes: Vec<i64> = transfers.iter().map(|t| i64::from(t.business_code.0)).collect();
+    let refs: Vec<&str> = transfers.iter().map(|t| t.order_ref.as_str()).collect();
+    let stamps: Vec<i64> = transfers.iter().map(|t| t.timestamp.0 as i64).collect();
+    let prints: Vec<Vec<u8>> = transfers.iter().map(|t| t.fingerprint.0.to_vec()).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO transfers ({TRANSFER_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::bytea[], \
+             $3::smallint[], $4::bytea[], $5::bytea[], $6::text[], $7::bigint[], $8::bytea[], \
+             $9::bigint[], $10::bigint[], $11::text[], $12::bigint[], $13::bytea[])"
+        ),
+        &[&seqs, &ids, &kinds, &debits, &credits, &assets, &amounts, &pending, &expires, &codes, &refs, &stamps, &prints],
+    )?;
+    Ok(())
+}
+
+fn insert_entries(tx: &mut postgres::Transaction<'_>, entries: &[Entry]) -> Result<(), postgres::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let accounts: Vec<Vec<u8>> = entries.iter().map(|e| e.account_id.to_bytes().to_vec()).collect();
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq.0 as i64).collect();
+    let sides: Vec<i16> = entries.iter().map(|e| side_code(e.side)).collect();
+    let transfers: Vec<Vec<u8>> = entries.iter().map(|e| e.transfer_id.to_bytes().to_vec()).collect();
+    let amounts: Vec<i64> = entries.iter().map(|e| e.amount.to_stored()).collect();
+    let [dp, dpo, cp, cpo] = balance_arrays(entries.iter().map(|e| &e.balances_after));
+    tx.execute(
+        &format!(
+            "INSERT INTO entries ({ENTRY_COLUMNS}) SELECT * FROM UNNEST($1::bytea[], $2::bigint[], \
+             $3::smallint[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])"
+        ),
+        &[&accounts, &seqs, &sides, &transfers, &amounts, &dp, &dpo, &cp, &cpo],
+    )?;
+    Ok(())
+}
+
+fn update_accounts(tx: &mut postgres::Transaction<'_>, accounts: &[Account]) -> Result<(), postgres::Error> {
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Vec<u8>> = accounts.iter().map(|a| a.id.to_bytes().to_vec()).collect();
+    let statuses: Vec<i16> = accounts.iter().map(|a| i16::from(a.status.code())).collect();
+    let [dp, dpo, cp, cpo] = balance_arrays(accounts.iter().map(|a| &a.balances));
+    let changed = tx.execute(
+        "UPDATE accounts AS a SET status = u.status, debits_pending = u.dp, debits_posted = u.dpo, \
+         credits_pending = u.cp, credits_posted = u.cpo \
+         FROM UNNEST($1::bytea[], $2::smallint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) \
+         AS u(id, status, dp, dpo, cp, cpo) WHERE a.id = u.id",
+        &[&ids, &statuses, &dp, &dpo, &cp, &cpo],
+    )?;
+    assert_eq!(changed as usize, accounts.len(), "an updated account is not stored");
+    Ok(())
+}
+
+fn upsert_holds(tx: &mut postgres::Transaction<'_>, holds: &[Hold]) -> Result<(), postgres::Error> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Vec<u8>> = holds.iter().map(|h| h.pending_id.to_bytes().to_vec()).collect();
+    let debits: Vec<Vec<u8>> = holds.iter().map(|h| h.movement.debit_account_id.to_bytes().to_vec()).collect();
+    let credits: Vec<Vec<u8>> = holds.iter().map(|h| h.movement.credit_account_id.to_bytes().to_vec()).collect();
+    let assets: Vec<&str> = holds.iter().map(|h| h.movement.asset.as_str()).collect();
+    let amounts: Vec<i64> = holds.iter().map(|h| h.movement.amount.to_stored()).collect();
+    let expires: Vec<Option<i64>> = holds.iter().map(|h| h.expires_at.map(|at| at.0 as i64)).collect();
+    let states: Vec<i16> = holds.iter().map(|h| i16::from(h.state.code())).collect();
+    let codes: Vec<i64> = holds.iter().map(|h| i64::from(h.business_code.0)).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO holds ({HOLD_COLUMNS}) SELECT * FROM UNNEST($1::bytea[], $2::bytea[], \
+             $3::bytea[], $4::text[], $5::bigint[], $6::bigint[], $7::smallint[], $8::bigint[]) \
+             ON CONFLICT (pending_id) DO UPDATE SET state = EXCLUDED.state"
+        ),
+        &[&ids, &debits, &credits, &assets, &amounts, &expires, &states, &codes],
+    )?;
+    Ok(())
+}
+
+fn side_code(side: Side) -> i16 {
+    match side {
+        Side::Debit => 1,
+        Side::Credit => 2,
+    }
+}
+
+fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, StoreError> {
+    row.try_get(index).map_err(backend)
+}
+
+fn account_from_row(row: &Row) -> Result<Account, StoreError> {
+    Ok(Account {
+        id: codec::account_id(get(row, 0)?)?,
+        asset: codec::asset_code(get(row, 1)?)?,
+        chart_code: ChartCode(codec::u32_column(get(row, 2)?, "chart code")?),
+        rule: codec::rule(i64::from(get::<i16>(row, 3)?), get(row, 4)?)?,
+        metadata: codec::text(get(row, 5)?)?,
+        status: codec::status(i64::from(get::<i16>(row, 6)?))?,
+        balances: ledger::Balances {
+            debits_pending: codec::amount(get(row, 7)?)?,
+            debits_posted: codec::amount(get(row, 8)?)?,
+            credits_pending: codec::amount(get(row, 9)?)?,
+            credits_posted: codec::amount(get(row, 10)?)?,
+        },
+        opened_seq: Seq(codec::u64_column(get(row, 11)?, "seq")?),
+        opened_at: Timestamp(codec::u64_column(get(row, 12)?, "timestamp")?),
+    })
+}
+
+fn optional_timestamp(value: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    value.map(|at| codec::u64_column(at, "timestamp").map(Timestamp)).transpose()
+}
+
+fn transfer_from_row(row: &Row) -> Result<Transfer, StoreError> {
+    let pending: Option<&[u8]> = get(row, 7)?;
+    Ok(Transfer {
+        seq: Seq(codec::u64_column(get(row, 0)?, "seq")?),
+        id: codec::transfer_id(get(row, 1)?)?,
+        kind: codec::kind(i64::from(get::<i16>(row, 2)?))?,
+        debit_account_id: codec::account_id(get(row, 3)?)?,
+        credit_account_id: codec::account_id(get(row, 4)?)?,
+        asset: codec::asset_code(get(row, 5)?)?,
+        amount: codec::amount(get(row, 6)?)?,
+        pending_id: pending.map(codec::transfer_id).transpose()?,
+        expires_at: optional_timestamp(get(row, 8)?)?,
+        business_code: BusinessCode(codec::u32_column(get(row, 9)?, "business code")?),
+        order_ref: codec::text(get(row, 10)?)?,
+        timestamp: Timestamp(codec::u64_column(get(row, 11)?, "timestamp")?),
+        fingerprint: codec::fingerprint(get(row, 12)?)?,
+    })
+}
+
+fn hold_from_row(row: &Row) -> Result<Hold, StoreError> {
+    Ok(Hold {
+        pending_id: codec::transfer_id(get(row, 0)?)?,
+        movement: Movement {
+            debit_account_id: codec::account_id(get(row, 1)?)?,
+            credit_account_id: codec::account_id(get(row, 2)?)?,
+            asset: codec::asset_code(get(row, 3)?)?,
+            amount: codec::amount(get(row, 4)?)?,
+        },
+        expires_at: optional_timestamp(get(row, 5)?)?,
+        state: codec::hold_state(i64::from(get::<i16>(row, 6)?))?,
+        business_code: BusinessCode(codec::u32_column(get(row, 7)?, "business code")?),
+    })
+}
+
+fn entry_from_row(row: &Row) -> Result<Entry, StoreError> {
+    let side = match get::<i16>(row, 2)? {
+        1 => Side::Debit,
+        2 => Side::Credit,
+        other => return Err(codec::corrupt(format!("bad entry side {other}"))),
+    };
+    Ok(Entry {
+        account_id: codec::account_id(get(row, 0)?)?,
+        seq: Seq(codec::u64_column(get(row, 1)?, "seq")?),
+        side,
+        transfer_id: codec::transfer_id(get(row, 3)?)?,
+        amount: codec::amount(get(row, 4)?)?,
+        balances_after: ledger::Balances {
+            debits_pending: codec::amount(get(row, 5)?)?,
+            debits_posted: codec::amount(get(row, 6)?)?,
+            credits_pending: codec::amount(get(row, 7)?)?,
+            credits_posted: codec::amount(get(row, 8)?)?,
+        },
+    })
+}
+
+fn batch_from_row(row: &Row) -> Result<BatchHeader, StoreError> {
+    Ok(BatchHeader {
+        batch_seq: BatchSeq(codec::u64_column(get(row, 0)?, "batch seq")?),
+        first_seq: Seq(codec::u64_column(get(row, 1)?, "seq")?),
+        n_records: codec::u32_column(get(row, 2)?, "n_records")?,
+        timestamp: Timestamp(codec::u64_column(get(row, 3)?, "timestamp")?),
+        prev_hash: codec::hash(get(row, 4)?)?,
+        hash: codec::hash(get(row, 5)?)?,
+    })
+}
+
+fn head_from_row(row: &Row) -> Result<JournalHead, StoreError> {
+    Ok(JournalHead {
+        batch_seq: BatchSeq(codec::u64_column(get(row, 0)?, "batch seq")?),
+        last_seq: Seq(codec::u64_column(get(row, 1)?, "seq")?),
+        last_timestamp: Timestamp(codec::u64_column(get(row, 2)?, "timestamp")?),
+        hash: codec::hash(get(row, 3)?)?,
+    })
+}
+
+fn reference_data(
+    client: &mut impl GenericClient,
+) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError> {
+    let mut assets = HashMap::new();
+    for row in client.query("SELECT code, scale FROM assets", &[]).map_err(backend)? {
+        let code = codec::asset_code(get(&row, 0)?)?;
+        let scale = u8::try_from(get::<i16>(&row, 1)?).map_err(codec::corrupt)?;
+        assets.insert(code, Asset::new(code, scale).map_err(codec::corrupt)?);
+    }
+    let mut charts = HashMap::new();
+    for row in client.query("SELECT code, name, class FROM chart", &[]).map_err(backend)? {
+        let code = ChartCode(codec::u32_column(get(&row, 0)?, "chart code")?);
+        let entry = ChartEntry {
+            code,
+            name: codec::text(get(&row, 1)?)?,
+            class: codec::class(i64::from(get::<i16>(&row, 2)?))?,
+        };
+        charts.insert(code, entry);
+    }
+    Ok((assets, charts))
+}
+
+/// The read side: a small pool of connections.
+pub struct PgReader {
+    target: PgTarget,
+    idle: Mutex<Vec<Client>>,
+}
+
+/// Idle reader connections kept for reuse.
+const READER_IDLE_MAX: usize = 8;
+
+impl PgReader {
+    pub fn connect(target: PgTarget) -> Result<PgReader, StoreError> {
+        let reader = PgReader { target, idle: Mutex::new(Vec::new()) };
+        let client = reader.checkout()?;
+        reader.checkin(client);
+        Ok(reader)
+    }
+
+    fn checkout(&self) -> Result<Client, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        match idle {
+            Some(client) if !client.is_closed() => Ok(client),
+            _ => self.target.connect(),
+        }
+    }
+
+    fn checkin(&self, client: Client) {
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < READER_IDLE_MAX && !client.is_closed() {
+            idle.push(client);
+        }
+    }
+
+    /// Runs `read` in one repeatable-read transaction, so multi-query reads see one snapshot.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.checkout()?;
+        let result = (|| {
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(backend)?;
+            let result = read(&mut tx);
+            tx.rollback().map_err(backend)?;
+            result
+        })();
+        self.checkin(client);
+        result
+    }
+}
+
+fn limit(page_limit: usize) -> i64 {
+    page_limit.clamp(1, ledger::port::PAGE_LIMIT_MAX) as i64
+}
+
+fn query_all<T>(
+    tx: &mut postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+    map: fn(&Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    tx.query(sql, params).map_err(backend)?.iter().map(map).collect()
+}
+
+impl LedgerReader for PgReader {
+    fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        self.read(|tx| {
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+            Ok(query_all(tx, &sql, &[&&id.to_bytes()[..]], account_from_row)?.pop())
+        })
+    }
+
+    fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError> {
+        self.read(|tx| {
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1");
+            Ok(query_all(tx, &sql, &[&&id.to_bytes()[..]], transfer_from_row)?.pop())
+        })
+    }
+
+    fn hold(&self, pending_id: TransferId) -> Result<Option<Hold>, StoreError> {
+        self.read(|tx| {
+            let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE pending_id = $1");
+            Ok(query_all(tx, &sql, &[&&pending_id.to_bytes()[..]], hold_from_row)?.pop())
+        })
+    }
+
+    fn entries(&self, account_id: AccountId, page: Page<Seq>) -> Result<Vec<Entry>, StoreError> {
+        self.read(|tx| {
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            );
+            let after = page.after.map_or(0, |seq| seq.0 as i64);
+            query_all(tx, &sql, &[&&account_id.to_bytes()[..], &after, &limit(page.limit)], entry_from_row)
+        })
+    }
+
+    fn entry_as_of(&self, account_id: AccountId, seq: Seq) -> Result<Option<Entry>, StoreError> {
+        self.read(|tx| {
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE account_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1"
+            );
+            Ok(query_all(tx, &sql, &[&&account_id.to_bytes()[..], &(seq.0 as i64)], entry_from_row)?.pop())
+        })
+    }
+
+    fn seq_at(&self, at: Timestamp) -> Result<Seq, StoreError> {
+        self.read(|tx| {
+            let row = tx
+                .query_opt(
+                    "SELECT first_seq + n_records - 1 FROM journal_batches WHERE timestamp <= $1 \
+                     ORDER BY batch_seq DESC LIMIT 1",
+                    &[&(at.0 as i64)],
+                )
+                .map_err(backend)?;
+            match row {
+                Some(row) => Ok(Seq(codec::u64_column(get(&row, 0)?, "seq")?)),
+                None => Ok(Seq(0)),
+            }
+        })
+    }
+
+    fn trial_balance(&self) -> Result<Vec<TrialBalanceLine>, StoreError> {
+        self.read(|tx| {
+            let rows = tx
+                .query(
+                    "SELECT asset, chart_code, count(*)::bigint, sum(debits_pending)::bigint, \
+                     sum(debits_posted)::bigint, sum(credits_pending)::bigint, sum(credits_posted)::bigint \
+                     FROM accounts GROUP BY asset, chart_code ORDER BY asset, chart_code",
+                    &[],
+                )
+                .map_err(backend)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(TrialBalanceLine {
+                        asset: codec::asset_code(get(row, 0)?)?,
+                        chart_code: ChartCode(codec::u32_column(get(row, 1)?, "chart code")?),
+                        n_accounts: codec::u64_column(get(row, 2)?, "count")?,
+                        balances: ledger::Balances {
+                            debits_pending: codec::amount(get(row, 3)?)?,
+                            debits_posted: codec::amount(get(row, 4)?)?,
+                            credits_pending: codec::amount(get(row, 5)?)?,
+                            credits_posted: codec::amount(get(row, 6)?)?,
+                        },
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn head(&self) -> Result<JournalHead, StoreError> {
+        self.read(|tx| {
+            let row = tx
+                .query_one("SELECT batch_seq, last_seq, last_timestamp, hash FROM journal_head WHERE id = 1", &[])
+                .map_err(backend)?;
+            head_from_row(&row)
+        })
+    }
+
+    fn batches(&self, page: Page<BatchSeq>) -> Result<Vec<BatchHeader>, StoreError> {
+        self.read(|tx| {
+            let sql = format!(
+                "SELECT {BATCH_COLUMNS} FROM journal_batches WHERE batch_seq > $1 ORDER BY batch_seq LIMIT $2"
+            );
+            let after = page.after.map_or(0, |seq| seq.0 as i64);
+            query_all(tx, &sql, &[&after, &limit(page.limit)], batch_from_row)
+        })
+    }
+
+    fn records(&self, first: Seq, last: Seq) -> Result<(Vec<Record>, Vec<Entry>), StoreError> {
+        self.read(|tx| {
+            let (first, last) = (first.0 as i64, last.0 as i64);
+            let (assets, charts) = reference_data(tx)?;
+            let mut records = Vec::new();
+            for row in tx
+                .query("SELECT code, seq FROM assets WHERE seq BETWEEN $1 AND $2", &[&first, &last])
+                .map_err(backend)?
+            {
+                let code = codec::asset_code(get(&row, 0)?)?;
+                let asset = assets.get(&code).copied().ok_or_else(|| codec::corrupt("asset"))?;
+                records.push(Record::AssetDefined { seq: Seq(codec::u64_column(get(&row, 1)?, "seq")?), asset });
+            }
+            for row in tx
+                .query("SELECT code, seq FROM chart WHERE seq BETWEEN $1 AND $2", &[&first, &last])
+                .map_err(backend)?
+            {
+                let code = ChartCode(codec::u32_column(get(&row, 0)?, "chart code")?);
+                let entry = charts.get(&code).cloned().ok_or_else(|| codec::corrupt("chart"))?;
+                records.push(Record::ChartDefined { seq: Seq(codec::u64_column(get(&row, 1)?, "seq")?), entry });
+            }
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE opened_seq BETWEEN $1 AND $2");
+            records.extend(query_all(tx, &sql, &[&first, &last], account_from_row)?.into_iter().map(Record::AccountOpened));
+            for row in tx
+                .query(
+                    "SELECT seq, account_id, status FROM account_status_log WHERE seq BETWEEN $1 AND $2",
+                    &[&first, &last],
+                )
+                .map_err(backend)?
+            {
+                records.push(Record::AccountStatusSet {
+                    seq: Seq(codec::u64_column(get(&row, 0)?, "seq")?),
+                    account_id: codec::account_id(get(&row, 1)?)?,
+                    status: codec::status(i64::from(get::<i16>(&row, 2)?))?,
+                });
+            }
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE seq BETWEEN $1 AND $2");
+            records.extend(query_all(tx, &sql, &[&first, &last], transfer_from_row)?.into_iter().map(Record::Transfer));
+            records.sort_by_key(Record::seq);
+            let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq BETWEEN $1 AND $2");
+            let entries = query_all(tx, &sql, &[&first, &last], entry_from_row)?;
+            Ok((records, entries))
+        })
+    }
+
+    fn accounts(&self, page: Page<AccountId>) -> Result<Vec<Account>, StoreError> {
+        self.read(|tx| {
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > $1 ORDER BY id LIMIT $2");
+            let after = page.after.map_or([0u8; 16], |id| id.to_bytes());
+            query_all(tx, &sql, &[&&after[..], &limit(page.limit)], account_from_row)
+        })
+    }
+
+    fn pending_holds(&self, page: Page<TransferId>) -> Result<Vec<Hold>, StoreError> {
+        self.read(|tx| {
+            let sql = format!(
+                "SELECT {HOLD_COLUMNS} FROM holds WHERE state = 1 AND pending_id > $1 ORDER BY pending_id LIMIT $2"
+            );
+            let after = page.after.map_or([0u8; 16], |id| id.to_bytes());
+            query_all(tx, &sql, &[&&after[..], &limit(page.limit)], hold_from_row)
+        })
+    }
+}

@@ -1,0 +1,737 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Durability: `synchronous = FULL` makes every commit fsync the WAL before `COMMIT`
+//! returns, so an acknowledged batch survives a crash or power loss. Write transactions are
+//! `BEGIN IMMEDIATE`, which takes SQLite's single write lock up front; that is the whole of
+//! the "lock" stages of the port here, and it also keeps a second process on the same file
+//! correct (it waits for the lock, up to the busy timeout).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ledger::apply::BatchWrite;
+use ledger::journal::{BatchHeader, JournalHead};
+use ledger::model::{
+    Account, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer,
+};
+use ledger::port::{LedgerReader, LedgerStore, LedgerTx, Page, StoreError, TrialBalanceLine};
+use ledger::{AccountId, BatchSeq, BusinessCode, Seq, Timestamp, TransferId};
+use money::{Asset, AssetCode};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use crate::codec::{self, ACCOUNT_COLUMNS, BATCH_COLUMNS, ENTRY_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_ledger.sql"))];
+
+fn backend(error: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(failure, _) = &error {
+        if failure.code == rusqlite::ErrorCode::DatabaseBusy
+            || failure.code == rusqlite::ErrorCode::DatabaseLocked
+        {
+            return StoreError::Conflict(error.to_string());
+        }
+    }
+    StoreError::Backend(error.to_string())
+}
+
+/// Opens a connection with the settings every connection to the file needs.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path).map_err(backend)?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = OFF;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -131072;
+             PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(backend)?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )
+    .map_err(backend)?;
+    for (version, sql) in MIGRATIONS {
+        let applied: Option<i64> = tx
+            .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |row| row.get(0))
+            .optional()
+            .map_err(backend)?;
+        if applied.is_none() {
+            tx.execute_batch(sql).map_err(backend)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, datetime('now'))",
+                [version],
+            )
+            .map_err(backend)?;
+        }
+    }
+    tx.commit().map_err(backend)
+}
+
+/// The write side: owned by one posting pipeline.
+pub struct SqliteStore {
+    connection: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let mut connection = connect(path.as_ref())?;
+        migrate(&mut connection)?;
+        Ok(SqliteStore { connection })
+    }
+}
+
+impl LedgerStore for SqliteStore {
+    type Tx<'a> = SqliteTx<'a>;
+
+    fn begin(&mut self) -> Result<SqliteTx<'_>, StoreError> {
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        Ok(SqliteTx { tx })
+    }
+}
+
+pub struct SqliteTx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl LedgerTx for SqliteTx<'_> {
+    fn find_transfers(&mut self, ids: &[TransferId]) -> Result<Vec<Transfer>, StoreError> {
+        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1");
+        let mut statement = self.tx.prepare_cached(&sql).map_err(backend)?;
+        let mut found = Vec::new();
+        for id in ids {
+            let row = statement
+                .query_row([&id.to_bytes()[..]], |row| Ok(transfer_from_row(row)))
+                .optional()
+                .map_err(backend)?;
+            if let Some(transfer) = row {
+                found.push(transfer?);
+            }
+        }
+        Ok(found)
+    }
+
+    fn lock_holds(&mut self, pending_ids: &[TransferId]) -> Result<Vec<Hold>, StoreError> {
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE pending_id = ?1");
+        let mut statement = self.tx.prepare_cached(&sql).map_err(backend)?;
+        let mut found = Vec::new();
+        for id in pending_ids {
+            let row = statement
+                .query_row([&id.to_bytes()[..]], |row| Ok(hold_from_row(row)))
+                .optional()
+                .map_err(backend)?;
+            if let Some(hold) = row {
+                found.push(hold?);
+            }
+        }
+        Ok(found)
+    }
+
+    fn lock_due_holds(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Hold>, StoreError> {
+        let sql = format!(
+            "SELECT {HOLD_COLUMNS} FROM holds WHERE state = 1 AND expires_at IS NOT NULL \
+             AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2"
+        );
+        let mut statement = self.tx.prepare_cached(&sql).map_err(backend)?;
+        let rows = statement
+            .query_map(params![now.0 as i64, limit as i64], |row| Ok(hold_from_row(row)))
+            .map_err(backend)?;
+        rows.map(|row| row.map_err(backend)?).collect()
+    }
+
+    fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1");
+        let mut statement = self.tx.prepare_cached(&sql).map_err(backend)?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = statement
+                .query_row([&id.to_bytes()[..]], |row| Ok(account_from_row(row)))
+                .optional()
+                .map_err(backend)?;
+            if let Some(account) = row {
+                found.push(account?);
+            }
+        }
+        Ok(found)
+    }
+
+    fn reference_data(
+        &mut self,
+    ) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError> {
+        reference_data(&self.tx)
+    }
+
+    fn lock_head(&mut self) -> Result<JournalHead, StoreError> {
+        head(&self.tx)
+    }
+
+    fn write(&mut self, batch: &BatchWrite) -> Result<(), StoreError> {
+        write_batch(&self.tx, batch).map_err(backend)
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        // SQLite either commits or leaves the transaction open and rolls it back on drop; an
+        // I/O error during the WAL fsync is reported as a failed commit, not an unknown one.
+        self.tx.commit().map_err(backend)
+    }
+}
+
+fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &BatchWrite) -> rusqlite::Result<()> {
+    for record in &batch.records {
+        match record {
+            Record::AssetDefined { seq, asset } => {
+                tx.prepare_cached("INSERT INTO assets (code, scale, seq) VALUES (?1, ?2, ?3)")?
+                    .execute(params![asset.code().as_str(), asset.scale(), seq.0 as i64])?;
+            }
+            Record::ChartDefined { seq, entry } => {
+                tx.prepare_cached(
+                    "INSERT INTO chart (code, name, class, seq) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![entry.code.0, entry.name.as_str(), entry.class.code(), seq.0 as i64])?;
+            }
+            Record::AccountOpened(_) => {}
+            Record::AccountStatusSet { seq, account_id, status } => {
+                tx.prepare_cached(
+                    "INSERT INTO account_status_log (seq, account_id, status) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![seq.0 as i64, &account_id.to_bytes()[..], status.code()])?;
+            }
+            Record::Transfer(transfer) => insert_transfer(tx, transfer)?,
+        }
+    }
+    for account in &batch.opened_accounts {
+        let (rule_kind, rule_limit) = codec::rule_columns(&account.rule);
+        let b = &account.balances;
+        tx.prepare_cached(&format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ))?
+        .execute(params![
+            &account.id.to_bytes()[..],
+            account.asset.as_str(),
+            account.chart_code.0,
+            rule_kind,
+            rule_limit,
+            account.metadata.as_str(),
+            account.status.code(),
+            b.debits_pending.to_stored(),
+            b.debits_posted.to_stored(),
+            b.credits_pending.to_stored(),
+            b.credits_posted.to_stored(),
+            account.opened_seq.0 as i64,
+            account.opened_at.0 as i64,
+        ])?;
+    }
+    {
+        let mut update = tx.prepare_cached(
+            "UPDATE accounts SET status = ?2, debits_pending = ?3, debits_posted = ?4, \
+             credits_pending = ?5, credits_posted = ?6 WHERE id = ?1",
+        )?;
+        for account in &batch.updated_accounts {
+            let b = &account.balances;
+            let changed = update.execute(params![
+                &account.id.to_bytes()[..],
+                account.status.code(),
+                b.debits_pending.to_stored(),
+                b.debits_posted.to_stored(),
+                b.credits_pending.to_stored(),
+                b.credits_posted.to_stored(),
+            ])?;
+            assert_eq!(changed, 1, "updated account {} is not stored", account.id);
+        }
+    }
+    {
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))?;
+        for entry in &batch.entries {
+            let b = &entry.balances_after;
+            insert.execute(params![
+                &entry.account_id.to_bytes()[..],
+                entry.seq.0 as i64,
+                side_code(entry.side),
+                &entry.transfer_id.to_bytes()[..],
+                entry.amount.to_stored(),
+                b.debits_pending.to_stored(),
+                b.debits_posted.to_stored(),
+                b.credits_pending.to_stored(),
+                b.credits_posted.to_stored(),
+            ])?;
+        }
+    }
+    {
+        let mut upsert = tx.prepare_cached(&format!(
+            "INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (pending_id) DO UPDATE SET state = excluded.state"
+        ))?;
+        for hold in &batch.holds {
+            upsert.execute(params![
+                &hold.pending_id.to_bytes()[..],
+                &hold.movement.debit_account_id.to_bytes()[..],
+                &hold.movement.credit_account_id.to_bytes()[..],
+                hold.movement.asset.as_str(),
+                hold.movement.amount.to_stored(),
+                hold.expires_at.map(|at| at.0 as i64),
+                hold.state.code(),
+                hold.business_code.0,
+            ])?;
+        }
+    }
+    let header = &batch.header;
+    tx.prepare_cached(&format!("INSERT INTO journal_batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?
+        .execute(params![
+            header.batch_seq.0 as i64,
+            header.first_seq.0 as i64,
+            header.n_records,
+            header.timestamp.0 as i64,
+            &header.prev_hash.0[..],
+            &header.hash.0[..],
+        ])?;
+    let head = batch.head();
+    tx.prepare_cached(
+        "UPDATE journal_head SET batch_seq = ?1, last_seq = ?2, last_timestamp = ?3, hash = ?4 WHERE id = 1",
+    )?
+    .execute(params![
+        head.batch_seq.0 as i64,
+        head.last_seq.0 as i64,
+        head.last_timestamp.0 as i64,
+        &head.hash.0[..]
+    ])?;
+    Ok(())
+}
+
+fn insert_transfer(tx: &rusqlite::Transaction<'_>, transfer: &Transfer) -> rusqlite::Result<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO transfers ({TRANSFER_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?
+    .execute(params![
+        transfer.seq.0 as i64,
+        &transfer.id.to_bytes()[..],
+        transfer.kind.code(),
+        &transfer.debit_account_id.to_bytes()[..],
+        &transfer.credit_account_id.to_bytes()[..],
+        transfer.asset.as_str(),
+        transfer.amount.to_stored(),
+        transfer.pending_id.map(|id| id.to_bytes().to_vec()),
+        transfer.expires_at.map(|at| at.0 as i64),
+        transfer.business_code.0,
+        transfer.order_ref.as_str(),
+        transfer.timestamp.0 as i64,
+        &transfer.fingerprint.0[..],
+    ])?;
+    Ok(())
+}
+
+fn side_code(side: Side) -> i64 {
+    match side {
+        Side::Debit => 1,
+        Side::Credit => 2,
+    }
+}
+
+fn side(code: i64) -> Result<Side, StoreError> {
+    match code {
+        1 => Ok(Side::Debit),
+        2 => Ok(Side::Credit),
+        other => Err(codec::corrupt(format!("bad entry side {other}"))),
+    }
+}
+
+fn account_from_row(row: &Row<'_>) -> Result<Account, StoreError> {
+    let get = |e: rusqlite::Error| backend(e);
+    Ok(Account {
+        id: codec::account_id(&row.get::<_, Vec<u8>>(0).map_err(get)?)?,
+        asset: codec::asset_code(&row.get::<_, String>(1).map_err(get)?)?,
+        chart_code: ChartCode(codec::u32_column(row.get(2).map_err(get)?, "chart code")?),
+        rule: codec::rule(row.get(3).map_err(get)?, row.get(4).map_err(get)?)?,
+        metadata: codec::text(row.get::<_, String>(5).map_err(get)?)?,
+        status: codec::status(row.get(6).map_err(get)?)?,
+        balances: ledger::Balances {
+            debits_pending: codec::amount(row.get(7).map_err(get)?)?,
+            debits_posted: codec::amount(row.get(8).map_err(get)?)?,
+            credits_pending: codec::amount(row.get(9).map_err(get)?)?,
+            credits_posted: codec::amount(row.get(10).map_err(get)?)?,
+        },
+        opened_seq: Seq(codec::u64_column(row.get(11).map_err(get)?, "seq")?),
+        opened_at: Timestamp(codec::u64_column(row.get(12).map_err(get)?, "timestamp")?),
+    })
+}
+
+fn transfer_from_row(row: &Row<'_>) -> Result<Transfer, StoreError> {
+    let get = |e: rusqlite::Error| backend(e);
+    let pending: Option<Vec<u8>> = row.get(7).map_err(get)?;
+    let expires_at: Option<i64> = row.get(8).map_err(get)?;
+    Ok(Transfer {
+        seq: Seq(codec::u64_column(row.get(0).map_err(get)?, "seq")?),
+        id: codec::transfer_id(&row.get::<_, Vec<u8>>(1).map_err(get)?)?,
+        kind: codec::kind(row.get(2).map_err(get)?)?,
+        debit_account_id: codec::account_id(&row.get::<_, Vec<u8>>(3).map_err(get)?)?,
+        credit_account_id: codec::account_id(&row.get::<_, Vec<u8>>(4).map_err(get)?)?,
+        asset: codec::asset_code(&row.get::<_, String>(5).map_err(get)?)?,
+        amount: codec::amount(row.get(6).map_err(get)?)?,
+        pending_id: pending.map(|bytes| codec::transfer_id(&bytes)).transpose()?,
+        expires_at: expires_at
+            .map(|at| codec::u64_column(at, "expires_at").map(Timestamp))
+            .transpose()?,
+        business_code: BusinessCode(codec::u32_column(row.get(9).map_err(get)?, "business code")?),
+        order_ref: codec::text(row.get::<_, String>(10).map_err(get)?)?,
+        timestamp: Timestamp(codec::u64_column(row.get(11).map_err(get)?, "timestamp")?),
+        fingerprint: codec::fingerprint(&row.get::<_, Vec<u8>>(12).map_err(get)?)?,
+    })
+}
+
+fn hold_from_row(row: &Row<'_>) -> Result<Hold, StoreError> {
+    let get = |e: rusqlite::Error| backend(e);
+    let expires_at: Option<i64> = row.get(5).map_err(get)?;
+    Ok(Hold {
+        pending_id: codec::transfer_id(&row.get::<_, Vec<u8>>(0).map_err(get)?)?,
+        movement: Movement {
+            debit_account_id: codec::account_id(&row.get::<_, Vec<u8>>(1).map_err(get)?)?,
+            credit_account_id: codec::account_id(&row.get::<_, Vec<u8>>(2).map_err(get)?)?,
+            asset: codec::asset_code(&row.get::<_, String>(3).map_err(get)?)?,
+            amount: codec::amount(row.get(4).map_err(get)?)?,
+        },
+        expires_at: expires_at
+            .map(|at| codec::u64_column(at, "expires_at").map(Timestamp))
+            .transpose()?,
+        state: codec::hold_state(row.get(6).map_err(get)?)?,
+        business_code: BusinessCode(codec::u32_column(row.get(7).map_err(get)?, "business code")?),
+    })
+}
+
+fn entry_from_row(row: &Row<'_>) -> Result<Entry, StoreError> {
+    let get = |e: rusqlite::Error| backend(e);
+    Ok(Entry {
+        account_id: codec::account_id(&row.get::<_, Vec<u8>>(0).map_err(get)?)?,
+        seq: Seq(codec::u64_column(row.get(1).map_err(get)?, "seq")?),
+        side: side(row.get(2).map_err(get)?)?,
+        transfer_id: codec::transfer_id(&row.get::<_, Vec<u8>>(3).map_err(get)?)?,
+        amount: codec::amount(row.get(4).map_err(get)?)?,
+        balances_after: ledger::Balances {
+            debits_pending: codec::amount(row.get(5).map_err(get)?)?,
+            debits_posted: codec::amount(row.get(6).map_err(get)?)?,
+            credits_pending: codec::amount(row.get(7).map_err(get)?)?,
+            credits_posted: codec::amount(row.get(8).map_err(get)?)?,
+        },
+    })
+}
+
+fn batch_from_row(row: &Row<'_>) -> Result<BatchHeader, StoreError> {
+    let get = |e: rusqlite::Error| backend(e);
+    Ok(BatchHeader {
+        batch_seq: BatchSeq(codec::u64_column(row.get(0).map_err(get)?, "batch seq")?),
+        first_seq: Seq(codec::u64_column(row.get(1).map_err(get)?, "seq")?),
+        n_records: codec::u32_column(row.get(2).map_err(get)?, "n_records")?,
+        timestamp: Timestamp(codec::u64_column(row.get(3).map_err(get)?, "timestamp")?),
+        prev_hash: codec::hash(&row.get::<_, Vec<u8>>(4).map_err(get)?)?,
+        hash: codec::hash(&row.get::<_, Vec<u8>>(5).map_err(get)?)?,
+    })
+}
+
+fn reference_data(
+    connection: &Connection,
+) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError> {
+    let mut assets = HashMap::new();
+    let mut statement = connection.prepare_cached("SELECT code, scale FROM assets").map_err(backend)?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+        .map_err(backend)?;
+    for row in rows {
+        let (code, scale) = row.map_err(backend)?;
+        let code = codec::asset_code(&code)?;
+        let scale = u8::try_from(scale).map_err(codec::corrupt)?;
+        assets.insert(code, Asset::new(code, scale).map_err(codec::corrupt)?);
+    }
+    let mut charts = HashMap::new();
+    let mut statement =
+        connection.prepare_cached("SELECT code, name, class FROM chart").map_err(backend)?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))
+        .map_err(backend)?;
+    for row in rows {
+        let (code, name, class) = row.map_err(backend)?;
+        let code = ChartCode(codec::u32_column(code, "chart code")?);
+        charts.insert(code, ChartEntry { code, name: codec::text(name)?, class: codec::class(class)? });
+    }
+    Ok((assets, charts))
+}
+
+fn head(connection: &Connection) -> Result<JournalHead, StoreError> {
+    let row = connection
+        .prepare_cached("SELECT batch_seq, last_seq, last_timestamp, hash FROM journal_head WHERE id = 1")
+        .map_err(backend)?
+        .query_row([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, Vec<u8>>(3)?))
+        })
+        .map_err(backend)?;
+    Ok(JournalHead {
+        batch_seq: BatchSeq(codec::u64_column(row.0, "batch seq")?),
+        last_seq: Seq(codec::u64_column(row.1, "seq")?),
+        last_timestamp: Timestamp(codec::u64_column(row.2, "timestamp")?),
+        hash: codec::hash(&row.3)?,
+    })
+}
+
+/// The read side: a small pool of connections, each reading a consistent WAL snapshot.
+pub struct SqliteReader {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Idle reader connections kept for reuse.
+const READER_IDLE_MAX: usize = 8;
+
+impl SqliteReader {
+    /// Opens a reader on a database that [`SqliteStore::open`] has created.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteReader, StoreError> {
+        let reader = SqliteReader { path: path.as_ref().to_path_buf(), idle: Mutex::new(Vec::new()) };
+        let connection = reader.checkout()?;
+        reader.checkin(connection);
+        Ok(reader)
+    }
+
+    fn checkout(&self) -> Result<Connection, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        match idle {
+            Some(connection) => Ok(connection),
+            None => connect(&self.path),
+        }
+    }
+
+    fn checkin(&self, connection: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < READER_IDLE_MAX {
+            idle.push(connection);
+        }
+    }
+
+    /// Runs `read` in one read transaction, so multi-query reads see one snapshot.
+    fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut connection = self.checkout()?;
+        let result = {
+            let tx = connection.transaction().map_err(backend)?;
+            let result = read(&tx);
+            drop(tx);
+            result
+        };
+        self.checkin(connection);
+        result
+    }
+}
+
+fn query_all<T>(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut statement = connection.prepare_cached(sql).map_err(backend)?;
+    let rows = statement.query_map(params, |row| Ok(map(row))).map_err(backend)?;
+    rows.map(|row| row.map_err(backend)?).collect()
+}
+
+fn query_one<T>(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    Ok(query_all(connection, sql, params, map)?.into_iter().next())
+}
+
+fn limit(page_limit: usize) -> i64 {
+    page_limit.clamp(1, ledger::port::PAGE_LIMIT_MAX) as i64
+}
+
+impl LedgerReader for SqliteReader {
+    fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        self.read(|c| {
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1");
+            query_one(c, &sql, [&id.to_bytes()[..]], account_from_row)
+        })
+    }
+
+    fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError> {
+        self.read(|c| {
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1");
+            query_one(c, &sql, [&id.to_bytes()[..]], transfer_from_row)
+        })
+    }
+
+    fn hold(&self, pending_id: TransferId) -> Result<Option<Hold>, StoreError> {
+        self.read(|c| {
+            let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE pending_id = ?1");
+            query_one(c, &sql, [&pending_id.to_bytes()[..]], hold_from_row)
+        })
+    }
+
+    fn entries(&self, account_id: AccountId, page: Page<Seq>) -> Result<Vec<Entry>, StoreError> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE account_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+            );
+            let after = page.after.map_or(0, |seq| seq.0 as i64);
+            query_all(c, &sql, params![&account_id.to_bytes()[..], after, limit(page.limit)], entry_from_row)
+        })
+    }
+
+    fn entry_as_of(&self, account_id: AccountId, seq: Seq) -> Result<Option<Entry>, StoreError> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE account_id = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1"
+            );
+            query_one(c, &sql, params![&account_id.to_bytes()[..], seq.0 as i64], entry_from_row)
+        })
+    }
+
+    fn seq_at(&self, at: Timestamp) -> Result<Seq, StoreError> {
+        self.read(|c| {
+            let last: Option<i64> = c
+                .prepare_cached(
+                    "SELECT first_seq + n_records - 1 FROM journal_batches WHERE timestamp <= ?1 \
+                     ORDER BY batch_seq DESC LIMIT 1",
+                )
+                .map_err(backend)?
+                .query_row([at.0 as i64], |row| row.get(0))
+                .optional()
+                .map_err(backend)?;
+            Ok(Seq(last.map_or(Ok(0), |seq| codec::u64_column(seq, "seq"))?))
+        })
+    }
+
+    fn trial_balance(&self) -> Result<Vec<TrialBalanceLine>, StoreError> {
+        self.read(|c| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT asset, chart_code, count(*), sum(debits_pending), sum(debits_posted), \
+                     sum(credits_pending), sum(credits_posted) FROM accounts \
+                     GROUP BY asset, chart_code ORDER BY asset, chart_code",
+                )
+                .map_err(backend)?;
+            let rows = statement
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        [row.get::<_, i64>(3)?, row.get(4)?, row.get(5)?, row.get(6)?],
+                    ))
+                })
+                .map_err(backend)?;
+            let mut lines = Vec::new();
+            for row in rows {
+                let (asset, chart, count, sums) = row.map_err(backend)?;
+                lines.push(TrialBalanceLine {
+                    asset: codec::asset_code(&asset)?,
+                    chart_code: ChartCode(codec::u32_column(chart, "chart code")?),
+                    n_accounts: codec::u64_column(count, "count")?,
+                    balances: ledger::Balances {
+                        debits_pending: codec::amount(sums[0])?,
+                        debits_posted: codec::amount(sums[1])?,
+                        credits_pending: codec::amount(sums[2])?,
+                        credits_posted: codec::amount(sums[3])?,
+                    },
+                });
+            }
+            Ok(lines)
+        })
+    }
+
+    fn head(&self) -> Result<JournalHead, StoreError> {
+        self.read(head)
+    }
+
+    fn batches(&self, page: Page<BatchSeq>) -> Result<Vec<BatchHeader>, StoreError> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {BATCH_COLUMNS} FROM journal_batches WHERE batch_seq > ?1 ORDER BY batch_seq LIMIT ?2"
+            );
+            let after = page.after.map_or(0, |seq| seq.0 as i64);
+            query_all(c, &sql, params![after, limit(page.limit)], batch_from_row)
+        })
+    }
+
+    fn records(&self, first: Seq, last: Seq) -> Result<(Vec<Record>, Vec<Entry>), StoreError> {
+        self.read(|c| {
+            let range = params![first.0 as i64, last.0 as i64];
+            let mut records = Vec::new();
+            let (assets, charts) = reference_data(c)?;
+            let mut statement = c
+                .prepare_cached("SELECT code, seq FROM assets WHERE seq BETWEEN ?1 AND ?2")
+                .map_err(backend)?;
+            let rows = statement
+                .query_map(range, |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+                .map_err(backend)?;
+            for row in rows {
+                let (code, seq) = row.map_err(backend)?;
+                let asset = assets.get(&codec::asset_code(&code)?).copied().ok_or_else(|| codec::corrupt("asset"))?;
+                records.push(Record::AssetDefined { seq: Seq(codec::u64_column(seq, "seq")?), asset });
+            }
+            let mut statement = c
+                .prepare_cached("SELECT code, seq FROM chart WHERE seq BETWEEN ?1 AND ?2")
+                .map_err(backend)?;
+            let rows = statement
+                .query_map(range, |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+                .map_err(backend)?;
+            for row in rows {
+                let (code, seq) = row.map_err(backend)?;
+                let code = ChartCode(codec::u32_column(code, "chart code")?);
+                let entry = charts.get(&code).cloned().ok_or_else(|| codec::corrupt("chart"))?;
+                records.push(Record::ChartDefined { seq: Seq(codec::u64_column(seq, "seq")?), entry });
+            }
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE opened_seq BETWEEN ?1 AND ?2");
+            records.extend(query_all(c, &sql, range, account_from_row)?.into_iter().map(Record::AccountOpened));
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT seq, account_id, status FROM account_status_log WHERE seq BETWEEN ?1 AND ?2",
+                )
+                .map_err(backend)?;
+            let rows = statement
+                .query_map(range, |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?)))
+                .map_err(backend)?;
+            for row in rows {
+                let (seq, account_id, status) = row.map_err(backend)?;
+                records.push(Record::AccountStatusSet {
+                    seq: Seq(codec::u64_column(seq, "seq")?),
+                    account_id: codec::account_id(&account_id)?,
+                    status: codec::status(status)?,
+                });
+            }
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE seq BETWEEN ?1 AND ?2");
+            records.extend(query_all(c, &sql, range, transfer_from_row)?.into_iter().map(Record::Transfer));
+            records.sort_by_key(Record::seq);
+            let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE seq BETWEEN ?1 AND ?2");
+            let entries = query_all(c, &sql, range, entry_from_row)?;
+            Ok((records, entries))
+        })
+    }
+
+    fn accounts(&self, page: Page<AccountId>) -> Result<Vec<Account>, StoreError> {
+        self.read(|c| {
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2");
+            let after = page.after.map_or([0u8; 16], |id| id.to_bytes());
+            query_all(c, &sql, params![&after[..], limit(page.limit)], account_from_row)
+        })
+    }
+
+    fn pending_holds(&self, page: Page<TransferId>) -> Result<Vec<Hold>, StoreError> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {HOLD_COLUMNS} FROM holds WHERE state = 1 AND pending_id > ?1 ORDER BY pending_id LIMIT ?2"
+            );
+            let after = page.after.map_or([0u8; 16], |id| id.to_bytes());
+            query_all(c, &sql, params![&after[..], limit(page.limit)], hold_from_row)
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! Backends under test. SQLite always runs. PostgreSQL runs when reachable at
+//! `QIANBAO_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`); under `CI=true`
+//! an unreachable server fails the test instead of skipping it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ledger::port::LedgerReader;
+use ledger::{Ledger, LedgerHandle, ManualClock, PipelineConfig, Timestamp};
+use store::{PgReader, PgStore, PgTarget, SqliteReader, SqliteStore};
+
+pub const PG_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn pg_url() -> String {
+    std::env::var("QIANBAO_TEST_PG_URL").unwrap_or_else(|_| PG_URL_DEFAULT.to_string())
+}
+
+/// A fresh schema name per test, so tests run in parallel on one database.
+pub fn fresh_schema(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("qb_test_{prefix}_{}_{n}_{nanos}", std::process::id())
+}
+
+/// The PostgreSQL target for a test, or `None` to skip (never under CI).
+pub fn pg_target(prefix: &str) -> Option<PgTarget> {
+    let url = pg_url();
+    match postgres::Client::connect(&url, postgres::NoTls) {
+        Ok(_) => Some(PgTarget::new(url, fresh_schema(prefix))),
+        Err(error) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("PostgreSQL at {url} is unreachable under CI=true: {error}")
+        }
+        Err(error) => {
+            eprintln!("skipping PostgreSQL test: {url} unreachable: {error}");
+            None
+        }
+    }
+}
+
+pub fn drop_schema(target: &PgTarget) {
+    if let Ok(mut client) = postgres::Client::connect(&target.url, postgres::NoTls) {
+        let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", target.schema));
+    }
+}
+
+pub enum Kind {
+    Sqlite { _dir: tempfile::TempDir, path: std::path::PathBuf },
+    Postgres(PgTarget),
+}
+
+/// A running ledger over one backend, with a reader and a clock the test controls.
+pub struct Backend {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub clock: Arc<ManualClock>,
+    pub ledger: Option<Ledger>,
+    pub reader: Box<dyn LedgerReader>,
+}
+
+pub fn test_config() -> PipelineConfig {
+    // A long poll: tests trigger expiry by submitting work, never by waiting.
+    PipelineConfig { expiry_poll_interval_ms: 60_000, ..PipelineConfig::default() }
+}
+
+impl Backend {
+    pub fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ledger.db");
+        let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
+        let store = SqliteStore::open(&path).expect("open sqlite");
+        let reader = Box::new(SqliteReader::open(&path).expect("open reader"));
+        let ledger = Ledger::start(store, clock.clone(), test_config());
+        Backend { name: "sqlite", kind: Kind::Sqlite { _dir: dir, path }, clock, ledger: Some(ledger), reader }
+    }
+
+    pub fn postgres(prefix: &str) -> Option<Backend> {
+        let target = pg_target(prefix)?;
+        let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
+        let store = PgStore::connect(target.clone()).expect("connect postgres");
+        let reader = Box::new(PgReader::connect(target.clone()).expect("reader"));
+        let ledger = Ledger::start(store, clock.clone(), test_config());
+        Some(Backend { name: "postgres", kind: Kind::Postgres(target), clock, ledger: Some(ledger), reader })
+    }
+
+    pub fn handle(&self) -> LedgerHandle {
+        self.ledger.as_ref().expect("ledger running").handle()
+    }
+
+    /// Stops the pipeline and starts a new one on the same data: a process restart.
+    pub fn restart(&mut self) {
+        if let Some(ledger) = self.ledger.take() {
+            ledger.shutdown();
+        }
+        let ledger = match &self.kind {
+            Kind::Sqlite { path, .. } => {
+                Ledger::start(SqliteStore::open(path).expect("reopen"), self.clock.clone(), test_config())
+            }
+            Kind::Postgres(target) => Ledger::start(
+                PgStore::connect(target.clone()).expect("reconnect"),
+                self.clock.clone(),
+                test_config(),
+            ),
+        };
+        self.ledger = Some(ledger);
+    }
+
+    /// Runs raw SQL behind the ledger's back, as an attacker with database access would.
+    pub fn tamper(&self, sql: &str) {
+        match &self.kind {
+            Kind::Sqlite { path, .. } => {
+                let connection = rusqlite::Connection::open(path).expect("open");
+                connection.execute_batch(sql).expect("tamper");
+            }
+            Kind::Postgres(target) => {
+                let mut client = postgres::Client::connect(&target.url, postgres::NoTls).expect("connect");
+                client
+                    .batch_execute(&format!("SET search_path TO \"{}\"; {sql}", target.schema))
+                    .expect("tamper");
+            }
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(ledger) = self.ledger.take() {
+            ledger.shutdown();
+        }
+        if let Kind::Postgres(target) = &self.kind {
+            drop_schema(target);
+        }
+    }
+}
+
+/// Runs `scenario` on every available backend.
+pub fn each_backend(prefix: &str, scenario: impl Fn(&mut Backend)) {
+    scenario(&mut Backend::sqlite());
+    if let Some(mut backend) = Backend::postgres(prefix) {
+        scenario(&mut backend);
+    }
+}
