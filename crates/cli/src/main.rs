@@ -1,1 +1,148 @@
-fn main() {}
+//! `qianbao`: the one binary of the platform.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+mod bench;
+mod load;
+
+#[derive(Parser)]
+#[command(name = "qianbao", version, about = "Qianbao: a wallet and payment platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The accounting core.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Measures durable transfers per second and latency against a naive baseline.
+    Bench(bench::BenchArgs),
+    /// Recomputes the hash chain and every balance from the journal.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Posts a steady stream of transfers and prints each acknowledged id (crash tests).
+    #[command(hide = true)]
+    Load(load::LoadArgs),
+}
+
+/// Where the books are: the embedded SQLite file in a data directory, or PostgreSQL.
+#[derive(Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Data directory of the embedded store (ledger.db inside it).
+    #[arg(long, env = "QIANBAO_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; when set, PostgreSQL is used instead of the embedded store.
+    #[arg(long, env = "QIANBAO_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// PostgreSQL schema holding the books.
+    #[arg(long, env = "QIANBAO_DATABASE_SCHEMA", default_value = "qianbao")]
+    pub database_schema: String,
+}
+
+impl StoreArgs {
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("ledger.db")
+    }
+
+    pub fn pg_target(&self) -> Option<store::PgTarget> {
+        self.database_url
+            .as_ref()
+            .map(|url| store::PgTarget::new(url.clone(), self.database_schema.clone()))
+    }
+
+    pub fn reader(&self) -> anyhow::Result<Box<dyn ledger::port::LedgerReader>> {
+        match self.pg_target() {
+            Some(target) => {
+                Ok(Box::new(store::PgReader::connect(target).context("connecting to PostgreSQL")?))
+            }
+            None => {
+                let path = self.sqlite_path();
+                anyhow::ensure!(path.exists(), "no ledger at {}", path.display());
+                Ok(Box::new(
+                    store::SqliteReader::open(&path).context("opening the embedded store")?,
+                ))
+            }
+        }
+    }
+
+    /// Starts a posting pipeline on the configured store, creating it if needed.
+    pub fn start_ledger(&self, config: ledger::PipelineConfig) -> anyhow::Result<ledger::Ledger> {
+        let clock = std::sync::Arc::new(ledger::SystemClock);
+        match self.pg_target() {
+            Some(target) => {
+                let store = store::PgStore::connect(target).context("connecting to PostgreSQL")?;
+                Ok(ledger::Ledger::start(store, clock, config))
+            }
+            None => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .with_context(|| format!("creating {}", self.data_dir.display()))?;
+                let store = store::SqliteStore::open(self.sqlite_path())
+                    .context("opening the embedded store")?;
+                Ok(ledger::Ledger::start(store, clock, config))
+            }
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Ledger { command: LedgerCommand::Bench(args) } => bench::run(args),
+        Command::Ledger { command: LedgerCommand::Verify { store, json } } => verify(&store, json),
+        Command::Ledger { command: LedgerCommand::Load(args) } => load::run(args),
+    }
+}
+
+fn verify(store: &StoreArgs, json: bool) -> anyhow::Result<()> {
+    let reader = store.reader()?;
+    let started = std::time::Instant::now();
+    let report = ledger::verify::verify(reader.as_ref(), &mut |n_batches| {
+        eprint!("\rverified {n_batches} batches");
+    })?;
+    eprintln!();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "batches {}  records {}  accounts {}  in {:.2}s",
+            report.n_batches,
+            report.n_records,
+            report.n_accounts,
+            started.elapsed().as_secs_f64()
+        );
+        match &report.divergence {
+            None => println!(
+                "OK: hash chain intact, every balance matches the journal; head {}",
+                report.head_hash
+            ),
+            Some(divergence) => println!("DIVERGENCE: {}", serde_json::to_string(divergence)?),
+        }
+    }
+    if !report.is_ok() {
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -89,7 +89,8 @@ pub fn text<const N: usize>(value: String) -> Result<ledger::model::BoundedText<
 }
 
 // Column lists, in the order the row decoders of both backends read them.
-pub const ACCOUNT_COLUMNS: &str = "id, asset, chart_code, rule_kind, rule_limit, metadata, status, \
+pub const ACCOUNT_COLUMNS: &str =
+    "id, asset, chart_code, rule_kind, rule_limit, metadata, status, \
      debits_pending, debits_posted, credits_pending, credits_posted, opened_seq, opened_at";
 pub const TRANSFER_COLUMNS: &str = "seq, id, kind, debit_account_id, credit_account_id, asset, \
      amount, pending_id, expires_at, business_code, order_ref, timestamp, fingerprint";
@@ -98,4 +99,3 @@ pub const HOLD_COLUMNS: &str = "pending_id, debit_account_id, credit_account_id,
 pub const ENTRY_COLUMNS: &str = "account_id, seq, side, transfer_id, amount, debits_pending, \
      debits_posted, credits_pending, credits_posted";
 pub const BATCH_COLUMNS: &str = "batch_seq, first_seq, n_records, timestamp, prev_hash, hash";
-

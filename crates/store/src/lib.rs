@@ -3,6 +3,7 @@
 //! that knows SQL.
 
 mod codec;
+pub mod naive;
 pub mod postgres;
 pub mod sqlite;
 

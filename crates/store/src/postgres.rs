@@ -12,7 +12,9 @@ use std::sync::Mutex;
 
 use ledger::apply::BatchWrite;
 use ledger::journal::{BatchHeader, JournalHead};
-use ledger::model::{Account, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer};
+use ledger::model::{
+    Account, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer,
+};
 use ledger::port::{LedgerReader, LedgerStore, LedgerTx, Page, StoreError, TrialBalanceLine};
 use ledger::{AccountId, BatchSeq, BusinessCode, Seq, Timestamp, TransferId};
 use money::{Asset, AssetCode};
@@ -55,10 +57,23 @@ impl PgTarget {
         let mut client = Client::connect(&self.url, NoTls).map_err(backend)?;
         let schema = quote_identifier(&self.schema);
         client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"))
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
+            ))
             .map_err(backend)?;
         Ok(client)
     }
+}
+
+/// Drops a schema and everything in it (benchmarks and tests clean up with this).
+pub fn drop_schema(target: &PgTarget) -> Result<(), StoreError> {
+    let mut client = Client::connect(&target.url, NoTls).map_err(backend)?;
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            quote_identifier(&target.schema)
+        ))
+        .map_err(backend)
 }
 
 fn quote_identifier(name: &str) -> String {
@@ -68,18 +83,23 @@ fn quote_identifier(name: &str) -> String {
 fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
     let mut tx = client.transaction().map_err(backend)?;
     // Nodes starting together must not migrate twice.
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("qianbao.migrate.{schema}")])
-        .map_err(backend)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("qianbao.migrate.{schema}")],
+    )
+    .map_err(backend)?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
     )
     .map_err(backend)?;
     for (version, sql) in MIGRATIONS {
-        let applied =
-            tx.query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[version]).map_err(backend)?;
+        let applied = tx
+            .query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[version])
+            .map_err(backend)?;
         if applied.is_none() {
             tx.batch_execute(sql).map_err(backend)?;
-            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version]).map_err(backend)?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
+                .map_err(backend)?;
         }
     }
     tx.commit().map_err(backend)
@@ -137,8 +157,10 @@ impl LedgerTx for PgTx<'_> {
         let sql = format!(
             "SELECT {HOLD_COLUMNS} FROM holds WHERE pending_id = ANY($1) ORDER BY pending_id FOR UPDATE"
         );
-        let rows =
-            self.tx.query(&sql, &[&id_array(pending_ids, TransferId::to_bytes)]).map_err(backend)?;
+        let rows = self
+            .tx
+            .query(&sql, &[&id_array(pending_ids, TransferId::to_bytes)])
+            .map_err(backend)?;
         rows.iter().map(hold_from_row).collect()
     }
 
@@ -155,8 +177,9 @@ impl LedgerTx for PgTx<'_> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql =
-            format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        );
         let rows = self.tx.query(&sql, &[&id_array(ids, AccountId::to_bytes)]).map_err(backend)?;
         rows.iter().map(account_from_row).collect()
     }
@@ -194,7 +217,10 @@ impl LedgerTx for PgTx<'_> {
     }
 }
 
-fn write_batch(tx: &mut postgres::Transaction<'_>, batch: &BatchWrite) -> Result<(), postgres::Error> {
+fn write_batch(
+    tx: &mut postgres::Transaction<'_>,
+    batch: &BatchWrite,
+) -> Result<(), postgres::Error> {
     let mut transfers = Vec::with_capacity(batch.records.len());
     for record in &batch.records {
         match record {
@@ -207,7 +233,12 @@ fn write_batch(tx: &mut postgres::Transaction<'_>, batch: &BatchWrite) -> Result
             Record::ChartDefined { seq, entry } => {
                 tx.execute(
                     "INSERT INTO chart (code, name, class, seq) VALUES ($1, $2, $3, $4)",
-                    &[&i64::from(entry.code.0), &entry.name.as_str(), &i16::from(entry.class.code()), &(seq.0 as i64)],
+                    &[
+                        &i64::from(entry.code.0),
+                        &entry.name.as_str(),
+                        &i16::from(entry.class.code()),
+                        &(seq.0 as i64),
+                    ],
                 )?;
             }
             Record::AccountOpened(_) => {}
@@ -257,7 +288,10 @@ fn balance_arrays<'a>(balances: impl Iterator<Item = &'a ledger::Balances>) -> [
     arrays
 }
 
-fn insert_accounts(tx: &mut postgres::Transaction<'_>, accounts: &[Account]) -> Result<(), postgres::Error> {
+fn insert_accounts(
+    tx: &mut postgres::Transaction<'_>,
+    accounts: &[Account],
+) -> Result<(), postgres::Error> {
     if accounts.is_empty() {
         return Ok(());
     }
@@ -283,20 +317,26 @@ fn insert_accounts(tx: &mut postgres::Transaction<'_>, accounts: &[Account]) -> 
     Ok(())
 }
 
-fn insert_transfers(tx: &mut postgres::Transaction<'_>, transfers: &[&Transfer]) -> Result<(), postgres::Error> {
+fn insert_transfers(
+    tx: &mut postgres::Transaction<'_>,
+    transfers: &[&Transfer],
+) -> Result<(), postgres::Error> {
     if transfers.is_empty() {
         return Ok(());
     }
     let seqs: Vec<i64> = transfers.iter().map(|t| t.seq.0 as i64).collect();
     let ids: Vec<Vec<u8>> = transfers.iter().map(|t| t.id.to_bytes().to_vec()).collect();
     let kinds: Vec<i16> = transfers.iter().map(|t| i16::from(t.kind.code())).collect();
-    let debits: Vec<Vec<u8>> = transfers.iter().map(|t| t.debit_account_id.to_bytes().to_vec()).collect();
-    let credits: Vec<Vec<u8>> = transfers.iter().map(|t| t.credit_account_id.to_bytes().to_vec()).collect();
+    let debits: Vec<Vec<u8>> =
+        transfers.iter().map(|t| t.debit_account_id.to_bytes().to_vec()).collect();
+    let credits: Vec<Vec<u8>> =
+        transfers.iter().map(|t| t.credit_account_id.to_bytes().to_vec()).collect();
     let assets: Vec<&str> = transfers.iter().map(|t| t.asset.as_str()).collect();
     let amounts: Vec<i64> = transfers.iter().map(|t| t.amount.to_stored()).collect();
     let pending: Vec<Option<Vec<u8>>> =
         transfers.iter().map(|t| t.pending_id.map(|id| id.to_bytes().to_vec())).collect();
-    let expires: Vec<Option<i64>> = transfers.iter().map(|t| t.expires_at.map(|at| at.0 as i64)).collect();
+    let expires: Vec<Option<i64>> =
+        transfers.iter().map(|t| t.expires_at.map(|at| at.0 as i64)).collect();
     let codes: Vec<i64> = transfers.iter().map(|t| i64::from(t.business_code.0)).collect();
     let refs: Vec<&str> = transfers.iter().map(|t| t.order_ref.as_str()).collect();
     let stamps: Vec<i64> = transfers.iter().map(|t| t.timestamp.0 as i64).collect();
@@ -312,14 +352,18 @@ fn insert_transfers(tx: &mut postgres::Transaction<'_>, transfers: &[&Transfer])
     Ok(())
 }
 
-fn insert_entries(tx: &mut postgres::Transaction<'_>, entries: &[Entry]) -> Result<(), postgres::Error> {
+fn insert_entries(
+    tx: &mut postgres::Transaction<'_>,
+    entries: &[Entry],
+) -> Result<(), postgres::Error> {
     if entries.is_empty() {
         return Ok(());
     }
     let accounts: Vec<Vec<u8>> = entries.iter().map(|e| e.account_id.to_bytes().to_vec()).collect();
     let seqs: Vec<i64> = entries.iter().map(|e| e.seq.0 as i64).collect();
     let sides: Vec<i16> = entries.iter().map(|e| side_code(e.side)).collect();
-    let transfers: Vec<Vec<u8>> = entries.iter().map(|e| e.transfer_id.to_bytes().to_vec()).collect();
+    let transfers: Vec<Vec<u8>> =
+        entries.iter().map(|e| e.transfer_id.to_bytes().to_vec()).collect();
     let amounts: Vec<i64> = entries.iter().map(|e| e.amount.to_stored()).collect();
     let [dp, dpo, cp, cpo] = balance_arrays(entries.iter().map(|e| &e.balances_after));
     tx.execute(
@@ -332,7 +376,10 @@ fn insert_entries(tx: &mut postgres::Transaction<'_>, entries: &[Entry]) -> Resu
     Ok(())
 }
 
-fn update_accounts(tx: &mut postgres::Transaction<'_>, accounts: &[Account]) -> Result<(), postgres::Error> {
+fn update_accounts(
+    tx: &mut postgres::Transaction<'_>,
+    accounts: &[Account],
+) -> Result<(), postgres::Error> {
     if accounts.is_empty() {
         return Ok(());
     }
@@ -355,11 +402,14 @@ fn upsert_holds(tx: &mut postgres::Transaction<'_>, holds: &[Hold]) -> Result<()
         return Ok(());
     }
     let ids: Vec<Vec<u8>> = holds.iter().map(|h| h.pending_id.to_bytes().to_vec()).collect();
-    let debits: Vec<Vec<u8>> = holds.iter().map(|h| h.movement.debit_account_id.to_bytes().to_vec()).collect();
-    let credits: Vec<Vec<u8>> = holds.iter().map(|h| h.movement.credit_account_id.to_bytes().to_vec()).collect();
+    let debits: Vec<Vec<u8>> =
+        holds.iter().map(|h| h.movement.debit_account_id.to_bytes().to_vec()).collect();
+    let credits: Vec<Vec<u8>> =
+        holds.iter().map(|h| h.movement.credit_account_id.to_bytes().to_vec()).collect();
     let assets: Vec<&str> = holds.iter().map(|h| h.movement.asset.as_str()).collect();
     let amounts: Vec<i64> = holds.iter().map(|h| h.movement.amount.to_stored()).collect();
-    let expires: Vec<Option<i64>> = holds.iter().map(|h| h.expires_at.map(|at| at.0 as i64)).collect();
+    let expires: Vec<Option<i64>> =
+        holds.iter().map(|h| h.expires_at.map(|at| at.0 as i64)).collect();
     let states: Vec<i16> = holds.iter().map(|h| i16::from(h.state.code())).collect();
     let codes: Vec<i64> = holds.iter().map(|h| i64::from(h.business_code.0)).collect();
     tx.execute(
@@ -722,7 +772,9 @@ impl LedgerReader for PgReader {
 
     fn accounts(&self, page: Page<AccountId>) -> Result<Vec<Account>, StoreError> {
         self.read(|tx| {
-            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > $1 ORDER BY id LIMIT $2");
+            let sql = format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > $1 ORDER BY id LIMIT $2"
+            );
             let after = page.after.map_or([0u8; 16], |id| id.to_bytes());
             query_all(tx, &sql, &[&&after[..], &limit(page.limit)], account_from_row)
         })

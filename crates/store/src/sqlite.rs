@@ -20,7 +20,9 @@ use ledger::{AccountId, BatchSeq, BusinessCode, Seq, Timestamp, TransferId};
 use money::{Asset, AssetCode};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use crate::codec::{self, ACCOUNT_COLUMNS, BATCH_COLUMNS, ENTRY_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS};
+use crate::codec::{
+    self, ACCOUNT_COLUMNS, BATCH_COLUMNS, ENTRY_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS,
+};
 
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_ledger.sql"))];
 
@@ -52,14 +54,19 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
-    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+    let tx =
+        connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
     )
     .map_err(backend)?;
     for (version, sql) in MIGRATIONS {
         let applied: Option<i64> = tx
-            .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |row| row.get(0))
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [version],
+                |row| row.get(0),
+            )
             .optional()
             .map_err(backend)?;
         if applied.is_none() {
@@ -197,14 +204,23 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &BatchWrite) -> rusqlite::
                 tx.prepare_cached(
                     "INSERT INTO chart (code, name, class, seq) VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![entry.code.0, entry.name.as_str(), entry.class.code(), seq.0 as i64])?;
+                .execute(params![
+                    entry.code.0,
+                    entry.name.as_str(),
+                    entry.class.code(),
+                    seq.0 as i64
+                ])?;
             }
             Record::AccountOpened(_) => {}
             Record::AccountStatusSet { seq, account_id, status } => {
                 tx.prepare_cached(
                     "INSERT INTO account_status_log (seq, account_id, status) VALUES (?1, ?2, ?3)",
                 )?
-                .execute(params![seq.0 as i64, &account_id.to_bytes()[..], status.code()])?;
+                .execute(params![
+                    seq.0 as i64,
+                    &account_id.to_bytes()[..],
+                    status.code()
+                ])?;
             }
             Record::Transfer(transfer) => insert_transfer(tx, transfer)?,
         }
@@ -288,15 +304,17 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &BatchWrite) -> rusqlite::
         }
     }
     let header = &batch.header;
-    tx.prepare_cached(&format!("INSERT INTO journal_batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"))?
-        .execute(params![
-            header.batch_seq.0 as i64,
-            header.first_seq.0 as i64,
-            header.n_records,
-            header.timestamp.0 as i64,
-            &header.prev_hash.0[..],
-            &header.hash.0[..],
-        ])?;
+    tx.prepare_cached(&format!(
+        "INSERT INTO journal_batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    ))?
+    .execute(params![
+        header.batch_seq.0 as i64,
+        header.first_seq.0 as i64,
+        header.n_records,
+        header.timestamp.0 as i64,
+        &header.prev_hash.0[..],
+        &header.hash.0[..],
+    ])?;
     let head = batch.head();
     tx.prepare_cached(
         "UPDATE journal_head SET batch_seq = ?1, last_seq = ?2, last_timestamp = ?3, hash = ?4 WHERE id = 1",
@@ -443,7 +461,8 @@ fn reference_data(
     connection: &Connection,
 ) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError> {
     let mut assets = HashMap::new();
-    let mut statement = connection.prepare_cached("SELECT code, scale FROM assets").map_err(backend)?;
+    let mut statement =
+        connection.prepare_cached("SELECT code, scale FROM assets").map_err(backend)?;
     let rows = statement
         .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
         .map_err(backend)?;
@@ -457,22 +476,34 @@ fn reference_data(
     let mut statement =
         connection.prepare_cached("SELECT code, name, class FROM chart").map_err(backend)?;
     let rows = statement
-        .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))
+        .query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
+        })
         .map_err(backend)?;
     for row in rows {
         let (code, name, class) = row.map_err(backend)?;
         let code = ChartCode(codec::u32_column(code, "chart code")?);
-        charts.insert(code, ChartEntry { code, name: codec::text(name)?, class: codec::class(class)? });
+        charts.insert(
+            code,
+            ChartEntry { code, name: codec::text(name)?, class: codec::class(class)? },
+        );
     }
     Ok((assets, charts))
 }
 
 fn head(connection: &Connection) -> Result<JournalHead, StoreError> {
     let row = connection
-        .prepare_cached("SELECT batch_seq, last_seq, last_timestamp, hash FROM journal_head WHERE id = 1")
+        .prepare_cached(
+            "SELECT batch_seq, last_seq, last_timestamp, hash FROM journal_head WHERE id = 1",
+        )
         .map_err(backend)?
         .query_row([], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get::<_, Vec<u8>>(3)?))
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, Vec<u8>>(3)?,
+            ))
         })
         .map_err(backend)?;
     Ok(JournalHead {
@@ -495,7 +526,8 @@ const READER_IDLE_MAX: usize = 8;
 impl SqliteReader {
     /// Opens a reader on a database that [`SqliteStore::open`] has created.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteReader, StoreError> {
-        let reader = SqliteReader { path: path.as_ref().to_path_buf(), idle: Mutex::new(Vec::new()) };
+        let reader =
+            SqliteReader { path: path.as_ref().to_path_buf(), idle: Mutex::new(Vec::new()) };
         let connection = reader.checkout()?;
         reader.checkin(connection);
         Ok(reader)
@@ -517,7 +549,10 @@ impl SqliteReader {
     }
 
     /// Runs `read` in one read transaction, so multi-query reads see one snapshot.
-    fn read<T>(&self, read: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut connection = self.checkout()?;
         let result = {
             let tx = connection.transaction().map_err(backend)?;
@@ -719,7 +754,9 @@ impl LedgerReader for SqliteReader {
 
     fn accounts(&self, page: Page<AccountId>) -> Result<Vec<Account>, StoreError> {
         self.read(|c| {
-            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2");
+            let sql = format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2"
+            );
             let after = page.after.map_or([0u8; 16], |id| id.to_bytes());
             query_all(c, &sql, params![&after[..], limit(page.limit)], account_from_row)
         })

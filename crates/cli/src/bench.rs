@@ -1,0 +1,600 @@
+//! `qianbao ledger bench`: durable transfers per second and latency percentiles for the
+//! workloads that matter to a wallet (uniform, one hot credit account, one hot debit
+//! account), in the two ways callers submit (many concurrent single-transfer submitters, as
+//! an API server does; and bulk requests), on SQLite and PostgreSQL, side by side with a
+//! naive one-transaction-per-transfer baseline on the same PostgreSQL.
+#![allow(clippy::float_arithmetic)] // throughput and percentiles, never money
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use hdrhistogram::Histogram;
+use ledger::apply::{Command, Outcome};
+use ledger::model::{AccountClass, BalanceRule, ChartCode, ChartEntry, Movement, NewAccount};
+use ledger::{
+    AccountId, BoundedText, BusinessCode, Ledger, LedgerHandle, NewTransfer, PipelineConfig,
+    SystemClock, TransferAction, TransferId,
+};
+use money::{Amount, Asset, AssetCode};
+use store::PgTarget;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Stores to measure.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    stores: Vec<StoreKind>,
+    /// PostgreSQL server for the postgres store and the baseline (a fresh schema is used and dropped).
+    #[arg(
+        long,
+        env = "QIANBAO_BENCH_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    database_url: String,
+    /// Accounts in the uniform workload.
+    #[arg(long, default_value_t = 100_000)]
+    accounts: u64,
+    #[arg(long, value_delimiter = ',', default_value = "uniform,hot-credit,hot-debit")]
+    workloads: Vec<Workload>,
+    /// Submission modes: a number of concurrent single-transfer submitters, or `bulk`.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64,bulk")]
+    modes: Vec<Mode>,
+    /// Measured seconds per cell.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Transfers per bulk request.
+    #[arg(long, default_value_t = 8_000)]
+    bulk_size: usize,
+    /// Skip the naive baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Also write the table as CSV here.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Also write the table as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Workload {
+    Uniform,
+    HotCredit,
+    HotDebit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+enum Mode {
+    Submitters(usize),
+    Bulk,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Mode, String> {
+        if raw == "bulk" {
+            return Ok(Mode::Bulk);
+        }
+        match raw.parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(Mode::Submitters(n)),
+            _ => {
+                Err(format!("mode must be `bulk` or a submitter count from 1 to 1024, not {raw:?}"))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mode::Submitters(n) => write!(f, "{n} x 1"),
+            Mode::Bulk => write!(f, "bulk"),
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Workload::Uniform => "uniform",
+            Workload::HotCredit => "hot-credit",
+            Workload::HotDebit => "hot-debit",
+        })
+    }
+}
+
+/// One line of the result table.
+#[derive(Clone, Debug, serde::Serialize)]
+struct Row {
+    system: String,
+    workload: String,
+    mode: String,
+    transfers: u64,
+    rejected: u64,
+    seconds: f64,
+    transfers_per_second: f64,
+    latency_ms_p50: f64,
+    latency_ms_p99: f64,
+    latency_ms_p999: f64,
+    mean_batch: f64,
+    baseline_per_second: Option<f64>,
+    ratio_to_baseline: Option<f64>,
+}
+
+/// Bulk submitters kept in flight, so the pipeline always has the next request queued.
+const BULK_SUBMITTERS: usize = 2;
+/// Opening balance of every benchmark account: never the limit on a run.
+const FUNDING_MINOR: u64 = 1_000_000_000_000;
+const CHART_WALLETS: u32 = 2241;
+const CHART_BANK: u32 = 1002;
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut rows = Vec::new();
+    let run_id = format!("{}_{}", std::process::id(), unix_secs());
+    let cells = args.workloads.len() * args.modes.len();
+    for kind in &args.stores {
+        let scratch = tempdir()?;
+        let (ledger, schema) = match kind {
+            StoreKind::Sqlite => {
+                let path = scratch.join("bench.db");
+                let store = store::SqliteStore::open(&path).context("opening SQLite")?;
+                (Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default()), None)
+            }
+            StoreKind::Postgres => {
+                let target =
+                    PgTarget::new(args.database_url.clone(), format!("qianbao_bench_{run_id}"));
+                let store =
+                    store::PgStore::connect(target.clone()).context("connecting to PostgreSQL")?;
+                (
+                    Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default()),
+                    Some(target),
+                )
+            }
+        };
+        let handle = ledger.handle();
+        let name = format!("qianbao/{kind:?}").to_lowercase();
+        eprintln!("{name}: opening and funding {} accounts…", args.accounts);
+        let setup_started = Instant::now();
+        setup_accounts(&handle, args.accounts)?;
+        eprintln!("{name}: set up in {:.1}s", setup_started.elapsed().as_secs_f64());
+        let ids = Arc::new(AtomicU64::new(10_000_000_000));
+        let mut cell = 0;
+        for workload in &args.workloads {
+            for mode in &args.modes {
+                cell += 1;
+                let batches_before = handle.metrics().batches_committed.load(Ordering::Relaxed);
+                let row =
+                    runtime.block_on(measure(&handle, &args, *workload, *mode, ids.clone()))?;
+                let batches =
+                    handle.metrics().batches_committed.load(Ordering::Relaxed) - batches_before;
+                let row = Row {
+                    system: name.clone(),
+                    mean_batch: if batches == 0 {
+                        0.0
+                    } else {
+                        row.transfers as f64 / batches as f64
+                    },
+                    ..row
+                };
+                eprintln!(
+                    "[{cell}/{cells}] {name} {workload} {mode}: {:.0} transfers/s, p99 {:.2} ms",
+                    row.transfers_per_second, row.latency_ms_p99
+                );
+                rows.push(row);
+            }
+        }
+        ledger.shutdown();
+        if let Some(target) = schema {
+            drop_schema(&target);
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    if !args.no_baseline {
+        let target = PgTarget::new(args.database_url.clone(), format!("qianbao_naive_{run_id}"));
+        rows.extend(run_baseline(&args, &target)?);
+        drop_schema(&target);
+    }
+    attach_ratios(&mut rows);
+    print_table(&rows);
+    if let Some(path) = &args.csv {
+        std::fs::write(path, to_csv(&rows))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir =
+        std::env::temp_dir().join(format!("qianbao-bench-{}-{}", std::process::id(), unix_secs()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn drop_schema(target: &PgTarget) {
+    if let Err(error) = store::postgres::drop_schema(target) {
+        eprintln!("could not drop benchmark schema {}: {error}", target.schema);
+    }
+}
+
+fn account_id(raw: u64) -> AccountId {
+    AccountId::new(u128::from(raw)).unwrap_or_else(|_| unreachable!("benchmark ids start at 1"))
+}
+
+fn cny() -> AssetCode {
+    AssetCode::new("CNY").unwrap_or_else(|_| unreachable!("valid code"))
+}
+
+/// Wallets `1..=n`, the hot merchant `n + 1`, the bank reserve `n + 2`; every wallet and the
+/// merchant funded from the bank.
+fn setup_accounts(handle: &LedgerHandle, n_accounts: u64) -> anyhow::Result<()> {
+    let hot = n_accounts + 1;
+    let bank = n_accounts + 2;
+    let chart = |code, name: &str, class| {
+        Command::DefineChart(ChartEntry {
+            code: ChartCode(code),
+            name: BoundedText::new(name).unwrap_or_default(),
+            class,
+        })
+    };
+    let asset = Asset::new(cny(), 2).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let open = |id, chart, rule| {
+        Command::OpenAccount(NewAccount {
+            id: account_id(id),
+            asset: cny(),
+            chart_code: ChartCode(chart),
+            rule,
+            metadata: BoundedText::default(),
+        })
+    };
+    let mut commands = vec![
+        Command::DefineAsset(asset),
+        chart(CHART_BANK, "bank deposits", AccountClass::Asset),
+        chart(CHART_WALLETS, "customer wallets", AccountClass::Liability),
+        open(bank, CHART_BANK, BalanceRule::Unbounded),
+    ];
+    let chunk = 8_000;
+    for id in 1..=hot {
+        commands.push(open(id, CHART_WALLETS, BalanceRule::NO_OVERDRAFT));
+        if commands.len() >= chunk {
+            submit_setup(handle, std::mem::take(&mut commands))?;
+        }
+    }
+    submit_setup(handle, std::mem::take(&mut commands))?;
+    for id in 1..=hot {
+        let transfer = NewTransfer {
+            id: TransferId::new(u128::from(id)).unwrap_or_else(|_| unreachable!()),
+            action: TransferAction::Post(Movement {
+                debit_account_id: account_id(bank),
+                credit_account_id: account_id(id),
+                asset: cny(),
+                amount: Amount::new(FUNDING_MINOR).unwrap_or(Amount::MAX),
+            }),
+            business_code: BusinessCode(1),
+            order_ref: BoundedText::default(),
+        };
+        commands.push(Command::Transfers(vec![transfer]));
+        if commands.len() >= chunk {
+            submit_setup(handle, std::mem::take(&mut commands))?;
+        }
+    }
+    submit_setup(handle, commands)
+}
+
+fn submit_setup(handle: &LedgerHandle, commands: Vec<Command>) -> anyhow::Result<()> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    for outcome in handle.execute_blocking(commands)? {
+        let ok = match &outcome {
+            Outcome::Asset(result) => result.is_ok(),
+            Outcome::Chart(result) => result.is_ok(),
+            Outcome::Account(result) => result.is_ok(),
+            Outcome::Status(result) => result.is_ok(),
+            Outcome::Transfers(results) => results.iter().all(Result::is_ok),
+        };
+        anyhow::ensure!(ok, "benchmark setup was rejected: {outcome:?}");
+    }
+    Ok(())
+}
+
+/// A small, fast PRNG (xorshift64*) for picking accounts. Written here because the bench
+/// needs only uniform picks, and a dependency for that would be heavier than these lines.
+struct Picker(u64);
+
+impl Picker {
+    fn new(seed: u64) -> Picker {
+        Picker(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Two distinct accounts in `1..=n` (or the hot one on one side) for `workload`.
+    fn pair(&mut self, workload: Workload, n_accounts: u64) -> (u64, u64) {
+        let hot = n_accounts + 1;
+        let a = self.next() % n_accounts + 1;
+        match workload {
+            Workload::HotCredit => (a, hot),
+            Workload::HotDebit => (hot, a),
+            Workload::Uniform => {
+                let mut b = self.next() % n_accounts + 1;
+                if b == a {
+                    b = a % n_accounts + 1;
+                }
+                (a, b)
+            }
+        }
+    }
+}
+
+fn bench_transfer(id: u64, debit: u64, credit: u64, amount_minor: u64) -> NewTransfer {
+    NewTransfer {
+        id: TransferId::new(u128::from(id)).unwrap_or_else(|_| unreachable!("ids start high")),
+        action: TransferAction::Post(Movement {
+            debit_account_id: account_id(debit),
+            credit_account_id: account_id(credit),
+            asset: cny(),
+            amount: Amount::new(amount_minor).unwrap_or(Amount::ZERO),
+        }),
+        business_code: BusinessCode(9),
+        order_ref: BoundedText::default(),
+    }
+}
+
+struct Tally {
+    latency_us: Histogram<u64>,
+    transfers: u64,
+    rejected: u64,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .unwrap_or_else(|_| unreachable!("valid bounds")),
+            transfers: 0,
+            rejected: 0,
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        let _ = self.latency_us.add(&other.latency_us);
+        self.transfers += other.transfers;
+        self.rejected += other.rejected;
+    }
+
+    fn row(&self, system: &str, workload: Workload, mode: Mode, elapsed: Duration) -> Row {
+        let ms = |q: f64| self.latency_us.value_at_quantile(q) as f64 / 1000.0;
+        Row {
+            system: system.to_string(),
+            workload: workload.to_string(),
+            mode: mode.to_string(),
+            transfers: self.transfers,
+            rejected: self.rejected,
+            seconds: elapsed.as_secs_f64(),
+            transfers_per_second: self.transfers as f64 / elapsed.as_secs_f64(),
+            latency_ms_p50: ms(0.50),
+            latency_ms_p99: ms(0.99),
+            latency_ms_p999: ms(0.999),
+            mean_batch: 0.0,
+            baseline_per_second: None,
+            ratio_to_baseline: None,
+        }
+    }
+}
+
+async fn measure(
+    handle: &LedgerHandle,
+    args: &BenchArgs,
+    workload: Workload,
+    mode: Mode,
+    ids: Arc<AtomicU64>,
+) -> anyhow::Result<Row> {
+    let (n_tasks, per_request) = match mode {
+        Mode::Submitters(n) => (n, 1),
+        Mode::Bulk => (BULK_SUBMITTERS, args.bulk_size),
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.seconds);
+    let mut tasks = Vec::with_capacity(n_tasks);
+    for task in 0..n_tasks {
+        let handle = handle.clone();
+        let ids = ids.clone();
+        let n_accounts = args.accounts;
+        tasks.push(tokio::spawn(async move {
+            let mut picker = Picker::new(task as u64 + 1 + ids.load(Ordering::Relaxed));
+            let mut tally = Tally::new();
+            while Instant::now() < deadline {
+                let first = ids.fetch_add(per_request as u64, Ordering::Relaxed);
+                let commands: Vec<Command> = (0..per_request as u64)
+                    .map(|offset| {
+                        let (debit, credit) = picker.pair(workload, n_accounts);
+                        let amount = picker.next() % 100 + 1;
+                        Command::Transfers(vec![bench_transfer(
+                            first + offset,
+                            debit,
+                            credit,
+                            amount,
+                        )])
+                    })
+                    .collect();
+                let sent = Instant::now();
+                let outcomes = handle.execute(commands).await?;
+                let _ = tally.latency_us.record(sent.elapsed().as_micros().max(1) as u64);
+                for outcome in outcomes {
+                    match outcome {
+                        Outcome::Transfers(results) if results.iter().all(Result::is_ok) => {
+                            tally.transfers += 1
+                        }
+                        _ => tally.rejected += 1,
+                    }
+                }
+            }
+            anyhow::Ok(tally)
+        }));
+    }
+    let mut total = Tally::new();
+    for task in tasks {
+        total.merge(task.await??);
+    }
+    Ok(total.row("", workload, mode, started.elapsed()))
+}
+
+fn run_baseline(args: &BenchArgs, target: &PgTarget) -> anyhow::Result<Vec<Row>> {
+    eprintln!("naive baseline: creating {} accounts…", args.accounts + 1);
+    store::naive::create(target, args.accounts + 1, FUNDING_MINOR as i64)?;
+    let ids = Arc::new(AtomicU64::new(1));
+    let mut rows = Vec::new();
+    for workload in &args.workloads {
+        for mode in &args.modes {
+            let Mode::Submitters(n_clients) = *mode else { continue };
+            let started = Instant::now();
+            let deadline = started + Duration::from_secs_f64(args.seconds);
+            let threads: Vec<_> = (0..n_clients)
+                .map(|client_index| {
+                    let target = target.clone();
+                    let ids = ids.clone();
+                    let (workload, n_accounts) = (*workload, args.accounts);
+                    std::thread::spawn(move || -> anyhow::Result<Tally> {
+                        let mut client = store::naive::NaiveClient::connect(&target)?;
+                        let mut picker = Picker::new(client_index as u64 + 7);
+                        let mut tally = Tally::new();
+                        while Instant::now() < deadline {
+                            let id = ids.fetch_add(1, Ordering::Relaxed) as i64;
+                            let (debit, credit) = picker.pair(workload, n_accounts);
+                            let amount = (picker.next() % 100 + 1) as i64;
+                            let sent = Instant::now();
+                            // A deadlock between two transfers crossing the same accounts is
+                            // part of what the naive design costs: count it as a rejection.
+                            match client.transfer(id, debit as i64, credit as i64, amount) {
+                                Ok(true) => tally.transfers += 1,
+                                Ok(false) | Err(_) => tally.rejected += 1,
+                            }
+                            let _ =
+                                tally.latency_us.record(sent.elapsed().as_micros().max(1) as u64);
+                        }
+                        Ok(tally)
+                    })
+                })
+                .collect();
+            let mut total = Tally::new();
+            for thread in threads {
+                total.merge(
+                    thread.join().map_err(|_| anyhow::anyhow!("baseline thread panicked"))??,
+                );
+            }
+            let row = total.row("naive/postgres", *workload, *mode, started.elapsed());
+            eprintln!(
+                "naive/postgres {workload} {mode}: {:.0} transfers/s, p99 {:.2} ms",
+                row.transfers_per_second, row.latency_ms_p99
+            );
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// Each Qianbao row's ratio to the baseline with the same workload and mode; bulk rows are
+/// compared with the baseline's best single-transfer figure for the workload.
+fn attach_ratios(rows: &mut [Row]) {
+    let baseline: Vec<Row> =
+        rows.iter().filter(|row| row.system.starts_with("naive")).cloned().collect();
+    for row in rows.iter_mut().filter(|row| !row.system.starts_with("naive")) {
+        let same_workload = baseline.iter().filter(|b| b.workload == row.workload);
+        let base = if row.mode == Mode::Bulk.to_string() {
+            same_workload
+                .map(|b| b.transfers_per_second)
+                .fold(None, |best: Option<f64>, tps| Some(best.map_or(tps, |b| b.max(tps))))
+        } else {
+            same_workload.filter(|b| b.mode == row.mode).map(|b| b.transfers_per_second).next()
+        };
+        if let Some(base) = base.filter(|base| *base > 0.0) {
+            row.baseline_per_second = Some(base);
+            row.ratio_to_baseline = Some(row.transfers_per_second / base);
+        }
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<17} {:<11} {:<7} {:>10} {:>12} {:>8} {:>8} {:>8} {:>8} {:>11} {:>7}",
+        "system",
+        "workload",
+        "mode",
+        "transfers",
+        "transfers/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "batch",
+        "baseline/s",
+        "ratio"
+    );
+    for row in rows {
+        println!(
+            "{:<17} {:<11} {:<7} {:>10} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>11} {:>7}",
+            row.system,
+            row.workload,
+            row.mode,
+            row.transfers,
+            row.transfers_per_second,
+            row.latency_ms_p50,
+            row.latency_ms_p99,
+            row.latency_ms_p999,
+            row.mean_batch,
+            row.baseline_per_second.map_or("-".to_string(), |b| format!("{b:.0}")),
+            row.ratio_to_baseline.map_or("-".to_string(), |r| format!("{r:.1}x")),
+        );
+    }
+}
+
+fn to_csv(rows: &[Row]) -> String {
+    let mut csv = String::from(
+        "system,workload,mode,transfers,rejected,seconds,transfers_per_second,latency_ms_p50,latency_ms_p99,latency_ms_p999,mean_batch,baseline_per_second,ratio_to_baseline\n",
+    );
+    for r in rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{:.3},{:.1},{:.3},{:.3},{:.3},{:.1},{},{}\n",
+            r.system,
+            r.workload,
+            r.mode,
+            r.transfers,
+            r.rejected,
+            r.seconds,
+            r.transfers_per_second,
+            r.latency_ms_p50,
+            r.latency_ms_p99,
+            r.latency_ms_p999,
+            r.mean_batch,
+            r.baseline_per_second.map_or(String::new(), |b| format!("{b:.1}")),
+            r.ratio_to_baseline.map_or(String::new(), |b| format!("{b:.2}")),
+        ));
+    }
+    csv
+}
