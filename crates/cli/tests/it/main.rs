@@ -1,0 +1,3 @@
+//! Tests of the `qianbao` binary as a process.
+
+mod crash;
