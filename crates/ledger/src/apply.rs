@@ -25,7 +25,10 @@ pub enum Command {
     DefineAsset(Asset),
     DefineChart(ChartEntry),
     OpenAccount(NewAccount),
-    SetAccountStatus { account_id: AccountId, status: AccountStatus },
+    SetAccountStatus {
+        account_id: AccountId,
+        status: AccountStatus,
+    },
     /// One transfer, or a linked group that commits all or nothing (a payment with a fee
     /// split is three legs in one group).
     Transfers(Vec<NewTransfer>),
@@ -140,8 +143,11 @@ pub fn needs<'a>(commands: impl IntoIterator<Item = &'a Command>) -> Needs {
 /// hold write the same id, and the second is a duplicate rather than a second release.
 pub fn expiry_transfer_id(pending_id: TransferId) -> TransferId {
     use sha2::{Digest, Sha256};
-    let digest: [u8; 32] =
-        Sha256::new().chain_update(b"qianbao.expire").chain_update(pending_id.to_bytes()).finalize().into();
+    let digest: [u8; 32] = Sha256::new()
+        .chain_update(b"qianbao.expire")
+        .chain_update(pending_id.to_bytes())
+        .finalize()
+        .into();
     let mut raw = [0u8; 16];
     raw.copy_from_slice(&digest[..16]);
     // Non-zero by construction: force the top bit.
@@ -229,7 +235,10 @@ impl Engine {
         Ok(Applied { value: asset, created: true })
     }
 
-    fn define_chart(&mut self, entry: &ChartEntry) -> Result<Applied<ChartEntry>, AccountRejection> {
+    fn define_chart(
+        &mut self,
+        entry: &ChartEntry,
+    ) -> Result<Applied<ChartEntry>, AccountRejection> {
         if let Some(existing) = self.snapshot.charts.get(&entry.code) {
             return if existing == entry {
                 Ok(Applied { value: entry.clone(), created: false })
@@ -419,9 +428,16 @@ impl Engine {
         if movement.amount.is_zero() {
             return Err(R::AmountMustNotBeZero);
         }
-        let debit = self.snapshot.accounts.get(&movement.debit_account_id).ok_or(R::DebitAccountNotFound)?;
-        let credit =
-            self.snapshot.accounts.get(&movement.credit_account_id).ok_or(R::CreditAccountNotFound)?;
+        let debit = self
+            .snapshot
+            .accounts
+            .get(&movement.debit_account_id)
+            .ok_or(R::DebitAccountNotFound)?;
+        let credit = self
+            .snapshot
+            .accounts
+            .get(&movement.credit_account_id)
+            .ok_or(R::CreditAccountNotFound)?;
         if debit.asset != movement.asset || credit.asset != movement.asset {
             return Err(R::AssetMismatch);
         }
@@ -476,7 +492,8 @@ impl Engine {
     }
 
     fn live_hold(&self, pending_id: TransferId) -> Result<Hold, TransferRejection> {
-        let hold = self.snapshot.holds.get(&pending_id).ok_or(TransferRejection::PendingNotFound)?;
+        let hold =
+            self.snapshot.holds.get(&pending_id).ok_or(TransferRejection::PendingNotFound)?;
         match hold.state {
             HoldState::Pending if hold.expires_at.is_some_and(|at| at <= self.timestamp) => {
                 Err(TransferRejection::PendingExpired)
@@ -566,8 +583,11 @@ impl Engine {
             timestamp: self.timestamp,
             fingerprint: print,
         };
-        let state =
-            if kind == TransferKind::ExpirePending { HoldState::Expired } else { HoldState::Voided };
+        let state = if kind == TransferKind::ExpirePending {
+            HoldState::Expired
+        } else {
+            HoldState::Voided
+        };
         self.set_hold(Hold { state, ..hold });
         self.commit_transfer(transfer, debit_after, credit_after)
     }
@@ -668,8 +688,10 @@ fn sub(balance: Amount, amount: Amount) -> Result<Amount, TransferRejection> {
 
 fn check_debit_limit(rule: &BalanceRule, after: &Balances) -> Result<(), TransferRejection> {
     if let BalanceRule::DebitsWithinCredits { overdraft_minor } = rule {
-        let debits = u128::from(after.debits_posted.minor()) + u128::from(after.debits_pending.minor());
-        let ceiling = u128::from(after.credits_posted.minor()) + u128::from(overdraft_minor.minor());
+        let debits =
+            u128::from(after.debits_posted.minor()) + u128::from(after.debits_pending.minor());
+        let ceiling =
+            u128::from(after.credits_posted.minor()) + u128::from(overdraft_minor.minor());
         if debits > ceiling {
             return Err(TransferRejection::ExceedsCredits);
         }

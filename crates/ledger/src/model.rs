@@ -7,8 +7,9 @@ use crate::ids::{AccountId, Seq, Timestamp, TransferId};
 
 /// The five classes of the chart of accounts (会计科目类别). Asset and expense accounts are
 /// debit-normal; liability, equity and income accounts are credit-normal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountClass {
     Asset,
@@ -47,8 +48,9 @@ impl AccountClass {
 }
 
 /// A chart-of-accounts code (科目代码), e.g. 1002 "bank deposits", 2241 "customer wallets".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ChartCode(pub u32);
 
 /// One line of the chart of accounts.
@@ -145,7 +147,9 @@ impl AccountStatus {
 }
 
 /// The four balance fields. Never a signed net: the net is a method, per the account's side.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Balances {
     pub debits_pending: Amount,
     pub debits_posted: Amount,
@@ -208,7 +212,9 @@ impl Account {
 }
 
 /// A business code on a transfer (e.g. 1001 top-up, 2001 payment): what the movement is for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct BusinessCode(pub u32);
 
 /// The debit side, credit side, asset and amount of a movement.
@@ -305,7 +311,9 @@ pub struct Transfer {
 }
 
 /// The first 16 bytes of a SHA-256 over a request's canonical encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Fingerprint(pub [u8; 16]);
 
 /// Where a hold stands. Only `Pending` may change, once.

@@ -77,6 +77,8 @@ pub struct PipelineMetrics {
     pub commit_latency_us: Histogram,
 }
 
+type Answer = oneshot::Receiver<Result<Vec<Outcome>, LedgerError>>;
+
 struct Request {
     commands: Vec<Command>,
     reply: oneshot::Sender<Result<Vec<Outcome>, LedgerError>>,
@@ -113,7 +115,11 @@ pub struct Ledger {
 
 impl Ledger {
     /// Starts the writer thread on `store`.
-    pub fn start<S: LedgerStore>(store: S, clock: Arc<dyn Clock>, config: PipelineConfig) -> Ledger {
+    pub fn start<S: LedgerStore>(
+        store: S,
+        clock: Arc<dyn Clock>,
+        config: PipelineConfig,
+    ) -> Ledger {
         let (sender, receiver) = mpsc::channel(config.queue_depth_max.max(1));
         let metrics = Arc::new(PipelineMetrics::default());
         let stopping = Arc::new(AtomicBool::new(false));
@@ -205,10 +211,7 @@ impl LedgerHandle {
         fill
     }
 
-    fn request(
-        &self,
-        commands: Vec<Command>,
-    ) -> Result<(Request, oneshot::Receiver<Result<Vec<Outcome>, LedgerError>>), LedgerError> {
+    fn request(&self, commands: Vec<Command>) -> Result<(Request, Answer), LedgerError> {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(LedgerError::ShuttingDown);
         }
@@ -281,7 +284,8 @@ impl<S: LedgerStore> Writer<S> {
                 batch.push(request);
             } else {
                 let receiver = &mut self.receiver;
-                match runtime.block_on(async { tokio::time::timeout(poll, receiver.recv()).await }) {
+                match runtime.block_on(async { tokio::time::timeout(poll, receiver.recv()).await })
+                {
                     Ok(Some(request)) => {
                         weight += request.weight();
                         batch.push(request);
@@ -302,7 +306,9 @@ impl<S: LedgerStore> Writer<S> {
             self.metrics.queue_depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
             batch.retain(|request| !request.commands.is_empty() || !request.reply.is_closed());
             self.process(batch);
-            if self.stopping.load(Ordering::SeqCst) && self.carry.is_none() && self.receiver.is_empty()
+            if self.stopping.load(Ordering::SeqCst)
+                && self.carry.is_none()
+                && self.receiver.is_empty()
             {
                 self.receiver.close();
                 // Answer anything that raced in after the check.
@@ -349,7 +355,8 @@ impl<S: LedgerStore> Writer<S> {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
                 for request in batch {
-                    let mine: Vec<Outcome> = outcomes.by_ref().take(request.commands.len()).collect();
+                    let mine: Vec<Outcome> =
+                        outcomes.by_ref().take(request.commands.len()).collect();
                     let _ = request.reply.send(Ok(mine));
                 }
             }
@@ -393,7 +400,8 @@ impl<S: LedgerStore> Writer<S> {
             snapshot.accounts.insert(account.id, account);
         }
         if needs.reference_data {
-            (snapshot.assets, snapshot.charts) = tx.reference_data()?;
+            let reference = tx.reference_data()?;
+            (snapshot.assets, snapshot.charts) = (reference.assets, reference.charts);
         }
         if commands.is_empty() && snapshot.due_holds.is_empty() {
             return Ok((Vec::new(), 0));

@@ -46,6 +46,13 @@ pub trait LedgerStore: Send + 'static {
     fn begin(&mut self) -> Result<Self::Tx<'_>, StoreError>;
 }
 
+/// The assets and the chart of accounts.
+#[derive(Clone, Debug, Default)]
+pub struct ReferenceData {
+    pub assets: HashMap<AssetCode, Asset>,
+    pub charts: HashMap<ChartCode, ChartEntry>,
+}
+
 /// One write transaction. Dropping it without `commit` rolls back.
 pub trait LedgerTx {
     /// Existing transfers among `ids`; no lock (transfers never change).
@@ -57,9 +64,7 @@ pub trait LedgerTx {
     /// Accounts among `ids` (sorted), locked.
     fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError>;
     /// All assets and chart lines (small, rarely changed tables).
-    fn reference_data(
-        &mut self,
-    ) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError>;
+    fn reference_data(&mut self) -> Result<ReferenceData, StoreError>;
     /// The chain's tip, locked until commit: this serialises batches across nodes.
     fn lock_head(&mut self) -> Result<JournalHead, StoreError>;
     /// Writes a batch and moves the head to it.

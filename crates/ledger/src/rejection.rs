@@ -101,7 +101,9 @@ impl AccountRejection {
             AccountRejection::ChartCodeNotFound => "chart_code_not_found",
             AccountRejection::IdExistsWithDifferentFields => "id_exists_with_different_fields",
             AccountRejection::AssetExistsWithDifferentScale => "asset_exists_with_different_scale",
-            AccountRejection::ChartExistsWithDifferentFields => "chart_exists_with_different_fields",
+            AccountRejection::ChartExistsWithDifferentFields => {
+                "chart_exists_with_different_fields"
+            }
             AccountRejection::AccountNotFound => "account_not_found",
             AccountRejection::AccountClosed => "account_closed",
             AccountRejection::BalanceNotZero => "balance_not_zero",

@@ -88,7 +88,8 @@ pub fn verify(
                 return diverged(Divergence::ChainBroken { batch_seq: header.batch_seq.0, detail });
             }
             if header.first_seq != next_seq {
-                let detail = format!("batch starts at seq {}, expected {}", header.first_seq.0, next_seq.0);
+                let detail =
+                    format!("batch starts at seq {}, expected {}", header.first_seq.0, next_seq.0);
                 return diverged(Divergence::ChainBroken { batch_seq: header.batch_seq.0, detail });
             }
             let end = header.first_seq.0 + u64::from(header.n_records);
@@ -128,8 +129,7 @@ pub fn verify(
         progress(report.n_batches);
     }
     let head = reader.head()?;
-    if head.batch_seq != prev_batch || head.hash != prev_hash || head.last_seq.0 + 1 != next_seq.0
-    {
+    if head.batch_seq != prev_batch || head.hash != prev_hash || head.last_seq.0 + 1 != next_seq.0 {
         let detail = format!(
             "head at batch {} seq {}, journal ends at batch {} seq {}",
             head.batch_seq.0,
@@ -161,7 +161,8 @@ impl Replay {
         record: &Record,
         entries: &HashMap<(Seq, Side), Entry>,
     ) -> Result<(), Divergence> {
-        let impossible = |detail: String| Divergence::ImpossibleRecord { seq: record.seq().0, detail };
+        let impossible =
+            |detail: String| Divergence::ImpossibleRecord { seq: record.seq().0, detail };
         match record {
             Record::AssetDefined { .. } | Record::ChartDefined { .. } => Ok(()),
             Record::AccountOpened(account) => {
@@ -219,10 +220,15 @@ impl Replay {
                 .get_mut(&account_id)
                 .ok_or_else(|| format!("transfer on unknown account {account_id}"))?;
             if account.asset != transfer.asset {
-                return Err(format!("transfer in {} on a {} account", transfer.asset, account.asset));
+                return Err(format!(
+                    "transfer in {} on a {} account",
+                    transfer.asset, account.asset
+                ));
             }
             let (pending, posted) = match side {
-                Side::Debit => (&mut account.balances.debits_pending, &mut account.balances.debits_posted),
+                Side::Debit => {
+                    (&mut account.balances.debits_pending, &mut account.balances.debits_posted)
+                }
                 Side::Credit => {
                     (&mut account.balances.credits_pending, &mut account.balances.credits_posted)
                 }
@@ -245,8 +251,13 @@ impl Replay {
             let stored = entries.get(&(transfer.seq, side));
             let detail = match stored {
                 None => "entry missing".to_string(),
-                Some(entry) if entry.account_id != account_id || entry.transfer_id != transfer.id => {
-                    format!("entry belongs to account {} transfer {}", entry.account_id, entry.transfer_id)
+                Some(entry)
+                    if entry.account_id != account_id || entry.transfer_id != transfer.id =>
+                {
+                    format!(
+                        "entry belongs to account {} transfer {}",
+                        entry.account_id, entry.transfer_id
+                    )
                 }
                 Some(entry) if Some(entry.balances_after) != expected => {
                     format!("stored {:?}, replayed {:?}", entry.balances_after, expected)

@@ -97,7 +97,8 @@ impl<'de> serde::Deserialize<'de> for Amount {
                 if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(E::custom("amount must be a string of decimal digits"));
                 }
-                let minor: u64 = value.parse().map_err(|_| E::custom("amount exceeds the maximum"))?;
+                let minor: u64 =
+                    value.parse().map_err(|_| E::custom("amount exceeds the maximum"))?;
                 self.visit_u64(minor)
             }
         }

@@ -15,9 +15,11 @@ use ledger::journal::{BatchHeader, JournalHead};
 use ledger::model::{
     Account, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer,
 };
-use ledger::port::{LedgerReader, LedgerStore, LedgerTx, Page, StoreError, TrialBalanceLine};
+use ledger::port::{
+    LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, StoreError, TrialBalanceLine,
+};
 use ledger::{AccountId, BatchSeq, BusinessCode, Seq, Timestamp, TransferId};
-use money::{Asset, AssetCode};
+use money::Asset;
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, NoTls, Row};
 
@@ -184,9 +186,7 @@ impl LedgerTx for PgTx<'_> {
         rows.iter().map(account_from_row).collect()
     }
 
-    fn reference_data(
-        &mut self,
-    ) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError> {
+    fn reference_data(&mut self) -> Result<ReferenceData, StoreError> {
         reference_data(&mut self.tx)
     }
 
@@ -532,9 +532,7 @@ fn head_from_row(row: &Row) -> Result<JournalHead, StoreError> {
     })
 }
 
-fn reference_data(
-    client: &mut impl GenericClient,
-) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError> {
+fn reference_data(client: &mut impl GenericClient) -> Result<ReferenceData, StoreError> {
     let mut assets = HashMap::new();
     for row in client.query("SELECT code, scale FROM assets", &[]).map_err(backend)? {
         let code = codec::asset_code(get(&row, 0)?)?;
@@ -551,7 +549,7 @@ fn reference_data(
         };
         charts.insert(code, entry);
     }
-    Ok((assets, charts))
+    Ok(ReferenceData { assets, charts })
 }
 
 /// The read side: a small pool of connections.
@@ -728,7 +726,7 @@ impl LedgerReader for PgReader {
     fn records(&self, first: Seq, last: Seq) -> Result<(Vec<Record>, Vec<Entry>), StoreError> {
         self.read(|tx| {
             let (first, last) = (first.0 as i64, last.0 as i64);
-            let (assets, charts) = reference_data(tx)?;
+            let ReferenceData { assets, charts } = reference_data(tx)?;
             let mut records = Vec::new();
             for row in tx
                 .query("SELECT code, seq FROM assets WHERE seq BETWEEN $1 AND $2", &[&first, &last])

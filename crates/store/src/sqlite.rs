@@ -15,9 +15,11 @@ use ledger::journal::{BatchHeader, JournalHead};
 use ledger::model::{
     Account, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer,
 };
-use ledger::port::{LedgerReader, LedgerStore, LedgerTx, Page, StoreError, TrialBalanceLine};
+use ledger::port::{
+    LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, StoreError, TrialBalanceLine,
+};
 use ledger::{AccountId, BatchSeq, BusinessCode, Seq, Timestamp, TransferId};
-use money::{Asset, AssetCode};
+use money::Asset;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use crate::codec::{
@@ -172,9 +174,7 @@ impl LedgerTx for SqliteTx<'_> {
         Ok(found)
     }
 
-    fn reference_data(
-        &mut self,
-    ) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError> {
+    fn reference_data(&mut self) -> Result<ReferenceData, StoreError> {
         reference_data(&self.tx)
     }
 
@@ -457,9 +457,7 @@ fn batch_from_row(row: &Row<'_>) -> Result<BatchHeader, StoreError> {
     })
 }
 
-fn reference_data(
-    connection: &Connection,
-) -> Result<(HashMap<AssetCode, Asset>, HashMap<ChartCode, ChartEntry>), StoreError> {
+fn reference_data(connection: &Connection) -> Result<ReferenceData, StoreError> {
     let mut assets = HashMap::new();
     let mut statement =
         connection.prepare_cached("SELECT code, scale FROM assets").map_err(backend)?;
@@ -488,7 +486,7 @@ fn reference_data(
             ChartEntry { code, name: codec::text(name)?, class: codec::class(class)? },
         );
     }
-    Ok((assets, charts))
+    Ok(ReferenceData { assets, charts })
 }
 
 fn head(connection: &Connection) -> Result<JournalHead, StoreError> {
@@ -701,7 +699,7 @@ impl LedgerReader for SqliteReader {
         self.read(|c| {
             let range = params![first.0 as i64, last.0 as i64];
             let mut records = Vec::new();
-            let (assets, charts) = reference_data(c)?;
+            let ReferenceData { assets, charts } = reference_data(c)?;
             let mut statement = c
                 .prepare_cached("SELECT code, seq FROM assets WHERE seq BETWEEN ?1 AND ?2")
                 .map_err(backend)?;

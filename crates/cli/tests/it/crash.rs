@@ -49,7 +49,12 @@ fn check_books(reader: &dyn LedgerReader, acks: &[u128]) {
         .iter()
         .filter(|id| reader.transfer(TransferId::new(**id).expect("id")).expect("read").is_none())
         .collect();
-    assert!(missing.is_empty(), "{} acknowledged transfers lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged transfers lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     let report = verify(reader, &mut |_| {}).expect("verify");
     assert!(report.is_ok(), "journal does not verify after the crash: {:?}", report.divergence);
 }
@@ -66,7 +71,11 @@ fn crash_and_recover(store_args: Vec<String>, reader: impl Fn() -> Box<dyn Ledge
     let before = reader().head().expect("head");
     let mut child = start_load(&store_args, 1, 1_000_000, first_submitter.len() as u64);
     let retried = collect_acks(&mut child, None);
-    assert_eq!(retried.len(), first_submitter.len(), "retries of acknowledged ids are acknowledged again");
+    assert_eq!(
+        retried.len(),
+        first_submitter.len(),
+        "retries of acknowledged ids are acknowledged again"
+    );
     assert_eq!(reader().head().expect("head").last_seq, before.last_seq, "a retry wrote nothing");
     let mut child = start_load(&store_args, 16, 900_000_000, 50);
     let fresh = collect_acks(&mut child, None);
@@ -89,7 +98,10 @@ fn sigkill_under_load_loses_no_acknowledged_transfer_on_postgres() {
     let url = std::env::var("QIANBAO_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
     if let Err(error) = postgres_reachable(&url) {
-        assert!(std::env::var("CI").map_or(true, |ci| ci != "true"), "PostgreSQL unreachable under CI: {error}");
+        assert!(
+            std::env::var("CI").map_or(true, |ci| ci != "true"),
+            "PostgreSQL unreachable under CI: {error}"
+        );
         eprintln!("skipping: PostgreSQL at {url} unreachable: {error}");
         return;
     }
@@ -101,5 +113,7 @@ fn sigkill_under_load_loses_no_acknowledged_transfer_on_postgres() {
 }
 
 fn postgres_reachable(url: &str) -> Result<(), String> {
-    store::PgReader::connect(store::PgTarget::new(url, "qb_test_probe")).map(|_| ()).map_err(|e| e.to_string())
+    store::PgReader::connect(store::PgTarget::new(url, "qb_test_probe"))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

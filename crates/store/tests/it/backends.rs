@@ -43,7 +43,8 @@ pub fn pg_target(prefix: &str) -> Option<PgTarget> {
 
 pub fn drop_schema(target: &PgTarget) {
     if let Ok(mut client) = postgres::Client::connect(&target.url, postgres::NoTls) {
-        let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", target.schema));
+        let _ =
+            client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", target.schema));
     }
 }
 
@@ -74,7 +75,13 @@ impl Backend {
         let store = SqliteStore::open(&path).expect("open sqlite");
         let reader = Box::new(SqliteReader::open(&path).expect("open reader"));
         let ledger = Ledger::start(store, clock.clone(), test_config());
-        Backend { name: "sqlite", kind: Kind::Sqlite { _dir: dir, path }, clock, ledger: Some(ledger), reader }
+        Backend {
+            name: "sqlite",
+            kind: Kind::Sqlite { _dir: dir, path },
+            clock,
+            ledger: Some(ledger),
+            reader,
+        }
     }
 
     pub fn postgres(prefix: &str) -> Option<Backend> {
@@ -83,7 +90,13 @@ impl Backend {
         let store = PgStore::connect(target.clone()).expect("connect postgres");
         let reader = Box::new(PgReader::connect(target.clone()).expect("reader"));
         let ledger = Ledger::start(store, clock.clone(), test_config());
-        Some(Backend { name: "postgres", kind: Kind::Postgres(target), clock, ledger: Some(ledger), reader })
+        Some(Backend {
+            name: "postgres",
+            kind: Kind::Postgres(target),
+            clock,
+            ledger: Some(ledger),
+            reader,
+        })
     }
 
     pub fn handle(&self) -> LedgerHandle {
@@ -96,9 +109,11 @@ impl Backend {
             ledger.shutdown();
         }
         let ledger = match &self.kind {
-            Kind::Sqlite { path, .. } => {
-                Ledger::start(SqliteStore::open(path).expect("reopen"), self.clock.clone(), test_config())
-            }
+            Kind::Sqlite { path, .. } => Ledger::start(
+                SqliteStore::open(path).expect("reopen"),
+                self.clock.clone(),
+                test_config(),
+            ),
             Kind::Postgres(target) => Ledger::start(
                 PgStore::connect(target.clone()).expect("reconnect"),
                 self.clock.clone(),
@@ -116,7 +131,8 @@ impl Backend {
                 connection.execute_batch(sql).expect("tamper");
             }
             Kind::Postgres(target) => {
-                let mut client = postgres::Client::connect(&target.url, postgres::NoTls).expect("connect");
+                let mut client =
+                    postgres::Client::connect(&target.url, postgres::NoTls).expect("connect");
                 client
                     .batch_execute(&format!("SET search_path TO \"{}\"; {sql}", target.schema))
                     .expect("tamper");

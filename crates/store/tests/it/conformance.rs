@@ -84,7 +84,13 @@ pub fn post(id: u128, debit: u128, credit: u128, minor: u64) -> NewTransfer {
     }
 }
 
-pub fn hold(id: u128, debit: u128, credit: u128, minor: u64, timeout_secs: Option<u32>) -> NewTransfer {
+pub fn hold(
+    id: u128,
+    debit: u128,
+    credit: u128,
+    minor: u64,
+    timeout_secs: Option<u32>,
+) -> NewTransfer {
     NewTransfer {
         id: tid(id),
         action: TransferAction::Pending { movement: movement(debit, credit, minor), timeout_secs },
@@ -132,7 +138,12 @@ fn rejection(result: TransferResult) -> TransferRejection {
 fn balances(backend: &Backend, id: u128) -> (u64, u64, u64, u64) {
     let account = backend.reader.account(account(id)).expect("read").expect("account exists");
     let b = account.balances;
-    (b.debits_posted.minor(), b.credits_posted.minor(), b.debits_pending.minor(), b.credits_pending.minor())
+    (
+        b.debits_posted.minor(),
+        b.credits_posted.minor(),
+        b.debits_pending.minor(),
+        b.credits_pending.minor(),
+    )
 }
 
 fn assert_verified(backend: &Backend) {
@@ -152,7 +163,11 @@ fn assert_trial_balance(backend: &Backend) {
     }
     for (asset, (debits, credits, debits_pending, credits_pending)) in per_asset {
         assert_eq!(debits, credits, "{}: posted {asset} does not balance", backend.name);
-        assert_eq!(debits_pending, credits_pending, "{}: pending {asset} does not balance", backend.name);
+        assert_eq!(
+            debits_pending, credits_pending,
+            "{}: pending {asset} does not balance",
+            backend.name
+        );
     }
 }
 
@@ -169,7 +184,10 @@ fn posted_transfers_move_money_and_keep_running_balances() {
         assert_eq!(balances(backend, BOB), (0, 2_500, 0, 0));
         assert_eq!(balances(backend, BANK), (10_000, 0, 0, 0));
 
-        let entries = backend.reader.entries(account(ALICE), Page { after: None, limit: 10 }).expect("entries");
+        let entries = backend
+            .reader
+            .entries(account(ALICE), Page { after: None, limit: 10 })
+            .expect("entries");
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].balances_after.credits_posted, amount(10_000));
         assert_eq!(entries[1].balances_after.debits_posted, amount(2_500));
@@ -196,8 +214,14 @@ fn a_retry_has_no_second_effect_and_a_reused_id_is_rejected() {
         assert!(first.created && !retry.created);
         assert_eq!(first.value, retry.value);
         assert_eq!(balances(backend, ALICE), (0, 700, 0, 0));
-        assert_eq!(rejection(submit(&handle, post(200, BANK, ALICE, 701))), TransferRejection::IdExistsWithDifferentFields);
-        assert_eq!(rejection(submit(&handle, post(200, BANK, BOB, 700))), TransferRejection::IdExistsWithDifferentFields);
+        assert_eq!(
+            rejection(submit(&handle, post(200, BANK, ALICE, 701))),
+            TransferRejection::IdExistsWithDifferentFields
+        );
+        assert_eq!(
+            rejection(submit(&handle, post(200, BANK, BOB, 700))),
+            TransferRejection::IdExistsWithDifferentFields
+        );
         // Duplicates inside one request behave the same way.
         let outcomes = handle
             .execute_blocking(vec![
@@ -257,26 +281,33 @@ fn frozen_accounts_take_credits_but_pay_nothing_and_closed_accounts_take_nothing
         let handle = backend.handle();
         setup(&handle);
         submit(&handle, post(400, BANK, ALICE, 500)).expect("fund");
-        let set = |id, status| {
-            match handle
-                .execute_blocking(vec![Command::SetAccountStatus { account_id: account(id), status }])
-                .expect("pipeline")
-                .remove(0)
-            {
-                Outcome::Status(result) => result,
-                other => panic!("{other:?}"),
-            }
+        let set = |id, status| match handle
+            .execute_blocking(vec![Command::SetAccountStatus { account_id: account(id), status }])
+            .expect("pipeline")
+            .remove(0)
+        {
+            Outcome::Status(result) => result,
+            other => panic!("{other:?}"),
         };
         set(ALICE, AccountStatus::FrozenDebits).expect("freeze");
-        assert_eq!(rejection(submit(&handle, post(401, ALICE, BOB, 1))), TransferRejection::DebitAccountFrozen);
-        assert_eq!(rejection(submit(&handle, hold(402, ALICE, BOB, 1, None))), TransferRejection::DebitAccountFrozen);
+        assert_eq!(
+            rejection(submit(&handle, post(401, ALICE, BOB, 1))),
+            TransferRejection::DebitAccountFrozen
+        );
+        assert_eq!(
+            rejection(submit(&handle, hold(402, ALICE, BOB, 1, None))),
+            TransferRejection::DebitAccountFrozen
+        );
         submit(&handle, post(403, BANK, ALICE, 1)).expect("credits still arrive");
         set(ALICE, AccountStatus::Active).expect("unfreeze");
         submit(&handle, post(404, ALICE, BOB, 1)).expect("debits again");
 
         assert_eq!(set(ALICE, AccountStatus::Closed), Err(AccountRejection::BalanceNotZero));
         set(FEES, AccountStatus::Closed).expect("an empty account closes");
-        assert_eq!(rejection(submit(&handle, post(405, ALICE, FEES, 1))), TransferRejection::CreditAccountClosed);
+        assert_eq!(
+            rejection(submit(&handle, post(405, ALICE, FEES, 1))),
+            TransferRejection::CreditAccountClosed
+        );
         assert_eq!(set(FEES, AccountStatus::Active), Err(AccountRejection::AccountClosed));
         assert_eq!(set(999, AccountStatus::Active), Err(AccountRejection::AccountNotFound));
         assert_verified(backend);
@@ -291,24 +322,42 @@ fn holds_post_in_part_void_and_expire() {
         submit(&handle, post(500, BANK, ALICE, 1_000)).expect("fund");
         submit(&handle, hold(501, ALICE, MERCHANT, 600, None)).expect("hold");
         assert_eq!(balances(backend, ALICE), (0, 1_000, 600, 0));
-        assert_eq!(rejection(submit(&handle, post(502, ALICE, BOB, 401))), TransferRejection::ExceedsCredits);
-        assert_eq!(rejection(submit(&handle, post_pending(503, 501, Some(601)))), TransferRejection::ExceedsPendingAmount);
+        assert_eq!(
+            rejection(submit(&handle, post(502, ALICE, BOB, 401))),
+            TransferRejection::ExceedsCredits
+        );
+        assert_eq!(
+            rejection(submit(&handle, post_pending(503, 501, Some(601)))),
+            TransferRejection::ExceedsPendingAmount
+        );
         let posted = submit(&handle, post_pending(504, 501, Some(450))).expect("partial post");
         assert_eq!(posted.value.amount, amount(450));
         assert_eq!(balances(backend, ALICE), (450, 1_000, 0, 0), "the unposted 150 is released");
         assert_eq!(balances(backend, MERCHANT), (0, 450, 0, 0));
-        assert_eq!(rejection(submit(&handle, post_pending(505, 501, None))), TransferRejection::PendingAlreadyPosted);
-        assert_eq!(rejection(submit(&handle, void(506, 501))), TransferRejection::PendingAlreadyPosted);
+        assert_eq!(
+            rejection(submit(&handle, post_pending(505, 501, None))),
+            TransferRejection::PendingAlreadyPosted
+        );
+        assert_eq!(
+            rejection(submit(&handle, void(506, 501))),
+            TransferRejection::PendingAlreadyPosted
+        );
 
         submit(&handle, hold(510, ALICE, MERCHANT, 100, None)).expect("hold");
         submit(&handle, void(511, 510)).expect("void");
-        assert_eq!(rejection(submit(&handle, post_pending(512, 510, None))), TransferRejection::PendingAlreadyVoided);
+        assert_eq!(
+            rejection(submit(&handle, post_pending(512, 510, None))),
+            TransferRejection::PendingAlreadyVoided
+        );
         assert_eq!(balances(backend, ALICE), (450, 1_000, 0, 0));
 
         submit(&handle, hold(520, ALICE, MERCHANT, 200, Some(60))).expect("hold with timeout");
         backend.clock.advance_secs(61);
         // Any batch runs the expiry pass first; this one also tries to post the stale hold.
-        assert_eq!(rejection(submit(&handle, post_pending(521, 520, None))), TransferRejection::PendingExpired);
+        assert_eq!(
+            rejection(submit(&handle, post_pending(521, 520, None))),
+            TransferRejection::PendingExpired
+        );
         let stored = backend.reader.hold(tid(520)).expect("read").expect("hold");
         assert_eq!(stored.state, HoldState::Expired);
         assert_eq!(balances(backend, ALICE), (450, 1_000, 0, 0));
@@ -328,8 +377,14 @@ fn a_linked_group_commits_all_or_nothing_and_never_harms_its_neighbours() {
         let outcomes = handle
             .execute_blocking(vec![
                 Command::Transfers(vec![post(601, BANK, BOB, 10)]),
-                Command::Transfers(vec![post(602, ALICE, MERCHANT, 100), post(603, MERCHANT, FEES, 101)]),
-                Command::Transfers(vec![post(604, ALICE, MERCHANT, 100), post(605, MERCHANT, FEES, 3)]),
+                Command::Transfers(vec![
+                    post(602, ALICE, MERCHANT, 100),
+                    post(603, MERCHANT, FEES, 101),
+                ]),
+                Command::Transfers(vec![
+                    post(604, ALICE, MERCHANT, 100),
+                    post(605, MERCHANT, FEES, 3),
+                ]),
             ])
             .expect("batch");
         let groups: Vec<Vec<TransferResult>> = outcomes
@@ -359,11 +414,13 @@ fn balances_can_be_read_as_of_a_past_point() {
         let first = submit(&handle, post(700, BANK, ALICE, 300)).expect("t1").value;
         backend.clock.advance_secs(10);
         submit(&handle, post(701, BANK, ALICE, 400)).expect("t2");
-        let at_first = backend.reader.entry_as_of(account(ALICE), first.seq).expect("read").expect("entry");
+        let at_first =
+            backend.reader.entry_as_of(account(ALICE), first.seq).expect("read").expect("entry");
         assert_eq!(at_first.balances_after.credits_posted, amount(300));
         let seq = backend.reader.seq_at(first.timestamp).expect("seq at");
         assert_eq!(seq, first.seq);
-        let before_any = backend.reader.entry_as_of(account(ALICE), Seq(first.seq.0 - 1)).expect("read");
+        let before_any =
+            backend.reader.entry_as_of(account(ALICE), Seq(first.seq.0 - 1)).expect("read");
         assert!(before_any.is_none());
     });
 }
@@ -385,7 +442,11 @@ fn the_chain_survives_restarts_and_reveals_tampering() {
              UPDATE accounts SET debits_posted = debits_posted - 50 WHERE chart_code = 2241 AND debits_posted > 0;",
         );
         let report = verify(backend.reader.as_ref(), &mut |_| {}).expect("verify");
-        assert!(matches!(report.divergence, Some(Divergence::HashMismatch { .. })), "{:?}", report.divergence);
+        assert!(
+            matches!(report.divergence, Some(Divergence::HashMismatch { .. })),
+            "{:?}",
+            report.divergence
+        );
     });
 }
 
@@ -397,7 +458,11 @@ fn a_balance_edited_behind_the_ledgers_back_is_reported() {
         submit(&handle, post(900, BANK, ALICE, 900)).expect("t1");
         backend.tamper("UPDATE accounts SET credits_posted = credits_posted + 1 WHERE chart_code = 2241 AND credits_posted > 0;");
         let report = verify(backend.reader.as_ref(), &mut |_| {}).expect("verify");
-        assert!(matches!(report.divergence, Some(Divergence::AccountMismatch { .. })), "{:?}", report.divergence);
+        assert!(
+            matches!(report.divergence, Some(Divergence::AccountMismatch { .. })),
+            "{:?}",
+            report.divergence
+        );
     });
 }
 
@@ -415,14 +480,22 @@ fn accounts_and_reference_data_are_idempotent() {
             metadata: BoundedText::default(),
         };
         let result = |new| open_blocking(&handle, new);
-        assert_eq!(result(open("POINTS", 2241)), Err(AccountRejection::IdExistsWithDifferentFields));
+        assert_eq!(
+            result(open("POINTS", 2241)),
+            Err(AccountRejection::IdExistsWithDifferentFields)
+        );
         let fresh = |asset: &str, chart| NewAccount { id: account(5_000), ..open(asset, chart) };
         assert_eq!(result(fresh("EUR", 2241)), Err(AccountRejection::AssetNotFound));
         assert_eq!(result(fresh("CNY", 9999)), Err(AccountRejection::ChartCodeNotFound));
         let outcome = handle
-            .execute_blocking(vec![Command::DefineAsset(Asset::new(code("CNY"), 3).expect("asset"))])
+            .execute_blocking(vec![Command::DefineAsset(
+                Asset::new(code("CNY"), 3).expect("asset"),
+            )])
             .expect("pipeline");
-        assert_eq!(outcome, vec![Outcome::Asset(Err(AccountRejection::AssetExistsWithDifferentScale))]);
+        assert_eq!(
+            outcome,
+            vec![Outcome::Asset(Err(AccountRejection::AssetExistsWithDifferentScale))]
+        );
         assert_verified(backend);
     });
 }
@@ -431,7 +504,8 @@ fn open_blocking(
     handle: &LedgerHandle,
     account: NewAccount,
 ) -> Result<ledger::Applied<ledger::Account>, AccountRejection> {
-    match handle.execute_blocking(vec![Command::OpenAccount(account)]).expect("pipeline").remove(0) {
+    match handle.execute_blocking(vec![Command::OpenAccount(account)]).expect("pipeline").remove(0)
+    {
         Outcome::Account(result) => result,
         other => panic!("{other:?}"),
     }
