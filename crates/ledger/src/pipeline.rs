@@ -129,7 +129,16 @@ impl Ledger {
             metrics: metrics.clone(),
             batch_commands_max: config.batch_commands_max,
         };
-        let writer = Writer { store, clock, config, receiver, metrics, stopping, carry: None };
+        let writer = Writer {
+            store,
+            clock,
+            config,
+            receiver,
+            metrics,
+            stopping,
+            carry: None,
+            next_expiry_scan: crate::ids::Timestamp(0),
+        };
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer.run())
@@ -267,6 +276,10 @@ struct Writer<S: LedgerStore> {
     stopping: Arc<AtomicBool>,
     /// A request taken from the queue that did not fit the previous batch.
     carry: Option<Request>,
+    /// When the next batch should look for expired holds. Scanning on every batch would cost
+    /// a round trip per batch; correctness does not depend on it, because posting or voiding
+    /// a hold past its timeout is rejected whether or not the expiry has been written yet.
+    next_expiry_scan: crate::ids::Timestamp,
 }
 
 impl<S: LedgerStore> Writer<S> {
@@ -385,7 +398,17 @@ impl<S: LedgerStore> Writer<S> {
             snapshot.transfers.insert(transfer.id, transfer);
         }
         let mut holds = tx.lock_holds(&needs.pending_ids)?;
-        let due = tx.lock_due_holds(now, expiry_batch_max)?;
+        let due = if now >= self.next_expiry_scan {
+            let due = tx.lock_due_holds(now, expiry_batch_max)?;
+            // A full page means more are due: look again on the next batch.
+            if due.len() < expiry_batch_max {
+                let interval_us = self.config.expiry_poll_interval_ms.saturating_mul(1000);
+                self.next_expiry_scan = crate::ids::Timestamp(now.0.saturating_add(interval_us));
+            }
+            due
+        } else {
+            Vec::new()
+        };
         snapshot.due_holds = due.iter().map(|hold| hold.pending_id).collect();
         holds.extend(due);
         let mut account_ids = needs.account_ids;

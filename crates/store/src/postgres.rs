@@ -221,59 +221,127 @@ fn write_batch(
     tx: &mut postgres::Transaction<'_>,
     batch: &BatchWrite,
 ) -> Result<(), postgres::Error> {
+    let mut statement = OneStatement::default();
     let mut transfers = Vec::with_capacity(batch.records.len());
     for record in &batch.records {
         match record {
             Record::AssetDefined { seq, asset } => {
-                tx.execute(
-                    "INSERT INTO assets (code, scale, seq) VALUES ($1, $2, $3)",
-                    &[&asset.code().as_str(), &i16::from(asset.scale()), &(seq.0 as i64)],
-                )?;
+                let values = [
+                    statement.param(asset.code().as_str().to_string()),
+                    statement.param(i16::from(asset.scale())),
+                    statement.param(seq.0 as i64),
+                ];
+                statement.part(format!(
+                    "INSERT INTO assets (code, scale, seq) VALUES ({})",
+                    values.join(", ")
+                ));
             }
             Record::ChartDefined { seq, entry } => {
-                tx.execute(
-                    "INSERT INTO chart (code, name, class, seq) VALUES ($1, $2, $3, $4)",
-                    &[
-                        &i64::from(entry.code.0),
-                        &entry.name.as_str(),
-                        &i16::from(entry.class.code()),
-                        &(seq.0 as i64),
-                    ],
-                )?;
+                let values = [
+                    statement.param(i64::from(entry.code.0)),
+                    statement.param(entry.name.as_str().to_string()),
+                    statement.param(i16::from(entry.class.code())),
+                    statement.param(seq.0 as i64),
+                ];
+                statement.part(format!(
+                    "INSERT INTO chart (code, name, class, seq) VALUES ({})",
+                    values.join(", ")
+                ));
             }
             Record::AccountOpened(_) => {}
             Record::AccountStatusSet { seq, account_id, status } => {
-                tx.execute(
-                    "INSERT INTO account_status_log (seq, account_id, status) VALUES ($1, $2, $3)",
-                    &[&(seq.0 as i64), &&account_id.to_bytes()[..], &i16::from(status.code())],
-                )?;
+                let values = [
+                    statement.param(seq.0 as i64),
+                    statement.param(account_id.to_bytes().to_vec()),
+                    statement.param(i16::from(status.code())),
+                ];
+                statement.part(format!(
+                    "INSERT INTO account_status_log (seq, account_id, status) VALUES ({})",
+                    values.join(", ")
+                ));
             }
             Record::Transfer(transfer) => transfers.push(transfer),
         }
     }
-    insert_accounts(tx, &batch.opened_accounts)?;
-    insert_transfers(tx, &transfers)?;
-    insert_entries(tx, &batch.entries)?;
-    update_accounts(tx, &batch.updated_accounts)?;
-    upsert_holds(tx, &batch.holds)?;
+    insert_accounts(&mut statement, &batch.opened_accounts);
+    insert_transfers(&mut statement, &transfers);
+    insert_entries(&mut statement, &batch.entries);
+    upsert_holds(&mut statement, &batch.holds);
     let header = &batch.header;
-    tx.execute(
-        &format!("INSERT INTO journal_batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
-        &[
-            &(header.batch_seq.0 as i64),
-            &(header.first_seq.0 as i64),
-            &i64::from(header.n_records),
-            &(header.timestamp.0 as i64),
-            &&header.prev_hash.0[..],
-            &&header.hash.0[..],
-        ],
-    )?;
+    let values = [
+        statement.param(header.batch_seq.0 as i64),
+        statement.param(header.first_seq.0 as i64),
+        statement.param(i64::from(header.n_records)),
+        statement.param(header.timestamp.0 as i64),
+        statement.param(header.prev_hash.0.to_vec()),
+        statement.param(header.hash.0.to_vec()),
+    ];
+    statement.part(format!(
+        "INSERT INTO journal_batches ({BATCH_COLUMNS}) VALUES ({})",
+        values.join(", ")
+    ));
     let head = batch.head();
-    tx.execute(
-        "UPDATE journal_head SET batch_seq = $1, last_seq = $2, last_timestamp = $3, hash = $4 WHERE id = 1",
-        &[&(head.batch_seq.0 as i64), &(head.last_seq.0 as i64), &(head.last_timestamp.0 as i64), &&head.hash.0[..]],
-    )?;
+    let values = [
+        statement.param(head.batch_seq.0 as i64),
+        statement.param(head.last_seq.0 as i64),
+        statement.param(head.last_timestamp.0 as i64),
+        statement.param(head.hash.0.to_vec()),
+    ];
+    statement.part(format!(
+        "UPDATE journal_head SET batch_seq = {}, last_seq = {}, last_timestamp = {}, hash = {} WHERE id = 1",
+        values[0], values[1], values[2], values[3]
+    ));
+    let updated = update_accounts(&mut statement, &batch.updated_accounts);
+    let n_updated = statement.execute(tx, updated)?;
+    assert_eq!(
+        n_updated as usize,
+        batch.updated_accounts.len(),
+        "an updated account is not stored"
+    );
     Ok(())
+}
+
+/// A whole batch write as one statement: each part is a data-modifying CTE. PostgreSQL runs
+/// every such CTE exactly once, whether or not the outer query reads it, so one round trip
+/// replaces one per table.
+#[derive(Default)]
+struct OneStatement {
+    parts: Vec<String>,
+    params: Vec<Box<dyn postgres::types::ToSql + Sync>>,
+}
+
+impl OneStatement {
+    /// Adds a parameter and returns its placeholder.
+    fn param(&mut self, value: impl postgres::types::ToSql + Sync + 'static) -> String {
+        self.params.push(Box::new(value));
+        format!("${}", self.params.len())
+    }
+
+    /// Adds a part; returns its CTE name.
+    fn part(&mut self, sql: String) -> String {
+        self.parts.push(sql);
+        format!("w{}", self.parts.len() - 1)
+    }
+
+    /// Runs every part; returns the number of rows the `counted` part returned.
+    fn execute(
+        self,
+        tx: &mut postgres::Transaction<'_>,
+        counted: Option<String>,
+    ) -> Result<i64, postgres::Error> {
+        let ctes: Vec<String> = self
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(index, sql)| format!("w{index} AS ({sql})"))
+            .collect();
+        let count = counted
+            .map_or("0::bigint".to_string(), |name| format!("(SELECT count(*) FROM {name})"));
+        let sql = format!("WITH {} SELECT {count}", ctes.join(",\n"));
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            self.params.iter().map(|param| param.as_ref()).collect();
+        tx.query_one(&sql, &params)?.try_get(0)
+    }
 }
 
 /// Balance columns of many rows, as four arrays.
@@ -288,139 +356,144 @@ fn balance_arrays<'a>(balances: impl Iterator<Item = &'a ledger::Balances>) -> [
     arrays
 }
 
-fn insert_accounts(
-    tx: &mut postgres::Transaction<'_>,
-    accounts: &[Account],
-) -> Result<(), postgres::Error> {
+fn bytes<T>(rows: &[T], id: impl Fn(&T) -> [u8; 16]) -> Vec<Vec<u8>> {
+    rows.iter().map(|row| id(row).to_vec()).collect()
+}
+
+fn strings<T>(rows: &[T], text: impl Fn(&T) -> &str) -> Vec<String> {
+    rows.iter().map(|row| text(row).to_string()).collect()
+}
+
+fn insert_accounts(statement: &mut OneStatement, accounts: &[Account]) {
     if accounts.is_empty() {
-        return Ok(());
+        return;
     }
-    let ids: Vec<Vec<u8>> = accounts.iter().map(|a| a.id.to_bytes().to_vec()).collect();
-    let assets: Vec<&str> = accounts.iter().map(|a| a.asset.as_str()).collect();
-    let charts: Vec<i64> = accounts.iter().map(|a| i64::from(a.chart_code.0)).collect();
     let rules: Vec<(i64, i64)> = accounts.iter().map(|a| codec::rule_columns(&a.rule)).collect();
-    let rule_kinds: Vec<i16> = rules.iter().map(|r| r.0 as i16).collect();
-    let rule_limits: Vec<i64> = rules.iter().map(|r| r.1).collect();
-    let metadata: Vec<&str> = accounts.iter().map(|a| a.metadata.as_str()).collect();
-    let statuses: Vec<i16> = accounts.iter().map(|a| i16::from(a.status.code())).collect();
     let [dp, dpo, cp, cpo] = balance_arrays(accounts.iter().map(|a| &a.balances));
-    let seqs: Vec<i64> = accounts.iter().map(|a| a.opened_seq.0 as i64).collect();
-    let opened: Vec<i64> = accounts.iter().map(|a| a.opened_at.0 as i64).collect();
-    tx.execute(
-        &format!(
-            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) SELECT * FROM UNNEST($1::bytea[], $2::text[], \
-             $3::bigint[], $4::smallint[], $5::bigint[], $6::text[], $7::smallint[], $8::bigint[], \
-             $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[])"
-        ),
-        &[&ids, &assets, &charts, &rule_kinds, &rule_limits, &metadata, &statuses, &dp, &dpo, &cp, &cpo, &seqs, &opened],
-    )?;
-    Ok(())
+    let p = [
+        statement.param(bytes(accounts, |a| a.id.to_bytes())),
+        statement.param(strings(accounts, |a| a.asset.as_str())),
+        statement.param(accounts.iter().map(|a| i64::from(a.chart_code.0)).collect::<Vec<_>>()),
+        statement.param(rules.iter().map(|r| r.0 as i16).collect::<Vec<_>>()),
+        statement.param(rules.iter().map(|r| r.1).collect::<Vec<_>>()),
+        statement.param(strings(accounts, |a| a.metadata.as_str())),
+        statement.param(accounts.iter().map(|a| i16::from(a.status.code())).collect::<Vec<_>>()),
+        statement.param(dp),
+        statement.param(dpo),
+        statement.param(cp),
+        statement.param(cpo),
+        statement.param(accounts.iter().map(|a| a.opened_seq.0 as i64).collect::<Vec<_>>()),
+        statement.param(accounts.iter().map(|a| a.opened_at.0 as i64).collect::<Vec<_>>()),
+    ];
+    statement.part(format!(
+        "INSERT INTO accounts ({ACCOUNT_COLUMNS}) SELECT * FROM UNNEST({}::bytea[], {}::text[], \
+         {}::bigint[], {}::smallint[], {}::bigint[], {}::text[], {}::smallint[], {}::bigint[], \
+         {}::bigint[], {}::bigint[], {}::bigint[], {}::bigint[], {}::bigint[])",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12]
+    ));
 }
 
-fn insert_transfers(
-    tx: &mut postgres::Transaction<'_>,
-    transfers: &[&Transfer],
-) -> Result<(), postgres::Error> {
+fn insert_transfers(statement: &mut OneStatement, transfers: &[&Transfer]) {
     if transfers.is_empty() {
-        return Ok(());
+        return;
     }
-    let seqs: Vec<i64> = transfers.iter().map(|t| t.seq.0 as i64).collect();
-    let ids: Vec<Vec<u8>> = transfers.iter().map(|t| t.id.to_bytes().to_vec()).collect();
-    let kinds: Vec<i16> = transfers.iter().map(|t| i16::from(t.kind.code())).collect();
-    let debits: Vec<Vec<u8>> =
-        transfers.iter().map(|t| t.debit_account_id.to_bytes().to_vec()).collect();
-    let credits: Vec<Vec<u8>> =
-        transfers.iter().map(|t| t.credit_account_id.to_bytes().to_vec()).collect();
-    let assets: Vec<&str> = transfers.iter().map(|t| t.asset.as_str()).collect();
-    let amounts: Vec<i64> = transfers.iter().map(|t| t.amount.to_stored()).collect();
-    let pending: Vec<Option<Vec<u8>>> =
-        transfers.iter().map(|t| t.pending_id.map(|id| id.to_bytes().to_vec())).collect();
-    let expires: Vec<Option<i64>> =
-        transfers.iter().map(|t| t.expires_at.map(|at| at.0 as i64)).collect();
-    let codes: Vec<i64> = transfers.iter().map(|t| i64::from(t.business_code.0)).collect();
-    let refs: Vec<&str> = transfers.iter().map(|t| t.order_ref.as_str()).collect();
-    let stamps: Vec<i64> = transfers.iter().map(|t| t.timestamp.0 as i64).collect();
-    let prints: Vec<Vec<u8>> = transfers.iter().map(|t| t.fingerprint.0.to_vec()).collect();
-    tx.execute(
-        &format!(
-            "INSERT INTO transfers ({TRANSFER_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::bytea[], \
-             $3::smallint[], $4::bytea[], $5::bytea[], $6::text[], $7::bigint[], $8::bytea[], \
-             $9::bigint[], $10::bigint[], $11::text[], $12::bigint[], $13::bytea[])"
+    let p = [
+        statement.param(transfers.iter().map(|t| t.seq.0 as i64).collect::<Vec<_>>()),
+        statement.param(bytes(transfers, |t| t.id.to_bytes())),
+        statement.param(transfers.iter().map(|t| i16::from(t.kind.code())).collect::<Vec<_>>()),
+        statement.param(bytes(transfers, |t| t.debit_account_id.to_bytes())),
+        statement.param(bytes(transfers, |t| t.credit_account_id.to_bytes())),
+        statement.param(strings(transfers, |t| t.asset.as_str())),
+        statement.param(transfers.iter().map(|t| t.amount.to_stored()).collect::<Vec<_>>()),
+        statement.param(
+            transfers
+                .iter()
+                .map(|t| t.pending_id.map(|id| id.to_bytes().to_vec()))
+                .collect::<Vec<_>>(),
         ),
-        &[&seqs, &ids, &kinds, &debits, &credits, &assets, &amounts, &pending, &expires, &codes, &refs, &stamps, &prints],
-    )?;
-    Ok(())
+        statement.param(
+            transfers.iter().map(|t| t.expires_at.map(|at| at.0 as i64)).collect::<Vec<_>>(),
+        ),
+        statement.param(transfers.iter().map(|t| i64::from(t.business_code.0)).collect::<Vec<_>>()),
+        statement.param(strings(transfers, |t| t.order_ref.as_str())),
+        statement.param(transfers.iter().map(|t| t.timestamp.0 as i64).collect::<Vec<_>>()),
+        statement.param(transfers.iter().map(|t| t.fingerprint.0.to_vec()).collect::<Vec<_>>()),
+    ];
+    statement.part(format!(
+        "INSERT INTO transfers ({TRANSFER_COLUMNS}) SELECT * FROM UNNEST({}::bigint[], {}::bytea[], \
+         {}::smallint[], {}::bytea[], {}::bytea[], {}::text[], {}::bigint[], {}::bytea[], \
+         {}::bigint[], {}::bigint[], {}::text[], {}::bigint[], {}::bytea[])",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12]
+    ));
 }
 
-fn insert_entries(
-    tx: &mut postgres::Transaction<'_>,
-    entries: &[Entry],
-) -> Result<(), postgres::Error> {
+fn insert_entries(statement: &mut OneStatement, entries: &[Entry]) {
     if entries.is_empty() {
-        return Ok(());
+        return;
     }
-    let accounts: Vec<Vec<u8>> = entries.iter().map(|e| e.account_id.to_bytes().to_vec()).collect();
-    let seqs: Vec<i64> = entries.iter().map(|e| e.seq.0 as i64).collect();
-    let sides: Vec<i16> = entries.iter().map(|e| side_code(e.side)).collect();
-    let transfers: Vec<Vec<u8>> =
-        entries.iter().map(|e| e.transfer_id.to_bytes().to_vec()).collect();
-    let amounts: Vec<i64> = entries.iter().map(|e| e.amount.to_stored()).collect();
     let [dp, dpo, cp, cpo] = balance_arrays(entries.iter().map(|e| &e.balances_after));
-    tx.execute(
-        &format!(
-            "INSERT INTO entries ({ENTRY_COLUMNS}) SELECT * FROM UNNEST($1::bytea[], $2::bigint[], \
-             $3::smallint[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])"
-        ),
-        &[&accounts, &seqs, &sides, &transfers, &amounts, &dp, &dpo, &cp, &cpo],
-    )?;
-    Ok(())
+    let p = [
+        statement.param(bytes(entries, |e| e.account_id.to_bytes())),
+        statement.param(entries.iter().map(|e| e.seq.0 as i64).collect::<Vec<_>>()),
+        statement.param(entries.iter().map(|e| side_code(e.side)).collect::<Vec<_>>()),
+        statement.param(bytes(entries, |e| e.transfer_id.to_bytes())),
+        statement.param(entries.iter().map(|e| e.amount.to_stored()).collect::<Vec<_>>()),
+        statement.param(dp),
+        statement.param(dpo),
+        statement.param(cp),
+        statement.param(cpo),
+    ];
+    statement.part(format!(
+        "INSERT INTO entries ({ENTRY_COLUMNS}) SELECT * FROM UNNEST({}::bytea[], {}::bigint[], \
+         {}::smallint[], {}::bytea[], {}::bigint[], {}::bigint[], {}::bigint[], {}::bigint[], {}::bigint[])",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
+    ));
 }
 
-fn update_accounts(
-    tx: &mut postgres::Transaction<'_>,
-    accounts: &[Account],
-) -> Result<(), postgres::Error> {
+/// Returns the CTE name whose row count is the number of accounts updated.
+fn update_accounts(statement: &mut OneStatement, accounts: &[Account]) -> Option<String> {
     if accounts.is_empty() {
-        return Ok(());
+        return None;
     }
-    let ids: Vec<Vec<u8>> = accounts.iter().map(|a| a.id.to_bytes().to_vec()).collect();
-    let statuses: Vec<i16> = accounts.iter().map(|a| i16::from(a.status.code())).collect();
     let [dp, dpo, cp, cpo] = balance_arrays(accounts.iter().map(|a| &a.balances));
-    let changed = tx.execute(
+    let p = [
+        statement.param(bytes(accounts, |a| a.id.to_bytes())),
+        statement.param(accounts.iter().map(|a| i16::from(a.status.code())).collect::<Vec<_>>()),
+        statement.param(dp),
+        statement.param(dpo),
+        statement.param(cp),
+        statement.param(cpo),
+    ];
+    Some(statement.part(format!(
         "UPDATE accounts AS a SET status = u.status, debits_pending = u.dp, debits_posted = u.dpo, \
          credits_pending = u.cp, credits_posted = u.cpo \
-         FROM UNNEST($1::bytea[], $2::smallint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) \
-         AS u(id, status, dp, dpo, cp, cpo) WHERE a.id = u.id",
-        &[&ids, &statuses, &dp, &dpo, &cp, &cpo],
-    )?;
-    assert_eq!(changed as usize, accounts.len(), "an updated account is not stored");
-    Ok(())
+         FROM UNNEST({}::bytea[], {}::smallint[], {}::bigint[], {}::bigint[], {}::bigint[], {}::bigint[]) \
+         AS u(id, status, dp, dpo, cp, cpo) WHERE a.id = u.id RETURNING 1",
+        p[0], p[1], p[2], p[3], p[4], p[5]
+    )))
 }
 
-fn upsert_holds(tx: &mut postgres::Transaction<'_>, holds: &[Hold]) -> Result<(), postgres::Error> {
+fn upsert_holds(statement: &mut OneStatement, holds: &[Hold]) {
     if holds.is_empty() {
-        return Ok(());
+        return;
     }
-    let ids: Vec<Vec<u8>> = holds.iter().map(|h| h.pending_id.to_bytes().to_vec()).collect();
-    let debits: Vec<Vec<u8>> =
-        holds.iter().map(|h| h.movement.debit_account_id.to_bytes().to_vec()).collect();
-    let credits: Vec<Vec<u8>> =
-        holds.iter().map(|h| h.movement.credit_account_id.to_bytes().to_vec()).collect();
-    let assets: Vec<&str> = holds.iter().map(|h| h.movement.asset.as_str()).collect();
-    let amounts: Vec<i64> = holds.iter().map(|h| h.movement.amount.to_stored()).collect();
-    let expires: Vec<Option<i64>> =
-        holds.iter().map(|h| h.expires_at.map(|at| at.0 as i64)).collect();
-    let states: Vec<i16> = holds.iter().map(|h| i16::from(h.state.code())).collect();
-    let codes: Vec<i64> = holds.iter().map(|h| i64::from(h.business_code.0)).collect();
-    tx.execute(
-        &format!(
-            "INSERT INTO holds ({HOLD_COLUMNS}) SELECT * FROM UNNEST($1::bytea[], $2::bytea[], \
-             $3::bytea[], $4::text[], $5::bigint[], $6::bigint[], $7::smallint[], $8::bigint[]) \
-             ON CONFLICT (pending_id) DO UPDATE SET state = EXCLUDED.state"
-        ),
-        &[&ids, &debits, &credits, &assets, &amounts, &expires, &states, &codes],
-    )?;
-    Ok(())
+    let p = [
+        statement.param(bytes(holds, |h| h.pending_id.to_bytes())),
+        statement.param(bytes(holds, |h| h.movement.debit_account_id.to_bytes())),
+        statement.param(bytes(holds, |h| h.movement.credit_account_id.to_bytes())),
+        statement.param(strings(holds, |h| h.movement.asset.as_str())),
+        statement.param(holds.iter().map(|h| h.movement.amount.to_stored()).collect::<Vec<_>>()),
+        statement
+            .param(holds.iter().map(|h| h.expires_at.map(|at| at.0 as i64)).collect::<Vec<_>>()),
+        statement.param(holds.iter().map(|h| i16::from(h.state.code())).collect::<Vec<_>>()),
+        statement.param(holds.iter().map(|h| i64::from(h.business_code.0)).collect::<Vec<_>>()),
+    ];
+    statement.part(format!(
+        "INSERT INTO holds ({HOLD_COLUMNS}) SELECT * FROM UNNEST({}::bytea[], {}::bytea[], \
+         {}::bytea[], {}::text[], {}::bigint[], {}::bigint[], {}::smallint[], {}::bigint[]) \
+         ON CONFLICT (pending_id) DO UPDATE SET state = EXCLUDED.state",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+    ));
 }
 
 fn side_code(side: Side) -> i16 {
