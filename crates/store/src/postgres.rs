@@ -108,16 +108,46 @@ fn migrate(client: &mut Client, schema: &str) -> Result<(), StoreError> {
 }
 
 /// The write side: owned by one posting pipeline. Reconnects after a lost connection.
+///
+/// Statements are prepared once per connection and reused: PostgreSQL then skips parsing and,
+/// after a few runs, planning, which is most of its work for small batches.
 pub struct PgStore {
     target: PgTarget,
     client: Client,
+    statements: StatementCache,
+}
+
+/// Prepared statements by SQL text. Batch writes vary in shape (which tables a batch
+/// touches), so the cache holds one statement per shape; there are a few dozen at most.
+#[derive(Default)]
+struct StatementCache(HashMap<String, postgres::Statement>);
+
+/// Statement shapes kept prepared at most; past it the cache starts afresh.
+const STATEMENT_CACHE_MAX: usize = 256;
+
+impl StatementCache {
+    fn get(
+        &mut self,
+        tx: &mut postgres::Transaction<'_>,
+        sql: &str,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        if self.0.len() >= STATEMENT_CACHE_MAX {
+            self.0.clear();
+        }
+        let statement = tx.prepare(sql)?;
+        self.0.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
 }
 
 impl PgStore {
     pub fn connect(target: PgTarget) -> Result<PgStore, StoreError> {
         let mut client = target.connect()?;
         migrate(&mut client, &target.schema)?;
-        Ok(PgStore { target, client })
+        Ok(PgStore { target, client, statements: StatementCache::default() })
     }
 }
 
@@ -128,14 +158,27 @@ impl LedgerStore for PgStore {
         if self.client.is_closed() {
             tracing::warn!("ledger store connection lost; reconnecting");
             self.client = self.target.connect()?;
+            self.statements = StatementCache::default();
         }
         let tx = self.client.transaction().map_err(backend)?;
-        Ok(PgTx { tx })
+        Ok(PgTx { tx, statements: &mut self.statements })
     }
 }
 
 pub struct PgTx<'a> {
     tx: postgres::Transaction<'a>,
+    statements: &'a mut StatementCache,
+}
+
+impl PgTx<'_> {
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statements.get(&mut self.tx, sql).map_err(backend)?;
+        self.tx.query(&statement, params).map_err(backend)
+    }
 }
 
 fn id_array<I: Copy>(ids: &[I], bytes: impl Fn(I) -> [u8; 16]) -> Vec<Vec<u8>> {
@@ -148,7 +191,7 @@ impl LedgerTx for PgTx<'_> {
             return Ok(Vec::new());
         }
         let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)");
-        let rows = self.tx.query(&sql, &[&id_array(ids, TransferId::to_bytes)]).map_err(backend)?;
+        let rows = self.query(&sql, &[&id_array(ids, TransferId::to_bytes)])?;
         rows.iter().map(transfer_from_row).collect()
     }
 
@@ -171,7 +214,7 @@ impl LedgerTx for PgTx<'_> {
             "SELECT {HOLD_COLUMNS} FROM holds WHERE state = 1 AND expires_at IS NOT NULL \
              AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"
         );
-        let rows = self.tx.query(&sql, &[&(now.0 as i64), &(limit as i64)]).map_err(backend)?;
+        let rows = self.query(&sql, &[&(now.0 as i64), &(limit as i64)])?;
         rows.iter().map(hold_from_row).collect()
     }
 
@@ -182,7 +225,7 @@ impl LedgerTx for PgTx<'_> {
         let sql = format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE"
         );
-        let rows = self.tx.query(&sql, &[&id_array(ids, AccountId::to_bytes)]).map_err(backend)?;
+        let rows = self.query(&sql, &[&id_array(ids, AccountId::to_bytes)])?;
         rows.iter().map(account_from_row).collect()
     }
 
@@ -191,18 +234,15 @@ impl LedgerTx for PgTx<'_> {
     }
 
     fn lock_head(&mut self) -> Result<JournalHead, StoreError> {
-        let row = self
-            .tx
-            .query_one(
-                "SELECT batch_seq, last_seq, last_timestamp, hash FROM journal_head WHERE id = 1 FOR UPDATE",
-                &[],
-            )
-            .map_err(backend)?;
-        head_from_row(&row)
+        let rows = self.query(
+            "SELECT batch_seq, last_seq, last_timestamp, hash FROM journal_head WHERE id = 1 FOR UPDATE",
+            &[],
+        )?;
+        head_from_row(rows.first().ok_or_else(|| codec::corrupt("journal head row missing"))?)
     }
 
     fn write(&mut self, batch: &BatchWrite) -> Result<(), StoreError> {
-        write_batch(&mut self.tx, batch).map_err(backend)
+        write_batch(&mut self.tx, self.statements, batch).map_err(backend)
     }
 
     fn commit(self) -> Result<(), StoreError> {
@@ -219,6 +259,7 @@ impl LedgerTx for PgTx<'_> {
 
 fn write_batch(
     tx: &mut postgres::Transaction<'_>,
+    statements: &mut StatementCache,
     batch: &BatchWrite,
 ) -> Result<(), postgres::Error> {
     let mut statement = OneStatement::default();
@@ -292,7 +333,7 @@ fn write_batch(
         values[0], values[1], values[2], values[3]
     ));
     let updated = update_accounts(&mut statement, &batch.updated_accounts);
-    let n_updated = statement.execute(tx, updated)?;
+    let n_updated = statement.execute(tx, statements, updated)?;
     assert_eq!(
         n_updated as usize,
         batch.updated_accounts.len(),
@@ -327,6 +368,7 @@ impl OneStatement {
     fn execute(
         self,
         tx: &mut postgres::Transaction<'_>,
+        statements: &mut StatementCache,
         counted: Option<String>,
     ) -> Result<i64, postgres::Error> {
         let ctes: Vec<String> = self
@@ -340,7 +382,8 @@ impl OneStatement {
         let sql = format!("WITH {} SELECT {count}", ctes.join(",\n"));
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
             self.params.iter().map(|param| param.as_ref()).collect();
-        tx.query_one(&sql, &params)?.try_get(0)
+        let prepared = statements.get(tx, &sql)?;
+        tx.query_one(&prepared, &params)?.try_get(0)
     }
 }
 
