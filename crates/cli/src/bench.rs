@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// Transfers per bulk request.
     #[arg(long, default_value_t = 8_000)]
     bulk_size: usize,
+    /// Posting pipelines ("service nodes") sharing the store, each with its own connection;
+    /// submitters are spread over them.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Skip the naive baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -148,25 +152,35 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cells = args.workloads.len() * args.modes.len();
     for kind in &args.stores {
         let scratch = tempdir()?;
-        let (ledger, schema) = match kind {
-            StoreKind::Sqlite => {
-                let path = scratch.join("bench.db");
-                let store = store::SqliteStore::open(&path).context("opening SQLite")?;
-                (Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default()), None)
-            }
-            StoreKind::Postgres => {
-                let target =
-                    PgTarget::new(args.database_url.clone(), format!("qianbao_bench_{run_id}"));
-                let store =
-                    store::PgStore::connect(target.clone()).context("connecting to PostgreSQL")?;
-                (
-                    Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default()),
-                    Some(target),
-                )
-            }
+        let mut ledgers = Vec::with_capacity(args.nodes.max(1));
+        let mut schema = None;
+        for _ in 0..args.nodes.max(1) {
+            let ledger = match kind {
+                StoreKind::Sqlite => {
+                    let store = store::SqliteStore::open(scratch.join("bench.db"))
+                        .context("opening SQLite")?;
+                    Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default())
+                }
+                StoreKind::Postgres => {
+                    let target =
+                        PgTarget::new(args.database_url.clone(), format!("qianbao_bench_{run_id}"));
+                    let store = store::PgStore::connect(target.clone())
+                        .context("connecting to PostgreSQL")?;
+                    schema = Some(target);
+                    Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default())
+                }
+            };
+            ledgers.push(ledger);
+        }
+        let handles: Vec<LedgerHandle> = ledgers.iter().map(Ledger::handle).collect();
+        let batches_committed = || -> u64 {
+            handles.iter().map(|h| h.metrics().batches_committed.load(Ordering::Relaxed)).sum()
         };
-        let handle = ledger.handle();
-        let name = format!("qianbao/{kind:?}").to_lowercase();
+        let handle = handles[0].clone();
+        let name = match args.nodes {
+            0 | 1 => format!("qianbao/{kind:?}").to_lowercase(),
+            n => format!("qianbao/{kind:?} x{n}").to_lowercase(),
+        };
         eprintln!("{name}: opening and funding {} accounts…", args.accounts);
         let setup_started = Instant::now();
         setup_accounts(&handle, args.accounts)?;
@@ -176,11 +190,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         for workload in &args.workloads {
             for mode in &args.modes {
                 cell += 1;
-                let batches_before = handle.metrics().batches_committed.load(Ordering::Relaxed);
+                let batches_before = batches_committed();
                 let row =
-                    runtime.block_on(measure(&handle, &args, *workload, *mode, ids.clone()))?;
-                let batches =
-                    handle.metrics().batches_committed.load(Ordering::Relaxed) - batches_before;
+                    runtime.block_on(measure(&handles, &args, *workload, *mode, ids.clone()))?;
+                let batches = batches_committed() - batches_before;
                 let row = Row {
                     system: name.clone(),
                     mean_batch: if batches == 0 {
@@ -197,7 +210,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 rows.push(row);
             }
         }
-        ledger.shutdown();
+        for ledger in ledgers {
+            ledger.shutdown();
+        }
         if let Some(target) = schema {
             drop_schema(&target);
         }
@@ -410,7 +425,7 @@ impl Tally {
 }
 
 async fn measure(
-    handle: &LedgerHandle,
+    handles: &[LedgerHandle],
     args: &BenchArgs,
     workload: Workload,
     mode: Mode,
@@ -424,7 +439,7 @@ async fn measure(
     let deadline = started + Duration::from_secs_f64(args.seconds);
     let mut tasks = Vec::with_capacity(n_tasks);
     for task in 0..n_tasks {
-        let handle = handle.clone();
+        let handle = handles[task % handles.len()].clone();
         let ids = ids.clone();
         let n_accounts = args.accounts;
         tasks.push(tokio::spawn(async move {
