@@ -2,10 +2,12 @@
 //! them for SQLite (the embedded default) and PostgreSQL (production). It is the only crate
 //! that knows SQL.
 
+pub mod access;
 mod codec;
 pub mod naive;
 pub mod postgres;
 pub mod sqlite;
 
+pub use access::{PgAccess, SqliteAccess};
 pub use postgres::{PgReader, PgStore, PgTarget};
 pub use sqlite::{SqliteReader, SqliteStore};

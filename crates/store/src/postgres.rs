@@ -27,7 +27,8 @@ use crate::codec::{
     self, ACCOUNT_COLUMNS, BATCH_COLUMNS, ENTRY_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("postgres/0001_ledger.sql")), (2, include_str!("postgres/0002_access.sql"))];
 
 fn backend(error: postgres::Error) -> StoreError {
     match error.code() {
@@ -53,6 +54,11 @@ pub struct PgTarget {
 impl PgTarget {
     pub fn new(url: impl Into<String>, schema: impl Into<String>) -> PgTarget {
         PgTarget { url: url.into(), schema: schema.into() }
+    }
+
+    /// A connection with the schema created and on the search path.
+    pub fn connect_client(&self) -> Result<Client, StoreError> {
+        self.connect()
     }
 
     fn connect(&self) -> Result<Client, StoreError> {

@@ -1,0 +1,284 @@
+//! Access control for the service: tenants, API keys with scopes, ownership of ledger
+//! resources by tenants, and idempotency records for retried requests.
+//!
+//! Keys: a secret is `qb_<mode>_<64 hex chars>` (256 bits from the OS), shown once at creation.
+//! Only its SHA-256 is stored; a request's key is found by the hash of what it presents, and the
+//! stored hash is compared in constant time. A plain SHA-256 (not a password hash) is enough
+//! because the secret is random and long: there is no dictionary to try.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A tenant: the owner of keys and of the accounts and transfers they create.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct TenantId(String);
+
+pub const TENANT_LEN_MAX: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant must be 1 to {TENANT_LEN_MAX} characters of a-z, 0-9, _ and -")]
+pub struct TenantIdError;
+
+impl TenantId {
+    pub fn new(raw: &str) -> Result<TenantId, TenantIdError> {
+        let valid = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-';
+        if raw.is_empty() || raw.len() > TENANT_LEN_MAX || !raw.bytes().all(valid) {
+            return Err(TenantIdError);
+        }
+        Ok(TenantId(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a key may do. `Admin` implies the others and sees every tenant's resources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Scope {
+    #[serde(rename = "ledger:read")]
+    LedgerRead,
+    #[serde(rename = "ledger:write")]
+    LedgerWrite,
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::LedgerRead => "ledger:read",
+            Scope::LedgerWrite => "ledger:write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Scope> {
+        [Scope::LedgerRead, Scope::LedgerWrite, Scope::Admin]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+/// Live keys move real money; test keys are for integration environments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyMode {
+    Live,
+    Test,
+}
+
+impl KeyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyMode::Live => "live",
+            KeyMode::Test => "test",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<KeyMode> {
+        [KeyMode::Live, KeyMode::Test].into_iter().find(|m| m.as_str() == raw)
+    }
+}
+
+/// A key's secret. `Debug` and `Display` print a mask, so it cannot leak into a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(raw: impl Into<String>) -> Secret {
+        Secret(raw.into())
+    }
+
+    /// The secret itself: call only to show it to its owner once, or to sign with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> KeyHash {
+        KeyHash(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+/// SHA-256 of a key's secret: what is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl KeyHash {
+    pub fn matches(&self, other: &KeyHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+/// A stored API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// `key_` and 16 hex chars: safe to log and to show in lists.
+    pub id: String,
+    pub tenant: TenantId,
+    pub mode: KeyMode,
+    pub scopes: Vec<Scope>,
+    pub hash: KeyHash,
+    /// The secret's first 12 characters, so operators can tell keys apart.
+    pub prefix: String,
+    pub created_at_us: u64,
+    pub revoked_at_us: Option<u64>,
+}
+
+impl ApiKey {
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.scopes.contains(&Scope::Admin)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random source failed: {0}")]
+pub struct RandomError(String);
+
+/// Creates a key: the stored record and the secret to show once.
+pub fn generate_key(
+    tenant: TenantId,
+    mode: KeyMode,
+    scopes: Vec<Scope>,
+    now_us: u64,
+) -> Result<(ApiKey, Secret), RandomError> {
+    let mut raw = [0u8; 40];
+    getrandom::fill(&mut raw).map_err(|e| RandomError(e.to_string()))?;
+    let secret = Secret(format!("qb_{}_{}", mode.as_str(), hex::encode(&raw[..32])));
+    let key = ApiKey {
+        id: format!("key_{}", hex::encode(&raw[32..])),
+        tenant,
+        mode,
+        scopes,
+        hash: secret.hash(),
+        prefix: secret.0[..12].to_string(),
+        created_at_us: now_us,
+        revoked_at_us: None,
+    };
+    Ok((key, secret))
+}
+
+/// Kinds of resources that tenants own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    Account,
+    Transfer,
+}
+
+impl ResourceKind {
+    pub fn code(self) -> i64 {
+        match self {
+            ResourceKind::Account => 1,
+            ResourceKind::Transfer => 2,
+        }
+    }
+}
+
+/// What a claim on an idempotency key found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is new: the caller runs the request, then completes or releases the claim.
+    New,
+    /// Another request with this key is running.
+    InFlight,
+    /// A request with this key finished: its request hash and response.
+    Done { request_hash: [u8; 32], status: u16, body: Vec<u8> },
+}
+
+/// Operating failures of an access store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    #[error("access store: {0}")]
+    Backend(String),
+}
+
+/// How long idempotency records are kept at least.
+pub const IDEMPOTENCY_RETENTION_US: u64 = 24 * 3600 * 1_000_000;
+/// A claim older than this with no completion is treated as abandoned (its request crashed).
+pub const IDEMPOTENCY_IN_FLIGHT_MAX_US: u64 = 60 * 1_000_000;
+
+/// The access domain's storage port.
+pub trait AccessStore: Send + Sync + 'static {
+    fn insert_key(&self, key: &ApiKey) -> Result<(), AccessError>;
+    fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKey>, AccessError>;
+    /// Keys in id order after the cursor, at most `limit`.
+    fn keys(&self, after: Option<&str>, limit: usize) -> Result<Vec<ApiKey>, AccessError>;
+    /// Returns false if no such key.
+    fn revoke_key(&self, id: &str, now_us: u64) -> Result<bool, AccessError>;
+    fn count_keys(&self) -> Result<u64, AccessError>;
+
+    /// Records `tenant` as the owner unless the resource already has one; returns the owner.
+    fn claim_owner(
+        &self,
+        kind: ResourceKind,
+        id: u128,
+        tenant: &TenantId,
+    ) -> Result<TenantId, AccessError>;
+    fn owner(&self, kind: ResourceKind, id: u128) -> Result<Option<TenantId>, AccessError>;
+
+    fn claim_idempotency(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        request_hash: [u8; 32],
+        now_us: u64,
+    ) -> Result<Claim, AccessError>;
+    fn complete_idempotency(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<(), AccessError>;
+    /// Forgets an unfinished claim, so the request can be retried (after a server error).
+    fn release_idempotency(&self, tenant: &TenantId, key: &str) -> Result<(), AccessError>;
+    /// Deletes records created before `before_us`; returns how many.
+    fn purge_idempotency(&self, before_us: u64) -> Result<u64, AccessError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_long_random_prefixed_and_only_hashed() {
+        let tenant = TenantId::new("acme").unwrap();
+        let (key, secret) =
+            generate_key(tenant.clone(), KeyMode::Test, vec![Scope::LedgerRead], 1).unwrap();
+        assert!(secret.expose().starts_with("qb_test_"));
+        assert_eq!(secret.expose().len(), "qb_test_".len() + 64);
+        assert_eq!(format!("{secret:?}"), "Secret(****)");
+        assert!(key.hash.matches(&secret.hash()));
+        assert!(!key.hash.matches(&Secret::new("qb_test_guess").hash()));
+        let (other, _) = generate_key(tenant, KeyMode::Live, vec![], 1).unwrap();
+        assert_ne!(key.id, other.id);
+        assert!(key.allows(Scope::LedgerRead) && !key.allows(Scope::LedgerWrite));
+    }
+
+    #[test]
+    fn tenant_ids_are_validated() {
+        assert!(TenantId::new("tenant-1_a").is_ok());
+        assert!(TenantId::new("").is_err());
+        assert!(TenantId::new("Upper").is_err());
+        assert!(TenantId::new(&"a".repeat(65)).is_err());
+    }
+}

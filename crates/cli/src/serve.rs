@@ -1,0 +1,149 @@
+//! `qianbao serve`: the HTTP service on the embedded store (default) or PostgreSQL.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use ledger::{Clock, PipelineConfig, SystemClock};
+
+use crate::StoreArgs;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "QIANBAO_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Tenant of the admin key created on first start.
+    #[arg(long, env = "QIANBAO_ADMIN_TENANT", default_value = "platform")]
+    admin_tenant: String,
+}
+
+/// How often expired idempotency records are purged.
+const IDEMPOTENCY_PURGE_INTERVAL_SECS: u64 = 3600;
+
+/// The URL with any password replaced, for logs.
+fn masked(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => {
+                    format!("{}{}:****{}", &url[..scheme + 3], &credentials[..colon], &url[at..])
+                }
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let ledger = args.store.start_ledger(PipelineConfig::default())?;
+    let reader: Arc<dyn ledger::port::LedgerReader> = Arc::from(args.store.reader()?);
+    let access: Arc<dyn access::AccessStore> = match args.store.pg_target() {
+        Some(target) => {
+            Arc::new(store::PgAccess::connect(&target).context("connecting the access store")?)
+        }
+        None => Arc::new(
+            store::SqliteAccess::open(args.store.data_dir.join("access.db"))
+                .context("opening access.db")?,
+        ),
+    };
+    tracing::info!(
+        listen = %args.listen,
+        store = if args.store.database_url.is_some() { "postgres" } else { "sqlite" },
+        data_dir = %args.store.data_dir.display(),
+        database_url = args.store.database_url.as_deref().map(masked).unwrap_or_default(),
+        database_schema = %args.store.database_schema,
+        "effective configuration"
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    bootstrap_admin_key(access.as_ref(), &args.admin_tenant, clock.now().0)?;
+    let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone());
+    let app = server::router(state);
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        eprintln!("qianbao listening on http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let purge = tokio::spawn(purge_idempotency(access, clock, stopped));
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        let _ = stop.send(true);
+        let _ = purge.await;
+        anyhow::Ok(())
+    })?;
+    // In-flight requests are answered; now drain the posting pipeline.
+    ledger.shutdown();
+    eprintln!("qianbao stopped");
+    Ok(())
+}
+
+/// On first start (no keys at all) creates an admin key and prints it once.
+fn bootstrap_admin_key(
+    access: &dyn access::AccessStore,
+    tenant: &str,
+    now_us: u64,
+) -> anyhow::Result<()> {
+    if access.count_keys()? > 0 {
+        return Ok(());
+    }
+    let tenant =
+        access::TenantId::new(tenant).map_err(|e| anyhow::anyhow!("--admin-tenant: {e}"))?;
+    let (key, secret) =
+        access::generate_key(tenant, access::KeyMode::Live, vec![access::Scope::Admin], now_us)?;
+    access.insert_key(&key)?;
+    println!("Created the admin API key (shown once, store it now):\n{}", secret.expose());
+    tracing::info!(key_id = %key.id, "admin key created");
+    Ok(())
+}
+
+async fn purge_idempotency(
+    access: Arc<dyn access::AccessStore>,
+    clock: Arc<dyn Clock>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let interval = std::time::Duration::from_secs(IDEMPOTENCY_PURGE_INTERVAL_SECS);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let before = clock.now().0.saturating_sub(access::IDEMPOTENCY_RETENTION_US);
+        let access = access.clone();
+        match tokio::task::spawn_blocking(move || access.purge_idempotency(before)).await {
+            Ok(Ok(n)) => tracing::info!(n, "purged expired idempotency records"),
+            Ok(Err(error)) => tracing::warn!(%error, "idempotency purge failed"),
+            Err(error) => tracing::warn!(%error, "idempotency purge task failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown signal received; draining");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_are_masked() {
+        assert_eq!(super::masked("postgres://qb:secret@db:5432/x"), "postgres://qb:****@db:5432/x");
+        assert_eq!(super::masked("postgres://qb@db/x"), "postgres://qb@db/x");
+    }
+}

@@ -1,0 +1,135 @@
+//! `Idempotency-Key` for every POST: a retry with the same key and the same request returns
+//! the first response (with `Idempotent-Replayed: true`) and does nothing twice; the same key
+//! with a different request is rejected (422 `idempotency_key_reused`); a duplicate while the
+//! first is still running gets 409 `idempotency_key_in_use`. Records are kept 24 hours at least.
+//!
+//! Server errors (5xx) are not recorded: the claim is released so that the retry runs again,
+//! which is safe because every ledger write underneath is idempotent by its own id.
+
+use std::future::Future;
+
+use access::Claim;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::AppState;
+
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+const REPLAYED: &str = "idempotent-replayed";
+
+/// The caller's idempotency key, validated, if it sent one.
+pub fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().map_err(|_| bad_key())?;
+    if key.is_empty()
+        || key.len() > IDEMPOTENCY_KEY_LEN_MAX
+        || !key.bytes().all(|b| (0x21..0x7f).contains(&b))
+    {
+        return Err(bad_key());
+    }
+    Ok(Some(key.to_string()))
+}
+
+fn bad_key() -> ApiError {
+    ApiError::invalid(
+        "invalid_idempotency_key",
+        format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LEN_MAX} visible ASCII characters"),
+    )
+    .with_param("Idempotency-Key")
+}
+
+/// Runs `run` at most once per (tenant, key, request).
+pub async fn once<F>(
+    state: &AppState,
+    caller: &Caller,
+    key: Option<String>,
+    route: &str,
+    body: &[u8],
+    run: F,
+) -> Response
+where
+    F: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
+{
+    let Some(key) = key else {
+        return respond(run.await, false);
+    };
+    let request_hash: [u8; 32] = Sha256::new()
+        .chain_update(route.as_bytes())
+        .chain_update([0])
+        .chain_update(body)
+        .finalize()
+        .into();
+    let access = state.access.clone();
+    let tenant = caller.tenant().clone();
+    let now_us = state.clock.now().0;
+    let (claim_key, claim_tenant) = (key.clone(), tenant.clone());
+    let claim = tokio::task::spawn_blocking(move || {
+        access.claim_idempotency(&claim_tenant, &claim_key, request_hash, now_us)
+    })
+    .await;
+    let claim = match claim {
+        Ok(Ok(claim)) => claim,
+        Ok(Err(error)) => return ApiError::from(error).into_response(),
+        Err(error) => return ApiError::internal(error).into_response(),
+    };
+    match claim {
+        Claim::InFlight => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_use",
+            "a request with this Idempotency-Key is still being processed",
+        )
+        .into_response(),
+        Claim::Done { request_hash: first, .. } if first != request_hash => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        )
+        .into_response(),
+        Claim::Done { status, body, .. } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response =
+                (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body)
+                    .into_response();
+            response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
+            response
+        }
+        Claim::New => {
+            let result = run.await;
+            let access = state.access.clone();
+            let record = match &result {
+                Ok((status, value)) => Some((status.as_u16(), value.to_string())),
+                Err(error) if error.status.is_client_error() => {
+                    Some((error.status.as_u16(), error.body().to_string()))
+                }
+                Err(_) => None,
+            };
+            let stored = tokio::task::spawn_blocking(move || match record {
+                Some((status, body)) => {
+                    access.complete_idempotency(&tenant, &key, status, body.as_bytes())
+                }
+                None => access.release_idempotency(&tenant, &key),
+            })
+            .await;
+            if let Ok(Err(error)) | Err(error) =
+                stored.map_err(|e| access::AccessError::Backend(e.to_string()))
+            {
+                tracing::error!(%error, "could not record an idempotency result");
+            }
+            respond(result, false)
+        }
+    }
+}
+
+fn respond(result: Result<(StatusCode, serde_json::Value), ApiError>, replayed: bool) -> Response {
+    let mut response = match result {
+        Ok((status, value)) => (status, axum::Json(value)).into_response(),
+        Err(error) => error.into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(REPLAYED, HeaderValue::from_static(if replayed { "true" } else { "false" }));
+    response
+}

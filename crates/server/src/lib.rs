@@ -1,0 +1,93 @@
+//! The HTTP API of Qianbao, built by [`router`] from an [`AppState`]. The only crate that
+//! knows HTTP and JSON: handlers parse, authorise, call the ledger and shape the answer.
+//!
+//! Conventions (see `docs/api.md`): JSON under `/v1`; amounts and ids as decimal strings;
+//! timestamps RFC 3339 UTC; one error shape; `Idempotency-Key` on every POST; cursor
+//! pagination with `limit` and `starting_after`.
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use ledger::port::LedgerReader;
+use ledger::{Clock, LedgerHandle};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+
+pub mod auth;
+pub mod error;
+pub mod idempotency;
+pub mod keys_api;
+pub mod ledger_api;
+pub mod ops;
+
+/// The largest request body, in bytes (a full batch of transfers fits).
+pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: LedgerHandle,
+    pub reader: Arc<dyn LedgerReader>,
+    pub access: Arc<dyn access::AccessStore>,
+    pub clock: Arc<dyn Clock>,
+    pub http_metrics: Arc<ops::HttpMetrics>,
+}
+
+impl AppState {
+    pub fn new(
+        ledger: LedgerHandle,
+        reader: Arc<dyn LedgerReader>,
+        access: Arc<dyn access::AccessStore>,
+        clock: Arc<dyn Clock>,
+    ) -> AppState {
+        AppState { ledger, reader, access, clock, http_metrics: Arc::default() }
+    }
+}
+
+/// Request ids: `req_` and 16 random hex characters, on every response and log line.
+#[derive(Clone, Copy, Default)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut raw = [0u8; 8];
+        getrandom::fill(&mut raw).ok()?;
+        axum::http::HeaderValue::from_str(&format!("req_{}", hex::encode(raw)))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/assets", post(ledger_api::create_asset))
+        .route("/chart", post(ledger_api::create_chart))
+        .route("/accounts", post(ledger_api::create_account))
+        .route("/accounts/{id}", get(ledger_api::get_account))
+        .route("/accounts/{id}/entries", get(ledger_api::list_entries))
+        .route("/accounts/{id}/balance", get(ledger_api::get_balance))
+        .route("/transfers", post(ledger_api::create_transfer))
+        .route("/transfers/batch", post(ledger_api::create_batch))
+        .route("/transfers/{id}", get(ledger_api::get_transfer))
+        .route("/transfers/{id}/post", post(ledger_api::post_pending))
+        .route("/transfers/{id}/void", post(ledger_api::void_pending))
+        .route("/trial-balance", get(ledger_api::trial_balance))
+        .route("/journal/verify", post(ledger_api::verify_journal))
+        .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
+        .route("/keys/{id}", delete(keys_api::revoke_key));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn(ops::uniform_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
+        .with_state(state)
+}

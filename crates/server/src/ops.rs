@@ -1,0 +1,154 @@
+//! Operations endpoints: `/healthz` (alive), `/readyz` (store reachable, pipeline not
+//! saturated), `/metrics` (Prometheus text).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ledger::metrics::Histogram;
+
+use crate::AppState;
+
+/// Queue fill above which the service reports not ready, so balancers send traffic elsewhere.
+pub const READY_QUEUE_FILL_MAX: f32 = 0.9;
+
+/// Request counts and latency by route and status.
+#[derive(Default)]
+pub struct HttpMetrics {
+    routes: Mutex<BTreeMap<(String, u16), Histogram>>,
+}
+
+impl HttpMetrics {
+    fn record(&self, route: String, status: u16, latency_us: u64) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes.entry((route, status)).or_default().record(latency_us);
+    }
+}
+
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || "unmatched".to_string(),
+        |path| format!("{} {}", request.method(), path.as_str()),
+    );
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.http_metrics.record(
+        route,
+        response.status().as_u16(),
+        started.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let reader = state.reader.clone();
+    let store_ok =
+        tokio::task::spawn_blocking(move || reader.head().is_ok()).await.unwrap_or(false);
+    let fill = state.ledger.queue_fill();
+    if store_ok && fill < READY_QUEUE_FILL_MAX {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        let reason = if store_ok { "posting queue saturated" } else { "store unreachable" };
+        (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+    }
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, histogram: &Histogram, scale: f64) {
+    #![allow(clippy::float_arithmetic)]
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, count) in histogram.cumulative() {
+        let _ =
+            writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{}\"}} {count}", bound as f64 * scale);
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", histogram.count());
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", histogram.sum() as f64 * scale);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", histogram.count());
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    let _ = writeln!(out, "# TYPE qianbao_http_request_duration_seconds histogram");
+    {
+        let routes = state.http_metrics.routes.lock().unwrap_or_else(|p| p.into_inner());
+        for ((route, status), h) in routes.iter() {
+            let labels = format!("route=\"{route}\",status=\"{status}\"");
+            histogram(&mut out, "qianbao_http_request_duration_seconds", &labels, h, 1e-6);
+        }
+    }
+    let pipeline = state.ledger.metrics();
+    for (name, value) in [
+        (
+            "qianbao_ledger_batches_committed_total",
+            pipeline.batches_committed.load(Ordering::Relaxed),
+        ),
+        (
+            "qianbao_ledger_records_committed_total",
+            pipeline.records_committed.load(Ordering::Relaxed),
+        ),
+        ("qianbao_ledger_batch_conflicts_total", pipeline.batch_conflicts.load(Ordering::Relaxed)),
+        ("qianbao_ledger_batch_failures_total", pipeline.batch_failures.load(Ordering::Relaxed)),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} counter\n{name} {value}");
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE qianbao_ledger_queue_depth gauge\nqianbao_ledger_queue_depth {}",
+        pipeline.queue_depth.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(out, "# TYPE qianbao_ledger_batch_commands histogram");
+    histogram(&mut out, "qianbao_ledger_batch_commands", "", &pipeline.batch_commands, 1.0);
+    let _ = writeln!(out, "# TYPE qianbao_ledger_commit_duration_seconds histogram");
+    histogram(
+        &mut out,
+        "qianbao_ledger_commit_duration_seconds",
+        "",
+        &pipeline.commit_latency_us,
+        1e-6,
+    );
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Gives framework rejections (oversize body, malformed path or query, wrong method) the
+/// API's one error shape, so every 4xx a client sees is machine-readable.
+pub async fn uniform_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let code = match status.as_u16() {
+        405 => "method_not_allowed",
+        413 => "body_too_large",
+        415 => "unsupported_media_type",
+        _ => "invalid_request",
+    };
+    let (parts, body) = response.into_parts();
+    let detail = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let mut error =
+        crate::error::ApiError::new(status, code, String::from_utf8_lossy(&detail).to_string());
+    if error.message.is_empty() {
+        error.message = status.canonical_reason().unwrap_or("invalid request").to_string();
+    }
+    let mut rebuilt = error.into_response();
+    for name in ["x-request-id", "idempotent-replayed"] {
+        if let Some(value) = parts.headers.get(name) {
+            rebuilt.headers_mut().insert(name, value.clone());
+        }
+    }
+    rebuilt
+}
