@@ -63,6 +63,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     bootstrap_admin_key(access.as_ref(), &args.admin_tenant, clock.now().0)?;
+    // The blocking PostgreSQL clients inside the reader and the access store must not be
+    // dropped on a runtime thread (their Drop blocks on a runtime of their own): these two
+    // references keep them alive until the runtime is gone.
+    let keep_alive = (reader.clone(), access.clone());
     let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone());
     let app = server::router(state);
     runtime.block_on(async {
@@ -77,6 +81,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = purge.await;
         anyhow::Ok(())
     })?;
+    drop(runtime);
+    drop(keep_alive);
     // In-flight requests are answered; now drain the posting pipeline.
     ledger.shutdown();
     eprintln!("qianbao stopped");

@@ -1,3 +1,4 @@
 //! Tests of the `qianbao` binary as a process.
 
 mod crash;
+mod serve;

@@ -1,0 +1,196 @@
+//! `qianbao serve` as a process: driven over a socket, stopped with SIGTERM mid-load,
+//! restarted, and every acknowledged transfer must still be there and the journal verify.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// Acknowledged transfers before the SIGTERM: enough that it lands mid-load.
+const ACKS_BEFORE_TERM: usize = 300;
+const SUBMITTERS: usize = 8;
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+/// Starts the server; on a first start, also returns the admin key it printed.
+fn start(store_args: &[String], first_start: bool) -> (Server, Option<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qianbao"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(store_args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qianbao serve");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).expect("read stderr") > 0,
+            "server exited before listening"
+        );
+        if let Some(rest) = line.trim().strip_prefix("qianbao listening on http://") {
+            break rest.to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    // The key is printed before the server listens; a restart prints none.
+    let key = first_start.then(|| {
+        let timeout = std::time::Duration::from_secs(10);
+        std::iter::from_fn(|| printed.recv_timeout(timeout).ok())
+            .find(|line| line.starts_with("qb_live_"))
+            .expect("the first start prints the admin key")
+    });
+    (Server { child, addr }, key)
+}
+
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Ok((status, body))
+}
+
+fn setup(addr: &str, key: &str) {
+    for (path, body) in [
+        ("/v1/assets", r#"{"code":"CNY","scale":2}"#),
+        ("/v1/chart", r#"{"code":1002,"name":"bank deposits","class":"asset"}"#),
+        ("/v1/chart", r#"{"code":2241,"name":"customer wallets","class":"liability"}"#),
+        (
+            "/v1/accounts",
+            r#"{"id":"1","asset":"CNY","chart_code":1002,"rule":{"type":"unbounded"}}"#,
+        ),
+        (
+            "/v1/accounts",
+            r#"{"id":"2","asset":"CNY","chart_code":2241,"rule":{"type":"debits_within_credits","overdraft_minor":"0"}}"#,
+        ),
+    ] {
+        let (status, body) = request(addr, "POST", path, key, body).expect("setup request");
+        assert!(status == 200 || status == 201, "{path}: {status} {body}");
+    }
+}
+
+fn load_until_term(server: &Server, key: &str) -> Vec<u64> {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = (0..SUBMITTERS as u64)
+        .map(|submitter| {
+            let (addr, key, acked) = (server.addr.clone(), key.to_string(), acked.clone());
+            std::thread::spawn(move || {
+                for n in 0..100_000u64 {
+                    let id = 1_000_000 + submitter * 100_000 + n;
+                    let body = format!(
+                        r#"{{"type":"post","id":"{id}","debit_account_id":"1","credit_account_id":"2","asset":"CNY","amount":"1"}}"#
+                    );
+                    match request(&addr, "POST", "/v1/transfers", &key, &body) {
+                        Ok((201, _)) => acked.lock().expect("lock").push(id),
+                        // Refused or reset once the server stops: the load is over.
+                        Ok((0, _)) | Err(_) => return,
+                        Ok((503, _)) => return,
+                        Ok((status, body)) => panic!("unexpected {status}: {body}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    loop {
+        if acked.lock().expect("lock").len() >= ACKS_BEFORE_TERM {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    for thread in threads {
+        thread.join().expect("submitter");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    acked
+}
+
+fn sigterm_mid_load(store_args: Vec<String>) {
+    let (mut server, key) = start(&store_args, true);
+    let key = key.expect("first start prints the admin key");
+    setup(&server.addr, &key);
+    let acked = load_until_term(&server, &key);
+    let exit = server.child.wait().expect("wait");
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    assert!(acked.len() >= ACKS_BEFORE_TERM);
+
+    let (mut server, _) = start(&store_args, false);
+    for id in &acked {
+        let (status, body) =
+            request(&server.addr, "GET", &format!("/v1/transfers/{id}"), &key, "").expect("get");
+        assert_eq!(status, 200, "acknowledged transfer {id} missing after restart: {body}");
+    }
+    let (status, account) =
+        request(&server.addr, "GET", "/v1/accounts/2", &key, "").expect("account");
+    assert_eq!(status, 200);
+    let (status, report) =
+        request(&server.addr, "POST", "/v1/journal/verify", &key, "").expect("verify");
+    assert_eq!(status, 200);
+    assert!(report.contains(r#""ok":true"#), "journal verifies after SIGTERM: {report}");
+    // Every acknowledged transfer moved exactly one fen; unacknowledged ones may have too
+    // (answered after the client gave up), but never more than were sent.
+    let credited: u64 = account
+        .split(r#""credits_posted":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .expect("credits_posted");
+    assert!(credited >= acked.len() as u64, "credited {credited} < acknowledged {}", acked.len());
+    let _ = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status();
+    let _ = server.child.wait();
+}
+
+#[test]
+fn sigterm_mid_load_keeps_every_acknowledged_transfer_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sigterm_mid_load(vec!["--data-dir".into(), dir.path().display().to_string()]);
+}
+
+#[test]
+fn sigterm_mid_load_keeps_every_acknowledged_transfer_on_postgres() {
+    let url = std::env::var("QIANBAO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if let Err(error) = store::PgReader::connect(store::PgTarget::new(url.clone(), "qb_test_probe"))
+    {
+        assert!(
+            std::env::var("CI").map_or(true, |ci| ci != "true"),
+            "PostgreSQL unreachable under CI: {error}"
+        );
+        eprintln!("skipping: PostgreSQL unreachable: {error}");
+        return;
+    }
+    let schema = format!("qb_test_serve_{}", std::process::id());
+    let target = store::PgTarget::new(url.clone(), schema.clone());
+    sigterm_mid_load(vec!["--database-url".into(), url, "--database-schema".into(), schema]);
+    store::postgres::drop_schema(&target).expect("drop schema");
+}
