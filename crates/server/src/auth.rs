@@ -51,10 +51,19 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::unauthenticated());
         }
         let hash = Secret::new(presented).hash();
-        let access = state.access.clone();
-        let key = tokio::task::spawn_blocking(move || access.key_by_hash(&hash))
-            .await
-            .map_err(ApiError::internal)??;
+        let key = match state.caches.key(&hash) {
+            Some(key) => Some(key),
+            None => {
+                let access = state.access.clone();
+                let key = tokio::task::spawn_blocking(move || access.key_by_hash(&hash))
+                    .await
+                    .map_err(ApiError::internal)??;
+                if let Some(key) = &key {
+                    state.caches.put_key(key.clone());
+                }
+                key
+            }
+        };
         match key {
             Some(key) if key.revoked_at_us.is_none() && key.hash.matches(&hash) => {
                 Ok(Caller { key })

@@ -102,6 +102,7 @@ pub async fn revoke_key(
     if !revoked {
         return Err(ApiError::not_found("api key"));
     }
+    state.caches.forget_key(&id);
     tracing::info!(key_id = %id, "api key revoked");
     Ok(axum::Json(json!({"object": "api_key", "id": id, "revoked": true})))
 }

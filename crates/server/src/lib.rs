@@ -17,6 +17,7 @@ use tower_http::request_id::{
 };
 
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod idempotency;
 pub mod keys_api;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub access: Arc<dyn access::AccessStore>,
     pub clock: Arc<dyn Clock>,
     pub http_metrics: Arc<ops::HttpMetrics>,
+    pub caches: Arc<cache::Caches>,
 }
 
 impl AppState {
@@ -43,7 +45,14 @@ impl AppState {
         access: Arc<dyn access::AccessStore>,
         clock: Arc<dyn Clock>,
     ) -> AppState {
-        AppState { ledger, reader, access, clock, http_metrics: Arc::default() }
+        AppState {
+            ledger,
+            reader,
+            access,
+            clock,
+            http_metrics: Arc::default(),
+            caches: Arc::default(),
+        }
     }
 }
 
