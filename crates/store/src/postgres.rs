@@ -151,9 +151,19 @@ impl StatementCache {
 
 impl PgStore {
     pub fn connect(target: PgTarget) -> Result<PgStore, StoreError> {
-        let mut client = target.connect()?;
+        let mut client = Self::writer_connection(&target)?;
         migrate(&mut client, &target.schema)?;
         Ok(PgStore { target, client, statements: StatementCache::default() })
+    }
+
+    /// Prepared statements save parsing; planning stays per execution
+    /// (`force_custom_plan`). A generic plan is fixed when it is first chosen, and a ledger
+    /// starts with empty tables: a plan chosen then scans whole tables once they have grown,
+    /// which was measured slowing a growing ledger many times over.
+    fn writer_connection(target: &PgTarget) -> Result<Client, StoreError> {
+        let mut client = target.connect()?;
+        client.batch_execute("SET plan_cache_mode = force_custom_plan").map_err(backend)?;
+        Ok(client)
     }
 }
 
@@ -163,7 +173,7 @@ impl LedgerStore for PgStore {
     fn begin(&mut self) -> Result<PgTx<'_>, StoreError> {
         if self.client.is_closed() {
             tracing::warn!("ledger store connection lost; reconnecting");
-            self.client = self.target.connect()?;
+            self.client = Self::writer_connection(&self.target)?;
             self.statements = StatementCache::default();
         }
         let tx = self.client.transaction().map_err(backend)?;
