@@ -41,11 +41,12 @@ fn bad_key() -> ApiError {
     .with_param("Idempotency-Key")
 }
 
-/// Runs `run` at most once per (tenant, key, request).
+/// Runs `run` at most once per (tenant, Idempotency-Key, request). Handlers that need the
+/// key itself (to derive ids) read it with [`key`]; it is validated here first.
 pub async fn once<F>(
     state: &AppState,
     caller: &Caller,
-    key: Option<String>,
+    headers: &HeaderMap,
     route: &str,
     body: &[u8],
     run: F,
@@ -53,8 +54,10 @@ pub async fn once<F>(
 where
     F: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
 {
-    let Some(key) = key else {
-        return respond(run.await, false);
+    let key = match key(headers) {
+        Ok(Some(key)) => key,
+        Ok(None) => return respond(run.await, false),
+        Err(error) => return error.into_response(),
     };
     let request_hash: [u8; 32] = Sha256::new()
         .chain_update(route.as_bytes())

@@ -39,11 +39,7 @@ pub async fn create_key(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = match idempotency::key(&headers) {
-        Ok(key) => key,
-        Err(error) => return axum::response::IntoResponse::into_response(error),
-    };
-    idempotency::once(&state, &caller, key, "POST /v1/keys", &body, async {
+    idempotency::once(&state, &caller, &headers, "POST /v1/keys", &body, async {
         caller.require(Scope::Admin)?;
         let request: KeyRequest = serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid("invalid_body", e.to_string()))?;

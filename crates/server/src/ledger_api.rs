@@ -111,11 +111,7 @@ pub async fn create_asset(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = match idempotency::key(&headers) {
-        Ok(key) => key,
-        Err(error) => return axum::response::IntoResponse::into_response(error),
-    };
-    idempotency::once(&state, &caller, key, "POST /v1/assets", &body, async {
+    idempotency::once(&state, &caller, &headers, "POST /v1/assets", &body, async {
         caller.require(Scope::Admin)?;
         let request: AssetRequest = parse(&body)?;
         let asset = Asset::new(request.code, request.scale)
@@ -146,11 +142,7 @@ pub async fn create_chart(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = match idempotency::key(&headers) {
-        Ok(key) => key,
-        Err(error) => return axum::response::IntoResponse::into_response(error),
-    };
-    idempotency::once(&state, &caller, key, "POST /v1/chart", &body, async {
+    idempotency::once(&state, &caller, &headers, "POST /v1/chart", &body, async {
         caller.require(Scope::Admin)?;
         let request: ChartRequest = parse(&body)?;
         let entry =
@@ -209,11 +201,7 @@ pub async fn create_account(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = match idempotency::key(&headers) {
-        Ok(key) => key,
-        Err(error) => return axum::response::IntoResponse::into_response(error),
-    };
-    idempotency::once(&state, &caller, key, "POST /v1/accounts", &body, async {
+    idempotency::once(&state, &caller, &headers, "POST /v1/accounts", &body, async {
         caller.require(Scope::LedgerWrite)?;
         let request: AccountRequest = parse(&body)?;
         claim(&state, &caller, ResourceKind::Account, request.id.get(), "account").await?;
@@ -643,13 +631,10 @@ pub async fn create_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = match idempotency::key(&headers) {
-        Ok(key) => key,
-        Err(error) => return axum::response::IntoResponse::into_response(error),
-    };
-    idempotency::once(&state, &caller, key.clone(), "POST /v1/transfers", &body, async {
+    idempotency::once(&state, &caller, &headers, "POST /v1/transfers", &body, async {
         caller.require(Scope::LedgerWrite)?;
         let request: TransferRequest = parse(&body)?;
+        let key = idempotency::key(&headers).ok().flatten();
         let transfer = request.into_new(&caller, key.as_deref(), 0)?;
         submit_one(&state, &caller, transfer).await
     })
@@ -684,16 +669,12 @@ async fn resolve(
     body: Bytes,
     post: bool,
 ) -> Response {
-    let key = match idempotency::key(&headers) {
-        Ok(key) => key,
-        Err(error) => return axum::response::IntoResponse::into_response(error),
-    };
     let route = if post {
         format!("POST /v1/transfers/{pending}/post")
     } else {
         format!("POST /v1/transfers/{pending}/void")
     };
-    idempotency::once(&state, &caller, key.clone(), &route, &body, async {
+    idempotency::once(&state, &caller, &headers, &route, &body, async {
         caller.require(Scope::LedgerWrite)?;
         let pending_id = transfer_id(&pending)?;
         let request: ResolveRequest = if body.is_empty() { parse(b"{}")? } else { parse(&body)? };
@@ -708,7 +689,7 @@ async fn resolve(
         };
         let id = match request.id {
             Some(id) => id,
-            None => derived_id(&caller, key.as_deref(), 0)?,
+            None => derived_id(&caller, idempotency::key(&headers).ok().flatten().as_deref(), 0)?,
         };
         let transfer = NewTransfer {
             id,
@@ -736,13 +717,10 @@ pub async fn create_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = match idempotency::key(&headers) {
-        Ok(key) => key,
-        Err(error) => return axum::response::IntoResponse::into_response(error),
-    };
-    idempotency::once(&state, &caller, key.clone(), "POST /v1/transfers/batch", &body, async {
+    idempotency::once(&state, &caller, &headers, "POST /v1/transfers/batch", &body, async {
         caller.require(Scope::LedgerWrite)?;
         let request: BatchRequest = parse(&body)?;
+        let key = idempotency::key(&headers).ok().flatten();
         if request.transfers.is_empty() || request.transfers.len() > BATCH_TRANSFERS_MAX {
             return Err(ApiError::invalid("invalid_batch_size", format!("a batch holds 1 to {BATCH_TRANSFERS_MAX} transfers")).with_param("transfers"));
         }
