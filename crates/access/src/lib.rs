@@ -137,6 +137,8 @@ pub struct ApiKey {
     pub prefix: String,
     pub created_at_us: u64,
     pub revoked_at_us: Option<u64>,
+    /// Every request with this key must carry a valid signature (see [`signature`]).
+    pub signed: bool,
 }
 
 impl ApiKey {
@@ -158,6 +160,7 @@ pub fn generate_key(
     tenant: TenantId,
     mode: KeyMode,
     scopes: Vec<Scope>,
+    signed: bool,
     now_us: u64,
 ) -> Result<(ApiKey, Secret), RandomError> {
     let mut raw = [0u8; 40];
@@ -172,8 +175,58 @@ pub fn generate_key(
         prefix: secret.0[..12].to_string(),
         created_at_us: now_us,
         revoked_at_us: None,
+        signed,
     };
     Ok((key, secret))
+}
+
+/// Request signing for server-to-server callers.
+///
+/// `signature = hex(HMAC-SHA256(key, string_to_sign))` where `key = SHA-256(secret)` — the
+/// value the server stores, so no recoverable secret is kept — and
+/// `string_to_sign = "v1\n" + METHOD + "\n" + path_and_query + "\n" + timestamp + "\n" + nonce
+/// + "\n" + hex(SHA-256(body))`. The timestamp is Unix seconds within
+/// [`SIGNATURE_WINDOW_SECS`] of the server's clock; each nonce is accepted once per key.
+pub mod signature {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+
+    use super::KeyHash;
+
+    pub const SIGNATURE_WINDOW_SECS: u64 = 300;
+    pub const NONCE_LEN_MIN: usize = 16;
+    pub const NONCE_LEN_MAX: usize = 64;
+
+    pub fn string_to_sign(
+        method: &str,
+        path_and_query: &str,
+        timestamp: u64,
+        nonce: &str,
+        body: &[u8],
+    ) -> String {
+        let body_hash = hex::encode(Sha256::digest(body));
+        format!("v1\n{method}\n{path_and_query}\n{timestamp}\n{nonce}\n{body_hash}")
+    }
+
+    /// The hex signature a client sends for `string_to_sign`, keyed by the SHA-256 of its secret.
+    pub fn sign(key: &KeyHash, string_to_sign: &str) -> String {
+        hex::encode(mac(key, string_to_sign).finalize().into_bytes())
+    }
+
+    /// Constant-time check of a presented hex signature.
+    pub fn verify(key: &KeyHash, string_to_sign: &str, presented_hex: &str) -> bool {
+        match hex::decode(presented_hex) {
+            Ok(bytes) => mac(key, string_to_sign).verify_slice(&bytes).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    fn mac(key: &KeyHash, string_to_sign: &str) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(string_to_sign.as_bytes());
+        mac
+    }
 }
 
 /// Kinds of resources that tenants own.
@@ -253,6 +306,11 @@ pub trait AccessStore: Send + Sync + 'static {
     fn release_idempotency(&self, tenant: &TenantId, key: &str) -> Result<(), AccessError>;
     /// Deletes records created before `before_us`; returns how many.
     fn purge_idempotency(&self, before_us: u64) -> Result<u64, AccessError>;
+
+    /// Records a signed request's nonce; false if this key already used it (a replay).
+    fn use_nonce(&self, key_id: &str, nonce: &str, now_us: u64) -> Result<bool, AccessError>;
+    /// Forgets nonces older than `before_us` (they fall outside the signature window anyway).
+    fn purge_nonces(&self, before_us: u64) -> Result<u64, AccessError>;
 }
 
 #[cfg(test)]
@@ -263,15 +321,78 @@ mod tests {
     fn keys_are_long_random_prefixed_and_only_hashed() {
         let tenant = TenantId::new("acme").unwrap();
         let (key, secret) =
-            generate_key(tenant.clone(), KeyMode::Test, vec![Scope::LedgerRead], 1).unwrap();
+            generate_key(tenant.clone(), KeyMode::Test, vec![Scope::LedgerRead], false, 1).unwrap();
         assert!(secret.expose().starts_with("qb_test_"));
         assert_eq!(secret.expose().len(), "qb_test_".len() + 64);
         assert_eq!(format!("{secret:?}"), "Secret(****)");
         assert!(key.hash.matches(&secret.hash()));
         assert!(!key.hash.matches(&Secret::new("qb_test_guess").hash()));
-        let (other, _) = generate_key(tenant, KeyMode::Live, vec![], 1).unwrap();
+        let (other, _) = generate_key(tenant, KeyMode::Live, vec![], false, 1).unwrap();
         assert_ne!(key.id, other.id);
         assert!(key.allows(Scope::LedgerRead) && !key.allows(Scope::LedgerWrite));
+    }
+
+    #[test]
+    fn signatures_cover_every_part_of_the_request() {
+        // A worked example, the same as in docs/api.md.
+        let secret =
+            Secret::new("qb_test_0000000000000000000000000000000000000000000000000000000000000000");
+        let key = secret.hash();
+        let base = signature::string_to_sign(
+            "POST",
+            "/v1/transfers",
+            1_764_000_000,
+            "nonce-0123456789ab",
+            b"{}",
+        );
+        assert_eq!(
+            base,
+            "v1\nPOST\n/v1/transfers\n1764000000\nnonce-0123456789ab\n44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        let signed = signature::sign(&key, &base);
+        assert_eq!(signed, "5fa144aa1cb839e7b41a89f6a342d2b8fd0fc6a7270ed16a412607e948bf77fe");
+        assert!(signature::verify(&key, &base, &signed));
+        for other in [
+            signature::string_to_sign(
+                "GET",
+                "/v1/transfers",
+                1_764_000_000,
+                "nonce-0123456789ab",
+                b"{}",
+            ),
+            signature::string_to_sign(
+                "POST",
+                "/v1/accounts",
+                1_764_000_000,
+                "nonce-0123456789ab",
+                b"{}",
+            ),
+            signature::string_to_sign(
+                "POST",
+                "/v1/transfers",
+                1_764_000_001,
+                "nonce-0123456789ab",
+                b"{}",
+            ),
+            signature::string_to_sign(
+                "POST",
+                "/v1/transfers",
+                1_764_000_000,
+                "nonce-0123456789ac",
+                b"{}",
+            ),
+            signature::string_to_sign(
+                "POST",
+                "/v1/transfers",
+                1_764_000_000,
+                "nonce-0123456789ab",
+                b"{ }",
+            ),
+        ] {
+            assert!(!signature::verify(&key, &other, &signed));
+        }
+        assert!(!signature::verify(&Secret::new("other").hash(), &base, &signed));
+        assert!(!signature::verify(&key, &base, "not hex"));
     }
 
     #[test]

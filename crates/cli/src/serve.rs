@@ -100,8 +100,13 @@ fn bootstrap_admin_key(
     }
     let tenant =
         access::TenantId::new(tenant).map_err(|e| anyhow::anyhow!("--admin-tenant: {e}"))?;
-    let (key, secret) =
-        access::generate_key(tenant, access::KeyMode::Live, vec![access::Scope::Admin], now_us)?;
+    let (key, secret) = access::generate_key(
+        tenant,
+        access::KeyMode::Live,
+        vec![access::Scope::Admin],
+        false,
+        now_us,
+    )?;
     access.insert_key(&key)?;
     println!("Created the admin API key (shown once, store it now):\n{}", secret.expose());
     tracing::info!(key_id = %key.id, "admin key created");
@@ -119,9 +124,16 @@ async fn purge_idempotency(
             _ = stopped.changed() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let before = clock.now().0.saturating_sub(access::IDEMPOTENCY_RETENTION_US);
+        let now = clock.now().0;
+        let before = now.saturating_sub(access::IDEMPOTENCY_RETENTION_US);
+        let nonces_before =
+            now.saturating_sub(2 * access::signature::SIGNATURE_WINDOW_SECS * 1_000_000);
         let access = access.clone();
-        match tokio::task::spawn_blocking(move || access.purge_idempotency(before)).await {
+        let purged = tokio::task::spawn_blocking(move || {
+            let n = access.purge_idempotency(before)?;
+            Ok::<u64, access::AccessError>(n + access.purge_nonces(nonces_before)?)
+        });
+        match purged.await {
             Ok(Ok(n)) => tracing::info!(n, "purged expired idempotency records"),
             Ok(Err(error)) => tracing::warn!(%error, "idempotency purge failed"),
             Err(error) => tracing::warn!(%error, "idempotency purge task failed"),

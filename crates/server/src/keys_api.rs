@@ -19,6 +19,9 @@ struct KeyRequest {
     tenant: String,
     mode: KeyMode,
     scopes: Vec<Scope>,
+    /// Require every request with this key to be signed.
+    #[serde(default)]
+    signed: bool,
 }
 
 pub fn key_json(key: &access::ApiKey) -> Value {
@@ -30,6 +33,7 @@ pub fn key_json(key: &access::ApiKey) -> Value {
         "scopes": key.scopes,
         "prefix": key.prefix,
         "revoked": key.revoked_at_us.is_some(),
+        "signed": key.signed,
     })
 }
 
@@ -49,9 +53,14 @@ pub async fn create_key(
             return Err(ApiError::invalid("invalid_scopes", "a key needs at least one scope")
                 .with_param("scopes"));
         }
-        let (key, secret) =
-            access::generate_key(tenant, request.mode, request.scopes, state.clock.now().0)
-                .map_err(ApiError::internal)?;
+        let (key, secret) = access::generate_key(
+            tenant,
+            request.mode,
+            request.scopes,
+            request.signed,
+            state.clock.now().0,
+        )
+        .map_err(ApiError::internal)?;
         let access = state.access.clone();
         let stored = key.clone();
         tokio::task::spawn_blocking(move || access.insert_key(&stored))

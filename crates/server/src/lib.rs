@@ -86,7 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/trial-balance", get(ledger_api::trial_balance))
         .route("/journal/verify", post(ledger_api::verify_journal))
         .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
-        .route("/keys/{id}", delete(keys_api::revoke_key));
+        .route("/keys/{id}", delete(keys_api::revoke_key))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(ops::healthz))

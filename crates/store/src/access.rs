@@ -32,7 +32,7 @@ fn scopes_text(scopes: &[Scope]) -> String {
     scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(",")
 }
 
-/// Columns: id, tenant, mode, scopes, hash, prefix, created_at, revoked_at.
+/// Columns: id, tenant, mode, scopes, hash, prefix, created_at, revoked_at, signed.
 #[allow(clippy::too_many_arguments)]
 fn key_from_columns(
     id: String,
@@ -43,6 +43,7 @@ fn key_from_columns(
     prefix: String,
     created_at: i64,
     revoked_at: Option<i64>,
+    signed: bool,
 ) -> Result<ApiKey, AccessError> {
     let hash: [u8; 32] = hash.try_into().map_err(|_| corrupt("key hash"))?;
     let scopes = scopes
@@ -59,10 +60,16 @@ fn key_from_columns(
         prefix,
         created_at_us: u64::try_from(created_at).map_err(|_| corrupt("created_at"))?,
         revoked_at_us: revoked_at.map(|at| at.max(0) as u64),
+        signed,
     })
 }
 
-const KEY_COLUMNS: &str = "id, tenant, mode, scopes, hash, prefix, created_at, revoked_at";
+const KEY_COLUMNS: &str = "id, tenant, mode, scopes, hash, prefix, created_at, revoked_at, signed";
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sqlite/0001_access.sql")),
+    (2, include_str!("sqlite/0002_access_signing.sql")),
+];
 
 /// Access data in `access.db`.
 pub struct SqliteAccess {
@@ -77,23 +84,8 @@ impl SqliteAccess {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
             )
             .map_err(sqlite_error)?;
-        let tx = connection.transaction().map_err(sqlite_error)?;
-        tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)",
-        )
-        .map_err(sqlite_error)?;
-        let applied: Option<i64> = tx
-            .query_row("SELECT version FROM schema_migrations WHERE version = 1", [], |row| {
-                row.get(0)
-            })
-            .optional()
-            .map_err(sqlite_error)?;
-        if applied.is_none() {
-            tx.execute_batch(include_str!("sqlite/0001_access.sql")).map_err(sqlite_error)?;
-            tx.execute("INSERT INTO schema_migrations (version) VALUES (1)", [])
-                .map_err(sqlite_error)?;
-        }
-        tx.commit().map_err(sqlite_error)?;
+        crate::sqlite::migrate(&mut connection, SQLITE_MIGRATIONS)
+            .map_err(|error| AccessError::Backend(error.to_string()))?;
         Ok(SqliteAccess { connection: Mutex::new(connection) })
     }
 
@@ -116,6 +108,7 @@ fn sqlite_key(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApiKey, Access
         row.get(5)?,
         row.get(6)?,
         row.get(7)?,
+        row.get(8)?,
     ))
 }
 
@@ -123,7 +116,7 @@ impl AccessStore for SqliteAccess {
     fn insert_key(&self, key: &ApiKey) -> Result<(), AccessError> {
         self.with(|c| {
             c.execute(
-                &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)"),
+                &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)"),
                 params![
                     key.id,
                     key.tenant.as_str(),
@@ -131,7 +124,8 @@ impl AccessStore for SqliteAccess {
                     scopes_text(&key.scopes),
                     &key.hash.0[..],
                     key.prefix,
-                    key.created_at_us as i64
+                    key.created_at_us as i64,
+                    key.signed,
                 ],
             )
             .map(|_| ())
@@ -271,6 +265,20 @@ impl AccessStore for SqliteAccess {
                 .map(|n| n as u64)
         })
     }
+
+    fn use_nonce(&self, key_id: &str, nonce: &str, now_us: u64) -> Result<bool, AccessError> {
+        self.with(|c| {
+            c.prepare_cached("INSERT INTO nonces (key_id, nonce, seen_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?
+                .execute(params![key_id, nonce, now_us as i64])
+                .map(|inserted| inserted == 1)
+        })
+    }
+
+    fn purge_nonces(&self, before_us: u64) -> Result<u64, AccessError> {
+        self.with(|c| {
+            c.execute("DELETE FROM nonces WHERE seen_at < ?1", [before_us as i64]).map(|n| n as u64)
+        })
+    }
 }
 
 /// Access data in PostgreSQL, in the same schema as the ledger.
@@ -305,6 +313,7 @@ fn pg_key(row: &postgres::Row) -> Result<ApiKey, AccessError> {
         row.try_get(5).map_err(get)?,
         row.try_get(6).map_err(get)?,
         row.try_get(7).map_err(get)?,
+        row.try_get(8).map_err(get)?,
     )
 }
 
@@ -312,7 +321,7 @@ impl AccessStore for PgAccess {
     fn insert_key(&self, key: &ApiKey) -> Result<(), AccessError> {
         self.with(|c| {
             c.execute(
-                &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)"),
+                &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8)"),
                 &[
                     &key.id,
                     &key.tenant.as_str(),
@@ -321,6 +330,7 @@ impl AccessStore for PgAccess {
                     &&key.hash.0[..],
                     &key.prefix,
                     &(key.created_at_us as i64),
+                    &key.signed,
                 ],
             )
             .map(|_| ())
@@ -469,5 +479,19 @@ impl AccessStore for PgAccess {
         self.with(|c| {
             c.execute("DELETE FROM idempotency WHERE created_at < $1", &[&(before_us as i64)])
         })
+    }
+
+    fn use_nonce(&self, key_id: &str, nonce: &str, now_us: u64) -> Result<bool, AccessError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO nonces (key_id, nonce, seen_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&key_id, &nonce, &(now_us as i64)],
+            )
+            .map(|inserted| inserted == 1)
+        })
+    }
+
+    fn purge_nonces(&self, before_us: u64) -> Result<u64, AccessError> {
+        self.with(|c| c.execute("DELETE FROM nonces WHERE seen_at < $1", &[&(before_us as i64)]))
     }
 }

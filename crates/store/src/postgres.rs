@@ -27,8 +27,11 @@ use crate::codec::{
     self, ACCOUNT_COLUMNS, BATCH_COLUMNS, ENTRY_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS,
 };
 
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("postgres/0001_ledger.sql")), (2, include_str!("postgres/0002_access.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("postgres/0001_ledger.sql")),
+    (2, include_str!("postgres/0002_access.sql")),
+    (3, include_str!("postgres/0003_access_signing.sql")),
+];
 
 fn backend(error: postgres::Error) -> StoreError {
     match error.code() {

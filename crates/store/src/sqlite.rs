@@ -64,14 +64,19 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(connection)
 }
 
-fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+/// Applies the `migrations` (version, SQL) not yet recorded in `schema_migrations`, in one
+/// transaction.
+pub(crate) fn migrate(
+    connection: &mut Connection,
+    migrations: &[(i64, &str)],
+) -> Result<(), StoreError> {
     let tx =
         connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
     )
     .map_err(backend)?;
-    for (version, sql) in MIGRATIONS {
+    for (version, sql) in migrations {
         let applied: Option<i64> = tx
             .query_row(
                 "SELECT version FROM schema_migrations WHERE version = ?1",
@@ -101,7 +106,7 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the database file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let mut connection = connect(path.as_ref())?;
-        migrate(&mut connection)?;
+        migrate(&mut connection, MIGRATIONS)?;
         Ok(SqliteStore { connection })
     }
 }
