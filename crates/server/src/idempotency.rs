@@ -18,6 +18,16 @@ use crate::error::ApiError;
 use crate::AppState;
 
 pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+
+/// The header, for the OpenAPI document.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// 1 to 255 visible ASCII characters, scoped per tenant, kept at least 24 hours: a retry
+    /// with the same key and body returns the first response and does nothing twice.
+    #[serde(rename = "Idempotency-Key")]
+    pub idempotency_key: Option<String>,
+}
 const REPLAYED: &str = "idempotent-replayed";
 
 /// The caller's idempotency key, validated, if it sent one.

@@ -6,37 +6,34 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::idempotency::IdempotencyKey;
 use crate::ledger_api::PageQuery;
+use crate::views::{to_value, wire, ErrorBody, KeyList, KeyView, RevokedKeyView};
 use crate::{idempotency, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct KeyRequest {
+pub struct KeyRequest {
+    /// The owner of everything the key creates: 1 to 64 of `a-z 0-9 _ -`.
+    #[schema(example = "acme")]
     tenant: String,
+    #[schema(value_type = wire::KeyMode)]
     mode: KeyMode,
+    #[schema(value_type = Vec<wire::Scope>)]
     scopes: Vec<Scope>,
     /// Require every request with this key to be signed.
     #[serde(default)]
     signed: bool,
 }
 
-pub fn key_json(key: &access::ApiKey) -> Value {
-    json!({
-        "object": "api_key",
-        "id": key.id,
-        "tenant": key.tenant,
-        "mode": key.mode,
-        "scopes": key.scopes,
-        "prefix": key.prefix,
-        "revoked": key.revoked_at_us.is_some(),
-        "signed": key.signed,
-    })
-}
-
+/// Create an API key (admin). The secret is in this response only.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = KeyRequest,
+    params(IdempotencyKey),
+    responses((status = 201, body = KeyView), (status = "4XX", body = ErrorBody)))]
 pub async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,18 +64,20 @@ pub async fn create_key(
             .await
             .map_err(ApiError::internal)??;
         tracing::info!(key_id = %key.id, tenant = %key.tenant, "api key created");
-        let mut body = key_json(&key);
-        body["secret"] = json!(secret.expose());
-        Ok((StatusCode::CREATED, body))
+        let view = KeyView { secret: Some(secret.expose().to_string()), ..KeyView::from(&key) };
+        Ok((StatusCode::CREATED, to_value(view)?))
     })
     .await
 }
 
+/// List API keys (admin), never their secrets.
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(PageQuery),
+    responses((status = 200, body = KeyList), (status = "4XX", body = ErrorBody)))]
 pub async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<PageQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<KeyList>, ApiError> {
     caller.require(Scope::Admin)?;
     let (limit, after) = query.parts()?;
     let access = state.access.clone();
@@ -87,16 +86,21 @@ pub async fn list_keys(
         .map_err(ApiError::internal)??;
     let has_more = keys.len() > limit;
     keys.truncate(limit);
-    Ok(axum::Json(
-        json!({"object": "list", "data": keys.iter().map(key_json).collect::<Vec<_>>(), "has_more": has_more}),
-    ))
+    Ok(axum::Json(KeyList {
+        object: "list",
+        data: keys.iter().map(KeyView::from).collect(),
+        has_more,
+    }))
 }
 
+/// Revoke an API key (admin): it stops working at once on this node, within 5 s on others.
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path)),
+    responses((status = 200, body = RevokedKeyView), (status = "4XX", body = ErrorBody)))]
 pub async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<RevokedKeyView>, ApiError> {
     caller.require(Scope::Admin)?;
     let access = state.access.clone();
     let now = state.clock.now().0;
@@ -109,5 +113,5 @@ pub async fn revoke_key(
     }
     state.caches.forget_key(&id);
     tracing::info!(key_id = %id, "api key revoked");
-    Ok(axum::Json(json!({"object": "api_key", "id": id, "revoked": true})))
+    Ok(axum::Json(RevokedKeyView { object: "api_key", id, revoked: true }))
 }

@@ -8,7 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use ledger::apply::{Command, Outcome};
-use ledger::model::{AccountClass, BalanceRule, ChartCode, ChartEntry, Movement, NewAccount};
+use ledger::model::{
+    AccountClass, AccountStatus, BalanceRule, ChartCode, ChartEntry, Movement, NewAccount,
+};
 use ledger::port::Page;
 use ledger::{
     AccountId, AccountRejection, BoundedText, BusinessCode, NewTransfer, Seq, Timestamp,
@@ -16,10 +18,17 @@ use ledger::{
 };
 use money::{Amount, Asset, AssetCode};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::idempotency::IdempotencyKey;
+use crate::views::{
+    to_value, wire, AccountStatusView, AccountView, AssetView, BalanceView, BatchItemView,
+    BatchResultView, ChartView, EntryList, EntryView, ErrorBody, ErrorDetail, TransferView,
+    TrialBalanceAsset, TrialBalanceLine, TrialBalanceView, VerifyView,
+};
 use crate::{idempotency, AppState};
 
 /// Items per page when the caller does not say.
@@ -33,11 +42,6 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             if error.is_syntax() || error.is_eof() { "malformed_json" } else { "invalid_body" };
         ApiError::invalid(code, error.to_string())
     })
-}
-
-fn rfc3339(at: Timestamp) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_micros(at.0);
-    humantime::format_rfc3339_micros(time).to_string()
 }
 
 async fn blocking<T: Send + 'static>(
@@ -98,13 +102,22 @@ async fn claim(
 
 // ---- assets and chart (admin) ------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AssetRequest {
+pub struct AssetRequest {
+    /// 1 to 12 of `A-Z 0-9 _`, starting with a letter.
+    #[schema(value_type = String, example = "CNY")]
     code: AssetCode,
+    /// Digits after the decimal point, 0 to 18.
+    #[schema(example = 2)]
     scale: u8,
 }
 
+/// Define an asset (admin).
+#[utoipa::path(post, path = "/v1/assets", tag = "books", request_body = AssetRequest,
+    params(IdempotencyKey),
+    responses((status = 201, body = AssetView), (status = 200, description = "already defined", body = AssetView),
+        (status = "4XX", body = ErrorBody)))]
 pub async fn create_asset(
     State(state): State<AppState>,
     caller: Caller,
@@ -119,7 +132,7 @@ pub async fn create_asset(
         match single(&state, Command::DefineAsset(asset)).await? {
             Outcome::Asset(Ok(applied)) => Ok((
                 created(applied.created),
-                json!({"code": asset.code(), "scale": asset.scale()}),
+                to_value(AssetView { code: asset.code(), scale: asset.scale() })?,
             )),
             Outcome::Asset(Err(rejection)) => Err(account_rejection(rejection)),
             _ => Err(ApiError::internal("unexpected outcome")),
@@ -128,14 +141,22 @@ pub async fn create_asset(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChartRequest {
+pub struct ChartRequest {
+    #[schema(example = 2201)]
     code: u32,
+    #[schema(value_type = String, example = "customer wallets")]
     name: BoundedText<{ ledger::model::CHART_NAME_LEN_MAX }>,
+    #[schema(value_type = wire::AccountClass)]
     class: AccountClass,
 }
 
+/// Define a chart-of-accounts line (admin).
+#[utoipa::path(post, path = "/v1/chart", tag = "books", request_body = ChartRequest,
+    params(IdempotencyKey),
+    responses((status = 201, body = ChartView), (status = 200, description = "already defined", body = ChartView),
+        (status = "4XX", body = ErrorBody)))]
 pub async fn create_chart(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,7 +169,14 @@ pub async fn create_chart(
         let entry =
             ChartEntry { code: ChartCode(request.code), name: request.name, class: request.class };
         match single(&state, Command::DefineChart(entry.clone())).await? {
-            Outcome::Chart(Ok(applied)) => Ok((created(applied.created), json!(entry))),
+            Outcome::Chart(Ok(applied)) => Ok((
+                created(applied.created),
+                to_value(ChartView {
+                    code: entry.code.0,
+                    name: entry.name.as_str().to_string(),
+                    class: entry.class,
+                })?,
+            )),
             Outcome::Chart(Err(rejection)) => Err(account_rejection(rejection)),
             _ => Err(ApiError::internal("unexpected outcome")),
         }
@@ -158,43 +186,29 @@ pub async fn create_chart(
 
 // ---- accounts ---------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AccountRequest {
+pub struct AccountRequest {
+    /// Client-chosen, a non-zero integer below 2^128, as a decimal string.
+    #[schema(value_type = String, example = "1001")]
     id: AccountId,
+    #[schema(value_type = String, example = "CNY")]
     asset: AssetCode,
+    #[schema(example = 2201)]
     chart_code: u32,
+    #[schema(value_type = wire::BalanceRule)]
     rule: BalanceRule,
+    /// At most 1,024 bytes.
     #[serde(default)]
+    #[schema(value_type = String)]
     metadata: BoundedText<{ ledger::model::METADATA_LEN_MAX }>,
 }
 
-fn account_json(account: &ledger::Account) -> Value {
-    json!({
-        "object": "account",
-        "id": account.id,
-        "asset": account.asset,
-        "chart_code": account.chart_code.0,
-        "rule": account.rule,
-        "status": account.status,
-        "metadata": account.metadata,
-        "balances": balances_json(&account.balances),
-        "opened_seq": account.opened_seq.0.to_string(),
-        "opened_at": rfc3339(account.opened_at),
-    })
-}
-
-fn balances_json(balances: &ledger::Balances) -> Value {
-    json!({
-        "debits_pending": balances.debits_pending,
-        "debits_posted": balances.debits_posted,
-        "credits_pending": balances.credits_pending,
-        "credits_posted": balances.credits_posted,
-        // Signed, so a string: credits_posted - debits_posted - debits_pending.
-        "available_credit": balances.available_credit().to_string(),
-    })
-}
-
+/// Open an account.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = AccountRequest,
+    params(IdempotencyKey),
+    responses((status = 201, body = AccountView), (status = 200, description = "replayed: same id and fields", body = AccountView),
+        (status = "4XX", body = ErrorBody)))]
 pub async fn create_account(
     State(state): State<AppState>,
     caller: Caller,
@@ -214,7 +228,7 @@ pub async fn create_account(
         };
         match single(&state, Command::OpenAccount(new)).await? {
             Outcome::Account(Ok(applied)) => {
-                Ok((created(applied.created), account_json(&applied.value)))
+                Ok((created(applied.created), to_value(AccountView::from(&applied.value))?))
             }
             Outcome::Account(Err(rejection)) => Err(account_rejection(rejection)),
             _ => Err(ApiError::internal("unexpected outcome")),
@@ -240,23 +254,72 @@ fn transfer_id(raw: &str) -> Result<TransferId, ApiError> {
     })
 }
 
+/// An account with its balances.
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = String, Path)),
+    responses((status = 200, body = AccountView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_account(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<AccountView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
     let id = account_id(&id)?;
     authorize(&state, &caller, ResourceKind::Account, id.get(), "account").await?;
     let reader = state.reader.clone();
     let account = blocking(move || reader.account(id).map_err(ApiError::from)).await?;
-    account.map(|a| axum::Json(account_json(&a))).ok_or_else(|| ApiError::not_found("account"))
+    account.map(|a| axum::Json(AccountView::from(&a))).ok_or_else(|| ApiError::not_found("account"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    #[schema(value_type = wire::AccountStatus)]
+    status: AccountStatus,
+}
+
+/// Freeze an account for debits (冻结), unfreeze it, or close it. Freezing stops money
+/// leaving, never arriving: refunds, voids and expiries still apply. Only an account whose
+/// balances net to zero with nothing pending can be closed; closing is final.
+#[utoipa::path(post, path = "/v1/accounts/{id}/status", tag = "accounts",
+    request_body = StatusRequest, params(("id" = String, Path), IdempotencyKey),
+    responses((status = 200, body = AccountStatusView), (status = "4XX", body = ErrorBody)))]
+pub async fn set_account_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("POST /v1/accounts/{id}/status");
+    idempotency::once(&state, &caller, &headers, &route, &body, async {
+        caller.require(Scope::LedgerWrite)?;
+        let account_id = account_id(&id)?;
+        let request: StatusRequest = parse(&body)?;
+        authorize(&state, &caller, ResourceKind::Account, account_id.get(), "account").await?;
+        let command = Command::SetAccountStatus { account_id, status: request.status };
+        match single(&state, command).await? {
+            Outcome::Status(Ok(applied)) => Ok((
+                StatusCode::OK,
+                to_value(AccountStatusView {
+                    object: "account_status",
+                    account_id,
+                    status: applied.value,
+                })?,
+            )),
+            Outcome::Status(Err(rejection)) => Err(account_rejection(rejection)),
+            _ => Err(ApiError::internal("unexpected outcome")),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// 1 to 1,000; default 100.
     limit: Option<usize>,
+    /// The cursor: the last id (or entry seq) of the previous page.
     starting_after: Option<String>,
 }
 
@@ -278,12 +341,16 @@ fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
+/// An account's history (账户明细): entries with the running balance, oldest first.
+#[utoipa::path(get, path = "/v1/accounts/{id}/entries", tag = "accounts",
+    params(("id" = String, Path), PageQuery),
+    responses((status = 200, body = EntryList), (status = "4XX", body = ErrorBody)))]
 pub async fn list_entries(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<PageQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<EntryList>, ApiError> {
     caller.require(Scope::LedgerRead)?;
     let id = account_id(&id)?;
     let limit = page_limit(query.limit)?;
@@ -303,24 +370,13 @@ pub async fn list_entries(
     .await?;
     let has_more = entries.len() > limit;
     entries.truncate(limit);
-    let data: Vec<Value> = entries
-        .iter()
-        .map(|e| {
-            json!({
-                "object": "entry",
-                "seq": e.seq.0.to_string(),
-                "transfer_id": e.transfer_id,
-                "side": e.side,
-                "amount": e.amount,
-                "balances_after": balances_json(&e.balances_after),
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({"object": "list", "data": data, "has_more": has_more})))
+    let data = entries.iter().map(EntryView::from).collect();
+    Ok(axum::Json(EntryList { object: "list", data, has_more }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BalanceQuery {
     /// A journal sequence number.
     as_of_seq: Option<u64>,
@@ -328,12 +384,16 @@ pub struct BalanceQuery {
     as_of: Option<String>,
 }
 
+/// An account's balances now, or as of a journal point or a past time.
+#[utoipa::path(get, path = "/v1/accounts/{id}/balance", tag = "accounts",
+    params(("id" = String, Path), BalanceQuery),
+    responses((status = 200, body = BalanceView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_balance(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<BalanceQuery>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<BalanceView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
     let id = account_id(&id)?;
     authorize(&state, &caller, ResourceKind::Account, id.get(), "account").await?;
@@ -363,13 +423,13 @@ pub async fn get_balance(
             None => account.balances,
             Some(seq) => reader.entry_as_of(id, seq)?.map(|e| e.balances_after).unwrap_or_default(),
         };
-        Ok(json!({
-            "object": "balance",
-            "account_id": id,
-            "asset": account.asset,
-            "as_of_seq": seq.map(|s| s.0.to_string()),
-            "balances": balances_json(&balances),
-        }))
+        Ok(BalanceView {
+            object: "balance",
+            account_id: id,
+            asset: account.asset,
+            as_of_seq: seq.map(|s| s.0.to_string()),
+            balances: (&balances).into(),
+        })
     })
     .await?;
     Ok(axum::Json(answer))
@@ -379,42 +439,64 @@ pub async fn get_balance(
 
 /// A transfer request. `id` may be omitted: it is then derived from the Idempotency-Key (so
 /// that a retry derives the same id) or drawn at random.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum TransferRequest {
+pub enum TransferRequest {
+    /// Move money now.
     Post {
+        #[schema(value_type = Option<String>, example = "7001")]
         id: Option<TransferId>,
+        #[schema(value_type = String, example = "1001")]
         debit_account_id: AccountId,
+        #[schema(value_type = String, example = "2001")]
         credit_account_id: AccountId,
+        #[schema(value_type = String, example = "CNY")]
         asset: AssetCode,
+        /// Minor units, > 0, as a decimal string (or a JSON integer).
+        #[schema(value_type = String, example = "2500")]
         amount: Amount,
         #[serde(default)]
         business_code: u32,
+        /// The originating order, at most 64 bytes.
         #[serde(default)]
+        #[schema(value_type = String)]
         order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
     },
+    /// Hold money (a two-phase transfer), optionally expiring after `timeout_secs`.
     Pending {
+        #[schema(value_type = Option<String>)]
         id: Option<TransferId>,
+        #[schema(value_type = String)]
         debit_account_id: AccountId,
+        #[schema(value_type = String)]
         credit_account_id: AccountId,
+        #[schema(value_type = String)]
         asset: AssetCode,
+        #[schema(value_type = String)]
         amount: Amount,
         timeout_secs: Option<u32>,
         #[serde(default)]
         business_code: u32,
         #[serde(default)]
+        #[schema(value_type = String)]
         order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
     },
 }
 
-#[derive(Deserialize)]
+/// Posting or voiding a hold. Every field is optional; a void takes no amount.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResolveRequest {
+pub struct ResolveRequest {
+    /// The id of the resolving transfer; derived from the Idempotency-Key if omitted.
+    #[schema(value_type = Option<String>)]
     id: Option<TransferId>,
+    /// Post part of the hold (the rest is released); omitted: the whole hold.
+    #[schema(value_type = Option<String>)]
     amount: Option<Amount>,
     #[serde(default)]
     business_code: u32,
     #[serde(default)]
+    #[schema(value_type = String)]
     order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
 }
 
@@ -497,24 +579,6 @@ impl TransferRequest {
         };
         Ok(NewTransfer { id, action, business_code: BusinessCode(business_code), order_ref })
     }
-}
-
-fn transfer_json(transfer: &ledger::Transfer) -> Value {
-    json!({
-        "object": "transfer",
-        "id": transfer.id,
-        "kind": transfer.kind,
-        "debit_account_id": transfer.debit_account_id,
-        "credit_account_id": transfer.credit_account_id,
-        "asset": transfer.asset,
-        "amount": transfer.amount,
-        "pending_id": transfer.pending_id,
-        "expires_at": transfer.expires_at.map(rfc3339),
-        "business_code": transfer.business_code.0,
-        "order_ref": transfer.order_ref,
-        "seq": transfer.seq.0.to_string(),
-        "timestamp": rfc3339(transfer.timestamp),
-    })
 }
 
 fn transfer_rejection(rejection: TransferRejection) -> ApiError {
@@ -617,7 +681,9 @@ async fn submit_one(
     authorize_transfer(state, caller, &transfer).await?;
     match single(state, Command::Transfers(vec![transfer])).await? {
         Outcome::Transfers(mut results) => match results.pop() {
-            Some(Ok(applied)) => Ok((created(applied.created), transfer_json(&applied.value))),
+            Some(Ok(applied)) => {
+                Ok((created(applied.created), to_value(TransferView::from(&applied.value))?))
+            }
             Some(Err(rejection)) => Err(transfer_rejection(rejection)),
             None => Err(ApiError::internal("no result")),
         },
@@ -625,6 +691,11 @@ async fn submit_one(
     }
 }
 
+/// Create a transfer: posted now, or a pending hold.
+#[utoipa::path(post, path = "/v1/transfers", tag = "transfers", request_body = TransferRequest,
+    params(IdempotencyKey),
+    responses((status = 201, body = TransferView), (status = 200, description = "replayed: same id and fields", body = TransferView),
+        (status = "4XX", body = ErrorBody)))]
 pub async fn create_transfer(
     State(state): State<AppState>,
     caller: Caller,
@@ -641,6 +712,11 @@ pub async fn create_transfer(
     .await
 }
 
+/// Post a pending transfer, whole or in part.
+#[utoipa::path(post, path = "/v1/transfers/{id}/post", tag = "transfers",
+    request_body(content = Option<ResolveRequest>), params(("id" = String, Path), IdempotencyKey),
+    responses((status = 201, body = TransferView), (status = 200, description = "replayed", body = TransferView),
+        (status = "4XX", body = ErrorBody)))]
 pub async fn post_pending(
     State(state): State<AppState>,
     caller: Caller,
@@ -651,6 +727,11 @@ pub async fn post_pending(
     resolve(state, caller, pending, headers, body, true).await
 }
 
+/// Void a pending transfer: the hold is released.
+#[utoipa::path(post, path = "/v1/transfers/{id}/void", tag = "transfers",
+    request_body(content = Option<ResolveRequest>), params(("id" = String, Path), IdempotencyKey),
+    responses((status = 201, body = TransferView), (status = 200, description = "replayed", body = TransferView),
+        (status = "4XX", body = ErrorBody)))]
 pub async fn void_pending(
     State(state): State<AppState>,
     caller: Caller,
@@ -702,15 +783,21 @@ async fn resolve(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BatchRequest {
+pub struct BatchRequest {
+    /// 1 to 8,000 transfers.
+    #[schema(value_type = Vec<TransferRequest>)]
     transfers: Vec<Value>,
     /// All or nothing: the transfers form one linked group.
     #[serde(default)]
     linked: bool,
 }
 
+/// Create up to 8,000 transfers; one result per item. With `linked`, all or nothing.
+#[utoipa::path(post, path = "/v1/transfers/batch", tag = "transfers", request_body = BatchRequest,
+    params(IdempotencyKey),
+    responses((status = 200, body = BatchResultView), (status = "4XX", body = ErrorBody)))]
 pub async fn create_batch(
     State(state): State<AppState>,
     caller: Caller,
@@ -722,14 +809,22 @@ pub async fn create_batch(
         let request: BatchRequest = parse(&body)?;
         let key = idempotency::key(&headers).ok().flatten();
         if request.transfers.is_empty() || request.transfers.len() > BATCH_TRANSFERS_MAX {
-            return Err(ApiError::invalid("invalid_batch_size", format!("a batch holds 1 to {BATCH_TRANSFERS_MAX} transfers")).with_param("transfers"));
+            return Err(ApiError::invalid(
+                "invalid_batch_size",
+                format!("a batch holds 1 to {BATCH_TRANSFERS_MAX} transfers"),
+            )
+            .with_param("transfers"));
         }
         let mut transfers = Vec::with_capacity(request.transfers.len());
         for (index, item) in request.transfers.into_iter().enumerate() {
-            let item: TransferRequest = serde_json::from_value(item)
-                .map_err(|e| ApiError::invalid("invalid_body", e.to_string()).with_param(format!("transfers[{index}]")))?;
+            let item: TransferRequest = serde_json::from_value(item).map_err(|e| {
+                ApiError::invalid("invalid_body", e.to_string())
+                    .with_param(format!("transfers[{index}]"))
+            })?;
             let transfer = item.into_new(&caller, key.as_deref(), index)?;
-            authorize_transfer(&state, &caller, &transfer).await.map_err(|e| e.with_param(format!("transfers[{index}]")))?;
+            authorize_transfer(&state, &caller, &transfer)
+                .await
+                .map_err(|e| e.with_param(format!("transfers[{index}]")))?;
             transfers.push(transfer);
         }
         let commands = if request.linked {
@@ -740,24 +835,37 @@ pub async fn create_batch(
         let outcomes = state.ledger.try_execute(commands).await?;
         let mut data = Vec::new();
         for outcome in outcomes {
-            let Outcome::Transfers(results) = outcome else { return Err(ApiError::internal("unexpected outcome")) };
+            let Outcome::Transfers(results) = outcome else {
+                return Err(ApiError::internal("unexpected outcome"));
+            };
             for result in results {
                 data.push(match result {
-                    Ok(applied) => json!({"status": if applied.created { "created" } else { "replayed" }, "transfer": transfer_json(&applied.value)}),
-                    Err(rejection) => json!({"status": "rejected", "error": transfer_rejection(rejection).body()["error"]}),
+                    Ok(applied) => BatchItemView {
+                        status: if applied.created { "created" } else { "replayed" },
+                        transfer: Some(TransferView::from(&applied.value)),
+                        error: None,
+                    },
+                    Err(rejection) => BatchItemView {
+                        status: "rejected",
+                        transfer: None,
+                        error: Some(ErrorDetail::from(&transfer_rejection(rejection))),
+                    },
                 });
             }
         }
-        Ok((StatusCode::OK, json!({"object": "batch_result", "data": data})))
+        Ok((StatusCode::OK, to_value(BatchResultView { object: "batch_result", data })?))
     })
     .await
 }
 
+/// A transfer, visible to the owners of its accounts.
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", params(("id" = String, Path)),
+    responses((status = 200, body = TransferView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_transfer(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<TransferView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
     let id = transfer_id(&id)?;
     let reader = state.reader.clone();
@@ -769,21 +877,24 @@ pub async fn get_transfer(
     {
         return Err(ApiError::not_found("transfer"));
     }
-    Ok(axum::Json(transfer_json(&transfer)))
+    Ok(axum::Json(TransferView::from(&transfer)))
 }
 
 // ---- books (admin) ----------------------------------------------------------------------
 
+/// The trial balance (试算平衡), per asset and chart code (admin).
+#[utoipa::path(get, path = "/v1/trial-balance", tag = "books",
+    responses((status = 200, body = TrialBalanceView), (status = "4XX", body = ErrorBody)))]
 pub async fn trial_balance(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<TrialBalanceView>, ApiError> {
     caller.require(Scope::Admin)?;
     let reader = state.reader.clone();
     let lines = blocking(move || reader.trial_balance().map_err(ApiError::from)).await?;
     let mut totals: std::collections::BTreeMap<String, (u128, u128, u128, u128)> =
         Default::default();
-    let data: Vec<Value> = lines
+    let data: Vec<TrialBalanceLine> = lines
         .iter()
         .map(|line| {
             let t = totals.entry(line.asset.to_string()).or_default();
@@ -791,34 +902,40 @@ pub async fn trial_balance(
             t.1 += u128::from(line.balances.credits_posted.minor());
             t.2 += u128::from(line.balances.debits_pending.minor());
             t.3 += u128::from(line.balances.credits_pending.minor());
-            json!({"asset": line.asset, "chart_code": line.chart_code.0, "n_accounts": line.n_accounts, "balances": balances_json(&line.balances)})
+            TrialBalanceLine {
+                asset: line.asset,
+                chart_code: line.chart_code.0,
+                n_accounts: line.n_accounts,
+                balances: (&line.balances).into(),
+            }
         })
         .collect();
-    let assets: Vec<Value> = totals
+    let assets = totals
         .iter()
-        .map(|(asset, t)| {
-            json!({
-                "asset": asset,
-                "debits_posted": t.0.to_string(),
-                "credits_posted": t.1.to_string(),
-                "debits_pending": t.2.to_string(),
-                "credits_pending": t.3.to_string(),
-                "balanced": t.0 == t.1 && t.2 == t.3,
-            })
+        .map(|(asset, t)| TrialBalanceAsset {
+            asset: asset.clone(),
+            debits_posted: t.0.to_string(),
+            credits_posted: t.1.to_string(),
+            debits_pending: t.2.to_string(),
+            credits_pending: t.3.to_string(),
+            balanced: t.0 == t.1 && t.2 == t.3,
         })
         .collect();
-    Ok(axum::Json(json!({"object": "trial_balance", "lines": data, "assets": assets})))
+    Ok(axum::Json(TrialBalanceView { object: "trial_balance", lines: data, assets }))
 }
 
+/// Recompute the hash chain and every balance from the journal (admin).
+#[utoipa::path(post, path = "/v1/journal/verify", tag = "books",
+    responses((status = 200, body = VerifyView), (status = "4XX", body = ErrorBody)))]
 pub async fn verify_journal(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<VerifyView>, ApiError> {
     caller.require(Scope::Admin)?;
     let reader = state.reader.clone();
     let report = blocking(move || {
         ledger::verify::verify(reader.as_ref(), &mut |_| {}).map_err(ApiError::from)
     })
     .await?;
-    Ok(axum::Json(json!({"object": "verify_report", "ok": report.is_ok(), "report": report})))
+    Ok(axum::Json(VerifyView { object: "verify_report", ok: report.is_ok(), report }))
 }

@@ -22,7 +22,9 @@ pub mod error;
 pub mod idempotency;
 pub mod keys_api;
 pub mod ledger_api;
+pub mod openapi;
 pub mod ops;
+pub mod views;
 
 /// The largest request body, in bytes (a full batch of transfers fits).
 pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -76,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/chart", post(ledger_api::create_chart))
         .route("/accounts", post(ledger_api::create_account))
         .route("/accounts/{id}", get(ledger_api::get_account))
+        .route("/accounts/{id}/status", post(ledger_api::set_account_status))
         .route("/accounts/{id}/entries", get(ledger_api::list_entries))
         .route("/accounts/{id}/balance", get(ledger_api::get_balance))
         .route("/transfers", post(ledger_api::create_transfer))
@@ -89,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/keys/{id}", delete(keys_api::revoke_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));
     Router::new()
+        .route("/v1/openapi.json", get(openapi::openapi_json))
         .nest("/v1", v1)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -46,10 +46,17 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     response
 }
 
+/// Alive: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready: the store answers and the posting queue is below 90% full.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "store unreachable or queue saturated", body = String, content_type = "text/plain")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let reader = state.reader.clone();
     let store_ok =
@@ -75,6 +82,10 @@ fn histogram(out: &mut String, name: &str, labels: &str, histogram: &Histogram, 
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", histogram.count());
 }
 
+/// Prometheus metrics: requests by route and status, posting batches, queue depth, commit
+/// latency.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     let _ = writeln!(out, "# TYPE qianbao_http_request_duration_seconds histogram");

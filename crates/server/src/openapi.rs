@@ -1,0 +1,128 @@
+//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` annotations and the
+//! [`crate::views`] types, served at `/v1/openapi.json` and checked in as `docs/openapi.json`
+//! (a test fails when the two differ; `QIANBAO_UPDATE_OPENAPI=1` rewrites the file).
+
+use axum::response::IntoResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::{keys_api, ledger_api, ops};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Qianbao API",
+        description = "The wallet and payment platform's HTTP API. Conventions, error codes, \
+                       limits and request signing: docs/api.md.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        ledger_api::create_asset,
+        ledger_api::create_chart,
+        ledger_api::create_account,
+        ledger_api::get_account,
+        ledger_api::set_account_status,
+        ledger_api::list_entries,
+        ledger_api::get_balance,
+        ledger_api::create_transfer,
+        ledger_api::create_batch,
+        ledger_api::get_transfer,
+        ledger_api::post_pending,
+        ledger_api::void_pending,
+        ledger_api::trial_balance,
+        ledger_api::verify_journal,
+        keys_api::create_key,
+        keys_api::list_keys,
+        keys_api::revoke_key,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        openapi_json,
+    ),
+    modifiers(&BearerKeys),
+    security(("api_key" = [])),
+    tags(
+        (name = "accounts", description = "Accounts, their history and balances"),
+        (name = "transfers", description = "Transfers, holds (two-phase) and batches"),
+        (name = "books", description = "Assets, chart of accounts, trial balance, journal"),
+        (name = "keys", description = "API keys (admin)"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    ),
+)]
+pub struct ApiDoc;
+
+struct BearerKeys;
+
+impl Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("qb_live_… or qb_test_…")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as served: pretty JSON, stable order.
+pub fn document() -> String {
+    let mut doc = ApiDoc::openapi();
+    // The version is the API's, not the crate's: clients compare documents across builds.
+    doc.info.version = "1".to_string();
+    doc.to_pretty_json().unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"))
+}
+
+/// This document (no key needed).
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "the OpenAPI 3 document", content_type = "application/json")))]
+pub async fn openapi_json() -> axum::response::Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], document()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::document;
+
+    const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+
+    /// The checked-in document is the generated one. After changing the API, regenerate with
+    /// `QIANBAO_UPDATE_OPENAPI=1 cargo test -p server openapi` and commit docs/openapi.json.
+    #[test]
+    fn checked_in_document_is_current() {
+        let generated = document() + "\n";
+        if std::env::var_os("QIANBAO_UPDATE_OPENAPI").is_some() {
+            std::fs::write(CHECKED_IN, &generated).expect("write docs/openapi.json");
+        }
+        let checked_in = std::fs::read_to_string(CHECKED_IN).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "docs/openapi.json differs from the generated document; regenerate it with \
+             QIANBAO_UPDATE_OPENAPI=1 cargo test -p server openapi"
+        );
+    }
+
+    #[test]
+    fn every_operation_documents_its_errors_and_is_openapi_3() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).expect("json");
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+        let paths = doc["paths"].as_object().expect("paths");
+        assert!(paths.len() >= 18, "only {} paths", paths.len());
+        for (path, operations) in paths {
+            for (method, operation) in operations.as_object().expect("operations") {
+                if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+                    continue;
+                }
+                assert!(
+                    operation["responses"].get("4XX").is_some(),
+                    "{method} {path} documents no error response"
+                );
+            }
+        }
+        assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+        assert!(doc["components"]["schemas"]["TransferRequest"].is_object());
+    }
+}

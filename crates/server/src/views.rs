@@ -1,0 +1,484 @@
+//! The wire shapes of the API: every response body is one of these types, and each derives
+//! its OpenAPI schema, so the document served at `/v1/openapi.json` is generated from the
+//! same code that writes the responses.
+//!
+//! Domain types from `ledger`, `money` and `access` appear here through `value_type` overrides
+//! that name a wire mirror ([`wire`]): the domain crates stay free of HTTP-documentation
+//! concerns, and a unit test below keeps each mirror equal to the domain type's serde form.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// Mirrors of domain enums in their JSON form, for the OpenAPI document only.
+pub mod wire {
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// The class of a chart-of-accounts line (会计科目类别).
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AccountClass {
+        Asset,
+        Liability,
+        Equity,
+        Income,
+        Expense,
+    }
+
+    /// Whether and how far an account's balance may go.
+    #[derive(Serialize, ToSchema)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum BalanceRule {
+        /// No bound: internal accounts such as a bank reserve or a clearing account.
+        Unbounded,
+        /// Debits (posted + pending) never exceed credits + `overdraft_minor`: a wallet uses 0.
+        DebitsWithinCredits {
+            #[schema(value_type = String, example = "0")]
+            overdraft_minor: String,
+        },
+        /// Credits (posted + pending) never exceed debits + `limit_minor`.
+        CreditsWithinDebits {
+            #[schema(value_type = String, example = "100000")]
+            limit_minor: String,
+        },
+    }
+
+    /// `active`; `frozen_debits` (冻结: nothing may leave); `closed`.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AccountStatus {
+        Active,
+        FrozenDebits,
+        Closed,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum TransferKind {
+        Posted,
+        Pending,
+        PostPending,
+        VoidPending,
+        ExpirePending,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Side {
+        Debit,
+        Credit,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum KeyMode {
+        Live,
+        Test,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub enum Scope {
+        #[serde(rename = "ledger:read")]
+        LedgerRead,
+        #[serde(rename = "ledger:write")]
+        LedgerWrite,
+        #[serde(rename = "admin")]
+        Admin,
+    }
+}
+
+/// The one error shape.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Derived from the status: `invalid_request_error`, `authentication_error`,
+    /// `permission_error`, `not_found_error`, `conflict_error`, `rejected_error`,
+    /// `rate_limit_error`, `api_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Stable, machine-readable; the list is in docs/api.md.
+    pub code: String,
+    pub message: String,
+    /// The offending field or header, if one is to blame.
+    pub param: Option<String>,
+}
+
+impl From<&ApiError> for ErrorDetail {
+    fn from(error: &ApiError) -> ErrorDetail {
+        ErrorDetail {
+            kind: error.kind().to_string(),
+            code: error.code.clone(),
+            message: error.message.clone(),
+            param: error.param.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssetView {
+    #[schema(value_type = String, example = "CNY")]
+    pub code: money::AssetCode,
+    /// Digits after the decimal point: amounts are integers of 10^-scale units.
+    pub scale: u8,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChartView {
+    pub code: u32,
+    pub name: String,
+    #[schema(value_type = wire::AccountClass)]
+    pub class: ledger::model::AccountClass,
+}
+
+/// Four unsigned balances, as decimal strings of minor units.
+#[derive(Serialize, ToSchema)]
+pub struct BalancesView {
+    #[schema(value_type = String, example = "0")]
+    pub debits_pending: money::Amount,
+    #[schema(value_type = String, example = "2500")]
+    pub debits_posted: money::Amount,
+    #[schema(value_type = String, example = "0")]
+    pub credits_pending: money::Amount,
+    #[schema(value_type = String, example = "10000")]
+    pub credits_posted: money::Amount,
+    /// Signed: credits_posted - debits_posted - debits_pending.
+    #[schema(example = "7500")]
+    pub available_credit: String,
+}
+
+impl From<&ledger::Balances> for BalancesView {
+    fn from(balances: &ledger::Balances) -> BalancesView {
+        BalancesView {
+            debits_pending: balances.debits_pending,
+            debits_posted: balances.debits_posted,
+            credits_pending: balances.credits_pending,
+            credits_posted: balances.credits_posted,
+            available_credit: balances.available_credit().to_string(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountView {
+    /// Always `account`.
+    pub object: &'static str,
+    #[schema(value_type = String, example = "1001")]
+    pub id: ledger::AccountId,
+    #[schema(value_type = String, example = "CNY")]
+    pub asset: money::AssetCode,
+    pub chart_code: u32,
+    #[schema(value_type = wire::BalanceRule)]
+    pub rule: ledger::model::BalanceRule,
+    #[schema(value_type = wire::AccountStatus)]
+    pub status: ledger::model::AccountStatus,
+    pub metadata: String,
+    pub balances: BalancesView,
+    /// Journal sequence number of the opening.
+    pub opened_seq: String,
+    /// RFC 3339 UTC.
+    pub opened_at: String,
+}
+
+impl From<&ledger::Account> for AccountView {
+    fn from(account: &ledger::Account) -> AccountView {
+        AccountView {
+            object: "account",
+            id: account.id,
+            asset: account.asset,
+            chart_code: account.chart_code.0,
+            rule: account.rule,
+            status: account.status,
+            metadata: account.metadata.as_str().to_string(),
+            balances: (&account.balances).into(),
+            opened_seq: account.opened_seq.0.to_string(),
+            opened_at: rfc3339(account.opened_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountStatusView {
+    /// Always `account_status`.
+    pub object: &'static str,
+    #[schema(value_type = String)]
+    pub account_id: ledger::AccountId,
+    #[schema(value_type = wire::AccountStatus)]
+    pub status: ledger::model::AccountStatus,
+}
+
+/// One line of an account's history (账户明细), with the balances right after it.
+#[derive(Serialize, ToSchema)]
+pub struct EntryView {
+    /// Always `entry`.
+    pub object: &'static str,
+    /// Journal sequence number; the cursor for `starting_after`.
+    pub seq: String,
+    #[schema(value_type = String)]
+    pub transfer_id: ledger::TransferId,
+    #[schema(value_type = wire::Side)]
+    pub side: ledger::model::Side,
+    #[schema(value_type = String)]
+    pub amount: money::Amount,
+    pub balances_after: BalancesView,
+}
+
+impl From<&ledger::model::Entry> for EntryView {
+    fn from(entry: &ledger::model::Entry) -> EntryView {
+        EntryView {
+            object: "entry",
+            seq: entry.seq.0.to_string(),
+            transfer_id: entry.transfer_id,
+            side: entry.side,
+            amount: entry.amount,
+            balances_after: (&entry.balances_after).into(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntryList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<EntryView>,
+    pub has_more: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BalanceView {
+    /// Always `balance`.
+    pub object: &'static str,
+    #[schema(value_type = String)]
+    pub account_id: ledger::AccountId,
+    #[schema(value_type = String)]
+    pub asset: money::AssetCode,
+    /// The journal point the balances are as of; null for now.
+    pub as_of_seq: Option<String>,
+    pub balances: BalancesView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TransferView {
+    /// Always `transfer`.
+    pub object: &'static str,
+    #[schema(value_type = String, example = "7001")]
+    pub id: ledger::TransferId,
+    #[schema(value_type = wire::TransferKind)]
+    pub kind: ledger::model::TransferKind,
+    #[schema(value_type = String)]
+    pub debit_account_id: ledger::AccountId,
+    #[schema(value_type = String)]
+    pub credit_account_id: ledger::AccountId,
+    #[schema(value_type = String)]
+    pub asset: money::AssetCode,
+    #[schema(value_type = String, example = "2500")]
+    pub amount: money::Amount,
+    /// For post/void/expire: the hold this transfer resolves.
+    #[schema(value_type = Option<String>)]
+    pub pending_id: Option<ledger::TransferId>,
+    /// For a pending transfer with a timeout: when it expires (RFC 3339 UTC).
+    pub expires_at: Option<String>,
+    pub business_code: u32,
+    pub order_ref: String,
+    /// Journal sequence number.
+    pub seq: String,
+    /// When it was committed (RFC 3339 UTC).
+    pub timestamp: String,
+}
+
+impl From<&ledger::Transfer> for TransferView {
+    fn from(transfer: &ledger::Transfer) -> TransferView {
+        TransferView {
+            object: "transfer",
+            id: transfer.id,
+            kind: transfer.kind,
+            debit_account_id: transfer.debit_account_id,
+            credit_account_id: transfer.credit_account_id,
+            asset: transfer.asset,
+            amount: transfer.amount,
+            pending_id: transfer.pending_id,
+            expires_at: transfer.expires_at.map(rfc3339),
+            business_code: transfer.business_code.0,
+            order_ref: transfer.order_ref.as_str().to_string(),
+            seq: transfer.seq.0.to_string(),
+            timestamp: rfc3339(transfer.timestamp),
+        }
+    }
+}
+
+/// One item of a batch: `created`, `replayed` (with the transfer) or `rejected` (with the
+/// error).
+#[derive(Serialize, ToSchema)]
+pub struct BatchItemView {
+    #[schema(example = "created")]
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResultView {
+    /// Always `batch_result`.
+    pub object: &'static str,
+    /// One result per submitted transfer, in order.
+    pub data: Vec<BatchItemView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrialBalanceLine {
+    #[schema(value_type = String)]
+    pub asset: money::AssetCode,
+    pub chart_code: u32,
+    pub n_accounts: u64,
+    pub balances: BalancesView,
+}
+
+/// Per asset, the sums over every account; `balanced` when debits equal credits.
+#[derive(Serialize, ToSchema)]
+pub struct TrialBalanceAsset {
+    pub asset: String,
+    pub debits_posted: String,
+    pub credits_posted: String,
+    pub debits_pending: String,
+    pub credits_pending: String,
+    pub balanced: bool,
+}
+
+/// The trial balance (试算平衡): per asset and chart code.
+#[derive(Serialize, ToSchema)]
+pub struct TrialBalanceView {
+    /// Always `trial_balance`.
+    pub object: &'static str,
+    pub lines: Vec<TrialBalanceLine>,
+    pub assets: Vec<TrialBalanceAsset>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifyView {
+    /// Always `verify_report`.
+    pub object: &'static str,
+    pub ok: bool,
+    /// Batches, records and accounts checked, the head hash, and the first divergence.
+    #[schema(value_type = Object)]
+    pub report: ledger::verify::VerifyReport,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyView {
+    /// Always `api_key`.
+    pub object: &'static str,
+    pub id: String,
+    #[schema(value_type = String)]
+    pub tenant: access::TenantId,
+    #[schema(value_type = wire::KeyMode)]
+    pub mode: access::KeyMode,
+    #[schema(value_type = Vec<wire::Scope>)]
+    pub scopes: Vec<access::Scope>,
+    /// The first characters of the secret, to recognise it.
+    pub prefix: String,
+    pub revoked: bool,
+    /// Every request with this key must be signed.
+    pub signed: bool,
+    /// Only in the response that created the key: shown once, never stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl From<&access::ApiKey> for KeyView {
+    fn from(key: &access::ApiKey) -> KeyView {
+        KeyView {
+            object: "api_key",
+            id: key.id.clone(),
+            tenant: key.tenant.clone(),
+            mode: key.mode,
+            scopes: key.scopes.clone(),
+            prefix: key.prefix.clone(),
+            revoked: key.revoked_at_us.is_some(),
+            signed: key.signed,
+            secret: None,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<KeyView>,
+    pub has_more: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevokedKeyView {
+    /// Always `api_key`.
+    pub object: &'static str,
+    pub id: String,
+    pub revoked: bool,
+}
+
+pub fn rfc3339(at: ledger::Timestamp) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_micros(at.0);
+    humantime::format_rfc3339_micros(time).to_string()
+}
+
+/// A view as the JSON value the idempotency layer stores and replays.
+pub fn to_value(view: impl Serialize) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(view).map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::wire;
+
+    /// Each wire mirror serialises exactly as its domain type, variant by variant.
+    #[test]
+    fn wire_mirrors_match_domain_serde() {
+        use ledger::model::{AccountClass, AccountStatus, BalanceRule, Side, TransferKind};
+        let same = |domain: serde_json::Value, mirror: serde_json::Value| {
+            assert_eq!(domain, mirror);
+        };
+        let pairs = [
+            (json!(AccountClass::Asset), json!(wire::AccountClass::Asset)),
+            (json!(AccountClass::Liability), json!(wire::AccountClass::Liability)),
+            (json!(AccountClass::Equity), json!(wire::AccountClass::Equity)),
+            (json!(AccountClass::Income), json!(wire::AccountClass::Income)),
+            (json!(AccountClass::Expense), json!(wire::AccountClass::Expense)),
+            (json!(AccountStatus::Active), json!(wire::AccountStatus::Active)),
+            (json!(AccountStatus::FrozenDebits), json!(wire::AccountStatus::FrozenDebits)),
+            (json!(AccountStatus::Closed), json!(wire::AccountStatus::Closed)),
+            (json!(TransferKind::Posted), json!(wire::TransferKind::Posted)),
+            (json!(TransferKind::Pending), json!(wire::TransferKind::Pending)),
+            (json!(TransferKind::PostPending), json!(wire::TransferKind::PostPending)),
+            (json!(TransferKind::VoidPending), json!(wire::TransferKind::VoidPending)),
+            (json!(TransferKind::ExpirePending), json!(wire::TransferKind::ExpirePending)),
+            (json!(Side::Debit), json!(wire::Side::Debit)),
+            (json!(Side::Credit), json!(wire::Side::Credit)),
+            (json!(access::KeyMode::Live), json!(wire::KeyMode::Live)),
+            (json!(access::KeyMode::Test), json!(wire::KeyMode::Test)),
+            (json!(access::Scope::LedgerRead), json!(wire::Scope::LedgerRead)),
+            (json!(access::Scope::LedgerWrite), json!(wire::Scope::LedgerWrite)),
+            (json!(access::Scope::Admin), json!(wire::Scope::Admin)),
+            (json!(BalanceRule::Unbounded), json!(wire::BalanceRule::Unbounded)),
+            (
+                json!(BalanceRule::DebitsWithinCredits { overdraft_minor: money::Amount::ZERO }),
+                json!(wire::BalanceRule::DebitsWithinCredits { overdraft_minor: "0".into() }),
+            ),
+            (
+                json!(BalanceRule::CreditsWithinDebits { limit_minor: money::Amount::ZERO }),
+                json!(wire::BalanceRule::CreditsWithinDebits { limit_minor: "0".into() }),
+            ),
+        ];
+        for (domain, mirror) in pairs {
+            same(domain, mirror);
+        }
+    }
+}
