@@ -1,6 +1,8 @@
 //! `qianbao serve`: the HTTP service on the embedded store (default) or PostgreSQL.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -19,6 +21,74 @@ pub struct ServeArgs {
     /// Tenant of the admin key created on first start.
     #[arg(long, env = "QIANBAO_ADMIN_TENANT", default_value = "platform")]
     admin_tenant: String,
+    /// Requests per second allowed to each API key on this node; 0 turns the limit off.
+    #[arg(long, env = "QIANBAO_RATE_LIMIT_PER_SEC", default_value_t = 2_000)]
+    rate_limit_per_sec: u32,
+    /// Requests a key may send at once above its rate; 0 means twice the rate.
+    #[arg(long, env = "QIANBAO_RATE_LIMIT_BURST", default_value_t = 0)]
+    rate_limit_burst: u32,
+    /// A TOML file with any of the settings above (keys as the long flags, with `_` for
+    /// `-`). Flags win over environment variables, which win over the file.
+    #[arg(long, env = "QIANBAO_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// The optional configuration file: every key is optional and named as its flag.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    database_schema: Option<String>,
+    admin_tenant: Option<String>,
+    rate_limit_per_sec: Option<u32>,
+    rate_limit_burst: Option<u32>,
+}
+
+impl ServeArgs {
+    /// Fills every setting that neither a flag nor an environment variable gave from the
+    /// `--config` file, if there is one.
+    pub fn apply_config_file(&mut self, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+        let Some(path) = &self.config else { return Ok(()) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        let file: ConfigFile = toml::from_str(&text)
+            .with_context(|| format!("parsing the config file {}", path.display()))?;
+        // Only values clap took from a default (or nowhere) yield to the file.
+        let unset = |id: &str| {
+            matches!(matches.value_source(id), None | Some(clap::parser::ValueSource::DefaultValue))
+        };
+        if let (true, Some(value)) = (unset("listen"), file.listen) {
+            self.listen = value;
+        }
+        if let (true, Some(value)) = (unset("data_dir"), file.data_dir) {
+            self.store.data_dir = value;
+        }
+        if let (true, Some(value)) = (unset("database_url"), file.database_url) {
+            self.store.database_url = Some(value);
+        }
+        if let (true, Some(value)) = (unset("database_schema"), file.database_schema) {
+            self.store.database_schema = value;
+        }
+        if let (true, Some(value)) = (unset("admin_tenant"), file.admin_tenant) {
+            self.admin_tenant = value;
+        }
+        if let (true, Some(value)) = (unset("rate_limit_per_sec"), file.rate_limit_per_sec) {
+            self.rate_limit_per_sec = value;
+        }
+        if let (true, Some(value)) = (unset("rate_limit_burst"), file.rate_limit_burst) {
+            self.rate_limit_burst = value;
+        }
+        Ok(())
+    }
+
+    fn key_rate_limit(&self) -> Option<server::limits::KeyRateLimit> {
+        let per_sec = NonZeroU32::new(self.rate_limit_per_sec)?;
+        let burst = NonZeroU32::new(self.rate_limit_burst)
+            .unwrap_or_else(|| per_sec.saturating_mul(NonZeroU32::MIN.saturating_add(1)));
+        Some(server::limits::KeyRateLimit { per_sec, burst })
+    }
 }
 
 /// How often expired idempotency records are purged.
@@ -59,6 +129,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir = %args.store.data_dir.display(),
         database_url = args.store.database_url.as_deref().map(masked).unwrap_or_default(),
         database_schema = %args.store.database_schema,
+        admin_tenant = %args.admin_tenant,
+        rate_limit_per_sec = args.rate_limit_per_sec,
+        rate_limit_burst = args.key_rate_limit().map_or(0, |limit| limit.burst.get()),
+        config = args.config.as_ref().map(|path| path.display().to_string()).unwrap_or_default(),
         "effective configuration"
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -67,7 +141,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // dropped on a runtime thread (their Drop blocks on a runtime of their own): these two
     // references keep them alive until the runtime is gone.
     let keep_alive = (reader.clone(), access.clone());
-    let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone());
+    let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())
+        .with_key_rate_limit(args.key_rate_limit());
+    let rate_limits = state.rate_limits.clone();
     let app = server::router(state);
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -75,7 +151,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", args.listen))?;
         eprintln!("qianbao listening on http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let purge = tokio::spawn(purge_idempotency(access, clock, stopped));
+        let purge = tokio::spawn(purge_idempotency(access, rate_limits, clock, stopped));
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         let _ = stop.send(true);
         let _ = purge.await;
@@ -115,6 +191,7 @@ fn bootstrap_admin_key(
 
 async fn purge_idempotency(
     access: Arc<dyn access::AccessStore>,
+    rate_limits: Arc<server::limits::RateLimits>,
     clock: Arc<dyn Clock>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -124,6 +201,7 @@ async fn purge_idempotency(
             _ = stopped.changed() => return,
             _ = tokio::time::sleep(interval) => {}
         }
+        rate_limits.shrink();
         let now = clock.now().0;
         let before = now.saturating_sub(access::IDEMPOTENCY_RETENTION_US);
         let nonces_before =

@@ -55,7 +55,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        resolve(state, &parts.headers).await.map(|key| Caller { key })
+        let key = resolve(state, &parts.headers).await?;
+        state.rate_limits.check_key(&key.id)?;
+        Ok(Caller { key })
     }
 }
 

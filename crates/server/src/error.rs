@@ -10,6 +10,8 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub param: Option<String>,
+    /// Sent as `Retry-After` (seconds) on 429 and 503 answers.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -18,7 +20,13 @@ impl ApiError {
         code: impl Into<String>,
         message: impl Into<String>,
     ) -> ApiError {
-        ApiError { status, code: code.into(), message: message.into(), param: None }
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            param: None,
+            retry_after_secs: None,
+        }
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> ApiError {
@@ -91,7 +99,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -22,6 +22,7 @@ pub mod error;
 pub mod idempotency;
 pub mod keys_api;
 pub mod ledger_api;
+pub mod limits;
 pub mod openapi;
 pub mod ops;
 pub mod views;
@@ -38,6 +39,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub http_metrics: Arc<ops::HttpMetrics>,
     pub caches: Arc<cache::Caches>,
+    pub rate_limits: Arc<limits::RateLimits>,
 }
 
 impl AppState {
@@ -54,7 +56,14 @@ impl AppState {
             clock,
             http_metrics: Arc::default(),
             caches: Arc::default(),
+            rate_limits: Arc::default(),
         }
+    }
+
+    /// Limits each API key to `limit` requests per second (none by default).
+    pub fn with_key_rate_limit(mut self, limit: Option<limits::KeyRateLimit>) -> AppState {
+        self.rate_limits = Arc::new(limits::RateLimits::new(limit));
+        self
     }
 }
 

@@ -1,4 +1,5 @@
 //! Tests of the `qianbao` binary as a process.
 
+mod config;
 mod crash;
 mod serve;

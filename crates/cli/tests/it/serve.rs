@@ -10,17 +10,27 @@ use std::sync::{Arc, Mutex};
 const ACKS_BEFORE_TERM: usize = 300;
 const SUBMITTERS: usize = 8;
 
-struct Server {
-    child: Child,
-    addr: String,
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
 }
 
 /// Starts the server; on a first start, also returns the admin key it printed.
 fn start(store_args: &[String], first_start: bool) -> (Server, Option<String>) {
+    start_with(store_args, &[], first_start)
+}
+
+/// [`start`] with extra environment variables.
+pub fn start_with(
+    args: &[String],
+    envs: &[(&str, &str)],
+    first_start: bool,
+) -> (Server, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_qianbao"))
         .arg("serve")
         .args(["--listen", "127.0.0.1:0"])
-        .args(store_args)
+        .args(args)
+        .envs(envs.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -56,7 +66,7 @@ fn start(store_args: &[String], first_start: bool) -> (Server, Option<String>) {
     (Server { child, addr }, key)
 }
 
-fn request(
+pub fn request(
     addr: &str,
     method: &str,
     path: &str,
