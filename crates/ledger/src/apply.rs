@@ -150,9 +150,8 @@ pub fn expiry_transfer_id(pending_id: TransferId) -> TransferId {
         .into();
     let mut raw = [0u8; 16];
     raw.copy_from_slice(&digest[..16]);
-    // Non-zero by construction: force the top bit.
-    raw[0] |= 0x80;
-    TransferId::new(u128::from_be_bytes(raw)).unwrap_or(pending_id)
+    // In the reserved range (so no client can have used it), and non-zero by construction.
+    TransferId::new(u128::from_be_bytes(raw) | TransferId::RESERVED_BIT).unwrap_or(pending_id)
 }
 
 /// Applies `commands` to `snapshot` on top of `head` at time `now`. Returns one outcome per
@@ -378,6 +377,9 @@ impl Engine {
     }
 
     fn apply_transfer(&mut self, request: &NewTransfer) -> TransferResult {
+        if request.id.is_reserved() {
+            return Err(TransferRejection::IdReserved);
+        }
         let print = fingerprint(request);
         if let Some(existing) = self.snapshot.transfers.get(&request.id) {
             return if existing.fingerprint == print {

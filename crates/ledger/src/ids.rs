@@ -85,9 +85,20 @@ id_type!(
     AccountId
 );
 id_type!(
-    /// A transfer's id; also its idempotency key.
+    /// A transfer's id; also its idempotency key. Ids with the top bit set are reserved for
+    /// records the ledger writes itself (hold expiries), so no client can take one first.
     TransferId
 );
+
+impl TransferId {
+    /// The bit that marks ids of the ledger's own records.
+    pub const RESERVED_BIT: u128 = 1 << 127;
+
+    /// Whether this id is in the ledger's own range (clients get `id_reserved`).
+    pub fn is_reserved(self) -> bool {
+        self.get() & TransferId::RESERVED_BIT != 0
+    }
+}
 
 /// The position of a record in the journal: a gapless, strictly increasing counter shared
 /// by every record (account openings, status changes, transfers). "Balance as of a point"

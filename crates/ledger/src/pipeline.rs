@@ -394,9 +394,6 @@ impl<S: LedgerStore> Writer<S> {
         let now = self.clock.now();
         let mut tx = self.store.begin()?;
         let mut snapshot = Snapshot::default();
-        for transfer in tx.find_transfers(&needs.transfer_ids)? {
-            snapshot.transfers.insert(transfer.id, transfer);
-        }
         let mut holds = tx.lock_holds(&needs.pending_ids)?;
         let due = if now >= self.next_expiry_scan {
             let due = tx.lock_due_holds(now, expiry_batch_max)?;
@@ -421,6 +418,13 @@ impl<S: LedgerStore> Writer<S> {
         snapshot.holds = holds.into_iter().map(|hold| (hold.pending_id, hold)).collect();
         for account in tx.lock_accounts(&account_ids)? {
             snapshot.accounts.insert(account.id, account);
+        }
+        // Existing transfers are read only now, under the locks: a node that raced us with
+        // the same transfer id has committed by the time we hold its accounts (or its hold),
+        // so a duplicate is answered as the replay it is, not judged against balances that
+        // already include its own effect.
+        for transfer in tx.find_transfers(&needs.transfer_ids)? {
+            snapshot.transfers.insert(transfer.id, transfer);
         }
         if needs.reference_data {
             let reference = tx.reference_data()?;

@@ -43,6 +43,8 @@ pub enum TransferRejection {
     IdExistsWithDifferentFields,
     #[error("a transfer linked to this one failed")]
     LinkedTransferFailed,
+    #[error("transfer ids of 2^127 and above are reserved for the ledger's own records")]
+    IdReserved,
 }
 
 impl TransferRejection {
@@ -67,6 +69,7 @@ impl TransferRejection {
             TransferRejection::ExceedsPendingAmount => "exceeds_pending_amount",
             TransferRejection::IdExistsWithDifferentFields => "id_exists_with_different_fields",
             TransferRejection::LinkedTransferFailed => "linked_transfer_failed",
+            TransferRejection::IdReserved => "id_reserved",
         }
     }
 }

@@ -524,7 +524,8 @@ fn derived_id(
             raw
         }
     };
-    TransferId::new(u128::from_be_bytes(raw) | 1).map_err(ApiError::internal)
+    // Below 2^127 (the ledger reserves the rest), and odd so never zero.
+    TransferId::new((u128::from_be_bytes(raw) >> 1) | 1).map_err(ApiError::internal)
 }
 
 impl TransferRequest {
@@ -587,9 +588,9 @@ fn transfer_rejection(rejection: TransferRejection) -> ApiError {
         | TransferRejection::CreditAccountNotFound
         | TransferRejection::PendingNotFound => StatusCode::NOT_FOUND,
         TransferRejection::IdExistsWithDifferentFields => StatusCode::CONFLICT,
-        TransferRejection::AccountsMustDiffer | TransferRejection::AmountMustNotBeZero => {
-            StatusCode::BAD_REQUEST
-        }
+        TransferRejection::AccountsMustDiffer
+        | TransferRejection::AmountMustNotBeZero
+        | TransferRejection::IdReserved => StatusCode::BAD_REQUEST,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     ApiError::new(status, rejection.code(), rejection.to_string())
