@@ -89,7 +89,42 @@ pub struct TrialBalanceLine {
     pub asset: AssetCode,
     pub chart_code: ChartCode,
     pub n_accounts: u64,
-    pub balances: crate::model::Balances,
+    pub balances: BalanceTotals,
+}
+
+/// Balances summed over many accounts. Each account's balance fits an `Amount`; their sum
+/// may not, so totals are 128-bit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BalanceTotals {
+    pub debits_pending: u128,
+    pub debits_posted: u128,
+    pub credits_pending: u128,
+    pub credits_posted: u128,
+}
+
+impl BalanceTotals {
+    pub fn add(&mut self, other: &BalanceTotals) {
+        self.debits_pending += other.debits_pending;
+        self.debits_posted += other.debits_posted;
+        self.credits_pending += other.credits_pending;
+        self.credits_posted += other.credits_posted;
+    }
+
+    /// Signed: credits posted minus debits posted and pending.
+    pub fn available_credit(&self) -> i128 {
+        self.credits_posted as i128 - self.debits_posted as i128 - self.debits_pending as i128
+    }
+}
+
+impl From<&crate::model::Balances> for BalanceTotals {
+    fn from(balances: &crate::model::Balances) -> BalanceTotals {
+        BalanceTotals {
+            debits_pending: u128::from(balances.debits_pending.minor()),
+            debits_posted: u128::from(balances.debits_posted.minor()),
+            credits_pending: u128::from(balances.credits_pending.minor()),
+            credits_posted: u128::from(balances.credits_posted.minor()),
+        }
+    }
 }
 
 /// Read-only queries. Backends answer them on their own connections, outside the pipeline.

@@ -8,7 +8,7 @@
 
 use access::signature::{self, NONCE_LEN_MAX, NONCE_LEN_MIN, SIGNATURE_WINDOW_SECS};
 use access::{ApiKey, Scope, Secret, TenantId};
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, OriginalUri, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -159,7 +159,10 @@ pub async fn verify_signature(
         )
         .into_response();
     };
-    let path_and_query = parts.uri.path_and_query().map_or("/", |value| value.as_str());
+    // The path as the client sent it: inside the nested `/v1` router `parts.uri` has lost
+    // its prefix, the original URI has not.
+    let uri = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |original| &original.0);
+    let path_and_query = uri.path_and_query().map_or("/", |value| value.as_str());
     let string_to_sign = signature::string_to_sign(
         parts.method.as_str(),
         path_and_query,

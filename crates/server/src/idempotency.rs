@@ -8,7 +8,7 @@
 
 use std::future::Future;
 
-use access::Claim;
+use access::{Claim, Scope};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -53,9 +53,13 @@ fn bad_key() -> ApiError {
 
 /// Runs `run` at most once per (tenant, Idempotency-Key, request). Handlers that need the
 /// key itself (to derive ids) read it with [`key`]; it is validated here first.
+///
+/// The caller must hold `scope` before anything else happens: a stored response is only
+/// ever replayed to a key that could have made the request itself.
 pub async fn once<F>(
     state: &AppState,
     caller: &Caller,
+    scope: Scope,
     headers: &HeaderMap,
     route: &str,
     body: &[u8],
@@ -64,6 +68,9 @@ pub async fn once<F>(
 where
     F: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
 {
+    if let Err(error) = caller.require(scope) {
+        return error.into_response();
+    }
     let key = match key(headers) {
         Ok(Some(key)) => key,
         Ok(None) => return respond(run.await, false),
@@ -114,7 +121,11 @@ where
             let access = state.access.clone();
             let record = match &result {
                 Ok((status, value)) => Some((status.as_u16(), value.to_string())),
-                Err(error) if error.status.is_client_error() => {
+                // A 429 says "later", not "no": the retry with the same key must run.
+                Err(error)
+                    if error.status.is_client_error()
+                        && error.status != StatusCode::TOO_MANY_REQUESTS =>
+                {
                     Some((error.status.as_u16(), error.body().to_string()))
                 }
                 Err(_) => None,

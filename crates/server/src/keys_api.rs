@@ -40,10 +40,8 @@ pub async fn create_key(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, &headers, "POST /v1/keys", &body, async {
-        caller.require(Scope::Admin)?;
-        let request: KeyRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid("invalid_body", e.to_string()))?;
+    idempotency::once(&state, &caller, Scope::Admin, &headers, "POST /v1/keys", &body, async {
+        let request: KeyRequest = crate::ledger_api::parse(&body)?;
         let tenant = TenantId::new(&request.tenant)
             .map_err(|e| ApiError::invalid("invalid_tenant", e.to_string()).with_param("tenant"))?;
         if request.scopes.is_empty() {

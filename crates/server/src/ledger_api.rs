@@ -36,10 +36,15 @@ pub const PAGE_LIMIT_DEFAULT: usize = 100;
 /// Transfers in one batch request at most.
 pub const BATCH_TRANSFERS_MAX: usize = 8_000;
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Parses a JSON body: `malformed_json` when it is not JSON at all, `invalid_body` when it
+/// is JSON of the wrong shape.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|error| {
-        let code =
-            if error.is_syntax() || error.is_eof() { "malformed_json" } else { "invalid_body" };
+        // serde_json reports some shape errors (a boolean where an enum goes) as syntax
+        // errors; only a body that fails to parse as any JSON at all is malformed. Checked
+        // on the error path only, so valid requests parse once.
+        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+        let code = if is_json { "invalid_body" } else { "malformed_json" };
         ApiError::invalid(code, error.to_string())
     })
 }
@@ -124,8 +129,7 @@ pub async fn create_asset(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, &headers, "POST /v1/assets", &body, async {
-        caller.require(Scope::Admin)?;
+    idempotency::once(&state, &caller, Scope::Admin, &headers, "POST /v1/assets", &body, async {
         let request: AssetRequest = parse(&body)?;
         let asset = Asset::new(request.code, request.scale)
             .map_err(|e| ApiError::invalid("invalid_scale", e.to_string()).with_param("scale"))?;
@@ -163,8 +167,7 @@ pub async fn create_chart(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, &headers, "POST /v1/chart", &body, async {
-        caller.require(Scope::Admin)?;
+    idempotency::once(&state, &caller, Scope::Admin, &headers, "POST /v1/chart", &body, async {
         let request: ChartRequest = parse(&body)?;
         let entry =
             ChartEntry { code: ChartCode(request.code), name: request.name, class: request.class };
@@ -215,25 +218,32 @@ pub async fn create_account(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, &headers, "POST /v1/accounts", &body, async {
-        caller.require(Scope::LedgerWrite)?;
-        let request: AccountRequest = parse(&body)?;
-        claim(&state, &caller, ResourceKind::Account, request.id.get(), "account").await?;
-        let new = NewAccount {
-            id: request.id,
-            asset: request.asset,
-            chart_code: ChartCode(request.chart_code),
-            rule: request.rule,
-            metadata: request.metadata,
-        };
-        match single(&state, Command::OpenAccount(new)).await? {
-            Outcome::Account(Ok(applied)) => {
-                Ok((created(applied.created), to_value(AccountView::from(&applied.value))?))
+    idempotency::once(
+        &state,
+        &caller,
+        Scope::LedgerWrite,
+        &headers,
+        "POST /v1/accounts",
+        &body,
+        async {
+            let request: AccountRequest = parse(&body)?;
+            claim(&state, &caller, ResourceKind::Account, request.id.get(), "account").await?;
+            let new = NewAccount {
+                id: request.id,
+                asset: request.asset,
+                chart_code: ChartCode(request.chart_code),
+                rule: request.rule,
+                metadata: request.metadata,
+            };
+            match single(&state, Command::OpenAccount(new)).await? {
+                Outcome::Account(Ok(applied)) => {
+                    Ok((created(applied.created), to_value(AccountView::from(&applied.value))?))
+                }
+                Outcome::Account(Err(rejection)) => Err(account_rejection(rejection)),
+                _ => Err(ApiError::internal("unexpected outcome")),
             }
-            Outcome::Account(Err(rejection)) => Err(account_rejection(rejection)),
-            _ => Err(ApiError::internal("unexpected outcome")),
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -291,8 +301,7 @@ pub async fn set_account_status(
     body: Bytes,
 ) -> Response {
     let route = format!("POST /v1/accounts/{id}/status");
-    idempotency::once(&state, &caller, &headers, &route, &body, async {
-        caller.require(Scope::LedgerWrite)?;
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
         let account_id = account_id(&id)?;
         let request: StatusRequest = parse(&body)?;
         authorize(&state, &caller, ResourceKind::Account, account_id.get(), "account").await?;
@@ -368,6 +377,14 @@ pub async fn list_entries(
         reader.entries(id, Page { after, limit: limit + 1 }).map_err(ApiError::from)
     })
     .await?;
+    if entries.is_empty() {
+        // No entries, or no account: an admin (who skips the ownership check) must get the
+        // same 404 as everyone else for an account that does not exist.
+        let reader = state.reader.clone();
+        if blocking(move || reader.account(id).map_err(ApiError::from)).await?.is_none() {
+            return Err(ApiError::not_found("account"));
+        }
+    }
     let has_more = entries.len() > limit;
     entries.truncate(limit);
     let data = entries.iter().map(EntryView::from).collect();
@@ -415,7 +432,8 @@ pub async fn get_balance(
     let answer = blocking(move || {
         let account = reader.account(id)?.ok_or_else(|| ApiError::not_found("account"))?;
         let seq = match (as_of_seq, at) {
-            (Some(seq), _) => Some(Seq(seq)),
+            // No journal reaches i64::MAX records; past the head is "now".
+            (Some(seq), _) => Some(Seq(seq.min(i64::MAX as u64))),
             (None, Some(at)) => Some(reader.seq_at(at)?),
             (None, None) => None,
         };
@@ -703,13 +721,20 @@ pub async fn create_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, &headers, "POST /v1/transfers", &body, async {
-        caller.require(Scope::LedgerWrite)?;
-        let request: TransferRequest = parse(&body)?;
-        let key = idempotency::key(&headers).ok().flatten();
-        let transfer = request.into_new(&caller, key.as_deref(), 0)?;
-        submit_one(&state, &caller, transfer).await
-    })
+    idempotency::once(
+        &state,
+        &caller,
+        Scope::LedgerWrite,
+        &headers,
+        "POST /v1/transfers",
+        &body,
+        async {
+            let request: TransferRequest = parse(&body)?;
+            let key = idempotency::key(&headers).ok().flatten();
+            let transfer = request.into_new(&caller, key.as_deref(), 0)?;
+            submit_one(&state, &caller, transfer).await
+        },
+    )
     .await
 }
 
@@ -756,8 +781,7 @@ async fn resolve(
     } else {
         format!("POST /v1/transfers/{pending}/void")
     };
-    idempotency::once(&state, &caller, &headers, &route, &body, async {
-        caller.require(Scope::LedgerWrite)?;
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
         let pending_id = transfer_id(&pending)?;
         let request: ResolveRequest = if body.is_empty() { parse(b"{}")? } else { parse(&body)? };
         if !post && request.amount.is_some() {
@@ -805,57 +829,64 @@ pub async fn create_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, &headers, "POST /v1/transfers/batch", &body, async {
-        caller.require(Scope::LedgerWrite)?;
-        let request: BatchRequest = parse(&body)?;
-        let key = idempotency::key(&headers).ok().flatten();
-        if request.transfers.is_empty() || request.transfers.len() > BATCH_TRANSFERS_MAX {
-            return Err(ApiError::invalid(
-                "invalid_batch_size",
-                format!("a batch holds 1 to {BATCH_TRANSFERS_MAX} transfers"),
-            )
-            .with_param("transfers"));
-        }
-        let mut transfers = Vec::with_capacity(request.transfers.len());
-        for (index, item) in request.transfers.into_iter().enumerate() {
-            let item: TransferRequest = serde_json::from_value(item).map_err(|e| {
-                ApiError::invalid("invalid_body", e.to_string())
-                    .with_param(format!("transfers[{index}]"))
-            })?;
-            let transfer = item.into_new(&caller, key.as_deref(), index)?;
-            authorize_transfer(&state, &caller, &transfer)
-                .await
-                .map_err(|e| e.with_param(format!("transfers[{index}]")))?;
-            transfers.push(transfer);
-        }
-        let commands = if request.linked {
-            vec![Command::Transfers(transfers)]
-        } else {
-            transfers.into_iter().map(|t| Command::Transfers(vec![t])).collect()
-        };
-        let outcomes = state.ledger.try_execute(commands).await?;
-        let mut data = Vec::new();
-        for outcome in outcomes {
-            let Outcome::Transfers(results) = outcome else {
-                return Err(ApiError::internal("unexpected outcome"));
-            };
-            for result in results {
-                data.push(match result {
-                    Ok(applied) => BatchItemView {
-                        status: if applied.created { "created" } else { "replayed" },
-                        transfer: Some(TransferView::from(&applied.value)),
-                        error: None,
-                    },
-                    Err(rejection) => BatchItemView {
-                        status: "rejected",
-                        transfer: None,
-                        error: Some(ErrorDetail::from(&transfer_rejection(rejection))),
-                    },
-                });
+    idempotency::once(
+        &state,
+        &caller,
+        Scope::LedgerWrite,
+        &headers,
+        "POST /v1/transfers/batch",
+        &body,
+        async {
+            let request: BatchRequest = parse(&body)?;
+            let key = idempotency::key(&headers).ok().flatten();
+            if request.transfers.is_empty() || request.transfers.len() > BATCH_TRANSFERS_MAX {
+                return Err(ApiError::invalid(
+                    "invalid_batch_size",
+                    format!("a batch holds 1 to {BATCH_TRANSFERS_MAX} transfers"),
+                )
+                .with_param("transfers"));
             }
-        }
-        Ok((StatusCode::OK, to_value(BatchResultView { object: "batch_result", data })?))
-    })
+            let mut transfers = Vec::with_capacity(request.transfers.len());
+            for (index, item) in request.transfers.into_iter().enumerate() {
+                let item: TransferRequest = serde_json::from_value(item).map_err(|e| {
+                    ApiError::invalid("invalid_body", e.to_string())
+                        .with_param(format!("transfers[{index}]"))
+                })?;
+                let transfer = item.into_new(&caller, key.as_deref(), index)?;
+                authorize_transfer(&state, &caller, &transfer)
+                    .await
+                    .map_err(|e| e.with_param(format!("transfers[{index}]")))?;
+                transfers.push(transfer);
+            }
+            let commands = if request.linked {
+                vec![Command::Transfers(transfers)]
+            } else {
+                transfers.into_iter().map(|t| Command::Transfers(vec![t])).collect()
+            };
+            let outcomes = state.ledger.try_execute(commands).await?;
+            let mut data = Vec::new();
+            for outcome in outcomes {
+                let Outcome::Transfers(results) = outcome else {
+                    return Err(ApiError::internal("unexpected outcome"));
+                };
+                for result in results {
+                    data.push(match result {
+                        Ok(applied) => BatchItemView {
+                            status: if applied.created { "created" } else { "replayed" },
+                            transfer: Some(TransferView::from(&applied.value)),
+                            error: None,
+                        },
+                        Err(rejection) => BatchItemView {
+                            status: "rejected",
+                            transfer: None,
+                            error: Some(ErrorDetail::from(&transfer_rejection(rejection))),
+                        },
+                    });
+                }
+            }
+            Ok((StatusCode::OK, to_value(BatchResultView { object: "batch_result", data })?))
+        },
+    )
     .await
 }
 
@@ -899,10 +930,10 @@ pub async fn trial_balance(
         .iter()
         .map(|line| {
             let t = totals.entry(line.asset.to_string()).or_default();
-            t.0 += u128::from(line.balances.debits_posted.minor());
-            t.1 += u128::from(line.balances.credits_posted.minor());
-            t.2 += u128::from(line.balances.debits_pending.minor());
-            t.3 += u128::from(line.balances.credits_pending.minor());
+            t.0 += line.balances.debits_posted;
+            t.1 += line.balances.credits_posted;
+            t.2 += line.balances.debits_pending;
+            t.3 += line.balances.credits_pending;
             TrialBalanceLine {
                 asset: line.asset,
                 chart_code: line.chart_code.0,

@@ -337,7 +337,30 @@ pub struct TrialBalanceLine {
     pub asset: money::AssetCode,
     pub chart_code: u32,
     pub n_accounts: u64,
-    pub balances: BalancesView,
+    pub balances: TotalsView,
+}
+
+/// Balances summed over accounts, as decimal strings (totals may pass 2^63).
+#[derive(Serialize, ToSchema)]
+pub struct TotalsView {
+    pub debits_pending: String,
+    pub debits_posted: String,
+    pub credits_pending: String,
+    pub credits_posted: String,
+    /// Signed: credits_posted - debits_posted - debits_pending.
+    pub available_credit: String,
+}
+
+impl From<&ledger::port::BalanceTotals> for TotalsView {
+    fn from(totals: &ledger::port::BalanceTotals) -> TotalsView {
+        TotalsView {
+            debits_pending: totals.debits_pending.to_string(),
+            debits_posted: totals.debits_posted.to_string(),
+            credits_pending: totals.credits_pending.to_string(),
+            credits_posted: totals.credits_posted.to_string(),
+            available_credit: totals.available_credit().to_string(),
+        }
+    }
 }
 
 /// Per asset, the sums over every account; `balanced` when debits equal credits.

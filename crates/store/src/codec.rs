@@ -15,6 +15,20 @@ pub fn amount(value: i64) -> Result<Amount, StoreError> {
     Amount::from_stored(value).ok_or_else(|| corrupt(format!("negative amount {value}")))
 }
 
+/// A sum split into the sums of its high and low 32-bit halves (see the SQLite trial
+/// balance), joined again.
+pub fn split_sum(high: i64, low: i64) -> Result<u128, StoreError> {
+    let high = u128::try_from(high).map_err(|_| corrupt(format!("negative sum {high}")))?;
+    let low = u128::try_from(low).map_err(|_| corrupt(format!("negative sum {low}")))?;
+    Ok((high << 32) + low)
+}
+
+/// A non-negative decimal total (PostgreSQL's numeric sum as text; NULL-free by `sum` over
+/// at least one row).
+pub fn decimal_total(text: &str) -> Result<u128, StoreError> {
+    text.parse().map_err(|_| corrupt(format!("total {text:?} is not a non-negative integer")))
+}
+
 pub fn account_id(bytes: &[u8]) -> Result<AccountId, StoreError> {
     AccountId::from_bytes(bytes).map_err(corrupt)
 }

@@ -16,7 +16,8 @@ use ledger::model::{
     Account, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer,
 };
 use ledger::port::{
-    LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, StoreError, TrialBalanceLine,
+    BalanceTotals, LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, StoreError,
+    TrialBalanceLine,
 };
 use ledger::{AccountId, BatchSeq, BusinessCode, Seq, Timestamp, TransferId};
 use money::Asset;
@@ -815,8 +816,9 @@ impl LedgerReader for PgReader {
         self.read(|tx| {
             let rows = tx
                 .query(
-                    "SELECT asset, chart_code, count(*)::bigint, sum(debits_pending)::bigint, \
-                     sum(debits_posted)::bigint, sum(credits_pending)::bigint, sum(credits_posted)::bigint \
+                    // sum(bigint) is numeric: exact past i64::MAX, read as text.
+                    "SELECT asset, chart_code, count(*)::bigint, sum(debits_pending)::text, \
+                     sum(debits_posted)::text, sum(credits_pending)::text, sum(credits_posted)::text \
                      FROM accounts GROUP BY asset, chart_code ORDER BY asset, chart_code",
                     &[],
                 )
@@ -827,11 +829,11 @@ impl LedgerReader for PgReader {
                         asset: codec::asset_code(get(row, 0)?)?,
                         chart_code: ChartCode(codec::u32_column(get(row, 1)?, "chart code")?),
                         n_accounts: codec::u64_column(get(row, 2)?, "count")?,
-                        balances: ledger::Balances {
-                            debits_pending: codec::amount(get(row, 3)?)?,
-                            debits_posted: codec::amount(get(row, 4)?)?,
-                            credits_pending: codec::amount(get(row, 5)?)?,
-                            credits_posted: codec::amount(get(row, 6)?)?,
+                        balances: BalanceTotals {
+                            debits_pending: codec::decimal_total(get(row, 3)?)?,
+                            debits_posted: codec::decimal_total(get(row, 4)?)?,
+                            credits_pending: codec::decimal_total(get(row, 5)?)?,
+                            credits_posted: codec::decimal_total(get(row, 6)?)?,
                         },
                     })
                 })

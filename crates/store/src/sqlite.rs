@@ -24,7 +24,8 @@ use ledger::model::{
     Account, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer,
 };
 use ledger::port::{
-    LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, StoreError, TrialBalanceLine,
+    BalanceTotals, LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, StoreError,
+    TrialBalanceLine,
 };
 use ledger::{AccountId, BatchSeq, BusinessCode, Seq, Timestamp, TransferId};
 use money::Asset;
@@ -661,9 +662,15 @@ impl LedgerReader for SqliteReader {
         self.read(|c| {
             let mut statement = c
                 .prepare_cached(
-                    "SELECT asset, chart_code, count(*), sum(debits_pending), sum(debits_posted), \
-                     sum(credits_pending), sum(credits_posted) FROM accounts \
-                     GROUP BY asset, chart_code ORDER BY asset, chart_code",
+                    // SQLite's sum() fails past i64::MAX, and many valid balances can add up
+                    // to more: each column is summed as its high and low 32 bits, which
+                    // cannot overflow below 2^31 accounts, and joined in 128 bits.
+                    "SELECT asset, chart_code, count(*), \
+                     sum(debits_pending >> 32), sum(debits_pending & 4294967295), \
+                     sum(debits_posted >> 32), sum(debits_posted & 4294967295), \
+                     sum(credits_pending >> 32), sum(credits_pending & 4294967295), \
+                     sum(credits_posted >> 32), sum(credits_posted & 4294967295) \
+                     FROM accounts GROUP BY asset, chart_code ORDER BY asset, chart_code",
                 )
                 .map_err(backend)?;
             let rows = statement
@@ -672,7 +679,16 @@ impl LedgerReader for SqliteReader {
                         row.get::<_, String>(0)?,
                         row.get::<_, i64>(1)?,
                         row.get::<_, i64>(2)?,
-                        [row.get::<_, i64>(3)?, row.get(4)?, row.get(5)?, row.get(6)?],
+                        [
+                            row.get::<_, i64>(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                            row.get(6)?,
+                            row.get(7)?,
+                            row.get(8)?,
+                            row.get(9)?,
+                            row.get(10)?,
+                        ],
                     ))
                 })
                 .map_err(backend)?;
@@ -683,11 +699,11 @@ impl LedgerReader for SqliteReader {
                     asset: codec::asset_code(&asset)?,
                     chart_code: ChartCode(codec::u32_column(chart, "chart code")?),
                     n_accounts: codec::u64_column(count, "count")?,
-                    balances: ledger::Balances {
-                        debits_pending: codec::amount(sums[0])?,
-                        debits_posted: codec::amount(sums[1])?,
-                        credits_pending: codec::amount(sums[2])?,
-                        credits_posted: codec::amount(sums[3])?,
+                    balances: BalanceTotals {
+                        debits_pending: codec::split_sum(sums[0], sums[1])?,
+                        debits_posted: codec::split_sum(sums[2], sums[3])?,
+                        credits_pending: codec::split_sum(sums[4], sums[5])?,
+                        credits_posted: codec::split_sum(sums[6], sums[7])?,
                     },
                 });
             }

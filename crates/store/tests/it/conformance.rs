@@ -156,10 +156,10 @@ fn assert_trial_balance(backend: &Backend) {
     let mut per_asset = std::collections::HashMap::<AssetCode, (u128, u128, u128, u128)>::new();
     for line in lines {
         let sums = per_asset.entry(line.asset).or_default();
-        sums.0 += u128::from(line.balances.debits_posted.minor());
-        sums.1 += u128::from(line.balances.credits_posted.minor());
-        sums.2 += u128::from(line.balances.debits_pending.minor());
-        sums.3 += u128::from(line.balances.credits_pending.minor());
+        sums.0 += line.balances.debits_posted;
+        sums.1 += line.balances.credits_posted;
+        sums.2 += line.balances.debits_pending;
+        sums.3 += line.balances.credits_pending;
     }
     for (asset, (debits, credits, debits_pending, credits_pending)) in per_asset {
         assert_eq!(debits, credits, "{}: posted {asset} does not balance", backend.name);

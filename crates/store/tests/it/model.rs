@@ -978,10 +978,10 @@ fn assert_books_balance(lines: &[TrialBalanceLine]) -> Result<(), TestCaseError>
     let mut per_asset: HashMap<AssetCode, [u128; 4]> = HashMap::new();
     for line in lines {
         let sums = per_asset.entry(line.asset).or_default();
-        sums[0] += u128::from(line.balances.debits_posted.minor());
-        sums[1] += u128::from(line.balances.credits_posted.minor());
-        sums[2] += u128::from(line.balances.debits_pending.minor());
-        sums[3] += u128::from(line.balances.credits_pending.minor());
+        sums[0] += line.balances.debits_posted;
+        sums[1] += line.balances.credits_posted;
+        sums[2] += line.balances.debits_pending;
+        sums[3] += line.balances.credits_pending;
     }
     for (asset, [debits, credits, debits_pending, credits_pending]) in per_asset {
         prop_assert_eq!(debits, credits, "posted {} does not balance", asset);

@@ -1,0 +1,10 @@
+//! HTTP-level tests of the `server` crate through the real router, on a temporary SQLite
+//! store built the way `qianbao serve` builds it. Checked against docs/api.md.
+
+mod endpoints;
+mod errors;
+mod fuzz;
+mod idempotency;
+mod signing;
+mod support;
+mod tenancy;
