@@ -12,10 +12,13 @@
 
 pub mod breaker;
 pub mod channel;
+pub mod gateway;
 pub mod health;
+pub mod inquiry;
 pub mod limits;
 pub mod model;
 pub mod router;
 
 pub use channel::{BoxFuture, Channel};
+pub use gateway::{Gateway, GatewayConfig, Routed};
 pub use model::{ChannelId, ChannelRequest, FailureReason, Operation, Outcome, RequestId, Settled};

@@ -156,6 +156,9 @@ pub enum FailureReason {
     RequestRejected,
     /// No channel can carry this request (no rule matches, all disabled).
     NoRoute,
+    /// Status inquiry: the channel still has no record of the request after its window for
+    /// late arrivals, so it never executed it.
+    NeverReceived,
 }
 
 impl FailureReason {
@@ -174,6 +177,7 @@ impl FailureReason {
             FailureReason::NotAttempted => "not_attempted",
             FailureReason::RequestRejected => "request_rejected",
             FailureReason::NoRoute => "no_route",
+            FailureReason::NeverReceived => "never_received",
         }
     }
 }
@@ -250,6 +254,7 @@ mod tests {
             FailureReason::InvalidAccount,
             FailureReason::RequestRejected,
             FailureReason::NoRoute,
+            FailureReason::NeverReceived,
         ] {
             assert!(!reason.retry_elsewhere(), "{reason:?}");
         }
