@@ -4,10 +4,12 @@
 
 pub mod access;
 mod codec;
+pub mod inquiry;
 pub mod naive;
 pub mod postgres;
 pub mod sqlite;
 
 pub use access::{PgAccess, SqliteAccess};
+pub use inquiry::{PgInquiryStore, SqliteInquiryStore};
 pub use postgres::{PgReader, PgStore, PgTarget};
 pub use sqlite::{SqliteReader, SqliteStore};

@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("postgres/0001_ledger.sql")),
     (2, include_str!("postgres/0002_access.sql")),
     (3, include_str!("postgres/0003_access_signing.sql")),
+    (4, include_str!("postgres/0004_gateway.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

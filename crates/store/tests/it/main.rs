@@ -4,4 +4,5 @@
 mod backends;
 mod concurrency;
 mod conformance;
+mod inquiry;
 mod model;
