@@ -10,6 +10,7 @@
 //!
 //! Nothing here knows ledgers or orders: the gateway moves requests and reports outcomes.
 
+pub mod banksim;
 pub mod breaker;
 pub mod channel;
 pub mod gateway;

@@ -1,0 +1,430 @@
+//! The adapter for the bank simulator's HTTP protocol (`docs/banksim.md`): the template for a
+//! real bank's adapter. It signs every request (HMAC-SHA256 with the channel's shared secret
+//! over timestamp, method, path and body), sends our request id as the channel's
+//! deduplication key, verifies callbacks, and maps every answer to a typed [`Outcome`].
+//!
+//! The mapping is where money is lost or kept: only an answer that proves the channel did
+//! nothing becomes a failure that may go elsewhere (connection refused before sending, 503
+//! down). Anything after the request may have reached the channel without a readable answer
+//! (a timeout, a dropped connection, a 5xx, garbage) is [`Outcome::Unknown`].
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use money::{Amount, AssetCode};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::channel::{BoxFuture, Channel, ChannelError, StatementLine};
+use crate::model::{
+    ChannelId, ChannelRequest, FailureReason, Inquiry, Operation, Outcome, RequestId, Settled,
+};
+
+pub const HEADER_TIMESTAMP: &str = "x-banksim-timestamp";
+pub const HEADER_SIGNATURE: &str = "x-banksim-signature";
+
+/// How to reach one simulated channel.
+#[derive(Clone, Debug)]
+pub struct SimulatorChannelConfig {
+    pub id: ChannelId,
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub base_url: String,
+    /// The shared secret; never logged.
+    pub secret: String,
+    /// Per-request HTTP timeout (the gateway adds its own around the whole call).
+    pub timeout_ms: u64,
+}
+
+pub struct SimulatorChannel {
+    config: SimulatorChannelConfig,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for SimulatorChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatorChannel")
+            .field("id", &self.config.id)
+            .field("base_url", &self.config.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn mac(secret: &str) -> Hmac<Sha256> {
+    match <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    }
+}
+
+/// The signature of a platform → channel request.
+pub fn sign_request(
+    secret: &str,
+    timestamp: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> String {
+    let mut mac = mac(secret);
+    for part in
+        [timestamp.as_bytes(), b"\n", method.as_bytes(), b"\n", path.as_bytes(), b"\n", body]
+    {
+        mac.update(part);
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks a channel → platform callback: HMAC over `timestamp + "\n" + body`, within
+/// `skew_secs` of `now_secs`. Constant time.
+pub fn verify_callback(
+    secret: &str,
+    timestamp: &str,
+    signature_hex: &str,
+    body: &[u8],
+    now_secs: u64,
+    skew_secs: u64,
+) -> bool {
+    let Ok(timestamp_secs) = timestamp.parse::<u64>() else { return false };
+    if now_secs.abs_diff(timestamp_secs) > skew_secs {
+        return false;
+    }
+    let Ok(signature) = hex::decode(signature_hex) else { return false };
+    let mut mac = mac(secret);
+    mac.update(timestamp.as_bytes());
+    mac.update(b"\n");
+    mac.update(body);
+    mac.verify_slice(&signature).is_ok()
+}
+
+/// An operation as the simulator reports it (answer, query, callback).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct OperationView {
+    pub channel: String,
+    pub request_id: RequestId,
+    pub channel_ref: String,
+    pub operation: Operation,
+    pub amount_minor: Amount,
+    pub fee_minor: Amount,
+    pub currency: AssetCode,
+    pub status: String,
+    pub failure_reason: Option<String>,
+}
+
+/// A callback's body.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CallbackBody {
+    /// Unique per event; duplicate deliveries repeat it.
+    pub event_id: String,
+    pub data: OperationView,
+}
+
+impl OperationView {
+    /// What this report means for us.
+    pub fn outcome(&self) -> Outcome {
+        match self.status.as_str() {
+            "succeeded" => Outcome::Succeeded(Settled {
+                channel_ref: self.channel_ref.clone(),
+                fee: self.fee_minor,
+            }),
+            "processing" => Outcome::Processing,
+            "failed" => {
+                let code = self.failure_reason.as_deref().unwrap_or("");
+                let reason = match code {
+                    "declined" => FailureReason::Declined,
+                    "insufficient_funds" => FailureReason::InsufficientFunds,
+                    "invalid_account" => FailureReason::InvalidAccount,
+                    // A refund of an unknown debit, past its amount, a fee past the largest
+                    // amount: the request was wrong, and nothing moved.
+                    _ => FailureReason::RequestRejected,
+                };
+                Outcome::failed(reason, format!("channel says failed: {code}"))
+            }
+            other => Outcome::Unknown { detail: format!("unknown status {other:?}") },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TransferBody<'a> {
+    request_id: &'a RequestId,
+    account: &'a str,
+    amount_minor: Amount,
+    currency: AssetCode,
+}
+
+#[derive(Serialize)]
+struct RefundBody<'a> {
+    request_id: &'a RequestId,
+    debit_request_id: &'a RequestId,
+    amount_minor: Amount,
+    currency: AssetCode,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+impl SimulatorChannel {
+    pub fn new(config: SimulatorChannelConfig) -> Result<SimulatorChannel, ChannelError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .build()
+            .map_err(|error| ChannelError::Protocol(error.to_string()))?;
+        Ok(SimulatorChannel { config, client })
+    }
+
+    fn signed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> reqwest::RequestBuilder {
+        let timestamp = now_secs().to_string();
+        let signature = sign_request(&self.config.secret, &timestamp, method.as_str(), path, &body);
+        self.client
+            .request(method, format!("{}{path}", self.config.base_url))
+            .header(HEADER_TIMESTAMP, timestamp)
+            .header(HEADER_SIGNATURE, signature)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+    }
+
+    async fn send(&self, request: &ChannelRequest) -> Outcome {
+        let channel = self.config.id.as_str();
+        let body = match request.operation {
+            Operation::Debit | Operation::Payout => serde_json::to_vec(&TransferBody {
+                request_id: &request.request_id,
+                account: &request.account,
+                amount_minor: request.amount,
+                currency: request.asset,
+            }),
+            Operation::Refund => {
+                let Some(debit) = &request.original_request_id else {
+                    return Outcome::failed(
+                        FailureReason::RequestRejected,
+                        "a refund needs the debit's request id",
+                    );
+                };
+                serde_json::to_vec(&RefundBody {
+                    request_id: &request.request_id,
+                    debit_request_id: debit,
+                    amount_minor: request.amount,
+                    currency: request.asset,
+                })
+            }
+        };
+        let body = match body {
+            Ok(body) => body,
+            Err(error) => {
+                return Outcome::failed(FailureReason::RequestRejected, error.to_string())
+            }
+        };
+        let path = match request.operation {
+            Operation::Debit => format!("/channels/{channel}/debits"),
+            Operation::Payout => format!("/channels/{channel}/payouts"),
+            Operation::Refund => format!("/channels/{channel}/refunds"),
+        };
+        let response = match self.signed(reqwest::Method::POST, &path, body).send().await {
+            Ok(response) => response,
+            // The connection was never made: the request cannot have reached the channel.
+            Err(error) if error.is_connect() => {
+                return Outcome::failed(FailureReason::ChannelUnavailable, error.to_string());
+            }
+            Err(error) => return Outcome::Unknown { detail: error.to_string() },
+        };
+        let status = response.status();
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(error) => return Outcome::Unknown { detail: format!("{status}: {error}") },
+        };
+        if status.is_success() {
+            return match serde_json::from_slice::<OperationView>(&bytes) {
+                Ok(view) if view.request_id == request.request_id => view.outcome(),
+                Ok(view) => Outcome::Unknown {
+                    detail: format!(
+                        "answer for {} to request {}",
+                        view.request_id, request.request_id
+                    ),
+                },
+                Err(error) => Outcome::Unknown { detail: format!("unreadable answer: {error}") },
+            };
+        }
+        let error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
+        let (code, message) =
+            error.map_or((String::new(), String::new()), |e| (e.error.code, e.error.message));
+        match (status.as_u16(), code.as_str()) {
+            // Refused at the door: nothing was done.
+            (503, "channel_down" | "capacity_exceeded") => {
+                Outcome::failed(FailureReason::ChannelUnavailable, format!("{code}: {message}"))
+            }
+            (400 | 401 | 404 | 409 | 422, _) => Outcome::failed(
+                FailureReason::RequestRejected,
+                format!("{status} {code}: {message}"),
+            ),
+            _ => Outcome::Unknown { detail: format!("{status} {code}: {message}") },
+        }
+    }
+
+    async fn query(&self, request_id: &RequestId) -> Inquiry {
+        let path = format!("/channels/{}/operations/{request_id}", self.config.id);
+        let response = match self.signed(reqwest::Method::GET, &path, Vec::new()).send().await {
+            Ok(response) => response,
+            Err(error) => return Inquiry::Unreachable { detail: error.to_string() },
+        };
+        let status = response.status();
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(error) => return Inquiry::Unreachable { detail: error.to_string() },
+        };
+        if status.is_success() {
+            return match serde_json::from_slice::<OperationView>(&bytes) {
+                Ok(view) => Inquiry::Found(view.outcome()),
+                Err(error) => Inquiry::Unreachable { detail: format!("unreadable: {error}") },
+            };
+        }
+        let code =
+            serde_json::from_slice::<ErrorBody>(&bytes).map(|e| e.error.code).unwrap_or_default();
+        if status.as_u16() == 404 && code == "not_found" {
+            Inquiry::NotFound
+        } else {
+            Inquiry::Unreachable { detail: format!("{status} {code}") }
+        }
+    }
+
+    async fn fetch_statement(&self, day: &str) -> Result<Vec<StatementLine>, ChannelError> {
+        let path = format!("/channels/{}/statements/{day}", self.config.id);
+        let response = self
+            .signed(reqwest::Method::GET, &path, Vec::new())
+            .send()
+            .await
+            .map_err(|error| ChannelError::Unreachable(error.to_string()))?;
+        let status = response.status();
+        let text =
+            response.text().await.map_err(|error| ChannelError::Unreachable(error.to_string()))?;
+        if !status.is_success() {
+            return Err(ChannelError::Protocol(format!("{status}: {text}")));
+        }
+        parse_statement(&text)
+    }
+}
+
+/// Parses a statement CSV (`docs/banksim.md`): a header line naming the columns, then one
+/// line per completed operation. Columns are found by name, so added columns do not break it.
+pub fn parse_statement(text: &str) -> Result<Vec<StatementLine>, ChannelError> {
+    let mut lines = text.lines().filter(|line| !line.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| ChannelError::Protocol("empty statement".into()))?
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|column| *column == name)
+            .ok_or_else(|| ChannelError::Protocol(format!("statement has no column {name}")))
+    };
+    let (request_id, channel_ref, operation, account, currency, amount, fee, completed_at) = (
+        column("request_id")?,
+        column("channel_ref")?,
+        column("operation")?,
+        column("account")?,
+        column("currency")?,
+        column("amount_minor")?,
+        column("fee_minor")?,
+        column("completed_at")?,
+    );
+    let bad = |what: &str, line: &str| ChannelError::Protocol(format!("bad {what} in {line:?}"));
+    lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let field = |index: usize| fields.get(index).copied().ok_or_else(|| bad("line", line));
+            Ok(StatementLine {
+                request_id: RequestId::new(field(request_id)?)
+                    .map_err(|_| bad("request_id", line))?,
+                channel_ref: field(channel_ref)?.to_string(),
+                operation: Operation::ALL
+                    .into_iter()
+                    .find(|op| op.as_str() == field(operation).unwrap_or(""))
+                    .ok_or_else(|| bad("operation", line))?,
+                account: field(account)?.to_string(),
+                asset: AssetCode::new(field(currency)?).map_err(|_| bad("currency", line))?,
+                amount: field(amount)?
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(Amount::new)
+                    .ok_or_else(|| bad("amount", line))?,
+                fee: field(fee)?
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(Amount::new)
+                    .ok_or_else(|| bad("fee", line))?,
+                completed_at: field(completed_at)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+impl Channel for SimulatorChannel {
+    fn id(&self) -> &ChannelId {
+        &self.config.id
+    }
+
+    fn execute<'a>(&'a self, request: &'a ChannelRequest) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.send(request))
+    }
+
+    fn inquire<'a>(&'a self, _: Operation, request_id: &'a RequestId) -> BoxFuture<'a, Inquiry> {
+        Box::pin(self.query(request_id))
+    }
+
+    fn statement<'a>(
+        &'a self,
+        day: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<StatementLine>, ChannelError>> {
+        Box::pin(self.fetch_statement(day))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callbacks_verify_only_with_the_secret_in_the_window() {
+        let body = br#"{"event_id":"e1"}"#;
+        let mut mac = mac("s3cret");
+        mac.update(b"1000\n");
+        mac.update(body);
+        let signature = hex::encode(mac.finalize().into_bytes());
+        assert!(verify_callback("s3cret", "1000", &signature, body, 1_100, 300));
+        assert!(!verify_callback("other", "1000", &signature, body, 1_100, 300));
+        assert!(!verify_callback("s3cret", "1000", &signature, b"{}", 1_100, 300));
+        assert!(!verify_callback("s3cret", "1000", &signature, body, 2_000, 300));
+        assert!(!verify_callback("s3cret", "x", &signature, body, 1_000, 300));
+    }
+
+    #[test]
+    fn statements_parse_by_column_name() {
+        let csv = "date,channel,request_id,channel_ref,operation,account,debit_request_id,currency,amount_minor,fee_minor,status,completed_at\n\
+                   2026-11-25,bank_a,r1,ref1,debit,acct-1,,CNY,1000,6,succeeded,2026-11-25T10:00:00.000Z\n";
+        let lines = parse_statement(csv).expect("parse");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].request_id.as_str(), "r1");
+        assert_eq!(lines[0].operation, Operation::Debit);
+        assert_eq!((lines[0].amount.minor(), lines[0].fee.minor()), (1000, 6));
+        assert!(parse_statement("request_id\nr1\n").is_err(), "missing columns");
+    }
+}
