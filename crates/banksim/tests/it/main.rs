@@ -8,5 +8,6 @@ mod callbacks;
 mod cli;
 mod conservation;
 mod faults;
+mod gateway;
 mod harness;
 mod statements;
