@@ -31,6 +31,9 @@ use crate::harness::{test_config, unix_s, Sim, SECRET_A, SECRET_B};
 
 const GATEWAY_TIMEOUT_MS: u64 = 400;
 
+/// Our record of each request: the channel that answered last, and the outcome.
+type Records = BTreeMap<String, (Option<ChannelId>, Outcome)>;
+
 fn profile(id: &str, fee_bps: u32) -> ChannelProfile {
     ChannelProfile {
         id: ChannelId::new(id).unwrap(),
@@ -323,7 +326,7 @@ async fn chaos_every_fault_at_once_and_our_records_equal_the_simulators_books() 
     }
 
     // Our records: request id → (channel, final or pending outcome).
-    let records: Arc<Mutex<BTreeMap<String, (Option<ChannelId>, Outcome)>>> = Arc::default();
+    let records: Arc<Mutex<Records>> = Arc::default();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(16));
     let mut tasks = Vec::new();
     for n in 0..OPERATIONS {
