@@ -157,6 +157,19 @@ pub struct SweepReport {
     pub delivered: u64,
 }
 
+impl InquiryBacklog {
+    /// Prometheus text: the inquiry backlog by state.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# TYPE qianbao_channel_inquiry_backlog gauge");
+        for (state, n) in
+            [("open", self.open), ("escalated", self.escalated), ("undelivered", self.undelivered)]
+        {
+            let _ = writeln!(out, "qianbao_channel_inquiry_backlog{{state=\"{state}\"}} {n}");
+        }
+    }
+}
+
 /// Tasks handled per sweep at most.
 pub const SWEEP_TASKS_MAX: usize = 256;
 
@@ -446,6 +459,14 @@ impl InquiryStore for MemoryInquiryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backlog_renders_as_prometheus_gauges() {
+        let mut out = String::new();
+        InquiryBacklog { open: 3, escalated: 1, undelivered: 0 }.render_metrics(&mut out);
+        assert!(out.contains("qianbao_channel_inquiry_backlog{state=\"open\"} 3\n"), "{out}");
+        assert!(out.contains("qianbao_channel_inquiry_backlog{state=\"escalated\"} 1\n"));
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
