@@ -435,6 +435,34 @@ async fn chaos_every_fault_at_once_and_our_records_equal_the_simulators_books() 
         n_succeeded > OPERATIONS / 2,
         "only {n_succeeded} succeeded: the faults swamped the run"
     );
+
+    // Each channel's statement (对账单), fetched and parsed by the adapter, lists exactly
+    // the operations we hold as succeeded on that channel, with the same channel reference.
+    let today =
+        humantime::format_rfc3339(std::time::SystemTime::now()).to_string()[..10].to_string();
+    let mut n_on_statements = 0;
+    for (channel, secret) in [("bank_a", SECRET_A), ("bank_b", SECRET_B)] {
+        let adapter = SimulatorChannel::new(SimulatorChannelConfig {
+            id: ChannelId::new(channel).unwrap(),
+            base_url: sim.base.clone(),
+            secret: secret.into(),
+            timeout_ms: 5_000,
+        })
+        .unwrap();
+        let lines = adapter.statement(&today).await.unwrap();
+        for line in &lines {
+            let id = line.request_id.to_string();
+            match records.get(&id) {
+                Some((Some(ours), Outcome::Succeeded(settled))) => {
+                    assert_eq!(ours.as_str(), channel, "{id}");
+                    assert_eq!(settled.channel_ref, line.channel_ref, "{id}");
+                }
+                other => panic!("{id} on {channel}'s statement, but we hold {other:?}"),
+            }
+        }
+        n_on_statements += lines.len();
+    }
+    assert_eq!(n_on_statements, n_succeeded, "statements and our successes differ");
     let unknown_seen = owner.deliveries.load(Ordering::SeqCst);
     assert!(unknown_seen > 20, "only {unknown_seen} outcomes needed inquiry: faults not exercised");
 
