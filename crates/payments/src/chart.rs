@@ -1,0 +1,185 @@
+//! The platform's chart of accounts (会计科目) and the accounts the payment core opens, so
+//! that the trial balance reads as a balance sheet:
+//!
+//! | code | line | class | holds |
+//! | --- | --- | --- | --- |
+//! | 1122 | channel clearing | asset | per channel and asset: what the channel holds or owes us (our reserve at the bank, net of money in transit) |
+//! | 2241 | customer wallets | liability | per customer and asset: what we owe the customer |
+//! | 2242 | customer points | liability | points owed to customers |
+//! | 2245 | withdrawals in flight | liability | wallet money on its way to a bank account |
+//! | 2202 | merchant payables, unsettled | liability | takings not yet settled |
+//! | 2203 | merchant payables, settled | liability | takings a merchant may withdraw |
+//! | 2299 | suspense | liability | money received that matches no order, until it is placed |
+//! | 6021 | fee income | income | fees we charge |
+//! | 6602 | channel fees | expense | fees channels charge us |
+//!
+//! Every account id is derived from what the account is for, so opening it twice is the
+//! same command twice (idempotent in the ledger). Internal accounts have the top bit set;
+//! customers' and merchants' accounts have it clear, so the two can never collide.
+
+use channels::ChannelId;
+use ledger::apply::Command;
+use ledger::model::{AccountClass, BalanceRule, BoundedText, ChartCode, ChartEntry, NewAccount};
+use ledger::AccountId;
+use money::AssetCode;
+use sha2::{Digest, Sha256};
+
+/// One line of the chart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChartLine {
+    pub code: u32,
+    pub name: &'static str,
+    pub class: AccountClass,
+}
+
+pub const CHANNEL_CLEARING: ChartLine =
+    ChartLine { code: 1122, name: "channel clearing", class: AccountClass::Asset };
+pub const CUSTOMER_WALLETS: ChartLine =
+    ChartLine { code: 2241, name: "customer wallets", class: AccountClass::Liability };
+pub const WITHDRAWALS_IN_FLIGHT: ChartLine =
+    ChartLine { code: 2245, name: "withdrawals in flight", class: AccountClass::Liability };
+pub const CUSTOMER_POINTS: ChartLine =
+    ChartLine { code: 2242, name: "customer points", class: AccountClass::Liability };
+pub const MERCHANT_UNSETTLED: ChartLine =
+    ChartLine { code: 2202, name: "merchant payables, unsettled", class: AccountClass::Liability };
+pub const MERCHANT_SETTLED: ChartLine =
+    ChartLine { code: 2203, name: "merchant payables, settled", class: AccountClass::Liability };
+pub const SUSPENSE: ChartLine =
+    ChartLine { code: 2299, name: "suspense", class: AccountClass::Liability };
+pub const FEE_INCOME: ChartLine =
+    ChartLine { code: 6021, name: "fee income", class: AccountClass::Income };
+pub const CHANNEL_FEES: ChartLine =
+    ChartLine { code: 6602, name: "channel fees", class: AccountClass::Expense };
+
+pub const CHART: [ChartLine; 9] = [
+    CHANNEL_CLEARING,
+    CUSTOMER_WALLETS,
+    WITHDRAWALS_IN_FLIGHT,
+    CUSTOMER_POINTS,
+    MERCHANT_UNSETTLED,
+    MERCHANT_SETTLED,
+    SUSPENSE,
+    FEE_INCOME,
+    CHANNEL_FEES,
+];
+
+/// Ledger commands defining the chart (idempotent).
+pub fn chart_commands() -> Vec<Command> {
+    CHART
+        .iter()
+        .map(|line| {
+            Command::DefineChart(ChartEntry {
+                code: ChartCode(line.code),
+                name: match BoundedText::new(line.name) {
+                    Ok(name) => name,
+                    Err(_) => unreachable!("chart names are short constants"),
+                },
+                class: line.class,
+            })
+        })
+        .collect()
+}
+
+/// The platform's own accounts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Internal {
+    ChannelClearing(ChannelId),
+    ChannelFees,
+    FeeIncome,
+    Suspense,
+    WithdrawalsInFlight,
+}
+
+impl Internal {
+    fn line(&self) -> ChartLine {
+        match self {
+            Internal::ChannelClearing(_) => CHANNEL_CLEARING,
+            Internal::ChannelFees => CHANNEL_FEES,
+            Internal::FeeIncome => FEE_INCOME,
+            Internal::Suspense => SUSPENSE,
+            Internal::WithdrawalsInFlight => WITHDRAWALS_IN_FLIGHT,
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            Internal::ChannelClearing(channel) => format!("clearing:{channel}"),
+            Internal::ChannelFees => "channel_fees".into(),
+            Internal::FeeIncome => "fee_income".into(),
+            Internal::Suspense => "suspense".into(),
+            Internal::WithdrawalsInFlight => "withdrawals_in_flight".into(),
+        }
+    }
+}
+
+fn derived(kind: &str, key: &str, asset: AssetCode, internal: bool) -> AccountId {
+    let digest: [u8; 32] = Sha256::new()
+        .chain_update(b"qianbao.payments.account\0")
+        .chain_update(kind)
+        .chain_update([0])
+        .chain_update(key)
+        .chain_update([0])
+        .chain_update(asset.as_str())
+        .finalize()
+        .into();
+    let mut raw = [0u8; 16];
+    raw.copy_from_slice(&digest[..16]);
+    let top = 1u128 << 127;
+    let id = u128::from_be_bytes(raw);
+    let id = if internal { id | top } else { (id & !top) | 1 };
+    match AccountId::new(id) {
+        Ok(id) => id,
+        Err(_) => unreachable!("never zero: a bit is forced on"),
+    }
+}
+
+pub fn internal_account_id(account: &Internal, asset: AssetCode) -> AccountId {
+    derived("internal", &account.key(), asset, true)
+}
+
+/// The ledger account of an internal account, unbounded (its balance may go either way:
+/// clearing swings with traffic; suspense and fees accumulate).
+pub fn internal_account(account: &Internal, asset: AssetCode) -> NewAccount {
+    NewAccount {
+        id: internal_account_id(account, asset),
+        asset,
+        chart_code: ChartCode(account.line().code),
+        rule: BalanceRule::Unbounded,
+        metadata: BoundedText::new(account.key()).unwrap_or_default(),
+    }
+}
+
+pub fn wallet_account_id(customer: &str, asset: AssetCode) -> AccountId {
+    derived("wallet", customer, asset, false)
+}
+
+/// A customer's wallet in `asset`: a liability that can never go negative.
+pub fn wallet_account(customer: &str, asset: AssetCode) -> NewAccount {
+    NewAccount {
+        id: wallet_account_id(customer, asset),
+        asset,
+        chart_code: ChartCode(CUSTOMER_WALLETS.code),
+        rule: BalanceRule::NO_OVERDRAFT,
+        metadata: BoundedText::new(format!("wallet:{customer}")).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_ids_are_stable_and_internal_ones_never_collide_with_customers() {
+        let cny = AssetCode::new("CNY").unwrap();
+        let clearing = Internal::ChannelClearing(ChannelId::new("bank_a").unwrap());
+        assert_eq!(internal_account_id(&clearing, cny), internal_account_id(&clearing, cny));
+        assert!(internal_account_id(&clearing, cny).get() >> 127 == 1);
+        assert!(wallet_account_id("alice", cny).get() >> 127 == 0);
+        assert_ne!(wallet_account_id("alice", cny), wallet_account_id("bob", cny));
+        assert_ne!(
+            wallet_account_id("alice", cny),
+            wallet_account_id("alice", AssetCode::new("USD").unwrap())
+        );
+        assert_eq!(chart_commands().len(), CHART.len());
+    }
+}

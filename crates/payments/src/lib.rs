@@ -1,0 +1,46 @@
+//! The payment core (支付核心): each wallet product is an explicit state machine. A
+//! transition takes the order's state and an event (the customer asked, the channel
+//! answered, the ledger posted) and returns the next state and the effects to carry out:
+//! ledger transfers and channel calls, every one with an id derived from the order and the
+//! step, so that carrying an effect out twice has no second effect anywhere.
+//!
+//! Pure: no I/O, no clock, no randomness. The executor that stores orders and performs
+//! effects durably (an outbox) is a separate layer; this crate decides *what* happens.
+
+pub mod chart;
+pub mod ids;
+pub mod topup;
+pub mod withdrawal;
+
+pub use ids::{OrderId, Step};
+
+use channels::{ChannelId, ChannelRequest, Operation, RequestId};
+use ledger::NewTransfer;
+
+/// Something a transition asks the executor to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Submit these transfers to the ledger as one linked group (all or nothing).
+    Ledger(Vec<NewTransfer>),
+    /// Send this request to a channel (routed by the gateway, or to `channel` when set).
+    Channel { channel: Option<ChannelId>, request: ChannelRequest },
+    /// The channel's answer is not final: start status inquiry on it.
+    Inquire { channel: ChannelId, operation: Operation, request_id: RequestId },
+}
+
+/// An event that the order's current state does not accept.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{order_kind} in state {state} cannot take {event}")]
+pub struct IllegalTransition {
+    pub order_kind: &'static str,
+    pub state: &'static str,
+    pub event: &'static str,
+}
+
+/// The result of a legal transition. `effects` is empty for an idempotent no-op (a duplicate
+/// callback, a retried step that finds the order already where it would go).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition<S> {
+    pub state: S,
+    pub effects: Vec<Effect>,
+}

@@ -1,0 +1,338 @@
+//! Top-up (充值): debit the customer's bank card through a channel, then credit the wallet.
+//!
+//! ```text
+//!  Created ──Route(ch)──► Debiting(ch) ──answer: succeeded──► Crediting ──posted──► Succeeded
+//!     ▲                      │  │ answer: processing / unknown → stay, inquire
+//!     └── answer: refused ───┘  └─ answer: failed ──► Failed ──late success──► Crediting
+//!         (channel did nothing; route elsewhere)
+//!  Crediting ──ledger rejected (wallet closed)──► Suspending ──posted──► Suspended
+//! ```
+//!
+//! Ledger entries (one linked group each):
+//! - credit, on the channel's success: `Dr 1122 clearing[ch] amount / Cr 2241 wallet amount`,
+//!   and when the channel charged a fee, `Dr 6602 channel fees fee / Cr 1122 clearing[ch] fee`:
+//!   the customer gets the whole amount; the platform bears the channel's fee.
+//! - suspense, if the wallet cannot take the credit: `Dr 1122 clearing[ch] / Cr 2299 suspense`
+//!   (the money arrived; an operator returns it to the card).
+//!
+//! A failure books nothing, so a late success after it is still safe to credit.
+
+use channels::{ChannelId, ChannelRequest, Operation, Outcome, Settled};
+use ledger::model::{BoundedText, Movement, NewTransfer, TransferAction};
+use ledger::BusinessCode;
+use money::{Amount, AssetCode};
+
+use crate::chart::{internal_account_id, wallet_account_id, Internal};
+use crate::ids::{request_id, transfer_id, OrderId, Step};
+use crate::{Effect, IllegalTransition, Transition};
+
+/// The business code on a top-up's ledger transfers.
+pub const BUSINESS_CODE_TOPUP: BusinessCode = BusinessCode(1001);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopUp {
+    pub order: OrderId,
+    pub customer: String,
+    /// The customer's card or bank account at the channel.
+    pub card: String,
+    pub asset: AssetCode,
+    pub amount: Amount,
+    /// Channels that refused before doing anything, in order.
+    pub refused_by: Vec<ChannelId>,
+    pub state: TopUpState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopUpState {
+    /// Waiting for a channel to be chosen.
+    Created,
+    /// The debit is at `channel`; an unknown answer waits here with an inquiry open.
+    Debiting {
+        channel: ChannelId,
+    },
+    /// The channel took the money; the wallet credit is being booked.
+    Crediting {
+        channel: ChannelId,
+        settled: Settled,
+    },
+    Succeeded {
+        channel: ChannelId,
+        settled: Settled,
+    },
+    /// The channel refused; `channel` is where the debit went (none if no channel took it).
+    Failed {
+        channel: Option<ChannelId>,
+        reason: String,
+    },
+    /// The wallet refused the credit: the money is being booked to suspense.
+    Suspending {
+        channel: ChannelId,
+        settled: Settled,
+        code: String,
+    },
+    /// In suspense: an operator returns the money to the card.
+    Suspended {
+        channel: ChannelId,
+        settled: Settled,
+        code: String,
+    },
+}
+
+impl TopUpState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TopUpState::Created => "created",
+            TopUpState::Debiting { .. } => "debiting",
+            TopUpState::Crediting { .. } => "crediting",
+            TopUpState::Succeeded { .. } => "succeeded",
+            TopUpState::Failed { .. } => "failed",
+            TopUpState::Suspending { .. } => "suspending",
+            TopUpState::Suspended { .. } => "suspended",
+        }
+    }
+
+    /// No event but a late channel success moves a top-up out of these.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            TopUpState::Succeeded { .. } | TopUpState::Failed { .. } | TopUpState::Suspended { .. }
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopUpEvent {
+    /// The executor chose `channel` (the gateway's best, not among `refused_by`).
+    Route { channel: ChannelId },
+    /// The channel (or status inquiry, or a callback) reported on the debit.
+    ChannelAnswered { channel: ChannelId, outcome: Outcome },
+    /// The ledger booked the group the current state asked for.
+    LedgerPosted,
+    /// The ledger rejected it, with its code.
+    LedgerRejected { code: String },
+    /// No channel is left to try (all refused, or none accepts the request).
+    Abandon { reason: String },
+}
+
+impl TopUpEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            TopUpEvent::Route { .. } => "route",
+            TopUpEvent::ChannelAnswered { .. } => "channel_answered",
+            TopUpEvent::LedgerPosted => "ledger_posted",
+            TopUpEvent::LedgerRejected { .. } => "ledger_rejected",
+            TopUpEvent::Abandon { .. } => "abandon",
+        }
+    }
+}
+
+impl TopUp {
+    pub fn new(
+        order: OrderId,
+        customer: String,
+        card: String,
+        asset: AssetCode,
+        amount: Amount,
+    ) -> TopUp {
+        TopUp {
+            order,
+            customer,
+            card,
+            asset,
+            amount,
+            refused_by: Vec::new(),
+            state: TopUpState::Created,
+        }
+    }
+
+    /// The channel request of this top-up's debit (the same on every retry).
+    pub fn debit_request(&self) -> ChannelRequest {
+        ChannelRequest {
+            request_id: request_id(&self.order, Step::TopUpDebit),
+            operation: Operation::Debit,
+            account: self.card.clone(),
+            asset: self.asset,
+            amount: self.amount,
+            original_request_id: None,
+        }
+    }
+
+    fn transfer(
+        &self,
+        step: Step,
+        debit: Internal,
+        credit_wallet: bool,
+        amount: Amount,
+    ) -> NewTransfer {
+        let debit_account_id = internal_account_id(&debit, self.asset);
+        let credit_account_id = if credit_wallet {
+            wallet_account_id(&self.customer, self.asset)
+        } else {
+            internal_account_id(&Internal::Suspense, self.asset)
+        };
+        NewTransfer {
+            id: transfer_id(&self.order, step),
+            action: TransferAction::Post(Movement {
+                debit_account_id,
+                credit_account_id,
+                asset: self.asset,
+                amount,
+            }),
+            business_code: BUSINESS_CODE_TOPUP,
+            order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
+        }
+    }
+
+    fn fee(&self, channel: &ChannelId, settled: &Settled) -> Option<NewTransfer> {
+        (!settled.fee.is_zero()).then(|| NewTransfer {
+            id: transfer_id(&self.order, Step::TopUpFee),
+            action: TransferAction::Post(Movement {
+                debit_account_id: internal_account_id(&Internal::ChannelFees, self.asset),
+                credit_account_id: internal_account_id(
+                    &Internal::ChannelClearing(channel.clone()),
+                    self.asset,
+                ),
+                asset: self.asset,
+                amount: settled.fee,
+            }),
+            business_code: BUSINESS_CODE_TOPUP,
+            order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
+        })
+    }
+
+    /// The credit group: wallet and fee, all or nothing.
+    pub fn credit_group(&self, channel: &ChannelId, settled: &Settled) -> Vec<NewTransfer> {
+        let clearing = Internal::ChannelClearing(channel.clone());
+        let mut group = vec![self.transfer(Step::TopUpCredit, clearing, true, self.amount)];
+        group.extend(self.fee(channel, settled));
+        group
+    }
+
+    /// The suspense group: the money that arrived goes to suspense instead of the wallet.
+    /// It reuses the credit's id: the credit was rejected, so the id is free, and the two can
+    /// never both be booked.
+    pub fn suspense_group(&self, channel: &ChannelId, settled: &Settled) -> Vec<NewTransfer> {
+        let clearing = Internal::ChannelClearing(channel.clone());
+        let mut group = vec![self.transfer(Step::TopUpCredit, clearing, false, self.amount)];
+        group.extend(self.fee(channel, settled));
+        group
+    }
+
+    /// The one transition function.
+    pub fn apply(&self, event: &TopUpEvent) -> Result<Transition<TopUp>, IllegalTransition> {
+        use TopUpState as S;
+        let illegal = || IllegalTransition {
+            order_kind: "top-up",
+            state: self.state.name(),
+            event: event.name(),
+        };
+        let stay = || Transition { state: self.clone(), effects: Vec::new() };
+        let next = |state: TopUpState, effects: Vec<Effect>| Transition {
+            state: TopUp { state, ..self.clone() },
+            effects,
+        };
+        Ok(match (&self.state, event) {
+            (S::Created, TopUpEvent::Route { channel }) => {
+                if self.refused_by.contains(channel) {
+                    return Err(illegal());
+                }
+                next(
+                    S::Debiting { channel: channel.clone() },
+                    vec![Effect::Channel {
+                        channel: Some(channel.clone()),
+                        request: self.debit_request(),
+                    }],
+                )
+            }
+            (S::Created, TopUpEvent::Abandon { reason }) => {
+                next(S::Failed { channel: None, reason: reason.clone() }, Vec::new())
+            }
+            // A retried routing step after the debit went out: the debit stays where it is.
+            (S::Debiting { channel: at }, TopUpEvent::Route { channel }) if at == channel => stay(),
+            // A repeated refusal from a channel we already left: nothing to do.
+            (
+                _,
+                TopUpEvent::ChannelAnswered { channel, outcome: Outcome::Failed { reason, .. } },
+            ) if reason.retry_elsewhere() && self.refused_by.contains(channel) => stay(),
+            (S::Debiting { channel }, TopUpEvent::ChannelAnswered { channel: from, outcome })
+                if from == channel =>
+            {
+                match outcome {
+                    Outcome::Succeeded(settled) => next(
+                        S::Crediting { channel: channel.clone(), settled: settled.clone() },
+                        vec![Effect::Ledger(self.credit_group(channel, settled))],
+                    ),
+                    Outcome::Failed { reason, .. } if reason.retry_elsewhere() => {
+                        let mut refused = self.clone();
+                        refused.refused_by.push(channel.clone());
+                        refused.state = S::Created;
+                        Transition { state: refused, effects: Vec::new() }
+                    }
+                    Outcome::Failed { reason, detail } => next(
+                        S::Failed {
+                            channel: Some(channel.clone()),
+                            reason: format!("{}: {detail}", reason.as_str()),
+                        },
+                        Vec::new(),
+                    ),
+                    Outcome::Processing | Outcome::Unknown { .. } => Transition {
+                        state: self.clone(),
+                        effects: vec![Effect::Inquire {
+                            channel: channel.clone(),
+                            operation: Operation::Debit,
+                            request_id: request_id(&self.order, Step::TopUpDebit),
+                        }],
+                    },
+                }
+            }
+            // A late success after a failure: nothing was booked, so credit now.
+            (
+                S::Failed { channel: Some(channel), .. },
+                TopUpEvent::ChannelAnswered { channel: from, outcome: Outcome::Succeeded(settled) },
+            ) if from == channel => next(
+                S::Crediting { channel: channel.clone(), settled: settled.clone() },
+                vec![Effect::Ledger(self.credit_group(channel, settled))],
+            ),
+            // Duplicates and stale news change nothing.
+            (
+                S::Crediting { .. }
+                | S::Succeeded { .. }
+                | S::Suspending { .. }
+                | S::Suspended { .. },
+                TopUpEvent::ChannelAnswered {
+                    outcome: Outcome::Succeeded(_) | Outcome::Processing | Outcome::Unknown { .. },
+                    ..
+                },
+            ) => stay(),
+            (
+                S::Failed { .. },
+                TopUpEvent::ChannelAnswered {
+                    outcome: Outcome::Failed { .. } | Outcome::Processing | Outcome::Unknown { .. },
+                    ..
+                },
+            ) => stay(),
+            (S::Crediting { channel, settled }, TopUpEvent::LedgerPosted) => next(
+                S::Succeeded { channel: channel.clone(), settled: settled.clone() },
+                Vec::new(),
+            ),
+            (S::Crediting { channel, settled }, TopUpEvent::LedgerRejected { code }) => next(
+                S::Suspending {
+                    channel: channel.clone(),
+                    settled: settled.clone(),
+                    code: code.clone(),
+                },
+                vec![Effect::Ledger(self.suspense_group(channel, settled))],
+            ),
+            (S::Suspending { channel, settled, code }, TopUpEvent::LedgerPosted) => next(
+                S::Suspended {
+                    channel: channel.clone(),
+                    settled: settled.clone(),
+                    code: code.clone(),
+                },
+                Vec::new(),
+            ),
+            (S::Succeeded { .. } | S::Suspended { .. }, TopUpEvent::LedgerPosted) => stay(),
+            _ => return Err(illegal()),
+        })
+    }
+}
