@@ -12,6 +12,9 @@ mod serve;
 #[derive(Parser)]
 #[command(name = "qianbao", version, about = "Qianbao: a wallet and payment platform")]
 struct Cli {
+    /// Log as JSON lines (one object per event, with its span's fields).
+    #[arg(long, global = true, env = "QIANBAO_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    log_json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if std::env::var("QIANBAO_LOG_JSON").is_ok_and(|v| v == "1" || v == "true") {
+    if cli.log_json {
         builder.json().init();
     } else {
         builder.init();

@@ -15,6 +15,7 @@ use ledger::{Clock, LedgerHandle};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::trace::TraceLayer;
 
 pub mod auth;
 pub mod cache;
@@ -81,6 +82,19 @@ impl MakeRequestId for RandomRequestId {
     }
 }
 
+/// The span of one request: its id, method and path (never headers or body: they may hold
+/// keys and signatures).
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let request_id =
+        request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
+}
+
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/assets", post(ledger_api::create_asset))
@@ -110,6 +124,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(ops::uniform_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        // Inside the layer that sets the request id, so every log line of a request carries it.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .with_state(state)
