@@ -55,11 +55,18 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let key = resolve(state, &parts.headers).await?;
+        let key = match parts.extensions.remove::<Resolved>() {
+            Some(Resolved(key)) => key,
+            None => resolve(state, &parts.headers).await?,
+        };
         state.rate_limits.check_key(&key.id)?;
         Ok(Caller { key })
     }
 }
+
+/// A key the signature middleware already resolved (and, if it signs, verified).
+#[derive(Clone)]
+struct Resolved(ApiKey);
 
 /// The live (unrevoked) key presented in the `Authorization` header.
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
@@ -107,9 +114,15 @@ pub async fn verify_signature(
     request: Request,
     next: Next,
 ) -> Response {
+    let mut request = request;
     let key = match resolve(&state, request.headers()).await {
         Ok(key) if key.signed => key,
-        _ => return next.run(request).await,
+        Ok(key) => {
+            // Resolved once per request: the `Caller` extractor takes it from here.
+            request.extensions_mut().insert(Resolved(key));
+            return next.run(request).await;
+        }
+        Err(_) => return next.run(request).await,
     };
     let headers = request.headers();
     let (Some(timestamp), Some(nonce), Some(presented)) = (
@@ -190,5 +203,7 @@ pub async fn verify_signature(
     if !fresh {
         return signature_error("signature_replayed", "this nonce was already used by this key");
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(body))).await
+    let mut request = Request::from_parts(parts, axum::body::Body::from(body));
+    request.extensions_mut().insert(Resolved(key));
+    next.run(request).await
 }
