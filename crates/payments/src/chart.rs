@@ -164,6 +164,45 @@ pub fn wallet_account(customer: &str, asset: AssetCode) -> NewAccount {
     }
 }
 
+pub fn merchant_account_id(merchant: &str, asset: AssetCode, settled: bool) -> AccountId {
+    derived(if settled { "merchant_settled" } else { "merchant_unsettled" }, merchant, asset, false)
+}
+
+/// A merchant's two payables in `asset` (unsettled takings, settled takings): liabilities
+/// that never go negative, so a refund can only return what the merchant still holds.
+pub fn merchant_accounts(merchant: &str, asset: AssetCode) -> [NewAccount; 2] {
+    [false, true].map(|settled| NewAccount {
+        id: merchant_account_id(merchant, asset, settled),
+        asset,
+        chart_code: ChartCode(if settled { MERCHANT_SETTLED.code } else { MERCHANT_UNSETTLED.code }),
+        rule: BalanceRule::NO_OVERDRAFT,
+        metadata: BoundedText::new(format!(
+            "merchant:{merchant}:{}",
+            if settled { "settled" } else { "unsettled" }
+        ))
+        .unwrap_or_default(),
+    })
+}
+
+/// Every internal account the payment core books to, for `asset` and `channels`.
+pub fn internal_accounts(asset: AssetCode, channels: &[ChannelId]) -> Vec<NewAccount> {
+    let mut accounts: Vec<NewAccount> = [
+        Internal::ChannelFees,
+        Internal::FeeIncome,
+        Internal::Suspense,
+        Internal::WithdrawalsInFlight,
+    ]
+    .iter()
+    .map(|internal| internal_account(internal, asset))
+    .collect();
+    accounts.extend(
+        channels
+            .iter()
+            .map(|channel| internal_account(&Internal::ChannelClearing(channel.clone()), asset)),
+    );
+    accounts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,16 @@ pub enum Step {
     WithdrawalSettle,
     /// A withdrawal's ledger entry of the channel's fee.
     WithdrawalFee,
+    /// A payment's move from the wallet to the merchant.
+    PaymentCapture,
+    /// A payment's fee from the merchant to the platform.
+    PaymentFee,
+    /// A refund's move from the merchant back to the wallet.
+    RefundReturn,
+    /// A refund's return of the platform's fee share to the merchant.
+    RefundFee,
+    /// A wallet-to-wallet transfer.
+    WalletTransfer,
 }
 
 impl Step {
@@ -80,6 +90,11 @@ impl Step {
             Step::WithdrawalVoid => "void",
             Step::WithdrawalSettle => "settle",
             Step::WithdrawalFee => "wfee",
+            Step::PaymentCapture => "capture",
+            Step::PaymentFee => "pfee",
+            Step::RefundReturn => "return",
+            Step::RefundFee => "rfee",
+            Step::WalletTransfer => "move",
         }
     }
 }

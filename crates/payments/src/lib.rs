@@ -7,12 +7,15 @@
 //! Pure: no I/O, no clock, no randomness. The executor that stores orders and performs
 //! effects durably (an outbox) is a separate layer; this crate decides *what* happens.
 
+pub mod booking;
 pub mod chart;
 pub mod ids;
+pub mod order;
 pub mod topup;
 pub mod withdrawal;
 
 pub use ids::{OrderId, Step};
+pub use order::{Order, OrderKind};
 
 use channels::{ChannelId, ChannelRequest, Operation, RequestId};
 use ledger::NewTransfer;
@@ -26,6 +29,37 @@ pub enum Effect {
     Channel { channel: Option<ChannelId>, request: ChannelRequest },
     /// The channel's answer is not final: start status inquiry on it.
     Inquire { channel: ChannelId, operation: Operation, request_id: RequestId },
+}
+
+/// What happened to an order: the one event type of every flow. A flow ignores (as a
+/// no-op) or refuses (as illegal) the events that mean nothing to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Start the order (place a hold, book a payment). Repeating it is a no-op.
+    Submit,
+    /// The executor chose `channel` (the gateway's best, not among the order's refusals).
+    Route { channel: ChannelId },
+    /// The channel (or status inquiry, or a callback) reported on the order's request.
+    ChannelAnswered { channel: ChannelId, outcome: channels::Outcome },
+    /// The ledger booked the group the current state asked for (or had booked it before).
+    LedgerPosted,
+    /// The ledger rejected it, with its stable code.
+    LedgerRejected { code: String },
+    /// No channel is left to try (all refused, or none accepts the request).
+    Abandon { reason: String },
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Submit => "submit",
+            Event::Route { .. } => "route",
+            Event::ChannelAnswered { .. } => "channel_answered",
+            Event::LedgerPosted => "ledger_posted",
+            Event::LedgerRejected { .. } => "ledger_rejected",
+            Event::Abandon { .. } => "abandon",
+        }
+    }
 }
 
 /// An event that the order's current state does not accept.

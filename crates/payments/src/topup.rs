@@ -24,12 +24,12 @@ use money::{Amount, AssetCode};
 
 use crate::chart::{internal_account_id, wallet_account_id, Internal};
 use crate::ids::{request_id, transfer_id, OrderId, Step};
-use crate::{Effect, IllegalTransition, Transition};
+use crate::{Effect, Event, IllegalTransition, Transition};
 
 /// The business code on a top-up's ledger transfers.
 pub const BUSINESS_CODE_TOPUP: BusinessCode = BusinessCode(1001);
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopUp {
     pub order: OrderId,
     pub customer: String,
@@ -42,7 +42,8 @@ pub struct TopUp {
     pub state: TopUpState,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum TopUpState {
     /// Waiting for a channel to be chosen.
     Created,
@@ -100,31 +101,8 @@ impl TopUpState {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TopUpEvent {
-    /// The executor chose `channel` (the gateway's best, not among `refused_by`).
-    Route { channel: ChannelId },
-    /// The channel (or status inquiry, or a callback) reported on the debit.
-    ChannelAnswered { channel: ChannelId, outcome: Outcome },
-    /// The ledger booked the group the current state asked for.
-    LedgerPosted,
-    /// The ledger rejected it, with its code.
-    LedgerRejected { code: String },
-    /// No channel is left to try (all refused, or none accepts the request).
-    Abandon { reason: String },
-}
-
-impl TopUpEvent {
-    fn name(&self) -> &'static str {
-        match self {
-            TopUpEvent::Route { .. } => "route",
-            TopUpEvent::ChannelAnswered { .. } => "channel_answered",
-            TopUpEvent::LedgerPosted => "ledger_posted",
-            TopUpEvent::LedgerRejected { .. } => "ledger_rejected",
-            TopUpEvent::Abandon { .. } => "abandon",
-        }
-    }
-}
+/// A top-up takes the shared [`Event`]s; `Submit` is a no-op (routing starts it).
+pub type TopUpEvent = Event;
 
 impl TopUp {
     pub fn new(
@@ -218,6 +196,30 @@ impl TopUp {
         group
     }
 
+    /// The debit waiting for a channel to be chosen, when the state waits for one.
+    pub fn awaiting_route(&self) -> Option<ChannelRequest> {
+        (self.state == TopUpState::Created).then(|| self.debit_request())
+    }
+
+    /// The effects the current state waits on, to carry out again after a crash or a lost
+    /// answer. Each is idempotent: the ledger and the bank deduplicate by the derived ids.
+    pub fn resume(&self) -> Vec<Effect> {
+        use TopUpState as S;
+        match &self.state {
+            S::Debiting { channel } => vec![Effect::Channel {
+                channel: Some(channel.clone()),
+                request: self.debit_request(),
+            }],
+            S::Crediting { channel, settled } => {
+                vec![Effect::Ledger(self.credit_group(channel, settled))]
+            }
+            S::Suspending { channel, settled, .. } => {
+                vec![Effect::Ledger(self.suspense_group(channel, settled))]
+            }
+            S::Created | S::Succeeded { .. } | S::Failed { .. } | S::Suspended { .. } => Vec::new(),
+        }
+    }
+
     /// The one transition function.
     pub fn apply(&self, event: &TopUpEvent) -> Result<Transition<TopUp>, IllegalTransition> {
         use TopUpState as S;
@@ -244,6 +246,7 @@ impl TopUp {
                     }],
                 )
             }
+            (_, TopUpEvent::Submit) => stay(),
             (S::Created, TopUpEvent::Abandon { reason }) => {
                 next(S::Failed { channel: None, reason: reason.clone() }, Vec::new())
             }

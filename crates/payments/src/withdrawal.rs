@@ -26,7 +26,7 @@ use money::{Amount, AssetCode};
 
 use crate::chart::{internal_account_id, wallet_account_id, Internal};
 use crate::ids::{request_id, transfer_id, OrderId, Step};
-use crate::{Effect, IllegalTransition, Transition};
+use crate::{Effect, Event, IllegalTransition, Transition};
 
 pub const BUSINESS_CODE_WITHDRAWAL: BusinessCode = BusinessCode(1002);
 
@@ -34,7 +34,7 @@ pub const BUSINESS_CODE_WITHDRAWAL: BusinessCode = BusinessCode(1002);
 /// expired by itself would release money the bank may have paid out.
 pub const HOLD_TIMEOUT_SECS: Option<u32> = None;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Withdrawal {
     pub order: OrderId,
     pub customer: String,
@@ -47,7 +47,8 @@ pub struct Withdrawal {
     pub state: WithdrawalState,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum WithdrawalState {
     Created,
     /// The hold is being placed.
@@ -109,38 +110,7 @@ impl WithdrawalState {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WithdrawalEvent {
-    Submit,
-    Route {
-        channel: ChannelId,
-    },
-    ChannelAnswered {
-        channel: ChannelId,
-        outcome: Outcome,
-    },
-    LedgerPosted,
-    LedgerRejected {
-        code: String,
-    },
-    /// No channel is left to try: release the hold.
-    Abandon {
-        reason: String,
-    },
-}
-
-impl WithdrawalEvent {
-    fn name(&self) -> &'static str {
-        match self {
-            WithdrawalEvent::Submit => "submit",
-            WithdrawalEvent::Route { .. } => "route",
-            WithdrawalEvent::ChannelAnswered { .. } => "channel_answered",
-            WithdrawalEvent::LedgerPosted => "ledger_posted",
-            WithdrawalEvent::LedgerRejected { .. } => "ledger_rejected",
-            WithdrawalEvent::Abandon { .. } => "abandon",
-        }
-    }
-}
+pub type WithdrawalEvent = Event;
 
 impl Withdrawal {
     pub fn new(
@@ -250,6 +220,31 @@ impl Withdrawal {
         }
     }
 
+    /// The payout waiting for a channel to be chosen, when the state waits for one.
+    pub fn awaiting_route(&self) -> Option<ChannelRequest> {
+        (self.state == WithdrawalState::Held).then(|| self.payout_request())
+    }
+
+    /// The effects the current state waits on, to carry out again after a crash or a lost
+    /// answer. Each is idempotent: the ledger and the bank deduplicate by the derived ids.
+    pub fn resume(&self) -> Vec<Effect> {
+        use WithdrawalState as S;
+        match &self.state {
+            S::Holding => vec![Effect::Ledger(vec![self.hold_transfer()])],
+            S::Paying { channel } => vec![Effect::Channel {
+                channel: Some(channel.clone()),
+                request: self.payout_request(),
+            }],
+            S::Posting { channel, settled } => {
+                vec![Effect::Ledger(self.success_group(channel, settled))]
+            }
+            S::Voiding { .. } => vec![Effect::Ledger(vec![self.void_transfer()])],
+            S::Created | S::Held | S::Succeeded { .. } | S::Failed { .. } | S::Disputed { .. } => {
+                Vec::new()
+            }
+        }
+    }
+
     pub fn apply(
         &self,
         event: &WithdrawalEvent,
@@ -271,6 +266,7 @@ impl Withdrawal {
                 next(S::Holding, vec![Effect::Ledger(vec![self.hold_transfer()])])
             }
             (S::Holding, E::Submit) => stay(),
+            (_, E::Submit) => stay(),
             (S::Holding, E::LedgerPosted) => next(S::Held, Vec::new()),
             // The wallet lacks the money, is frozen or closed: nothing was held.
             (S::Holding, E::LedgerRejected { code }) => {

@@ -1,0 +1,175 @@
+//! Every product's order behind one type, so the executor stores, drives and resumes them
+//! all the same way. The stored form is this enum as JSON (tagged by `kind`); a new product
+//! is a new variant, and old rows keep reading.
+
+use channels::ChannelRequest;
+use money::{Amount, AssetCode};
+
+use crate::booking::{Payment, Refund, WalletTransfer};
+use crate::topup::TopUp;
+use crate::withdrawal::Withdrawal;
+use crate::{Effect, Event, IllegalTransition, OrderId, Transition};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderKind {
+    Topup,
+    Withdrawal,
+    Payment,
+    Refund,
+    WalletTransfer,
+}
+
+impl OrderKind {
+    pub const ALL: [OrderKind; 5] = [
+        OrderKind::Topup,
+        OrderKind::Withdrawal,
+        OrderKind::Payment,
+        OrderKind::Refund,
+        OrderKind::WalletTransfer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::Topup => "topup",
+            OrderKind::Withdrawal => "withdrawal",
+            OrderKind::Payment => "payment",
+            OrderKind::Refund => "refund",
+            OrderKind::WalletTransfer => "wallet_transfer",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<OrderKind> {
+        OrderKind::ALL.into_iter().find(|kind| kind.as_str() == raw)
+    }
+
+    /// The prefix of this kind's order ids (`pay_…`).
+    pub fn id_prefix(self) -> &'static str {
+        match self {
+            OrderKind::Topup => "top",
+            OrderKind::Withdrawal => "wd",
+            OrderKind::Payment => "pay",
+            OrderKind::Refund => "rf",
+            OrderKind::WalletTransfer => "wt",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Order {
+    Topup(TopUp),
+    Withdrawal(Withdrawal),
+    Payment(Payment),
+    Refund(Refund),
+    WalletTransfer(WalletTransfer),
+}
+
+macro_rules! each {
+    ($order:expr, $flow:ident => $body:expr) => {
+        match $order {
+            Order::Topup($flow) => $body,
+            Order::Withdrawal($flow) => $body,
+            Order::Payment($flow) => $body,
+            Order::Refund($flow) => $body,
+            Order::WalletTransfer($flow) => $body,
+        }
+    };
+}
+
+impl Order {
+    pub fn kind(&self) -> OrderKind {
+        match self {
+            Order::Topup(_) => OrderKind::Topup,
+            Order::Withdrawal(_) => OrderKind::Withdrawal,
+            Order::Payment(_) => OrderKind::Payment,
+            Order::Refund(_) => OrderKind::Refund,
+            Order::WalletTransfer(_) => OrderKind::WalletTransfer,
+        }
+    }
+
+    pub fn id(&self) -> &OrderId {
+        each!(self, flow => &flow.order)
+    }
+
+    pub fn asset(&self) -> AssetCode {
+        each!(self, flow => flow.asset)
+    }
+
+    pub fn amount(&self) -> Amount {
+        each!(self, flow => flow.amount)
+    }
+
+    /// The customer whose wallet the order touches (the payer of a wallet transfer).
+    pub fn customer(&self) -> &str {
+        each!(self, flow => flow.customer())
+    }
+
+    pub fn merchant(&self) -> Option<&str> {
+        match self {
+            Order::Payment(payment) => Some(&payment.merchant),
+            Order::Refund(refund) => Some(&refund.merchant),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> &'static str {
+        each!(self, flow => flow.state.name())
+    }
+
+    pub fn is_final(&self) -> bool {
+        each!(self, flow => flow.state.is_final())
+    }
+
+    pub fn apply(&self, event: &Event) -> Result<Transition<Order>, IllegalTransition> {
+        Ok(match self {
+            Order::Topup(flow) => wrap(flow.apply(event)?, Order::Topup),
+            Order::Withdrawal(flow) => wrap(flow.apply(event)?, Order::Withdrawal),
+            Order::Payment(flow) => wrap(flow.apply(event)?, Order::Payment),
+            Order::Refund(flow) => wrap(flow.apply(event)?, Order::Refund),
+            Order::WalletTransfer(flow) => wrap(flow.apply(event)?, Order::WalletTransfer),
+        })
+    }
+
+    /// The channel request that waits for a channel to be chosen, and the channels that
+    /// already refused it.
+    pub fn awaiting_route(&self) -> Option<(ChannelRequest, &[channels::ChannelId])> {
+        match self {
+            Order::Topup(flow) => flow.awaiting_route().map(|r| (r, flow.refused_by.as_slice())),
+            Order::Withdrawal(flow) => {
+                flow.awaiting_route().map(|r| (r, flow.refused_by.as_slice()))
+            }
+            _ => None,
+        }
+    }
+
+    /// What the current state waits on, to carry out again (idempotently) after a crash.
+    pub fn resume(&self) -> Vec<Effect> {
+        each!(self, flow => flow.resume())
+    }
+}
+
+trait HasCustomer {
+    fn customer(&self) -> &str;
+}
+
+macro_rules! has_customer {
+    ($($flow:ty),*) => {$(
+        impl HasCustomer for $flow {
+            fn customer(&self) -> &str {
+                &self.customer
+            }
+        }
+    )*};
+}
+has_customer!(TopUp, Withdrawal, Payment, Refund);
+
+impl HasCustomer for WalletTransfer {
+    fn customer(&self) -> &str {
+        &self.from
+    }
+}
+
+fn wrap<F>(transition: Transition<F>, into: fn(F) -> Order) -> Transition<Order> {
+    Transition { state: into(transition.state), effects: transition.effects }
+}
