@@ -201,6 +201,22 @@ impl Gateway {
             .map_or_else(HealthSnapshot::default, |slot| lock(&slot.health).snapshot(now_ms))
     }
 
+    /// The best channel for `request` now, other than those in `excluding`: what a caller
+    /// that must record its choice before calling (an order's state names its channel) uses.
+    pub fn choose(&self, request: &ChannelRequest, excluding: &[ChannelId]) -> Option<ChannelId> {
+        let now_ms = self.clock.now_ms();
+        self.router()
+            .rank(request, |channel| self.health(channel, now_ms))
+            .into_iter()
+            .map(|ranked| ranked.channel)
+            .find(|channel| !excluding.contains(channel))
+    }
+
+    /// The ids of every channel the gateway has.
+    pub fn channel_ids(&self) -> Vec<ChannelId> {
+        self.slots.keys().cloned().collect()
+    }
+
     /// Routes `request`: the best channel first, failing over while a channel certainly did
     /// nothing, stopping at the first answer that is final, processing or unknown.
     pub async fn execute(&self, request: &ChannelRequest) -> Routed {

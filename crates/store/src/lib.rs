@@ -6,10 +6,12 @@ pub mod access;
 mod codec;
 pub mod inquiry;
 pub mod naive;
+pub mod orders;
 pub mod postgres;
 pub mod sqlite;
 
 pub use access::{PgAccess, SqliteAccess};
 pub use inquiry::{PgInquiryStore, SqliteInquiryStore};
+pub use orders::{PgOrderStore, SqliteOrderStore};
 pub use postgres::{PgReader, PgStore, PgTarget};
 pub use sqlite::{SqliteReader, SqliteStore};

@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("postgres/0002_access.sql")),
     (3, include_str!("postgres/0003_access_signing.sql")),
     (4, include_str!("postgres/0004_gateway.sql")),
+    (5, include_str!("postgres/0005_orders.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

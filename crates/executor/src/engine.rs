@@ -1,0 +1,884 @@
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use channels::gateway::Millis;
+use channels::inquiry::{Inquirer, InquiryOwner, InquiryTask};
+use channels::{BoxFuture, ChannelId, Gateway, Outcome};
+use ledger::apply::Command;
+use ledger::{LedgerHandle, TransferRejection};
+use money::{Amount, AssetCode};
+use payments::booking::{BookingState, Payment, Refund, WalletTransfer};
+use payments::chart::{chart_commands, internal_accounts, merchant_accounts, wallet_account};
+use payments::topup::TopUp;
+use payments::withdrawal::Withdrawal;
+use payments::{Effect, Event, Order, OrderId, OrderKind};
+use sha2::{Digest, Sha256};
+
+use crate::port::{
+    Inserted, NewEvent, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
+    RefundInserted, RefundTotals,
+};
+
+/// Longest customer, merchant or reference id.
+pub const PARTY_ID_LEN_MAX: usize = 64;
+/// A merchant's fee can be at most the whole payment.
+pub const FEE_BPS_MAX: u32 = 10_000;
+
+#[derive(Clone, Copy, Debug)]
+pub struct ExecutorConfig {
+    /// Inspection resumes an unfinished order only once it has not changed for this long
+    /// (so it does not race the request that is driving it right now).
+    pub inspect_after_ms: u64,
+    /// An unfinished order older than this is reported as overdue (and logged) by inspection.
+    pub overdue_after_ms: u64,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> ExecutorConfig {
+        ExecutorConfig { inspect_after_ms: 30_000, overdue_after_ms: 15 * 60_000 }
+    }
+}
+
+/// Why a request to the payment core was refused, or could not be carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("no {kind} {id}", kind = kind.as_str())]
+    PartyNotFound { kind: PartyKind, id: String },
+    #[error("a {kind} {id} exists with different fields", kind = kind.as_str())]
+    PartyExistsWithDifferentFields { kind: PartyKind, id: String },
+    #[error("{kind} {id} has no {asset} account", kind = kind.as_str())]
+    AssetNotOpened { kind: PartyKind, id: String, asset: AssetCode },
+    #[error("an order with this reference exists with different fields")]
+    OrderExistsWithDifferentFields,
+    #[error("no order {0}")]
+    OrderNotFound(String),
+    #[error("payment {0} cannot be refunded: {1}")]
+    NotRefundable(String, &'static str),
+    #[error("the refund would return more than the payment's remaining amount")]
+    RefundExceedsPayment,
+    #[error("ledger setup refused: {0}")]
+    LedgerSetup(&'static str),
+    #[error("ledger: {0}")]
+    Ledger(#[from] ledger::LedgerError),
+    #[error(transparent)]
+    Store(#[from] OrderStoreError),
+}
+
+impl ExecError {
+    /// The stable code of the error, for the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ExecError::Invalid { .. } => "invalid_field",
+            ExecError::PartyNotFound { kind: PartyKind::Customer, .. } => "customer_not_found",
+            ExecError::PartyNotFound { kind: PartyKind::Merchant, .. } => "merchant_not_found",
+            ExecError::PartyExistsWithDifferentFields { .. } => "party_exists_with_different_fields",
+            ExecError::AssetNotOpened { .. } => "asset_not_opened",
+            ExecError::OrderExistsWithDifferentFields => "order_exists_with_different_fields",
+            ExecError::OrderNotFound(_) => "order_not_found",
+            ExecError::NotRefundable(..) => "payment_not_refundable",
+            ExecError::RefundExceedsPayment => "refund_exceeds_payment",
+            ExecError::LedgerSetup(code) => code,
+            ExecError::Ledger(_) => "ledger_unavailable",
+            ExecError::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+pub struct TopUpRequest {
+    pub reference: String,
+    pub customer: String,
+    pub card: String,
+    pub asset: AssetCode,
+    pub amount: Amount,
+}
+
+pub struct WithdrawalRequest {
+    pub reference: String,
+    pub customer: String,
+    pub bank_account: String,
+    pub asset: AssetCode,
+    pub amount: Amount,
+}
+
+pub struct PaymentRequest {
+    pub reference: String,
+    pub customer: String,
+    pub merchant: String,
+    pub asset: AssetCode,
+    pub amount: Amount,
+}
+
+pub struct RefundRequest {
+    pub reference: String,
+    pub payment: OrderId,
+    pub amount: Amount,
+}
+
+pub struct WalletTransferRequest {
+    pub reference: String,
+    pub from: String,
+    pub to: String,
+    pub asset: AssetCode,
+    pub amount: Amount,
+}
+
+/// What one inspection pass (巡检) found and did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InspectionReport {
+    /// Unfinished orders looked at.
+    pub examined: u64,
+    /// Of those, now final.
+    pub finished: u64,
+    /// Still unfinished past the overdue age: an operator should look.
+    pub overdue: u64,
+    /// Resuming failed (ledger or store unavailable); tried again next pass.
+    pub errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    orders_created: AtomicU64,
+    transitions: AtomicU64,
+    version_conflicts: AtomicU64,
+    illegal_events: AtomicU64,
+    inspections: AtomicU64,
+    overdue: AtomicU64,
+}
+
+/// The customer or merchant key the payment core books under: tenants never share accounts.
+pub fn party_key(tenant: &str, id: &str) -> String {
+    format!("{tenant}/{id}")
+}
+
+/// The part of a party key after the tenant.
+fn party_id(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(_, id)| id)
+}
+
+fn check_id(field: &'static str, raw: &str) -> Result<(), ExecError> {
+    let ok = !raw.is_empty()
+        && raw.len() <= PARTY_ID_LEN_MAX
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ExecError::Invalid {
+            field,
+            message: format!("1 to {PARTY_ID_LEN_MAX} characters of [A-Za-z0-9_.-]"),
+        })
+    }
+}
+
+fn check_amount(amount: Amount) -> Result<(), ExecError> {
+    if amount.is_zero() {
+        return Err(ExecError::Invalid { field: "amount", message: "must be above zero".into() });
+    }
+    Ok(())
+}
+
+/// The order id of a client's reference: derived, so a retried create names the same order
+/// even if every other record of the first attempt is lost.
+fn derive_order_id(tenant: &str, kind: OrderKind, scope: &str, reference: &str) -> OrderId {
+    let digest = Sha256::new()
+        .chain_update(b"qianbao.order\0")
+        .chain_update(tenant)
+        .chain_update([0])
+        .chain_update(kind.as_str())
+        .chain_update([0])
+        .chain_update(scope)
+        .chain_update([0])
+        .chain_update(reference)
+        .finalize();
+    let id = format!("{}_{}", kind.id_prefix(), &hex::encode(digest)[..24]);
+    match OrderId::new(id) {
+        Ok(id) => id,
+        Err(_) => unreachable!("a short prefix and hex digits"),
+    }
+}
+
+fn fingerprint(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// The first rejection of a linked group that is its cause (the others say the group failed).
+fn group_rejection(results: &[ledger::TransferResult]) -> Option<TransferRejection> {
+    let mut first = None;
+    for rejection in results.iter().filter_map(|result| result.as_ref().err()) {
+        if *rejection != TransferRejection::LinkedTransferFailed {
+            return Some(*rejection);
+        }
+        first.get_or_insert(*rejection);
+    }
+    first
+}
+
+pub struct Executor {
+    store: Arc<dyn OrderStore>,
+    ledger: LedgerHandle,
+    gateway: Option<Arc<Gateway>>,
+    inquirer: OnceLock<Arc<Inquirer>>,
+    clock: Arc<dyn Millis>,
+    config: ExecutorConfig,
+    /// Assets whose internal accounts are open (opening is idempotent; this saves the trip).
+    assets_ready: Mutex<HashSet<AssetCode>>,
+    counters: Counters,
+}
+
+impl Executor {
+    pub fn new(
+        store: Arc<dyn OrderStore>,
+        ledger: LedgerHandle,
+        gateway: Option<Arc<Gateway>>,
+        clock: Arc<dyn Millis>,
+        config: ExecutorConfig,
+    ) -> Executor {
+        Executor {
+            store,
+            ledger,
+            gateway,
+            inquirer: OnceLock::new(),
+            clock,
+            config,
+            assets_ready: Mutex::new(HashSet::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Gives the executor the status-inquiry service whose owner it is (see
+    /// [`InquiryOwnerAdapter`]); without one, unknown outcomes wait for inspection.
+    pub fn set_inquirer(&self, inquirer: Arc<Inquirer>) {
+        let _ = self.inquirer.set(inquirer);
+    }
+
+    pub fn store(&self) -> &Arc<dyn OrderStore> {
+        &self.store
+    }
+
+    pub fn gateway(&self) -> Option<&Arc<Gateway>> {
+        self.gateway.as_ref()
+    }
+
+    /// Defines the chart of accounts in the ledger (idempotent).
+    pub async fn bootstrap(&self) -> Result<(), ExecError> {
+        self.setup(chart_commands()).await
+    }
+
+    async fn setup(&self, commands: Vec<Command>) -> Result<(), ExecError> {
+        for outcome in self.ledger.execute(commands).await? {
+            let refused = match outcome {
+                ledger::Outcome::Asset(Err(rejection))
+                | ledger::Outcome::Chart(Err(rejection))
+                | ledger::Outcome::Account(Err(rejection))
+                | ledger::Outcome::Status(Err(rejection)) => Some(rejection.code()),
+                ledger::Outcome::Transfers(results) => group_rejection(&results).map(|r| r.code()),
+                _ => None,
+            };
+            if let Some(code) = refused {
+                return Err(ExecError::LedgerSetup(code));
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_asset(&self, asset: AssetCode) -> Result<(), ExecError> {
+        if self.assets_ready.lock().unwrap_or_else(|p| p.into_inner()).contains(&asset) {
+            return Ok(());
+        }
+        let channels = self.gateway.as_ref().map(|g| g.channel_ids()).unwrap_or_default();
+        let commands =
+            internal_accounts(asset, &channels).into_iter().map(Command::OpenAccount).collect();
+        self.setup(commands).await?;
+        self.assets_ready.lock().unwrap_or_else(|p| p.into_inner()).insert(asset);
+        Ok(())
+    }
+
+    // ---- parties ---------------------------------------------------------------------------
+
+    /// Opens a customer (with a wallet per asset) or a merchant (with its payables per
+    /// asset). Idempotent: the same request again returns the stored party.
+    pub async fn open_party(
+        &self,
+        tenant: &str,
+        kind: PartyKind,
+        id: &str,
+        name: &str,
+        assets: Vec<AssetCode>,
+        fee_bps: u32,
+    ) -> Result<Party, ExecError> {
+        check_id("id", id)?;
+        if name.len() > 200 {
+            return Err(ExecError::Invalid { field: "name", message: "at most 200 bytes".into() });
+        }
+        if assets.is_empty() || assets.len() > 16 {
+            return Err(ExecError::Invalid { field: "assets", message: "1 to 16 assets".into() });
+        }
+        if fee_bps > FEE_BPS_MAX || (kind == PartyKind::Customer && fee_bps != 0) {
+            return Err(ExecError::Invalid {
+                field: "fee_bps",
+                message: format!("0 to {FEE_BPS_MAX}, and only for merchants"),
+            });
+        }
+        let mut assets = assets;
+        assets.sort();
+        assets.dedup();
+        let key = party_key(tenant, id);
+        let mut commands = Vec::new();
+        for asset in &assets {
+            self.ensure_asset(*asset).await?;
+            match kind {
+                PartyKind::Customer => commands.push(Command::OpenAccount(wallet_account(&key, *asset))),
+                PartyKind::Merchant => commands
+                    .extend(merchant_accounts(&key, *asset).into_iter().map(Command::OpenAccount)),
+            }
+        }
+        // Accounts first: a party the store knows always has its accounts.
+        self.setup(commands).await?;
+        let party = Party {
+            tenant: tenant.to_owned(),
+            kind,
+            id: id.to_owned(),
+            name: name.to_owned(),
+            assets,
+            fee_bps,
+            created_at_ms: self.clock.now_ms(),
+        };
+        match self.store.put_party(&party)? {
+            None => Ok(party),
+            Some(existing)
+                if (&existing.name, &existing.assets, existing.fee_bps)
+                    == (&party.name, &party.assets, party.fee_bps) =>
+            {
+                Ok(existing)
+            }
+            Some(_) => Err(ExecError::PartyExistsWithDifferentFields { kind, id: id.to_owned() }),
+        }
+    }
+
+    pub fn party(&self, tenant: &str, kind: PartyKind, id: &str) -> Result<Party, ExecError> {
+        self.store
+            .get_party(tenant, kind, id)?
+            .ok_or_else(|| ExecError::PartyNotFound { kind, id: id.to_owned() })
+    }
+
+    fn party_with(
+        &self,
+        tenant: &str,
+        kind: PartyKind,
+        id: &str,
+        asset: AssetCode,
+    ) -> Result<Party, ExecError> {
+        let party = self.party(tenant, kind, id)?;
+        if !party.assets.contains(&asset) {
+            return Err(ExecError::AssetNotOpened { kind, id: id.to_owned(), asset });
+        }
+        Ok(party)
+    }
+
+    // ---- creating orders -------------------------------------------------------------------
+
+    pub async fn create_topup(
+        &self,
+        tenant: &str,
+        request: TopUpRequest,
+    ) -> Result<OrderRecord, ExecError> {
+        check_id("reference", &request.reference)?;
+        check_amount(request.amount)?;
+        if request.card.is_empty() || request.card.len() > 64 {
+            return Err(ExecError::Invalid { field: "card", message: "1 to 64 bytes".into() });
+        }
+        self.party_with(tenant, PartyKind::Customer, &request.customer, request.asset)?;
+        let id = derive_order_id(tenant, OrderKind::Topup, "", &request.reference);
+        let print = fingerprint(&[
+            &request.customer,
+            &request.card,
+            request.asset.as_str(),
+            &request.amount.minor().to_string(),
+        ]);
+        let order = Order::Topup(TopUp::new(
+            id,
+            party_key(tenant, &request.customer),
+            request.card,
+            request.asset,
+            request.amount,
+        ));
+        self.create(tenant, request.reference, print, None, order).await
+    }
+
+    pub async fn create_withdrawal(
+        &self,
+        tenant: &str,
+        request: WithdrawalRequest,
+    ) -> Result<OrderRecord, ExecError> {
+        check_id("reference", &request.reference)?;
+        check_amount(request.amount)?;
+        if request.bank_account.is_empty() || request.bank_account.len() > 64 {
+            return Err(ExecError::Invalid {
+                field: "bank_account",
+                message: "1 to 64 bytes".into(),
+            });
+        }
+        self.party_with(tenant, PartyKind::Customer, &request.customer, request.asset)?;
+        let id = derive_order_id(tenant, OrderKind::Withdrawal, "", &request.reference);
+        let print = fingerprint(&[
+            &request.customer,
+            &request.bank_account,
+            request.asset.as_str(),
+            &request.amount.minor().to_string(),
+        ]);
+        let order = Order::Withdrawal(Withdrawal::new(
+            id,
+            party_key(tenant, &request.customer),
+            request.bank_account,
+            request.asset,
+            request.amount,
+        ));
+        self.create(tenant, request.reference, print, None, order).await
+    }
+
+    pub async fn create_payment(
+        &self,
+        tenant: &str,
+        request: PaymentRequest,
+    ) -> Result<OrderRecord, ExecError> {
+        check_id("reference", &request.reference)?;
+        check_amount(request.amount)?;
+        self.party_with(tenant, PartyKind::Customer, &request.customer, request.asset)?;
+        let merchant =
+            self.party_with(tenant, PartyKind::Merchant, &request.merchant, request.asset)?;
+        // The merchant's order number is unique per merchant.
+        let id = derive_order_id(tenant, OrderKind::Payment, &request.merchant, &request.reference);
+        let print = fingerprint(&[
+            &request.customer,
+            request.asset.as_str(),
+            &request.amount.minor().to_string(),
+        ]);
+        let order = Order::Payment(Payment::new(
+            id,
+            party_key(tenant, &request.customer),
+            party_key(tenant, &request.merchant),
+            request.asset,
+            request.amount,
+            merchant.fee_bps,
+        ));
+        self.create(tenant, request.reference, print, None, order).await
+    }
+
+    pub async fn create_wallet_transfer(
+        &self,
+        tenant: &str,
+        request: WalletTransferRequest,
+    ) -> Result<OrderRecord, ExecError> {
+        check_id("reference", &request.reference)?;
+        check_amount(request.amount)?;
+        if request.from == request.to {
+            return Err(ExecError::Invalid { field: "to", message: "must differ from from".into() });
+        }
+        self.party_with(tenant, PartyKind::Customer, &request.from, request.asset)?;
+        self.party_with(tenant, PartyKind::Customer, &request.to, request.asset)?;
+        let id = derive_order_id(tenant, OrderKind::WalletTransfer, "", &request.reference);
+        let print = fingerprint(&[
+            &request.from,
+            &request.to,
+            request.asset.as_str(),
+            &request.amount.minor().to_string(),
+        ]);
+        let order = Order::WalletTransfer(WalletTransfer {
+            order: id,
+            from: party_key(tenant, &request.from),
+            to: party_key(tenant, &request.to),
+            asset: request.asset,
+            amount: request.amount,
+            state: BookingState::Created,
+        });
+        self.create(tenant, request.reference, print, None, order).await
+    }
+
+    /// A refund of a succeeded payment: several per payment, together never more than it.
+    pub async fn create_refund(
+        &self,
+        tenant: &str,
+        request: RefundRequest,
+    ) -> Result<OrderRecord, ExecError> {
+        check_id("reference", &request.reference)?;
+        check_amount(request.amount)?;
+        let payment_record = self
+            .store
+            .get(&request.payment)?
+            .filter(|record| record.tenant == tenant)
+            .ok_or_else(|| ExecError::OrderNotFound(request.payment.to_string()))?;
+        let Order::Payment(payment) = &payment_record.order else {
+            return Err(ExecError::NotRefundable(request.payment.to_string(), "not a payment"));
+        };
+        if payment.state != BookingState::Succeeded {
+            return Err(ExecError::NotRefundable(
+                request.payment.to_string(),
+                "only a succeeded payment can be refunded",
+            ));
+        }
+        let id = derive_order_id(tenant, OrderKind::Refund, request.payment.as_str(), &request.reference);
+        let print = fingerprint(&[request.payment.as_str(), &request.amount.minor().to_string()]);
+        let now_ms = self.clock.now_ms();
+        let mut build = |totals: RefundTotals| -> Option<OrderRecord> {
+            let fee_returned =
+                payment.refund_fee_share(request.amount, totals.refunded, totals.fee_returned)?;
+            let refund = Refund {
+                order: id.clone(),
+                payment: payment.order.clone(),
+                customer: payment.customer.clone(),
+                merchant: payment.merchant.clone(),
+                asset: payment.asset,
+                amount: request.amount,
+                fee_returned,
+                state: BookingState::Created,
+            };
+            let order = submitted(Order::Refund(refund));
+            Some(OrderRecord {
+                tenant: tenant.to_owned(),
+                reference: request.reference.clone(),
+                request_fingerprint: print.clone(),
+                parent: Some(payment.order.clone()),
+                order,
+                version: 1,
+                created_at_ms: now_ms,
+                updated_at_ms: now_ms,
+            })
+        };
+        let record = match self.store.insert_refund(&id, &request.payment, &mut build)? {
+            RefundInserted::Created(record) => record,
+            RefundInserted::Existing(existing) => return self.existing(existing, &print),
+            RefundInserted::Refused => return Err(ExecError::RefundExceedsPayment),
+        };
+        self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
+        let effects = record.order.resume();
+        self.run(record, effects.into()).await
+    }
+
+    async fn create(
+        &self,
+        tenant: &str,
+        reference: String,
+        request_fingerprint: String,
+        parent: Option<OrderId>,
+        order: Order,
+    ) -> Result<OrderRecord, ExecError> {
+        self.ensure_asset(order.asset()).await?;
+        let now_ms = self.clock.now_ms();
+        // Submit is applied before the first write: the stored order already says what it
+        // waits on (a hold, a booking), so a crash right after the insert resumes it.
+        let record = OrderRecord {
+            tenant: tenant.to_owned(),
+            reference,
+            request_fingerprint,
+            parent,
+            order: submitted(order),
+            version: 1,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        };
+        match self.store.insert(&record)? {
+            Inserted::Created => {}
+            Inserted::Existing(existing) => {
+                return self.existing(existing, &record.request_fingerprint)
+            }
+        }
+        self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
+        let effects = record.order.resume();
+        self.run(record, effects.into()).await
+    }
+
+    /// A retried create: the stored order as it is now, if the request is the same.
+    fn existing(&self, existing: OrderRecord, print: &str) -> Result<OrderRecord, ExecError> {
+        if existing.request_fingerprint == print {
+            Ok(existing)
+        } else {
+            Err(ExecError::OrderExistsWithDifferentFields)
+        }
+    }
+
+    pub fn get(&self, tenant: &str, id: &str) -> Result<OrderRecord, ExecError> {
+        let id = OrderId::new(id).map_err(|_| ExecError::OrderNotFound(id.to_owned()))?;
+        self.store
+            .get(&id)?
+            .filter(|record| record.tenant == tenant)
+            .ok_or_else(|| ExecError::OrderNotFound(id.to_string()))
+    }
+
+    // ---- driving ---------------------------------------------------------------------------
+
+    /// A channel's final answer about `order` (from status inquiry or a callback).
+    pub async fn on_channel_answer(
+        &self,
+        order: &OrderId,
+        channel: ChannelId,
+        outcome: Outcome,
+    ) -> Result<OrderRecord, ExecError> {
+        let record =
+            self.store.get(order)?.ok_or_else(|| ExecError::OrderNotFound(order.to_string()))?;
+        let (record, effects) =
+            self.transition(record, &Event::ChannelAnswered { channel, outcome }).await?;
+        self.run(record, effects.into()).await
+    }
+
+    /// Carries out `pending`, feeds each answer back, routes when the order waits for a
+    /// channel, and stops when the order waits on nothing this process can do (final, or an
+    /// inquiry is open).
+    async fn run(
+        &self,
+        mut record: OrderRecord,
+        mut pending: VecDeque<Effect>,
+    ) -> Result<OrderRecord, ExecError> {
+        loop {
+            let event = if let Some(effect) = pending.pop_front() {
+                match self.perform(&record, effect).await? {
+                    Some(event) => event,
+                    None => continue,
+                }
+            } else if let Some((request, refused)) = record.order.awaiting_route() {
+                let choice = self.gateway.as_ref().and_then(|g| g.choose(&request, refused));
+                match choice {
+                    Some(channel) => Event::Route { channel },
+                    None => Event::Abandon {
+                        reason: if self.gateway.is_none() {
+                            "no channels are configured".into()
+                        } else {
+                            "no channel can take this request".into()
+                        },
+                    },
+                }
+            } else {
+                return Ok(record);
+            };
+            let (next, effects) = self.transition(record, &event).await?;
+            record = next;
+            pending.extend(effects);
+        }
+    }
+
+    /// Applies `event` and stores the result (with its outbox events) at the next version.
+    /// On a version conflict, reloads and applies the event to the newer state.
+    async fn transition(
+        &self,
+        mut record: OrderRecord,
+        event: &Event,
+    ) -> Result<(OrderRecord, Vec<Effect>), ExecError> {
+        loop {
+            let transition = match record.order.apply(event) {
+                Ok(transition) => transition,
+                Err(illegal) => {
+                    // News the order cannot take (a contradicting report): kept out of the
+                    // books and logged for an operator, never absorbed.
+                    self.counters.illegal_events.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(order = %record.id(), %illegal, "event refused by the order's state");
+                    return Ok((record, Vec::new()));
+                }
+            };
+            if transition.state == record.order {
+                return Ok((record, transition.effects));
+            }
+            let mut next = record.clone();
+            next.order = transition.state;
+            next.version = record.version + 1;
+            next.updated_at_ms = self.clock.now_ms();
+            let events = outbox_events(&record.order, &next);
+            if self.store.update(&next, record.version, &events)? {
+                self.counters.transitions.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    order = %next.id(), from = record.order.status(), to = next.order.status(),
+                    event = event.name(), "order moved"
+                );
+                return Ok((next, transition.effects));
+            }
+            self.counters.version_conflicts.fetch_add(1, Ordering::Relaxed);
+            record = self
+                .store
+                .get(record.id())?
+                .ok_or_else(|| ExecError::OrderNotFound(record.id().to_string()))?;
+        }
+    }
+
+    async fn perform(
+        &self,
+        record: &OrderRecord,
+        effect: Effect,
+    ) -> Result<Option<Event>, ExecError> {
+        match effect {
+            Effect::Ledger(group) => {
+                let outcomes = self.ledger.execute(vec![Command::Transfers(group)]).await?;
+                let rejection = match outcomes.first() {
+                    Some(ledger::Outcome::Transfers(results)) => group_rejection(results),
+                    _ => None,
+                };
+                Ok(Some(match rejection {
+                    None => Event::LedgerPosted,
+                    Some(rejection) => Event::LedgerRejected { code: rejection.code().into() },
+                }))
+            }
+            Effect::Channel { channel, request } => {
+                let Some(gateway) = &self.gateway else {
+                    return Ok(Some(Event::Abandon { reason: "no channels are configured".into() }));
+                };
+                let routed = match &channel {
+                    Some(channel) => gateway.execute_on(channel, &request).await,
+                    None => gateway.execute(&request).await,
+                };
+                Ok(routed.channel.map(|channel| Event::ChannelAnswered {
+                    channel,
+                    outcome: routed.outcome,
+                }))
+            }
+            Effect::Inquire { channel, operation, request_id } => {
+                if let Some(inquirer) = self.inquirer.get() {
+                    if let Err(error) =
+                        inquirer.open(&channel, operation, &request_id, record.id().as_str())
+                    {
+                        // Inspection resumes the order later and asks again.
+                        tracing::warn!(order = %record.id(), %error, "could not open an inquiry");
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// One inspection pass (巡检): every order unfinished and unchanged for
+    /// `inspect_after_ms` is resumed — what its state waits on is carried out again — and
+    /// those still unfinished past `overdue_after_ms` are counted and logged.
+    pub async fn inspect(&self, limit: usize) -> InspectionReport {
+        self.counters.inspections.fetch_add(1, Ordering::Relaxed);
+        let now_ms = self.clock.now_ms();
+        let mut report = InspectionReport::default();
+        let due = match self.store.unfinished(now_ms.saturating_sub(self.config.inspect_after_ms), limit) {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "inspection could not list unfinished orders");
+                report.errors += 1;
+                return report;
+            }
+        };
+        for record in due {
+            report.examined += 1;
+            let effects = record.order.resume();
+            let created_at_ms = record.created_at_ms;
+            match self.run(record, effects.into()).await {
+                Ok(after) if after.order.is_final() => report.finished += 1,
+                Ok(after) => {
+                    if now_ms.saturating_sub(created_at_ms) > self.config.overdue_after_ms {
+                        report.overdue += 1;
+                        tracing::warn!(
+                            order = %after.id(), status = after.order.status(),
+                            age_ms = now_ms.saturating_sub(created_at_ms),
+                            "order overdue: not final past its deadline"
+                        );
+                    }
+                }
+                Err(error) => {
+                    report.errors += 1;
+                    tracing::warn!(%error, "inspection could not resume an order");
+                }
+            }
+        }
+        self.counters.overdue.store(report.overdue, Ordering::Relaxed);
+        report
+    }
+
+    /// Prometheus text for the executor's counters.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let c = &self.counters;
+        for (name, help, value) in [
+            ("qianbao_orders_created_total", "Orders created.", &c.orders_created),
+            ("qianbao_order_transitions_total", "Stored order state changes.", &c.transitions),
+            (
+                "qianbao_order_version_conflicts_total",
+                "Order writes that lost a race and were re-applied.",
+                &c.version_conflicts,
+            ),
+            (
+                "qianbao_order_events_refused_total",
+                "Events an order's state refused (contradicting news).",
+                &c.illegal_events,
+            ),
+            ("qianbao_inspections_total", "Inspection passes.", &c.inspections),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP qianbao_orders_overdue Unfinished orders past their deadline at the last inspection.\n# TYPE qianbao_orders_overdue gauge\nqianbao_orders_overdue {}",
+            c.overdue.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// `order` after `Submit`: flows that start by booking or holding say so before any write.
+fn submitted(order: Order) -> Order {
+    match order.apply(&Event::Submit) {
+        Ok(transition) => transition.state,
+        Err(_) => order,
+    }
+}
+
+/// The events a state change emits: one when an order reaches a final (or operator) state.
+fn outbox_events(before: &Order, after: &OrderRecord) -> Vec<NewEvent> {
+    if before.status() == after.order.status() || !after.order.is_final() {
+        return Vec::new();
+    }
+    vec![NewEvent {
+        event_type: format!("{}.{}", after.order.kind().as_str(), after.order.status()),
+        payload: order_payload(after),
+    }]
+}
+
+/// The public JSON of an order: what webhooks carry and the API shows.
+pub fn order_payload(record: &OrderRecord) -> serde_json::Value {
+    let order = &record.order;
+    let mut detail = serde_json::to_value(order).unwrap_or(serde_json::Value::Null);
+    // The state's fields, minus what the top level already says.
+    let state = detail.get_mut("state").map(serde_json::Value::take).unwrap_or_default();
+    serde_json::json!({
+        "id": order.id().as_str(),
+        "object": "order",
+        "kind": order.kind().as_str(),
+        "status": order.status(),
+        "final": order.is_final(),
+        "reference": record.reference,
+        "customer": party_id(order.customer()),
+        "merchant": order.merchant().map(party_id),
+        "asset": order.asset().as_str(),
+        "amount": order.amount().minor().to_string(),
+        "parent": record.parent.as_ref().map(OrderId::as_str),
+        "state": state,
+        "created_at_ms": record.created_at_ms,
+        "updated_at_ms": record.updated_at_ms,
+    })
+}
+
+/// Delivers status inquiry's final outcomes to the orders that own them.
+pub struct InquiryOwnerAdapter(pub Arc<Executor>);
+
+impl InquiryOwner for InquiryOwnerAdapter {
+    fn deliver<'a>(
+        &'a self,
+        task: &'a InquiryTask,
+        outcome: &'a Outcome,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let order = OrderId::new(task.owner.as_str()).map_err(|e| e.to_string())?;
+            self.0
+                .on_channel_answer(&order, task.channel.clone(), outcome.clone())
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        })
+    }
+}

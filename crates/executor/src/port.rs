@@ -1,0 +1,180 @@
+//! The executor's storage port: orders with their version, the outbox of events each
+//! state change emits (written in the same transaction as the change), and the parties
+//! (customers, merchants) orders are made for.
+
+use money::{Amount, AssetCode};
+use payments::{Order, OrderId, OrderKind};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OrderStoreError {
+    #[error("order store: {0}")]
+    Backend(String),
+    #[error("corrupt order row: {0}")]
+    Corrupt(String),
+}
+
+/// One stored order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderRecord {
+    /// The tenant whose key created it; only that tenant sees it.
+    pub tenant: String,
+    /// The client's own order number: unique per tenant, kind (and merchant for payments).
+    pub reference: String,
+    /// A digest of the creating request: the same reference with other fields is refused.
+    pub request_fingerprint: String,
+    /// A refund's payment.
+    pub parent: Option<OrderId>,
+    pub order: Order,
+    /// Bumped by every stored change; an update names the version it read.
+    pub version: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl OrderRecord {
+    pub fn id(&self) -> &OrderId {
+        self.order.id()
+    }
+}
+
+/// An event to put in the outbox with a state change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    /// `payment.succeeded`, `withdrawal.failed`, …
+    pub event_type: String,
+    pub payload: serde_json::Value,
+}
+
+/// An event in the outbox, numbered in commit order per store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub tenant: String,
+    pub order_id: OrderId,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub created_at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    /// An order with this id exists (a retry); nothing was written.
+    Existing(OrderRecord),
+}
+
+/// What earlier live (not failed) refunds of a payment took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefundTotals {
+    pub refunded: Amount,
+    pub fee_returned: Amount,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefundInserted {
+    Created(OrderRecord),
+    Existing(OrderRecord),
+    /// `build` refused: the refund would pass what the payment can give back.
+    Refused,
+}
+
+/// Filters of an order listing, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderQuery {
+    pub tenant: String,
+    pub kind: Option<OrderKind>,
+    pub status: Option<String>,
+    pub customer: Option<String>,
+    pub merchant: Option<String>,
+    pub created_from_ms: Option<u64>,
+    pub created_to_ms: Option<u64>,
+    /// Only orders created strictly before this (created_at_ms, id): the page cursor.
+    pub before: Option<(u64, OrderId)>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartyKind {
+    Customer,
+    Merchant,
+}
+
+impl PartyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartyKind::Customer => "customer",
+            PartyKind::Merchant => "merchant",
+        }
+    }
+}
+
+/// A customer or merchant of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Party {
+    pub tenant: String,
+    pub kind: PartyKind,
+    pub id: String,
+    pub name: String,
+    pub assets: Vec<AssetCode>,
+    /// A merchant's fee in basis points of each payment (0 for customers).
+    pub fee_bps: u32,
+    pub created_at_ms: u64,
+}
+
+pub trait OrderStore: Send + Sync + 'static {
+    /// Stores a new order unless one with its id exists.
+    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError>;
+
+    /// Stores a refund of `payment` in one transaction with the check that it fits: `build`
+    /// gets the totals of the payment's live refunds and returns the refund, or `None`.
+    /// Two refunds racing on one payment are serialised, so together they never pass it.
+    fn insert_refund(
+        &self,
+        refund_id: &OrderId,
+        payment: &OrderId,
+        build: &mut dyn FnMut(RefundTotals) -> Option<OrderRecord>,
+    ) -> Result<RefundInserted, OrderStoreError>;
+
+    /// Replaces the order if it is still at `expected_version`, and appends `events` to the
+    /// outbox in the same transaction; false (nothing written) if another writer got there first.
+    fn update(
+        &self,
+        record: &OrderRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<bool, OrderStoreError>;
+
+    fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError>;
+
+    fn list(&self, query: &OrderQuery) -> Result<Vec<OrderRecord>, OrderStoreError>;
+
+    /// Orders not final and last changed before `updated_before_ms`, oldest first.
+    fn unfinished(
+        &self,
+        updated_before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, OrderStoreError>;
+
+    /// A payment's refunds, oldest first.
+    fn refunds_of(&self, payment: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError>;
+
+    /// The tenant's outbox events after `after_seq`, in order.
+    fn events(
+        &self,
+        tenant: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, OrderStoreError>;
+
+    /// Stores a party unless one exists with its (tenant, kind, id); returns the existing one.
+    fn put_party(&self, party: &Party) -> Result<Option<Party>, OrderStoreError>;
+
+    fn get_party(
+        &self,
+        tenant: &str,
+        kind: PartyKind,
+        id: &str,
+    ) -> Result<Option<Party>, OrderStoreError>;
+}

@@ -1,0 +1,648 @@
+//! The payment core's orders, outbox events and parties, on SQLite (`orders.db`, its own
+//! file, `synchronous = FULL`: an acknowledged order is on disk) and PostgreSQL (the shared
+//! schema, migration 5).
+//!
+//! The order itself is stored as JSON (`payments::Order`, tagged by kind); the columns beside
+//! it are what queries filter and sum on. Both backends run the same SQL text: it is written
+//! with `?N` parameters and rewritten to `$N` for PostgreSQL.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use executor::port::{
+    Inserted, NewEvent, OrderQuery, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
+    RefundInserted, RefundTotals, StoredEvent,
+};
+use money::Amount;
+use payments::{Order, OrderId};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::postgres::PgTarget;
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_orders.sql"))];
+
+const INSERT: &str = "INSERT INTO orders (id, tenant, kind, reference, request_fingerprint, parent, \
+     status, is_final, customer, merchant, amount_minor, fee_minor, body, version, created_at_ms, \
+     updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+     ON CONFLICT (id) DO NOTHING";
+const UPDATE: &str = "UPDATE orders SET status = ?2, is_final = ?3, fee_minor = ?4, body = ?5, \
+     version = ?6, updated_at_ms = ?7 WHERE id = ?1 AND version = ?8";
+const SELECT: &str = "SELECT tenant, reference, request_fingerprint, parent, body, version, \
+     created_at_ms, updated_at_ms FROM orders";
+const INSERT_EVENT: &str = "INSERT INTO order_events (tenant, order_id, event_type, payload, \
+     created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
+// SUM over BIGINT is NUMERIC in PostgreSQL: cast back (the totals never pass one amount).
+const REFUND_TOTALS: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(fee_minor), 0) AS BIGINT) \
+     FROM orders WHERE parent = ?1 AND kind = 'refund' AND status <> 'failed'";
+const SELECT_EVENTS: &str = "SELECT seq, tenant, order_id, event_type, payload, created_at_ms \
+     FROM order_events WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+const INSERT_PARTY: &str = "INSERT INTO parties (tenant, kind, id, body, created_at_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, kind, id) DO NOTHING";
+const SELECT_PARTY: &str = "SELECT body FROM parties WHERE tenant = ?1 AND kind = ?2 AND id = ?3";
+
+fn backend(error: impl std::fmt::Display) -> OrderStoreError {
+    OrderStoreError::Backend(error.to_string())
+}
+
+fn corrupt(error: impl std::fmt::Display) -> OrderStoreError {
+    OrderStoreError::Corrupt(error.to_string())
+}
+
+fn pg(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+fn i64_of(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn u64_of(value: i64) -> Result<u64, OrderStoreError> {
+    u64::try_from(value).map_err(corrupt)
+}
+
+/// One bound value; both backends bind from these.
+#[derive(Clone, Debug)]
+enum Param {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+}
+
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Param::Text(text) => text.to_sql(),
+            Param::OptText(text) => text.to_sql(),
+            Param::Int(value) => value.to_sql(),
+        }
+    }
+}
+
+fn pg_params(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|param| -> &(dyn postgres::types::ToSql + Sync) {
+            match param {
+                Param::Text(text) => text,
+                Param::OptText(text) => text,
+                Param::Int(value) => value,
+            }
+        })
+        .collect()
+}
+
+/// The fee column: a payment's fee, a refund's returned fee share, else zero.
+fn fee_of(order: &Order) -> Amount {
+    match order {
+        Order::Payment(payment) => payment.fee,
+        Order::Refund(refund) => refund.fee_returned,
+        _ => Amount::ZERO,
+    }
+}
+
+fn body_of(order: &Order) -> Result<String, OrderStoreError> {
+    serde_json::to_string(order).map_err(backend)
+}
+
+fn insert_params(record: &OrderRecord) -> Result<Vec<Param>, OrderStoreError> {
+    let order = &record.order;
+    Ok(vec![
+        Param::Text(order.id().to_string()),
+        Param::Text(record.tenant.clone()),
+        Param::Text(order.kind().as_str().into()),
+        Param::Text(record.reference.clone()),
+        Param::Text(record.request_fingerprint.clone()),
+        Param::OptText(record.parent.as_ref().map(OrderId::to_string)),
+        Param::Text(order.status().into()),
+        Param::Int(i64::from(order.is_final())),
+        Param::Text(order.customer().into()),
+        Param::OptText(order.merchant().map(str::to_owned)),
+        Param::Int(order.amount().to_stored()),
+        Param::Int(fee_of(order).to_stored()),
+        Param::Text(body_of(order)?),
+        Param::Int(i64_of(record.version)),
+        Param::Int(i64_of(record.created_at_ms)),
+        Param::Int(i64_of(record.updated_at_ms)),
+    ])
+}
+
+fn update_params(record: &OrderRecord, expected_version: u64) -> Result<Vec<Param>, OrderStoreError> {
+    let order = &record.order;
+    Ok(vec![
+        Param::Text(order.id().to_string()),
+        Param::Text(order.status().into()),
+        Param::Int(i64::from(order.is_final())),
+        Param::Int(fee_of(order).to_stored()),
+        Param::Text(body_of(order)?),
+        Param::Int(i64_of(record.version)),
+        Param::Int(i64_of(record.updated_at_ms)),
+        Param::Int(i64_of(expected_version)),
+    ])
+}
+
+fn event_params(record: &OrderRecord, event: &NewEvent) -> Vec<Param> {
+    vec![
+        Param::Text(record.tenant.clone()),
+        Param::Text(record.id().to_string()),
+        Param::Text(event.event_type.clone()),
+        Param::Text(event.payload.to_string()),
+        Param::Int(i64_of(record.updated_at_ms)),
+    ]
+}
+
+/// The columns of [`SELECT`], as read.
+struct RawOrder {
+    tenant: String,
+    reference: String,
+    request_fingerprint: String,
+    parent: Option<String>,
+    body: String,
+    version: i64,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+}
+
+impl RawOrder {
+    fn into_record(self) -> Result<OrderRecord, OrderStoreError> {
+        Ok(OrderRecord {
+            tenant: self.tenant,
+            reference: self.reference,
+            request_fingerprint: self.request_fingerprint,
+            parent: self.parent.map(OrderId::new).transpose().map_err(corrupt)?,
+            order: serde_json::from_str(&self.body).map_err(corrupt)?,
+            version: u64_of(self.version)?,
+            created_at_ms: u64_of(self.created_at_ms)?,
+            updated_at_ms: u64_of(self.updated_at_ms)?,
+        })
+    }
+}
+
+/// The SQL and parameters of a listing.
+fn list_sql(query: &OrderQuery) -> (String, Vec<Param>) {
+    let mut sql = format!("{SELECT} WHERE tenant = ?1");
+    let mut params = vec![Param::Text(query.tenant.clone())];
+    let mut push = |sql: &mut String, clause: &str, param: Param| {
+        params.push(param);
+        sql.push_str(&clause.replace("?#", &format!("?{}", params.len())));
+    };
+    if let Some(kind) = query.kind {
+        push(&mut sql, " AND kind = ?#", Param::Text(kind.as_str().into()));
+    }
+    if let Some(status) = &query.status {
+        push(&mut sql, " AND status = ?#", Param::Text(status.clone()));
+    }
+    if let Some(customer) = &query.customer {
+        push(&mut sql, " AND customer = ?#", Param::Text(customer.clone()));
+    }
+    if let Some(merchant) = &query.merchant {
+        push(&mut sql, " AND merchant = ?#", Param::Text(merchant.clone()));
+    }
+    if let Some(from_ms) = query.created_from_ms {
+        push(&mut sql, " AND created_at_ms >= ?#", Param::Int(i64_of(from_ms)));
+    }
+    if let Some(to_ms) = query.created_to_ms {
+        push(&mut sql, " AND created_at_ms < ?#", Param::Int(i64_of(to_ms)));
+    }
+    if let Some((at_ms, id)) = &query.before {
+        push(&mut sql, " AND (created_at_ms < ?#", Param::Int(i64_of(*at_ms)));
+        push(&mut sql, " OR (created_at_ms = ?#", Param::Int(i64_of(*at_ms)));
+        push(&mut sql, " AND id < ?#))", Param::Text(id.to_string()));
+    }
+    push(&mut sql, " ORDER BY created_at_ms DESC, id DESC LIMIT ?#", Param::Int(query.limit as i64));
+    (sql, params)
+}
+
+fn party_body(party: &Party) -> Result<String, OrderStoreError> {
+    serde_json::to_string(party).map_err(backend)
+}
+
+fn event_of(
+    seq: i64,
+    tenant: String,
+    order_id: String,
+    event_type: String,
+    payload: String,
+    created_at_ms: i64,
+) -> Result<StoredEvent, OrderStoreError> {
+    Ok(StoredEvent {
+        seq: u64_of(seq)?,
+        tenant,
+        order_id: OrderId::new(order_id).map_err(corrupt)?,
+        event_type,
+        payload: serde_json::from_str(&payload).map_err(corrupt)?,
+        created_at_ms: u64_of(created_at_ms)?,
+    })
+}
+
+// ---- SQLite --------------------------------------------------------------------------------
+
+pub struct SqliteOrderStore {
+    connection: Mutex<Connection>,
+}
+
+fn sqlite_order(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
+    Ok(RawOrder {
+        tenant: row.get(0)?,
+        reference: row.get(1)?,
+        request_fingerprint: row.get(2)?,
+        parent: row.get(3)?,
+        body: row.get(4)?,
+        version: row.get(5)?,
+        created_at_ms: row.get(6)?,
+        updated_at_ms: row.get(7)?,
+    })
+}
+
+fn sqlite_orders(
+    connection: &Connection,
+    sql: &str,
+    params: &[Param],
+) -> Result<Vec<OrderRecord>, OrderStoreError> {
+    let mut statement = connection.prepare_cached(sql).map_err(backend)?;
+    let rows = statement
+        .query_map(rusqlite::params_from_iter(params), sqlite_order)
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)?;
+    rows.into_iter().map(RawOrder::into_record).collect()
+}
+
+fn sqlite_get(connection: &Connection, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {
+    Ok(sqlite_orders(connection, &format!("{SELECT} WHERE id = ?1"), &[Param::Text(id.to_string())])?
+        .pop())
+}
+
+impl SqliteOrderStore {
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteOrderStore, OrderStoreError> {
+        let mut connection = Connection::open(path).map_err(backend)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+            )
+            .map_err(backend)?;
+        crate::sqlite::migrate(&mut connection, SQLITE_MIGRATIONS).map_err(backend)?;
+        Ok(SqliteOrderStore { connection: Mutex::new(connection) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl OrderStore for SqliteOrderStore {
+    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
+        let params = insert_params(record)?;
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        let n = tx.execute(INSERT, rusqlite::params_from_iter(&params)).map_err(backend)?;
+        if n == 0 {
+            let existing = sqlite_get(&tx, record.id())?
+                .ok_or_else(|| corrupt("an order vanished during its insert"))?;
+            return Ok(Inserted::Existing(existing));
+        }
+        tx.commit().map_err(backend)?;
+        Ok(Inserted::Created)
+    }
+
+    fn insert_refund(
+        &self,
+        refund_id: &OrderId,
+        payment: &OrderId,
+        build: &mut dyn FnMut(RefundTotals) -> Option<OrderRecord>,
+    ) -> Result<RefundInserted, OrderStoreError> {
+        let mut connection = self.lock();
+        // IMMEDIATE: the write lock is taken before the totals are read, so two refunds of
+        // one payment can never both read the same totals.
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        if let Some(existing) = sqlite_get(&tx, refund_id)? {
+            return Ok(RefundInserted::Existing(existing));
+        }
+        let (refunded, fee_returned): (i64, i64) = tx
+            .query_row(REFUND_TOTALS, [payment.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(backend)?;
+        let totals = RefundTotals {
+            refunded: Amount::from_stored(refunded).ok_or_else(|| corrupt("refund total"))?,
+            fee_returned: Amount::from_stored(fee_returned).ok_or_else(|| corrupt("fee total"))?,
+        };
+        let Some(record) = build(totals) else {
+            return Ok(RefundInserted::Refused);
+        };
+        tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?)).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(RefundInserted::Created(record))
+    }
+
+    fn update(
+        &self,
+        record: &OrderRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<bool, OrderStoreError> {
+        let params = update_params(record, expected_version)?;
+        let mut connection = self.lock();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        if tx.execute(UPDATE, rusqlite::params_from_iter(&params)).map_err(backend)? == 0 {
+            return Ok(false);
+        }
+        for event in events {
+            tx.execute(INSERT_EVENT, rusqlite::params_from_iter(&event_params(record, event)))
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(true)
+    }
+
+    fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {
+        sqlite_get(&self.lock(), id)
+    }
+
+    fn list(&self, query: &OrderQuery) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        let (sql, params) = list_sql(query);
+        sqlite_orders(&self.lock(), &sql, &params)
+    }
+
+    fn unfinished(
+        &self,
+        updated_before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        sqlite_orders(
+            &self.lock(),
+            &format!("{SELECT} WHERE is_final = 0 AND updated_at_ms <= ?1 ORDER BY updated_at_ms LIMIT ?2"),
+            &[Param::Int(i64_of(updated_before_ms)), Param::Int(limit as i64)],
+        )
+    }
+
+    fn refunds_of(&self, payment: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        sqlite_orders(
+            &self.lock(),
+            &format!("{SELECT} WHERE parent = ?1 ORDER BY created_at_ms, id"),
+            &[Param::Text(payment.to_string())],
+        )
+    }
+
+    fn events(
+        &self,
+        tenant: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, OrderStoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(SELECT_EVENTS).map_err(backend)?;
+        let rows = statement
+            .query_map(rusqlite::params![tenant, i64_of(after_seq), limit as i64], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+            })
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<(i64, String, String, String, String, i64)>>>()
+            .map_err(backend)?;
+        rows.into_iter().map(|(a, b, c, d, e, f)| event_of(a, b, c, d, e, f)).collect()
+    }
+
+    fn put_party(&self, party: &Party) -> Result<Option<Party>, OrderStoreError> {
+        let body = party_body(party)?;
+        let connection = self.lock();
+        let n = connection
+            .execute(
+                INSERT_PARTY,
+                rusqlite::params![
+                    party.tenant,
+                    party.kind.as_str(),
+                    party.id,
+                    body,
+                    i64_of(party.created_at_ms)
+                ],
+            )
+            .map_err(backend)?;
+        if n == 1 {
+            return Ok(None);
+        }
+        sqlite_party(&connection, &party.tenant, party.kind, &party.id)
+    }
+
+    fn get_party(
+        &self,
+        tenant: &str,
+        kind: PartyKind,
+        id: &str,
+    ) -> Result<Option<Party>, OrderStoreError> {
+        sqlite_party(&self.lock(), tenant, kind, id)
+    }
+}
+
+fn sqlite_party(
+    connection: &Connection,
+    tenant: &str,
+    kind: PartyKind,
+    id: &str,
+) -> Result<Option<Party>, OrderStoreError> {
+    let body: Option<String> = connection
+        .query_row(SELECT_PARTY, rusqlite::params![tenant, kind.as_str(), id], |row| row.get(0))
+        .optional()
+        .map_err(backend)?;
+    body.map(|body| serde_json::from_str(&body).map_err(corrupt)).transpose()
+}
+
+// ---- PostgreSQL ----------------------------------------------------------------------------
+
+/// Orders on PostgreSQL. One connection, so one order write at a time per process; the
+/// writes are short, and ledger batching, not this, bounds a payment's cost.
+pub struct PgOrderStore {
+    client: Mutex<postgres::Client>,
+}
+
+fn pg_order(row: &postgres::Row) -> Result<OrderRecord, OrderStoreError> {
+    RawOrder {
+        tenant: row.try_get(0).map_err(backend)?,
+        reference: row.try_get(1).map_err(backend)?,
+        request_fingerprint: row.try_get(2).map_err(backend)?,
+        parent: row.try_get(3).map_err(backend)?,
+        body: row.try_get(4).map_err(backend)?,
+        version: row.try_get(5).map_err(backend)?,
+        created_at_ms: row.try_get(6).map_err(backend)?,
+        updated_at_ms: row.try_get(7).map_err(backend)?,
+    }
+    .into_record()
+}
+
+fn pg_orders(
+    client: &mut impl postgres::GenericClient,
+    sql: &str,
+    params: &[Param],
+) -> Result<Vec<OrderRecord>, OrderStoreError> {
+    client.query(&pg(sql), &pg_params(params)).map_err(backend)?.iter().map(pg_order).collect()
+}
+
+fn pg_get(
+    client: &mut impl postgres::GenericClient,
+    id: &OrderId,
+) -> Result<Option<OrderRecord>, OrderStoreError> {
+    Ok(pg_orders(client, &format!("{SELECT} WHERE id = ?1"), &[Param::Text(id.to_string())])?.pop())
+}
+
+impl PgOrderStore {
+    /// Connects; the migrations run by `PgStore::connect` create the tables.
+    pub fn connect(target: &PgTarget) -> Result<PgOrderStore, OrderStoreError> {
+        let client = target.connect_client().map_err(backend)?;
+        Ok(PgOrderStore { client: Mutex::new(client) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, postgres::Client> {
+        self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl OrderStore for PgOrderStore {
+    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
+        let params = insert_params(record)?;
+        let mut client = self.lock();
+        let n = client.execute(&pg(INSERT), &pg_params(&params)).map_err(backend)?;
+        if n == 0 {
+            let existing = pg_get(&mut *client, record.id())?
+                .ok_or_else(|| corrupt("an order vanished during its insert"))?;
+            return Ok(Inserted::Existing(existing));
+        }
+        Ok(Inserted::Created)
+    }
+
+    fn insert_refund(
+        &self,
+        refund_id: &OrderId,
+        payment: &OrderId,
+        build: &mut dyn FnMut(RefundTotals) -> Option<OrderRecord>,
+    ) -> Result<RefundInserted, OrderStoreError> {
+        let mut client = self.lock();
+        let mut tx = client.transaction().map_err(backend)?;
+        // The payment's row lock serialises its refunds across every node.
+        tx.execute(&pg("SELECT 1 FROM orders WHERE id = ?1 FOR UPDATE"), &[&payment.as_str()])
+            .map_err(backend)?;
+        if let Some(existing) = pg_get(&mut tx, refund_id)? {
+            return Ok(RefundInserted::Existing(existing));
+        }
+        let row = tx.query_one(&pg(REFUND_TOTALS), &[&payment.as_str()]).map_err(backend)?;
+        let refunded: i64 = row.try_get(0).map_err(backend)?;
+        let fee_returned: i64 = row.try_get(1).map_err(backend)?;
+        let totals = RefundTotals {
+            refunded: Amount::from_stored(refunded).ok_or_else(|| corrupt("refund total"))?,
+            fee_returned: Amount::from_stored(fee_returned).ok_or_else(|| corrupt("fee total"))?,
+        };
+        let Some(record) = build(totals) else {
+            return Ok(RefundInserted::Refused);
+        };
+        tx.execute(&pg(INSERT), &pg_params(&insert_params(&record)?)).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(RefundInserted::Created(record))
+    }
+
+    fn update(
+        &self,
+        record: &OrderRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+    ) -> Result<bool, OrderStoreError> {
+        let params = update_params(record, expected_version)?;
+        let mut client = self.lock();
+        let mut tx = client.transaction().map_err(backend)?;
+        if tx.execute(&pg(UPDATE), &pg_params(&params)).map_err(backend)? == 0 {
+            return Ok(false);
+        }
+        for event in events {
+            tx.execute(&pg(INSERT_EVENT), &pg_params(&event_params(record, event)))
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(true)
+    }
+
+    fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {
+        pg_get(&mut *self.lock(), id)
+    }
+
+    fn list(&self, query: &OrderQuery) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        let (sql, params) = list_sql(query);
+        pg_orders(&mut *self.lock(), &sql, &params)
+    }
+
+    fn unfinished(
+        &self,
+        updated_before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        pg_orders(
+            &mut *self.lock(),
+            &format!("{SELECT} WHERE is_final = 0 AND updated_at_ms <= ?1 ORDER BY updated_at_ms LIMIT ?2"),
+            &[Param::Int(i64_of(updated_before_ms)), Param::Int(limit as i64)],
+        )
+    }
+
+    fn refunds_of(&self, payment: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        pg_orders(
+            &mut *self.lock(),
+            &format!("{SELECT} WHERE parent = ?1 ORDER BY created_at_ms, id"),
+            &[Param::Text(payment.to_string())],
+        )
+    }
+
+    fn events(
+        &self,
+        tenant: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, OrderStoreError> {
+        let rows = self
+            .lock()
+            .query(&pg(SELECT_EVENTS), &[&tenant, &i64_of(after_seq), &(limit as i64)])
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                event_of(
+                    row.try_get(0).map_err(backend)?,
+                    row.try_get(1).map_err(backend)?,
+                    row.try_get(2).map_err(backend)?,
+                    row.try_get(3).map_err(backend)?,
+                    row.try_get(4).map_err(backend)?,
+                    row.try_get(5).map_err(backend)?,
+                )
+            })
+            .collect()
+    }
+
+    fn put_party(&self, party: &Party) -> Result<Option<Party>, OrderStoreError> {
+        let body = party_body(party)?;
+        let mut client = self.lock();
+        let n = client
+            .execute(
+                &pg(INSERT_PARTY),
+                &[&party.tenant, &party.kind.as_str(), &party.id, &body, &i64_of(party.created_at_ms)],
+            )
+            .map_err(backend)?;
+        if n == 1 {
+            return Ok(None);
+        }
+        pg_party(&mut client, &party.tenant, party.kind, &party.id)
+    }
+
+    fn get_party(
+        &self,
+        tenant: &str,
+        kind: PartyKind,
+        id: &str,
+    ) -> Result<Option<Party>, OrderStoreError> {
+        pg_party(&mut self.lock(), tenant, kind, id)
+    }
+}
+
+fn pg_party(
+    client: &mut postgres::Client,
+    tenant: &str,
+    kind: PartyKind,
+    id: &str,
+) -> Result<Option<Party>, OrderStoreError> {
+    let row = client.query_opt(&pg(SELECT_PARTY), &[&tenant, &kind.as_str(), &id]).map_err(backend)?;
+    row.map(|row| {
+        let body: String = row.try_get(0).map_err(backend)?;
+        serde_json::from_str(&body).map_err(corrupt)
+    })
+    .transpose()
+}
