@@ -7,6 +7,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod bench;
 mod load;
+mod payments;
 mod serve;
 
 #[derive(Parser)]

@@ -27,6 +27,23 @@ pub struct ServeArgs {
     /// Requests a key may send at once above its rate; 0 means twice the rate.
     #[arg(long, env = "QIANBAO_RATE_LIMIT_BURST", default_value_t = 0)]
     rate_limit_burst: u32,
+    /// The bank simulator's address (`http://127.0.0.1:9090`): top-ups and withdrawals go
+    /// through its channels. Without it, wallet payments, refunds and transfers still work.
+    #[arg(long, env = "QIANBAO_BANKSIM_URL")]
+    banksim_url: Option<String>,
+    /// The simulator's channels to use (their secrets: `QIANBAO_CHANNEL_SECRET_<NAME>`, else
+    /// the simulator's development secret).
+    #[arg(long, env = "QIANBAO_CHANNELS", value_delimiter = ',', default_value = "bank_a,bank_b,fastpay")]
+    channels: Vec<String>,
+    /// Assets defined at start, `CODE:SCALE` (idempotent).
+    #[arg(long, env = "QIANBAO_ASSETS", value_delimiter = ',', default_value = "CNY:2")]
+    assets: Vec<String>,
+    /// A channel's "no such request" ends an inquiry only after this long (late arrivals).
+    #[arg(long, env = "QIANBAO_INQUIRY_NOT_FOUND_FINAL_MS", default_value_t = 600_000)]
+    inquiry_not_found_final_ms: u64,
+    /// Inspection resumes an unfinished order once it has not moved for this long.
+    #[arg(long, env = "QIANBAO_INSPECT_AFTER_MS", default_value_t = 30_000)]
+    inspect_after_ms: u64,
     /// A TOML file with any of the settings above (keys as the long flags, with `_` for
     /// `-`). Flags win over environment variables, which win over the file.
     #[arg(long, env = "QIANBAO_CONFIG")]
@@ -44,6 +61,11 @@ struct ConfigFile {
     admin_tenant: Option<String>,
     rate_limit_per_sec: Option<u32>,
     rate_limit_burst: Option<u32>,
+    banksim_url: Option<String>,
+    channels: Option<Vec<String>>,
+    assets: Option<Vec<String>>,
+    inquiry_not_found_final_ms: Option<u64>,
+    inspect_after_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -79,6 +101,23 @@ impl ServeArgs {
         }
         if let (true, Some(value)) = (unset("rate_limit_burst"), file.rate_limit_burst) {
             self.rate_limit_burst = value;
+        }
+        if let (true, Some(value)) = (unset("banksim_url"), file.banksim_url) {
+            self.banksim_url = Some(value);
+        }
+        if let (true, Some(value)) = (unset("channels"), file.channels) {
+            self.channels = value;
+        }
+        if let (true, Some(value)) = (unset("assets"), file.assets) {
+            self.assets = value;
+        }
+        if let (true, Some(value)) =
+            (unset("inquiry_not_found_final_ms"), file.inquiry_not_found_final_ms)
+        {
+            self.inquiry_not_found_final_ms = value;
+        }
+        if let (true, Some(value)) = (unset("inspect_after_ms"), file.inspect_after_ms) {
+            self.inspect_after_ms = value;
         }
         Ok(())
     }
@@ -132,6 +171,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         admin_tenant = %args.admin_tenant,
         rate_limit_per_sec = args.rate_limit_per_sec,
         rate_limit_burst = args.key_rate_limit().map_or(0, |limit| limit.burst.get()),
+        banksim_url = args.banksim_url.as_deref().unwrap_or("-"),
+        channels = %args.channels.join(","),
+        assets = %args.assets.join(","),
         config = args.config.as_ref().map(|path| path.display().to_string()).unwrap_or_default(),
         "effective configuration"
     );
@@ -141,8 +183,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // dropped on a runtime thread (their Drop blocks on a runtime of their own): these two
     // references keep them alive until the runtime is gone.
     let keep_alive = (reader.clone(), access.clone());
+    let core = crate::payments::start(
+        &args.store,
+        &crate::payments::PaymentSettings {
+            banksim_url: args.banksim_url.clone(),
+            channels: args.channels.clone(),
+            assets: args.assets.clone(),
+            inquiry_not_found_final_ms: args.inquiry_not_found_final_ms,
+            inspect_after_ms: args.inspect_after_ms,
+        },
+        ledger.handle(),
+        &runtime,
+    )?;
     let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())
-        .with_key_rate_limit(args.key_rate_limit());
+        .with_key_rate_limit(args.key_rate_limit())
+        .with_payments(core.executor.clone());
     let rate_limits = state.rate_limits.clone();
     let app = server::router(state);
     runtime.block_on(async {
@@ -151,10 +206,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", args.listen))?;
         eprintln!("qianbao listening on http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let background = tokio::spawn(crate::payments::run_background(core, stopped.clone()));
         let purge = tokio::spawn(purge_idempotency(access, rate_limits, clock, stopped));
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         let _ = stop.send(true);
         let _ = purge.await;
+        let _ = background.await;
         anyhow::Ok(())
     })?;
     drop(runtime);

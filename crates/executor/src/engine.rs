@@ -126,6 +126,14 @@ pub struct WalletTransferRequest {
     pub amount: Amount,
 }
 
+/// A created (or, for a retry, found) order.
+#[derive(Clone, Debug)]
+pub struct Placed {
+    pub record: OrderRecord,
+    /// False when the order existed: the request was a retry and did nothing.
+    pub created: bool,
+}
+
 /// What one inspection pass (巡检) found and did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct InspectionReport {
@@ -389,7 +397,7 @@ impl Executor {
         &self,
         tenant: &str,
         request: TopUpRequest,
-    ) -> Result<OrderRecord, ExecError> {
+    ) -> Result<Placed, ExecError> {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
         if request.card.is_empty() || request.card.len() > 64 {
@@ -417,7 +425,7 @@ impl Executor {
         &self,
         tenant: &str,
         request: WithdrawalRequest,
-    ) -> Result<OrderRecord, ExecError> {
+    ) -> Result<Placed, ExecError> {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
         if request.bank_account.is_empty() || request.bank_account.len() > 64 {
@@ -448,7 +456,7 @@ impl Executor {
         &self,
         tenant: &str,
         request: PaymentRequest,
-    ) -> Result<OrderRecord, ExecError> {
+    ) -> Result<Placed, ExecError> {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
         self.party_with(tenant, PartyKind::Customer, &request.customer, request.asset)?;
@@ -476,7 +484,7 @@ impl Executor {
         &self,
         tenant: &str,
         request: WalletTransferRequest,
-    ) -> Result<OrderRecord, ExecError> {
+    ) -> Result<Placed, ExecError> {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
         if request.from == request.to {
@@ -507,7 +515,7 @@ impl Executor {
         &self,
         tenant: &str,
         request: RefundRequest,
-    ) -> Result<OrderRecord, ExecError> {
+    ) -> Result<Placed, ExecError> {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
         let payment_record = self
@@ -554,12 +562,14 @@ impl Executor {
         };
         let record = match self.store.insert_refund(&id, &request.payment, &mut build)? {
             RefundInserted::Created(record) => record,
-            RefundInserted::Existing(existing) => return self.existing(existing, &print),
+            RefundInserted::Existing(existing) => {
+                return Ok(Placed { record: self.existing(existing, &print)?, created: false })
+            }
             RefundInserted::Refused => return Err(ExecError::RefundExceedsPayment),
         };
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
         let effects = record.order.resume();
-        self.run(record, effects.into()).await
+        Ok(Placed { record: self.run(record, effects.into()).await?, created: true })
     }
 
     async fn create(
@@ -569,7 +579,7 @@ impl Executor {
         request_fingerprint: String,
         parent: Option<OrderId>,
         order: Order,
-    ) -> Result<OrderRecord, ExecError> {
+    ) -> Result<Placed, ExecError> {
         self.ensure_asset(order.asset()).await?;
         let now_ms = self.clock.now_ms();
         // Submit is applied before the first write: the stored order already says what it
@@ -587,12 +597,13 @@ impl Executor {
         match self.store.insert(&record)? {
             Inserted::Created => {}
             Inserted::Existing(existing) => {
-                return self.existing(existing, &record.request_fingerprint)
+                let record = self.existing(existing, &record.request_fingerprint)?;
+                return Ok(Placed { record, created: false });
             }
         }
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
         let effects = record.order.resume();
-        self.run(record, effects.into()).await
+        Ok(Placed { record: self.run(record, effects.into()).await?, created: true })
     }
 
     /// A retried create: the stored order as it is now, if the request is the same.

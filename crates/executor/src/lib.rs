@@ -16,8 +16,8 @@ mod engine;
 pub mod port;
 
 pub use engine::{
-    party_key, ExecError, Executor, ExecutorConfig, InspectionReport, InquiryOwnerAdapter,
-    PaymentRequest, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
+    order_payload, party_key, ExecError, Executor, ExecutorConfig, InspectionReport,
+    InquiryOwnerAdapter, PaymentRequest, Placed, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
 };
 pub use port::{
     Inserted, NewEvent, OrderQuery, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,

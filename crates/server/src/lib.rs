@@ -26,6 +26,7 @@ pub mod ledger_api;
 pub mod limits;
 pub mod openapi;
 pub mod ops;
+pub mod payments_api;
 pub mod views;
 
 /// The largest request body, in bytes (a full batch of transfers fits).
@@ -41,6 +42,8 @@ pub struct AppState {
     pub http_metrics: Arc<ops::HttpMetrics>,
     pub caches: Arc<cache::Caches>,
     pub rate_limits: Arc<limits::RateLimits>,
+    /// The payment core; `None` on a node that serves the ledger API only.
+    pub payments: Option<Arc<executor::Executor>>,
 }
 
 impl AppState {
@@ -58,7 +61,14 @@ impl AppState {
             http_metrics: Arc::default(),
             caches: Arc::default(),
             rate_limits: Arc::default(),
+            payments: None,
         }
+    }
+
+    /// Serves the payment core's endpoints through `executor`.
+    pub fn with_payments(mut self, executor: Arc<executor::Executor>) -> AppState {
+        self.payments = Some(executor);
+        self
     }
 
     /// Limits each API key to `limit` requests per second (none by default).
@@ -111,6 +121,19 @@ pub fn router(state: AppState) -> Router {
         .route("/transfers/{id}/void", post(ledger_api::void_pending))
         .route("/trial-balance", get(ledger_api::trial_balance))
         .route("/journal/verify", post(ledger_api::verify_journal))
+        .route("/customers", post(payments_api::create_customer))
+        .route("/customers/{id}", get(payments_api::get_customer))
+        .route("/merchants", post(payments_api::create_merchant))
+        .route("/merchants/{id}", get(payments_api::get_merchant))
+        .route("/topups", post(payments_api::create_topup))
+        .route("/withdrawals", post(payments_api::create_withdrawal))
+        .route("/payments", post(payments_api::create_payment))
+        .route("/payments/{id}/refunds", post(payments_api::create_refund))
+        .route("/wallet-transfers", post(payments_api::create_wallet_transfer))
+        .route("/orders", get(payments_api::list_orders))
+        .route("/orders/{id}", get(payments_api::get_order))
+        .route("/events", get(payments_api::list_events))
+        .route("/inspection", post(payments_api::run_inspection))
         .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
         .route("/keys/{id}", delete(keys_api::revoke_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));

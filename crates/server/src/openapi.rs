@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{keys_api, ledger_api, ops};
+use crate::{keys_api, ledger_api, ops, payments_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,19 @@ use crate::{keys_api, ledger_api, ops};
         ledger_api::void_pending,
         ledger_api::trial_balance,
         ledger_api::verify_journal,
+        payments_api::create_customer,
+        payments_api::get_customer,
+        payments_api::create_merchant,
+        payments_api::get_merchant,
+        payments_api::create_topup,
+        payments_api::create_withdrawal,
+        payments_api::create_payment,
+        payments_api::create_refund,
+        payments_api::create_wallet_transfer,
+        payments_api::list_orders,
+        payments_api::get_order,
+        payments_api::list_events,
+        payments_api::run_inspection,
         keys_api::create_key,
         keys_api::list_keys,
         keys_api::revoke_key,
@@ -45,6 +58,7 @@ use crate::{keys_api, ledger_api, ops};
         (name = "accounts", description = "Accounts, their history and balances"),
         (name = "transfers", description = "Transfers, holds (two-phase) and batches"),
         (name = "books", description = "Assets, chart of accounts, trial balance, journal"),
+        (name = "payments", description = "Customers, merchants, top-ups, withdrawals, payments, refunds, wallet transfers, orders and their events"),
         (name = "keys", description = "API keys (admin)"),
         (name = "operations", description = "Health, readiness, metrics"),
     ),

@@ -96,6 +96,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             histogram(&mut out, "qianbao_http_request_duration_seconds", &labels, h, 1e-6);
         }
     }
+    if let Some(payments) = &state.payments {
+        payments.render_metrics(&mut out);
+        if let Some(gateway) = payments.gateway() {
+            gateway.render_metrics(&mut out);
+        }
+    }
     let pipeline = state.ledger.metrics();
     for (name, value) in [
         (

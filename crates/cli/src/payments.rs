@@ -1,0 +1,168 @@
+//! Wiring of the payment core for `qianbao serve`: the order store beside the ledger, the
+//! channel gateway (to the bank simulator when `--banksim-url` is set), status inquiry, and
+//! the background loops (inquiry sweeps, inspection 巡检).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use channels::banksim::{SimulatorChannel, SimulatorChannelConfig};
+use channels::gateway::{Millis, SystemMillis};
+use channels::inquiry::{Inquirer, InquiryPolicy, InquiryStore};
+use channels::router::ChannelProfile;
+use channels::{Channel, ChannelId, Gateway, GatewayConfig, Operation};
+use executor::{Executor, ExecutorConfig, InquiryOwnerAdapter, OrderStore};
+use ledger::apply::Command;
+use money::{Amount, Asset, AssetCode};
+
+use crate::StoreArgs;
+
+/// How often inquiry sweeps run, and how often inspection looks for stuck orders.
+const INQUIRY_POLL_MS: u64 = 500;
+const INSPECTION_INTERVAL_MS: u64 = 10_000;
+/// A channel call's limit before its outcome counts as unknown.
+const CHANNEL_TIMEOUT_MS: u64 = 5_000;
+
+/// What the payment core needs from the command line.
+pub struct PaymentSettings {
+    pub banksim_url: Option<String>,
+    pub channels: Vec<String>,
+    pub assets: Vec<String>,
+    pub inquiry_not_found_final_ms: u64,
+    pub inspect_after_ms: u64,
+}
+
+pub struct PaymentCore {
+    pub executor: Arc<Executor>,
+    pub inquirer: Option<Arc<Inquirer>>,
+}
+
+/// `CNY:2` → the asset CNY with 2 decimals.
+fn parse_asset(raw: &str) -> anyhow::Result<Asset> {
+    let (code, scale) =
+        raw.split_once(':').with_context(|| format!("--assets: {raw:?} is not CODE:SCALE"))?;
+    let code = AssetCode::new(code).map_err(|e| anyhow::anyhow!("--assets {raw:?}: {e}"))?;
+    let scale: u8 = scale.parse().with_context(|| format!("--assets {raw:?}: scale"))?;
+    Asset::new(code, scale).map_err(|e| anyhow::anyhow!("--assets {raw:?}: {e}"))
+}
+
+/// The secret shared with a simulated channel: `QIANBAO_CHANNEL_SECRET_<NAME>`, else the
+/// simulator's built-in development secret.
+fn channel_secret(name: &str) -> String {
+    std::env::var(format!("QIANBAO_CHANNEL_SECRET_{}", name.to_ascii_uppercase()))
+        .unwrap_or_else(|_| format!("{name}-dev-secret"))
+}
+
+fn profile(id: ChannelId, assets: &[AssetCode]) -> ChannelProfile {
+    ChannelProfile {
+        id,
+        operations: Operation::ALL.to_vec(),
+        assets: assets.to_vec(),
+        amount_min: Amount::new(1).unwrap_or(Amount::ZERO),
+        amount_max: Amount::MAX,
+        account_prefixes: Vec::new(),
+        fee_fixed: Amount::ZERO,
+        fee_bps: 0,
+        timeout_ms: CHANNEL_TIMEOUT_MS,
+        limits: Default::default(),
+        breaker: Default::default(),
+    }
+}
+
+pub fn start(
+    store: &StoreArgs,
+    settings: &PaymentSettings,
+    ledger: ledger::LedgerHandle,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<PaymentCore> {
+    let orders: Arc<dyn OrderStore> = match store.pg_target() {
+        Some(target) => {
+            Arc::new(store::PgOrderStore::connect(&target).context("connecting the order store")?)
+        }
+        None => Arc::new(
+            store::SqliteOrderStore::open(store.data_dir.join("orders.db"))
+                .context("opening orders.db")?,
+        ),
+    };
+    let assets = settings.assets.iter().map(|raw| parse_asset(raw)).collect::<Result<Vec<_>, _>>()?;
+    let clock: Arc<dyn Millis> = Arc::new(SystemMillis);
+    let gateway = match &settings.banksim_url {
+        None => None,
+        Some(base_url) => {
+            let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
+            let mut profiles = Vec::new();
+            let codes: Vec<AssetCode> = assets.iter().map(Asset::code).collect();
+            for name in &settings.channels {
+                let id = ChannelId::new(name.as_str())
+                    .map_err(|e| anyhow::anyhow!("--channels {name:?}: {e}"))?;
+                channels.push(Arc::new(SimulatorChannel::new(SimulatorChannelConfig {
+                    id: id.clone(),
+                    base_url: base_url.trim_end_matches('/').to_owned(),
+                    secret: channel_secret(name),
+                    timeout_ms: CHANNEL_TIMEOUT_MS,
+                })?));
+                profiles.push(profile(id, &codes));
+            }
+            Some(Arc::new(Gateway::new(channels, profiles, GatewayConfig::default(), clock.clone())?))
+        }
+    };
+    let config = ExecutorConfig { inspect_after_ms: settings.inspect_after_ms, ..ExecutorConfig::default() };
+    let executor = Arc::new(Executor::new(orders, ledger.clone(), gateway.clone(), clock.clone(), config));
+    let inquirer = match &gateway {
+        None => None,
+        Some(gateway) => {
+            let tasks: Arc<dyn InquiryStore> = match store.pg_target() {
+                Some(target) => Arc::new(
+                    store::PgInquiryStore::connect(&target).context("connecting the inquiry store")?,
+                ),
+                None => Arc::new(
+                    store::SqliteInquiryStore::open(store.data_dir.join("gateway.db"))
+                        .context("opening gateway.db")?,
+                ),
+            };
+            let policy = InquiryPolicy {
+                not_found_final_after_ms: Some(settings.inquiry_not_found_final_ms),
+                ..InquiryPolicy::default()
+            };
+            let inquirer = Arc::new(Inquirer::new(
+                gateway.clone(),
+                tasks,
+                Arc::new(InquiryOwnerAdapter(executor.clone())),
+                policy,
+                clock,
+            ));
+            executor.set_inquirer(inquirer.clone());
+            Some(inquirer)
+        }
+    };
+    runtime.block_on(async {
+        let commands = assets.iter().map(|asset| Command::DefineAsset(*asset)).collect();
+        for outcome in ledger.execute(commands).await? {
+            if let ledger::Outcome::Asset(Err(rejection)) = outcome {
+                anyhow::bail!("--assets: the ledger refused an asset: {}", rejection.code());
+            }
+        }
+        executor.bootstrap().await.context("defining the chart of accounts")?;
+        anyhow::Ok(())
+    })?;
+    Ok(PaymentCore { executor, inquirer })
+}
+
+/// Inquiry sweeps and inspection passes until `stop`.
+pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receiver<bool>) {
+    let inquiry = core.inquirer.map(|inquirer| tokio::spawn(inquirer.run(INQUIRY_POLL_MS, stop.clone())));
+    let mut stop = stop;
+    loop {
+        let report = core.executor.inspect(1_000).await;
+        if report.examined > 0 {
+            tracing::info!(?report, "inspection pass");
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(Duration::from_millis(INSPECTION_INTERVAL_MS)) => {}
+        }
+    }
+    if let Some(inquiry) = inquiry {
+        let _ = inquiry.await;
+    }
+}

@@ -1,0 +1,677 @@
+//! `/v1` payment-core endpoints: customers and merchants, the products (top-up, withdrawal,
+//! wallet payment, refund, wallet transfer), orders and their events. Handlers parse,
+//! authorise and hand over to the executor; every order belongs to the caller's tenant, and
+//! another tenant gets 404.
+//!
+//! Creating an order answers once the order has gone as far as it can now: final, or waiting
+//! on a channel's answer (status inquiry settles it; `GET /v1/orders/{id}` shows it).
+
+use std::sync::Arc;
+
+use access::Scope;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use executor::{
+    order_payload, party_key, ExecError, Executor, OrderQuery, OrderRecord, Party, PartyKind,
+    PaymentRequest, Placed, RefundRequest, TopUpRequest, WalletTransferRequest,
+    WithdrawalRequest,
+};
+use ledger::AccountId;
+use money::{Amount, AssetCode};
+use payments::chart::{merchant_account_id, wallet_account_id};
+use payments::{OrderId, OrderKind};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::idempotency::IdempotencyKey;
+use crate::ledger_api::parse;
+use crate::views::{to_value, ErrorBody};
+use crate::{idempotency, AppState};
+
+/// Orders or events per page when the caller does not say, and at most.
+pub const PAGE_LIMIT_DEFAULT: usize = 50;
+pub const PAGE_LIMIT_MAX: usize = 500;
+
+impl From<ExecError> for ApiError {
+    fn from(error: ExecError) -> ApiError {
+        let code = error.code();
+        let message = error.to_string();
+        match &error {
+            ExecError::Invalid { field, .. } => ApiError::invalid(code, message).with_param(*field),
+            ExecError::PartyNotFound { .. } | ExecError::OrderNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, code, message)
+            }
+            ExecError::AssetNotOpened { .. } => ApiError::invalid(code, message).with_param("asset"),
+            ExecError::PartyExistsWithDifferentFields { .. }
+            | ExecError::OrderExistsWithDifferentFields => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
+            ExecError::NotRefundable(..) | ExecError::RefundExceedsPayment => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
+            ExecError::LedgerSetup(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
+            ExecError::Ledger(_) | ExecError::Store(_) => {
+                tracing::error!(%error, "payment core unavailable");
+                ApiError::unavailable(code, "the payment core cannot reach its store; retry with the same Idempotency-Key")
+            }
+            _ => ApiError::internal(error),
+        }
+    }
+}
+
+fn executor(state: &AppState) -> Result<Arc<Executor>, ApiError> {
+    state.payments.clone().ok_or_else(|| {
+        ApiError::unavailable("payments_disabled", "this node does not run the payment core")
+    })
+}
+
+fn placed(placed: Placed) -> Result<(StatusCode, serde_json::Value), ApiError> {
+    let status = if placed.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, order_payload(&placed.record)))
+}
+
+// ---- views ---------------------------------------------------------------------------------
+
+/// An order of any product. Webhook events carry the same object.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    /// `top_…`, `wd_…`, `pay_…`, `rf_…`, `wt_…`: derived from the tenant and `reference`.
+    pub id: String,
+    #[schema(example = "order")]
+    pub object: String,
+    /// `topup`, `withdrawal`, `payment`, `refund`, `wallet_transfer`.
+    pub kind: String,
+    /// The state machine's state; see docs/payments.md for each kind's states.
+    pub status: String,
+    /// True once no event but an operator's can change the order.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub reference: String,
+    pub customer: String,
+    pub merchant: Option<String>,
+    pub asset: String,
+    /// Minor units, as a decimal string.
+    pub amount: String,
+    /// A refund's payment.
+    pub parent: Option<String>,
+    /// The state with its details (channel, channel reference and fee, failure reason).
+    #[schema(value_type = Object)]
+    pub state: serde_json::Value,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderList {
+    #[schema(example = "list")]
+    pub object: &'static str,
+    pub data: Vec<OrderView>,
+    /// Pass the last id as `starting_after` for the next page.
+    pub has_more: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BalanceLine {
+    pub asset: String,
+    /// `wallet` for customers; `unsettled` and `settled` for merchants.
+    pub account: &'static str,
+    /// The ledger account id (decimal string): `GET /v1/accounts/{id}` and its entries.
+    pub account_id: String,
+    /// Posted credits minus posted debits, minor units.
+    pub balance: String,
+    /// What can be spent now: the balance minus holds.
+    pub available: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PartyView {
+    pub id: String,
+    /// `customer` or `merchant`.
+    pub object: &'static str,
+    pub name: String,
+    pub assets: Vec<String>,
+    /// Merchants: the platform's fee on each payment, in basis points.
+    pub fee_bps: u32,
+    pub balances: Vec<BalanceLine>,
+    pub created_at_ms: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventView {
+    /// Increasing per tenant; pass the last one as `after` to read on.
+    pub seq: u64,
+    /// `payment.succeeded`, `refund.failed`, `withdrawal.succeeded`, …
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub order_id: String,
+    pub data: OrderView,
+    pub created_at_ms: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    #[schema(example = "list")]
+    pub object: &'static str,
+    pub data: Vec<EventView>,
+}
+
+fn balance_line(
+    state: &AppState,
+    asset: AssetCode,
+    account: &'static str,
+    id: AccountId,
+) -> Result<BalanceLine, ApiError> {
+    let (balance, available) = match state.reader.account(id)? {
+        Some(found) => {
+            (found.balances.net_credit_posted(), found.balances.available_credit())
+        }
+        None => (0, 0),
+    };
+    Ok(BalanceLine {
+        asset: asset.as_str().to_owned(),
+        account,
+        account_id: id.get().to_string(),
+        balance: balance.to_string(),
+        available: available.to_string(),
+    })
+}
+
+fn party_view(state: &AppState, party: Party) -> Result<PartyView, ApiError> {
+    let key = party_key(&party.tenant, &party.id);
+    let mut balances = Vec::new();
+    for asset in &party.assets {
+        match party.kind {
+            PartyKind::Customer => {
+                balances.push(balance_line(state, *asset, "wallet", wallet_account_id(&key, *asset))?)
+            }
+            PartyKind::Merchant => {
+                for (name, settled) in [("unsettled", false), ("settled", true)] {
+                    let id = merchant_account_id(&key, *asset, settled);
+                    balances.push(balance_line(state, *asset, name, id)?);
+                }
+            }
+        }
+    }
+    Ok(PartyView {
+        object: party.kind.as_str(),
+        id: party.id,
+        name: party.name,
+        assets: party.assets.iter().map(|a| a.as_str().to_owned()).collect(),
+        fee_bps: party.fee_bps,
+        balances,
+        created_at_ms: party.created_at_ms,
+    })
+}
+
+fn view(record: &OrderRecord) -> Result<OrderView, ApiError> {
+    serde_json::from_value(order_payload(record)).map_err(ApiError::internal)
+}
+
+// ---- parties -------------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerRequest {
+    /// Your id for the customer: 1 to 64 of `A-Z a-z 0-9 _ . -`, unique in your tenant.
+    #[schema(example = "alice")]
+    id: String,
+    #[serde(default)]
+    name: String,
+    /// A wallet is opened in each (the asset must be defined).
+    #[schema(value_type = Vec<String>, example = json!(["CNY"]))]
+    assets: Vec<AssetCode>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantRequest {
+    #[schema(example = "coffee-shop")]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[schema(value_type = Vec<String>, example = json!(["CNY"]))]
+    assets: Vec<AssetCode>,
+    /// The platform's fee on each payment, basis points (0 to 10,000), rounded half up.
+    #[serde(default)]
+    #[schema(example = 60)]
+    fee_bps: u32,
+}
+
+/// Open a customer with a wallet per asset (idempotent).
+#[utoipa::path(post, path = "/v1/customers", tag = "payments", request_body = CustomerRequest,
+    params(IdempotencyKey),
+    responses((status = 201, body = PartyView), (status = 200, description = "already open", body = PartyView),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn create_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/customers", &body, async {
+        let request: CustomerRequest = parse(&body)?;
+        open_party(&state, &caller, PartyKind::Customer, request.id, request.name, request.assets, 0)
+            .await
+    })
+    .await
+}
+
+/// Open a merchant with its payables per asset (idempotent).
+#[utoipa::path(post, path = "/v1/merchants", tag = "payments", request_body = MerchantRequest,
+    params(IdempotencyKey),
+    responses((status = 201, body = PartyView), (status = 200, description = "already open", body = PartyView),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn create_merchant(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/merchants", &body, async {
+        let request: MerchantRequest = parse(&body)?;
+        open_party(
+            &state,
+            &caller,
+            PartyKind::Merchant,
+            request.id,
+            request.name,
+            request.assets,
+            request.fee_bps,
+        )
+        .await
+    })
+    .await
+}
+
+async fn open_party(
+    state: &AppState,
+    caller: &Caller,
+    kind: PartyKind,
+    id: String,
+    name: String,
+    assets: Vec<AssetCode>,
+    fee_bps: u32,
+) -> Result<(StatusCode, serde_json::Value), ApiError> {
+    let executor = executor(state)?;
+    let tenant = caller.tenant().as_str();
+    let existed = executor.store().get_party(tenant, kind, &id).map_err(ExecError::from)?.is_some();
+    let party = executor.open_party(tenant, kind, &id, &name, assets, fee_bps).await?;
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, to_value(party_view(state, party)?)?))
+}
+
+/// A customer with its wallet balances.
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "payments",
+    params(("id" = String, Path)),
+    responses((status = 200, body = PartyView), (status = "4XX", body = ErrorBody)))]
+pub async fn get_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PartyView>, ApiError> {
+    get_party(&state, &caller, PartyKind::Customer, &id)
+}
+
+/// A merchant with its unsettled and settled balances.
+#[utoipa::path(get, path = "/v1/merchants/{id}", tag = "payments",
+    params(("id" = String, Path)),
+    responses((status = 200, body = PartyView), (status = "4XX", body = ErrorBody)))]
+pub async fn get_merchant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PartyView>, ApiError> {
+    get_party(&state, &caller, PartyKind::Merchant, &id)
+}
+
+fn get_party(
+    state: &AppState,
+    caller: &Caller,
+    kind: PartyKind,
+    id: &str,
+) -> Result<axum::Json<PartyView>, ApiError> {
+    caller.require(Scope::LedgerRead)?;
+    let party = executor(state)?.party(caller.tenant().as_str(), kind, id)?;
+    Ok(axum::Json(party_view(state, party)?))
+}
+
+// ---- products ------------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopUpBody {
+    /// Your order number: a retry with the same reference is the same top-up.
+    #[schema(example = "topup-0001")]
+    reference: String,
+    customer: String,
+    /// The customer's card or bank account at the channel.
+    #[schema(example = "6222020000000001")]
+    card: String,
+    #[schema(value_type = String, example = "CNY")]
+    asset: AssetCode,
+    /// Minor units, a decimal string or an integer.
+    #[schema(value_type = String, example = "10000")]
+    amount: Amount,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalBody {
+    #[schema(example = "wd-0001")]
+    reference: String,
+    customer: String,
+    /// Where the money goes.
+    bank_account: String,
+    #[schema(value_type = String, example = "CNY")]
+    asset: AssetCode,
+    #[schema(value_type = String, example = "5000")]
+    amount: Amount,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentBody {
+    /// The merchant's order number, unique per merchant.
+    #[schema(example = "order-8841")]
+    reference: String,
+    customer: String,
+    merchant: String,
+    #[schema(value_type = String, example = "CNY")]
+    asset: AssetCode,
+    #[schema(value_type = String, example = "2500")]
+    amount: Amount,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    /// Unique per payment.
+    #[schema(example = "refund-1")]
+    reference: String,
+    /// At most what is left of the payment after its other refunds.
+    #[schema(value_type = String, example = "1000")]
+    amount: Amount,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WalletTransferBody {
+    #[schema(example = "gift-77")]
+    reference: String,
+    from: String,
+    to: String,
+    #[schema(value_type = String, example = "CNY")]
+    asset: AssetCode,
+    #[schema(value_type = String, example = "800")]
+    amount: Amount,
+}
+
+/// Top up a wallet from the customer's card through a channel (充值).
+#[utoipa::path(post, path = "/v1/topups", tag = "payments", request_body = TopUpBody,
+    params(IdempotencyKey),
+    responses((status = 201, body = OrderView), (status = 200, description = "a retry of the same reference", body = OrderView),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn create_topup(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/topups", &body, async {
+        let request: TopUpBody = parse(&body)?;
+        let request = TopUpRequest {
+            reference: request.reference,
+            customer: request.customer,
+            card: request.card,
+            asset: request.asset,
+            amount: request.amount,
+        };
+        placed(executor(&state)?.create_topup(caller.tenant().as_str(), request).await?)
+    })
+    .await
+}
+
+/// Withdraw from a wallet to a bank account (提现): held, paid out, then posted or released.
+#[utoipa::path(post, path = "/v1/withdrawals", tag = "payments", request_body = WithdrawalBody,
+    params(IdempotencyKey),
+    responses((status = 201, body = OrderView), (status = 200, description = "a retry of the same reference", body = OrderView),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn create_withdrawal(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/withdrawals", &body, async {
+        let request: WithdrawalBody = parse(&body)?;
+        let request = WithdrawalRequest {
+            reference: request.reference,
+            customer: request.customer,
+            bank_account: request.bank_account,
+            asset: request.asset,
+            amount: request.amount,
+        };
+        placed(executor(&state)?.create_withdrawal(caller.tenant().as_str(), request).await?)
+    })
+    .await
+}
+
+/// Pay a merchant from the wallet (收单); the merchant's fee goes to the platform.
+#[utoipa::path(post, path = "/v1/payments", tag = "payments", request_body = PaymentBody,
+    params(IdempotencyKey),
+    responses((status = 201, body = OrderView), (status = 200, description = "a retry of the same reference", body = OrderView),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn create_payment(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/payments", &body, async {
+        let request: PaymentBody = parse(&body)?;
+        let request = PaymentRequest {
+            reference: request.reference,
+            customer: request.customer,
+            merchant: request.merchant,
+            asset: request.asset,
+            amount: request.amount,
+        };
+        placed(executor(&state)?.create_payment(caller.tenant().as_str(), request).await?)
+    })
+    .await
+}
+
+/// Refund (part of) a payment back to the wallet, with the matching share of the fee.
+#[utoipa::path(post, path = "/v1/payments/{id}/refunds", tag = "payments", request_body = RefundBody,
+    params(("id" = String, Path), IdempotencyKey),
+    responses((status = 201, body = OrderView), (status = 200, description = "a retry of the same reference", body = OrderView),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn create_refund(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("POST /v1/payments/{id}/refunds");
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        let request: RefundBody = parse(&body)?;
+        let payment = OrderId::new(id.as_str()).map_err(|_| ExecError::OrderNotFound(id.clone()))?;
+        let request =
+            RefundRequest { reference: request.reference, payment, amount: request.amount };
+        placed(executor(&state)?.create_refund(caller.tenant().as_str(), request).await?)
+    })
+    .await
+}
+
+/// Move money between two customers' wallets (转账), immediately.
+#[utoipa::path(post, path = "/v1/wallet-transfers", tag = "payments", request_body = WalletTransferBody,
+    params(IdempotencyKey),
+    responses((status = 201, body = OrderView), (status = 200, description = "a retry of the same reference", body = OrderView),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn create_wallet_transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/wallet-transfers", &body, async {
+        let request: WalletTransferBody = parse(&body)?;
+        let request = WalletTransferRequest {
+            reference: request.reference,
+            from: request.from,
+            to: request.to,
+            asset: request.asset,
+            amount: request.amount,
+        };
+        placed(executor(&state)?.create_wallet_transfer(caller.tenant().as_str(), request).await?)
+    })
+    .await
+}
+
+// ---- orders and events ---------------------------------------------------------------------
+
+/// One order of any kind.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "payments",
+    params(("id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = "4XX", body = ErrorBody)))]
+pub async fn get_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    caller.require(Scope::LedgerRead)?;
+    let record = executor(&state)?.get(caller.tenant().as_str(), &id)?;
+    Ok(axum::Json(view(&record)?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OrderListQuery {
+    /// `topup`, `withdrawal`, `payment`, `refund`, `wallet_transfer`.
+    kind: Option<String>,
+    status: Option<String>,
+    customer: Option<String>,
+    merchant: Option<String>,
+    /// Created at or after this (milliseconds since the epoch).
+    created_from_ms: Option<u64>,
+    /// Created before this.
+    created_to_ms: Option<u64>,
+    /// The last order id of the previous page.
+    starting_after: Option<String>,
+    /// 1 to 500, default 50.
+    limit: Option<usize>,
+}
+
+/// The tenant's orders, newest first, filtered.
+#[utoipa::path(get, path = "/v1/orders", tag = "payments", params(OrderListQuery),
+    responses((status = 200, body = OrderList), (status = "4XX", body = ErrorBody)))]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<OrderListQuery>,
+) -> Result<axum::Json<OrderList>, ApiError> {
+    caller.require(Scope::LedgerRead)?;
+    let executor = executor(&state)?;
+    let tenant = caller.tenant().as_str();
+    let limit = query.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {PAGE_LIMIT_MAX}"))
+            .with_param("limit"));
+    }
+    let kind = match &query.kind {
+        Some(raw) => Some(OrderKind::parse(raw).ok_or_else(|| {
+            ApiError::invalid("invalid_kind", format!("no order kind {raw:?}")).with_param("kind")
+        })?),
+        None => None,
+    };
+    let before = match &query.starting_after {
+        Some(id) => {
+            let after = executor.get(tenant, id).map_err(|_| {
+                ApiError::invalid("invalid_cursor", "starting_after names no order of yours")
+                    .with_param("starting_after")
+            })?;
+            Some((after.created_at_ms, after.id().clone()))
+        }
+        None => None,
+    };
+    let mut records = executor
+        .store()
+        .list(&OrderQuery {
+            tenant: tenant.to_owned(),
+            kind,
+            status: query.status,
+            customer: query.customer.map(|id| party_key(tenant, &id)),
+            merchant: query.merchant.map(|id| party_key(tenant, &id)),
+            created_from_ms: query.created_from_ms,
+            created_to_ms: query.created_to_ms,
+            before,
+            limit: limit + 1,
+        })
+        .map_err(ExecError::from)?;
+    let has_more = records.len() > limit;
+    records.truncate(limit);
+    let data = records.iter().map(view).collect::<Result<Vec<_>, _>>()?;
+    Ok(axum::Json(OrderList { object: "list", data, has_more }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// Only events after this sequence number (default 0: from the start).
+    after: Option<u64>,
+    /// 1 to 500, default 50.
+    limit: Option<usize>,
+}
+
+/// The tenant's order events (the outbox), oldest first: each final state of each order,
+/// written in the same transaction as the state.
+#[utoipa::path(get, path = "/v1/events", tag = "payments", params(EventQuery),
+    responses((status = 200, body = EventList), (status = "4XX", body = ErrorBody)))]
+pub async fn list_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<EventQuery>,
+) -> Result<axum::Json<EventList>, ApiError> {
+    caller.require(Scope::LedgerRead)?;
+    let limit = query.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
+    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {PAGE_LIMIT_MAX}"))
+            .with_param("limit"));
+    }
+    let events = executor(&state)?
+        .store()
+        .events(caller.tenant().as_str(), query.after.unwrap_or(0), limit)
+        .map_err(ExecError::from)?;
+    let data = events
+        .into_iter()
+        .map(|event| {
+            Ok(EventView {
+                seq: event.seq,
+                event_type: event.event_type,
+                order_id: event.order_id.to_string(),
+                data: serde_json::from_value(event.payload).map_err(ApiError::internal)?,
+                created_at_ms: event.created_at_ms,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(axum::Json(EventList { object: "list", data }))
+}
+
+/// Run one inspection pass now (admin): resume every unfinished order that has not moved
+/// for a while, and count those past their deadline.
+#[utoipa::path(post, path = "/v1/inspection", tag = "payments",
+    responses((status = 200, body = Object), (status = "4XX", body = ErrorBody)))]
+pub async fn run_inspection(State(state): State<AppState>, caller: Caller) -> Response {
+    if let Err(error) = caller.require(Scope::Admin) {
+        return error.into_response();
+    }
+    match executor(&state) {
+        Ok(executor) => axum::Json(executor.inspect(10_000).await).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
