@@ -377,9 +377,42 @@ pub fn parse_statement(text: &str) -> Result<Vec<StatementLine>, ChannelError> {
         .collect()
 }
 
+/// How far a callback's timestamp may be from our clock.
+pub const CALLBACK_SKEW_SECS: u64 = 300;
+
 impl Channel for SimulatorChannel {
     fn id(&self) -> &ChannelId {
         &self.config.id
+    }
+
+    fn read_callback(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<crate::channel::CallbackReport, ChannelError> {
+        let header = |name: &str| {
+            headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        };
+        let (Some(timestamp), Some(signature)) = (header(HEADER_TIMESTAMP), header(HEADER_SIGNATURE))
+        else {
+            return Err(ChannelError::Unauthentic("timestamp or signature header missing".into()));
+        };
+        if !verify_callback(&self.config.secret, timestamp, signature, body, now_secs(), CALLBACK_SKEW_SECS) {
+            return Err(ChannelError::Unauthentic("signature or timestamp does not verify".into()));
+        }
+        let callback: CallbackBody = serde_json::from_slice(body)
+            .map_err(|error| ChannelError::Protocol(format!("callback body: {error}")))?;
+        if callback.data.channel != self.config.id.as_str() {
+            return Err(ChannelError::Protocol(format!(
+                "a callback of channel {} sent to {}",
+                callback.data.channel, self.config.id
+            )));
+        }
+        Ok(crate::channel::CallbackReport {
+            outcome: callback.data.outcome(),
+            event_id: callback.event_id,
+            request_id: callback.data.request_id,
+        })
     }
 
     fn execute<'a>(&'a self, request: &'a ChannelRequest) -> BoxFuture<'a, Outcome> {

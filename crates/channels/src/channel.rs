@@ -30,6 +30,18 @@ pub enum ChannelError {
     Unreachable(String),
     #[error("channel answered something we cannot read: {0}")]
     Protocol(String),
+    /// A callback whose signature or timestamp does not check out.
+    #[error("callback not authentic: {0}")]
+    Unauthentic(String),
+}
+
+/// A channel's asynchronous report, authenticated and read: which request, what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackReport {
+    /// The channel's id for this event; duplicate deliveries repeat it.
+    pub event_id: String,
+    pub request_id: RequestId,
+    pub outcome: Outcome,
 }
 
 /// A channel. Implementations must send `request.request_id` as the channel's
@@ -47,6 +59,17 @@ pub trait Channel: Send + Sync + 'static {
         operation: Operation,
         request_id: &'a RequestId,
     ) -> BoxFuture<'a, Inquiry>;
+
+    /// Authenticates and reads a callback the channel POSTed to us. `headers` are lower-case
+    /// names with their values. Channels without callbacks keep the default.
+    fn read_callback(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<CallbackReport, ChannelError> {
+        let _ = (headers, body);
+        Err(ChannelError::Protocol("this channel sends no callbacks".into()))
+    }
 
     /// The statement of one UTC day (`YYYY-MM-DD`).
     fn statement<'a>(

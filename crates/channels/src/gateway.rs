@@ -212,6 +212,16 @@ impl Gateway {
             .find(|channel| !excluding.contains(channel))
     }
 
+    /// Authenticates and reads a callback that `channel` POSTed (its adapter knows how).
+    pub fn read_callback(
+        &self,
+        channel: &ChannelId,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Option<Result<crate::channel::CallbackReport, crate::channel::ChannelError>> {
+        self.slots.get(channel).map(|slot| slot.channel.read_callback(headers, body))
+    }
+
     /// The ids of every channel the gateway has.
     pub fn channel_ids(&self) -> Vec<ChannelId> {
         self.slots.keys().cloned().collect()

@@ -60,6 +60,10 @@ pub enum ExecError {
     NotRefundable(String, &'static str),
     #[error("the refund would return more than the payment's remaining amount")]
     RefundExceedsPayment,
+    #[error("no channel {0}")]
+    ChannelNotFound(String),
+    #[error("callback refused: {0}")]
+    CallbackRefused(String),
     #[error("ledger setup refused: {0}")]
     LedgerSetup(&'static str),
     #[error("ledger: {0}")]
@@ -81,6 +85,8 @@ impl ExecError {
             ExecError::OrderNotFound(_) => "order_not_found",
             ExecError::NotRefundable(..) => "payment_not_refundable",
             ExecError::RefundExceedsPayment => "refund_exceeds_payment",
+            ExecError::ChannelNotFound(_) => "channel_not_found",
+            ExecError::CallbackRefused(_) => "callback_refused",
             ExecError::LedgerSetup(code) => code,
             ExecError::Ledger(_) => "ledger_unavailable",
             ExecError::Store(_) => "store_unavailable",
@@ -637,6 +643,48 @@ impl Executor {
         let (record, effects) =
             self.transition(record, &Event::ChannelAnswered { channel, outcome }).await?;
         self.run(record, effects.into()).await
+    }
+
+    /// A channel's callback: authenticated and read by the channel's adapter, then fed to
+    /// the order its request belongs to (request ids are `order:step`). A duplicate, or news
+    /// the order already has, changes nothing.
+    pub async fn on_callback(
+        &self,
+        channel: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(), ExecError> {
+        let unknown = || ExecError::ChannelNotFound(channel.to_owned());
+        let gateway = self.gateway.as_ref().ok_or_else(unknown)?;
+        let channel = ChannelId::new(channel).map_err(|_| unknown())?;
+        let report = gateway
+            .read_callback(&channel, headers, body)
+            .ok_or_else(unknown)?
+            .map_err(|error| ExecError::CallbackRefused(error.to_string()))?;
+        if !report.outcome.is_final() {
+            return Ok(());
+        }
+        let Some(order) = report
+            .request_id
+            .as_str()
+            .split_once(':')
+            .and_then(|(order, _)| OrderId::new(order).ok())
+        else {
+            tracing::warn!(request_id = %report.request_id, "a callback for a request of no order");
+            return Ok(());
+        };
+        if self.store.get(&order)?.is_none() {
+            tracing::warn!(%order, "a callback for an unknown order");
+            return Ok(());
+        }
+        self.on_channel_answer(&order, channel.clone(), report.outcome.clone()).await?;
+        // Close the inquiry too, if one is open: its delivery is then a no-op.
+        if let Some(inquirer) = self.inquirer.get() {
+            if let Err(error) = inquirer.on_callback(&channel, &report.request_id, &report.outcome).await {
+                tracing::warn!(%error, "could not close the inquiry of a callback");
+            }
+        }
+        Ok(())
     }
 
     /// Carries out `pending`, feeds each answer back, routes when the order waits for a

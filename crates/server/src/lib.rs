@@ -139,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));
     Router::new()
         .route("/v1/openapi.json", get(openapi::openapi_json))
+        .route("/channel-callbacks/{channel}", post(payments_api::channel_callback))
         .nest("/v1", v1)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

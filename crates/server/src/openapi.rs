@@ -44,6 +44,7 @@ use crate::{keys_api, ledger_api, ops, payments_api};
         payments_api::get_order,
         payments_api::list_events,
         payments_api::run_inspection,
+        payments_api::channel_callback,
         keys_api::create_key,
         keys_api::list_keys,
         keys_api::revoke_key,

@@ -54,6 +54,8 @@ impl From<ExecError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
             ExecError::LedgerSetup(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
+            ExecError::ChannelNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, code, message),
+            ExecError::CallbackRefused(_) => ApiError::new(StatusCode::UNAUTHORIZED, code, message),
             ExecError::Ledger(_) | ExecError::Store(_) => {
                 tracing::error!(%error, "payment core unavailable");
                 ApiError::unavailable(code, "the payment core cannot reach its store; retry with the same Idempotency-Key")
@@ -674,4 +676,24 @@ pub async fn run_inspection(State(state): State<AppState>, caller: Caller) -> Re
         Ok(executor) => axum::Json(executor.inspect(10_000).await).into_response(),
         Err(error) => error.into_response(),
     }
+}
+
+/// A channel's asynchronous result (no API key: the channel's own signature authenticates
+/// it). Any 2xx tells the channel it arrived; duplicates are harmless.
+#[utoipa::path(post, path = "/channel-callbacks/{channel}", tag = "payments",
+    params(("channel" = String, Path)),
+    security(()),
+    responses((status = 200, body = Object), (status = "4XX", body = ErrorBody)))]
+pub async fn channel_callback(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .collect();
+    executor(&state)?.on_callback(&channel, &headers, &body).await?;
+    Ok(axum::Json(serde_json::json!({ "received": true })))
 }

@@ -1,0 +1,454 @@
+//! The payment core end to end: a real `qianbao serve` process and a real bank simulator
+//! process, driven over HTTP as a user would. Each scenario ends with the order final and
+//! correct, the books balanced, and our records equal to the simulator's.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::serve::{request, start_with, Server};
+
+const CARD: &str = "6222020000000001";
+const CARD_BALANCE_MINOR: u64 = 1_000_000;
+
+/// The simulator binary beside ours; built on demand when only this package was built.
+fn banksim_bin() -> PathBuf {
+    let ours = PathBuf::from(env!("CARGO_BIN_EXE_qianbao"));
+    let dir = ours.parent().expect("the binary has a directory");
+    let path = dir.join("qianbao-banksim");
+    if !path.exists() {
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build.args(["build", "-p", "banksim", "--bin", "qianbao-banksim"]);
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        assert!(build.status().expect("cargo build").success(), "building the simulator");
+    }
+    path
+}
+
+struct Sim {
+    child: Child,
+    base: String,
+}
+
+impl Sim {
+    fn start() -> Sim {
+        let mut child = Command::new(banksim_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-faults", "--seed", "7"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the simulator");
+        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(base) = line.strip_prefix("banksim listening on ") {
+                    let _ = tx.send(base.trim_start_matches("http://").to_owned());
+                }
+            }
+        });
+        let base = rx.recv_timeout(Duration::from_secs(20)).expect("the simulator starts");
+        Sim { child, base }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, text) =
+            request(&self.base, method, path, "-", &body.to_string()).expect("simulator request");
+        assert!((200..300).contains(&status), "simulator {method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    fn faults(&self, channel: &str, faults: Value) {
+        self.call("PUT", &format!("/admin/channels/{channel}/faults"), faults);
+    }
+
+    /// The simulator's operation log of `channel`.
+    fn operations(&self, channel: &str) -> Vec<Value> {
+        let log = self.call("GET", &format!("/admin/channels/{channel}/operations"), Value::Null);
+        log["operations"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn card_balance(&self, channel: &str) -> u64 {
+        let books = self.call("GET", &format!("/admin/channels/{channel}/accounts"), Value::Null);
+        minor(&books["customers"][CARD])
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn minor(value: &Value) -> u64 {
+    match value {
+        Value::String(text) => text.parse().expect("minor units"),
+        Value::Number(number) => number.as_u64().expect("minor units"),
+        other => panic!("not an amount: {other}"),
+    }
+}
+
+struct World {
+    sim: Sim,
+    server: Option<Server>,
+    key: String,
+    args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    /// A simulator with `channels` (the card open at each) and a server using them.
+    fn start(channels: &[&str], extra: &[&str]) -> World {
+        let sim = Sim::start();
+        for channel in channels {
+            sim.call(
+                "POST",
+                &format!("/admin/channels/{channel}/accounts"),
+                json!({"account": CARD, "initial_balance_minor": CARD_BALANCE_MINOR.to_string()}),
+            );
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            dir.path().display().to_string(),
+            "--banksim-url".into(),
+            format!("http://{}", sim.base),
+            "--channels".into(),
+            channels.join(","),
+            "--rate-limit-per-sec".into(),
+            "0".into(),
+        ];
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        let (server, key) = start_with(&args, &[], true);
+        let world = World { sim, server: Some(server), key: key.expect("admin key"), args, _dir: dir };
+        world.ok("POST", "/v1/customers", json!({"id": "alice", "assets": ["CNY"]}));
+        world.ok("POST", "/v1/merchants", json!({"id": "shop", "assets": ["CNY"], "fee_bps": 60}));
+        world
+    }
+
+    fn addr(&self) -> &str {
+        &self.server.as_ref().expect("server running").addr
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let body = if body.is_null() { String::new() } else { body.to_string() };
+        let (status, text) = request(self.addr(), method, path, &self.key, &body).expect("request");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, value) = self.call(method, path, body);
+        assert!(status == 200 || status == 201, "{method} {path}: {status} {value}");
+        value
+    }
+
+    fn topup(&self, reference: &str, amount: u64) -> Value {
+        self.ok(
+            "POST",
+            "/v1/topups",
+            json!({"reference": reference, "customer": "alice", "card": CARD, "asset": "CNY",
+                   "amount": amount.to_string()}),
+        )
+    }
+
+    /// Polls the order until it is final.
+    fn wait_final(&self, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let order = self.ok("GET", &format!("/v1/orders/{id}"), Value::Null);
+            if order["final"] == json!(true) {
+                return order;
+            }
+            assert!(Instant::now() < deadline, "order {id} not final in {within:?}: {order}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn balance(&self, kind: &str, id: &str, account: &str) -> i64 {
+        let party = self.ok("GET", &format!("/v1/{kind}/{id}"), Value::Null);
+        let line = party["balances"]
+            .as_array()
+            .expect("balances")
+            .iter()
+            .find(|line| line["account"] == json!(account))
+            .cloned()
+            .expect("the account");
+        line["balance"].as_str().expect("balance").parse().expect("number")
+    }
+
+    fn wallet(&self) -> i64 {
+        self.balance("customers", "alice", "wallet")
+    }
+
+    /// Every asset's books balance, and nothing is held.
+    fn assert_balanced(&self) {
+        let trial = self.ok("GET", "/v1/trial-balance", Value::Null);
+        for asset in trial["assets"].as_array().expect("assets") {
+            assert_eq!(asset["balanced"], json!(true), "{trial}");
+        }
+    }
+
+    /// Our channel successes equal the simulator's: the same requests, references and fees.
+    fn assert_matches_simulator(&self, channel: &str) {
+        let mut ours = Vec::new();
+        let orders = self.ok("GET", "/v1/orders?limit=500", Value::Null);
+        for order in orders["data"].as_array().expect("orders") {
+            let state = &order["state"];
+            if state["channel"] == json!(channel) && state["settled"].is_object() {
+                ours.push((
+                    state["settled"]["channel_ref"].as_str().expect("ref").to_owned(),
+                    minor(&order["amount"]),
+                ));
+            }
+        }
+        let mut theirs: Vec<(String, u64)> = self
+            .sim
+            .operations(channel)
+            .iter()
+            .filter(|op| op["status"] == json!("succeeded"))
+            .map(|op| (op["channel_ref"].as_str().expect("ref").to_owned(), minor(&op["amount_minor"])))
+            .collect();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs, "our successes on {channel} differ from the simulator's");
+    }
+
+    fn kill(&mut self) {
+        let mut server = self.server.take().expect("server running");
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+    }
+
+    fn restart(&mut self, extra: &[&str]) {
+        let mut args = self.args.clone();
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        let (server, _) = start_with(&args, &[], false);
+        self.server = Some(server);
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(server) = &mut self.server {
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+        }
+    }
+}
+
+#[test]
+fn topup_pay_refund_withdraw_against_the_simulator() {
+    let world = World::start(&["bank_a", "bank_b"], &[]);
+    let topup = world.topup("top-1", 10_000);
+    assert_eq!(topup["status"], json!("succeeded"), "{topup}");
+    assert_eq!(world.wallet(), 10_000);
+
+    // A retry of the same reference is the same top-up; other fields under it are refused.
+    let (status, again) = world.call(
+        "POST",
+        "/v1/topups",
+        json!({"reference": "top-1", "customer": "alice", "card": CARD, "asset": "CNY", "amount": "10000"}),
+    );
+    assert_eq!((status, &again["id"]), (200, &topup["id"]));
+    let (status, conflict) = world.call(
+        "POST",
+        "/v1/topups",
+        json!({"reference": "top-1", "customer": "alice", "card": CARD, "asset": "CNY", "amount": "1"}),
+    );
+    assert_eq!(status, 409, "{conflict}");
+    assert_eq!(conflict["error"]["code"], json!("order_exists_with_different_fields"));
+
+    let payment = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "order-1", "customer": "alice", "merchant": "shop", "asset": "CNY", "amount": "2500"}),
+    );
+    assert_eq!(payment["status"], json!("succeeded"), "{payment}");
+    // Fee 2500 × 60 bp = 15: the merchant nets 2485.
+    assert_eq!(world.balance("merchants", "shop", "unsettled"), 2_485);
+    assert_eq!(world.wallet(), 7_500);
+
+    let refunds = format!("/v1/payments/{}/refunds", payment["id"].as_str().expect("id"));
+    let partial = world.ok("POST", &refunds, json!({"reference": "r-1", "amount": "1000"}));
+    assert_eq!(partial["status"], json!("succeeded"), "{partial}");
+    let (status, too_much) = world.call("POST", &refunds, json!({"reference": "r-2", "amount": "1501"}));
+    assert_eq!(status, 422, "{too_much}");
+    assert_eq!(too_much["error"]["code"], json!("refund_exceeds_payment"));
+    let rest = world.ok("POST", &refunds, json!({"reference": "r-3", "amount": "1500"}));
+    assert_eq!(rest["status"], json!("succeeded"), "{rest}");
+    // Fully refunded: the merchant and the fee income are back to zero, exactly.
+    assert_eq!(world.balance("merchants", "shop", "unsettled"), 0);
+    assert_eq!(world.wallet(), 10_000);
+
+    let withdrawal = world.ok(
+        "POST",
+        "/v1/withdrawals",
+        json!({"reference": "wd-1", "customer": "alice", "bank_account": CARD, "asset": "CNY", "amount": "4000"}),
+    );
+    assert_eq!(withdrawal["status"], json!("succeeded"), "{withdrawal}");
+    assert_eq!(world.wallet(), 6_000);
+    let (status, short) = world.call(
+        "POST",
+        "/v1/withdrawals",
+        json!({"reference": "wd-2", "customer": "alice", "bank_account": CARD, "asset": "CNY", "amount": "6001"}),
+    );
+    assert_eq!(status, 201);
+    assert_eq!((short["status"].clone(), short["state"]["reason"].clone()), (json!("failed"), json!("exceeds_credits")));
+    assert_eq!(world.wallet(), 6_000, "a refused withdrawal holds nothing");
+
+    world.assert_balanced();
+    for channel in ["bank_a", "bank_b"] {
+        world.assert_matches_simulator(channel);
+    }
+    let bank_total: u64 = ["bank_a", "bank_b"].iter().map(|c| world.sim.card_balance(c)).sum();
+    assert_eq!(bank_total, 2 * CARD_BALANCE_MINOR - 10_000 + 4_000, "the card paid once, got once");
+
+    let events = world.ok("GET", "/v1/events", Value::Null);
+    let types: Vec<&str> =
+        events["data"].as_array().expect("events").iter().map(|e| e["type"].as_str().expect("type")).collect();
+    assert_eq!(
+        types,
+        [
+            "topup.succeeded",
+            "payment.succeeded",
+            "refund.succeeded",
+            "refund.succeeded",
+            "withdrawal.succeeded",
+            "withdrawal.failed"
+        ]
+    );
+}
+
+#[test]
+fn a_declined_topup_fails_and_books_nothing() {
+    let world = World::start(&["bank_a"], &[]);
+    world.sim.faults("bank_a", json!({"debit": {"declined_rate": 1.0}}));
+    let topup = world.topup("top-declined", 5_000);
+    assert_eq!(topup["status"], json!("failed"), "{topup}");
+    assert!(topup["state"]["reason"].as_str().expect("reason").starts_with("declined"), "{topup}");
+    assert_eq!(world.wallet(), 0);
+    assert_eq!(world.sim.card_balance("bank_a"), CARD_BALANCE_MINOR);
+    world.assert_balanced();
+    world.assert_matches_simulator("bank_a");
+}
+
+#[test]
+fn a_lost_answer_is_settled_by_inquiry_as_the_bank_did_it() {
+    let world = World::start(&["bank_a"], &[]);
+    world.sim.faults("bank_a", json!({"debit": {"lost_response_rate": 1.0, "hold_ms": 50}}));
+    let topup = world.topup("top-lost", 7_000);
+    assert_eq!(topup["status"], json!("debiting"), "unknown outcome: waits, {topup}");
+    let done = world.wait_final(topup["id"].as_str().expect("id"), Duration::from_secs(20));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    assert_eq!(world.wallet(), 7_000);
+    assert_eq!(world.sim.card_balance("bank_a"), CARD_BALANCE_MINOR - 7_000);
+    world.assert_balanced();
+    world.assert_matches_simulator("bank_a");
+}
+
+#[test]
+fn a_request_the_bank_never_got_fails_after_the_late_arrival_window() {
+    let world = World::start(&["bank_a"], &["--inquiry-not-found-final-ms", "1500"]);
+    world.sim.faults("bank_a", json!({"debit": {"timeout_rate": 1.0, "hold_ms": 50}}));
+    let topup = world.topup("top-timeout", 3_000);
+    assert_eq!(topup["status"], json!("debiting"), "{topup}");
+    let done = world.wait_final(topup["id"].as_str().expect("id"), Duration::from_secs(30));
+    assert_eq!(done["status"], json!("failed"), "{done}");
+    assert!(done["state"]["reason"].as_str().expect("reason").starts_with("never_received"), "{done}");
+    assert_eq!(world.wallet(), 0);
+    assert!(world.sim.operations("bank_a").is_empty(), "the bank never executed it");
+    world.assert_balanced();
+}
+
+#[test]
+fn a_late_success_arrives_by_callback_and_its_duplicate_changes_nothing() {
+    let world = World::start(&["bank_a"], &[]);
+    world.sim.call(
+        "PUT",
+        "/admin/channels/bank_a/callback",
+        json!({"url": format!("http://{}/channel-callbacks/bank_a", world.addr())}),
+    );
+    world.sim.faults(
+        "bank_a",
+        json!({"debit": {"late_success_rate": 1.0, "late_delay_ms": 200}, "duplicate_callback_rate": 1.0}),
+    );
+    let topup = world.topup("top-late", 4_000);
+    assert_eq!(topup["status"], json!("debiting"), "processing: waits, {topup}");
+    let done = world.wait_final(topup["id"].as_str().expect("id"), Duration::from_secs(20));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    // Both deliveries of the callback were acknowledged, and the wallet was credited once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = world.sim.call("GET", "/admin/channels/bank_a/callbacks", Value::Null);
+        let acknowledged = log["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .filter(|d| d["http_status"] == json!(200))
+            .count();
+        if acknowledged >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "callbacks not acknowledged: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(world.wallet(), 4_000);
+    world.assert_balanced();
+    world.assert_matches_simulator("bank_a");
+
+    // A forged callback is refused.
+    let (status, refused) = request(
+        world.addr(),
+        "POST",
+        "/channel-callbacks/bank_a",
+        "-",
+        r#"{"event_id":"x","data":{}}"#,
+    )
+    .expect("request");
+    assert_eq!(status, 401, "{refused}");
+}
+
+#[test]
+fn a_restart_while_a_payout_is_at_the_bank_resumes_it_once() {
+    let mut world = World::start(&["bank_a"], &[]);
+    assert_eq!(world.topup("top-1", 9_000)["status"], json!("succeeded"));
+    world.sim.faults("bank_a", json!({"payout": {"latency": {"base_ms": 2_000}}}));
+    let (addr, key) = (world.addr().to_owned(), world.key.clone());
+    let pending = std::thread::spawn(move || {
+        let body = json!({"reference": "wd-restart", "customer": "alice", "bank_account": CARD,
+                          "asset": "CNY", "amount": "5000"});
+        request(&addr, "POST", "/v1/withdrawals", &key, &body.to_string())
+    });
+    // The payout is at the bank (its state stored before the call): crash now.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while world.sim.operations("bank_a").iter().all(|op| op["operation"] != json!("payout")) {
+        assert!(Instant::now() < deadline, "the payout never reached the bank");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    world.kill();
+    let _ = pending.join();
+    world.sim.faults("bank_a", json!({}));
+    world.restart(&["--inspect-after-ms", "100"]);
+    let orders = world.ok("GET", "/v1/orders?kind=withdrawal", Value::Null);
+    let id = orders["data"][0]["id"].as_str().expect("the withdrawal was stored").to_owned();
+    let done = world.wait_final(&id, Duration::from_secs(30));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    let payouts: Vec<Value> = world
+        .sim
+        .operations("bank_a")
+        .into_iter()
+        .filter(|op| op["operation"] == json!("payout"))
+        .collect();
+    assert_eq!(payouts.len(), 1, "paid out once: {payouts:?}");
+    assert_eq!(world.wallet(), 4_000);
+    assert_eq!(world.sim.card_balance("bank_a"), CARD_BALANCE_MINOR - 9_000 + 5_000);
+    world.assert_balanced();
+    world.assert_matches_simulator("bank_a");
+}
