@@ -14,11 +14,13 @@ use channels::{Channel, ChannelId, Gateway, GatewayConfig, Operation};
 use executor::{Executor, ExecutorConfig, InquiryOwnerAdapter, OrderStore};
 use ledger::apply::Command;
 use money::{Amount, Asset, AssetCode};
+use webhooks::{Deliverer, RetryPolicy, WebhookStore};
 
 use crate::StoreArgs;
 
-/// How often inquiry sweeps run, and how often inspection looks for stuck orders.
+/// How often inquiry and webhook sweeps run, and how often inspection looks for stuck orders.
 const INQUIRY_POLL_MS: u64 = 500;
+const WEBHOOK_POLL_MS: u64 = 200;
 const INSPECTION_INTERVAL_MS: u64 = 10_000;
 /// A channel call's limit before its outcome counts as unknown.
 const CHANNEL_TIMEOUT_MS: u64 = 5_000;
@@ -30,11 +32,14 @@ pub struct PaymentSettings {
     pub assets: Vec<String>,
     pub inquiry_not_found_final_ms: u64,
     pub inspect_after_ms: u64,
+    pub webhook_retry_first_ms: u64,
 }
 
 pub struct PaymentCore {
     pub executor: Arc<Executor>,
     pub inquirer: Option<Arc<Inquirer>>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    deliverer: Arc<Deliverer>,
 }
 
 /// `CNY:2` → the asset CNY with 2 decimals.
@@ -84,6 +89,17 @@ pub fn start(
                 .context("opening orders.db")?,
         ),
     };
+    let webhooks: Arc<dyn WebhookStore> = match store.pg_target() {
+        Some(target) => Arc::new(
+            store::PgWebhookStore::connect(&target).context("connecting the webhook store")?,
+        ),
+        None => Arc::new(
+            store::SqliteWebhookStore::open(store.data_dir.join("orders.db"))
+                .context("opening orders.db for webhooks")?,
+        ),
+    };
+    let policy = RetryPolicy { first_delay_ms: settings.webhook_retry_first_ms, ..RetryPolicy::default() };
+    let deliverer = Arc::new(Deliverer::new(webhooks.clone(), policy).map_err(anyhow::Error::msg)?);
     let assets = settings.assets.iter().map(|raw| parse_asset(raw)).collect::<Result<Vec<_>, _>>()?;
     let clock: Arc<dyn Millis> = Arc::new(SystemMillis);
     let gateway = match &settings.banksim_url {
@@ -145,12 +161,13 @@ pub fn start(
         executor.bootstrap().await.context("defining the chart of accounts")?;
         anyhow::Ok(())
     })?;
-    Ok(PaymentCore { executor, inquirer })
+    Ok(PaymentCore { executor, inquirer, webhooks, deliverer })
 }
 
 /// Inquiry sweeps and inspection passes until `stop`.
 pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receiver<bool>) {
     let inquiry = core.inquirer.map(|inquirer| tokio::spawn(inquirer.run(INQUIRY_POLL_MS, stop.clone())));
+    let webhooks = tokio::spawn(core.deliverer.run(WEBHOOK_POLL_MS, stop.clone()));
     let mut stop = stop;
     loop {
         let report = core.executor.inspect(1_000).await;
@@ -165,4 +182,5 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
     if let Some(inquiry) = inquiry {
         let _ = inquiry.await;
     }
+    let _ = webhooks.await;
 }

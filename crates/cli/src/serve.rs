@@ -44,6 +44,9 @@ pub struct ServeArgs {
     /// Inspection resumes an unfinished order once it has not moved for this long.
     #[arg(long, env = "QIANBAO_INSPECT_AFTER_MS", default_value_t = 30_000)]
     inspect_after_ms: u64,
+    /// Wait before the second attempt of a webhook delivery; doubles per attempt (to 1 h).
+    #[arg(long, env = "QIANBAO_WEBHOOK_RETRY_FIRST_MS", default_value_t = 1_000)]
+    webhook_retry_first_ms: u64,
     /// A TOML file with any of the settings above (keys as the long flags, with `_` for
     /// `-`). Flags win over environment variables, which win over the file.
     #[arg(long, env = "QIANBAO_CONFIG")]
@@ -66,6 +69,7 @@ struct ConfigFile {
     assets: Option<Vec<String>>,
     inquiry_not_found_final_ms: Option<u64>,
     inspect_after_ms: Option<u64>,
+    webhook_retry_first_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -118,6 +122,10 @@ impl ServeArgs {
         }
         if let (true, Some(value)) = (unset("inspect_after_ms"), file.inspect_after_ms) {
             self.inspect_after_ms = value;
+        }
+        if let (true, Some(value)) = (unset("webhook_retry_first_ms"), file.webhook_retry_first_ms)
+        {
+            self.webhook_retry_first_ms = value;
         }
         Ok(())
     }
@@ -191,13 +199,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             assets: args.assets.clone(),
             inquiry_not_found_final_ms: args.inquiry_not_found_final_ms,
             inspect_after_ms: args.inspect_after_ms,
+            webhook_retry_first_ms: args.webhook_retry_first_ms,
         },
         ledger.handle(),
         &runtime,
     )?;
     let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())
         .with_key_rate_limit(args.key_rate_limit())
-        .with_payments(core.executor.clone());
+        .with_payments(core.executor.clone())
+        .with_webhooks(core.webhooks.clone());
     let rate_limits = state.rate_limits.clone();
     let app = server::router(state);
     runtime.block_on(async {

@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod ops;
 pub mod payments_api;
 pub mod views;
+pub mod webhooks_api;
 
 /// The largest request body, in bytes (a full batch of transfers fits).
 pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub rate_limits: Arc<limits::RateLimits>,
     /// The payment core; `None` on a node that serves the ledger API only.
     pub payments: Option<Arc<executor::Executor>>,
+    /// Webhook endpoints and deliveries; `None` on a node without them.
+    pub webhooks: Option<Arc<dyn webhooks::WebhookStore>>,
 }
 
 impl AppState {
@@ -62,7 +65,14 @@ impl AppState {
             caches: Arc::default(),
             rate_limits: Arc::default(),
             payments: None,
+            webhooks: None,
         }
+    }
+
+    /// Serves the webhook endpoints and delivery log from `store`.
+    pub fn with_webhooks(mut self, store: Arc<dyn webhooks::WebhookStore>) -> AppState {
+        self.webhooks = Some(store);
+        self
     }
 
     /// Serves the payment core's endpoints through `executor`.
@@ -134,6 +144,13 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}", get(payments_api::get_order))
         .route("/events", get(payments_api::list_events))
         .route("/inspection", post(payments_api::run_inspection))
+        .route(
+            "/webhook-endpoints",
+            post(webhooks_api::create_endpoint).get(webhooks_api::list_endpoints),
+        )
+        .route("/webhook-endpoints/{id}", delete(webhooks_api::disable_endpoint))
+        .route("/webhook-deliveries", get(webhooks_api::list_deliveries))
+        .route("/webhook-deliveries/{id}/retry", post(webhooks_api::retry_delivery))
         .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
         .route("/keys/{id}", delete(keys_api::revoke_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));

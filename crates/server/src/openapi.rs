@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{keys_api, ledger_api, ops, payments_api};
+use crate::{keys_api, ledger_api, ops, payments_api, webhooks_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,6 +45,11 @@ use crate::{keys_api, ledger_api, ops, payments_api};
         payments_api::list_events,
         payments_api::run_inspection,
         payments_api::channel_callback,
+        webhooks_api::create_endpoint,
+        webhooks_api::list_endpoints,
+        webhooks_api::disable_endpoint,
+        webhooks_api::list_deliveries,
+        webhooks_api::retry_delivery,
         keys_api::create_key,
         keys_api::list_keys,
         keys_api::revoke_key,
@@ -60,6 +65,7 @@ use crate::{keys_api, ledger_api, ops, payments_api};
         (name = "transfers", description = "Transfers, holds (two-phase) and batches"),
         (name = "books", description = "Assets, chart of accounts, trial balance, journal"),
         (name = "payments", description = "Customers, merchants, top-ups, withdrawals, payments, refunds, wallet transfers, orders and their events"),
+        (name = "webhooks", description = "Webhook endpoints and the delivery log"),
         (name = "keys", description = "API keys (admin)"),
         (name = "operations", description = "Health, readiness, metrics"),
     ),

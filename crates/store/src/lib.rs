@@ -9,9 +9,11 @@ pub mod naive;
 pub mod orders;
 pub mod postgres;
 pub mod sqlite;
+pub mod webhooks;
 
 pub use access::{PgAccess, SqliteAccess};
 pub use inquiry::{PgInquiryStore, SqliteInquiryStore};
 pub use orders::{PgOrderStore, SqliteOrderStore};
 pub use postgres::{PgReader, PgStore, PgTarget};
 pub use sqlite::{SqliteReader, SqliteStore};
+pub use webhooks::{PgWebhookStore, SqliteWebhookStore};

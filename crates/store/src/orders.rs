@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::postgres::PgTarget;
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_orders.sql"))];
+pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_orders.sql"))];
 
 const INSERT: &str = "INSERT INTO orders (id, tenant, kind, reference, request_fingerprint, parent, \
      status, is_final, customer, merchant, amount_minor, fee_minor, body, version, created_at_ms, \
@@ -41,7 +41,7 @@ const INSERT_PARTY: &str = "INSERT INTO parties (tenant, kind, id, body, created
      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, kind, id) DO NOTHING";
 const SELECT_PARTY: &str = "SELECT body FROM parties WHERE tenant = ?1 AND kind = ?2 AND id = ?3";
 
-fn backend(error: impl std::fmt::Display) -> OrderStoreError {
+pub(crate) fn backend(error: impl std::fmt::Display) -> OrderStoreError {
     OrderStoreError::Backend(error.to_string())
 }
 
@@ -49,11 +49,11 @@ fn corrupt(error: impl std::fmt::Display) -> OrderStoreError {
     OrderStoreError::Corrupt(error.to_string())
 }
 
-fn pg(sql: &str) -> String {
+pub(crate) fn pg(sql: &str) -> String {
     sql.replace('?', "$")
 }
 
-fn i64_of(value: u64) -> i64 {
+pub(crate) fn i64_of(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -63,7 +63,7 @@ fn u64_of(value: i64) -> Result<u64, OrderStoreError> {
 
 /// One bound value; both backends bind from these.
 #[derive(Clone, Debug)]
-enum Param {
+pub(crate) enum Param {
     Text(String),
     OptText(Option<String>),
     Int(i64),
@@ -79,7 +79,7 @@ impl rusqlite::ToSql for Param {
     }
 }
 
-fn pg_params(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+pub(crate) fn pg_params(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
     params
         .iter()
         .map(|param| -> &(dyn postgres::types::ToSql + Sync) {

@@ -2,10 +2,12 @@
 //! process, driven over HTTP as a user would. Each scenario ends with the order final and
 //! correct, the books balanced, and our records equal to the simulator's.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
@@ -451,4 +453,117 @@ fn a_restart_while_a_payout_is_at_the_bank_resumes_it_once() {
     assert_eq!(world.sim.card_balance("bank_a"), CARD_BALANCE_MINOR - 9_000 + 5_000);
     world.assert_balanced();
     world.assert_matches_simulator("bank_a");
+}
+
+/// What a webhook receiver got: the signature header, the event id header, the body.
+type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A webhook receiver on `listener`: records every request and answers 200.
+fn receive(listener: TcpListener, received: Received) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.trim_end().split_once(':') {
+                    headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+                }
+            }
+            let header = |name: &str| {
+                headers.iter().find(|(key, _)| key == name).map(|(_, v)| v.clone()).unwrap_or_default()
+            };
+            let length: usize = header("content-length").parse().unwrap_or(0);
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            received.lock().expect("lock").push((
+                header("qianbao-signature"),
+                header("qianbao-event-id"),
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+}
+
+#[test]
+fn webhooks_reach_a_receiver_that_was_down_signed_and_exactly_the_events_that_happened() {
+    let world = World::start(&["bank_a"], &["--webhook-retry-first-ms", "200"]);
+    // A port nobody listens on yet: the receiver is down.
+    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let endpoint = world.ok(
+        "POST",
+        "/v1/webhook-endpoints",
+        json!({"url": format!("http://127.0.0.1:{port}/hooks")}),
+    );
+    let secret = endpoint["secret"].as_str().expect("the secret, shown once").to_owned();
+    let listed = world.ok("GET", "/v1/webhook-endpoints", Value::Null);
+    assert!(listed["data"][0].get("secret").is_none(), "the secret is never shown again");
+
+    assert_eq!(world.topup("top-1", 5_000)["status"], json!("succeeded"));
+    let payment = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "o-1", "customer": "alice", "merchant": "shop", "asset": "CNY", "amount": "3000"}),
+    );
+    world.ok(
+        "POST",
+        &format!("/v1/payments/{}/refunds", payment["id"].as_str().expect("id")),
+        json!({"reference": "r-1", "amount": "3000"}),
+    );
+    // Attempts fail while the receiver is down…
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let log = world.ok("GET", "/v1/webhook-deliveries", Value::Null);
+        let tried = log["data"].as_array().expect("deliveries");
+        if tried.len() == 3 && tried.iter().all(|d| d["attempts"].as_u64() >= Some(1)) {
+            assert!(tried.iter().all(|d| d["state"] == json!("pending")), "{log}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed attempts: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // …and once it is up, it gets every event.
+    let received: Received = Arc::default();
+    receive(TcpListener::bind(("127.0.0.1", port)).expect("rebind"), received.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = world.ok("GET", "/v1/webhook-deliveries?state=delivered", Value::Null);
+        if log["data"].as_array().expect("deliveries").len() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not delivered: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
+    let mut types = Vec::new();
+    for (signature, event_id, body) in received.lock().expect("lock").iter() {
+        assert!(webhooks::signing::verify(&secret, signature, body.as_bytes(), now_secs, 300), "{body}");
+        assert!(!webhooks::signing::verify("whsec_other", signature, body.as_bytes(), now_secs, 300));
+        let event: Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(&event["id"], event_id, "the header names the body's event");
+        types.push(event["type"].as_str().expect("type").to_owned());
+    }
+    types.sort();
+    types.dedup();
+    assert_eq!(types, ["payment.succeeded", "refund.succeeded", "topup.succeeded"]);
+
+    // Manual redelivery sends the same event (same id) again.
+    let log = world.ok("GET", "/v1/webhook-deliveries", Value::Null);
+    let first = log["data"][0]["id"].as_str().expect("id").to_owned();
+    let before = received.lock().expect("lock").len();
+    world.ok("POST", &format!("/v1/webhook-deliveries/{first}/retry"), Value::Null);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.lock().expect("lock").len() == before {
+        assert!(Instant::now() < deadline, "no redelivery");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _) = world.call("POST", "/v1/webhook-deliveries/whd_0_none/retry", Value::Null);
+    assert_eq!(status, 404);
 }

@@ -27,9 +27,13 @@ CREATE TABLE order_events (
     order_id      TEXT    NOT NULL,
     event_type    TEXT    NOT NULL,
     payload       TEXT    NOT NULL,
-    created_at_ms INTEGER NOT NULL
+    created_at_ms INTEGER NOT NULL,
+    -- 1 once the webhook fan-out has made its deliveries (a flag, not a cursor: on
+    -- PostgreSQL sequence numbers can commit out of order).
+    fanned_out    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX order_events_by_tenant ON order_events (tenant, seq);
+CREATE INDEX order_events_unfanned ON order_events (seq) WHERE fanned_out = 0;
 
 CREATE TABLE parties (
     tenant        TEXT    NOT NULL,
@@ -39,3 +43,28 @@ CREATE TABLE parties (
     created_at_ms INTEGER NOT NULL,
     PRIMARY KEY (tenant, kind, id)
 );
+
+CREATE TABLE webhook_endpoints (
+    id            TEXT    PRIMARY KEY,
+    tenant        TEXT    NOT NULL,
+    url           TEXT    NOT NULL,
+    secret        TEXT    NOT NULL,
+    enabled       INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints (tenant);
+
+CREATE TABLE webhook_deliveries (
+    id            TEXT    PRIMARY KEY,
+    tenant        TEXT    NOT NULL,
+    endpoint_id   TEXT    NOT NULL,
+    event_seq     INTEGER NOT NULL,
+    state         TEXT    NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts      INTEGER NOT NULL,
+    next_at_ms    INTEGER NOT NULL,
+    last_status   INTEGER NOT NULL,
+    last_error    TEXT    NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at_ms) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_by_tenant ON webhook_deliveries (tenant, event_seq DESC);

@@ -1,0 +1,15 @@
+//! Webhooks (事件通知): every order event of the outbox goes to each enabled endpoint of its
+//! tenant, signed, retried with backoff until the endpoint answers 2xx or the attempts run
+//! out, with every attempt in a delivery log and a manual redelivery for the rest.
+//!
+//! Delivery is at least once: a receiver may see an event twice (a retry after a lost 2xx)
+//! and must dedupe on the event id, which every attempt repeats.
+
+pub mod port;
+pub mod signing;
+pub mod worker;
+
+pub use port::{
+    Attempt, Delivery, DeliveryState, DueDelivery, Endpoint, WebhookStore, WebhookStoreError,
+};
+pub use worker::{Deliverer, RetryPolicy};
