@@ -22,6 +22,7 @@ use crate::StoreArgs;
 const INQUIRY_POLL_MS: u64 = 500;
 const WEBHOOK_POLL_MS: u64 = 200;
 const INSPECTION_INTERVAL_MS: u64 = 10_000;
+const SETTLEMENT_INTERVAL: Duration = Duration::from_secs(3_600);
 /// A channel call's limit before its outcome counts as unknown.
 const CHANNEL_TIMEOUT_MS: u64 = 5_000;
 
@@ -169,10 +170,20 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
     let inquiry = core.inquirer.map(|inquirer| tokio::spawn(inquirer.run(INQUIRY_POLL_MS, stop.clone())));
     let webhooks = tokio::spawn(core.deliverer.run(WEBHOOK_POLL_MS, stop.clone()));
     let mut stop = stop;
+    let mut last_settlement_run = None;
     loop {
         let report = core.executor.inspect(1_000).await;
         if report.examined > 0 {
             tracing::info!(?report, "inspection pass");
+        }
+        // Settlement (T+N) runs once an hour; each run settles each merchant at most once
+        // per cut-off day, so a restart or a second node changes nothing.
+        if last_settlement_run.is_none_or(|at: std::time::Instant| at.elapsed() >= SETTLEMENT_INTERVAL) {
+            last_settlement_run = Some(std::time::Instant::now());
+            let made = core.executor.settle_all().await;
+            if made > 0 {
+                tracing::info!(settlements = made, "settlement run");
+            }
         }
         tokio::select! {
             _ = stop.changed() => break,

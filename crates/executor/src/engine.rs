@@ -16,14 +16,16 @@ use payments::{Effect, Event, Order, OrderId, OrderKind};
 use sha2::{Digest, Sha256};
 
 use crate::port::{
-    Inserted, NewEvent, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
-    RefundInserted, RefundTotals,
+    GuardedInsert, Inserted, NewEvent, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
+    RefundTotals,
 };
 
 /// Longest customer, merchant or reference id.
 pub const PARTY_ID_LEN_MAX: usize = 64;
 /// A merchant's fee can be at most the whole payment.
 pub const FEE_BPS_MAX: u32 = 10_000;
+/// The longest settlement cycle (T+N) a merchant can have.
+pub const SETTLE_AFTER_DAYS_MAX: u32 = 90;
 
 #[derive(Clone, Copy, Debug)]
 pub struct ExecutorConfig {
@@ -327,8 +329,17 @@ impl Executor {
         name: &str,
         assets: Vec<AssetCode>,
         fee_bps: u32,
+        settle_after_days: u32,
     ) -> Result<Party, ExecError> {
         check_id("id", id)?;
+        if settle_after_days > SETTLE_AFTER_DAYS_MAX
+            || (kind == PartyKind::Customer && settle_after_days != 0)
+        {
+            return Err(ExecError::Invalid {
+                field: "settle_after_days",
+                message: format!("0 to {SETTLE_AFTER_DAYS_MAX}, and only for merchants"),
+            });
+        }
         if name.len() > 200 {
             return Err(ExecError::Invalid { field: "name", message: "at most 200 bytes".into() });
         }
@@ -363,13 +374,14 @@ impl Executor {
             name: name.to_owned(),
             assets,
             fee_bps,
+            settle_after_days,
             created_at_ms: self.clock.now_ms(),
         };
         match self.store.put_party(&party)? {
             None => Ok(party),
             Some(existing)
-                if (&existing.name, &existing.assets, existing.fee_bps)
-                    == (&party.name, &party.assets, party.fee_bps) =>
+                if (&existing.name, &existing.assets, existing.fee_bps, existing.settle_after_days)
+                    == (&party.name, &party.assets, party.fee_bps, party.settle_after_days) =>
             {
                 Ok(existing)
             }
@@ -567,15 +579,97 @@ impl Executor {
             })
         };
         let record = match self.store.insert_refund(&id, &request.payment, &mut build)? {
-            RefundInserted::Created(record) => record,
-            RefundInserted::Existing(existing) => {
+            GuardedInsert::Created(record) => record,
+            GuardedInsert::Existing(existing) => {
                 return Ok(Placed { record: self.existing(existing, &print)?, created: false })
             }
-            RefundInserted::Refused => return Err(ExecError::RefundExceedsPayment),
+            GuardedInsert::Refused => return Err(ExecError::RefundExceedsPayment),
         };
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
         let effects = record.order.resume();
         Ok(Placed { record: self.run(record, effects.into()).await?, created: true })
+    }
+
+    /// Settles a merchant's takings in `asset` up to its T+N cut-off (结算): one settlement
+    /// per merchant, asset and cut-off day, so running it again the same day returns the
+    /// same settlement. `None` when there is nothing to settle.
+    pub async fn settle(
+        &self,
+        tenant: &str,
+        merchant: &str,
+        asset: AssetCode,
+    ) -> Result<Option<Placed>, ExecError> {
+        let party = self.party_with(tenant, PartyKind::Merchant, merchant, asset)?;
+        let now_ms = self.clock.now_ms();
+        let cutoff_ms = payments::booking::settlement_cutoff_ms(now_ms, party.settle_after_days);
+        // T+0 runs whenever asked; T+N once per cut-off day.
+        let scope = if party.settle_after_days == 0 { now_ms } else { cutoff_ms };
+        let id = derive_order_id(
+            tenant,
+            OrderKind::Settlement,
+            &format!("{merchant}/{}", asset.as_str()),
+            &scope.to_string(),
+        );
+        let key = party_key(tenant, merchant);
+        let print = fingerprint(&[merchant, asset.as_str(), &cutoff_ms.to_string()]);
+        let mut build = |totals: crate::port::MerchantTotals| -> Option<OrderRecord> {
+            let due = totals.payments_net_minor - totals.refunds_net_minor - totals.settled_minor;
+            let amount = Amount::new(u64::try_from(due).ok()?).filter(|a| !a.is_zero())?;
+            let order = submitted(Order::Settlement(payments::booking::Settlement {
+                order: id.clone(),
+                merchant: key.clone(),
+                asset,
+                amount,
+                cutoff_ms,
+                settle_after_days: party.settle_after_days,
+                state: BookingState::Created,
+            }));
+            Some(OrderRecord {
+                tenant: tenant.to_owned(),
+                reference: format!("settlement-{cutoff_ms}"),
+                request_fingerprint: print.clone(),
+                parent: None,
+                order,
+                version: 1,
+                created_at_ms: now_ms,
+                updated_at_ms: now_ms,
+            })
+        };
+        let record = match self.store.insert_settlement(&id, &key, asset, cutoff_ms, &mut build)? {
+            GuardedInsert::Created(record) => record,
+            GuardedInsert::Existing(existing) => {
+                return Ok(Some(Placed { record: existing, created: false }))
+            }
+            GuardedInsert::Refused => return Ok(None),
+        };
+        self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
+        let effects = record.order.resume();
+        Ok(Some(Placed { record: self.run(record, effects.into()).await?, created: true }))
+    }
+
+    /// Settles every merchant in every asset (the scheduled run). Returns how many
+    /// settlements were made; failures are logged and retried on the next run.
+    pub async fn settle_all(&self) -> u64 {
+        let merchants = match self.store.parties(PartyKind::Merchant) {
+            Ok(merchants) => merchants,
+            Err(error) => {
+                tracing::warn!(%error, "settlement run could not list merchants");
+                return 0;
+            }
+        };
+        let mut made = 0;
+        for merchant in merchants {
+            for asset in &merchant.assets {
+                match self.settle(&merchant.tenant, &merchant.id, *asset).await {
+                    Ok(Some(placed)) if placed.created => made += 1,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(merchant = %merchant.id, %error, "settlement failed")
+                    }
+                }
+            }
+        }
+        made
     }
 
     async fn create(
@@ -911,7 +1005,7 @@ pub fn order_payload(record: &OrderRecord) -> serde_json::Value {
         "status": order.status(),
         "final": order.is_final(),
         "reference": record.reference,
-        "customer": party_id(order.customer()),
+        "customer": Some(order.customer()).filter(|key| !key.is_empty()).map(party_id),
         "merchant": order.merchant().map(party_id),
         "asset": order.asset().as_str(),
         "amount": order.amount().minor().to_string(),

@@ -20,6 +20,6 @@ pub use engine::{
     InquiryOwnerAdapter, PaymentRequest, Placed, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
 };
 pub use port::{
-    Inserted, NewEvent, OrderQuery, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
-    RefundInserted, RefundTotals, StoredEvent,
+    GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
+    RefundTotals, StoredEvent,
 };

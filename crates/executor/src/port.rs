@@ -71,12 +71,26 @@ pub struct RefundTotals {
     pub fee_returned: Amount,
 }
 
+/// The result of an insert guarded by totals read in the same transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RefundInserted {
+pub enum GuardedInsert {
     Created(OrderRecord),
     Existing(OrderRecord),
-    /// `build` refused: the refund would pass what the payment can give back.
+    /// `build` refused: a refund would pass what its payment can give back, a settlement
+    /// would have nothing to settle.
     Refused,
+}
+
+/// A merchant's running totals in one asset, from its orders.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MerchantTotals {
+    /// Succeeded payments created before the cut-off, net of fees.
+    pub payments_net_minor: i64,
+    /// Refunds not failed (booked or on their way), net of returned fees: all of them,
+    /// whenever made, since each takes from what is unsettled.
+    pub refunds_net_minor: i64,
+    /// Settlements not failed.
+    pub settled_minor: i64,
 }
 
 /// Filters of an order listing, newest first.
@@ -120,6 +134,9 @@ pub struct Party {
     pub assets: Vec<AssetCode>,
     /// A merchant's fee in basis points of each payment (0 for customers).
     pub fee_bps: u32,
+    /// Merchants: payments of day T are settled on day T+N (结算周期).
+    #[serde(default)]
+    pub settle_after_days: u32,
     pub created_at_ms: u64,
 }
 
@@ -135,7 +152,22 @@ pub trait OrderStore: Send + Sync + 'static {
         refund_id: &OrderId,
         payment: &OrderId,
         build: &mut dyn FnMut(RefundTotals) -> Option<OrderRecord>,
-    ) -> Result<RefundInserted, OrderStoreError>;
+    ) -> Result<GuardedInsert, OrderStoreError>;
+
+    /// Stores a settlement of `merchant` (a party key) in `asset` in one transaction with
+    /// its totals up to `cutoff_ms`: `build` gets them and returns the settlement, or `None`
+    /// when there is nothing to settle. Settlements of one merchant are serialised.
+    fn insert_settlement(
+        &self,
+        settlement_id: &OrderId,
+        merchant: &str,
+        asset: AssetCode,
+        cutoff_ms: u64,
+        build: &mut dyn FnMut(MerchantTotals) -> Option<OrderRecord>,
+    ) -> Result<GuardedInsert, OrderStoreError>;
+
+    /// Every party of `kind`, of every tenant (for scheduled runs such as settlement).
+    fn parties(&self, kind: PartyKind) -> Result<Vec<Party>, OrderStoreError>;
 
     /// Replaces the order if it is still at `expected_version`, and appends `events` to the
     /// outbox in the same transaction; false (nothing written) if another writer got there first.

@@ -14,7 +14,9 @@
 //!   unsettled[merchant] share`, then `Dr 2202 unsettled[merchant] amount / Cr 2241
 //!   wallet[customer] amount` (the fee share first, so a merchant holding exactly its net
 //!   takings can refund in full);
-//! - wallet transfer: `Dr 2241 wallet[from] amount / Cr 2241 wallet[to] amount`.
+//! - wallet transfer: `Dr 2241 wallet[from] amount / Cr 2241 wallet[to] amount`;
+//! - merchant settlement (结算): `Dr 2202 unsettled[merchant] amount / Cr 2203 settled[merchant]
+//!   amount` — takings become the merchant's to pay out.
 //!
 //! The fee is `amount × fee_bps / 10,000` rounded half up; a refund returns the fee share
 //! `fee × refund / amount` rounded down, and the last refund that completes the amount
@@ -32,6 +34,7 @@ use crate::{Effect, Event, IllegalTransition, Transition};
 pub const BUSINESS_CODE_PAYMENT: BusinessCode = BusinessCode(2001);
 pub const BUSINESS_CODE_REFUND: BusinessCode = BusinessCode(2002);
 pub const BUSINESS_CODE_WALLET_TRANSFER: BusinessCode = BusinessCode(1003);
+pub const BUSINESS_CODE_SETTLEMENT: BusinessCode = BusinessCode(3001);
 
 /// Basis points in one whole.
 pub const BPS_ONE: u64 = 10_000;
@@ -297,6 +300,57 @@ impl WalletTransfer {
     }
 }
 
+/// Moves a merchant's takings up to a cut-off from unsettled to settled (T+N).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Settlement {
+    pub order: OrderId,
+    pub merchant: String,
+    pub asset: AssetCode,
+    pub amount: Amount,
+    /// Payments made before this instant are in it (milliseconds since the epoch).
+    pub cutoff_ms: u64,
+    /// The merchant's terms when it ran: payments settle this many days after their day.
+    pub settle_after_days: u32,
+    pub state: BookingState,
+}
+
+impl Settlement {
+    pub fn group(&self) -> Vec<NewTransfer> {
+        vec![post(
+            &self.order,
+            Step::Settle,
+            BUSINESS_CODE_SETTLEMENT,
+            merchant_account_id(&self.merchant, self.asset, false),
+            merchant_account_id(&self.merchant, self.asset, true),
+            self.asset,
+            self.amount,
+        )]
+    }
+
+    pub fn apply(&self, event: &Event) -> Result<Transition<Settlement>, IllegalTransition> {
+        let (state, effects) = self.state.apply("settlement", event, || self.group())?;
+        Ok(Transition { state: Settlement { state, ..self.clone() }, effects })
+    }
+
+    pub fn resume(&self) -> Vec<Effect> {
+        self.state.resume(|| self.group())
+    }
+}
+
+/// Milliseconds in a day.
+pub const DAY_MS: u64 = 86_400_000;
+
+/// The cut-off of a T+N settlement run at `now_ms`: payments of day T are settled on day
+/// T+N, so a run on day D takes payments made before the start of day D−N+1 (UTC days).
+/// T+0 takes everything up to now.
+pub fn settlement_cutoff_ms(now_ms: u64, settle_after_days: u32) -> u64 {
+    if settle_after_days == 0 {
+        return now_ms;
+    }
+    let today_start_ms = now_ms - now_ms % DAY_MS;
+    today_start_ms.saturating_sub(u64::from(settle_after_days - 1) * DAY_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +368,15 @@ mod tests {
             amount(amount_minor),
             fee_bps,
         )
+    }
+
+    #[test]
+    fn a_t_plus_n_cutoff_is_the_start_of_a_utc_day() {
+        let day_3_noon = 3 * DAY_MS + DAY_MS / 2;
+        assert_eq!(settlement_cutoff_ms(day_3_noon, 0), day_3_noon, "T+0: everything");
+        assert_eq!(settlement_cutoff_ms(day_3_noon, 1), 3 * DAY_MS, "T+1: up to yesterday");
+        assert_eq!(settlement_cutoff_ms(day_3_noon, 2), 2 * DAY_MS);
+        assert_eq!(settlement_cutoff_ms(DAY_MS / 2, 9), 0);
     }
 
     #[test]

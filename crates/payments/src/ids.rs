@@ -76,6 +76,8 @@ pub enum Step {
     RefundFee,
     /// A wallet-to-wallet transfer.
     WalletTransfer,
+    /// A merchant settlement's move from unsettled to settled.
+    Settle,
 }
 
 impl Step {
@@ -95,6 +97,7 @@ impl Step {
             Step::RefundReturn => "return",
             Step::RefundFee => "rfee",
             Step::WalletTransfer => "move",
+            Step::Settle => "settle",
         }
     }
 }

@@ -5,7 +5,7 @@
 use channels::ChannelRequest;
 use money::{Amount, AssetCode};
 
-use crate::booking::{Payment, Refund, WalletTransfer};
+use crate::booking::{Payment, Refund, Settlement, WalletTransfer};
 use crate::topup::TopUp;
 use crate::withdrawal::Withdrawal;
 use crate::{Effect, Event, IllegalTransition, OrderId, Transition};
@@ -18,15 +18,17 @@ pub enum OrderKind {
     Payment,
     Refund,
     WalletTransfer,
+    Settlement,
 }
 
 impl OrderKind {
-    pub const ALL: [OrderKind; 5] = [
+    pub const ALL: [OrderKind; 6] = [
         OrderKind::Topup,
         OrderKind::Withdrawal,
         OrderKind::Payment,
         OrderKind::Refund,
         OrderKind::WalletTransfer,
+        OrderKind::Settlement,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +38,7 @@ impl OrderKind {
             OrderKind::Payment => "payment",
             OrderKind::Refund => "refund",
             OrderKind::WalletTransfer => "wallet_transfer",
+            OrderKind::Settlement => "settlement",
         }
     }
 
@@ -51,6 +54,7 @@ impl OrderKind {
             OrderKind::Payment => "pay",
             OrderKind::Refund => "rf",
             OrderKind::WalletTransfer => "wt",
+            OrderKind::Settlement => "st",
         }
     }
 }
@@ -63,6 +67,7 @@ pub enum Order {
     Payment(Payment),
     Refund(Refund),
     WalletTransfer(WalletTransfer),
+    Settlement(Settlement),
 }
 
 macro_rules! each {
@@ -73,6 +78,7 @@ macro_rules! each {
             Order::Payment($flow) => $body,
             Order::Refund($flow) => $body,
             Order::WalletTransfer($flow) => $body,
+            Order::Settlement($flow) => $body,
         }
     };
 }
@@ -85,6 +91,7 @@ impl Order {
             Order::Payment(_) => OrderKind::Payment,
             Order::Refund(_) => OrderKind::Refund,
             Order::WalletTransfer(_) => OrderKind::WalletTransfer,
+            Order::Settlement(_) => OrderKind::Settlement,
         }
     }
 
@@ -100,7 +107,8 @@ impl Order {
         each!(self, flow => flow.amount)
     }
 
-    /// The customer whose wallet the order touches (the payer of a wallet transfer).
+    /// The customer whose wallet the order touches (the payer of a wallet transfer); empty
+    /// for a settlement, which touches only its merchant.
     pub fn customer(&self) -> &str {
         each!(self, flow => flow.customer())
     }
@@ -109,6 +117,7 @@ impl Order {
         match self {
             Order::Payment(payment) => Some(&payment.merchant),
             Order::Refund(refund) => Some(&refund.merchant),
+            Order::Settlement(settlement) => Some(&settlement.merchant),
             _ => None,
         }
     }
@@ -128,6 +137,7 @@ impl Order {
             Order::Payment(flow) => wrap(flow.apply(event)?, Order::Payment),
             Order::Refund(flow) => wrap(flow.apply(event)?, Order::Refund),
             Order::WalletTransfer(flow) => wrap(flow.apply(event)?, Order::WalletTransfer),
+            Order::Settlement(flow) => wrap(flow.apply(event)?, Order::Settlement),
         })
     }
 
@@ -167,6 +177,12 @@ has_customer!(TopUp, Withdrawal, Payment, Refund);
 impl HasCustomer for WalletTransfer {
     fn customer(&self) -> &str {
         &self.from
+    }
+}
+
+impl HasCustomer for Settlement {
+    fn customer(&self) -> &str {
+        ""
     }
 }
 

@@ -135,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/customers/{id}", get(payments_api::get_customer))
         .route("/merchants", post(payments_api::create_merchant))
         .route("/merchants/{id}", get(payments_api::get_merchant))
+        .route("/merchants/{id}/settlements", post(payments_api::settle_merchant))
         .route("/topups", post(payments_api::create_topup))
         .route("/withdrawals", post(payments_api::create_withdrawal))
         .route("/payments", post(payments_api::create_payment))

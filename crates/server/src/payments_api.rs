@@ -93,7 +93,8 @@ pub struct OrderView {
     #[serde(rename = "final")]
     pub is_final: bool,
     pub reference: String,
-    pub customer: String,
+    /// None for a settlement.
+    pub customer: Option<String>,
     pub merchant: Option<String>,
     pub asset: String,
     /// Minor units, as a decimal string.
@@ -138,6 +139,8 @@ pub struct PartyView {
     pub assets: Vec<String>,
     /// Merchants: the platform's fee on each payment, in basis points.
     pub fee_bps: u32,
+    /// Merchants: payments of day T are settled on day T+N.
+    pub settle_after_days: u32,
     pub balances: Vec<BalanceLine>,
     pub created_at_ms: u64,
 }
@@ -204,6 +207,7 @@ fn party_view(state: &AppState, party: Party) -> Result<PartyView, ApiError> {
         name: party.name,
         assets: party.assets.iter().map(|a| a.as_str().to_owned()).collect(),
         fee_bps: party.fee_bps,
+        settle_after_days: party.settle_after_days,
         balances,
         created_at_ms: party.created_at_ms,
     })
@@ -241,6 +245,14 @@ pub struct MerchantRequest {
     #[serde(default)]
     #[schema(example = 60)]
     fee_bps: u32,
+    /// Settlement cycle: payments of day T are settled on day T+N (0 to 90, default 1).
+    #[serde(default = "one_day")]
+    #[schema(example = 1)]
+    settle_after_days: u32,
+}
+
+fn one_day() -> u32 {
+    1
 }
 
 /// Open a customer with a wallet per asset (idempotent).
@@ -256,7 +268,8 @@ pub async fn create_customer(
 ) -> Response {
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/customers", &body, async {
         let request: CustomerRequest = parse(&body)?;
-        open_party(&state, &caller, PartyKind::Customer, request.id, request.name, request.assets, 0)
+        let terms = (0, 0);
+        open_party(&state, &caller, PartyKind::Customer, request.id, request.name, request.assets, terms)
             .await
     })
     .await
@@ -282,7 +295,7 @@ pub async fn create_merchant(
             request.id,
             request.name,
             request.assets,
-            request.fee_bps,
+            (request.fee_bps, request.settle_after_days),
         )
         .await
     })
@@ -296,12 +309,13 @@ async fn open_party(
     id: String,
     name: String,
     assets: Vec<AssetCode>,
-    fee_bps: u32,
+    (fee_bps, settle_after_days): (u32, u32),
 ) -> Result<(StatusCode, serde_json::Value), ApiError> {
     let executor = executor(state)?;
     let tenant = caller.tenant().as_str();
     let existed = executor.store().get_party(tenant, kind, &id).map_err(ExecError::from)?.is_some();
-    let party = executor.open_party(tenant, kind, &id, &name, assets, fee_bps).await?;
+    let party =
+        executor.open_party(tenant, kind, &id, &name, assets, fee_bps, settle_after_days).await?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, to_value(party_view(state, party)?)?))
 }
@@ -531,6 +545,52 @@ pub async fn create_wallet_transfer(
             amount: request.amount,
         };
         placed(executor(&state)?.create_wallet_transfer(caller.tenant().as_str(), request).await?)
+    })
+    .await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementBody {
+    #[schema(value_type = String, example = "CNY")]
+    asset: AssetCode,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SettlementRunView {
+    #[schema(example = "settlement_run")]
+    pub object: &'static str,
+    /// False when there was nothing to settle up to the cut-off.
+    pub settled: bool,
+    pub settlement: Option<OrderView>,
+}
+
+/// Settle a merchant now (结算): its takings up to the T+N cut-off move from unsettled to
+/// settled. Once per merchant, asset and cut-off day; the scheduled run does the same.
+#[utoipa::path(post, path = "/v1/merchants/{id}/settlements", tag = "payments", request_body = SettlementBody,
+    params(("id" = String, Path), IdempotencyKey),
+    responses((status = 201, body = SettlementRunView), (status = 200, description = "already settled for this cut-off, or nothing to settle", body = SettlementRunView),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn settle_merchant(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("POST /v1/merchants/{id}/settlements");
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        let request: SettlementBody = parse(&body)?;
+        let run = executor(&state)?.settle(caller.tenant().as_str(), &id, request.asset).await?;
+        let (status, settlement) = match run {
+            Some(placed) => (
+                if placed.created { StatusCode::CREATED } else { StatusCode::OK },
+                Some(view(&placed.record)?),
+            ),
+            None => (StatusCode::OK, None),
+        };
+        let settled = settlement.is_some();
+        Ok((status, to_value(SettlementRunView { object: "settlement_run", settled, settlement })?))
     })
     .await
 }

@@ -10,10 +10,10 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use executor::port::{
-    Inserted, NewEvent, OrderQuery, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
-    RefundInserted, RefundTotals, StoredEvent,
+    Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
+    GuardedInsert, RefundTotals, StoredEvent,
 };
-use money::Amount;
+use money::{Amount, AssetCode};
 use payments::{Order, OrderId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
@@ -23,8 +23,8 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/
 
 const INSERT: &str = "INSERT INTO orders (id, tenant, kind, reference, request_fingerprint, parent, \
      status, is_final, customer, merchant, amount_minor, fee_minor, body, version, created_at_ms, \
-     updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-     ON CONFLICT (id) DO NOTHING";
+     updated_at_ms, asset) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+     ?16, ?17) ON CONFLICT (id) DO NOTHING";
 const UPDATE: &str = "UPDATE orders SET status = ?2, is_final = ?3, fee_minor = ?4, body = ?5, \
      version = ?6, updated_at_ms = ?7 WHERE id = ?1 AND version = ?8";
 const SELECT: &str = "SELECT tenant, reference, request_fingerprint, parent, body, version, \
@@ -35,6 +35,15 @@ const INSERT_EVENT: &str = "INSERT INTO order_events (tenant, order_id, event_ty
 const REFUND_TOTALS: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT), \
      CAST(COALESCE(SUM(fee_minor), 0) AS BIGINT) \
      FROM orders WHERE parent = ?1 AND kind = 'refund' AND status <> 'failed'";
+const MERCHANT_TOTALS: &str = "SELECT \
+     CAST(COALESCE(SUM(CASE WHEN kind = 'payment' AND status = 'succeeded' AND created_at_ms < ?3 \
+         THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN kind = 'refund' AND status <> 'failed' \
+         THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN kind = 'settlement' AND status <> 'failed' \
+         THEN amount_minor ELSE 0 END), 0) AS BIGINT) \
+     FROM orders WHERE merchant = ?1 AND asset = ?2";
+const SELECT_PARTIES: &str = "SELECT body FROM parties WHERE kind = ?1 ORDER BY tenant, id";
 const SELECT_EVENTS: &str = "SELECT seq, tenant, order_id, event_type, payload, created_at_ms \
      FROM order_events WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
 const INSERT_PARTY: &str = "INSERT INTO parties (tenant, kind, id, body, created_at_ms) \
@@ -124,6 +133,7 @@ fn insert_params(record: &OrderRecord) -> Result<Vec<Param>, OrderStoreError> {
         Param::Int(i64_of(record.version)),
         Param::Int(i64_of(record.created_at_ms)),
         Param::Int(i64_of(record.updated_at_ms)),
+        Param::Text(order.asset().as_str().to_owned()),
     ])
 }
 
@@ -310,13 +320,13 @@ impl OrderStore for SqliteOrderStore {
         refund_id: &OrderId,
         payment: &OrderId,
         build: &mut dyn FnMut(RefundTotals) -> Option<OrderRecord>,
-    ) -> Result<RefundInserted, OrderStoreError> {
+    ) -> Result<GuardedInsert, OrderStoreError> {
         let mut connection = self.lock();
         // IMMEDIATE: the write lock is taken before the totals are read, so two refunds of
         // one payment can never both read the same totals.
         let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
         if let Some(existing) = sqlite_get(&tx, refund_id)? {
-            return Ok(RefundInserted::Existing(existing));
+            return Ok(GuardedInsert::Existing(existing));
         }
         let (refunded, fee_returned): (i64, i64) = tx
             .query_row(REFUND_TOTALS, [payment.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -326,11 +336,53 @@ impl OrderStore for SqliteOrderStore {
             fee_returned: Amount::from_stored(fee_returned).ok_or_else(|| corrupt("fee total"))?,
         };
         let Some(record) = build(totals) else {
-            return Ok(RefundInserted::Refused);
+            return Ok(GuardedInsert::Refused);
         };
         tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?)).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(RefundInserted::Created(record))
+        Ok(GuardedInsert::Created(record))
+    }
+
+    fn insert_settlement(
+        &self,
+        settlement_id: &OrderId,
+        merchant: &str,
+        asset: AssetCode,
+        cutoff_ms: u64,
+        build: &mut dyn FnMut(MerchantTotals) -> Option<OrderRecord>,
+    ) -> Result<GuardedInsert, OrderStoreError> {
+        let mut connection = self.lock();
+        // IMMEDIATE: totals and insert under the write lock, so runs never overlap.
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        if let Some(existing) = sqlite_get(&tx, settlement_id)? {
+            return Ok(GuardedInsert::Existing(existing));
+        }
+        let totals = tx
+            .query_row(MERCHANT_TOTALS, rusqlite::params![merchant, asset.as_str(), i64_of(cutoff_ms)], |row| {
+                Ok(MerchantTotals {
+                    payments_net_minor: row.get(0)?,
+                    refunds_net_minor: row.get(1)?,
+                    settled_minor: row.get(2)?,
+                })
+            })
+            .map_err(backend)?;
+        let Some(record) = build(totals) else {
+            return Ok(GuardedInsert::Refused);
+        };
+        tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?)).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(GuardedInsert::Created(record))
+    }
+
+    fn parties(&self, kind: PartyKind) -> Result<Vec<Party>, OrderStoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(SELECT_PARTIES).map_err(backend)?;
+        let bodies = statement
+            .query_map([kind.as_str()], |row| row.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)?;
+        bodies.iter().map(|body| serde_json::from_str(body).map_err(corrupt)).collect()
     }
 
     fn update(
@@ -511,14 +563,14 @@ impl OrderStore for PgOrderStore {
         refund_id: &OrderId,
         payment: &OrderId,
         build: &mut dyn FnMut(RefundTotals) -> Option<OrderRecord>,
-    ) -> Result<RefundInserted, OrderStoreError> {
+    ) -> Result<GuardedInsert, OrderStoreError> {
         let mut client = self.lock();
         let mut tx = client.transaction().map_err(backend)?;
         // The payment's row lock serialises its refunds across every node.
         tx.execute(&pg("SELECT 1 FROM orders WHERE id = ?1 FOR UPDATE"), &[&payment.as_str()])
             .map_err(backend)?;
         if let Some(existing) = pg_get(&mut tx, refund_id)? {
-            return Ok(RefundInserted::Existing(existing));
+            return Ok(GuardedInsert::Existing(existing));
         }
         let row = tx.query_one(&pg(REFUND_TOTALS), &[&payment.as_str()]).map_err(backend)?;
         let refunded: i64 = row.try_get(0).map_err(backend)?;
@@ -528,11 +580,52 @@ impl OrderStore for PgOrderStore {
             fee_returned: Amount::from_stored(fee_returned).ok_or_else(|| corrupt("fee total"))?,
         };
         let Some(record) = build(totals) else {
-            return Ok(RefundInserted::Refused);
+            return Ok(GuardedInsert::Refused);
         };
         tx.execute(&pg(INSERT), &pg_params(&insert_params(&record)?)).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(RefundInserted::Created(record))
+        Ok(GuardedInsert::Created(record))
+    }
+
+    fn insert_settlement(
+        &self,
+        settlement_id: &OrderId,
+        merchant: &str,
+        asset: AssetCode,
+        cutoff_ms: u64,
+        build: &mut dyn FnMut(MerchantTotals) -> Option<OrderRecord>,
+    ) -> Result<GuardedInsert, OrderStoreError> {
+        let mut client = self.lock();
+        let mut tx = client.transaction().map_err(backend)?;
+        // One settlement run per merchant at a time, across every node.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&merchant]).map_err(backend)?;
+        if let Some(existing) = pg_get(&mut tx, settlement_id)? {
+            return Ok(GuardedInsert::Existing(existing));
+        }
+        let row = tx
+            .query_one(&pg(MERCHANT_TOTALS), &[&merchant, &asset.as_str(), &i64_of(cutoff_ms)])
+            .map_err(backend)?;
+        let totals = MerchantTotals {
+            payments_net_minor: row.try_get(0).map_err(backend)?,
+            refunds_net_minor: row.try_get(1).map_err(backend)?,
+            settled_minor: row.try_get(2).map_err(backend)?,
+        };
+        let Some(record) = build(totals) else {
+            return Ok(GuardedInsert::Refused);
+        };
+        tx.execute(&pg(INSERT), &pg_params(&insert_params(&record)?)).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(GuardedInsert::Created(record))
+    }
+
+    fn parties(&self, kind: PartyKind) -> Result<Vec<Party>, OrderStoreError> {
+        let rows = self.lock().query(&pg(SELECT_PARTIES), &[&kind.as_str()]).map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let body: String = row.try_get(0).map_err(backend)?;
+                serde_json::from_str(&body).map_err(corrupt)
+            })
+            .collect()
     }
 
     fn update(

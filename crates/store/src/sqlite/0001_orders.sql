@@ -10,6 +10,7 @@ CREATE TABLE orders (
     is_final            INTEGER NOT NULL,
     customer            TEXT    NOT NULL,
     merchant            TEXT,
+    asset               TEXT    NOT NULL,
     amount_minor        INTEGER NOT NULL,
     fee_minor           INTEGER NOT NULL,
     body                TEXT    NOT NULL,
@@ -20,6 +21,7 @@ CREATE TABLE orders (
 CREATE INDEX orders_by_tenant ON orders (tenant, created_at_ms DESC, id DESC);
 CREATE INDEX orders_unfinished ON orders (updated_at_ms) WHERE is_final = 0;
 CREATE INDEX orders_by_parent ON orders (parent) WHERE parent IS NOT NULL;
+CREATE INDEX orders_by_merchant ON orders (merchant, asset) WHERE merchant IS NOT NULL;
 
 CREATE TABLE order_events (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
