@@ -2,6 +2,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+
 use channels::gateway::Millis;
 use channels::inquiry::{Inquirer, InquiryOwner, InquiryTask};
 use channels::{BoxFuture, ChannelId, Gateway, Outcome};
@@ -126,6 +127,26 @@ pub struct RefundRequest {
     pub amount: Amount,
 }
 
+pub struct PayoutItem {
+    /// Unique within the batch.
+    pub reference: String,
+    pub bank_account: String,
+    pub amount: Amount,
+}
+
+/// A merchant's batch payout (代付): each item is its own payout order.
+pub struct PayoutBatchRequest {
+    pub reference: String,
+    pub merchant: String,
+    pub asset: AssetCode,
+    pub items: Vec<PayoutItem>,
+}
+
+/// Items in one payout batch at most.
+pub const PAYOUT_BATCH_ITEMS_MAX: usize = 1_000;
+/// Items of a batch carried out at once.
+const PAYOUT_BATCH_CONCURRENCY: usize = 8;
+
 pub struct WalletTransferRequest {
     pub reference: String,
     pub from: String,
@@ -199,17 +220,26 @@ fn check_amount(amount: Amount) -> Result<(), ExecError> {
 /// The order id of a client's reference: derived, so a retried create names the same order
 /// even if every other record of the first attempt is lost.
 fn derive_order_id(tenant: &str, kind: OrderKind, scope: &str, reference: &str) -> OrderId {
+    derive_id(tenant, kind.as_str(), kind.id_prefix(), scope, reference)
+}
+
+/// A payout batch's id (`pb_…`), derived like an order's.
+pub fn payout_batch_id(tenant: &str, merchant: &str, reference: &str) -> OrderId {
+    derive_id(tenant, "payout_batch", "pb", merchant, reference)
+}
+
+fn derive_id(tenant: &str, kind: &str, prefix: &str, scope: &str, reference: &str) -> OrderId {
     let digest = Sha256::new()
         .chain_update(b"qianbao.order\0")
         .chain_update(tenant)
         .chain_update([0])
-        .chain_update(kind.as_str())
+        .chain_update(kind)
         .chain_update([0])
         .chain_update(scope)
         .chain_update([0])
         .chain_update(reference)
         .finalize();
-    let id = format!("{}_{}", kind.id_prefix(), &hex::encode(digest)[..24]);
+    let id = format!("{prefix}_{}", &hex::encode(digest)[..24]);
     match OrderId::new(id) {
         Ok(id) => id,
         Err(_) => unreachable!("a short prefix and hex digits"),
@@ -588,6 +618,106 @@ impl Executor {
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
         let effects = record.order.resume();
         Ok(Placed { record: self.run(record, effects.into()).await?, created: true })
+    }
+
+    /// Creates a merchant's payout batch: every item is stored (as a payout order from the
+    /// merchant's settled takings, its parent the batch) before this returns, then carried
+    /// out in the background, a few at a time. A retried batch creates nothing twice.
+    pub async fn create_payout_batch(
+        self: &Arc<Self>,
+        tenant: &str,
+        request: PayoutBatchRequest,
+    ) -> Result<OrderId, ExecError> {
+        check_id("reference", &request.reference)?;
+        if request.items.is_empty() || request.items.len() > PAYOUT_BATCH_ITEMS_MAX {
+            return Err(ExecError::Invalid {
+                field: "items",
+                message: format!("1 to {PAYOUT_BATCH_ITEMS_MAX} items"),
+            });
+        }
+        let mut references = HashSet::new();
+        for item in &request.items {
+            check_id("items.reference", &item.reference)?;
+            check_amount(item.amount)?;
+            if item.bank_account.is_empty() || item.bank_account.len() > 64 {
+                return Err(ExecError::Invalid {
+                    field: "items.bank_account",
+                    message: "1 to 64 bytes".into(),
+                });
+            }
+            if !references.insert(item.reference.as_str()) {
+                return Err(ExecError::Invalid {
+                    field: "items.reference",
+                    message: format!("{} appears twice", item.reference),
+                });
+            }
+        }
+        self.party_with(tenant, PartyKind::Merchant, &request.merchant, request.asset)?;
+        self.ensure_asset(request.asset).await?;
+        let batch = payout_batch_id(tenant, &request.merchant, &request.reference);
+        let key = party_key(tenant, &request.merchant);
+        let now_ms = self.clock.now_ms();
+        let mut created = Vec::new();
+        for item in request.items {
+            let id = derive_order_id(tenant, OrderKind::Withdrawal, batch.as_str(), &item.reference);
+            let print = fingerprint(&[
+                &request.merchant,
+                &item.bank_account,
+                request.asset.as_str(),
+                &item.amount.minor().to_string(),
+            ]);
+            let withdrawal =
+                Withdrawal::new(id, key.clone(), item.bank_account, request.asset, item.amount)
+                    .from_merchant();
+            let record = OrderRecord {
+                tenant: tenant.to_owned(),
+                reference: item.reference,
+                request_fingerprint: print,
+                parent: Some(batch.clone()),
+                order: submitted(Order::Withdrawal(withdrawal)),
+                version: 1,
+                created_at_ms: now_ms,
+                updated_at_ms: now_ms,
+            };
+            match self.store.insert(&record)? {
+                Inserted::Created => created.push(record),
+                Inserted::Existing(existing) => {
+                    self.existing(existing, &record.request_fingerprint)?;
+                }
+            }
+        }
+        self.counters.orders_created.fetch_add(created.len() as u64, Ordering::Relaxed);
+        let executor = Arc::clone(self);
+        tokio::spawn(async move {
+            let gate = Arc::new(tokio::sync::Semaphore::new(PAYOUT_BATCH_CONCURRENCY));
+            let mut items = tokio::task::JoinSet::new();
+            for record in created {
+                let (executor, gate) = (executor.clone(), gate.clone());
+                items.spawn(async move {
+                    let _permit = gate.acquire_owned().await;
+                    let id = record.id().clone();
+                    let effects = record.order.resume();
+                    if let Err(error) = executor.run(record, effects.into()).await {
+                        // Inspection resumes it.
+                        tracing::warn!(order = %id, %error, "payout item interrupted");
+                    }
+                });
+            }
+            while items.join_next().await.is_some() {}
+        });
+        Ok(batch)
+    }
+
+    /// A payout batch's items, oldest first.
+    pub fn payout_batch(&self, tenant: &str, id: &str) -> Result<Vec<OrderRecord>, ExecError> {
+        let missing = || ExecError::OrderNotFound(id.to_owned());
+        let batch = OrderId::new(id).map_err(|_| missing())?;
+        let items: Vec<OrderRecord> =
+            self.store.children_of(&batch)?.into_iter().filter(|r| r.tenant == tenant).collect();
+        if items.is_empty() {
+            return Err(missing());
+        }
+        Ok(items)
     }
 
     /// Settles a merchant's takings in `asset` up to its T+N cut-off (结算): one settlement

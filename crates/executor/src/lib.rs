@@ -17,7 +17,8 @@ pub mod port;
 
 pub use engine::{
     order_payload, party_key, ExecError, Executor, ExecutorConfig, InspectionReport,
-    InquiryOwnerAdapter, PaymentRequest, Placed, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
+    InquiryOwnerAdapter, PaymentRequest, PayoutBatchRequest, PayoutItem, Placed,
+    payout_batch_id, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
 };
 pub use port::{
     GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,

@@ -189,8 +189,9 @@ pub trait OrderStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<OrderRecord>, OrderStoreError>;
 
-    /// A payment's refunds, oldest first.
-    fn refunds_of(&self, payment: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError>;
+    /// The orders whose parent is `parent` (a payment's refunds, a payout batch's items),
+    /// oldest first.
+    fn children_of(&self, parent: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError>;
 
     /// The tenant's outbox events after `after_seq`, in order.
     fn events(

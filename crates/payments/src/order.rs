@@ -108,7 +108,7 @@ impl Order {
     }
 
     /// The customer whose wallet the order touches (the payer of a wallet transfer); empty
-    /// for a settlement, which touches only its merchant.
+    /// for a settlement or a merchant's payout, which touch only their merchant.
     pub fn customer(&self) -> &str {
         each!(self, flow => flow.customer())
     }
@@ -118,6 +118,11 @@ impl Order {
             Order::Payment(payment) => Some(&payment.merchant),
             Order::Refund(refund) => Some(&refund.merchant),
             Order::Settlement(settlement) => Some(&settlement.merchant),
+            Order::Withdrawal(payout)
+                if payout.source == crate::withdrawal::PayoutSource::MerchantSettled =>
+            {
+                Some(&payout.customer)
+            }
             _ => None,
         }
     }
@@ -172,7 +177,16 @@ macro_rules! has_customer {
         }
     )*};
 }
-has_customer!(TopUp, Withdrawal, Payment, Refund);
+has_customer!(TopUp, Payment, Refund);
+
+impl HasCustomer for Withdrawal {
+    fn customer(&self) -> &str {
+        match self.source {
+            crate::withdrawal::PayoutSource::Wallet => &self.customer,
+            crate::withdrawal::PayoutSource::MerchantSettled => "",
+        }
+    }
+}
 
 impl HasCustomer for WalletTransfer {
     fn customer(&self) -> &str {

@@ -13,7 +13,8 @@
 //!
 //! Ledger entries:
 //! - hold: pending `Dr 2241 wallet amount / Cr 2245 withdrawals in flight amount` — the money
-//!   cannot be spent, and is not yet at any channel;
+//!   cannot be spent, and is not yet at any channel (a merchant's payout, 代付, holds
+//!   `Dr 2203 settled[merchant]` instead; everything else is the same);
 //! - success, one linked group: post the hold; `Dr 2245 in flight / Cr 1122 clearing[ch]`
 //!   (the channel paid it out of our reserve); and when the channel charged a fee,
 //!   `Dr 6602 channel fees / Cr 1122 clearing[ch]`;
@@ -24,11 +25,25 @@ use ledger::model::{BoundedText, Movement, NewTransfer, TransferAction};
 use ledger::BusinessCode;
 use money::{Amount, AssetCode};
 
-use crate::chart::{internal_account_id, wallet_account_id, Internal};
+use crate::chart::{internal_account_id, merchant_account_id, wallet_account_id, Internal};
 use crate::ids::{request_id, transfer_id, OrderId, Step};
 use crate::{Effect, Event, IllegalTransition, Transition};
 
 pub const BUSINESS_CODE_WITHDRAWAL: BusinessCode = BusinessCode(1002);
+/// A merchant's payout (代付): the same flow from the merchant's settled takings.
+pub const BUSINESS_CODE_PAYOUT: BusinessCode = BusinessCode(3002);
+
+/// Whose money a withdrawal pays out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayoutSource {
+    /// A customer's wallet (提现).
+    #[default]
+    Wallet,
+    /// A merchant's settled takings (代付, batch payouts); a failed item's hold is voided,
+    /// so its money is back with the merchant.
+    MerchantSettled,
+}
 
 /// Longest time a withdrawal hold lives without being posted or voided: none. A hold that
 /// expired by itself would release money the bank may have paid out.
@@ -37,7 +52,11 @@ pub const HOLD_TIMEOUT_SECS: Option<u32> = None;
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Withdrawal {
     pub order: OrderId,
+    /// The owner of the money: a customer, or for a payout (代付) a merchant.
     pub customer: String,
+    /// Where the money comes from: the customer's wallet, or the merchant's settled takings.
+    #[serde(default)]
+    pub source: PayoutSource,
     /// The customer's bank account at the channel.
     pub bank_account: String,
     pub asset: AssetCode,
@@ -123,11 +142,33 @@ impl Withdrawal {
         Withdrawal {
             order,
             customer,
+            source: PayoutSource::Wallet,
             bank_account,
             asset,
             amount,
             refused_by: Vec::new(),
             state: WithdrawalState::Created,
+        }
+    }
+
+    /// The same withdrawal paying out a merchant's settled takings.
+    pub fn from_merchant(mut self) -> Withdrawal {
+        self.source = PayoutSource::MerchantSettled;
+        self
+    }
+
+    fn business_code(&self) -> BusinessCode {
+        match self.source {
+            PayoutSource::Wallet => BUSINESS_CODE_WITHDRAWAL,
+            PayoutSource::MerchantSettled => BUSINESS_CODE_PAYOUT,
+        }
+    }
+
+    /// The account the hold is on.
+    pub fn source_account(&self) -> ledger::AccountId {
+        match self.source {
+            PayoutSource::Wallet => wallet_account_id(&self.customer, self.asset),
+            PayoutSource::MerchantSettled => merchant_account_id(&self.customer, self.asset, true),
         }
     }
 
@@ -161,7 +202,7 @@ impl Withdrawal {
                 asset: self.asset,
                 amount,
             }),
-            business_code: BUSINESS_CODE_WITHDRAWAL,
+            business_code: self.business_code(),
             order_ref: self.order_ref(),
         }
     }
@@ -171,7 +212,7 @@ impl Withdrawal {
             id: transfer_id(&self.order, Step::WithdrawalHold),
             action: TransferAction::Pending {
                 movement: Movement {
-                    debit_account_id: wallet_account_id(&self.customer, self.asset),
+                    debit_account_id: self.source_account(),
                     credit_account_id: internal_account_id(
                         &Internal::WithdrawalsInFlight,
                         self.asset,
@@ -181,7 +222,7 @@ impl Withdrawal {
                 },
                 timeout_secs: HOLD_TIMEOUT_SECS,
             },
-            business_code: BUSINESS_CODE_WITHDRAWAL,
+            business_code: self.business_code(),
             order_ref: self.order_ref(),
         }
     }
@@ -197,7 +238,7 @@ impl Withdrawal {
                     pending_id: transfer_id(&self.order, Step::WithdrawalHold),
                     amount: None,
                 },
-                business_code: BUSINESS_CODE_WITHDRAWAL,
+                business_code: self.business_code(),
                 order_ref: self.order_ref(),
             },
             self.post(Step::WithdrawalSettle, in_flight, clearing, self.amount),
@@ -215,7 +256,7 @@ impl Withdrawal {
             action: TransferAction::VoidPending {
                 pending_id: transfer_id(&self.order, Step::WithdrawalHold),
             },
-            business_code: BUSINESS_CODE_WITHDRAWAL,
+            business_code: self.business_code(),
             order_ref: self.order_ref(),
         }
     }

@@ -136,6 +136,8 @@ pub fn router(state: AppState) -> Router {
         .route("/merchants", post(payments_api::create_merchant))
         .route("/merchants/{id}", get(payments_api::get_merchant))
         .route("/merchants/{id}/settlements", post(payments_api::settle_merchant))
+        .route("/merchants/{id}/payout-batches", post(payments_api::create_payout_batch))
+        .route("/payout-batches/{id}", get(payments_api::get_payout_batch))
         .route("/topups", post(payments_api::create_topup))
         .route("/withdrawals", post(payments_api::create_withdrawal))
         .route("/payments", post(payments_api::create_payment))

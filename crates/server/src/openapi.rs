@@ -36,6 +36,8 @@ use crate::{keys_api, ledger_api, ops, payments_api, webhooks_api};
         payments_api::create_merchant,
         payments_api::get_merchant,
         payments_api::settle_merchant,
+        payments_api::create_payout_batch,
+        payments_api::get_payout_batch,
         payments_api::create_topup,
         payments_api::create_withdrawal,
         payments_api::create_payment,

@@ -595,6 +595,138 @@ pub async fn settle_merchant(
     .await
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutItemBody {
+    /// Unique within the batch.
+    #[schema(example = "salary-0001")]
+    reference: String,
+    bank_account: String,
+    #[schema(value_type = String, example = "12000")]
+    amount: Amount,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutBatchBody {
+    /// The merchant's batch number: a retry with it creates nothing twice.
+    #[schema(example = "payroll-2026-11")]
+    reference: String,
+    #[schema(value_type = String, example = "CNY")]
+    asset: AssetCode,
+    /// 1 to 1,000 payouts.
+    items: Vec<PayoutItemBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PayoutTotal {
+    pub count: u64,
+    /// Minor units.
+    pub amount: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PayoutBatchView {
+    /// `pb_…`
+    pub id: String,
+    #[schema(example = "payout_batch")]
+    pub object: &'static str,
+    pub merchant: String,
+    /// `processing` while any item is not final, then `completed`.
+    pub status: &'static str,
+    pub succeeded: PayoutTotal,
+    /// Failed items: their money is back in the merchant's settled balance.
+    pub failed: PayoutTotal,
+    pub processing: PayoutTotal,
+    pub items: Vec<OrderView>,
+}
+
+fn batch_view(id: &str, merchant: &str, items: &[OrderRecord]) -> Result<PayoutBatchView, ApiError> {
+    let mut totals = [(0u64, 0u128); 3];
+    for item in items {
+        let slot = match (item.order.is_final(), item.order.status()) {
+            (true, "succeeded") => 0,
+            (true, _) => 1,
+            (false, _) => 2,
+        };
+        totals[slot].0 += 1;
+        totals[slot].1 += u128::from(item.order.amount().minor());
+    }
+    let total = |(count, amount): (u64, u128)| PayoutTotal { count, amount: amount.to_string() };
+    Ok(PayoutBatchView {
+        id: id.to_owned(),
+        object: "payout_batch",
+        merchant: merchant.to_owned(),
+        status: if totals[2].0 == 0 { "completed" } else { "processing" },
+        succeeded: total(totals[0]),
+        failed: total(totals[1]),
+        processing: total(totals[2]),
+        items: items.iter().map(view).collect::<Result<_, _>>()?,
+    })
+}
+
+/// Pay out many bank accounts from a merchant's settled takings at once (批量代付). Every
+/// item is stored before the answer (202) and carried out in the background; each has its
+/// own state, and a failed item's money goes back to the merchant.
+#[utoipa::path(post, path = "/v1/merchants/{id}/payout-batches", tag = "payments", request_body = PayoutBatchBody,
+    params(("id" = String, Path), IdempotencyKey),
+    responses((status = 202, body = PayoutBatchView), (status = "4XX", body = ErrorBody)))]
+pub async fn create_payout_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("POST /v1/merchants/{id}/payout-batches");
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        let request: PayoutBatchBody = parse(&body)?;
+        let executor = executor(&state)?;
+        let tenant = caller.tenant().as_str();
+        let batch = executor
+            .create_payout_batch(
+                tenant,
+                executor::PayoutBatchRequest {
+                    reference: request.reference,
+                    merchant: id.clone(),
+                    asset: request.asset,
+                    items: request
+                        .items
+                        .into_iter()
+                        .map(|item| executor::PayoutItem {
+                            reference: item.reference,
+                            bank_account: item.bank_account,
+                            amount: item.amount,
+                        })
+                        .collect(),
+                },
+            )
+            .await?;
+        let items = executor.payout_batch(tenant, batch.as_str())?;
+        Ok((StatusCode::ACCEPTED, to_value(batch_view(batch.as_str(), &id, &items)?)?))
+    })
+    .await
+}
+
+/// A payout batch with its totals and every item.
+#[utoipa::path(get, path = "/v1/payout-batches/{id}", tag = "payments",
+    params(("id" = String, Path)),
+    responses((status = 200, body = PayoutBatchView), (status = "4XX", body = ErrorBody)))]
+pub async fn get_payout_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PayoutBatchView>, ApiError> {
+    caller.require(Scope::LedgerRead)?;
+    let items = executor(&state)?.payout_batch(caller.tenant().as_str(), &id)?;
+    let merchant = items
+        .first()
+        .and_then(|item| item.order.merchant())
+        .map(|key| key.split_once('/').map_or(key, |(_, id)| id).to_owned())
+        .unwrap_or_default();
+    Ok(axum::Json(batch_view(&id, &merchant, &items)?))
+}
+
 // ---- orders and events ---------------------------------------------------------------------
 
 /// One order of any kind.

@@ -426,11 +426,11 @@ impl OrderStore for SqliteOrderStore {
         )
     }
 
-    fn refunds_of(&self, payment: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError> {
+    fn children_of(&self, parent: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError> {
         sqlite_orders(
             &self.lock(),
             &format!("{SELECT} WHERE parent = ?1 ORDER BY created_at_ms, id"),
-            &[Param::Text(payment.to_string())],
+            &[Param::Text(parent.to_string())],
         )
     }
 
@@ -669,11 +669,11 @@ impl OrderStore for PgOrderStore {
         )
     }
 
-    fn refunds_of(&self, payment: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError> {
+    fn children_of(&self, parent: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError> {
         pg_orders(
             &mut *self.lock(),
             &format!("{SELECT} WHERE parent = ?1 ORDER BY created_at_ms, id"),
-            &[Param::Text(payment.to_string())],
+            &[Param::Text(parent.to_string())],
         )
     }
 

@@ -600,3 +600,63 @@ fn settlement_moves_takings_to_settled_once_per_cutoff() {
     assert_eq!(again["settled"], json!(false), "nothing new to settle: {again}");
     world.assert_balanced();
 }
+
+#[test]
+fn a_payout_batch_pays_each_item_and_returns_failed_items_to_the_merchant() {
+    let world = World::start(&["bank_a"], &[]);
+    world.ok(
+        "POST",
+        "/v1/merchants",
+        json!({"id": "payroll", "assets": ["CNY"], "fee_bps": 0, "settle_after_days": 0}),
+    );
+    assert_eq!(world.topup("top-1", 50_000)["status"], json!("succeeded"));
+    world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "o-1", "customer": "alice", "merchant": "payroll", "asset": "CNY", "amount": "40000"}),
+    );
+    let run = world.ok("POST", "/v1/merchants/payroll/settlements", json!({"asset": "CNY"}));
+    assert_eq!(run["settlement"]["amount"], json!("40000"), "{run}");
+    // The bank refuses one account; the others are paid.
+    world.sim.call(
+        "POST",
+        "/admin/channels/bank_a/accounts",
+        json!({"account": "6222020000000002", "initial_balance_minor": "0"}),
+    );
+    let body = json!({"reference": "batch-1", "asset": "CNY", "items": [
+        {"reference": "i-1", "bank_account": CARD, "amount": "10000"},
+        {"reference": "i-2", "bank_account": "6222020000000002", "amount": "5000"},
+        {"reference": "i-3", "bank_account": "6222020000000999", "amount": "7000"},
+        {"reference": "i-4", "bank_account": CARD, "amount": "9000"},
+    ]});
+    let (status, batch) = world.call("POST", "/v1/merchants/payroll/payout-batches", body.clone());
+    assert_eq!(status, 202, "{batch}");
+    let id = batch["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let done = loop {
+        let view = world.ok("GET", &format!("/v1/payout-batches/{id}"), Value::Null);
+        if view["status"] == json!("completed") {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "batch not done: {view}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["succeeded"], json!({"count": 3, "amount": "24000"}), "{done}");
+    assert_eq!(done["failed"], json!({"count": 1, "amount": "7000"}), "{done}");
+    assert_eq!(done["merchant"], json!("payroll"));
+    assert!(
+        done["items"].as_array().expect("items").iter().any(|item| item["state"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.starts_with("invalid_account"))),
+        "the failed item failed at the bank: {done}"
+    );
+    // 40000 settled − 24000 paid out; the failed 7000 is back.
+    assert_eq!(world.balance("merchants", "payroll", "settled"), 16_000);
+    // A retried batch creates nothing twice.
+    let (status, again) = world.call("POST", "/v1/merchants/payroll/payout-batches", body);
+    assert_eq!((status, again["id"].clone()), (202, json!(id)));
+    let payouts = world.sim.operations("bank_a").into_iter().filter(|op| op["operation"] == json!("payout")).count();
+    assert_eq!(payouts, 4, "each item went to the bank once");
+    world.assert_balanced();
+    world.assert_matches_simulator("bank_a");
+}
