@@ -204,6 +204,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ledger.handle(),
         &runtime,
     )?;
+    // Likewise the payment core's stores (orders, webhooks, inquiries).
+    let keep_alive = (keep_alive, core.executor.clone(), core.webhooks.clone(), core.inquirer.clone());
     let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())
         .with_key_rate_limit(args.key_rate_limit())
         .with_payments(core.executor.clone())

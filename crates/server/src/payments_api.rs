@@ -28,7 +28,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyKey;
-use crate::ledger_api::parse;
+use crate::ledger_api::{blocking, parse};
 use crate::views::{to_value, ErrorBody};
 use crate::{idempotency, AppState};
 
@@ -317,7 +317,9 @@ async fn open_party(
     let party =
         executor.open_party(tenant, kind, &id, &name, assets, fee_bps, settle_after_days).await?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, to_value(party_view(state, party)?)?))
+    let state = state.clone();
+    let view = blocking(move || party_view(&state, party)).await?;
+    Ok((status, to_value(view)?))
 }
 
 /// A customer with its wallet balances.
@@ -329,7 +331,7 @@ pub async fn get_customer(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<PartyView>, ApiError> {
-    get_party(&state, &caller, PartyKind::Customer, &id)
+    get_party(&state, &caller, PartyKind::Customer, &id).await
 }
 
 /// A merchant with its unsettled and settled balances.
@@ -341,10 +343,10 @@ pub async fn get_merchant(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<PartyView>, ApiError> {
-    get_party(&state, &caller, PartyKind::Merchant, &id)
+    get_party(&state, &caller, PartyKind::Merchant, &id).await
 }
 
-fn get_party(
+async fn get_party(
     state: &AppState,
     caller: &Caller,
     kind: PartyKind,
@@ -352,7 +354,9 @@ fn get_party(
 ) -> Result<axum::Json<PartyView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
     let party = executor(state)?.party(caller.tenant().as_str(), kind, id)?;
-    Ok(axum::Json(party_view(state, party)?))
+    // Balances come from the ledger reader, whose clients block.
+    let state = state.clone();
+    Ok(axum::Json(blocking(move || party_view(&state, party)).await?))
 }
 
 // ---- products ------------------------------------------------------------------------------

@@ -313,24 +313,26 @@ impl PgInquiryStore {
 
 impl InquiryStore for PgInquiryStore {
     fn open(&self, task: &InquiryTask) -> Result<bool, InquiryError> {
-        let n = self.with(|c| {
-            c.execute(
-                &format!(
-                    "INSERT INTO inquiries ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', NULL, false, '') \
-                     ON CONFLICT (channel, request_id) DO NOTHING"
-                ),
-                &[
-                    &task.channel.as_str(),
-                    &task.request_id.as_str(),
-                    &task.operation.as_str(),
-                    &task.owner,
-                    &ms(task.created_at_ms),
-                    &i64::from(task.attempts),
-                    &ms(task.next_at_ms),
-                ],
-            )
-        })?;
-        Ok(n == 1)
+        crate::off_runtime(|| {
+            let n = self.with(|c| {
+                c.execute(
+                    &format!(
+                        "INSERT INTO inquiries ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', NULL, false, '') \
+                         ON CONFLICT (channel, request_id) DO NOTHING"
+                    ),
+                    &[
+                        &task.channel.as_str(),
+                        &task.request_id.as_str(),
+                        &task.operation.as_str(),
+                        &task.owner,
+                        &ms(task.created_at_ms),
+                        &i64::from(task.attempts),
+                        &ms(task.next_at_ms),
+                    ],
+                )
+            })?;
+            Ok(n == 1)
+        })
     }
 
     fn get(
@@ -338,21 +340,25 @@ impl InquiryStore for PgInquiryStore {
         channel: &ChannelId,
         request_id: &RequestId,
     ) -> Result<Option<InquiryTask>, InquiryError> {
-        let mut found = self.query(
-            &format!("SELECT {COLUMNS} FROM inquiries WHERE channel = $1 AND request_id = $2"),
-            &[&channel.as_str(), &request_id.as_str()],
-        )?;
-        Ok(found.pop())
+        crate::off_runtime(|| {
+            let mut found = self.query(
+                &format!("SELECT {COLUMNS} FROM inquiries WHERE channel = $1 AND request_id = $2"),
+                &[&channel.as_str(), &request_id.as_str()],
+            )?;
+            Ok(found.pop())
+        })
     }
 
     fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<InquiryTask>, InquiryError> {
-        self.query(
-            &format!(
-                "SELECT {COLUMNS} FROM inquiries WHERE state = 'open' AND next_at_ms <= $1 \
-                 ORDER BY next_at_ms LIMIT $2"
-            ),
-            &[&ms(now_ms), &(limit as i64)],
-        )
+        crate::off_runtime(|| {
+            self.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM inquiries WHERE state = 'open' AND next_at_ms <= $1 \
+                     ORDER BY next_at_ms LIMIT $2"
+                ),
+                &[&ms(now_ms), &(limit as i64)],
+            )
+        })
     }
 
     fn reschedule(
@@ -362,14 +368,16 @@ impl InquiryStore for PgInquiryStore {
         attempts: u32,
         next_at_ms: u64,
     ) -> Result<(), InquiryError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE inquiries SET attempts = $3, next_at_ms = $4 \
-                 WHERE channel = $1 AND request_id = $2 AND state = 'open'",
-                &[&channel.as_str(), &request_id.as_str(), &i64::from(attempts), &ms(next_at_ms)],
-            )
-        })?;
-        Ok(())
+        crate::off_runtime(|| {
+            self.with(|c| {
+                c.execute(
+                    "UPDATE inquiries SET attempts = $3, next_at_ms = $4 \
+                     WHERE channel = $1 AND request_id = $2 AND state = 'open'",
+                    &[&channel.as_str(), &request_id.as_str(), &i64::from(attempts), &ms(next_at_ms)],
+                )
+            })?;
+            Ok(())
+        })
     }
 
     fn resolve(
@@ -378,15 +386,17 @@ impl InquiryStore for PgInquiryStore {
         request_id: &RequestId,
         outcome: &Outcome,
     ) -> Result<bool, InquiryError> {
-        let outcome = outcome_text(outcome)?;
-        let n = self.with(|c| {
-            c.execute(
-                "UPDATE inquiries SET state = 'resolved', outcome = $3, delivered = false \
-                 WHERE channel = $1 AND request_id = $2 AND state <> 'resolved'",
-                &[&channel.as_str(), &request_id.as_str(), &outcome],
-            )
-        })?;
-        Ok(n == 1)
+        crate::off_runtime(|| {
+            let outcome = outcome_text(outcome)?;
+            let n = self.with(|c| {
+                c.execute(
+                    "UPDATE inquiries SET state = 'resolved', outcome = $3, delivered = false \
+                     WHERE channel = $1 AND request_id = $2 AND state <> 'resolved'",
+                    &[&channel.as_str(), &request_id.as_str(), &outcome],
+                )
+            })?;
+            Ok(n == 1)
+        })
     }
 
     fn escalate(
@@ -395,23 +405,27 @@ impl InquiryStore for PgInquiryStore {
         request_id: &RequestId,
         detail: &str,
     ) -> Result<(), InquiryError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE inquiries SET state = 'escalated', detail = $3 \
-                 WHERE channel = $1 AND request_id = $2 AND state = 'open'",
-                &[&channel.as_str(), &request_id.as_str(), &detail],
-            )
-        })?;
-        Ok(())
+        crate::off_runtime(|| {
+            self.with(|c| {
+                c.execute(
+                    "UPDATE inquiries SET state = 'escalated', detail = $3 \
+                     WHERE channel = $1 AND request_id = $2 AND state = 'open'",
+                    &[&channel.as_str(), &request_id.as_str(), &detail],
+                )
+            })?;
+            Ok(())
+        })
     }
 
     fn undelivered(&self, limit: usize) -> Result<Vec<InquiryTask>, InquiryError> {
-        self.query(
-            &format!(
-                "SELECT {COLUMNS} FROM inquiries WHERE state = 'resolved' AND NOT delivered LIMIT $1"
-            ),
-            &[&(limit as i64)],
-        )
+        crate::off_runtime(|| {
+            self.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM inquiries WHERE state = 'resolved' AND NOT delivered LIMIT $1"
+                ),
+                &[&(limit as i64)],
+            )
+        })
     }
 
     fn mark_delivered(
@@ -419,27 +433,31 @@ impl InquiryStore for PgInquiryStore {
         channel: &ChannelId,
         request_id: &RequestId,
     ) -> Result<(), InquiryError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE inquiries SET delivered = true WHERE channel = $1 AND request_id = $2",
-                &[&channel.as_str(), &request_id.as_str()],
-            )
-        })?;
-        Ok(())
+        crate::off_runtime(|| {
+            self.with(|c| {
+                c.execute(
+                    "UPDATE inquiries SET delivered = true WHERE channel = $1 AND request_id = $2",
+                    &[&channel.as_str(), &request_id.as_str()],
+                )
+            })?;
+            Ok(())
+        })
     }
 
     fn backlog(&self) -> Result<InquiryBacklog, InquiryError> {
-        let row = self.with(|c| {
-            c.query_one(
-                "SELECT count(*) FILTER (WHERE state = 'open'), \
-                        count(*) FILTER (WHERE state = 'escalated'), \
-                        count(*) FILTER (WHERE state = 'resolved' AND NOT delivered) FROM inquiries",
-                &[],
-            )
-        })?;
-        let count = |index: usize| -> Result<u64, InquiryError> {
-            Ok(row.try_get::<_, i64>(index).map_err(store_error)?.max(0) as u64)
-        };
-        Ok(InquiryBacklog { open: count(0)?, escalated: count(1)?, undelivered: count(2)? })
+        crate::off_runtime(|| {
+            let row = self.with(|c| {
+                c.query_one(
+                    "SELECT count(*) FILTER (WHERE state = 'open'), \
+                            count(*) FILTER (WHERE state = 'escalated'), \
+                            count(*) FILTER (WHERE state = 'resolved' AND NOT delivered) FROM inquiries",
+                    &[],
+                )
+            })?;
+            let count = |index: usize| -> Result<u64, InquiryError> {
+                Ok(row.try_get::<_, i64>(index).map_err(store_error)?.max(0) as u64)
+            };
+            Ok(InquiryBacklog { open: count(0)?, escalated: count(1)?, undelivered: count(2)? })
+        })
     }
 }

@@ -17,3 +17,16 @@ pub use orders::{PgOrderStore, SqliteOrderStore};
 pub use postgres::{PgReader, PgStore, PgTarget};
 pub use sqlite::{SqliteReader, SqliteStore};
 pub use webhooks::{PgWebhookStore, SqliteWebhookStore};
+
+/// Runs blocking store work (a synchronous PostgreSQL client, which drives a runtime of its
+/// own and panics inside tokio's) from wherever it is called: on a worker of a
+/// multi-threaded tokio runtime the worker is handed off first (`block_in_place`); anywhere
+/// else it just runs.
+pub(crate) fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}

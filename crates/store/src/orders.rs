@@ -547,15 +547,17 @@ impl PgOrderStore {
 
 impl OrderStore for PgOrderStore {
     fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
-        let params = insert_params(record)?;
-        let mut client = self.lock();
-        let n = client.execute(&pg(INSERT), &pg_params(&params)).map_err(backend)?;
-        if n == 0 {
-            let existing = pg_get(&mut *client, record.id())?
-                .ok_or_else(|| corrupt("an order vanished during its insert"))?;
-            return Ok(Inserted::Existing(existing));
-        }
-        Ok(Inserted::Created)
+        crate::off_runtime(|| {
+            let params = insert_params(record)?;
+            let mut client = self.lock();
+            let n = client.execute(&pg(INSERT), &pg_params(&params)).map_err(backend)?;
+            if n == 0 {
+                let existing = pg_get(&mut *client, record.id())?
+                    .ok_or_else(|| corrupt("an order vanished during its insert"))?;
+                return Ok(Inserted::Existing(existing));
+            }
+            Ok(Inserted::Created)
+        })
     }
 
     fn insert_refund(
@@ -564,27 +566,29 @@ impl OrderStore for PgOrderStore {
         payment: &OrderId,
         build: &mut dyn FnMut(RefundTotals) -> Option<OrderRecord>,
     ) -> Result<GuardedInsert, OrderStoreError> {
-        let mut client = self.lock();
-        let mut tx = client.transaction().map_err(backend)?;
-        // The payment's row lock serialises its refunds across every node.
-        tx.execute(&pg("SELECT 1 FROM orders WHERE id = ?1 FOR UPDATE"), &[&payment.as_str()])
-            .map_err(backend)?;
-        if let Some(existing) = pg_get(&mut tx, refund_id)? {
-            return Ok(GuardedInsert::Existing(existing));
-        }
-        let row = tx.query_one(&pg(REFUND_TOTALS), &[&payment.as_str()]).map_err(backend)?;
-        let refunded: i64 = row.try_get(0).map_err(backend)?;
-        let fee_returned: i64 = row.try_get(1).map_err(backend)?;
-        let totals = RefundTotals {
-            refunded: Amount::from_stored(refunded).ok_or_else(|| corrupt("refund total"))?,
-            fee_returned: Amount::from_stored(fee_returned).ok_or_else(|| corrupt("fee total"))?,
-        };
-        let Some(record) = build(totals) else {
-            return Ok(GuardedInsert::Refused);
-        };
-        tx.execute(&pg(INSERT), &pg_params(&insert_params(&record)?)).map_err(backend)?;
-        tx.commit().map_err(backend)?;
-        Ok(GuardedInsert::Created(record))
+        crate::off_runtime(|| {
+            let mut client = self.lock();
+            let mut tx = client.transaction().map_err(backend)?;
+            // The payment's row lock serialises its refunds across every node.
+            tx.execute(&pg("SELECT 1 FROM orders WHERE id = ?1 FOR UPDATE"), &[&payment.as_str()])
+                .map_err(backend)?;
+            if let Some(existing) = pg_get(&mut tx, refund_id)? {
+                return Ok(GuardedInsert::Existing(existing));
+            }
+            let row = tx.query_one(&pg(REFUND_TOTALS), &[&payment.as_str()]).map_err(backend)?;
+            let refunded: i64 = row.try_get(0).map_err(backend)?;
+            let fee_returned: i64 = row.try_get(1).map_err(backend)?;
+            let totals = RefundTotals {
+                refunded: Amount::from_stored(refunded).ok_or_else(|| corrupt("refund total"))?,
+                fee_returned: Amount::from_stored(fee_returned).ok_or_else(|| corrupt("fee total"))?,
+            };
+            let Some(record) = build(totals) else {
+                return Ok(GuardedInsert::Refused);
+            };
+            tx.execute(&pg(INSERT), &pg_params(&insert_params(&record)?)).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(GuardedInsert::Created(record))
+        })
     }
 
     fn insert_settlement(
@@ -595,37 +599,41 @@ impl OrderStore for PgOrderStore {
         cutoff_ms: u64,
         build: &mut dyn FnMut(MerchantTotals) -> Option<OrderRecord>,
     ) -> Result<GuardedInsert, OrderStoreError> {
-        let mut client = self.lock();
-        let mut tx = client.transaction().map_err(backend)?;
-        // One settlement run per merchant at a time, across every node.
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&merchant]).map_err(backend)?;
-        if let Some(existing) = pg_get(&mut tx, settlement_id)? {
-            return Ok(GuardedInsert::Existing(existing));
-        }
-        let row = tx
-            .query_one(&pg(MERCHANT_TOTALS), &[&merchant, &asset.as_str(), &i64_of(cutoff_ms)])
-            .map_err(backend)?;
-        let totals = MerchantTotals {
-            payments_net_minor: row.try_get(0).map_err(backend)?,
-            refunds_net_minor: row.try_get(1).map_err(backend)?,
-            settled_minor: row.try_get(2).map_err(backend)?,
-        };
-        let Some(record) = build(totals) else {
-            return Ok(GuardedInsert::Refused);
-        };
-        tx.execute(&pg(INSERT), &pg_params(&insert_params(&record)?)).map_err(backend)?;
-        tx.commit().map_err(backend)?;
-        Ok(GuardedInsert::Created(record))
+        crate::off_runtime(|| {
+            let mut client = self.lock();
+            let mut tx = client.transaction().map_err(backend)?;
+            // One settlement run per merchant at a time, across every node.
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&merchant]).map_err(backend)?;
+            if let Some(existing) = pg_get(&mut tx, settlement_id)? {
+                return Ok(GuardedInsert::Existing(existing));
+            }
+            let row = tx
+                .query_one(&pg(MERCHANT_TOTALS), &[&merchant, &asset.as_str(), &i64_of(cutoff_ms)])
+                .map_err(backend)?;
+            let totals = MerchantTotals {
+                payments_net_minor: row.try_get(0).map_err(backend)?,
+                refunds_net_minor: row.try_get(1).map_err(backend)?,
+                settled_minor: row.try_get(2).map_err(backend)?,
+            };
+            let Some(record) = build(totals) else {
+                return Ok(GuardedInsert::Refused);
+            };
+            tx.execute(&pg(INSERT), &pg_params(&insert_params(&record)?)).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(GuardedInsert::Created(record))
+        })
     }
 
     fn parties(&self, kind: PartyKind) -> Result<Vec<Party>, OrderStoreError> {
-        let rows = self.lock().query(&pg(SELECT_PARTIES), &[&kind.as_str()]).map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let body: String = row.try_get(0).map_err(backend)?;
-                serde_json::from_str(&body).map_err(corrupt)
-            })
-            .collect()
+        crate::off_runtime(|| {
+            let rows = self.lock().query(&pg(SELECT_PARTIES), &[&kind.as_str()]).map_err(backend)?;
+            rows.iter()
+                .map(|row| {
+                    let body: String = row.try_get(0).map_err(backend)?;
+                    serde_json::from_str(&body).map_err(corrupt)
+                })
+                .collect()
+        })
     }
 
     fn update(
@@ -634,27 +642,33 @@ impl OrderStore for PgOrderStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<bool, OrderStoreError> {
-        let params = update_params(record, expected_version)?;
-        let mut client = self.lock();
-        let mut tx = client.transaction().map_err(backend)?;
-        if tx.execute(&pg(UPDATE), &pg_params(&params)).map_err(backend)? == 0 {
-            return Ok(false);
-        }
-        for event in events {
-            tx.execute(&pg(INSERT_EVENT), &pg_params(&event_params(record, event)))
-                .map_err(backend)?;
-        }
-        tx.commit().map_err(backend)?;
-        Ok(true)
+        crate::off_runtime(|| {
+            let params = update_params(record, expected_version)?;
+            let mut client = self.lock();
+            let mut tx = client.transaction().map_err(backend)?;
+            if tx.execute(&pg(UPDATE), &pg_params(&params)).map_err(backend)? == 0 {
+                return Ok(false);
+            }
+            for event in events {
+                tx.execute(&pg(INSERT_EVENT), &pg_params(&event_params(record, event)))
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(true)
+        })
     }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {
-        pg_get(&mut *self.lock(), id)
+        crate::off_runtime(|| {
+            pg_get(&mut *self.lock(), id)
+        })
     }
 
     fn list(&self, query: &OrderQuery) -> Result<Vec<OrderRecord>, OrderStoreError> {
-        let (sql, params) = list_sql(query);
-        pg_orders(&mut *self.lock(), &sql, &params)
+        crate::off_runtime(|| {
+            let (sql, params) = list_sql(query);
+            pg_orders(&mut *self.lock(), &sql, &params)
+        })
     }
 
     fn unfinished(
@@ -662,19 +676,23 @@ impl OrderStore for PgOrderStore {
         updated_before_ms: u64,
         limit: usize,
     ) -> Result<Vec<OrderRecord>, OrderStoreError> {
-        pg_orders(
-            &mut *self.lock(),
-            &format!("{SELECT} WHERE is_final = 0 AND updated_at_ms <= ?1 ORDER BY updated_at_ms LIMIT ?2"),
-            &[Param::Int(i64_of(updated_before_ms)), Param::Int(limit as i64)],
-        )
+        crate::off_runtime(|| {
+            pg_orders(
+                &mut *self.lock(),
+                &format!("{SELECT} WHERE is_final = 0 AND updated_at_ms <= ?1 ORDER BY updated_at_ms LIMIT ?2"),
+                &[Param::Int(i64_of(updated_before_ms)), Param::Int(limit as i64)],
+            )
+        })
     }
 
     fn children_of(&self, parent: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError> {
-        pg_orders(
-            &mut *self.lock(),
-            &format!("{SELECT} WHERE parent = ?1 ORDER BY created_at_ms, id"),
-            &[Param::Text(parent.to_string())],
-        )
+        crate::off_runtime(|| {
+            pg_orders(
+                &mut *self.lock(),
+                &format!("{SELECT} WHERE parent = ?1 ORDER BY created_at_ms, id"),
+                &[Param::Text(parent.to_string())],
+            )
+        })
     }
 
     fn events(
@@ -683,37 +701,41 @@ impl OrderStore for PgOrderStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, OrderStoreError> {
-        let rows = self
-            .lock()
-            .query(&pg(SELECT_EVENTS), &[&tenant, &i64_of(after_seq), &(limit as i64)])
-            .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                event_of(
-                    row.try_get(0).map_err(backend)?,
-                    row.try_get(1).map_err(backend)?,
-                    row.try_get(2).map_err(backend)?,
-                    row.try_get(3).map_err(backend)?,
-                    row.try_get(4).map_err(backend)?,
-                    row.try_get(5).map_err(backend)?,
-                )
-            })
-            .collect()
+        crate::off_runtime(|| {
+            let rows = self
+                .lock()
+                .query(&pg(SELECT_EVENTS), &[&tenant, &i64_of(after_seq), &(limit as i64)])
+                .map_err(backend)?;
+            rows.iter()
+                .map(|row| {
+                    event_of(
+                        row.try_get(0).map_err(backend)?,
+                        row.try_get(1).map_err(backend)?,
+                        row.try_get(2).map_err(backend)?,
+                        row.try_get(3).map_err(backend)?,
+                        row.try_get(4).map_err(backend)?,
+                        row.try_get(5).map_err(backend)?,
+                    )
+                })
+                .collect()
+        })
     }
 
     fn put_party(&self, party: &Party) -> Result<Option<Party>, OrderStoreError> {
-        let body = party_body(party)?;
-        let mut client = self.lock();
-        let n = client
-            .execute(
-                &pg(INSERT_PARTY),
-                &[&party.tenant, &party.kind.as_str(), &party.id, &body, &i64_of(party.created_at_ms)],
-            )
-            .map_err(backend)?;
-        if n == 1 {
-            return Ok(None);
-        }
-        pg_party(&mut client, &party.tenant, party.kind, &party.id)
+        crate::off_runtime(|| {
+            let body = party_body(party)?;
+            let mut client = self.lock();
+            let n = client
+                .execute(
+                    &pg(INSERT_PARTY),
+                    &[&party.tenant, &party.kind.as_str(), &party.id, &body, &i64_of(party.created_at_ms)],
+                )
+                .map_err(backend)?;
+            if n == 1 {
+                return Ok(None);
+            }
+            pg_party(&mut client, &party.tenant, party.kind, &party.id)
+        })
     }
 
     fn get_party(
@@ -722,7 +744,9 @@ impl OrderStore for PgOrderStore {
         kind: PartyKind,
         id: &str,
     ) -> Result<Option<Party>, OrderStoreError> {
-        pg_party(&mut self.lock(), tenant, kind, id)
+        crate::off_runtime(|| {
+            pg_party(&mut self.lock(), tenant, kind, id)
+        })
     }
 }
 

@@ -370,65 +370,75 @@ fn pg_delivery(row: &postgres::Row) -> Result<RawDelivery, WebhookStoreError> {
 
 impl WebhookStore for PgWebhookStore {
     fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), WebhookStoreError> {
-        self.lock()
-            .execute(&pg(INSERT_ENDPOINT), &pg_params(&endpoint_params(endpoint)))
-            .map_err(backend)?;
-        Ok(())
+        crate::off_runtime(|| {
+            self.lock()
+                .execute(&pg(INSERT_ENDPOINT), &pg_params(&endpoint_params(endpoint)))
+                .map_err(backend)?;
+            Ok(())
+        })
     }
 
     fn endpoints(&self, tenant: &str) -> Result<Vec<Endpoint>, WebhookStoreError> {
-        let rows = self.lock().query(&pg(SELECT_ENDPOINTS), &[&tenant]).map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                endpoint_of(
-                    row.try_get(0).map_err(backend)?,
-                    row.try_get(1).map_err(backend)?,
-                    row.try_get(2).map_err(backend)?,
-                    row.try_get(3).map_err(backend)?,
-                    row.try_get(4).map_err(backend)?,
-                    row.try_get(5).map_err(backend)?,
-                )
-            })
-            .collect()
+        crate::off_runtime(|| {
+            let rows = self.lock().query(&pg(SELECT_ENDPOINTS), &[&tenant]).map_err(backend)?;
+            rows.iter()
+                .map(|row| {
+                    endpoint_of(
+                        row.try_get(0).map_err(backend)?,
+                        row.try_get(1).map_err(backend)?,
+                        row.try_get(2).map_err(backend)?,
+                        row.try_get(3).map_err(backend)?,
+                        row.try_get(4).map_err(backend)?,
+                        row.try_get(5).map_err(backend)?,
+                    )
+                })
+                .collect()
+        })
     }
 
     fn disable_endpoint(&self, tenant: &str, id: &str) -> Result<bool, WebhookStoreError> {
-        Ok(self.lock().execute(&pg(DISABLE_ENDPOINT), &[&tenant, &id]).map_err(backend)? == 1)
+        crate::off_runtime(|| {
+            Ok(self.lock().execute(&pg(DISABLE_ENDPOINT), &[&tenant, &id]).map_err(backend)? == 1)
+        })
     }
 
     fn fan_out(&self, now_ms: u64, limit: usize) -> Result<u64, WebhookStoreError> {
-        let mut client = self.lock();
-        let mut tx = client.transaction().map_err(backend)?;
-        let rows = tx.query(&pg(UNFANNED), &[&(limit as i64)]).map_err(backend)?;
-        let Some(upto) = rows.last().map(|row| row.try_get::<_, i64>(0)).transpose().map_err(backend)?
-        else {
-            return Ok(0);
-        };
-        let created = tx.execute(&pg(FAN_OUT), &[&upto, &i64_of(now_ms)]).map_err(backend)?;
-        tx.execute(&pg(MARK_FANNED), &[&upto]).map_err(backend)?;
-        tx.commit().map_err(backend)?;
-        Ok(created)
+        crate::off_runtime(|| {
+            let mut client = self.lock();
+            let mut tx = client.transaction().map_err(backend)?;
+            let rows = tx.query(&pg(UNFANNED), &[&(limit as i64)]).map_err(backend)?;
+            let Some(upto) = rows.last().map(|row| row.try_get::<_, i64>(0)).transpose().map_err(backend)?
+            else {
+                return Ok(0);
+            };
+            let created = tx.execute(&pg(FAN_OUT), &[&upto, &i64_of(now_ms)]).map_err(backend)?;
+            tx.execute(&pg(MARK_FANNED), &[&upto]).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(created)
+        })
     }
 
     fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<DueDelivery>, WebhookStoreError> {
-        let rows = self
-            .lock()
-            .query(&pg(&due_sql()), &[&i64_of(now_ms), &(limit as i64)])
-            .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let delivery = pg_delivery(row)?.into_delivery()?;
-                let payload: String = row.try_get(13).map_err(backend)?;
-                let created_at_ms: i64 = row.try_get(14).map_err(backend)?;
-                let body = event_body(&delivery, &payload, created_at_ms);
-                Ok(DueDelivery {
-                    delivery,
-                    url: row.try_get(11).map_err(backend)?,
-                    secret: row.try_get(12).map_err(backend)?,
-                    body,
+        crate::off_runtime(|| {
+            let rows = self
+                .lock()
+                .query(&pg(&due_sql()), &[&i64_of(now_ms), &(limit as i64)])
+                .map_err(backend)?;
+            rows.iter()
+                .map(|row| {
+                    let delivery = pg_delivery(row)?.into_delivery()?;
+                    let payload: String = row.try_get(13).map_err(backend)?;
+                    let created_at_ms: i64 = row.try_get(14).map_err(backend)?;
+                    let body = event_body(&delivery, &payload, created_at_ms);
+                    Ok(DueDelivery {
+                        delivery,
+                        url: row.try_get(11).map_err(backend)?,
+                        secret: row.try_get(12).map_err(backend)?,
+                        body,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     fn record_attempt(
@@ -437,10 +447,12 @@ impl WebhookStore for PgWebhookStore {
         attempt: &Attempt,
         now_ms: u64,
     ) -> Result<(), WebhookStoreError> {
-        self.lock()
-            .execute(&pg(RECORD_ATTEMPT), &pg_params(&attempt_params(delivery_id, attempt, now_ms)))
-            .map_err(backend)?;
-        Ok(())
+        crate::off_runtime(|| {
+            self.lock()
+                .execute(&pg(RECORD_ATTEMPT), &pg_params(&attempt_params(delivery_id, attempt, now_ms)))
+                .map_err(backend)?;
+            Ok(())
+        })
     }
 
     fn deliveries(
@@ -450,12 +462,14 @@ impl WebhookStore for PgWebhookStore {
         state: Option<DeliveryState>,
         limit: usize,
     ) -> Result<Vec<Delivery>, WebhookStoreError> {
-        let params = deliveries_params(tenant, endpoint_id, state, limit);
-        let rows = self
-            .lock()
-            .query(&pg(&deliveries_sql(endpoint_id.is_some(), state.is_some())), &pg_params(&params))
-            .map_err(backend)?;
-        rows.iter().map(|row| pg_delivery(row)?.into_delivery()).collect()
+        crate::off_runtime(|| {
+            let params = deliveries_params(tenant, endpoint_id, state, limit);
+            let rows = self
+                .lock()
+                .query(&pg(&deliveries_sql(endpoint_id.is_some(), state.is_some())), &pg_params(&params))
+                .map_err(backend)?;
+            rows.iter().map(|row| pg_delivery(row)?.into_delivery()).collect()
+        })
     }
 
     fn redeliver(
@@ -464,10 +478,12 @@ impl WebhookStore for PgWebhookStore {
         delivery_id: &str,
         now_ms: u64,
     ) -> Result<bool, WebhookStoreError> {
-        let n = self
-            .lock()
-            .execute(&pg(REDELIVER), &[&tenant, &delivery_id, &i64_of(now_ms)])
-            .map_err(backend)?;
-        Ok(n == 1)
+        crate::off_runtime(|| {
+            let n = self
+                .lock()
+                .execute(&pg(REDELIVER), &[&tenant, &delivery_id, &i64_of(now_ms)])
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
     }
 }

@@ -247,7 +247,32 @@ impl Drop for World {
 
 #[test]
 fn topup_pay_refund_withdraw_against_the_simulator() {
-    let world = World::start(&["bank_a", "bank_b"], &[]);
+    walkthrough(&World::start(&["bank_a", "bank_b"], &[]));
+}
+
+#[test]
+fn topup_pay_refund_withdraw_on_postgres() {
+    let url = std::env::var("QIANBAO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    if let Err(error) = store::PgReader::connect(store::PgTarget::new(url.as_str(), "qb_test_probe")) {
+        assert!(
+            std::env::var("CI").map_or(true, |ci| ci != "true"),
+            "PostgreSQL unreachable under CI: {error}"
+        );
+        eprintln!("skipping: PostgreSQL at {url} unreachable: {error}");
+        return;
+    }
+    let schema = format!("qb_test_payments_{}", std::process::id());
+    let world = World::start(
+        &["bank_a", "bank_b"],
+        &["--database-url", &url, "--database-schema", &schema],
+    );
+    walkthrough(&world);
+    drop(world);
+    store::postgres::drop_schema(&store::PgTarget::new(url, schema)).expect("drop schema");
+}
+
+fn walkthrough(world: &World) {
     let topup = world.topup("top-1", 10_000);
     assert_eq!(topup["status"], json!("succeeded"), "{topup}");
     assert_eq!(world.wallet(), 10_000);
