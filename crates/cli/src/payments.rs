@@ -11,7 +11,7 @@ use channels::gateway::{Millis, SystemMillis};
 use channels::inquiry::{Inquirer, InquiryPolicy, InquiryStore};
 use channels::router::ChannelProfile;
 use channels::{Channel, ChannelId, Gateway, GatewayConfig, Operation};
-use executor::{Executor, ExecutorConfig, InquiryOwnerAdapter, OrderStore};
+use executor::{Executor, ExecutorConfig, InquiryOwnerAdapter, OrderStore, PointsConfig};
 use ledger::apply::Command;
 use money::{Amount, Asset, AssetCode};
 use webhooks::{Deliverer, RetryPolicy, WebhookStore};
@@ -34,6 +34,7 @@ pub struct PaymentSettings {
     pub inquiry_not_found_final_ms: u64,
     pub inspect_after_ms: u64,
     pub webhook_retry_first_ms: u64,
+    pub points: Option<String>,
 }
 
 pub struct PaymentCore {
@@ -50,6 +51,22 @@ fn parse_asset(raw: &str) -> anyhow::Result<Asset> {
     let code = AssetCode::new(code).map_err(|e| anyhow::anyhow!("--assets {raw:?}: {e}"))?;
     let scale: u8 = scale.parse().with_context(|| format!("--assets {raw:?}: scale"))?;
     Asset::new(code, scale).map_err(|e| anyhow::anyhow!("--assets {raw:?}: {e}"))
+}
+
+/// `POINTS:CNY:1` → points in the asset POINTS, each worth 1 minor unit of CNY.
+fn parse_points(raw: &str) -> anyhow::Result<PointsConfig> {
+    let mut parts = raw.split(':');
+    let (Some(asset), Some(cash), Some(value), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        anyhow::bail!("--points {raw:?}: expected POINTS_ASSET:CASH_ASSET:MINOR_PER_POINT");
+    };
+    let asset = AssetCode::new(asset).map_err(|e| anyhow::anyhow!("--points {raw:?}: {e}"))?;
+    let cash_asset = AssetCode::new(cash).map_err(|e| anyhow::anyhow!("--points {raw:?}: {e}"))?;
+    let value_minor_per_point: u64 =
+        value.parse().with_context(|| format!("--points {raw:?}: value per point"))?;
+    anyhow::ensure!(value_minor_per_point > 0, "--points {raw:?}: a point must be worth something");
+    Ok(PointsConfig { asset, cash_asset, value_minor_per_point })
 }
 
 /// The secret shared with a simulated channel: `QIANBAO_CHANNEL_SECRET_<NAME>`, else the
@@ -123,7 +140,15 @@ pub fn start(
             Some(Arc::new(Gateway::new(channels, profiles, GatewayConfig::default(), clock.clone())?))
         }
     };
-    let config = ExecutorConfig { inspect_after_ms: settings.inspect_after_ms, ..ExecutorConfig::default() };
+    let points = match settings.points.as_deref().filter(|raw| !raw.is_empty()) {
+        None => None,
+        Some(raw) => Some(parse_points(raw)?),
+    };
+    let config = ExecutorConfig {
+        points,
+        inspect_after_ms: settings.inspect_after_ms,
+        ..ExecutorConfig::default()
+    };
     let executor = Arc::new(Executor::new(orders, ledger.clone(), gateway.clone(), clock.clone(), config));
     let inquirer = match &gateway {
         None => None,

@@ -36,7 +36,7 @@ pub struct ServeArgs {
     #[arg(long, env = "QIANBAO_CHANNELS", value_delimiter = ',', default_value = "bank_a,bank_b,fastpay")]
     channels: Vec<String>,
     /// Assets defined at start, `CODE:SCALE` (idempotent).
-    #[arg(long, env = "QIANBAO_ASSETS", value_delimiter = ',', default_value = "CNY:2")]
+    #[arg(long, env = "QIANBAO_ASSETS", value_delimiter = ',', default_value = "CNY:2,POINTS:0")]
     assets: Vec<String>,
     /// A channel's "no such request" ends an inquiry only after this long (late arrivals).
     #[arg(long, env = "QIANBAO_INQUIRY_NOT_FOUND_FINAL_MS", default_value_t = 600_000)]
@@ -44,6 +44,9 @@ pub struct ServeArgs {
     /// Inspection resumes an unfinished order once it has not moved for this long.
     #[arg(long, env = "QIANBAO_INSPECT_AFTER_MS", default_value_t = 30_000)]
     inspect_after_ms: u64,
+    /// Points (积分): `POINTS_ASSET:CASH_ASSET:MINOR_PER_POINT`; empty for none.
+    #[arg(long, env = "QIANBAO_POINTS", default_value = "POINTS:CNY:1")]
+    points: String,
     /// Wait before the second attempt of a webhook delivery; doubles per attempt (to 1 h).
     #[arg(long, env = "QIANBAO_WEBHOOK_RETRY_FIRST_MS", default_value_t = 1_000)]
     webhook_retry_first_ms: u64,
@@ -70,6 +73,7 @@ struct ConfigFile {
     inquiry_not_found_final_ms: Option<u64>,
     inspect_after_ms: Option<u64>,
     webhook_retry_first_ms: Option<u64>,
+    points: Option<String>,
 }
 
 impl ServeArgs {
@@ -126,6 +130,9 @@ impl ServeArgs {
         if let (true, Some(value)) = (unset("webhook_retry_first_ms"), file.webhook_retry_first_ms)
         {
             self.webhook_retry_first_ms = value;
+        }
+        if let (true, Some(value)) = (unset("points"), file.points) {
+            self.points = value;
         }
         Ok(())
     }
@@ -200,6 +207,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             inquiry_not_found_final_ms: args.inquiry_not_found_final_ms,
             inspect_after_ms: args.inspect_after_ms,
             webhook_retry_first_ms: args.webhook_retry_first_ms,
+            points: Some(args.points.clone()),
         },
         ledger.handle(),
         &runtime,

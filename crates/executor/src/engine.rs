@@ -10,7 +10,9 @@ use ledger::apply::Command;
 use ledger::{LedgerHandle, TransferRejection};
 use money::{Amount, AssetCode};
 use payments::booking::{BookingState, Payment, Refund, WalletTransfer};
-use payments::chart::{chart_commands, internal_accounts, merchant_accounts, wallet_account};
+use payments::chart::{
+    chart_commands, internal_accounts, merchant_accounts, points_account, wallet_account,
+};
 use payments::topup::TopUp;
 use payments::withdrawal::Withdrawal;
 use payments::{Effect, Event, Order, OrderId, OrderKind};
@@ -28,8 +30,20 @@ pub const FEE_BPS_MAX: u32 = 10_000;
 /// The longest settlement cycle (T+N) a merchant can have.
 pub const SETTLE_AFTER_DAYS_MAX: u32 = 90;
 
+/// The platform's points (积分): which asset they are, and what one is worth in cash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PointsConfig {
+    pub asset: AssetCode,
+    /// The asset payments are made in when points pay part of them.
+    pub cash_asset: AssetCode,
+    /// What one point is worth, in minor units of `cash_asset`.
+    pub value_minor_per_point: u64,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct ExecutorConfig {
+    /// Points, if the platform runs them.
+    pub points: Option<PointsConfig>,
     /// Inspection resumes an unfinished order only once it has not changed for this long
     /// (so it does not race the request that is driving it right now).
     pub inspect_after_ms: u64,
@@ -39,7 +53,7 @@ pub struct ExecutorConfig {
 
 impl Default for ExecutorConfig {
     fn default() -> ExecutorConfig {
-        ExecutorConfig { inspect_after_ms: 30_000, overdue_after_ms: 15 * 60_000 }
+        ExecutorConfig { points: None, inspect_after_ms: 30_000, overdue_after_ms: 15 * 60_000 }
     }
 }
 
@@ -119,6 +133,8 @@ pub struct PaymentRequest {
     pub merchant: String,
     pub asset: AssetCode,
     pub amount: Amount,
+    /// Points paying part of the amount (积分+支付), at the platform's rate.
+    pub points: Option<Amount>,
 }
 
 pub struct RefundRequest {
@@ -390,7 +406,14 @@ impl Executor {
         for asset in &assets {
             self.ensure_asset(*asset).await?;
             match kind {
-                PartyKind::Customer => commands.push(Command::OpenAccount(wallet_account(&key, *asset))),
+                PartyKind::Customer => {
+                    let is_points = self.config.points.is_some_and(|p| p.asset == *asset);
+                    commands.push(Command::OpenAccount(if is_points {
+                        points_account(&key, *asset)
+                    } else {
+                        wallet_account(&key, *asset)
+                    }))
+                }
                 PartyKind::Merchant => commands
                     .extend(merchant_accounts(&key, *asset).into_iter().map(Command::OpenAccount)),
             }
@@ -512,20 +535,71 @@ impl Executor {
             self.party_with(tenant, PartyKind::Merchant, &request.merchant, request.asset)?;
         // The merchant's order number is unique per merchant.
         let id = derive_order_id(tenant, OrderKind::Payment, &request.merchant, &request.reference);
+        let points = request.points.filter(|points| !points.is_zero());
         let print = fingerprint(&[
             &request.customer,
             request.asset.as_str(),
             &request.amount.minor().to_string(),
+            &points.map_or(0, Amount::minor).to_string(),
         ]);
-        let order = Order::Payment(Payment::new(
+        let mut payment = Payment::new(
             id,
             party_key(tenant, &request.customer),
             party_key(tenant, &request.merchant),
             request.asset,
             request.amount,
             merchant.fee_bps,
-        ));
-        self.create(tenant, request.reference, print, None, order).await
+        );
+        if let Some(points) = points {
+            let invalid = |message: &str| ExecError::Invalid { field: "points", message: message.into() };
+            let config = self
+                .config
+                .points
+                .filter(|config| config.cash_asset == request.asset)
+                .ok_or_else(|| invalid("points pay only for payments in the points' cash asset"))?;
+            self.party_with(tenant, PartyKind::Customer, &request.customer, config.asset)?;
+            self.ensure_asset(config.asset).await?;
+            let leg = payments::booking::PointsLeg {
+                asset: config.asset,
+                points,
+                value_minor_per_point: config.value_minor_per_point,
+            };
+            payment = payment
+                .with_points(leg)
+                .ok_or_else(|| invalid("the points are worth more than the amount"))?;
+        }
+        self.create(tenant, request.reference, print, None, Order::Payment(payment)).await
+    }
+
+    /// Gives a customer points (a reward): the platform's marketing expense.
+    pub async fn grant_points(
+        &self,
+        tenant: &str,
+        customer: &str,
+        reference: &str,
+        points: Amount,
+    ) -> Result<Placed, ExecError> {
+        check_id("reference", reference)?;
+        check_amount(points)?;
+        let config = self.config.points.ok_or_else(|| ExecError::Invalid {
+            field: "points",
+            message: "this platform runs no points".into(),
+        })?;
+        self.party_with(tenant, PartyKind::Customer, customer, config.asset)?;
+        let id = derive_order_id(tenant, OrderKind::PointsGrant, "", reference);
+        let print = fingerprint(&[customer, &points.minor().to_string()]);
+        let order = Order::PointsGrant(payments::booking::PointsGrant {
+            order: id,
+            customer: party_key(tenant, customer),
+            asset: config.asset,
+            amount: points,
+            state: BookingState::Created,
+        });
+        self.create(tenant, reference.to_owned(), print, None, order).await
+    }
+
+    pub fn points_config(&self) -> Option<PointsConfig> {
+        self.config.points
     }
 
     pub async fn create_wallet_transfer(
@@ -584,8 +658,12 @@ impl Executor {
         let print = fingerprint(&[request.payment.as_str(), &request.amount.minor().to_string()]);
         let now_ms = self.clock.now_ms();
         let mut build = |totals: RefundTotals| -> Option<OrderRecord> {
-            let fee_returned =
-                payment.refund_fee_share(request.amount, totals.refunded, totals.fee_returned)?;
+            let shares = payment.refund_shares(
+                request.amount,
+                totals.refunded,
+                totals.fee_returned,
+                totals.points_returned,
+            )?;
             let refund = Refund {
                 order: id.clone(),
                 payment: payment.order.clone(),
@@ -593,7 +671,12 @@ impl Executor {
                 merchant: payment.merchant.clone(),
                 asset: payment.asset,
                 amount: request.amount,
-                fee_returned,
+                fee_returned: shares.fee_returned,
+                points: payment.points.map(|leg| payments::booking::RefundedPoints {
+                    asset: leg.asset,
+                    points: shares.points_returned,
+                    value: shares.points_value_returned,
+                }),
                 state: BookingState::Created,
             };
             let order = submitted(Order::Refund(refund));
@@ -1126,8 +1209,14 @@ fn outbox_events(before: &Order, after: &OrderRecord) -> Vec<NewEvent> {
 pub fn order_payload(record: &OrderRecord) -> serde_json::Value {
     let order = &record.order;
     let mut detail = serde_json::to_value(order).unwrap_or(serde_json::Value::Null);
-    // The state's fields, minus what the top level already says.
     let state = detail.get_mut("state").map(serde_json::Value::take).unwrap_or_default();
+    // What is left is the kind's own terms (fee, points, card, cut-off…), minus what the
+    // top level already says.
+    if let Some(fields) = detail.as_object_mut() {
+        for said in ["kind", "order", "customer", "merchant", "asset", "amount", "state"] {
+            fields.remove(said);
+        }
+    }
     serde_json::json!({
         "id": order.id().as_str(),
         "object": "order",
@@ -1141,6 +1230,7 @@ pub fn order_payload(record: &OrderRecord) -> serde_json::Value {
         "amount": order.amount().minor().to_string(),
         "parent": record.parent.as_ref().map(OrderId::as_str),
         "state": state,
+        "detail": detail,
         "created_at_ms": record.created_at_ms,
         "updated_at_ms": record.updated_at_ms,
     })

@@ -17,7 +17,7 @@ pub mod port;
 
 pub use engine::{
     order_payload, party_key, ExecError, Executor, ExecutorConfig, InspectionReport,
-    InquiryOwnerAdapter, PaymentRequest, PayoutBatchRequest, PayoutItem, Placed,
+    InquiryOwnerAdapter, PaymentRequest, PointsConfig, PayoutBatchRequest, PayoutItem, Placed,
     payout_batch_id, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
 };
 pub use port::{

@@ -69,6 +69,7 @@ pub enum Inserted {
 pub struct RefundTotals {
     pub refunded: Amount,
     pub fee_returned: Amount,
+    pub points_returned: Amount,
 }
 
 /// The result of an insert guarded by totals read in the same transaction.

@@ -14,6 +14,14 @@
 //!   unsettled[merchant] share`, then `Dr 2202 unsettled[merchant] amount / Cr 2241
 //!   wallet[customer] amount` (the fee share first, so a merchant holding exactly its net
 //!   takings can refund in full);
+//! - points+cash payment (积分+支付), when `p` points worth `v` pay part of the amount: the
+//!   cash leg is `amount − v`, and in the same group `Dr 2242 points[customer] p / Cr 6601
+//!   points marketing p` (in the points asset: the points come back) and `Dr 6601 points
+//!   marketing v / Cr 2202 unsettled[merchant] v` (in cash: the platform pays the merchant
+//!   for them), then the fee on the whole amount;
+//! - a refund of it returns along the same legs: a share of the points to the customer's
+//!   points account (their value back from the merchant to 6601) and the rest in cash;
+//! - points grant: `Dr 6601 points marketing p / Cr 2242 points[customer] p` (points asset);
 //! - wallet transfer: `Dr 2241 wallet[from] amount / Cr 2241 wallet[to] amount`;
 //! - merchant settlement (结算): `Dr 2202 unsettled[merchant] amount / Cr 2203 settled[merchant]
 //!   amount` — takings become the merchant's to pay out.
@@ -35,6 +43,7 @@ pub const BUSINESS_CODE_PAYMENT: BusinessCode = BusinessCode(2001);
 pub const BUSINESS_CODE_REFUND: BusinessCode = BusinessCode(2002);
 pub const BUSINESS_CODE_WALLET_TRANSFER: BusinessCode = BusinessCode(1003);
 pub const BUSINESS_CODE_SETTLEMENT: BusinessCode = BusinessCode(3001);
+pub const BUSINESS_CODE_POINTS_GRANT: BusinessCode = BusinessCode(4001);
 
 /// Basis points in one whole.
 pub const BPS_ONE: u64 = 10_000;
@@ -132,17 +141,47 @@ pub fn fee_for(amount: Amount, fee_bps: u32) -> Amount {
     u64::try_from(fee).ok().and_then(Amount::new).unwrap_or(amount)
 }
 
-/// A customer pays a merchant from the wallet.
+/// Points paying part of a payment (积分+支付).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PointsLeg {
+    /// The points asset (`POINTS`).
+    pub asset: AssetCode,
+    pub points: Amount,
+    /// What one point is worth, in minor units of the payment's asset (the platform's rate
+    /// when the payment was made).
+    pub value_minor_per_point: u64,
+}
+
+impl PointsLeg {
+    /// The cash value of `points`; `None` past the largest amount.
+    pub fn value_of(&self, points: Amount) -> Option<Amount> {
+        Amount::new(points.minor().checked_mul(self.value_minor_per_point)?)
+    }
+}
+
+/// A customer pays a merchant from the wallet, optionally partly in points.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Payment {
     pub order: OrderId,
     pub customer: String,
     pub merchant: String,
     pub asset: AssetCode,
+    /// The whole price, which the merchant is credited with.
     pub amount: Amount,
-    /// The platform's fee, fixed when the payment is created.
+    /// The platform's fee on the whole amount, fixed when the payment is created.
     pub fee: Amount,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<PointsLeg>,
     pub state: BookingState,
+}
+
+/// How a refund goes back along a payment's legs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefundShares {
+    pub fee_returned: Amount,
+    pub points_returned: Amount,
+    /// The cash value of `points_returned`; the rest of the refund goes back in cash.
+    pub points_value_returned: Amount,
 }
 
 impl Payment {
@@ -155,20 +194,68 @@ impl Payment {
         fee_bps: u32,
     ) -> Payment {
         let fee = fee_for(amount, fee_bps);
-        Payment { order, customer, merchant, asset, amount, fee, state: BookingState::Created }
+        Payment {
+            order,
+            customer,
+            merchant,
+            asset,
+            amount,
+            fee,
+            points: None,
+            state: BookingState::Created,
+        }
+    }
+
+    /// Pays `points` of the amount in points; `None` if they are worth more than it.
+    pub fn with_points(mut self, points: PointsLeg) -> Option<Payment> {
+        (points.value_of(points.points)? <= self.amount).then(|| {
+            self.points = Some(points);
+            self
+        })
+    }
+
+    /// What the customer pays in cash: the amount less the points' value.
+    pub fn cash(&self) -> Amount {
+        let value = self.points.and_then(|leg| leg.value_of(leg.points)).unwrap_or(Amount::ZERO);
+        self.amount.saturating_sub(value)
     }
 
     pub fn group(&self) -> Vec<NewTransfer> {
         let unsettled = merchant_account_id(&self.merchant, self.asset, false);
-        let mut group = vec![post(
-            &self.order,
-            Step::PaymentCapture,
-            BUSINESS_CODE_PAYMENT,
-            wallet_account_id(&self.customer, self.asset),
-            unsettled,
-            self.asset,
-            self.amount,
-        )];
+        let mut group = Vec::new();
+        let cash = self.cash();
+        if !cash.is_zero() {
+            group.push(post(
+                &self.order,
+                Step::PaymentCapture,
+                BUSINESS_CODE_PAYMENT,
+                wallet_account_id(&self.customer, self.asset),
+                unsettled,
+                self.asset,
+                cash,
+            ));
+        }
+        if let Some(leg) = self.points {
+            let value = self.amount.saturating_sub(cash);
+            group.push(post(
+                &self.order,
+                Step::PaymentPoints,
+                BUSINESS_CODE_PAYMENT,
+                wallet_account_id(&self.customer, leg.asset),
+                internal_account_id(&Internal::PointsMarketing, leg.asset),
+                leg.asset,
+                leg.points,
+            ));
+            group.push(post(
+                &self.order,
+                Step::PaymentPointsValue,
+                BUSINESS_CODE_PAYMENT,
+                internal_account_id(&Internal::PointsMarketing, self.asset),
+                unsettled,
+                self.asset,
+                value,
+            ));
+        }
         if !self.fee.is_zero() {
             group.push(post(
                 &self.order,
@@ -200,19 +287,57 @@ impl Payment {
         refunded: Amount,
         fee_returned: Amount,
     ) -> Option<Amount> {
-        let refunded_after = refunded.checked_add(amount)?;
-        if refunded_after > self.amount {
-            return None;
-        }
-        let fee_left = self.fee.checked_sub(fee_returned)?;
-        if refunded_after == self.amount {
-            return Some(fee_left);
-        }
-        let share = u128::from(self.fee.minor()) * u128::from(amount.minor())
-            / u128::from(self.amount.minor());
-        let share = Amount::new(u64::try_from(share).ok()?)?;
-        Some(share.min(fee_left))
+        proportional_share(self.fee, self.amount, amount, refunded, fee_returned)
     }
+
+    /// How a refund of `amount` goes back, given what earlier live refunds took: the fee
+    /// share, and for a points+cash payment the points share (rounded down, the last refund
+    /// takes the rest) with its value; the remainder is cash. `None` past the amount.
+    pub fn refund_shares(
+        &self,
+        amount: Amount,
+        refunded: Amount,
+        fee_returned: Amount,
+        points_returned: Amount,
+    ) -> Option<RefundShares> {
+        let fee_returned = self.refund_fee_share(amount, refunded, fee_returned)?;
+        let Some(leg) = self.points else {
+            return Some(RefundShares {
+                fee_returned,
+                points_returned: Amount::ZERO,
+                points_value_returned: Amount::ZERO,
+            });
+        };
+        let mut points =
+            proportional_share(leg.points, self.amount, amount, refunded, points_returned)?;
+        // Never more value in points than the refund itself (a rounding corner of tiny
+        // refunds): the rest of the points stay with the platform.
+        if leg.value_of(points)? > amount {
+            points = Amount::new(amount.minor() / leg.value_minor_per_point.max(1))?;
+        }
+        Some(RefundShares { fee_returned, points_returned: points, points_value_returned: leg.value_of(points)? })
+    }
+}
+
+/// `part` of `total`'s share of `whole`, rounded down; the part that completes `whole` takes
+/// what is left, so the shares of a whole sum to `total` exactly. `None` past the whole.
+fn proportional_share(
+    total: Amount,
+    whole: Amount,
+    part: Amount,
+    parts_before: Amount,
+    taken_before: Amount,
+) -> Option<Amount> {
+    let parts_after = parts_before.checked_add(part)?;
+    if parts_after > whole {
+        return None;
+    }
+    let left = total.checked_sub(taken_before)?;
+    if parts_after == whole {
+        return Some(left);
+    }
+    let share = u128::from(total.minor()) * u128::from(part.minor()) / u128::from(whole.minor());
+    Some(Amount::new(u64::try_from(share).ok()?)?.min(left))
 }
 
 /// Money going back from a merchant to the customer's wallet, along the payment's legs.
@@ -226,7 +351,17 @@ pub struct Refund {
     pub amount: Amount,
     /// The part of the payment's fee the platform gives back to the merchant.
     pub fee_returned: Amount,
+    /// For a points+cash payment: the points going back, and their asset and cash value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<RefundedPoints>,
     pub state: BookingState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefundedPoints {
+    pub asset: AssetCode,
+    pub points: Amount,
+    pub value: Amount,
 }
 
 impl Refund {
@@ -244,21 +379,81 @@ impl Refund {
                 self.fee_returned,
             ));
         }
-        group.push(post(
-            &self.order,
-            Step::RefundReturn,
-            BUSINESS_CODE_REFUND,
-            unsettled,
-            wallet_account_id(&self.customer, self.asset),
-            self.asset,
-            self.amount,
-        ));
+        let value = self.points.map_or(Amount::ZERO, |points| points.value);
+        let cash = self.amount.saturating_sub(value);
+        if !cash.is_zero() {
+            group.push(post(
+                &self.order,
+                Step::RefundReturn,
+                BUSINESS_CODE_REFUND,
+                unsettled,
+                wallet_account_id(&self.customer, self.asset),
+                self.asset,
+                cash,
+            ));
+        }
+        if let Some(points) = self.points.filter(|points| !points.points.is_zero()) {
+            if !points.value.is_zero() {
+                group.push(post(
+                    &self.order,
+                    Step::RefundPointsValue,
+                    BUSINESS_CODE_REFUND,
+                    unsettled,
+                    internal_account_id(&Internal::PointsMarketing, self.asset),
+                    self.asset,
+                    points.value,
+                ));
+            }
+            group.push(post(
+                &self.order,
+                Step::RefundPoints,
+                BUSINESS_CODE_REFUND,
+                internal_account_id(&Internal::PointsMarketing, points.asset),
+                wallet_account_id(&self.customer, points.asset),
+                points.asset,
+                points.points,
+            ));
+        }
         group
     }
 
     pub fn apply(&self, event: &Event) -> Result<Transition<Refund>, IllegalTransition> {
         let (state, effects) = self.state.apply("refund", event, || self.group())?;
         Ok(Transition { state: Refund { state, ..self.clone() }, effects })
+    }
+
+    pub fn resume(&self) -> Vec<Effect> {
+        self.state.resume(|| self.group())
+    }
+}
+
+/// Points given to a customer (a reward, a promotion): the platform's marketing expense.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PointsGrant {
+    pub order: OrderId,
+    pub customer: String,
+    /// The points asset.
+    pub asset: AssetCode,
+    pub amount: Amount,
+    pub state: BookingState,
+}
+
+impl PointsGrant {
+    pub fn group(&self) -> Vec<NewTransfer> {
+        vec![post(
+            &self.order,
+            Step::PointsGrant,
+            BUSINESS_CODE_POINTS_GRANT,
+            internal_account_id(&Internal::PointsMarketing, self.asset),
+            wallet_account_id(&self.customer, self.asset),
+            self.asset,
+            self.amount,
+        )]
+    }
+
+    pub fn apply(&self, event: &Event) -> Result<Transition<PointsGrant>, IllegalTransition> {
+        let (state, effects) = self.state.apply("points grant", event, || self.group())?;
+        Ok(Transition { state: PointsGrant { state, ..self.clone() }, effects })
     }
 
     pub fn resume(&self) -> Vec<Effect> {
@@ -400,6 +595,29 @@ mod tests {
         assert_eq!((refunded, returned), (paid.amount, paid.fee));
         assert_eq!(paid.refund_fee_share(amount(1), refunded, returned), None);
         assert_eq!(paid.refund_fee_share(amount(1_002), Amount::ZERO, Amount::ZERO), None);
+    }
+
+    #[test]
+    fn a_points_and_cash_payment_refunds_along_its_legs_to_the_last_point() {
+        let leg = PointsLeg {
+            asset: AssetCode::new("POINTS").unwrap(),
+            points: amount(333),
+            value_minor_per_point: 1,
+        };
+        let paid = payment(1_000, 0).with_points(leg).unwrap();
+        assert_eq!(paid.cash(), amount(667));
+        assert_eq!(paid.group().len(), 3, "cash, points, points' value");
+        let (mut refunded, mut points_back) = (Amount::ZERO, Amount::ZERO);
+        for part in [500, 499, 1] {
+            let shares =
+                paid.refund_shares(amount(part), refunded, Amount::ZERO, points_back).unwrap();
+            assert!(shares.points_value_returned <= amount(part));
+            refunded = refunded.checked_add(amount(part)).unwrap();
+            points_back = points_back.checked_add(shares.points_returned).unwrap();
+        }
+        assert_eq!(points_back, amount(333), "every point comes back");
+        let too_dear = PointsLeg { value_minor_per_point: 10, ..leg };
+        assert!(payment(1_000, 0).with_points(too_dear).is_none(), "worth more than the price");
     }
 
     #[test]

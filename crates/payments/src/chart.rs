@@ -12,6 +12,7 @@
 //! | 2299 | suspense | liability | money received that matches no order, until it is placed |
 //! | 6021 | fee income | income | fees we charge |
 //! | 6602 | channel fees | expense | fees channels charge us |
+//! | 6601 | points marketing | expense | in the points asset: points issued less points redeemed; in cash: what redeemed points cost us (paid to merchants) |
 //!
 //! Every account id is derived from what the account is for, so opening it twice is the
 //! same command twice (idempotent in the ledger). Internal accounts have the top bit set;
@@ -50,8 +51,10 @@ pub const FEE_INCOME: ChartLine =
     ChartLine { code: 6021, name: "fee income", class: AccountClass::Income };
 pub const CHANNEL_FEES: ChartLine =
     ChartLine { code: 6602, name: "channel fees", class: AccountClass::Expense };
+pub const POINTS_MARKETING: ChartLine =
+    ChartLine { code: 6601, name: "points marketing", class: AccountClass::Expense };
 
-pub const CHART: [ChartLine; 9] = [
+pub const CHART: [ChartLine; 10] = [
     CHANNEL_CLEARING,
     CUSTOMER_WALLETS,
     WITHDRAWALS_IN_FLIGHT,
@@ -61,6 +64,7 @@ pub const CHART: [ChartLine; 9] = [
     SUSPENSE,
     FEE_INCOME,
     CHANNEL_FEES,
+    POINTS_MARKETING,
 ];
 
 /// Ledger commands defining the chart (idempotent).
@@ -88,6 +92,7 @@ pub enum Internal {
     FeeIncome,
     Suspense,
     WithdrawalsInFlight,
+    PointsMarketing,
 }
 
 impl Internal {
@@ -98,6 +103,7 @@ impl Internal {
             Internal::FeeIncome => FEE_INCOME,
             Internal::Suspense => SUSPENSE,
             Internal::WithdrawalsInFlight => WITHDRAWALS_IN_FLIGHT,
+            Internal::PointsMarketing => POINTS_MARKETING,
         }
     }
 
@@ -108,6 +114,7 @@ impl Internal {
             Internal::FeeIncome => "fee_income".into(),
             Internal::Suspense => "suspense".into(),
             Internal::WithdrawalsInFlight => "withdrawals_in_flight".into(),
+            Internal::PointsMarketing => "points_marketing".into(),
         }
     }
 }
@@ -155,10 +162,20 @@ pub fn wallet_account_id(customer: &str, asset: AssetCode) -> AccountId {
 
 /// A customer's wallet in `asset`: a liability that can never go negative.
 pub fn wallet_account(customer: &str, asset: AssetCode) -> NewAccount {
+    wallet_account_on(customer, asset, CUSTOMER_WALLETS)
+}
+
+/// A customer's account in the points asset: the same kind of account, on the points line
+/// of the chart (2242).
+pub fn points_account(customer: &str, asset: AssetCode) -> NewAccount {
+    wallet_account_on(customer, asset, CUSTOMER_POINTS)
+}
+
+fn wallet_account_on(customer: &str, asset: AssetCode, line: ChartLine) -> NewAccount {
     NewAccount {
         id: wallet_account_id(customer, asset),
         asset,
-        chart_code: ChartCode(CUSTOMER_WALLETS.code),
+        chart_code: ChartCode(line.code),
         rule: BalanceRule::NO_OVERDRAFT,
         metadata: BoundedText::new(format!("wallet:{customer}")).unwrap_or_default(),
     }
@@ -191,6 +208,7 @@ pub fn internal_accounts(asset: AssetCode, channels: &[ChannelId]) -> Vec<NewAcc
         Internal::FeeIncome,
         Internal::Suspense,
         Internal::WithdrawalsInFlight,
+        Internal::PointsMarketing,
     ]
     .iter()
     .map(|internal| internal_account(internal, asset))

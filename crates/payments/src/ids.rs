@@ -78,6 +78,16 @@ pub enum Step {
     WalletTransfer,
     /// A merchant settlement's move from unsettled to settled.
     Settle,
+    /// A points+cash payment's points leg (points back to the platform).
+    PaymentPoints,
+    /// A points+cash payment's cash value of the points, from the platform to the merchant.
+    PaymentPointsValue,
+    /// A refund's points going back to the customer.
+    RefundPoints,
+    /// A refund's cash value of the points going back to the platform.
+    RefundPointsValue,
+    /// Points granted to a customer.
+    PointsGrant,
 }
 
 impl Step {
@@ -98,6 +108,11 @@ impl Step {
             Step::RefundFee => "rfee",
             Step::WalletTransfer => "move",
             Step::Settle => "settle",
+            Step::PaymentPoints => "ppts",
+            Step::PaymentPointsValue => "pval",
+            Step::RefundPoints => "rpts",
+            Step::RefundPointsValue => "rval",
+            Step::PointsGrant => "grant",
         }
     }
 }

@@ -5,7 +5,7 @@
 use channels::ChannelRequest;
 use money::{Amount, AssetCode};
 
-use crate::booking::{Payment, Refund, Settlement, WalletTransfer};
+use crate::booking::{Payment, PointsGrant, Refund, Settlement, WalletTransfer};
 use crate::topup::TopUp;
 use crate::withdrawal::Withdrawal;
 use crate::{Effect, Event, IllegalTransition, OrderId, Transition};
@@ -19,16 +19,18 @@ pub enum OrderKind {
     Refund,
     WalletTransfer,
     Settlement,
+    PointsGrant,
 }
 
 impl OrderKind {
-    pub const ALL: [OrderKind; 6] = [
+    pub const ALL: [OrderKind; 7] = [
         OrderKind::Topup,
         OrderKind::Withdrawal,
         OrderKind::Payment,
         OrderKind::Refund,
         OrderKind::WalletTransfer,
         OrderKind::Settlement,
+        OrderKind::PointsGrant,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +41,7 @@ impl OrderKind {
             OrderKind::Refund => "refund",
             OrderKind::WalletTransfer => "wallet_transfer",
             OrderKind::Settlement => "settlement",
+            OrderKind::PointsGrant => "points_grant",
         }
     }
 
@@ -55,6 +58,7 @@ impl OrderKind {
             OrderKind::Refund => "rf",
             OrderKind::WalletTransfer => "wt",
             OrderKind::Settlement => "st",
+            OrderKind::PointsGrant => "pg",
         }
     }
 }
@@ -68,6 +72,7 @@ pub enum Order {
     Refund(Refund),
     WalletTransfer(WalletTransfer),
     Settlement(Settlement),
+    PointsGrant(PointsGrant),
 }
 
 macro_rules! each {
@@ -79,6 +84,7 @@ macro_rules! each {
             Order::Refund($flow) => $body,
             Order::WalletTransfer($flow) => $body,
             Order::Settlement($flow) => $body,
+            Order::PointsGrant($flow) => $body,
         }
     };
 }
@@ -92,6 +98,7 @@ impl Order {
             Order::Refund(_) => OrderKind::Refund,
             Order::WalletTransfer(_) => OrderKind::WalletTransfer,
             Order::Settlement(_) => OrderKind::Settlement,
+            Order::PointsGrant(_) => OrderKind::PointsGrant,
         }
     }
 
@@ -143,6 +150,7 @@ impl Order {
             Order::Refund(flow) => wrap(flow.apply(event)?, Order::Refund),
             Order::WalletTransfer(flow) => wrap(flow.apply(event)?, Order::WalletTransfer),
             Order::Settlement(flow) => wrap(flow.apply(event)?, Order::Settlement),
+            Order::PointsGrant(flow) => wrap(flow.apply(event)?, Order::PointsGrant),
         })
     }
 
@@ -177,7 +185,7 @@ macro_rules! has_customer {
         }
     )*};
 }
-has_customer!(TopUp, Payment, Refund);
+has_customer!(TopUp, Payment, Refund, PointsGrant);
 
 impl HasCustomer for Withdrawal {
     fn customer(&self) -> &str {

@@ -133,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/journal/verify", post(ledger_api::verify_journal))
         .route("/customers", post(payments_api::create_customer))
         .route("/customers/{id}", get(payments_api::get_customer))
+        .route("/customers/{id}/points", post(payments_api::grant_points))
         .route("/merchants", post(payments_api::create_merchant))
         .route("/merchants/{id}", get(payments_api::get_merchant))
         .route("/merchants/{id}/settlements", post(payments_api::settle_merchant))

@@ -33,6 +33,7 @@ use crate::{keys_api, ledger_api, ops, payments_api, webhooks_api};
         ledger_api::verify_journal,
         payments_api::create_customer,
         payments_api::get_customer,
+        payments_api::grant_points,
         payments_api::create_merchant,
         payments_api::get_merchant,
         payments_api::settle_merchant,

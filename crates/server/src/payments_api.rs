@@ -104,6 +104,10 @@ pub struct OrderView {
     /// The state with its details (channel, channel reference and fee, failure reason).
     #[schema(value_type = Object)]
     pub state: serde_json::Value,
+    /// The kind's own terms: a payment's fee and points, a refund's returned fee and points,
+    /// a top-up's card, a settlement's cut-off, channels that refused.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
@@ -191,7 +195,13 @@ fn party_view(state: &AppState, party: Party) -> Result<PartyView, ApiError> {
     for asset in &party.assets {
         match party.kind {
             PartyKind::Customer => {
-                balances.push(balance_line(state, *asset, "wallet", wallet_account_id(&key, *asset))?)
+                let points = state
+                    .payments
+                    .as_ref()
+                    .and_then(|executor| executor.points_config())
+                    .is_some_and(|config| config.asset == *asset);
+                let name = if points { "points" } else { "wallet" };
+                balances.push(balance_line(state, *asset, name, wallet_account_id(&key, *asset))?)
             }
             PartyKind::Merchant => {
                 for (name, settled) in [("unsettled", false), ("settled", true)] {
@@ -402,8 +412,13 @@ pub struct PaymentBody {
     merchant: String,
     #[schema(value_type = String, example = "CNY")]
     asset: AssetCode,
+    /// The whole price; the merchant is credited with all of it.
     #[schema(value_type = String, example = "2500")]
     amount: Amount,
+    /// Points paying part of it (积分+支付), at the platform's rate; the rest is cash.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "500")]
+    points: Option<Amount>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -499,6 +514,7 @@ pub async fn create_payment(
             merchant: request.merchant,
             asset: request.asset,
             amount: request.amount,
+            points: request.points,
         };
         placed(executor(&state)?.create_payment(caller.tenant().as_str(), request).await?)
     })
@@ -524,6 +540,39 @@ pub async fn create_refund(
         let request =
             RefundRequest { reference: request.reference, payment, amount: request.amount };
         placed(executor(&state)?.create_refund(caller.tenant().as_str(), request).await?)
+    })
+    .await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PointsGrantBody {
+    #[schema(example = "welcome-bonus")]
+    reference: String,
+    #[schema(value_type = String, example = "500")]
+    points: Amount,
+}
+
+/// Give a customer points (积分): a reward the platform pays for when they are spent.
+#[utoipa::path(post, path = "/v1/customers/{id}/points", tag = "payments", request_body = PointsGrantBody,
+    params(("id" = String, Path), IdempotencyKey),
+    responses((status = 201, body = OrderView), (status = 200, description = "a retry of the same reference", body = OrderView),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn grant_points(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("POST /v1/customers/{id}/points");
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        let request: PointsGrantBody = parse(&body)?;
+        placed(
+            executor(&state)?
+                .grant_points(caller.tenant().as_str(), &id, &request.reference, request.points)
+                .await?,
+        )
     })
     .await
 }

@@ -685,3 +685,59 @@ fn a_payout_batch_pays_each_item_and_returns_failed_items_to_the_merchant() {
     world.assert_balanced();
     world.assert_matches_simulator("bank_a");
 }
+
+#[test]
+fn points_and_cash_pay_together_and_refund_along_their_legs() {
+    let world = World::start(&["bank_a"], &[]);
+    world.ok("POST", "/v1/customers", json!({"id": "bob", "assets": ["CNY", "POINTS"]}));
+    assert_eq!(world.topup("top-1", 10_000)["status"], json!("succeeded"));
+    let moved = world.ok(
+        "POST",
+        "/v1/wallet-transfers",
+        json!({"reference": "gift-1", "from": "alice", "to": "bob", "asset": "CNY", "amount": "3000"}),
+    );
+    assert_eq!(moved["status"], json!("succeeded"), "{moved}");
+    let granted = world.ok("POST", "/v1/customers/bob/points", json!({"reference": "welcome", "points": "1000"}));
+    assert_eq!(granted["status"], json!("succeeded"), "{granted}");
+    assert_eq!(world.balance("customers", "bob", "points"), 1_000);
+
+    // 2500 = 500 points (1 fen each) + 2000 cash; the merchant gets all 2500 less its fee.
+    let payment = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "pp-1", "customer": "bob", "merchant": "shop", "asset": "CNY",
+               "amount": "2500", "points": "500"}),
+    );
+    assert_eq!(payment["status"], json!("succeeded"), "{payment}");
+    assert_eq!(world.balance("customers", "bob", "wallet"), 1_000);
+    assert_eq!(world.balance("customers", "bob", "points"), 500);
+    assert_eq!(world.balance("merchants", "shop", "unsettled"), 2_485);
+
+    // Too many points for the price, or more points than bob has: refused / failed, nothing moves.
+    let (status, dear) = world.call(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "pp-2", "customer": "bob", "merchant": "shop", "asset": "CNY",
+               "amount": "100", "points": "101"}),
+    );
+    assert_eq!((status, dear["error"]["param"].clone()), (400, json!("points")), "{dear}");
+    let short = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "pp-3", "customer": "bob", "merchant": "shop", "asset": "CNY",
+               "amount": "900", "points": "800"}),
+    );
+    assert_eq!(short["status"], json!("failed"), "{short}");
+    assert_eq!(world.balance("customers", "bob", "points"), 500);
+
+    let refunds = format!("/v1/payments/{}/refunds", payment["id"].as_str().expect("id"));
+    for (reference, amount) in [("r-1", "1250"), ("r-2", "1250")] {
+        let refund = world.ok("POST", &refunds, json!({"reference": reference, "amount": amount}));
+        assert_eq!(refund["status"], json!("succeeded"), "{refund}");
+        assert_eq!(refund["detail"]["points"]["points"], json!("250"), "half the points: {refund}");
+    }
+    assert_eq!(world.balance("customers", "bob", "wallet"), 3_000, "the cash came back");
+    assert_eq!(world.balance("customers", "bob", "points"), 1_000, "every point came back");
+    assert_eq!(world.balance("merchants", "shop", "unsettled"), 0);
+    world.assert_balanced();
+}

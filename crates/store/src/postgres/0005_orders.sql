@@ -13,6 +13,7 @@ CREATE TABLE orders (
     asset               TEXT    NOT NULL,
     amount_minor        BIGINT  NOT NULL,
     fee_minor           BIGINT  NOT NULL,
+    points_minor        BIGINT  NOT NULL DEFAULT 0,
     body                TEXT    NOT NULL,
     version             BIGINT  NOT NULL,
     created_at_ms       BIGINT  NOT NULL,

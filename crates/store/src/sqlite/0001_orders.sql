@@ -13,6 +13,7 @@ CREATE TABLE orders (
     asset               TEXT    NOT NULL,
     amount_minor        INTEGER NOT NULL,
     fee_minor           INTEGER NOT NULL,
+    points_minor        INTEGER NOT NULL DEFAULT 0,
     body                TEXT    NOT NULL,
     version             INTEGER NOT NULL,
     created_at_ms       INTEGER NOT NULL,
