@@ -35,6 +35,7 @@ pub struct PaymentSettings {
     pub inspect_after_ms: u64,
     pub webhook_retry_first_ms: u64,
     pub points: Option<String>,
+    pub fx_rates: Vec<String>,
 }
 
 pub struct PaymentCore {
@@ -67,6 +68,18 @@ fn parse_points(raw: &str) -> anyhow::Result<PointsConfig> {
         value.parse().with_context(|| format!("--points {raw:?}: value per point"))?;
     anyhow::ensure!(value_minor_per_point > 0, "--points {raw:?}: a point must be worth something");
     Ok(PointsConfig { asset, cash_asset, value_minor_per_point })
+}
+
+/// `USD/CNY=7.1234` → payments in USD funded from CNY at 7.1234 fen per cent.
+fn parse_fx_rate(raw: &str) -> anyhow::Result<(AssetCode, AssetCode, payments::booking::Rate)> {
+    let bad = || anyhow::anyhow!("--fx-rates {raw:?}: expected ASSET/FUNDING=RATE");
+    let (pair, rate) = raw.split_once('=').ok_or_else(bad)?;
+    let (asset, funding) = pair.split_once('/').ok_or_else(bad)?;
+    let asset = AssetCode::new(asset).map_err(|_| bad())?;
+    let funding = AssetCode::new(funding).map_err(|_| bad())?;
+    let rate = payments::booking::Rate::parse(rate).ok_or_else(bad)?;
+    anyhow::ensure!(asset != funding, "--fx-rates {raw:?}: the two assets must differ");
+    Ok((asset, funding, rate))
 }
 
 /// The secret shared with a simulated channel: `QIANBAO_CHANNEL_SECRET_<NAME>`, else the
@@ -177,6 +190,10 @@ pub fn start(
             Some(inquirer)
         }
     };
+    for raw in settings.fx_rates.iter().filter(|raw| !raw.is_empty()) {
+        let (asset, funding, rate) = parse_fx_rate(raw)?;
+        executor.set_fx_rate(asset, funding, rate);
+    }
     runtime.block_on(async {
         let commands = assets.iter().map(|asset| Command::DefineAsset(*asset)).collect();
         for outcome in ledger.execute(commands).await? {

@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// Points (积分): `POINTS_ASSET:CASH_ASSET:MINOR_PER_POINT`; empty for none.
     #[arg(long, env = "QIANBAO_POINTS", default_value = "POINTS:CNY:1")]
     points: String,
+    /// Exchange rates at start, `ASSET/FUNDING=RATE` (`USD/CNY=7.1234`: a payment in USD
+    /// from a CNY wallet costs 7.1234 fen per cent). `PUT /v1/fx-rates` changes them at run
+    /// time, in memory.
+    #[arg(long, env = "QIANBAO_FX_RATES", value_delimiter = ',')]
+    fx_rates: Vec<String>,
     /// Wait before the second attempt of a webhook delivery; doubles per attempt (to 1 h).
     #[arg(long, env = "QIANBAO_WEBHOOK_RETRY_FIRST_MS", default_value_t = 1_000)]
     webhook_retry_first_ms: u64,
@@ -74,6 +79,7 @@ struct ConfigFile {
     inspect_after_ms: Option<u64>,
     webhook_retry_first_ms: Option<u64>,
     points: Option<String>,
+    fx_rates: Option<Vec<String>>,
 }
 
 impl ServeArgs {
@@ -133,6 +139,9 @@ impl ServeArgs {
         }
         if let (true, Some(value)) = (unset("points"), file.points) {
             self.points = value;
+        }
+        if let (true, Some(value)) = (unset("fx_rates"), file.fx_rates) {
+            self.fx_rates = value;
         }
         Ok(())
     }
@@ -208,6 +217,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             inspect_after_ms: args.inspect_after_ms,
             webhook_retry_first_ms: args.webhook_retry_first_ms,
             points: Some(args.points.clone()),
+            fx_rates: args.fx_rates.clone(),
         },
         ledger.handle(),
         &runtime,

@@ -1,4 +1,4 @@
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -9,7 +9,7 @@ use channels::{BoxFuture, ChannelId, Gateway, Outcome};
 use ledger::apply::Command;
 use ledger::{LedgerHandle, TransferRejection};
 use money::{Amount, AssetCode};
-use payments::booking::{BookingState, Payment, Refund, WalletTransfer};
+use payments::booking::{BookingState, Payment, Rate, Refund, WalletTransfer};
 use payments::chart::{
     chart_commands, internal_accounts, merchant_accounts, points_account, wallet_account,
 };
@@ -135,6 +135,8 @@ pub struct PaymentRequest {
     pub amount: Amount,
     /// Points paying part of the amount (积分+支付), at the platform's rate.
     pub points: Option<Amount>,
+    /// Pay from the customer's wallet in this asset, converted at the platform's rate.
+    pub pay_from: Option<AssetCode>,
 }
 
 pub struct RefundRequest {
@@ -292,6 +294,9 @@ pub struct Executor {
     config: ExecutorConfig,
     /// Assets whose internal accounts are open (opening is idempotent; this saves the trip).
     assets_ready: Mutex<HashSet<AssetCode>>,
+    /// Exchange rates by (payment asset, funding asset): operators set them; each payment
+    /// records the rate it used.
+    fx_rates: Mutex<HashMap<(AssetCode, AssetCode), Rate>>,
     counters: Counters,
 }
 
@@ -311,6 +316,7 @@ impl Executor {
             clock,
             config,
             assets_ready: Mutex::new(HashSet::new()),
+            fx_rates: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         }
     }
@@ -530,7 +536,9 @@ impl Executor {
     ) -> Result<Placed, ExecError> {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
-        self.party_with(tenant, PartyKind::Customer, &request.customer, request.asset)?;
+        // The wallet that pays is in the payment's asset, or in `pay_from` for FX.
+        let funding = request.pay_from.unwrap_or(request.asset);
+        self.party_with(tenant, PartyKind::Customer, &request.customer, funding)?;
         let merchant =
             self.party_with(tenant, PartyKind::Merchant, &request.merchant, request.asset)?;
         // The merchant's order number is unique per merchant.
@@ -541,6 +549,7 @@ impl Executor {
             request.asset.as_str(),
             &request.amount.minor().to_string(),
             &points.map_or(0, Amount::minor).to_string(),
+            request.pay_from.as_ref().map_or("", AssetCode::as_str),
         ]);
         let mut payment = Payment::new(
             id,
@@ -567,6 +576,17 @@ impl Executor {
             payment = payment
                 .with_points(leg)
                 .ok_or_else(|| invalid("the points are worth more than the amount"))?;
+        }
+        if let Some(from_asset) = request.pay_from.filter(|asset| *asset != request.asset) {
+            let invalid = |message: String| ExecError::Invalid { field: "pay_from", message };
+            let rate = self.fx_rate(request.asset, from_asset).ok_or_else(|| {
+                invalid(format!("no rate from {} to {}", from_asset.as_str(), request.asset.as_str()))
+            })?;
+            self.party_with(tenant, PartyKind::Customer, &request.customer, from_asset)?;
+            self.ensure_asset(from_asset).await?;
+            payment = payment
+                .with_fx(from_asset, rate)
+                .ok_or_else(|| invalid("cannot be combined with points, or too large".into()))?;
         }
         self.create(tenant, request.reference, print, None, Order::Payment(payment)).await
     }
@@ -596,6 +616,26 @@ impl Executor {
             state: BookingState::Created,
         });
         self.create(tenant, reference.to_owned(), print, None, order).await
+    }
+
+    /// Sets the rate at which payments in `asset` are funded from wallets in `funding`
+    /// (minor units of `funding` per minor unit of `asset`). Logged; payments record the
+    /// rate they used.
+    pub fn set_fx_rate(&self, asset: AssetCode, funding: AssetCode, rate: Rate) {
+        tracing::info!(asset = asset.as_str(), funding = funding.as_str(), %rate, "FX rate set");
+        self.fx_rates.lock().unwrap_or_else(|p| p.into_inner()).insert((asset, funding), rate);
+    }
+
+    pub fn fx_rate(&self, asset: AssetCode, funding: AssetCode) -> Option<Rate> {
+        self.fx_rates.lock().unwrap_or_else(|p| p.into_inner()).get(&(asset, funding)).copied()
+    }
+
+    /// Every rate, as (payment asset, funding asset, rate).
+    pub fn fx_rates(&self) -> Vec<(AssetCode, AssetCode, Rate)> {
+        let rates = self.fx_rates.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = rates.iter().map(|((a, f), r)| (*a, *f, *r)).collect();
+        all.sort_by(|x, y| (x.0.as_str(), x.1.as_str()).cmp(&(y.0.as_str(), y.1.as_str())));
+        all
     }
 
     pub fn points_config(&self) -> Option<PointsConfig> {
@@ -662,7 +702,7 @@ impl Executor {
                 request.amount,
                 totals.refunded,
                 totals.fee_returned,
-                totals.points_returned,
+                totals.leg_returned,
             )?;
             let refund = Refund {
                 order: id.clone(),
@@ -676,6 +716,10 @@ impl Executor {
                     asset: leg.asset,
                     points: shares.points_returned,
                     value: shares.points_value_returned,
+                }),
+                fx: payment.fx.map(|fx| payments::booking::RefundedFx {
+                    from_asset: fx.from_asset,
+                    amount: shares.fx_returned,
                 }),
                 state: BookingState::Created,
             };

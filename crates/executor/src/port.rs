@@ -69,7 +69,8 @@ pub enum Inserted {
 pub struct RefundTotals {
     pub refunded: Amount,
     pub fee_returned: Amount,
-    pub points_returned: Amount,
+    /// Of the payment's second funding leg: points, or the FX funding asset.
+    pub leg_returned: Amount,
 }
 
 /// The result of an insert guarded by totals read in the same transaction.

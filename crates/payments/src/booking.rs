@@ -22,6 +22,12 @@
 //! - a refund of it returns along the same legs: a share of the points to the customer's
 //!   points account (their value back from the merchant to 6601) and the rest in cash;
 //! - points grant: `Dr 6601 points marketing p / Cr 2242 points[customer] p` (points asset);
+//! - cross-currency payment (境外, FX), the price `amount` in asset X paid from a wallet in
+//!   asset Y at rate `r` (minor units of Y per minor unit of X, recorded on the payment):
+//!   `Dr 2241 wallet[customer] (Y) ⌈amount × r⌉ / Cr 1901 FX position (Y)` and `Dr 1901 FX
+//!   position (X) amount / Cr 2202 unsettled[merchant] (X) amount`, then the fee in X — the
+//!   customer pays the rounding, the platform never funds it; a refund reverses both legs
+//!   pro rata at the payment's rate, the last one returning exactly what is left;
 //! - wallet transfer: `Dr 2241 wallet[from] amount / Cr 2241 wallet[to] amount`;
 //! - merchant settlement (结算): `Dr 2202 unsettled[merchant] amount / Cr 2203 settled[merchant]
 //!   amount` — takings become the merchant's to pay out.
@@ -159,7 +165,62 @@ impl PointsLeg {
     }
 }
 
-/// A customer pays a merchant from the wallet, optionally partly in points.
+/// An exchange rate: `units / 10^decimals` minor units of the funding asset per minor unit
+/// of the payment's asset. Decimal, never floating point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rate {
+    pub units: u64,
+    pub decimals: u32,
+}
+
+/// Most decimals a rate may have.
+pub const RATE_DECIMALS_MAX: u32 = 10;
+
+impl Rate {
+    /// Parses `7.1234`; `None` for anything but a positive decimal with at most
+    /// [`RATE_DECIMALS_MAX`] decimals.
+    pub fn parse(raw: &str) -> Option<Rate> {
+        let (whole, fraction) = raw.split_once('.').unwrap_or((raw, ""));
+        let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !digits(whole) || !digits(fraction) {
+            return None;
+        }
+        let decimals = u32::try_from(fraction.len()).ok().filter(|d| *d <= RATE_DECIMALS_MAX)?;
+        let units: u64 = format!("{whole}{fraction}").parse().ok()?;
+        (units > 0).then_some(Rate { units, decimals })
+    }
+
+    /// `amount × rate`, rounded up; `None` past the largest amount.
+    pub fn convert_up(&self, amount: Amount) -> Option<Amount> {
+        let scale = 10u128.checked_pow(self.decimals)?;
+        let product = u128::from(amount.minor()) * u128::from(self.units);
+        Amount::new(u64::try_from(product.div_ceil(scale)).ok()?)
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scale = 10u64.pow(self.decimals);
+        if self.decimals == 0 {
+            write!(f, "{}", self.units)
+        } else {
+            write!(f, "{}.{:0width$}", self.units / scale, self.units % scale, width = self.decimals as usize)
+        }
+    }
+}
+
+/// A payment funded from a wallet in another asset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FxLeg {
+    /// The wallet's asset.
+    pub from_asset: AssetCode,
+    /// What the wallet pays: the amount at `rate`, rounded up.
+    pub from_amount: Amount,
+    pub rate: Rate,
+}
+
+/// A customer pays a merchant from the wallet, optionally partly in points, or from a wallet
+/// in another asset.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Payment {
     pub order: OrderId,
@@ -172,6 +233,8 @@ pub struct Payment {
     pub fee: Amount,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<PointsLeg>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fx: Option<FxLeg>,
     pub state: BookingState,
 }
 
@@ -182,6 +245,8 @@ pub struct RefundShares {
     pub points_returned: Amount,
     /// The cash value of `points_returned`; the rest of the refund goes back in cash.
     pub points_value_returned: Amount,
+    /// For a cross-currency payment: what goes back to the wallet, in its asset.
+    pub fx_returned: Amount,
 }
 
 impl Payment {
@@ -202,13 +267,35 @@ impl Payment {
             amount,
             fee,
             points: None,
+            fx: None,
             state: BookingState::Created,
         }
     }
 
-    /// Pays `points` of the amount in points; `None` if they are worth more than it.
+    /// Funds the payment from the customer's wallet in `from_asset` at `rate`; `None` if
+    /// the converted amount is past the largest amount, or points already pay part of it.
+    pub fn with_fx(mut self, from_asset: AssetCode, rate: Rate) -> Option<Payment> {
+        if self.points.is_some() || from_asset == self.asset {
+            return None;
+        }
+        let from_amount = rate.convert_up(self.amount).filter(|a| !a.is_zero())?;
+        self.fx = Some(FxLeg { from_asset, from_amount, rate });
+        Some(self)
+    }
+
+    /// The second funding leg's amount: points, or the FX funding asset (zero if none).
+    pub fn second_leg(&self) -> Amount {
+        match (self.points, self.fx) {
+            (Some(points), _) => points.points,
+            (None, Some(fx)) => fx.from_amount,
+            (None, None) => Amount::ZERO,
+        }
+    }
+
+    /// Pays `points` of the amount in points; `None` if they are worth more than it (or the
+    /// payment is cross-currency).
     pub fn with_points(mut self, points: PointsLeg) -> Option<Payment> {
-        (points.value_of(points.points)? <= self.amount).then(|| {
+        (self.fx.is_none() && points.value_of(points.points)? <= self.amount).then(|| {
             self.points = Some(points);
             self
         })
@@ -224,7 +311,26 @@ impl Payment {
         let unsettled = merchant_account_id(&self.merchant, self.asset, false);
         let mut group = Vec::new();
         let cash = self.cash();
-        if !cash.is_zero() {
+        if let Some(fx) = self.fx {
+            group.push(post(
+                &self.order,
+                Step::PaymentFxSell,
+                BUSINESS_CODE_PAYMENT,
+                wallet_account_id(&self.customer, fx.from_asset),
+                internal_account_id(&Internal::FxPosition, fx.from_asset),
+                fx.from_asset,
+                fx.from_amount,
+            ));
+            group.push(post(
+                &self.order,
+                Step::PaymentCapture,
+                BUSINESS_CODE_PAYMENT,
+                internal_account_id(&Internal::FxPosition, self.asset),
+                unsettled,
+                self.asset,
+                self.amount,
+            ));
+        } else if !cash.is_zero() {
             group.push(post(
                 &self.order,
                 Step::PaymentCapture,
@@ -290,9 +396,11 @@ impl Payment {
         proportional_share(self.fee, self.amount, amount, refunded, fee_returned)
     }
 
-    /// How a refund of `amount` goes back, given what earlier live refunds took: the fee
-    /// share, and for a points+cash payment the points share (rounded down, the last refund
-    /// takes the rest) with its value; the remainder is cash. `None` past the amount.
+    /// How a refund of `amount` goes back, given what earlier live refunds took (of the
+    /// amount, the fee, and the second leg): the fee share; for a points+cash payment the
+    /// points share (rounded down, the last refund takes the rest) with its value, the
+    /// remainder in cash; for a cross-currency one the funding asset's share, pro rata at
+    /// the payment's rate. `None` past the amount.
     pub fn refund_shares(
         &self,
         amount: Amount,
@@ -301,12 +409,18 @@ impl Payment {
         points_returned: Amount,
     ) -> Option<RefundShares> {
         let fee_returned = self.refund_fee_share(amount, refunded, fee_returned)?;
+        let none = RefundShares {
+            fee_returned,
+            points_returned: Amount::ZERO,
+            points_value_returned: Amount::ZERO,
+            fx_returned: Amount::ZERO,
+        };
+        if let Some(fx) = self.fx {
+            let back = proportional_share(fx.from_amount, self.amount, amount, refunded, points_returned)?;
+            return Some(RefundShares { fx_returned: back, ..none });
+        }
         let Some(leg) = self.points else {
-            return Some(RefundShares {
-                fee_returned,
-                points_returned: Amount::ZERO,
-                points_value_returned: Amount::ZERO,
-            });
+            return Some(none);
         };
         let mut points =
             proportional_share(leg.points, self.amount, amount, refunded, points_returned)?;
@@ -315,7 +429,11 @@ impl Payment {
         if leg.value_of(points)? > amount {
             points = Amount::new(amount.minor() / leg.value_minor_per_point.max(1))?;
         }
-        Some(RefundShares { fee_returned, points_returned: points, points_value_returned: leg.value_of(points)? })
+        Some(RefundShares {
+            points_returned: points,
+            points_value_returned: leg.value_of(points)?,
+            ..none
+        })
     }
 }
 
@@ -354,7 +472,16 @@ pub struct Refund {
     /// For a points+cash payment: the points going back, and their asset and cash value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<RefundedPoints>,
+    /// For a cross-currency payment: what goes back to the wallet, in its asset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fx: Option<RefundedFx>,
     pub state: BookingState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefundedFx {
+    pub from_asset: AssetCode,
+    pub amount: Amount,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -365,6 +492,15 @@ pub struct RefundedPoints {
 }
 
 impl Refund {
+    /// What this refund returns of its payment's second funding leg.
+    pub fn second_leg(&self) -> Amount {
+        match (self.points, self.fx) {
+            (Some(points), _) => points.points,
+            (None, Some(fx)) => fx.amount,
+            (None, None) => Amount::ZERO,
+        }
+    }
+
     pub fn group(&self) -> Vec<NewTransfer> {
         let unsettled = merchant_account_id(&self.merchant, self.asset, false);
         let mut group = Vec::new();
@@ -381,6 +517,29 @@ impl Refund {
         }
         let value = self.points.map_or(Amount::ZERO, |points| points.value);
         let cash = self.amount.saturating_sub(value);
+        if let Some(fx) = self.fx {
+            group.push(post(
+                &self.order,
+                Step::RefundReturn,
+                BUSINESS_CODE_REFUND,
+                unsettled,
+                internal_account_id(&Internal::FxPosition, self.asset),
+                self.asset,
+                self.amount,
+            ));
+            if !fx.amount.is_zero() {
+                group.push(post(
+                    &self.order,
+                    Step::RefundFxBuy,
+                    BUSINESS_CODE_REFUND,
+                    internal_account_id(&Internal::FxPosition, fx.from_asset),
+                    wallet_account_id(&self.customer, fx.from_asset),
+                    fx.from_asset,
+                    fx.amount,
+                ));
+            }
+            return group;
+        }
         if !cash.is_zero() {
             group.push(post(
                 &self.order,
@@ -618,6 +777,43 @@ mod tests {
         assert_eq!(points_back, amount(333), "every point comes back");
         let too_dear = PointsLeg { value_minor_per_point: 10, ..leg };
         assert!(payment(1_000, 0).with_points(too_dear).is_none(), "worth more than the price");
+    }
+
+    #[test]
+    fn rates_parse_exactly_and_convert_rounding_up() {
+        let rate = Rate::parse("7.1234").unwrap();
+        assert_eq!(rate, Rate { units: 71_234, decimals: 4 });
+        assert_eq!(rate.to_string(), "7.1234");
+        assert_eq!(rate.convert_up(amount(1_000)), Some(amount(7_124)), "7123.4 rounds up");
+        assert_eq!(rate.convert_up(amount(10_000)), Some(amount(71_234)));
+        for bad in ["", "0", "0.000", "-1", "1e3", "7.", ".5", "1.12345678901", "NaN"] {
+            assert_eq!(Rate::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(Rate::parse("0.048").unwrap().convert_up(amount(1)), Some(amount(1)));
+    }
+
+    #[test]
+    fn a_cross_currency_refund_returns_exactly_what_was_paid() {
+        let usd = AssetCode::new("USD").unwrap();
+        let paid = Payment::new(
+            OrderId::new("pay_fx").unwrap(),
+            "alice".into(),
+            "shop".into(),
+            usd,
+            amount(1_001),
+            0,
+        )
+        .with_fx(AssetCode::new("CNY").unwrap(), Rate::parse("7.1234").unwrap())
+        .unwrap();
+        let fx = paid.fx.unwrap();
+        assert_eq!(fx.from_amount, amount(7_131), "7130.52… up");
+        let (mut refunded, mut back) = (Amount::ZERO, Amount::ZERO);
+        for part in [333, 333, 335] {
+            let shares = paid.refund_shares(amount(part), refunded, Amount::ZERO, back).unwrap();
+            refunded = refunded.checked_add(amount(part)).unwrap();
+            back = back.checked_add(shares.fx_returned).unwrap();
+        }
+        assert_eq!(back, fx.from_amount);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! | code | line | class | holds |
 //! | --- | --- | --- | --- |
+//! | 1901 | FX position | asset | per asset: currency bought (debits) and sold (credits) by cross-currency payments |
 //! | 1122 | channel clearing | asset | per channel and asset: what the channel holds or owes us (our reserve at the bank, net of money in transit) |
 //! | 2241 | customer wallets | liability | per customer and asset: what we owe the customer |
 //! | 2242 | customer points | liability | points owed to customers |
@@ -51,10 +52,12 @@ pub const FEE_INCOME: ChartLine =
     ChartLine { code: 6021, name: "fee income", class: AccountClass::Income };
 pub const CHANNEL_FEES: ChartLine =
     ChartLine { code: 6602, name: "channel fees", class: AccountClass::Expense };
+pub const FX_POSITION: ChartLine =
+    ChartLine { code: 1901, name: "FX position", class: AccountClass::Asset };
 pub const POINTS_MARKETING: ChartLine =
     ChartLine { code: 6601, name: "points marketing", class: AccountClass::Expense };
 
-pub const CHART: [ChartLine; 10] = [
+pub const CHART: [ChartLine; 11] = [
     CHANNEL_CLEARING,
     CUSTOMER_WALLETS,
     WITHDRAWALS_IN_FLIGHT,
@@ -65,6 +68,7 @@ pub const CHART: [ChartLine; 10] = [
     FEE_INCOME,
     CHANNEL_FEES,
     POINTS_MARKETING,
+    FX_POSITION,
 ];
 
 /// Ledger commands defining the chart (idempotent).
@@ -93,6 +97,7 @@ pub enum Internal {
     Suspense,
     WithdrawalsInFlight,
     PointsMarketing,
+    FxPosition,
 }
 
 impl Internal {
@@ -104,6 +109,7 @@ impl Internal {
             Internal::Suspense => SUSPENSE,
             Internal::WithdrawalsInFlight => WITHDRAWALS_IN_FLIGHT,
             Internal::PointsMarketing => POINTS_MARKETING,
+            Internal::FxPosition => FX_POSITION,
         }
     }
 
@@ -115,6 +121,7 @@ impl Internal {
             Internal::Suspense => "suspense".into(),
             Internal::WithdrawalsInFlight => "withdrawals_in_flight".into(),
             Internal::PointsMarketing => "points_marketing".into(),
+            Internal::FxPosition => "fx_position".into(),
         }
     }
 }
@@ -209,6 +216,7 @@ pub fn internal_accounts(asset: AssetCode, channels: &[ChannelId]) -> Vec<NewAcc
         Internal::Suspense,
         Internal::WithdrawalsInFlight,
         Internal::PointsMarketing,
+        Internal::FxPosition,
     ]
     .iter()
     .map(|internal| internal_account(internal, asset))

@@ -88,6 +88,10 @@ pub enum Step {
     RefundPointsValue,
     /// Points granted to a customer.
     PointsGrant,
+    /// A cross-currency payment's funding leg: the wallet's asset sold to the platform.
+    PaymentFxSell,
+    /// A cross-currency refund's funding leg: the wallet's asset bought back.
+    RefundFxBuy,
 }
 
 impl Step {
@@ -113,6 +117,8 @@ impl Step {
             Step::RefundPoints => "rpts",
             Step::RefundPointsValue => "rval",
             Step::PointsGrant => "grant",
+            Step::PaymentFxSell => "fxsell",
+            Step::RefundFxBuy => "fxbuy",
         }
     }
 }

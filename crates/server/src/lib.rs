@@ -144,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/payments", post(payments_api::create_payment))
         .route("/payments/{id}/refunds", post(payments_api::create_refund))
         .route("/wallet-transfers", post(payments_api::create_wallet_transfer))
+        .route("/fx-rates", get(payments_api::list_fx_rates).put(payments_api::set_fx_rate))
         .route("/orders", get(payments_api::list_orders))
         .route("/orders/{id}", get(payments_api::get_order))
         .route("/events", get(payments_api::list_events))

@@ -419,6 +419,11 @@ pub struct PaymentBody {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "500")]
     points: Option<Amount>,
+    /// Pay from the customer's wallet in this asset (境外): converted at the platform's
+    /// rate, rounded up, the rate recorded on the payment.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "CNY")]
+    pay_from: Option<AssetCode>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -515,6 +520,7 @@ pub async fn create_payment(
             asset: request.asset,
             amount: request.amount,
             points: request.points,
+            pay_from: request.pay_from,
         };
         placed(executor(&state)?.create_payment(caller.tenant().as_str(), request).await?)
     })
@@ -575,6 +581,70 @@ pub async fn grant_points(
         )
     })
     .await
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FxRateView {
+    /// The payment's asset.
+    #[schema(example = "USD")]
+    pub asset: String,
+    /// The wallet's asset that funds it.
+    #[schema(example = "CNY")]
+    pub funding: String,
+    /// Minor units of `funding` per minor unit of `asset`, a decimal string (≤ 10 decimals).
+    #[schema(example = "7.1234")]
+    pub rate: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FxRateList {
+    pub object: &'static str,
+    pub data: Vec<FxRateView>,
+}
+
+/// Set an exchange rate (admin). Payments record the rate they used; changes are logged.
+#[utoipa::path(put, path = "/v1/fx-rates", tag = "payments", request_body = FxRateView,
+    responses((status = 200, body = FxRateView), (status = "4XX", body = ErrorBody)))]
+pub async fn set_fx_rate(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<axum::Json<FxRateView>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let request: FxRateView = parse(&body)?;
+    let asset = |raw: &str, field: &str| {
+        AssetCode::new(raw).map_err(|e| ApiError::invalid("invalid_asset", e.to_string()).with_param(field))
+    };
+    let (payment_asset, funding) = (asset(&request.asset, "asset")?, asset(&request.funding, "funding")?);
+    if payment_asset == funding {
+        return Err(ApiError::invalid("invalid_asset", "the two assets must differ").with_param("funding"));
+    }
+    let rate = payments::booking::Rate::parse(&request.rate).ok_or_else(|| {
+        ApiError::invalid("invalid_rate", "a positive decimal with at most 10 decimals").with_param("rate")
+    })?;
+    executor(&state)?.set_fx_rate(payment_asset, funding, rate);
+    Ok(axum::Json(FxRateView { rate: rate.to_string(), ..request }))
+}
+
+/// The exchange rates in force.
+#[utoipa::path(get, path = "/v1/fx-rates", tag = "payments",
+    responses((status = 200, body = FxRateList), (status = "4XX", body = ErrorBody)))]
+pub async fn list_fx_rates(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<FxRateList>, ApiError> {
+    caller.require(Scope::LedgerRead)?;
+    let data = executor(&state)?
+        .fx_rates()
+        .into_iter()
+        .map(|(asset, funding, rate)| FxRateView {
+            asset: asset.as_str().to_owned(),
+            funding: funding.as_str().to_owned(),
+            rate: rate.to_string(),
+        })
+        .collect();
+    Ok(axum::Json(FxRateList { object: "list", data }))
 }
 
 /// Move money between two customers' wallets (转账), immediately.

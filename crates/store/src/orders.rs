@@ -23,7 +23,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/
 
 const INSERT: &str = "INSERT INTO orders (id, tenant, kind, reference, request_fingerprint, parent, \
      status, is_final, customer, merchant, amount_minor, fee_minor, body, version, created_at_ms, \
-     updated_at_ms, asset, points_minor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+     updated_at_ms, asset, leg_minor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
      ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT (id) DO NOTHING";
 const UPDATE: &str = "UPDATE orders SET status = ?2, is_final = ?3, fee_minor = ?4, body = ?5, \
      version = ?6, updated_at_ms = ?7 WHERE id = ?1 AND version = ?8";
@@ -33,7 +33,7 @@ const INSERT_EVENT: &str = "INSERT INTO order_events (tenant, order_id, event_ty
      created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
 // SUM over BIGINT is NUMERIC in PostgreSQL: cast back (the totals never pass one amount).
 const REFUND_TOTALS: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT), \
-     CAST(COALESCE(SUM(fee_minor), 0) AS BIGINT), CAST(COALESCE(SUM(points_minor), 0) AS BIGINT) \
+     CAST(COALESCE(SUM(fee_minor), 0) AS BIGINT), CAST(COALESCE(SUM(leg_minor), 0) AS BIGINT) \
      FROM orders WHERE parent = ?1 AND kind = 'refund' AND status <> 'failed'";
 const MERCHANT_TOTALS: &str = "SELECT \
      CAST(COALESCE(SUM(CASE WHEN kind = 'payment' AND status = 'succeeded' AND created_at_ms < ?3 \
@@ -101,20 +101,21 @@ pub(crate) fn pg_params(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + 
         .collect()
 }
 
-fn refund_totals([refunded, fee, points]: [i64; 3]) -> Result<RefundTotals, OrderStoreError> {
+fn refund_totals([refunded, fee, leg]: [i64; 3]) -> Result<RefundTotals, OrderStoreError> {
     let amount = |value: i64| Amount::from_stored(value).ok_or_else(|| corrupt("refund total"));
     Ok(RefundTotals {
         refunded: amount(refunded)?,
         fee_returned: amount(fee)?,
-        points_returned: amount(points)?,
+        leg_returned: amount(leg)?,
     })
 }
 
-/// The points column: a payment's points, a refund's returned points, else zero.
-fn points_of(order: &Order) -> Amount {
+/// The second-leg column: a payment's points or FX funding amount, what a refund returns of
+/// it, else zero (so a payment's refunds can be summed leg by leg).
+fn leg_of(order: &Order) -> Amount {
     match order {
-        Order::Payment(payment) => payment.points.map_or(Amount::ZERO, |leg| leg.points),
-        Order::Refund(refund) => refund.points.map_or(Amount::ZERO, |points| points.points),
+        Order::Payment(payment) => payment.second_leg(),
+        Order::Refund(refund) => refund.second_leg(),
         _ => Amount::ZERO,
     }
 }
@@ -152,7 +153,7 @@ fn insert_params(record: &OrderRecord) -> Result<Vec<Param>, OrderStoreError> {
         Param::Int(i64_of(record.created_at_ms)),
         Param::Int(i64_of(record.updated_at_ms)),
         Param::Text(order.asset().as_str().to_owned()),
-        Param::Int(points_of(order).to_stored()),
+        Param::Int(leg_of(order).to_stored()),
     ])
 }
 

@@ -741,3 +741,37 @@ fn points_and_cash_pay_together_and_refund_along_their_legs() {
     assert_eq!(world.balance("merchants", "shop", "unsettled"), 0);
     world.assert_balanced();
 }
+
+#[test]
+fn a_cross_currency_payment_converts_at_the_recorded_rate_and_refunds_exactly() {
+    let world = World::start(&["bank_a"], &["--assets", "CNY:2,USD:2,POINTS:0"]);
+    world.ok("POST", "/v1/merchants", json!({"id": "us-shop", "assets": ["USD"], "fee_bps": 100}));
+    let (status, missing) = world.call(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "fx-0", "customer": "alice", "merchant": "us-shop", "asset": "USD",
+               "amount": "1001", "pay_from": "CNY"}),
+    );
+    assert_eq!((status, missing["error"]["param"].clone()), (400, json!("pay_from")), "no rate yet: {missing}");
+    world.ok("PUT", "/v1/fx-rates", json!({"asset": "USD", "funding": "CNY", "rate": "7.1234"}));
+    assert_eq!(world.topup("top-1", 100_000)["status"], json!("succeeded"));
+    let payment = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "fx-1", "customer": "alice", "merchant": "us-shop", "asset": "USD",
+               "amount": "1001", "pay_from": "CNY"}),
+    );
+    assert_eq!(payment["status"], json!("succeeded"), "{payment}");
+    assert_eq!(payment["detail"]["fx"]["from_amount"], json!("7131"), "7130.5234 rounded up: {payment}");
+    assert_eq!(payment["detail"]["fx"]["rate"], json!({"units": 71234, "decimals": 4}));
+    assert_eq!(world.wallet(), 100_000 - 7_131);
+    assert_eq!(world.balance("merchants", "us-shop", "unsettled"), 1_001 - 10);
+    let refunds = format!("/v1/payments/{}/refunds", payment["id"].as_str().expect("id"));
+    for (reference, amount) in [("r-1", "333"), ("r-2", "333"), ("r-3", "335")] {
+        let refund = world.ok("POST", &refunds, json!({"reference": reference, "amount": amount}));
+        assert_eq!(refund["status"], json!("succeeded"), "{refund}");
+    }
+    assert_eq!(world.wallet(), 100_000, "every fen came back");
+    assert_eq!(world.balance("merchants", "us-shop", "unsettled"), 0);
+    world.assert_balanced();
+}

@@ -13,7 +13,9 @@ CREATE TABLE orders (
     asset               TEXT    NOT NULL,
     amount_minor        BIGINT  NOT NULL,
     fee_minor           BIGINT  NOT NULL,
-    points_minor        BIGINT  NOT NULL DEFAULT 0,
+    -- A payment's second funding leg (points, or the FX funding asset's amount) or what a
+    -- refund returns of it.
+    leg_minor        BIGINT  NOT NULL DEFAULT 0,
     body                TEXT    NOT NULL,
     version             BIGINT  NOT NULL,
     created_at_ms       BIGINT  NOT NULL,

@@ -13,7 +13,9 @@ CREATE TABLE orders (
     asset               TEXT    NOT NULL,
     amount_minor        INTEGER NOT NULL,
     fee_minor           INTEGER NOT NULL,
-    points_minor        INTEGER NOT NULL DEFAULT 0,
+    -- A payment's second funding leg (points, or the FX funding asset's amount) or what a
+    -- refund returns of it.
+    leg_minor        INTEGER NOT NULL DEFAULT 0,
     body                TEXT    NOT NULL,
     version             INTEGER NOT NULL,
     created_at_ms       INTEGER NOT NULL,
