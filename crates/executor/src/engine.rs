@@ -9,7 +9,7 @@ use channels::{BoxFuture, ChannelId, Gateway, Outcome};
 use ledger::apply::Command;
 use ledger::{LedgerHandle, TransferRejection};
 use money::{Amount, AssetCode};
-use payments::booking::{BookingState, Payment, Rate, Refund, WalletTransfer};
+use payments::booking::{BookingState, Payment, PaymentState, Rate, Refund, WalletTransfer};
 use payments::chart::{
     chart_commands, internal_accounts, merchant_accounts, points_account, wallet_account,
 };
@@ -77,6 +77,10 @@ pub enum ExecError {
     NotRefundable(String, &'static str),
     #[error("the refund would return more than the payment's remaining amount")]
     RefundExceedsPayment,
+    #[error("an order in state {state} cannot take {event}")]
+    NotAllowed { state: &'static str, event: &'static str },
+    #[error("the capture was refused: {0}")]
+    CaptureRefused(String),
     #[error("no channel {0}")]
     ChannelNotFound(String),
     #[error("callback refused: {0}")]
@@ -102,6 +106,8 @@ impl ExecError {
             ExecError::OrderNotFound(_) => "order_not_found",
             ExecError::NotRefundable(..) => "payment_not_refundable",
             ExecError::RefundExceedsPayment => "refund_exceeds_payment",
+            ExecError::NotAllowed { .. } => "order_state_conflict",
+            ExecError::CaptureRefused(_) => "capture_refused",
             ExecError::ChannelNotFound(_) => "channel_not_found",
             ExecError::CallbackRefused(_) => "callback_refused",
             ExecError::LedgerSetup(code) => code,
@@ -137,7 +143,12 @@ pub struct PaymentRequest {
     pub points: Option<Amount>,
     /// Pay from the customer's wallet in this asset, converted at the platform's rate.
     pub pay_from: Option<AssetCode>,
+    /// Authorise now and capture later, the hold living this long; `None`: capture now.
+    pub authorize_for_secs: Option<u32>,
 }
+
+/// The longest an authorisation may hold money (预授权): 30 days.
+pub const AUTHORIZATION_SECS_MAX: u32 = 30 * 86_400;
 
 pub struct RefundRequest {
     pub reference: String,
@@ -550,6 +561,7 @@ impl Executor {
             &request.amount.minor().to_string(),
             &points.map_or(0, Amount::minor).to_string(),
             request.pay_from.as_ref().map_or("", AssetCode::as_str),
+            &request.authorize_for_secs.map_or(String::new(), |secs| secs.to_string()),
         ]);
         let mut payment = Payment::new(
             id,
@@ -577,6 +589,23 @@ impl Executor {
                 .with_points(leg)
                 .ok_or_else(|| invalid("the points are worth more than the amount"))?;
         }
+        if let Some(secs) = request.authorize_for_secs {
+            if secs == 0 || secs > AUTHORIZATION_SECS_MAX {
+                return Err(ExecError::Invalid {
+                    field: "authorize_for_secs",
+                    message: format!("1 to {AUTHORIZATION_SECS_MAX} seconds"),
+                });
+            }
+            if points.is_some() || request.pay_from.is_some_and(|asset| asset != request.asset) {
+                return Err(ExecError::Invalid {
+                    field: "authorize_for_secs",
+                    message: "an authorization pays from the wallet alone (no points, no FX)".into(),
+                });
+            }
+            payment = payment.with_authorization(secs, merchant.fee_bps).ok_or_else(|| {
+                ExecError::Invalid { field: "authorize_for_secs", message: "not for this payment".into() }
+            })?;
+        }
         if let Some(from_asset) = request.pay_from.filter(|asset| *asset != request.asset) {
             let invalid = |message: String| ExecError::Invalid { field: "pay_from", message };
             let rate = self.fx_rate(request.asset, from_asset).ok_or_else(|| {
@@ -589,6 +618,45 @@ impl Executor {
                 .ok_or_else(|| invalid("cannot be combined with points, or too large".into()))?;
         }
         self.create(tenant, request.reference, print, None, Order::Payment(payment)).await
+    }
+
+    /// Captures `amount` of an authorised payment (at most what was authorised); the rest
+    /// of the hold is released.
+    pub async fn capture(&self, tenant: &str, id: &str, amount: Amount) -> Result<OrderRecord, ExecError> {
+        check_amount(amount)?;
+        let record = self.payment(tenant, id)?;
+        if let Order::Payment(payment) = &record.order {
+            if payment.authorization.is_some_and(|auth| amount > auth.authorized) {
+                return Err(ExecError::Invalid {
+                    field: "amount",
+                    message: "more than was authorized".into(),
+                });
+            }
+        }
+        let (record, effects) =
+            self.transition_checked(record, &Event::Capture { amount }, true).await?;
+        let after = self.run(record, effects.into()).await?;
+        match &after.order {
+            Order::Payment(payment) if matches!(payment.state, PaymentState::Authorized { .. }) => {
+                Err(ExecError::CaptureRefused("the ledger refused the capture".into()))
+            }
+            _ => Ok(after),
+        }
+    }
+
+    /// Cancels an authorised payment: the hold is released.
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Result<OrderRecord, ExecError> {
+        let record = self.payment(tenant, id)?;
+        let (record, effects) = self.transition_checked(record, &Event::Cancel, true).await?;
+        self.run(record, effects.into()).await
+    }
+
+    fn payment(&self, tenant: &str, id: &str) -> Result<OrderRecord, ExecError> {
+        let record = self.get(tenant, id)?;
+        if record.order.kind() != OrderKind::Payment {
+            return Err(ExecError::OrderNotFound(id.to_owned()));
+        }
+        Ok(record)
     }
 
     /// Gives a customer points (a reward): the platform's marketing expense.
@@ -688,7 +756,7 @@ impl Executor {
         let Order::Payment(payment) = &payment_record.order else {
             return Err(ExecError::NotRefundable(request.payment.to_string(), "not a payment"));
         };
-        if payment.state != BookingState::Succeeded {
+        if payment.state != PaymentState::Succeeded {
             return Err(ExecError::NotRefundable(
                 request.payment.to_string(),
                 "only a succeeded payment can be refunded",
@@ -1077,12 +1145,29 @@ impl Executor {
     /// On a version conflict, reloads and applies the event to the newer state.
     async fn transition(
         &self,
-        mut record: OrderRecord,
+        record: OrderRecord,
         event: &Event,
     ) -> Result<(OrderRecord, Vec<Effect>), ExecError> {
+        self.transition_checked(record, event, false).await
+    }
+
+    /// [`Executor::transition`]; with `strict`, an event the state refuses is an error (a
+    /// caller's request), not news to log and drop.
+    async fn transition_checked(
+        &self,
+        mut record: OrderRecord,
+        event: &Event,
+        strict: bool,
+    ) -> Result<(OrderRecord, Vec<Effect>), ExecError> {
         loop {
-            let transition = match record.order.apply(event) {
+            let transition = match record.order.apply_at(event, self.clock.now_ms()) {
                 Ok(transition) => transition,
+                Err(illegal) if strict => {
+                    return Err(ExecError::NotAllowed {
+                        state: illegal.state,
+                        event: illegal.event,
+                    })
+                }
                 Err(illegal) => {
                     // News the order cannot take (a contradicting report): kept out of the
                     // books and logged for an operator, never absorbed.
@@ -1176,12 +1261,29 @@ impl Executor {
         };
         for record in due {
             report.examined += 1;
-            let effects = record.order.resume();
             let created_at_ms = record.created_at_ms;
-            match self.run(record, effects.into()).await {
+            let deadline_ms = record.order.deadline_ms();
+            let resumed = async {
+                // An order whose own deadline passed (an authorisation's expiry) is told so;
+                // anything else is resumed where it stands.
+                let (record, effects) = match deadline_ms {
+                    Some(deadline_ms) if now_ms >= deadline_ms => {
+                        self.transition(record, &Event::Deadline).await?
+                    }
+                    _ => {
+                        let effects = record.order.resume();
+                        (record, effects)
+                    }
+                };
+                self.run(record, effects.into()).await
+            };
+            match resumed.await {
                 Ok(after) if after.order.is_final() => report.finished += 1,
                 Ok(after) => {
-                    if now_ms.saturating_sub(created_at_ms) > self.config.overdue_after_ms {
+                    let waiting_by_design = after.order.deadline_ms().is_some_and(|d| d > now_ms);
+                    if !waiting_by_design
+                        && now_ms.saturating_sub(created_at_ms) > self.config.overdue_after_ms
+                    {
                         report.overdue += 1;
                         tracing::warn!(
                             order = %after.id(), status = after.order.status(),

@@ -219,6 +219,74 @@ pub struct FxLeg {
     pub rate: Rate,
 }
 
+/// A payment's states. An immediate payment goes Created → Posting → Succeeded | Failed,
+/// like every booking. One made with `capture: false` is authorised first (预授权):
+///
+/// ```text
+///  Created ──Submit──► Authorizing ──posted──► Authorized ──Capture(a)──► Capturing ──posted──► Succeeded
+///                          │ rejected             │  Cancel / Deadline         │ rejected: pending_expired ──► Expired
+///                          ▼                      ▼                            │ rejected: other ──► Authorized
+///                        Failed                Voiding ──posted──► Canceled (Expired after a Deadline)
+///                                                 └── rejected: pending_expired ──► Expired
+/// ```
+///
+/// Authorisation holds `Dr 2241 wallet / Cr 2202 unsettled[merchant]` (pending, with the
+/// authorisation's timeout, so the ledger itself releases it if nobody acts); capture posts
+/// `a` of it (the rest is released) and books the fee on `a`; cancel voids it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PaymentState {
+    Created,
+    Posting,
+    Authorizing,
+    /// The money is held until `until_ms`.
+    Authorized { until_ms: u64 },
+    Capturing { until_ms: u64, amount: Amount },
+    Voiding { expired: bool },
+    Succeeded,
+    Canceled,
+    Expired,
+    Failed { code: String },
+}
+
+impl PaymentState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PaymentState::Created => "created",
+            PaymentState::Posting => "posting",
+            PaymentState::Authorizing => "authorizing",
+            PaymentState::Authorized { .. } => "authorized",
+            PaymentState::Capturing { .. } => "capturing",
+            PaymentState::Voiding { .. } => "voiding",
+            PaymentState::Succeeded => "succeeded",
+            PaymentState::Canceled => "canceled",
+            PaymentState::Expired => "expired",
+            PaymentState::Failed { .. } => "failed",
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            PaymentState::Succeeded
+                | PaymentState::Canceled
+                | PaymentState::Expired
+                | PaymentState::Failed { .. }
+        )
+    }
+}
+
+/// How a payment is captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Authorization {
+    /// What was authorised (`amount` becomes what is captured).
+    pub authorized: Amount,
+    /// The hold lives this long unless captured or canceled.
+    pub expires_after_secs: u32,
+    /// The merchant's fee rate, applied to the captured amount.
+    pub fee_bps: u32,
+}
+
 /// A customer pays a merchant from the wallet, optionally partly in points, or from a wallet
 /// in another asset.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -235,7 +303,10 @@ pub struct Payment {
     pub points: Option<PointsLeg>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fx: Option<FxLeg>,
-    pub state: BookingState,
+    /// Present when the payment is authorised first and captured later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    pub state: PaymentState,
 }
 
 /// How a refund goes back along a payment's legs.
@@ -268,7 +339,79 @@ impl Payment {
             fee,
             points: None,
             fx: None,
-            state: BookingState::Created,
+            authorization: None,
+            state: PaymentState::Created,
+        }
+    }
+
+    /// Authorises now, captures later (at most the amount); `None` with points or FX.
+    pub fn with_authorization(mut self, expires_after_secs: u32, fee_bps: u32) -> Option<Payment> {
+        if self.points.is_some() || self.fx.is_some() {
+            return None;
+        }
+        self.authorization = Some(Authorization { authorized: self.amount, expires_after_secs, fee_bps });
+        Some(self)
+    }
+
+    fn authorize_transfer(&self, auth: &Authorization) -> NewTransfer {
+        NewTransfer {
+            id: transfer_id(&self.order, Step::PaymentAuthorize),
+            action: TransferAction::Pending {
+                movement: Movement {
+                    debit_account_id: wallet_account_id(&self.customer, self.asset),
+                    credit_account_id: merchant_account_id(&self.merchant, self.asset, false),
+                    asset: self.asset,
+                    amount: auth.authorized,
+                },
+                timeout_secs: Some(auth.expires_after_secs),
+            },
+            business_code: BUSINESS_CODE_PAYMENT,
+            order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
+        }
+    }
+
+    /// Posts `amount` of the authorisation and books the fee on it.
+    fn capture_group(&self, auth: &Authorization, amount: Amount) -> Vec<NewTransfer> {
+        let mut group = vec![NewTransfer {
+            id: transfer_id(&self.order, Step::PaymentCapture),
+            action: TransferAction::PostPending {
+                pending_id: transfer_id(&self.order, Step::PaymentAuthorize),
+                amount: Some(amount),
+            },
+            business_code: BUSINESS_CODE_PAYMENT,
+            order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
+        }];
+        let fee = fee_for(amount, auth.fee_bps);
+        if !fee.is_zero() {
+            group.push(post(
+                &self.order,
+                Step::PaymentFee,
+                BUSINESS_CODE_PAYMENT,
+                merchant_account_id(&self.merchant, self.asset, false),
+                internal_account_id(&Internal::FeeIncome, self.asset),
+                self.asset,
+                fee,
+            ));
+        }
+        group
+    }
+
+    fn void_transfer(&self) -> NewTransfer {
+        NewTransfer {
+            id: transfer_id(&self.order, Step::PaymentVoid),
+            action: TransferAction::VoidPending {
+                pending_id: transfer_id(&self.order, Step::PaymentAuthorize),
+            },
+            business_code: BUSINESS_CODE_PAYMENT,
+            order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
+        }
+    }
+
+    /// When an authorised payment's hold runs out.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        match self.state {
+            PaymentState::Authorized { until_ms } => Some(until_ms),
+            _ => None,
         }
     }
 
@@ -376,13 +519,102 @@ impl Payment {
         group
     }
 
+    /// The transition function. `now_ms` is only read when an authorisation is booked (to
+    /// record its expiry) — the executor passes its clock.
+    pub fn apply_at(
+        &self,
+        event: &Event,
+        now_ms: u64,
+    ) -> Result<Transition<Payment>, IllegalTransition> {
+        use PaymentState as S;
+        let illegal =
+            || IllegalTransition { order_kind: "payment", state: self.state.name(), event: event.name() };
+        let stay = || Transition { state: self.clone(), effects: Vec::new() };
+        let next = |state: PaymentState, effects: Vec<Effect>| Transition {
+            state: Payment { state, ..self.clone() },
+            effects,
+        };
+        let auth = self.authorization;
+        Ok(match (&self.state, event, auth) {
+            (S::Created, Event::Submit, None) => next(S::Posting, vec![Effect::Ledger(self.group())]),
+            (S::Created, Event::Submit, Some(auth)) => {
+                next(S::Authorizing, vec![Effect::Ledger(vec![self.authorize_transfer(&auth)])])
+            }
+            (S::Posting, Event::LedgerPosted, _) => next(S::Succeeded, Vec::new()),
+            (S::Posting | S::Authorizing, Event::LedgerRejected { code }, _) => {
+                next(S::Failed { code: code.clone() }, Vec::new())
+            }
+            (S::Authorizing, Event::LedgerPosted, Some(auth)) => {
+                let until_ms = now_ms.saturating_add(u64::from(auth.expires_after_secs) * 1_000);
+                next(S::Authorized { until_ms }, Vec::new())
+            }
+            (S::Authorized { until_ms }, Event::Capture { amount }, Some(auth)) => {
+                if amount.is_zero() || *amount > auth.authorized {
+                    return Err(illegal());
+                }
+                next(
+                    S::Capturing { until_ms: *until_ms, amount: *amount },
+                    vec![Effect::Ledger(self.capture_group(&auth, *amount))],
+                )
+            }
+            (S::Capturing { amount, .. }, Event::LedgerPosted, Some(auth)) => Transition {
+                state: Payment {
+                    amount: *amount,
+                    fee: fee_for(*amount, auth.fee_bps),
+                    state: S::Succeeded,
+                    ..self.clone()
+                },
+                effects: Vec::new(),
+            },
+            (S::Capturing { .. } | S::Voiding { .. }, Event::LedgerRejected { code }, _)
+                if code == "pending_expired" =>
+            {
+                next(S::Expired, Vec::new())
+            }
+            (S::Capturing { until_ms, .. }, Event::LedgerRejected { .. }, _) => {
+                next(S::Authorized { until_ms: *until_ms }, Vec::new())
+            }
+            (S::Authorized { .. }, Event::Cancel, _) => {
+                next(S::Voiding { expired: false }, vec![Effect::Ledger(vec![self.void_transfer()])])
+            }
+            (S::Authorized { .. }, Event::Deadline, _) => {
+                next(S::Voiding { expired: true }, vec![Effect::Ledger(vec![self.void_transfer()])])
+            }
+            (S::Voiding { expired }, Event::LedgerPosted, _) => {
+                next(if *expired { S::Expired } else { S::Canceled }, Vec::new())
+            }
+            (S::Voiding { expired }, Event::LedgerRejected { .. }, _) => {
+                // Already released (posted or voided by a racing request): look again.
+                next(if *expired { S::Expired } else { S::Canceled }, Vec::new())
+            }
+            // Retries and duplicates: already where they would lead.
+            (_, Event::Submit, _) if self.state != S::Created => stay(),
+            (S::Succeeded | S::Canceled | S::Expired, Event::LedgerPosted, _)
+            | (S::Failed { .. } | S::Expired, Event::LedgerRejected { .. }, _)
+            | (S::Canceled | S::Voiding { .. }, Event::Cancel, _)
+            | (S::Expired | S::Voiding { .. } | S::Canceled | S::Succeeded, Event::Deadline, _) => {
+                stay()
+            }
+            _ => return Err(illegal()),
+        })
+    }
+
     pub fn apply(&self, event: &Event) -> Result<Transition<Payment>, IllegalTransition> {
-        let (state, effects) = self.state.apply("payment", event, || self.group())?;
-        Ok(Transition { state: Payment { state, ..self.clone() }, effects })
+        self.apply_at(event, 0)
     }
 
     pub fn resume(&self) -> Vec<Effect> {
-        self.state.resume(|| self.group())
+        match (&self.state, self.authorization) {
+            (PaymentState::Posting, _) => vec![Effect::Ledger(self.group())],
+            (PaymentState::Authorizing, Some(auth)) => {
+                vec![Effect::Ledger(vec![self.authorize_transfer(&auth)])]
+            }
+            (PaymentState::Capturing { amount, .. }, Some(auth)) => {
+                vec![Effect::Ledger(self.capture_group(&auth, *amount))]
+            }
+            (PaymentState::Voiding { .. }, _) => vec![Effect::Ledger(vec![self.void_transfer()])],
+            _ => Vec::new(),
+        }
     }
 
     /// The fee share a refund of `amount` returns, given what earlier live refunds of this
@@ -817,16 +1049,37 @@ mod tests {
     }
 
     #[test]
+    fn an_authorization_captures_part_and_releases_the_rest_or_expires() {
+        let authorized = payment(1_000, 100).with_authorization(60, 100).unwrap();
+        let holding = authorized.apply(&Event::Submit).unwrap();
+        assert_eq!(holding.state.state, PaymentState::Authorizing);
+        let held = holding.state.apply_at(&Event::LedgerPosted, 5_000).unwrap().state;
+        assert_eq!(held.state, PaymentState::Authorized { until_ms: 65_000 });
+        assert!(held.apply(&Event::Capture { amount: amount(1_001) }).is_err(), "past the hold");
+        let capturing = held.apply(&Event::Capture { amount: amount(600) }).unwrap();
+        assert_eq!(capturing.state.resume(), capturing.effects, "a crash captures the same");
+        let captured = capturing.state.apply(&Event::LedgerPosted).unwrap().state;
+        assert_eq!((captured.state.clone(), captured.amount, captured.fee), (PaymentState::Succeeded, amount(600), amount(6)));
+        let late = held.apply(&Event::Capture { amount: amount(600) }).unwrap().state;
+        let gone = late.apply(&Event::LedgerRejected { code: "pending_expired".into() }).unwrap();
+        assert_eq!(gone.state.state, PaymentState::Expired);
+        let expiring = held.apply(&Event::Deadline).unwrap().state;
+        assert_eq!(expiring.apply(&Event::LedgerPosted).unwrap().state.state, PaymentState::Expired);
+        let canceling = held.apply(&Event::Cancel).unwrap().state;
+        assert_eq!(canceling.apply(&Event::LedgerPosted).unwrap().state.state, PaymentState::Canceled);
+    }
+
+    #[test]
     fn booking_is_idempotent_and_final() {
         let created = payment(500, 100);
         let posting = created.apply(&Event::Submit).unwrap();
-        assert_eq!(posting.state.state, BookingState::Posting);
+        assert_eq!(posting.state.state, PaymentState::Posting);
         assert_eq!(posting.effects, vec![Effect::Ledger(created.group())]);
         assert_eq!(posting.state.resume(), posting.effects, "a crash re-books the same group");
         let again = posting.state.apply(&Event::Submit).unwrap();
         assert!(again.effects.is_empty());
         let done = posting.state.apply(&Event::LedgerPosted).unwrap().state;
-        assert_eq!(done.state, BookingState::Succeeded);
+        assert_eq!(done.state, PaymentState::Succeeded);
         assert!(done.apply(&Event::LedgerPosted).unwrap().effects.is_empty());
         assert!(done.apply(&Event::LedgerRejected { code: "x".into() }).is_err());
         assert!(done.resume().is_empty());

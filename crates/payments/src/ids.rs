@@ -88,6 +88,10 @@ pub enum Step {
     RefundPointsValue,
     /// Points granted to a customer.
     PointsGrant,
+    /// A payment's authorization: the hold on the wallet.
+    PaymentAuthorize,
+    /// Releasing a payment's authorization (cancel, expiry).
+    PaymentVoid,
     /// A cross-currency payment's funding leg: the wallet's asset sold to the platform.
     PaymentFxSell,
     /// A cross-currency refund's funding leg: the wallet's asset bought back.
@@ -118,6 +122,8 @@ impl Step {
             Step::RefundPointsValue => "rval",
             Step::PointsGrant => "grant",
             Step::PaymentFxSell => "fxsell",
+            Step::PaymentAuthorize => "auth",
+            Step::PaymentVoid => "void",
             Step::RefundFxBuy => "fxbuy",
         }
     }

@@ -47,6 +47,12 @@ pub enum Event {
     LedgerRejected { code: String },
     /// No channel is left to try (all refused, or none accepts the request).
     Abandon { reason: String },
+    /// The merchant captures `amount` of an authorization (at most what was authorized).
+    Capture { amount: money::Amount },
+    /// The merchant cancels an authorization.
+    Cancel,
+    /// The order's deadline passed (an authorization's expiry): inspection says so.
+    Deadline,
 }
 
 impl Event {
@@ -58,6 +64,9 @@ impl Event {
             Event::LedgerPosted => "ledger_posted",
             Event::LedgerRejected { .. } => "ledger_rejected",
             Event::Abandon { .. } => "abandon",
+            Event::Capture { .. } => "capture",
+            Event::Cancel => "cancel",
+            Event::Deadline => "deadline",
         }
     }
 }

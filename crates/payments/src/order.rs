@@ -143,6 +143,14 @@ impl Order {
     }
 
     pub fn apply(&self, event: &Event) -> Result<Transition<Order>, IllegalTransition> {
+        self.apply_at(event, 0)
+    }
+
+    /// [`Order::apply`] for a caller with a clock (an authorisation records its expiry).
+    pub fn apply_at(&self, event: &Event, now_ms: u64) -> Result<Transition<Order>, IllegalTransition> {
+        if let Order::Payment(flow) = self {
+            return Ok(wrap(flow.apply_at(event, now_ms)?, Order::Payment));
+        }
         Ok(match self {
             Order::Topup(flow) => wrap(flow.apply(event)?, Order::Topup),
             Order::Withdrawal(flow) => wrap(flow.apply(event)?, Order::Withdrawal),
@@ -162,6 +170,14 @@ impl Order {
             Order::Withdrawal(flow) => {
                 flow.awaiting_route().map(|r| (r, flow.refused_by.as_slice()))
             }
+            _ => None,
+        }
+    }
+
+    /// When the order must be acted on by itself (an authorisation's expiry), if ever.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        match self {
+            Order::Payment(payment) => payment.deadline_ms(),
             _ => None,
         }
     }

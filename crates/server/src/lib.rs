@@ -143,6 +143,8 @@ pub fn router(state: AppState) -> Router {
         .route("/withdrawals", post(payments_api::create_withdrawal))
         .route("/payments", post(payments_api::create_payment))
         .route("/payments/{id}/refunds", post(payments_api::create_refund))
+        .route("/payments/{id}/capture", post(payments_api::capture_payment))
+        .route("/payments/{id}/cancel", post(payments_api::cancel_payment))
         .route("/wallet-transfers", post(payments_api::create_wallet_transfer))
         .route("/fx-rates", get(payments_api::list_fx_rates).put(payments_api::set_fx_rate))
         .route("/orders", get(payments_api::list_orders))

@@ -43,6 +43,8 @@ use crate::{keys_api, ledger_api, ops, payments_api, webhooks_api};
         payments_api::create_withdrawal,
         payments_api::create_payment,
         payments_api::create_refund,
+        payments_api::capture_payment,
+        payments_api::cancel_payment,
         payments_api::create_wallet_transfer,
         payments_api::set_fx_rate,
         payments_api::list_fx_rates,

@@ -50,7 +50,8 @@ impl From<ExecError> for ApiError {
             | ExecError::OrderExistsWithDifferentFields => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
-            ExecError::NotRefundable(..) | ExecError::RefundExceedsPayment => {
+            ExecError::NotAllowed { .. } => ApiError::new(StatusCode::CONFLICT, code, message),
+            ExecError::NotRefundable(..) | ExecError::RefundExceedsPayment | ExecError::CaptureRefused(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
             ExecError::LedgerSetup(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
@@ -424,6 +425,20 @@ pub struct PaymentBody {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "CNY")]
     pay_from: Option<AssetCode>,
+    /// Authorise only (预授权): hold the money this many seconds (≤ 30 days) for a later
+    /// capture or cancel. Absent: capture now.
+    #[serde(default)]
+    #[schema(example = 604800)]
+    authorize_for_secs: Option<u32>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureBody {
+    /// At most what was authorised; the rest of the hold is released. Default: all of it.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "2000")]
+    amount: Option<Amount>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -521,8 +536,60 @@ pub async fn create_payment(
             amount: request.amount,
             points: request.points,
             pay_from: request.pay_from,
+            authorize_for_secs: request.authorize_for_secs,
         };
         placed(executor(&state)?.create_payment(caller.tenant().as_str(), request).await?)
+    })
+    .await
+}
+
+/// Capture an authorised payment (all, or part: the rest of the hold is released).
+#[utoipa::path(post, path = "/v1/payments/{id}/capture", tag = "payments", request_body = CaptureBody,
+    params(("id" = String, Path), IdempotencyKey),
+    responses((status = 200, body = OrderView), (status = "4XX", body = ErrorBody)))]
+pub async fn capture_payment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("POST /v1/payments/{id}/capture");
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        let request: CaptureBody =
+            if body.is_empty() { CaptureBody { amount: None } } else { parse(&body)? };
+        let executor = executor(&state)?;
+        let tenant = caller.tenant().as_str();
+        let amount = match request.amount {
+            Some(amount) => amount,
+            None => match &executor.get(tenant, &id)?.order {
+                payments::Order::Payment(payment) => {
+                    payment.authorization.map_or(payment.amount, |auth| auth.authorized)
+                }
+                _ => return Err(ExecError::OrderNotFound(id.clone()).into()),
+            },
+        };
+        let record = executor.capture(tenant, &id, amount).await?;
+        Ok((StatusCode::OK, order_payload(&record)))
+    })
+    .await
+}
+
+/// Cancel an authorised payment: the hold is released.
+#[utoipa::path(post, path = "/v1/payments/{id}/cancel", tag = "payments",
+    params(("id" = String, Path), IdempotencyKey),
+    responses((status = 200, body = OrderView), (status = "4XX", body = ErrorBody)))]
+pub async fn cancel_payment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let route = format!("POST /v1/payments/{id}/cancel");
+    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        let record = executor(&state)?.cancel(caller.tenant().as_str(), &id).await?;
+        Ok((StatusCode::OK, order_payload(&record)))
     })
     .await
 }

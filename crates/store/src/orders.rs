@@ -25,8 +25,9 @@ const INSERT: &str = "INSERT INTO orders (id, tenant, kind, reference, request_f
      status, is_final, customer, merchant, amount_minor, fee_minor, body, version, created_at_ms, \
      updated_at_ms, asset, leg_minor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
      ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT (id) DO NOTHING";
+// The amount too: a captured authorisation's amount is what was captured.
 const UPDATE: &str = "UPDATE orders SET status = ?2, is_final = ?3, fee_minor = ?4, body = ?5, \
-     version = ?6, updated_at_ms = ?7 WHERE id = ?1 AND version = ?8";
+     version = ?6, updated_at_ms = ?7, amount_minor = ?9 WHERE id = ?1 AND version = ?8";
 const SELECT: &str = "SELECT tenant, reference, request_fingerprint, parent, body, version, \
      created_at_ms, updated_at_ms FROM orders";
 const INSERT_EVENT: &str = "INSERT INTO order_events (tenant, order_id, event_type, payload, \
@@ -168,6 +169,7 @@ fn update_params(record: &OrderRecord, expected_version: u64) -> Result<Vec<Para
         Param::Int(i64_of(record.version)),
         Param::Int(i64_of(record.updated_at_ms)),
         Param::Int(i64_of(expected_version)),
+        Param::Int(order.amount().to_stored()),
     ])
 }
 

@@ -775,3 +775,52 @@ fn a_cross_currency_payment_converts_at_the_recorded_rate_and_refunds_exactly() 
     assert_eq!(world.balance("merchants", "us-shop", "unsettled"), 0);
     world.assert_balanced();
 }
+
+#[test]
+fn an_authorization_is_captured_in_part_canceled_or_expires() {
+    let world = World::start(&["bank_a"], &["--inspect-after-ms", "0"]);
+    assert_eq!(world.topup("top-1", 10_000)["status"], json!("succeeded"));
+    let authorize = |reference: &str, amount: &str, secs: u32| {
+        world.ok(
+            "POST",
+            "/v1/payments",
+            json!({"reference": reference, "customer": "alice", "merchant": "shop", "asset": "CNY",
+                   "amount": amount, "authorize_for_secs": secs}),
+        )
+    };
+    let available = || {
+        let party = world.ok("GET", "/v1/customers/alice", Value::Null);
+        party["balances"][0]["available"].as_str().expect("available").parse::<i64>().expect("number")
+    };
+    let held = authorize("auth-1", "3000", 600);
+    assert_eq!(held["status"], json!("authorized"), "{held}");
+    assert_eq!((world.wallet(), available()), (10_000, 7_000), "held, not spent");
+    let id = held["id"].as_str().expect("id").to_owned();
+    let (status, _) = world.call("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "3001"}));
+    assert_eq!(status, 400, "more than authorized");
+    let captured = world.ok("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "2000"}));
+    assert_eq!((captured["status"].clone(), captured["amount"].clone()), (json!("succeeded"), json!("2000")), "{captured}");
+    assert_eq!(captured["detail"]["fee"], json!("12"), "the fee is on what was captured");
+    assert_eq!((world.wallet(), available()), (8_000, 8_000), "the rest of the hold is released");
+    assert_eq!(world.balance("merchants", "shop", "unsettled"), 1_988);
+    let (status, again) = world.call("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "500"}));
+    assert_eq!((status, again["error"]["code"].clone()), (409, json!("order_state_conflict")), "{again}");
+    let refunds = format!("/v1/payments/{id}/refunds");
+    let (status, _) = world.call("POST", &refunds, json!({"reference": "r-1", "amount": "2001"}));
+    assert_eq!(status, 422, "never more than captured");
+
+    let canceled = authorize("auth-2", "1000", 600);
+    let id2 = canceled["id"].as_str().expect("id").to_owned();
+    let canceled = world.ok("POST", &format!("/v1/payments/{id2}/cancel"), Value::Null);
+    assert_eq!(canceled["status"], json!("canceled"), "{canceled}");
+    assert_eq!(available(), 8_000);
+
+    let expiring = authorize("auth-3", "500", 1);
+    assert_eq!(available(), 7_500);
+    std::thread::sleep(Duration::from_millis(1_500));
+    world.ok("POST", "/v1/inspection", Value::Null);
+    let expired = world.ok("GET", &format!("/v1/orders/{}", expiring["id"].as_str().expect("id")), Value::Null);
+    assert_eq!(expired["status"], json!("expired"), "{expired}");
+    assert_eq!((world.wallet(), available()), (8_000, 8_000));
+    world.assert_balanced();
+}
