@@ -182,7 +182,8 @@ impl Rate {
     pub fn parse(raw: &str) -> Option<Rate> {
         let (whole, fraction) = raw.split_once('.').unwrap_or((raw, ""));
         let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() || !digits(whole) || !digits(fraction) {
+        let dangling_point = raw.ends_with('.');
+        if whole.is_empty() || dangling_point || !digits(whole) || !digits(fraction) {
             return None;
         }
         let decimals = u32::try_from(fraction.len()).ok().filter(|d| *d <= RATE_DECIMALS_MAX)?;
