@@ -150,6 +150,16 @@ pub struct PaymentRequest {
 /// The longest an authorisation may hold money (预授权): 30 days.
 pub const AUTHORIZATION_SECS_MAX: u32 = 30 * 86_400;
 
+pub struct CardPaymentRequest {
+    pub reference: String,
+    pub customer: String,
+    pub merchant: String,
+    /// The payer's card at the channel.
+    pub card: String,
+    pub asset: AssetCode,
+    pub amount: Amount,
+}
+
 pub struct RefundRequest {
     pub reference: String,
     pub payment: OrderId,
@@ -659,6 +669,112 @@ impl Executor {
         Ok(record)
     }
 
+    /// A merchant is paid from the customer's bank card through a channel (收单).
+    pub async fn create_card_payment(
+        &self,
+        tenant: &str,
+        request: CardPaymentRequest,
+    ) -> Result<Placed, ExecError> {
+        check_id("reference", &request.reference)?;
+        check_amount(request.amount)?;
+        if request.card.is_empty() || request.card.len() > 64 {
+            return Err(ExecError::Invalid { field: "card", message: "1 to 64 bytes".into() });
+        }
+        self.party(tenant, PartyKind::Customer, &request.customer)?;
+        let merchant =
+            self.party_with(tenant, PartyKind::Merchant, &request.merchant, request.asset)?;
+        let id = derive_order_id(tenant, OrderKind::CardPayment, &request.merchant, &request.reference);
+        let print = fingerprint(&[
+            &request.customer,
+            &request.card,
+            request.asset.as_str(),
+            &request.amount.minor().to_string(),
+        ]);
+        let flow = TopUp::new(
+            id,
+            party_key(tenant, &request.customer),
+            request.card,
+            request.asset,
+            request.amount,
+        )
+        .paying(payments::topup::MerchantCredit {
+            merchant: party_key(tenant, &request.merchant),
+            fee: payments::booking::fee_for(request.amount, merchant.fee_bps),
+            fee_bps: merchant.fee_bps,
+        });
+        self.create(tenant, request.reference, print, None, Order::CardPayment(flow)).await
+    }
+
+    /// A refund of a card payment, back to the card through the channel it came by.
+    async fn create_card_refund(
+        &self,
+        tenant: &str,
+        request: RefundRequest,
+        card: TopUp,
+    ) -> Result<Placed, ExecError> {
+        let payment_id = request.payment.to_string();
+        let (payments::topup::TopUpState::Succeeded { channel, .. }, Some(credit)) =
+            (&card.state, &card.merchant)
+        else {
+            return Err(ExecError::NotRefundable(payment_id, "only a succeeded payment can be refunded"));
+        };
+        let id = derive_order_id(tenant, OrderKind::CardRefund, request.payment.as_str(), &request.reference);
+        let print = fingerprint(&[request.payment.as_str(), &request.amount.minor().to_string()]);
+        let now_ms = self.clock.now_ms();
+        // The fee shares follow the same rule as a wallet payment's: a Payment of the same
+        // amount and fee computes them.
+        let mut as_payment = Payment::new(
+            card.order.clone(),
+            card.customer.clone(),
+            credit.merchant.clone(),
+            card.asset,
+            card.amount,
+            0,
+        );
+        as_payment.fee = credit.fee;
+        let mut build = |totals: RefundTotals| -> Option<OrderRecord> {
+            let shares = as_payment.refund_shares(
+                request.amount,
+                totals.refunded,
+                totals.fee_returned,
+                totals.leg_returned,
+            )?;
+            let refund = payments::card::CardRefund {
+                order: id.clone(),
+                payment: card.order.clone(),
+                customer: card.customer.clone(),
+                merchant: credit.merchant.clone(),
+                card: card.card.clone(),
+                asset: card.asset,
+                amount: request.amount,
+                fee_returned: shares.fee_returned,
+                channel: channel.clone(),
+                debit_request_id: card.debit_request().request_id,
+                state: payments::card::CardRefundState::Created,
+            };
+            Some(OrderRecord {
+                tenant: tenant.to_owned(),
+                reference: request.reference.clone(),
+                request_fingerprint: print.clone(),
+                parent: Some(card.order.clone()),
+                order: submitted(Order::CardRefund(refund)),
+                version: 1,
+                created_at_ms: now_ms,
+                updated_at_ms: now_ms,
+            })
+        };
+        let record = match self.store.insert_refund(&id, &request.payment, &mut build)? {
+            GuardedInsert::Created(record) => record,
+            GuardedInsert::Existing(existing) => {
+                return Ok(Placed { record: self.existing(existing, &print)?, created: false })
+            }
+            GuardedInsert::Refused => return Err(ExecError::RefundExceedsPayment),
+        };
+        self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
+        let effects = record.order.resume();
+        Ok(Placed { record: self.run(record, effects.into()).await?, created: true })
+    }
+
     /// Gives a customer points (a reward): the platform's marketing expense.
     pub async fn grant_points(
         &self,
@@ -753,6 +869,9 @@ impl Executor {
             .get(&request.payment)?
             .filter(|record| record.tenant == tenant)
             .ok_or_else(|| ExecError::OrderNotFound(request.payment.to_string()))?;
+        if let Order::CardPayment(card) = &payment_record.order {
+            return self.create_card_refund(tenant, request, card.clone()).await;
+        }
         let Order::Payment(payment) = &payment_record.order else {
             return Err(ExecError::NotRefundable(request.payment.to_string(), "not a payment"));
         };
@@ -1121,7 +1240,11 @@ impl Executor {
                     None => continue,
                 }
             } else if let Some((request, refused)) = record.order.awaiting_route() {
-                let choice = self.gateway.as_ref().and_then(|g| g.choose(&request, refused));
+                let choice = match (record.order.pinned_channel(), &self.gateway) {
+                    (Some(pinned), Some(_)) => Some(pinned.clone()).filter(|c| !refused.contains(c)),
+                    (None, Some(gateway)) => gateway.choose(&request, refused),
+                    (_, None) => None,
+                };
                 match choice {
                     Some(channel) => Event::Route { channel },
                     None => Event::Abandon {

@@ -16,7 +16,7 @@ mod engine;
 pub mod port;
 
 pub use engine::{
-    order_payload, party_key, ExecError, Executor, ExecutorConfig, InspectionReport,
+    order_payload, party_key, CardPaymentRequest, ExecError, Executor, ExecutorConfig, InspectionReport,
     InquiryOwnerAdapter, PaymentRequest, PointsConfig, PayoutBatchRequest, PayoutItem, Placed,
     payout_batch_id, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
 };

@@ -96,6 +96,14 @@ pub enum Step {
     PaymentFxSell,
     /// A cross-currency refund's funding leg: the wallet's asset bought back.
     RefundFxBuy,
+    /// A card refund's move from in flight to the channel, once the bank paid it back.
+    CardRefundSettle,
+    /// A card refund's channel fee.
+    CardRefundChannelFee,
+    /// A card refund's reversal: the money back to the merchant.
+    CardRefundReverse,
+    /// A card refund's reversal of the returned fee share.
+    CardRefundReverseFee,
 }
 
 impl Step {
@@ -125,6 +133,10 @@ impl Step {
             Step::PaymentAuthorize => "auth",
             Step::PaymentVoid => "void",
             Step::RefundFxBuy => "fxbuy",
+            Step::CardRefundSettle => "crsettle",
+            Step::CardRefundChannelFee => "crfee",
+            Step::CardRefundReverse => "crrev",
+            Step::CardRefundReverseFee => "crrevfee",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! effects durably (an outbox) is a separate layer; this crate decides *what* happens.
 
 pub mod booking;
+pub mod card;
 pub mod chart;
 pub mod ids;
 pub mod order;

@@ -6,6 +6,7 @@ use channels::ChannelRequest;
 use money::{Amount, AssetCode};
 
 use crate::booking::{Payment, PointsGrant, Refund, Settlement, WalletTransfer};
+use crate::card::CardRefund;
 use crate::topup::TopUp;
 use crate::withdrawal::Withdrawal;
 use crate::{Effect, Event, IllegalTransition, OrderId, Transition};
@@ -20,10 +21,12 @@ pub enum OrderKind {
     WalletTransfer,
     Settlement,
     PointsGrant,
+    CardPayment,
+    CardRefund,
 }
 
 impl OrderKind {
-    pub const ALL: [OrderKind; 7] = [
+    pub const ALL: [OrderKind; 9] = [
         OrderKind::Topup,
         OrderKind::Withdrawal,
         OrderKind::Payment,
@@ -31,6 +34,8 @@ impl OrderKind {
         OrderKind::WalletTransfer,
         OrderKind::Settlement,
         OrderKind::PointsGrant,
+        OrderKind::CardPayment,
+        OrderKind::CardRefund,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +47,8 @@ impl OrderKind {
             OrderKind::WalletTransfer => "wallet_transfer",
             OrderKind::Settlement => "settlement",
             OrderKind::PointsGrant => "points_grant",
+            OrderKind::CardPayment => "card_payment",
+            OrderKind::CardRefund => "card_refund",
         }
     }
 
@@ -59,6 +66,8 @@ impl OrderKind {
             OrderKind::WalletTransfer => "wt",
             OrderKind::Settlement => "st",
             OrderKind::PointsGrant => "pg",
+            OrderKind::CardPayment => "cp",
+            OrderKind::CardRefund => "cr",
         }
     }
 }
@@ -73,6 +82,9 @@ pub enum Order {
     WalletTransfer(WalletTransfer),
     Settlement(Settlement),
     PointsGrant(PointsGrant),
+    /// A card payment: the top-up flow with its credit going to a merchant.
+    CardPayment(TopUp),
+    CardRefund(CardRefund),
 }
 
 macro_rules! each {
@@ -85,6 +97,8 @@ macro_rules! each {
             Order::WalletTransfer($flow) => $body,
             Order::Settlement($flow) => $body,
             Order::PointsGrant($flow) => $body,
+            Order::CardPayment($flow) => $body,
+            Order::CardRefund($flow) => $body,
         }
     };
 }
@@ -99,6 +113,8 @@ impl Order {
             Order::WalletTransfer(_) => OrderKind::WalletTransfer,
             Order::Settlement(_) => OrderKind::Settlement,
             Order::PointsGrant(_) => OrderKind::PointsGrant,
+            Order::CardPayment(_) => OrderKind::CardPayment,
+            Order::CardRefund(_) => OrderKind::CardRefund,
         }
     }
 
@@ -125,6 +141,8 @@ impl Order {
             Order::Payment(payment) => Some(&payment.merchant),
             Order::Refund(refund) => Some(&refund.merchant),
             Order::Settlement(settlement) => Some(&settlement.merchant),
+            Order::CardPayment(flow) => flow.merchant.as_ref().map(|credit| credit.merchant.as_str()),
+            Order::CardRefund(refund) => Some(&refund.merchant),
             Order::Withdrawal(payout)
                 if payout.source == crate::withdrawal::PayoutSource::MerchantSettled =>
             {
@@ -159,6 +177,8 @@ impl Order {
             Order::WalletTransfer(flow) => wrap(flow.apply(event)?, Order::WalletTransfer),
             Order::Settlement(flow) => wrap(flow.apply(event)?, Order::Settlement),
             Order::PointsGrant(flow) => wrap(flow.apply(event)?, Order::PointsGrant),
+            Order::CardPayment(flow) => wrap(flow.apply(event)?, Order::CardPayment),
+            Order::CardRefund(flow) => wrap(flow.apply(event)?, Order::CardRefund),
         })
     }
 
@@ -170,6 +190,18 @@ impl Order {
             Order::Withdrawal(flow) => {
                 flow.awaiting_route().map(|r| (r, flow.refused_by.as_slice()))
             }
+            Order::CardPayment(flow) => {
+                flow.awaiting_route().map(|r| (r, flow.refused_by.as_slice()))
+            }
+            Order::CardRefund(flow) => flow.awaiting_route().map(|r| (r, &[][..])),
+            _ => None,
+        }
+    }
+
+    /// The one channel the order may use (a refund goes back the way its payment came).
+    pub fn pinned_channel(&self) -> Option<&channels::ChannelId> {
+        match self {
+            Order::CardRefund(refund) => Some(&refund.channel),
             _ => None,
         }
     }
@@ -201,7 +233,7 @@ macro_rules! has_customer {
         }
     )*};
 }
-has_customer!(TopUp, Payment, Refund, PointsGrant);
+has_customer!(TopUp, Payment, Refund, PointsGrant, CardRefund);
 
 impl HasCustomer for Withdrawal {
     fn customer(&self) -> &str {

@@ -16,18 +16,33 @@
 //!   (the money arrived; an operator returns it to the card).
 //!
 //! A failure books nothing, so a late success after it is still safe to credit.
+//!
+//! A card payment (收单 from a bank card) is the same flow whose credit goes to a merchant:
+//! `Dr 1122 clearing[ch] amount / Cr 2202 unsettled[merchant] amount`, then the merchant's
+//! fee `Dr 2202 unsettled[merchant] fee / Cr 6021 fee income fee`, then the channel's fee as
+//! above (see [`MerchantCredit`]).
 
 use channels::{ChannelId, ChannelRequest, Operation, Outcome, Settled};
 use ledger::model::{BoundedText, Movement, NewTransfer, TransferAction};
 use ledger::BusinessCode;
 use money::{Amount, AssetCode};
 
-use crate::chart::{internal_account_id, wallet_account_id, Internal};
+use crate::chart::{internal_account_id, merchant_account_id, wallet_account_id, Internal};
 use crate::ids::{request_id, transfer_id, OrderId, Step};
 use crate::{Effect, Event, IllegalTransition, Transition};
 
 /// The business code on a top-up's ledger transfers.
 pub const BUSINESS_CODE_TOPUP: BusinessCode = BusinessCode(1001);
+
+/// Where a card payment's money goes instead of the payer's wallet.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MerchantCredit {
+    pub merchant: String,
+    /// The merchant's fee to the platform.
+    pub fee: Amount,
+    /// The merchant's fee rate, for refunds' fee shares.
+    pub fee_bps: u32,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopUp {
@@ -39,6 +54,9 @@ pub struct TopUp {
     pub amount: Amount,
     /// Channels that refused before doing anything, in order.
     pub refused_by: Vec<ChannelId>,
+    /// Set for a card payment: the credit goes to this merchant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant: Option<MerchantCredit>,
     pub state: TopUpState,
 }
 
@@ -119,8 +137,15 @@ impl TopUp {
             asset,
             amount,
             refused_by: Vec::new(),
+            merchant: None,
             state: TopUpState::Created,
         }
+    }
+
+    /// The same flow paying `merchant` (a card payment).
+    pub fn paying(mut self, merchant: MerchantCredit) -> TopUp {
+        self.merchant = Some(merchant);
+        self
     }
 
     /// The channel request of this top-up's debit (the same on every retry).
@@ -143,10 +168,10 @@ impl TopUp {
         amount: Amount,
     ) -> NewTransfer {
         let debit_account_id = internal_account_id(&debit, self.asset);
-        let credit_account_id = if credit_wallet {
-            wallet_account_id(&self.customer, self.asset)
-        } else {
-            internal_account_id(&Internal::Suspense, self.asset)
+        let credit_account_id = match (&self.merchant, credit_wallet) {
+            (Some(credit), true) => merchant_account_id(&credit.merchant, self.asset, false),
+            (None, true) => wallet_account_id(&self.customer, self.asset),
+            (_, false) => internal_account_id(&Internal::Suspense, self.asset),
         };
         NewTransfer {
             id: transfer_id(&self.order, step),
@@ -156,7 +181,7 @@ impl TopUp {
                 asset: self.asset,
                 amount,
             }),
-            business_code: BUSINESS_CODE_TOPUP,
+            business_code: self.business_code(),
             order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
         }
     }
@@ -173,7 +198,7 @@ impl TopUp {
                 asset: self.asset,
                 amount: settled.fee,
             }),
-            business_code: BUSINESS_CODE_TOPUP,
+            business_code: self.business_code(),
             order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
         })
     }
@@ -182,8 +207,29 @@ impl TopUp {
     pub fn credit_group(&self, channel: &ChannelId, settled: &Settled) -> Vec<NewTransfer> {
         let clearing = Internal::ChannelClearing(channel.clone());
         let mut group = vec![self.transfer(Step::TopUpCredit, clearing, true, self.amount)];
+        if let Some(credit) = self.merchant.as_ref().filter(|credit| !credit.fee.is_zero()) {
+            group.push(NewTransfer {
+                id: transfer_id(&self.order, Step::PaymentFee),
+                action: TransferAction::Post(Movement {
+                    debit_account_id: merchant_account_id(&credit.merchant, self.asset, false),
+                    credit_account_id: internal_account_id(&Internal::FeeIncome, self.asset),
+                    asset: self.asset,
+                    amount: credit.fee,
+                }),
+                business_code: self.business_code(),
+                order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
+            });
+        }
         group.extend(self.fee(channel, settled));
         group
+    }
+
+    fn business_code(&self) -> BusinessCode {
+        if self.merchant.is_some() {
+            crate::booking::BUSINESS_CODE_PAYMENT
+        } else {
+            BUSINESS_CODE_TOPUP
+        }
     }
 
     /// The suspense group: the money that arrived goes to suspense instead of the wallet.

@@ -425,6 +425,12 @@ pub struct PaymentBody {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "CNY")]
     pay_from: Option<AssetCode>,
+    /// Pay from this bank card through a channel instead of the wallet (收单): the merchant
+    /// is credited once the channel has taken the money. Not with points, FX or
+    /// authorisation.
+    #[serde(default)]
+    #[schema(example = "6222020000000001")]
+    card: Option<String>,
     /// Authorise only (预授权): hold the money this many seconds (≤ 30 days) for a later
     /// capture or cancel. Absent: capture now.
     #[serde(default)]
@@ -528,6 +534,24 @@ pub async fn create_payment(
 ) -> Response {
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/payments", &body, async {
         let request: PaymentBody = parse(&body)?;
+        if let Some(card) = request.card {
+            if request.points.is_some() || request.pay_from.is_some() || request.authorize_for_secs.is_some() {
+                return Err(ApiError::invalid(
+                    "invalid_field",
+                    "a card payment takes no points, pay_from or authorize_for_secs",
+                )
+                .with_param("card"));
+            }
+            let request = executor::CardPaymentRequest {
+                reference: request.reference,
+                customer: request.customer,
+                merchant: request.merchant,
+                card,
+                asset: request.asset,
+                amount: request.amount,
+            };
+            return placed(executor(&state)?.create_card_payment(caller.tenant().as_str(), request).await?);
+        }
         let request = PaymentRequest {
             reference: request.reference,
             customer: request.customer,

@@ -35,11 +35,11 @@ const INSERT_EVENT: &str = "INSERT INTO order_events (tenant, order_id, event_ty
 // SUM over BIGINT is NUMERIC in PostgreSQL: cast back (the totals never pass one amount).
 const REFUND_TOTALS: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT), \
      CAST(COALESCE(SUM(fee_minor), 0) AS BIGINT), CAST(COALESCE(SUM(leg_minor), 0) AS BIGINT) \
-     FROM orders WHERE parent = ?1 AND kind = 'refund' AND status <> 'failed'";
+     FROM orders WHERE parent = ?1 AND kind IN ('refund', 'card_refund') AND status <> 'failed'";
 const MERCHANT_TOTALS: &str = "SELECT \
-     CAST(COALESCE(SUM(CASE WHEN kind = 'payment' AND status = 'succeeded' AND created_at_ms < ?3 \
+     CAST(COALESCE(SUM(CASE WHEN kind IN ('payment', 'card_payment') AND status = 'succeeded' AND created_at_ms < ?3 \
          THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
-     CAST(COALESCE(SUM(CASE WHEN kind = 'refund' AND status <> 'failed' \
+     CAST(COALESCE(SUM(CASE WHEN kind IN ('refund', 'card_refund') AND status <> 'failed' \
          THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
      CAST(COALESCE(SUM(CASE WHEN kind = 'settlement' AND status <> 'failed' \
          THEN amount_minor ELSE 0 END), 0) AS BIGINT) \
@@ -126,6 +126,8 @@ fn fee_of(order: &Order) -> Amount {
     match order {
         Order::Payment(payment) => payment.fee,
         Order::Refund(refund) => refund.fee_returned,
+        Order::CardPayment(card) => card.merchant.as_ref().map_or(Amount::ZERO, |credit| credit.fee),
+        Order::CardRefund(refund) => refund.fee_returned,
         _ => Amount::ZERO,
     }
 }

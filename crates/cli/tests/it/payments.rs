@@ -203,7 +203,9 @@ impl World {
         let orders = self.ok("GET", "/v1/orders?limit=500", Value::Null);
         for order in orders["data"].as_array().expect("orders") {
             let state = &order["state"];
-            if state["channel"] == json!(channel) && state["settled"].is_object() {
+            // A card refund's channel is fixed by its payment: it is in the detail.
+            let at = if state["channel"].is_null() { &order["detail"]["channel"] } else { &state["channel"] };
+            if at == &json!(channel) && state["settled"].is_object() {
                 ours.push((
                     state["settled"]["channel_ref"].as_str().expect("ref").to_owned(),
                     minor(&order["amount"]),
@@ -823,4 +825,41 @@ fn an_authorization_is_captured_in_part_canceled_or_expires() {
     assert_eq!(expired["status"], json!("expired"), "{expired}");
     assert_eq!((world.wallet(), available()), (8_000, 8_000));
     world.assert_balanced();
+}
+
+#[test]
+fn a_card_payment_is_refunded_to_the_card_through_its_channel() {
+    let world = World::start(&["bank_a", "bank_b"], &[]);
+    let payment = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "card-1", "customer": "alice", "merchant": "shop", "asset": "CNY",
+               "amount": "5000", "card": CARD}),
+    );
+    assert_eq!((payment["kind"].clone(), payment["status"].clone()), (json!("card_payment"), json!("succeeded")), "{payment}");
+    let channel = payment["state"]["channel"].as_str().expect("channel").to_owned();
+    assert_eq!(world.wallet(), 0, "the wallet is not touched");
+    assert_eq!(world.balance("merchants", "shop", "unsettled"), 5_000 - 30);
+    let refunds = format!("/v1/payments/{}/refunds", payment["id"].as_str().expect("id"));
+    let partial = world.ok("POST", &refunds, json!({"reference": "r-1", "amount": "2000"}));
+    assert_eq!((partial["kind"].clone(), partial["status"].clone()), (json!("card_refund"), json!("succeeded")), "{partial}");
+    // The bank refuses the next refund: the merchant's money comes back by a reversal.
+    world.sim.faults(&channel, json!({"refund": {"declined_rate": 1.0}}));
+    let declined = world.ok("POST", &refunds, json!({"reference": "r-2", "amount": "3000"}));
+    assert_eq!(declined["status"], json!("failed"), "{declined}");
+    assert_eq!(world.balance("merchants", "shop", "unsettled"), 5_000 - 30 - 2_000 + 12);
+    world.sim.faults(&channel, json!({}));
+    let rest = world.ok("POST", &refunds, json!({"reference": "r-3", "amount": "3000"}));
+    assert_eq!(rest["status"], json!("succeeded"), "{rest}");
+    assert_eq!(world.balance("merchants", "shop", "unsettled"), 0, "fully refunded, fee included");
+    assert_eq!(world.sim.card_balance(&channel), CARD_BALANCE_MINOR, "the card got it all back");
+    let refunds_at_bank = world
+        .sim
+        .operations(&channel)
+        .into_iter()
+        .filter(|op| op["operation"] == json!("refund") && op["status"] == json!("succeeded"))
+        .count();
+    assert_eq!(refunds_at_bank, 2);
+    world.assert_balanced();
+    world.assert_matches_simulator(&channel);
 }
