@@ -393,11 +393,19 @@ impl Channel for SimulatorChannel {
         let header = |name: &str| {
             headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
         };
-        let (Some(timestamp), Some(signature)) = (header(HEADER_TIMESTAMP), header(HEADER_SIGNATURE))
+        let (Some(timestamp), Some(signature)) =
+            (header(HEADER_TIMESTAMP), header(HEADER_SIGNATURE))
         else {
             return Err(ChannelError::Unauthentic("timestamp or signature header missing".into()));
         };
-        if !verify_callback(&self.config.secret, timestamp, signature, body, now_secs(), CALLBACK_SKEW_SECS) {
+        if !verify_callback(
+            &self.config.secret,
+            timestamp,
+            signature,
+            body,
+            now_secs(),
+            CALLBACK_SKEW_SECS,
+        ) {
             return Err(ChannelError::Unauthentic("signature or timestamp does not verify".into()));
         }
         let callback: CallbackBody = serde_json::from_slice(body)

@@ -129,9 +129,11 @@ pub fn start(
                 .context("opening orders.db for webhooks")?,
         ),
     };
-    let policy = RetryPolicy { first_delay_ms: settings.webhook_retry_first_ms, ..RetryPolicy::default() };
+    let policy =
+        RetryPolicy { first_delay_ms: settings.webhook_retry_first_ms, ..RetryPolicy::default() };
     let deliverer = Arc::new(Deliverer::new(webhooks.clone(), policy).map_err(anyhow::Error::msg)?);
-    let assets = settings.assets.iter().map(|raw| parse_asset(raw)).collect::<Result<Vec<_>, _>>()?;
+    let assets =
+        settings.assets.iter().map(|raw| parse_asset(raw)).collect::<Result<Vec<_>, _>>()?;
     let clock: Arc<dyn Millis> = Arc::new(SystemMillis);
     let gateway = match &settings.banksim_url {
         None => None,
@@ -150,7 +152,12 @@ pub fn start(
                 })?));
                 profiles.push(profile(id, &codes));
             }
-            Some(Arc::new(Gateway::new(channels, profiles, GatewayConfig::default(), clock.clone())?))
+            Some(Arc::new(Gateway::new(
+                channels,
+                profiles,
+                GatewayConfig::default(),
+                clock.clone(),
+            )?))
         }
     };
     let points = match settings.points.as_deref().filter(|raw| !raw.is_empty()) {
@@ -162,13 +169,15 @@ pub fn start(
         inspect_after_ms: settings.inspect_after_ms,
         ..ExecutorConfig::default()
     };
-    let executor = Arc::new(Executor::new(orders, ledger.clone(), gateway.clone(), clock.clone(), config));
+    let executor =
+        Arc::new(Executor::new(orders, ledger.clone(), gateway.clone(), clock.clone(), config));
     let inquirer = match &gateway {
         None => None,
         Some(gateway) => {
             let tasks: Arc<dyn InquiryStore> = match store.pg_target() {
                 Some(target) => Arc::new(
-                    store::PgInquiryStore::connect(&target).context("connecting the inquiry store")?,
+                    store::PgInquiryStore::connect(&target)
+                        .context("connecting the inquiry store")?,
                 ),
                 None => Arc::new(
                     store::SqliteInquiryStore::open(store.data_dir.join("gateway.db"))
@@ -209,7 +218,8 @@ pub fn start(
 
 /// Inquiry sweeps and inspection passes until `stop`.
 pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receiver<bool>) {
-    let inquiry = core.inquirer.map(|inquirer| tokio::spawn(inquirer.run(INQUIRY_POLL_MS, stop.clone())));
+    let inquiry =
+        core.inquirer.map(|inquirer| tokio::spawn(inquirer.run(INQUIRY_POLL_MS, stop.clone())));
     let webhooks = tokio::spawn(core.deliverer.run(WEBHOOK_POLL_MS, stop.clone()));
     let mut stop = stop;
     let mut last_settlement_run = None;
@@ -220,7 +230,9 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
         }
         // Settlement (T+N) runs once an hour; each run settles each merchant at most once
         // per cut-off day, so a restart or a second node changes nothing.
-        if last_settlement_run.is_none_or(|at: std::time::Instant| at.elapsed() >= SETTLEMENT_INTERVAL) {
+        if last_settlement_run
+            .is_none_or(|at: std::time::Instant| at.elapsed() >= SETTLEMENT_INTERVAL)
+        {
             last_settlement_run = Some(std::time::Instant::now());
             let made = core.executor.settle_all().await;
             if made > 0 {

@@ -33,7 +33,12 @@ pub struct ServeArgs {
     banksim_url: Option<String>,
     /// The simulator's channels to use (their secrets: `QIANBAO_CHANNEL_SECRET_<NAME>`, else
     /// the simulator's development secret).
-    #[arg(long, env = "QIANBAO_CHANNELS", value_delimiter = ',', default_value = "bank_a,bank_b,fastpay")]
+    #[arg(
+        long,
+        env = "QIANBAO_CHANNELS",
+        value_delimiter = ',',
+        default_value = "bank_a,bank_b,fastpay"
+    )]
     channels: Vec<String>,
     /// Assets defined at start, `CODE:SCALE` (idempotent).
     #[arg(long, env = "QIANBAO_ASSETS", value_delimiter = ',', default_value = "CNY:2,POINTS:0")]
@@ -223,7 +228,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         &runtime,
     )?;
     // Likewise the payment core's stores (orders, webhooks, inquiries).
-    let keep_alive = (keep_alive, core.executor.clone(), core.webhooks.clone(), core.inquirer.clone());
+    let keep_alive =
+        (keep_alive, core.executor.clone(), core.webhooks.clone(), core.inquirer.clone());
     let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())
         .with_key_rate_limit(args.key_rate_limit())
         .with_payments(core.executor.clone())

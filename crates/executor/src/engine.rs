@@ -2,7 +2,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-
 use channels::gateway::Millis;
 use channels::inquiry::{Inquirer, InquiryOwner, InquiryTask};
 use channels::{BoxFuture, ChannelId, Gateway, Outcome};
@@ -100,7 +99,9 @@ impl ExecError {
             ExecError::Invalid { .. } => "invalid_field",
             ExecError::PartyNotFound { kind: PartyKind::Customer, .. } => "customer_not_found",
             ExecError::PartyNotFound { kind: PartyKind::Merchant, .. } => "merchant_not_found",
-            ExecError::PartyExistsWithDifferentFields { .. } => "party_exists_with_different_fields",
+            ExecError::PartyExistsWithDifferentFields { .. } => {
+                "party_exists_with_different_fields"
+            }
             ExecError::AssetNotOpened { .. } => "asset_not_opened",
             ExecError::OrderExistsWithDifferentFields => "order_exists_with_different_fields",
             ExecError::OrderNotFound(_) => "order_not_found",
@@ -192,6 +193,19 @@ pub struct WalletTransferRequest {
     pub to: String,
     pub asset: AssetCode,
     pub amount: Amount,
+}
+
+/// A customer or merchant to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewParty {
+    pub kind: PartyKind,
+    pub id: String,
+    pub name: String,
+    pub assets: Vec<AssetCode>,
+    /// Merchants: the platform's fee, basis points of each payment.
+    pub fee_bps: u32,
+    /// Merchants: the settlement cycle (T+N).
+    pub settle_after_days: u32,
 }
 
 /// A created (or, for a retry, found) order.
@@ -394,16 +408,9 @@ impl Executor {
 
     /// Opens a customer (with a wallet per asset) or a merchant (with its payables per
     /// asset). Idempotent: the same request again returns the stored party.
-    pub async fn open_party(
-        &self,
-        tenant: &str,
-        kind: PartyKind,
-        id: &str,
-        name: &str,
-        assets: Vec<AssetCode>,
-        fee_bps: u32,
-        settle_after_days: u32,
-    ) -> Result<Party, ExecError> {
+    pub async fn open_party(&self, tenant: &str, new: NewParty) -> Result<Party, ExecError> {
+        let NewParty { kind, id, name, assets, fee_bps, settle_after_days } = new;
+        let (id, name) = (id.as_str(), name.as_str());
         check_id("id", id)?;
         if settle_after_days > SETTLE_AFTER_DAYS_MAX
             || (kind == PartyKind::Customer && settle_after_days != 0)
@@ -460,8 +467,12 @@ impl Executor {
         match self.store.put_party(&party)? {
             None => Ok(party),
             Some(existing)
-                if (&existing.name, &existing.assets, existing.fee_bps, existing.settle_after_days)
-                    == (&party.name, &party.assets, party.fee_bps, party.settle_after_days) =>
+                if (
+                    &existing.name,
+                    &existing.assets,
+                    existing.fee_bps,
+                    existing.settle_after_days,
+                ) == (&party.name, &party.assets, party.fee_bps, party.settle_after_days) =>
             {
                 Ok(existing)
             }
@@ -582,12 +593,12 @@ impl Executor {
             merchant.fee_bps,
         );
         if let Some(points) = points {
-            let invalid = |message: &str| ExecError::Invalid { field: "points", message: message.into() };
-            let config = self
-                .config
-                .points
-                .filter(|config| config.cash_asset == request.asset)
-                .ok_or_else(|| invalid("points pay only for payments in the points' cash asset"))?;
+            let invalid =
+                |message: &str| ExecError::Invalid { field: "points", message: message.into() };
+            let config =
+                self.config.points.filter(|config| config.cash_asset == request.asset).ok_or_else(
+                    || invalid("points pay only for payments in the points' cash asset"),
+                )?;
             self.party_with(tenant, PartyKind::Customer, &request.customer, config.asset)?;
             self.ensure_asset(config.asset).await?;
             let leg = payments::booking::PointsLeg {
@@ -609,17 +620,25 @@ impl Executor {
             if points.is_some() || request.pay_from.is_some_and(|asset| asset != request.asset) {
                 return Err(ExecError::Invalid {
                     field: "authorize_for_secs",
-                    message: "an authorization pays from the wallet alone (no points, no FX)".into(),
+                    message: "an authorization pays from the wallet alone (no points, no FX)"
+                        .into(),
                 });
             }
             payment = payment.with_authorization(secs, merchant.fee_bps).ok_or_else(|| {
-                ExecError::Invalid { field: "authorize_for_secs", message: "not for this payment".into() }
+                ExecError::Invalid {
+                    field: "authorize_for_secs",
+                    message: "not for this payment".into(),
+                }
             })?;
         }
         if let Some(from_asset) = request.pay_from.filter(|asset| *asset != request.asset) {
             let invalid = |message: String| ExecError::Invalid { field: "pay_from", message };
             let rate = self.fx_rate(request.asset, from_asset).ok_or_else(|| {
-                invalid(format!("no rate from {} to {}", from_asset.as_str(), request.asset.as_str()))
+                invalid(format!(
+                    "no rate from {} to {}",
+                    from_asset.as_str(),
+                    request.asset.as_str()
+                ))
             })?;
             self.party_with(tenant, PartyKind::Customer, &request.customer, from_asset)?;
             self.ensure_asset(from_asset).await?;
@@ -632,7 +651,12 @@ impl Executor {
 
     /// Captures `amount` of an authorised payment (at most what was authorised); the rest
     /// of the hold is released.
-    pub async fn capture(&self, tenant: &str, id: &str, amount: Amount) -> Result<OrderRecord, ExecError> {
+    pub async fn capture(
+        &self,
+        tenant: &str,
+        id: &str,
+        amount: Amount,
+    ) -> Result<OrderRecord, ExecError> {
         check_amount(amount)?;
         let record = self.payment(tenant, id)?;
         if let Order::Payment(payment) = &record.order {
@@ -683,7 +707,8 @@ impl Executor {
         self.party(tenant, PartyKind::Customer, &request.customer)?;
         let merchant =
             self.party_with(tenant, PartyKind::Merchant, &request.merchant, request.asset)?;
-        let id = derive_order_id(tenant, OrderKind::CardPayment, &request.merchant, &request.reference);
+        let id =
+            derive_order_id(tenant, OrderKind::CardPayment, &request.merchant, &request.reference);
         let print = fingerprint(&[
             &request.customer,
             &request.card,
@@ -716,9 +741,17 @@ impl Executor {
         let (payments::topup::TopUpState::Succeeded { channel, .. }, Some(credit)) =
             (&card.state, &card.merchant)
         else {
-            return Err(ExecError::NotRefundable(payment_id, "only a succeeded payment can be refunded"));
+            return Err(ExecError::NotRefundable(
+                payment_id,
+                "only a succeeded payment can be refunded",
+            ));
         };
-        let id = derive_order_id(tenant, OrderKind::CardRefund, request.payment.as_str(), &request.reference);
+        let id = derive_order_id(
+            tenant,
+            OrderKind::CardRefund,
+            request.payment.as_str(),
+            &request.reference,
+        );
         let print = fingerprint(&[request.payment.as_str(), &request.amount.minor().to_string()]);
         let now_ms = self.clock.now_ms();
         // The fee shares follow the same rule as a wallet payment's: a Payment of the same
@@ -834,7 +867,10 @@ impl Executor {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
         if request.from == request.to {
-            return Err(ExecError::Invalid { field: "to", message: "must differ from from".into() });
+            return Err(ExecError::Invalid {
+                field: "to",
+                message: "must differ from from".into(),
+            });
         }
         self.party_with(tenant, PartyKind::Customer, &request.from, request.asset)?;
         self.party_with(tenant, PartyKind::Customer, &request.to, request.asset)?;
@@ -881,7 +917,12 @@ impl Executor {
                 "only a succeeded payment can be refunded",
             ));
         }
-        let id = derive_order_id(tenant, OrderKind::Refund, request.payment.as_str(), &request.reference);
+        let id = derive_order_id(
+            tenant,
+            OrderKind::Refund,
+            request.payment.as_str(),
+            &request.reference,
+        );
         let print = fingerprint(&[request.payment.as_str(), &request.amount.minor().to_string()]);
         let now_ms = self.clock.now_ms();
         let mut build = |totals: RefundTotals| -> Option<OrderRecord> {
@@ -973,7 +1014,8 @@ impl Executor {
         let now_ms = self.clock.now_ms();
         let mut created = Vec::new();
         for item in request.items {
-            let id = derive_order_id(tenant, OrderKind::Withdrawal, batch.as_str(), &item.reference);
+            let id =
+                derive_order_id(tenant, OrderKind::Withdrawal, batch.as_str(), &item.reference);
             let print = fingerprint(&[
                 &request.merchant,
                 &item.bank_account,
@@ -996,7 +1038,7 @@ impl Executor {
             match self.store.insert(&record)? {
                 Inserted::Created => created.push(record),
                 Inserted::Existing(existing) => {
-                    self.existing(existing, &record.request_fingerprint)?;
+                    self.existing(*existing, &record.request_fingerprint)?;
                 }
             }
         }
@@ -1141,7 +1183,7 @@ impl Executor {
         match self.store.insert(&record)? {
             Inserted::Created => {}
             Inserted::Existing(existing) => {
-                let record = self.existing(existing, &record.request_fingerprint)?;
+                let record = self.existing(*existing, &record.request_fingerprint)?;
                 return Ok(Placed { record, created: false });
             }
         }
@@ -1218,7 +1260,9 @@ impl Executor {
         self.on_channel_answer(&order, channel.clone(), report.outcome.clone()).await?;
         // Close the inquiry too, if one is open: its delivery is then a no-op.
         if let Some(inquirer) = self.inquirer.get() {
-            if let Err(error) = inquirer.on_callback(&channel, &report.request_id, &report.outcome).await {
+            if let Err(error) =
+                inquirer.on_callback(&channel, &report.request_id, &report.outcome).await
+            {
                 tracing::warn!(%error, "could not close the inquiry of a callback");
             }
         }
@@ -1241,7 +1285,9 @@ impl Executor {
                 }
             } else if let Some((request, refused)) = record.order.awaiting_route() {
                 let choice = match (record.order.pinned_channel(), &self.gateway) {
-                    (Some(pinned), Some(_)) => Some(pinned.clone()).filter(|c| !refused.contains(c)),
+                    (Some(pinned), Some(_)) => {
+                        Some(pinned.clone()).filter(|c| !refused.contains(c))
+                    }
                     (None, Some(gateway)) => gateway.choose(&request, refused),
                     (_, None) => None,
                 };
@@ -1342,16 +1388,17 @@ impl Executor {
             }
             Effect::Channel { channel, request } => {
                 let Some(gateway) = &self.gateway else {
-                    return Ok(Some(Event::Abandon { reason: "no channels are configured".into() }));
+                    return Ok(Some(Event::Abandon {
+                        reason: "no channels are configured".into(),
+                    }));
                 };
                 let routed = match &channel {
                     Some(channel) => gateway.execute_on(channel, &request).await,
                     None => gateway.execute(&request).await,
                 };
-                Ok(routed.channel.map(|channel| Event::ChannelAnswered {
-                    channel,
-                    outcome: routed.outcome,
-                }))
+                Ok(routed
+                    .channel
+                    .map(|channel| Event::ChannelAnswered { channel, outcome: routed.outcome }))
             }
             Effect::Inquire { channel, operation, request_id } => {
                 if let Some(inquirer) = self.inquirer.get() {
@@ -1374,14 +1421,16 @@ impl Executor {
         self.counters.inspections.fetch_add(1, Ordering::Relaxed);
         let now_ms = self.clock.now_ms();
         let mut report = InspectionReport::default();
-        let due = match self.store.unfinished(now_ms.saturating_sub(self.config.inspect_after_ms), limit) {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::warn!(%error, "inspection could not list unfinished orders");
-                report.errors += 1;
-                return report;
-            }
-        };
+        let due =
+            match self.store.unfinished(now_ms.saturating_sub(self.config.inspect_after_ms), limit)
+            {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(%error, "inspection could not list unfinished orders");
+                    report.errors += 1;
+                    return report;
+                }
+            };
         for record in due {
             report.examined += 1;
             let created_at_ms = record.created_at_ms;

@@ -16,11 +16,12 @@ mod engine;
 pub mod port;
 
 pub use engine::{
-    order_payload, party_key, CardPaymentRequest, ExecError, Executor, ExecutorConfig, InspectionReport,
-    InquiryOwnerAdapter, PaymentRequest, PointsConfig, PayoutBatchRequest, PayoutItem, Placed,
-    payout_batch_id, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
+    order_payload, party_key, payout_batch_id, CardPaymentRequest, ExecError, Executor,
+    ExecutorConfig, InquiryOwnerAdapter, InspectionReport, NewParty, PaymentRequest,
+    PayoutBatchRequest, PayoutItem, Placed, PointsConfig, RefundRequest, TopUpRequest,
+    WalletTransferRequest, WithdrawalRequest,
 };
 pub use port::{
-    GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
-    RefundTotals, StoredEvent,
+    GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord, OrderStore,
+    OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
 };

@@ -61,7 +61,7 @@ pub struct StoredEvent {
 pub enum Inserted {
     Created,
     /// An order with this id exists (a retry); nothing was written.
-    Existing(OrderRecord),
+    Existing(Box<OrderRecord>),
 }
 
 /// What earlier live (not failed) refunds of a payment took.

@@ -205,7 +205,13 @@ impl std::fmt::Display for Rate {
         if self.decimals == 0 {
             write!(f, "{}", self.units)
         } else {
-            write!(f, "{}.{:0width$}", self.units / scale, self.units % scale, width = self.decimals as usize)
+            write!(
+                f,
+                "{}.{:0width$}",
+                self.units / scale,
+                self.units % scale,
+                width = self.decimals as usize
+            )
         }
     }
 }
@@ -241,13 +247,22 @@ pub enum PaymentState {
     Posting,
     Authorizing,
     /// The money is held until `until_ms`.
-    Authorized { until_ms: u64 },
-    Capturing { until_ms: u64, amount: Amount },
-    Voiding { expired: bool },
+    Authorized {
+        until_ms: u64,
+    },
+    Capturing {
+        until_ms: u64,
+        amount: Amount,
+    },
+    Voiding {
+        expired: bool,
+    },
     Succeeded,
     Canceled,
     Expired,
-    Failed { code: String },
+    Failed {
+        code: String,
+    },
 }
 
 impl PaymentState {
@@ -350,7 +365,8 @@ impl Payment {
         if self.points.is_some() || self.fx.is_some() {
             return None;
         }
-        self.authorization = Some(Authorization { authorized: self.amount, expires_after_secs, fee_bps });
+        self.authorization =
+            Some(Authorization { authorized: self.amount, expires_after_secs, fee_bps });
         Some(self)
     }
 
@@ -528,8 +544,11 @@ impl Payment {
         now_ms: u64,
     ) -> Result<Transition<Payment>, IllegalTransition> {
         use PaymentState as S;
-        let illegal =
-            || IllegalTransition { order_kind: "payment", state: self.state.name(), event: event.name() };
+        let illegal = || IllegalTransition {
+            order_kind: "payment",
+            state: self.state.name(),
+            event: event.name(),
+        };
         let stay = || Transition { state: self.clone(), effects: Vec::new() };
         let next = |state: PaymentState, effects: Vec<Effect>| Transition {
             state: Payment { state, ..self.clone() },
@@ -537,7 +556,9 @@ impl Payment {
         };
         let auth = self.authorization;
         Ok(match (&self.state, event, auth) {
-            (S::Created, Event::Submit, None) => next(S::Posting, vec![Effect::Ledger(self.group())]),
+            (S::Created, Event::Submit, None) => {
+                next(S::Posting, vec![Effect::Ledger(self.group())])
+            }
             (S::Created, Event::Submit, Some(auth)) => {
                 next(S::Authorizing, vec![Effect::Ledger(vec![self.authorize_transfer(&auth)])])
             }
@@ -575,9 +596,10 @@ impl Payment {
             (S::Capturing { until_ms, .. }, Event::LedgerRejected { .. }, _) => {
                 next(S::Authorized { until_ms: *until_ms }, Vec::new())
             }
-            (S::Authorized { .. }, Event::Cancel, _) => {
-                next(S::Voiding { expired: false }, vec![Effect::Ledger(vec![self.void_transfer()])])
-            }
+            (S::Authorized { .. }, Event::Cancel, _) => next(
+                S::Voiding { expired: false },
+                vec![Effect::Ledger(vec![self.void_transfer()])],
+            ),
             (S::Authorized { .. }, Event::Deadline, _) => {
                 next(S::Voiding { expired: true }, vec![Effect::Ledger(vec![self.void_transfer()])])
             }
@@ -649,7 +671,8 @@ impl Payment {
             fx_returned: Amount::ZERO,
         };
         if let Some(fx) = self.fx {
-            let back = proportional_share(fx.from_amount, self.amount, amount, refunded, points_returned)?;
+            let back =
+                proportional_share(fx.from_amount, self.amount, amount, refunded, points_returned)?;
             return Some(RefundShares { fx_returned: back, ..none });
         }
         let Some(leg) = self.points else {
@@ -1060,14 +1083,23 @@ mod tests {
         let capturing = held.apply(&Event::Capture { amount: amount(600) }).unwrap();
         assert_eq!(capturing.state.resume(), capturing.effects, "a crash captures the same");
         let captured = capturing.state.apply(&Event::LedgerPosted).unwrap().state;
-        assert_eq!((captured.state.clone(), captured.amount, captured.fee), (PaymentState::Succeeded, amount(600), amount(6)));
+        assert_eq!(
+            (captured.state.clone(), captured.amount, captured.fee),
+            (PaymentState::Succeeded, amount(600), amount(6))
+        );
         let late = held.apply(&Event::Capture { amount: amount(600) }).unwrap().state;
         let gone = late.apply(&Event::LedgerRejected { code: "pending_expired".into() }).unwrap();
         assert_eq!(gone.state.state, PaymentState::Expired);
         let expiring = held.apply(&Event::Deadline).unwrap().state;
-        assert_eq!(expiring.apply(&Event::LedgerPosted).unwrap().state.state, PaymentState::Expired);
+        assert_eq!(
+            expiring.apply(&Event::LedgerPosted).unwrap().state.state,
+            PaymentState::Expired
+        );
         let canceling = held.apply(&Event::Cancel).unwrap().state;
-        assert_eq!(canceling.apply(&Event::LedgerPosted).unwrap().state.state, PaymentState::Canceled);
+        assert_eq!(
+            canceling.apply(&Event::LedgerPosted).unwrap().state.state,
+            PaymentState::Canceled
+        );
     }
 
     #[test]

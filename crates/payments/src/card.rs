@@ -56,11 +56,21 @@ pub enum CardRefundState {
     /// The merchant's money is in flight; the channel is to be asked.
     Booked,
     Refunding,
-    Settling { settled: Settled },
-    Succeeded { settled: Settled },
-    Reversing { reason: String },
-    Failed { reason: String },
-    Disputed { settled: Settled },
+    Settling {
+        settled: Settled,
+    },
+    Succeeded {
+        settled: Settled,
+    },
+    Reversing {
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
+    Disputed {
+        settled: Settled,
+    },
 }
 
 impl CardRefundState {
@@ -123,7 +133,8 @@ impl CardRefund {
 
     pub fn success_group(&self, settled: &Settled) -> Vec<NewTransfer> {
         let (_, in_flight, _) = self.accounts();
-        let clearing = internal_account_id(&Internal::ChannelClearing(self.channel.clone()), self.asset);
+        let clearing =
+            internal_account_id(&Internal::ChannelClearing(self.channel.clone()), self.asset);
         let mut group = vec![self.post(Step::CardRefundSettle, in_flight, clearing, self.amount)];
         if !settled.fee.is_zero() {
             let fees = internal_account_id(&Internal::ChannelFees, self.asset);
@@ -136,7 +147,12 @@ impl CardRefund {
         let (unsettled, in_flight, fee_income) = self.accounts();
         let mut group = vec![self.post(Step::CardRefundReverse, in_flight, unsettled, self.amount)];
         if !self.fee_returned.is_zero() {
-            group.push(self.post(Step::CardRefundReverseFee, unsettled, fee_income, self.fee_returned));
+            group.push(self.post(
+                Step::CardRefundReverseFee,
+                unsettled,
+                fee_income,
+                self.fee_returned,
+            ));
         }
         group
     }
@@ -161,9 +177,11 @@ impl CardRefund {
         use CardRefundState as S;
         match &self.state {
             S::Booking => vec![Effect::Ledger(self.booking_group())],
-            S::Refunding => vec![Effect::Channel {
-                channel: Some(self.channel.clone()),
-                request: self.refund_request(),
+            // Asked after, never sent again (see `TopUp::resume`).
+            S::Refunding => vec![Effect::Inquire {
+                channel: self.channel.clone(),
+                operation: Operation::Refund,
+                request_id: request_id(&self.order, Step::RefundReturn),
             }],
             S::Settling { settled } => vec![Effect::Ledger(self.success_group(settled))],
             S::Reversing { .. } => vec![Effect::Ledger(self.reversal_group())],
@@ -173,8 +191,11 @@ impl CardRefund {
 
     pub fn apply(&self, event: &Event) -> Result<Transition<CardRefund>, IllegalTransition> {
         use CardRefundState as S;
-        let illegal =
-            || IllegalTransition { order_kind: "card refund", state: self.state.name(), event: event.name() };
+        let illegal = || IllegalTransition {
+            order_kind: "card refund",
+            state: self.state.name(),
+            event: event.name(),
+        };
         let stay = || Transition { state: self.clone(), effects: Vec::new() };
         let next = |state: CardRefundState, effects: Vec<Effect>| Transition {
             state: CardRefund { state, ..self.clone() },
@@ -193,10 +214,15 @@ impl CardRefund {
             }
             (S::Booked, Event::Route { channel }) if *channel == self.channel => next(
                 S::Refunding,
-                vec![Effect::Channel { channel: Some(channel.clone()), request: self.refund_request() }],
+                vec![Effect::Channel {
+                    channel: Some(channel.clone()),
+                    request: self.refund_request(),
+                }],
             ),
             (S::Booked, Event::Abandon { reason }) => reverse(reason.clone()),
-            (S::Refunding, Event::ChannelAnswered { channel, outcome }) if *channel == self.channel => {
+            (S::Refunding, Event::ChannelAnswered { channel, outcome })
+                if *channel == self.channel =>
+            {
                 match outcome {
                     Outcome::Succeeded(settled) => next(
                         S::Settling { settled: settled.clone() },
@@ -204,7 +230,9 @@ impl CardRefund {
                     ),
                     // The channel did nothing now; its breaker or limits may pass later, but a
                     // refund has nowhere else to go: give the money back to the merchant.
-                    Outcome::Failed { reason, detail } => reverse(format!("{}: {detail}", reason.as_str())),
+                    Outcome::Failed { reason, detail } => {
+                        reverse(format!("{}: {detail}", reason.as_str()))
+                    }
                     Outcome::Processing | Outcome::Unknown { .. } => Transition {
                         state: self.clone(),
                         effects: vec![Effect::Inquire {

@@ -198,7 +198,11 @@ pub fn merchant_accounts(merchant: &str, asset: AssetCode) -> [NewAccount; 2] {
     [false, true].map(|settled| NewAccount {
         id: merchant_account_id(merchant, asset, settled),
         asset,
-        chart_code: ChartCode(if settled { MERCHANT_SETTLED.code } else { MERCHANT_UNSETTLED.code }),
+        chart_code: ChartCode(if settled {
+            MERCHANT_SETTLED.code
+        } else {
+            MERCHANT_UNSETTLED.code
+        }),
         rule: BalanceRule::NO_OVERDRAFT,
         metadata: BoundedText::new(format!(
             "merchant:{merchant}:{}",

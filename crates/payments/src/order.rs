@@ -141,7 +141,9 @@ impl Order {
             Order::Payment(payment) => Some(&payment.merchant),
             Order::Refund(refund) => Some(&refund.merchant),
             Order::Settlement(settlement) => Some(&settlement.merchant),
-            Order::CardPayment(flow) => flow.merchant.as_ref().map(|credit| credit.merchant.as_str()),
+            Order::CardPayment(flow) => {
+                flow.merchant.as_ref().map(|credit| credit.merchant.as_str())
+            }
             Order::CardRefund(refund) => Some(&refund.merchant),
             Order::Withdrawal(payout)
                 if payout.source == crate::withdrawal::PayoutSource::MerchantSettled =>
@@ -165,7 +167,11 @@ impl Order {
     }
 
     /// [`Order::apply`] for a caller with a clock (an authorisation records its expiry).
-    pub fn apply_at(&self, event: &Event, now_ms: u64) -> Result<Transition<Order>, IllegalTransition> {
+    pub fn apply_at(
+        &self,
+        event: &Event,
+        now_ms: u64,
+    ) -> Result<Transition<Order>, IllegalTransition> {
         if let Order::Payment(flow) = self {
             return Ok(wrap(flow.apply_at(event, now_ms)?, Order::Payment));
         }

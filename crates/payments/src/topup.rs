@@ -248,13 +248,19 @@ impl TopUp {
     }
 
     /// The effects the current state waits on, to carry out again after a crash or a lost
-    /// answer. Each is idempotent: the ledger and the bank deduplicate by the derived ids.
+    /// answer. Each is idempotent: the ledger deduplicates by the derived ids, and a request
+    /// at a channel is asked after (status inquiry), never sent twice.
     pub fn resume(&self) -> Vec<Effect> {
         use TopUpState as S;
         match &self.state {
-            S::Debiting { channel } => vec![Effect::Channel {
-                channel: Some(channel.clone()),
-                request: self.debit_request(),
+            // Never sent again: the first send may have done it, and a second one that the
+            // channel refuses ("down", our breaker open) would prove nothing about the first.
+            // Status inquiry asks what became of it; a request never sent ends as
+            // never-received once the channel's late-arrival window has passed.
+            S::Debiting { channel } => vec![Effect::Inquire {
+                channel: channel.clone(),
+                operation: Operation::Debit,
+                request_id: request_id(&self.order, Step::TopUpDebit),
             }],
             S::Crediting { channel, settled } => {
                 vec![Effect::Ledger(self.credit_group(channel, settled))]

@@ -267,14 +267,17 @@ impl Withdrawal {
     }
 
     /// The effects the current state waits on, to carry out again after a crash or a lost
-    /// answer. Each is idempotent: the ledger and the bank deduplicate by the derived ids.
+    /// answer. Each is idempotent: the ledger deduplicates by the derived ids, and a request
+    /// at a channel is asked after (status inquiry), never sent twice.
     pub fn resume(&self) -> Vec<Effect> {
         use WithdrawalState as S;
         match &self.state {
             S::Holding => vec![Effect::Ledger(vec![self.hold_transfer()])],
-            S::Paying { channel } => vec![Effect::Channel {
-                channel: Some(channel.clone()),
-                request: self.payout_request(),
+            // Asked after, never sent again (see `TopUp::resume`).
+            S::Paying { channel } => vec![Effect::Inquire {
+                channel: channel.clone(),
+                operation: Operation::Payout,
+                request_id: request_id(&self.order, Step::WithdrawalPayout),
             }],
             S::Posting { channel, settled } => {
                 vec![Effect::Ledger(self.success_group(channel, settled))]

@@ -15,8 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use executor::{
     order_payload, party_key, ExecError, Executor, OrderQuery, OrderRecord, Party, PartyKind,
-    PaymentRequest, Placed, RefundRequest, TopUpRequest, WalletTransferRequest,
-    WithdrawalRequest,
+    PaymentRequest, Placed, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
 };
 use ledger::AccountId;
 use money::{Amount, AssetCode};
@@ -45,21 +44,30 @@ impl From<ExecError> for ApiError {
             ExecError::PartyNotFound { .. } | ExecError::OrderNotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, code, message)
             }
-            ExecError::AssetNotOpened { .. } => ApiError::invalid(code, message).with_param("asset"),
+            ExecError::AssetNotOpened { .. } => {
+                ApiError::invalid(code, message).with_param("asset")
+            }
             ExecError::PartyExistsWithDifferentFields { .. }
             | ExecError::OrderExistsWithDifferentFields => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
             ExecError::NotAllowed { .. } => ApiError::new(StatusCode::CONFLICT, code, message),
-            ExecError::NotRefundable(..) | ExecError::RefundExceedsPayment | ExecError::CaptureRefused(_) => {
+            ExecError::NotRefundable(..)
+            | ExecError::RefundExceedsPayment
+            | ExecError::CaptureRefused(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
-            ExecError::LedgerSetup(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
+            ExecError::LedgerSetup(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
             ExecError::ChannelNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, code, message),
             ExecError::CallbackRefused(_) => ApiError::new(StatusCode::UNAUTHORIZED, code, message),
             ExecError::Ledger(_) | ExecError::Store(_) => {
                 tracing::error!(%error, "payment core unavailable");
-                ApiError::unavailable(code, "the payment core cannot reach its store; retry with the same Idempotency-Key")
+                ApiError::unavailable(
+                    code,
+                    "the payment core cannot reach its store; retry with the same Idempotency-Key",
+                )
             }
             _ => ApiError::internal(error),
         }
@@ -176,9 +184,7 @@ fn balance_line(
     id: AccountId,
 ) -> Result<BalanceLine, ApiError> {
     let (balance, available) = match state.reader.account(id)? {
-        Some(found) => {
-            (found.balances.net_credit_posted(), found.balances.available_credit())
-        }
+        Some(found) => (found.balances.net_credit_posted(), found.balances.available_credit()),
         None => (0, 0),
     };
     Ok(BalanceLine {
@@ -277,12 +283,28 @@ pub async fn create_customer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/customers", &body, async {
-        let request: CustomerRequest = parse(&body)?;
-        let terms = (0, 0);
-        open_party(&state, &caller, PartyKind::Customer, request.id, request.name, request.assets, terms)
+    idempotency::once(
+        &state,
+        &caller,
+        Scope::LedgerWrite,
+        &headers,
+        "POST /v1/customers",
+        &body,
+        async {
+            let request: CustomerRequest = parse(&body)?;
+            let terms = (0, 0);
+            open_party(
+                &state,
+                &caller,
+                PartyKind::Customer,
+                request.id,
+                request.name,
+                request.assets,
+                terms,
+            )
             .await
-    })
+        },
+    )
     .await
 }
 
@@ -297,19 +319,27 @@ pub async fn create_merchant(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/merchants", &body, async {
-        let request: MerchantRequest = parse(&body)?;
-        open_party(
-            &state,
-            &caller,
-            PartyKind::Merchant,
-            request.id,
-            request.name,
-            request.assets,
-            (request.fee_bps, request.settle_after_days),
-        )
-        .await
-    })
+    idempotency::once(
+        &state,
+        &caller,
+        Scope::LedgerWrite,
+        &headers,
+        "POST /v1/merchants",
+        &body,
+        async {
+            let request: MerchantRequest = parse(&body)?;
+            open_party(
+                &state,
+                &caller,
+                PartyKind::Merchant,
+                request.id,
+                request.name,
+                request.assets,
+                (request.fee_bps, request.settle_after_days),
+            )
+            .await
+        },
+    )
     .await
 }
 
@@ -325,8 +355,8 @@ async fn open_party(
     let executor = executor(state)?;
     let tenant = caller.tenant().as_str();
     let existed = executor.store().get_party(tenant, kind, &id).map_err(ExecError::from)?.is_some();
-    let party =
-        executor.open_party(tenant, kind, &id, &name, assets, fee_bps, settle_after_days).await?;
+    let new = executor::NewParty { kind, id, name, assets, fee_bps, settle_after_days };
+    let party = executor.open_party(tenant, new).await?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     let state = state.clone();
     let view = blocking(move || party_view(&state, party)).await?;
@@ -482,17 +512,25 @@ pub async fn create_topup(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/topups", &body, async {
-        let request: TopUpBody = parse(&body)?;
-        let request = TopUpRequest {
-            reference: request.reference,
-            customer: request.customer,
-            card: request.card,
-            asset: request.asset,
-            amount: request.amount,
-        };
-        placed(executor(&state)?.create_topup(caller.tenant().as_str(), request).await?)
-    })
+    idempotency::once(
+        &state,
+        &caller,
+        Scope::LedgerWrite,
+        &headers,
+        "POST /v1/topups",
+        &body,
+        async {
+            let request: TopUpBody = parse(&body)?;
+            let request = TopUpRequest {
+                reference: request.reference,
+                customer: request.customer,
+                card: request.card,
+                asset: request.asset,
+                amount: request.amount,
+            };
+            placed(executor(&state)?.create_topup(caller.tenant().as_str(), request).await?)
+        },
+    )
     .await
 }
 
@@ -507,17 +545,25 @@ pub async fn create_withdrawal(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/withdrawals", &body, async {
-        let request: WithdrawalBody = parse(&body)?;
-        let request = WithdrawalRequest {
-            reference: request.reference,
-            customer: request.customer,
-            bank_account: request.bank_account,
-            asset: request.asset,
-            amount: request.amount,
-        };
-        placed(executor(&state)?.create_withdrawal(caller.tenant().as_str(), request).await?)
-    })
+    idempotency::once(
+        &state,
+        &caller,
+        Scope::LedgerWrite,
+        &headers,
+        "POST /v1/withdrawals",
+        &body,
+        async {
+            let request: WithdrawalBody = parse(&body)?;
+            let request = WithdrawalRequest {
+                reference: request.reference,
+                customer: request.customer,
+                bank_account: request.bank_account,
+                asset: request.asset,
+                amount: request.amount,
+            };
+            placed(executor(&state)?.create_withdrawal(caller.tenant().as_str(), request).await?)
+        },
+    )
     .await
 }
 
@@ -532,38 +578,53 @@ pub async fn create_payment(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/payments", &body, async {
-        let request: PaymentBody = parse(&body)?;
-        if let Some(card) = request.card {
-            if request.points.is_some() || request.pay_from.is_some() || request.authorize_for_secs.is_some() {
-                return Err(ApiError::invalid(
-                    "invalid_field",
-                    "a card payment takes no points, pay_from or authorize_for_secs",
-                )
-                .with_param("card"));
+    idempotency::once(
+        &state,
+        &caller,
+        Scope::LedgerWrite,
+        &headers,
+        "POST /v1/payments",
+        &body,
+        async {
+            let request: PaymentBody = parse(&body)?;
+            if let Some(card) = request.card {
+                if request.points.is_some()
+                    || request.pay_from.is_some()
+                    || request.authorize_for_secs.is_some()
+                {
+                    return Err(ApiError::invalid(
+                        "invalid_field",
+                        "a card payment takes no points, pay_from or authorize_for_secs",
+                    )
+                    .with_param("card"));
+                }
+                let request = executor::CardPaymentRequest {
+                    reference: request.reference,
+                    customer: request.customer,
+                    merchant: request.merchant,
+                    card,
+                    asset: request.asset,
+                    amount: request.amount,
+                };
+                return placed(
+                    executor(&state)?
+                        .create_card_payment(caller.tenant().as_str(), request)
+                        .await?,
+                );
             }
-            let request = executor::CardPaymentRequest {
+            let request = PaymentRequest {
                 reference: request.reference,
                 customer: request.customer,
                 merchant: request.merchant,
-                card,
                 asset: request.asset,
                 amount: request.amount,
+                points: request.points,
+                pay_from: request.pay_from,
+                authorize_for_secs: request.authorize_for_secs,
             };
-            return placed(executor(&state)?.create_card_payment(caller.tenant().as_str(), request).await?);
-        }
-        let request = PaymentRequest {
-            reference: request.reference,
-            customer: request.customer,
-            merchant: request.merchant,
-            asset: request.asset,
-            amount: request.amount,
-            points: request.points,
-            pay_from: request.pay_from,
-            authorize_for_secs: request.authorize_for_secs,
-        };
-        placed(executor(&state)?.create_payment(caller.tenant().as_str(), request).await?)
-    })
+            placed(executor(&state)?.create_payment(caller.tenant().as_str(), request).await?)
+        },
+    )
     .await
 }
 
@@ -633,7 +694,8 @@ pub async fn create_refund(
     let route = format!("POST /v1/payments/{id}/refunds");
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
         let request: RefundBody = parse(&body)?;
-        let payment = OrderId::new(id.as_str()).map_err(|_| ExecError::OrderNotFound(id.clone()))?;
+        let payment =
+            OrderId::new(id.as_str()).map_err(|_| ExecError::OrderNotFound(id.clone()))?;
         let request =
             RefundRequest { reference: request.reference, payment, amount: request.amount };
         placed(executor(&state)?.create_refund(caller.tenant().as_str(), request).await?)
@@ -705,14 +767,19 @@ pub async fn set_fx_rate(
     caller.require(Scope::Admin)?;
     let request: FxRateView = parse(&body)?;
     let asset = |raw: &str, field: &str| {
-        AssetCode::new(raw).map_err(|e| ApiError::invalid("invalid_asset", e.to_string()).with_param(field))
+        AssetCode::new(raw)
+            .map_err(|e| ApiError::invalid("invalid_asset", e.to_string()).with_param(field))
     };
-    let (payment_asset, funding) = (asset(&request.asset, "asset")?, asset(&request.funding, "funding")?);
+    let (payment_asset, funding) =
+        (asset(&request.asset, "asset")?, asset(&request.funding, "funding")?);
     if payment_asset == funding {
-        return Err(ApiError::invalid("invalid_asset", "the two assets must differ").with_param("funding"));
+        return Err(
+            ApiError::invalid("invalid_asset", "the two assets must differ").with_param("funding")
+        );
     }
     let rate = payments::booking::Rate::parse(&request.rate).ok_or_else(|| {
-        ApiError::invalid("invalid_rate", "a positive decimal with at most 10 decimals").with_param("rate")
+        ApiError::invalid("invalid_rate", "a positive decimal with at most 10 decimals")
+            .with_param("rate")
     })?;
     executor(&state)?.set_fx_rate(payment_asset, funding, rate);
     Ok(axum::Json(FxRateView { rate: rate.to_string(), ..request }))
@@ -749,17 +816,27 @@ pub async fn create_wallet_transfer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/wallet-transfers", &body, async {
-        let request: WalletTransferBody = parse(&body)?;
-        let request = WalletTransferRequest {
-            reference: request.reference,
-            from: request.from,
-            to: request.to,
-            asset: request.asset,
-            amount: request.amount,
-        };
-        placed(executor(&state)?.create_wallet_transfer(caller.tenant().as_str(), request).await?)
-    })
+    idempotency::once(
+        &state,
+        &caller,
+        Scope::LedgerWrite,
+        &headers,
+        "POST /v1/wallet-transfers",
+        &body,
+        async {
+            let request: WalletTransferBody = parse(&body)?;
+            let request = WalletTransferRequest {
+                reference: request.reference,
+                from: request.from,
+                to: request.to,
+                asset: request.asset,
+                amount: request.amount,
+            };
+            placed(
+                executor(&state)?.create_wallet_transfer(caller.tenant().as_str(), request).await?,
+            )
+        },
+    )
     .await
 }
 
@@ -855,7 +932,11 @@ pub struct PayoutBatchView {
     pub items: Vec<OrderView>,
 }
 
-fn batch_view(id: &str, merchant: &str, items: &[OrderRecord]) -> Result<PayoutBatchView, ApiError> {
+fn batch_view(
+    id: &str,
+    merchant: &str,
+    items: &[OrderRecord],
+) -> Result<PayoutBatchView, ApiError> {
     let mut totals = [(0u64, 0u128); 3];
     for item in items {
         let slot = match (item.order.is_final(), item.order.status()) {
@@ -1098,7 +1179,9 @@ pub async fn channel_callback(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let headers: Vec<(String, String)> = headers
         .iter()
-        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
         .collect();
     executor(&state)?.on_callback(&channel, &headers, &body).await?;
     Ok(axum::Json(serde_json::json!({ "received": true })))

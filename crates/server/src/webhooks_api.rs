@@ -139,31 +139,46 @@ pub async fn create_endpoint(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, "POST /v1/webhook-endpoints", &body, async {
-        let request: EndpointRequest = parse(&body)?;
-        let url_ok = (request.url.starts_with("http://") || request.url.starts_with("https://"))
-            && request.url.len() <= URL_LEN_MAX
-            && !request.url.chars().any(char::is_whitespace);
-        if !url_ok {
-            return Err(ApiError::invalid("invalid_url", "an http:// or https:// URL of at most 2,048 bytes")
+    idempotency::once(
+        &state,
+        &caller,
+        Scope::LedgerWrite,
+        &headers,
+        "POST /v1/webhook-endpoints",
+        &body,
+        async {
+            let request: EndpointRequest = parse(&body)?;
+            let url_ok = (request.url.starts_with("http://")
+                || request.url.starts_with("https://"))
+                && request.url.len() <= URL_LEN_MAX
+                && !request.url.chars().any(char::is_whitespace);
+            if !url_ok {
+                return Err(ApiError::invalid(
+                    "invalid_url",
+                    "an http:// or https:// URL of at most 2,048 bytes",
+                )
                 .with_param("url"));
-        }
-        let store = store(&state)?;
-        let tenant = caller.tenant().as_str().to_owned();
-        if store.endpoints(&tenant)?.iter().filter(|e| e.enabled).count() >= ENDPOINTS_MAX {
-            return Err(ApiError::invalid("too_many_endpoints", format!("at most {ENDPOINTS_MAX} enabled endpoints")));
-        }
-        let endpoint = Endpoint {
-            id: format!("we_{}", random_hex(8)?),
-            tenant,
-            url: request.url,
-            secret: format!("whsec_{}", random_hex(24)?),
-            enabled: true,
-            created_at_ms: now_ms(&state),
-        };
-        store.create_endpoint(&endpoint)?;
-        Ok((StatusCode::CREATED, to_value(EndpointView::of(endpoint, true))?))
-    })
+            }
+            let store = store(&state)?;
+            let tenant = caller.tenant().as_str().to_owned();
+            if store.endpoints(&tenant)?.iter().filter(|e| e.enabled).count() >= ENDPOINTS_MAX {
+                return Err(ApiError::invalid(
+                    "too_many_endpoints",
+                    format!("at most {ENDPOINTS_MAX} enabled endpoints"),
+                ));
+            }
+            let endpoint = Endpoint {
+                id: format!("we_{}", random_hex(8)?),
+                tenant,
+                url: request.url,
+                secret: format!("whsec_{}", random_hex(24)?),
+                enabled: true,
+                created_at_ms: now_ms(&state),
+            };
+            store.create_endpoint(&endpoint)?;
+            Ok((StatusCode::CREATED, to_value(EndpointView::of(endpoint, true))?))
+        },
+    )
     .await
 }
 
@@ -221,7 +236,8 @@ pub async fn list_deliveries(
     }
     let delivery_state = match &query.state {
         Some(raw) => Some(DeliveryState::parse(raw).ok_or_else(|| {
-            ApiError::invalid("invalid_state", "state is pending, delivered or failed").with_param("state")
+            ApiError::invalid("invalid_state", "state is pending, delivered or failed")
+                .with_param("state")
         })?),
         None => None,
     };
@@ -231,7 +247,10 @@ pub async fn list_deliveries(
         delivery_state,
         limit,
     )?;
-    Ok(axum::Json(DeliveryList { object: "list", data: deliveries.into_iter().map(Into::into).collect() }))
+    Ok(axum::Json(DeliveryList {
+        object: "list",
+        data: deliveries.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Send a delivery again now (any state): for a receiver that was down past the retries.

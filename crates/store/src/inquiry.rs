@@ -373,7 +373,12 @@ impl InquiryStore for PgInquiryStore {
                 c.execute(
                     "UPDATE inquiries SET attempts = $3, next_at_ms = $4 \
                      WHERE channel = $1 AND request_id = $2 AND state = 'open'",
-                    &[&channel.as_str(), &request_id.as_str(), &i64::from(attempts), &ms(next_at_ms)],
+                    &[
+                        &channel.as_str(),
+                        &request_id.as_str(),
+                        &i64::from(attempts),
+                        &ms(next_at_ms),
+                    ],
                 )
             })?;
             Ok(())

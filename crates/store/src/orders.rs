@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use executor::port::{
-    Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
-    GuardedInsert, RefundTotals, StoredEvent,
+    GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord, OrderStore,
+    OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
 };
 use money::{Amount, AssetCode};
 use payments::{Order, OrderId};
@@ -21,7 +21,8 @@ use crate::postgres::PgTarget;
 
 pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_orders.sql"))];
 
-const INSERT: &str = "INSERT INTO orders (id, tenant, kind, reference, request_fingerprint, parent, \
+const INSERT: &str =
+    "INSERT INTO orders (id, tenant, kind, reference, request_fingerprint, parent, \
      status, is_final, customer, merchant, amount_minor, fee_minor, body, version, created_at_ms, \
      updated_at_ms, asset, leg_minor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
      ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT (id) DO NOTHING";
@@ -126,7 +127,9 @@ fn fee_of(order: &Order) -> Amount {
     match order {
         Order::Payment(payment) => payment.fee,
         Order::Refund(refund) => refund.fee_returned,
-        Order::CardPayment(card) => card.merchant.as_ref().map_or(Amount::ZERO, |credit| credit.fee),
+        Order::CardPayment(card) => {
+            card.merchant.as_ref().map_or(Amount::ZERO, |credit| credit.fee)
+        }
         Order::CardRefund(refund) => refund.fee_returned,
         _ => Amount::ZERO,
     }
@@ -160,7 +163,10 @@ fn insert_params(record: &OrderRecord) -> Result<Vec<Param>, OrderStoreError> {
     ])
 }
 
-fn update_params(record: &OrderRecord, expected_version: u64) -> Result<Vec<Param>, OrderStoreError> {
+fn update_params(
+    record: &OrderRecord,
+    expected_version: u64,
+) -> Result<Vec<Param>, OrderStoreError> {
     let order = &record.order;
     Ok(vec![
         Param::Text(order.id().to_string()),
@@ -243,7 +249,11 @@ fn list_sql(query: &OrderQuery) -> (String, Vec<Param>) {
         push(&mut sql, " OR (created_at_ms = ?#", Param::Int(i64_of(*at_ms)));
         push(&mut sql, " AND id < ?#))", Param::Text(id.to_string()));
     }
-    push(&mut sql, " ORDER BY created_at_ms DESC, id DESC LIMIT ?#", Param::Int(query.limit as i64));
+    push(
+        &mut sql,
+        " ORDER BY created_at_ms DESC, id DESC LIMIT ?#",
+        Param::Int(query.limit as i64),
+    );
     (sql, params)
 }
 
@@ -302,9 +312,16 @@ fn sqlite_orders(
     rows.into_iter().map(RawOrder::into_record).collect()
 }
 
-fn sqlite_get(connection: &Connection, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {
-    Ok(sqlite_orders(connection, &format!("{SELECT} WHERE id = ?1"), &[Param::Text(id.to_string())])?
-        .pop())
+fn sqlite_get(
+    connection: &Connection,
+    id: &OrderId,
+) -> Result<Option<OrderRecord>, OrderStoreError> {
+    Ok(sqlite_orders(
+        connection,
+        &format!("{SELECT} WHERE id = ?1"),
+        &[Param::Text(id.to_string())],
+    )?
+    .pop())
 }
 
 impl SqliteOrderStore {
@@ -328,12 +345,14 @@ impl OrderStore for SqliteOrderStore {
     fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
         let params = insert_params(record)?;
         let mut connection = self.lock();
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         let n = tx.execute(INSERT, rusqlite::params_from_iter(&params)).map_err(backend)?;
         if n == 0 {
             let existing = sqlite_get(&tx, record.id())?
                 .ok_or_else(|| corrupt("an order vanished during its insert"))?;
-            return Ok(Inserted::Existing(existing));
+            return Ok(Inserted::Existing(Box::new(existing)));
         }
         tx.commit().map_err(backend)?;
         Ok(Inserted::Created)
@@ -348,18 +367,23 @@ impl OrderStore for SqliteOrderStore {
         let mut connection = self.lock();
         // IMMEDIATE: the write lock is taken before the totals are read, so two refunds of
         // one payment can never both read the same totals.
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         if let Some(existing) = sqlite_get(&tx, refund_id)? {
             return Ok(GuardedInsert::Existing(existing));
         }
         let totals = tx
-            .query_row(REFUND_TOTALS, [payment.as_str()], |row| Ok([row.get(0)?, row.get(1)?, row.get(2)?]))
+            .query_row(REFUND_TOTALS, [payment.as_str()], |row| {
+                Ok([row.get(0)?, row.get(1)?, row.get(2)?])
+            })
             .map_err(backend)
             .and_then(refund_totals)?;
         let Some(record) = build(totals) else {
             return Ok(GuardedInsert::Refused);
         };
-        tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?)).map_err(backend)?;
+        tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?))
+            .map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(GuardedInsert::Created(record))
     }
@@ -374,23 +398,30 @@ impl OrderStore for SqliteOrderStore {
     ) -> Result<GuardedInsert, OrderStoreError> {
         let mut connection = self.lock();
         // IMMEDIATE: totals and insert under the write lock, so runs never overlap.
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         if let Some(existing) = sqlite_get(&tx, settlement_id)? {
             return Ok(GuardedInsert::Existing(existing));
         }
         let totals = tx
-            .query_row(MERCHANT_TOTALS, rusqlite::params![merchant, asset.as_str(), i64_of(cutoff_ms)], |row| {
-                Ok(MerchantTotals {
-                    payments_net_minor: row.get(0)?,
-                    refunds_net_minor: row.get(1)?,
-                    settled_minor: row.get(2)?,
-                })
-            })
+            .query_row(
+                MERCHANT_TOTALS,
+                rusqlite::params![merchant, asset.as_str(), i64_of(cutoff_ms)],
+                |row| {
+                    Ok(MerchantTotals {
+                        payments_net_minor: row.get(0)?,
+                        refunds_net_minor: row.get(1)?,
+                        settled_minor: row.get(2)?,
+                    })
+                },
+            )
             .map_err(backend)?;
         let Some(record) = build(totals) else {
             return Ok(GuardedInsert::Refused);
         };
-        tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?)).map_err(backend)?;
+        tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?))
+            .map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(GuardedInsert::Created(record))
     }
@@ -414,7 +445,9 @@ impl OrderStore for SqliteOrderStore {
     ) -> Result<bool, OrderStoreError> {
         let params = update_params(record, expected_version)?;
         let mut connection = self.lock();
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         if tx.execute(UPDATE, rusqlite::params_from_iter(&params)).map_err(backend)? == 0 {
             return Ok(false);
         }
@@ -575,7 +608,7 @@ impl OrderStore for PgOrderStore {
             if n == 0 {
                 let existing = pg_get(&mut *client, record.id())?
                     .ok_or_else(|| corrupt("an order vanished during its insert"))?;
-                return Ok(Inserted::Existing(existing));
+                return Ok(Inserted::Existing(Box::new(existing)));
             }
             Ok(Inserted::Created)
         })
@@ -623,7 +656,8 @@ impl OrderStore for PgOrderStore {
             let mut client = self.lock();
             let mut tx = client.transaction().map_err(backend)?;
             // One settlement run per merchant at a time, across every node.
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&merchant]).map_err(backend)?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&merchant])
+                .map_err(backend)?;
             if let Some(existing) = pg_get(&mut tx, settlement_id)? {
                 return Ok(GuardedInsert::Existing(existing));
             }
@@ -646,7 +680,8 @@ impl OrderStore for PgOrderStore {
 
     fn parties(&self, kind: PartyKind) -> Result<Vec<Party>, OrderStoreError> {
         crate::off_runtime(|| {
-            let rows = self.lock().query(&pg(SELECT_PARTIES), &[&kind.as_str()]).map_err(backend)?;
+            let rows =
+                self.lock().query(&pg(SELECT_PARTIES), &[&kind.as_str()]).map_err(backend)?;
             rows.iter()
                 .map(|row| {
                     let body: String = row.try_get(0).map_err(backend)?;
@@ -679,9 +714,7 @@ impl OrderStore for PgOrderStore {
     }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {
-        crate::off_runtime(|| {
-            pg_get(&mut *self.lock(), id)
-        })
+        crate::off_runtime(|| pg_get(&mut *self.lock(), id))
     }
 
     fn list(&self, query: &OrderQuery) -> Result<Vec<OrderRecord>, OrderStoreError> {
@@ -748,7 +781,13 @@ impl OrderStore for PgOrderStore {
             let n = client
                 .execute(
                     &pg(INSERT_PARTY),
-                    &[&party.tenant, &party.kind.as_str(), &party.id, &body, &i64_of(party.created_at_ms)],
+                    &[
+                        &party.tenant,
+                        &party.kind.as_str(),
+                        &party.id,
+                        &body,
+                        &i64_of(party.created_at_ms),
+                    ],
                 )
                 .map_err(backend)?;
             if n == 1 {
@@ -764,9 +803,7 @@ impl OrderStore for PgOrderStore {
         kind: PartyKind,
         id: &str,
     ) -> Result<Option<Party>, OrderStoreError> {
-        crate::off_runtime(|| {
-            pg_party(&mut self.lock(), tenant, kind, id)
-        })
+        crate::off_runtime(|| pg_party(&mut self.lock(), tenant, kind, id))
     }
 }
 
@@ -776,7 +813,8 @@ fn pg_party(
     kind: PartyKind,
     id: &str,
 ) -> Result<Option<Party>, OrderStoreError> {
-    let row = client.query_opt(&pg(SELECT_PARTY), &[&tenant, &kind.as_str(), &id]).map_err(backend)?;
+    let row =
+        client.query_opt(&pg(SELECT_PARTY), &[&tenant, &kind.as_str(), &id]).map_err(backend)?;
     row.map(|row| {
         let body: String = row.try_get(0).map_err(backend)?;
         serde_json::from_str(&body).map_err(corrupt)

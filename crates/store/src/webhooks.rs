@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, TransactionBehavior};
-use webhooks::{Attempt, Delivery, DeliveryState, DueDelivery, Endpoint, WebhookStore, WebhookStoreError};
+use webhooks::{
+    Attempt, Delivery, DeliveryState, DueDelivery, Endpoint, WebhookStore, WebhookStoreError,
+};
 
 use crate::orders::{i64_of, pg, pg_params, Param, SQLITE_MIGRATIONS};
 use crate::postgres::PgTarget;
@@ -21,8 +23,7 @@ const SELECT_ENDPOINTS: &str = "SELECT id, tenant, url, secret, enabled, created
      FROM webhook_endpoints WHERE tenant = ?1 ORDER BY created_at_ms, id";
 const DISABLE_ENDPOINT: &str =
     "UPDATE webhook_endpoints SET enabled = 0 WHERE tenant = ?1 AND id = ?2";
-const UNFANNED: &str =
-    "SELECT seq FROM order_events WHERE fanned_out = 0 ORDER BY seq LIMIT ?1";
+const UNFANNED: &str = "SELECT seq FROM order_events WHERE fanned_out = 0 ORDER BY seq LIMIT ?1";
 /// One delivery per unfanned event (up to `?1`) and enabled endpoint of its tenant.
 const FAN_OUT: &str = "INSERT INTO webhook_deliveries (id, tenant, endpoint_id, event_seq, state, \
      attempts, next_at_ms, last_status, last_error, updated_at_ms) \
@@ -30,7 +31,8 @@ const FAN_OUT: &str = "INSERT INTO webhook_deliveries (id, tenant, endpoint_id, 
      FROM order_events e JOIN webhook_endpoints w ON w.tenant = e.tenant AND w.enabled = 1 \
      WHERE e.fanned_out = 0 AND e.seq <= ?1 \
      ON CONFLICT (id) DO NOTHING";
-const MARK_FANNED: &str = "UPDATE order_events SET fanned_out = 1 WHERE fanned_out = 0 AND seq <= ?1";
+const MARK_FANNED: &str =
+    "UPDATE order_events SET fanned_out = 1 WHERE fanned_out = 0 AND seq <= ?1";
 const DELIVERY_COLUMNS: &str = "d.id, d.endpoint_id, d.event_seq, e.event_type, e.order_id, \
      d.state, d.attempts, d.next_at_ms, d.last_status, d.last_error, d.updated_at_ms";
 const RECORD_ATTEMPT: &str = "UPDATE webhook_deliveries SET state = ?2, attempts = attempts + 1, \
@@ -133,7 +135,9 @@ fn attempt_params(delivery_id: &str, attempt: &Attempt, now_ms: u64) -> Vec<Para
         Attempt::Retry { status, error, next_at_ms } => {
             (DeliveryState::Pending, *next_at_ms, *status, error.clone())
         }
-        Attempt::Failed { status, error } => (DeliveryState::Failed, now_ms, *status, error.clone()),
+        Attempt::Failed { status, error } => {
+            (DeliveryState::Failed, now_ms, *status, error.clone())
+        }
     };
     // Error texts come from HTTP clients and peers: bounded before they are stored.
     let error: String = error.chars().take(500).collect();
@@ -243,7 +247,9 @@ impl WebhookStore for SqliteWebhookStore {
 
     fn fan_out(&self, now_ms: u64, limit: usize) -> Result<u64, WebhookStoreError> {
         let mut connection = self.lock();
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         let seqs: Vec<i64> = {
             let mut statement = tx.prepare_cached(UNFANNED).map_err(backend)?;
             let rows = statement
@@ -293,7 +299,10 @@ impl WebhookStore for SqliteWebhookStore {
         now_ms: u64,
     ) -> Result<(), WebhookStoreError> {
         self.lock()
-            .execute(RECORD_ATTEMPT, rusqlite::params_from_iter(&attempt_params(delivery_id, attempt, now_ms)))
+            .execute(
+                RECORD_ATTEMPT,
+                rusqlite::params_from_iter(&attempt_params(delivery_id, attempt, now_ms)),
+            )
             .map_err(backend)?;
         Ok(())
     }
@@ -407,7 +416,8 @@ impl WebhookStore for PgWebhookStore {
             let mut client = self.lock();
             let mut tx = client.transaction().map_err(backend)?;
             let rows = tx.query(&pg(UNFANNED), &[&(limit as i64)]).map_err(backend)?;
-            let Some(upto) = rows.last().map(|row| row.try_get::<_, i64>(0)).transpose().map_err(backend)?
+            let Some(upto) =
+                rows.last().map(|row| row.try_get::<_, i64>(0)).transpose().map_err(backend)?
             else {
                 return Ok(0);
             };
@@ -449,7 +459,10 @@ impl WebhookStore for PgWebhookStore {
     ) -> Result<(), WebhookStoreError> {
         crate::off_runtime(|| {
             self.lock()
-                .execute(&pg(RECORD_ATTEMPT), &pg_params(&attempt_params(delivery_id, attempt, now_ms)))
+                .execute(
+                    &pg(RECORD_ATTEMPT),
+                    &pg_params(&attempt_params(delivery_id, attempt, now_ms)),
+                )
                 .map_err(backend)?;
             Ok(())
         })
@@ -466,7 +479,10 @@ impl WebhookStore for PgWebhookStore {
             let params = deliveries_params(tenant, endpoint_id, state, limit);
             let rows = self
                 .lock()
-                .query(&pg(&deliveries_sql(endpoint_id.is_some(), state.is_some())), &pg_params(&params))
+                .query(
+                    &pg(&deliveries_sql(endpoint_id.is_some(), state.is_some())),
+                    &pg_params(&params),
+                )
                 .map_err(backend)?;
             rows.iter().map(|row| pg_delivery(row)?.into_delivery()).collect()
         })

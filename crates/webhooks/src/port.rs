@@ -79,11 +79,20 @@ pub struct DueDelivery {
 /// What one attempt came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attempt {
-    Delivered { status: u16 },
+    Delivered {
+        status: u16,
+    },
     /// Try again at `next_at_ms`.
-    Retry { status: u16, error: String, next_at_ms: u64 },
+    Retry {
+        status: u16,
+        error: String,
+        next_at_ms: u64,
+    },
     /// Give up (attempts ran out).
-    Failed { status: u16, error: String },
+    Failed {
+        status: u16,
+        error: String,
+    },
 }
 
 pub trait WebhookStore: Send + Sync + 'static {
@@ -117,6 +126,10 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<Vec<Delivery>, WebhookStoreError>;
 
     /// Puts one of the tenant's deliveries back to pending, due now; false if not found.
-    fn redeliver(&self, tenant: &str, delivery_id: &str, now_ms: u64)
-        -> Result<bool, WebhookStoreError>;
+    fn redeliver(
+        &self,
+        tenant: &str,
+        delivery_id: &str,
+        now_ms: u64,
+    ) -> Result<bool, WebhookStoreError>;
 }

@@ -26,13 +26,7 @@ pub fn sign(secret: &str, timestamp_secs: u64, body: &[u8]) -> String {
 
 /// Checks a header value: well formed, within `tolerance_secs` of `now_secs`, and a valid
 /// signature of `body`.
-pub fn verify(
-    secret: &str,
-    header: &str,
-    body: &[u8],
-    now_secs: u64,
-    tolerance_secs: u64,
-) -> bool {
+pub fn verify(secret: &str, header: &str, body: &[u8], now_secs: u64, tolerance_secs: u64) -> bool {
     let mut timestamp = None;
     let mut signature = None;
     for part in header.split(',') {

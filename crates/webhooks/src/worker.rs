@@ -23,7 +23,12 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// 12 attempts over about 9 hours: 1 s, 2 s, 4 s … capped at 1 h.
     fn default() -> RetryPolicy {
-        RetryPolicy { first_delay_ms: 1_000, delay_max_ms: 3_600_000, attempts_max: 12, timeout_ms: 10_000 }
+        RetryPolicy {
+            first_delay_ms: 1_000,
+            delay_max_ms: 3_600_000,
+            attempts_max: 12,
+            timeout_ms: 10_000,
+        }
     }
 }
 
@@ -39,7 +44,11 @@ impl RetryPolicy {
         if attempts >= self.attempts_max {
             Attempt::Failed { status, error }
         } else {
-            Attempt::Retry { status, error, next_at_ms: now_ms.saturating_add(self.delay_ms(attempts)) }
+            Attempt::Retry {
+                status,
+                error,
+                next_at_ms: now_ms.saturating_add(self.delay_ms(attempts)),
+            }
         }
     }
 }
@@ -99,7 +108,9 @@ impl Deliverer {
             let attempts = item.delivery.attempts.saturating_add(1);
             let attempt = match result {
                 Ok(status) if (200..300).contains(&status) => Attempt::Delivered { status },
-                Ok(status) => self.policy.after_failure(attempts, status, format!("HTTP {status}"), now_ms()),
+                Ok(status) => {
+                    self.policy.after_failure(attempts, status, format!("HTTP {status}"), now_ms())
+                }
                 Err(error) => self.policy.after_failure(attempts, 0, error, now_ms()),
             };
             match &attempt {
@@ -152,9 +163,17 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_its_cap_and_attempts_run_out() {
-        let policy = RetryPolicy { first_delay_ms: 100, delay_max_ms: 1_000, attempts_max: 4, timeout_ms: 1 };
+        let policy = RetryPolicy {
+            first_delay_ms: 100,
+            delay_max_ms: 1_000,
+            attempts_max: 4,
+            timeout_ms: 1,
+        };
         assert_eq!([1, 2, 3, 4, 5].map(|n| policy.delay_ms(n)), [100, 200, 400, 800, 1_000]);
-        assert!(matches!(policy.after_failure(3, 500, "x".into(), 10), Attempt::Retry { next_at_ms: 410, .. }));
+        assert!(matches!(
+            policy.after_failure(3, 500, "x".into(), 10),
+            Attempt::Retry { next_at_ms: 410, .. }
+        ));
         assert!(matches!(policy.after_failure(4, 500, "x".into(), 10), Attempt::Failed { .. }));
     }
 }

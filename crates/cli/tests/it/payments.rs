@@ -129,7 +129,8 @@ impl World {
         ];
         args.extend(extra.iter().map(|arg| arg.to_string()));
         let (server, key) = start_with(&args, &[], true);
-        let world = World { sim, server: Some(server), key: key.expect("admin key"), args, _dir: dir };
+        let world =
+            World { sim, server: Some(server), key: key.expect("admin key"), args, _dir: dir };
         world.ok("POST", "/v1/customers", json!({"id": "alice", "assets": ["CNY"]}));
         world.ok("POST", "/v1/merchants", json!({"id": "shop", "assets": ["CNY"], "fee_bps": 60}));
         world
@@ -204,7 +205,11 @@ impl World {
         for order in orders["data"].as_array().expect("orders") {
             let state = &order["state"];
             // A card refund's channel is fixed by its payment: it is in the detail.
-            let at = if state["channel"].is_null() { &order["detail"]["channel"] } else { &state["channel"] };
+            let at = if state["channel"].is_null() {
+                &order["detail"]["channel"]
+            } else {
+                &state["channel"]
+            };
             if at == &json!(channel) && state["settled"].is_object() {
                 ours.push((
                     state["settled"]["channel_ref"].as_str().expect("ref").to_owned(),
@@ -217,7 +222,9 @@ impl World {
             .operations(channel)
             .iter()
             .filter(|op| op["status"] == json!("succeeded"))
-            .map(|op| (op["channel_ref"].as_str().expect("ref").to_owned(), minor(&op["amount_minor"])))
+            .map(|op| {
+                (op["channel_ref"].as_str().expect("ref").to_owned(), minor(&op["amount_minor"]))
+            })
             .collect();
         ours.sort();
         theirs.sort();
@@ -256,7 +263,9 @@ fn topup_pay_refund_withdraw_against_the_simulator() {
 fn topup_pay_refund_withdraw_on_postgres() {
     let url = std::env::var("QIANBAO_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    if let Err(error) = store::PgReader::connect(store::PgTarget::new(url.as_str(), "qb_test_probe")) {
+    if let Err(error) =
+        store::PgReader::connect(store::PgTarget::new(url.as_str(), "qb_test_probe"))
+    {
         assert!(
             std::env::var("CI").map_or(true, |ci| ci != "true"),
             "PostgreSQL unreachable under CI: {error}"
@@ -307,7 +316,8 @@ fn walkthrough(world: &World) {
     let refunds = format!("/v1/payments/{}/refunds", payment["id"].as_str().expect("id"));
     let partial = world.ok("POST", &refunds, json!({"reference": "r-1", "amount": "1000"}));
     assert_eq!(partial["status"], json!("succeeded"), "{partial}");
-    let (status, too_much) = world.call("POST", &refunds, json!({"reference": "r-2", "amount": "1501"}));
+    let (status, too_much) =
+        world.call("POST", &refunds, json!({"reference": "r-2", "amount": "1501"}));
     assert_eq!(status, 422, "{too_much}");
     assert_eq!(too_much["error"]["code"], json!("refund_exceeds_payment"));
     let rest = world.ok("POST", &refunds, json!({"reference": "r-3", "amount": "1500"}));
@@ -329,7 +339,10 @@ fn walkthrough(world: &World) {
         json!({"reference": "wd-2", "customer": "alice", "bank_account": CARD, "asset": "CNY", "amount": "6001"}),
     );
     assert_eq!(status, 201);
-    assert_eq!((short["status"].clone(), short["state"]["reason"].clone()), (json!("failed"), json!("exceeds_credits")));
+    assert_eq!(
+        (short["status"].clone(), short["state"]["reason"].clone()),
+        (json!("failed"), json!("exceeds_credits"))
+    );
     assert_eq!(world.wallet(), 6_000, "a refused withdrawal holds nothing");
 
     world.assert_balanced();
@@ -340,8 +353,12 @@ fn walkthrough(world: &World) {
     assert_eq!(bank_total, 2 * CARD_BALANCE_MINOR - 10_000 + 4_000, "the card paid once, got once");
 
     let events = world.ok("GET", "/v1/events", Value::Null);
-    let types: Vec<&str> =
-        events["data"].as_array().expect("events").iter().map(|e| e["type"].as_str().expect("type")).collect();
+    let types: Vec<&str> = events["data"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["type"].as_str().expect("type"))
+        .collect();
     assert_eq!(
         types,
         [
@@ -390,7 +407,10 @@ fn a_request_the_bank_never_got_fails_after_the_late_arrival_window() {
     assert_eq!(topup["status"], json!("debiting"), "{topup}");
     let done = world.wait_final(topup["id"].as_str().expect("id"), Duration::from_secs(30));
     assert_eq!(done["status"], json!("failed"), "{done}");
-    assert!(done["state"]["reason"].as_str().expect("reason").starts_with("never_received"), "{done}");
+    assert!(
+        done["state"]["reason"].as_str().expect("reason").starts_with("never_received"),
+        "{done}"
+    );
     assert_eq!(world.wallet(), 0);
     assert!(world.sim.operations("bank_a").is_empty(), "the bank never executed it");
     world.assert_balanced();
@@ -502,7 +522,11 @@ fn receive(listener: TcpListener, received: Received) {
                 }
             }
             let header = |name: &str| {
-                headers.iter().find(|(key, _)| key == name).map(|(_, v)| v.clone()).unwrap_or_default()
+                headers
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
             };
             let length: usize = header("content-length").parse().unwrap_or(0);
             let mut body = vec![0u8; length];
@@ -514,7 +538,8 @@ fn receive(listener: TcpListener, received: Received) {
                 header("qianbao-event-id"),
                 String::from_utf8_lossy(&body).into_owned(),
             ));
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
 }
@@ -571,8 +596,17 @@ fn webhooks_reach_a_receiver_that_was_down_signed_and_exactly_the_events_that_ha
     let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
     let mut types = Vec::new();
     for (signature, event_id, body) in received.lock().expect("lock").iter() {
-        assert!(webhooks::signing::verify(&secret, signature, body.as_bytes(), now_secs, 300), "{body}");
-        assert!(!webhooks::signing::verify("whsec_other", signature, body.as_bytes(), now_secs, 300));
+        assert!(
+            webhooks::signing::verify(&secret, signature, body.as_bytes(), now_secs, 300),
+            "{body}"
+        );
+        assert!(!webhooks::signing::verify(
+            "whsec_other",
+            signature,
+            body.as_bytes(),
+            now_secs,
+            300
+        ));
         let event: Value = serde_json::from_str(body).expect("JSON");
         assert_eq!(&event["id"], event_id, "the header names the body's event");
         types.push(event["type"].as_str().expect("type").to_owned());
@@ -604,7 +638,9 @@ fn settlement_moves_takings_to_settled_once_per_cutoff() {
         json!({"id": "now-shop", "assets": ["CNY"], "fee_bps": 100, "settle_after_days": 0}),
     );
     assert_eq!(world.topup("top-1", 20_000)["status"], json!("succeeded"));
-    for (reference, merchant, amount) in [("o-1", "shop", 4_000), ("o-2", "now-shop", 5_000), ("o-3", "now-shop", 1_000)] {
+    for (reference, merchant, amount) in
+        [("o-1", "shop", 4_000), ("o-2", "now-shop", 5_000), ("o-3", "now-shop", 1_000)]
+    {
         let paid = world.ok(
             "POST",
             "/v1/payments",
@@ -682,7 +718,12 @@ fn a_payout_batch_pays_each_item_and_returns_failed_items_to_the_merchant() {
     // A retried batch creates nothing twice.
     let (status, again) = world.call("POST", "/v1/merchants/payroll/payout-batches", body);
     assert_eq!((status, again["id"].clone()), (202, json!(id)));
-    let payouts = world.sim.operations("bank_a").into_iter().filter(|op| op["operation"] == json!("payout")).count();
+    let payouts = world
+        .sim
+        .operations("bank_a")
+        .into_iter()
+        .filter(|op| op["operation"] == json!("payout"))
+        .count();
     assert_eq!(payouts, 4, "each item went to the bank once");
     world.assert_balanced();
     world.assert_matches_simulator("bank_a");
@@ -699,7 +740,11 @@ fn points_and_cash_pay_together_and_refund_along_their_legs() {
         json!({"reference": "gift-1", "from": "alice", "to": "bob", "asset": "CNY", "amount": "3000"}),
     );
     assert_eq!(moved["status"], json!("succeeded"), "{moved}");
-    let granted = world.ok("POST", "/v1/customers/bob/points", json!({"reference": "welcome", "points": "1000"}));
+    let granted = world.ok(
+        "POST",
+        "/v1/customers/bob/points",
+        json!({"reference": "welcome", "points": "1000"}),
+    );
     assert_eq!(granted["status"], json!("succeeded"), "{granted}");
     assert_eq!(world.balance("customers", "bob", "points"), 1_000);
 
@@ -754,7 +799,11 @@ fn a_cross_currency_payment_converts_at_the_recorded_rate_and_refunds_exactly() 
         json!({"reference": "fx-0", "customer": "alice", "merchant": "us-shop", "asset": "USD",
                "amount": "1001", "pay_from": "CNY"}),
     );
-    assert_eq!((status, missing["error"]["param"].clone()), (400, json!("pay_from")), "no rate yet: {missing}");
+    assert_eq!(
+        (status, missing["error"]["param"].clone()),
+        (400, json!("pay_from")),
+        "no rate yet: {missing}"
+    );
     world.ok("PUT", "/v1/fx-rates", json!({"asset": "USD", "funding": "CNY", "rate": "7.1234"}));
     assert_eq!(world.topup("top-1", 100_000)["status"], json!("succeeded"));
     let payment = world.ok(
@@ -764,7 +813,11 @@ fn a_cross_currency_payment_converts_at_the_recorded_rate_and_refunds_exactly() 
                "amount": "1001", "pay_from": "CNY"}),
     );
     assert_eq!(payment["status"], json!("succeeded"), "{payment}");
-    assert_eq!(payment["detail"]["fx"]["from_amount"], json!("7131"), "7130.5234 rounded up: {payment}");
+    assert_eq!(
+        payment["detail"]["fx"]["from_amount"],
+        json!("7131"),
+        "7130.5234 rounded up: {payment}"
+    );
     assert_eq!(payment["detail"]["fx"]["rate"], json!({"units": 71234, "decimals": 4}));
     assert_eq!(world.wallet(), 100_000 - 7_131);
     assert_eq!(world.balance("merchants", "us-shop", "unsettled"), 1_001 - 10);
@@ -792,21 +845,36 @@ fn an_authorization_is_captured_in_part_canceled_or_expires() {
     };
     let available = || {
         let party = world.ok("GET", "/v1/customers/alice", Value::Null);
-        party["balances"][0]["available"].as_str().expect("available").parse::<i64>().expect("number")
+        party["balances"][0]["available"]
+            .as_str()
+            .expect("available")
+            .parse::<i64>()
+            .expect("number")
     };
     let held = authorize("auth-1", "3000", 600);
     assert_eq!(held["status"], json!("authorized"), "{held}");
     assert_eq!((world.wallet(), available()), (10_000, 7_000), "held, not spent");
     let id = held["id"].as_str().expect("id").to_owned();
-    let (status, _) = world.call("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "3001"}));
+    let (status, _) =
+        world.call("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "3001"}));
     assert_eq!(status, 400, "more than authorized");
-    let captured = world.ok("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "2000"}));
-    assert_eq!((captured["status"].clone(), captured["amount"].clone()), (json!("succeeded"), json!("2000")), "{captured}");
+    let captured =
+        world.ok("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "2000"}));
+    assert_eq!(
+        (captured["status"].clone(), captured["amount"].clone()),
+        (json!("succeeded"), json!("2000")),
+        "{captured}"
+    );
     assert_eq!(captured["detail"]["fee"], json!("12"), "the fee is on what was captured");
     assert_eq!((world.wallet(), available()), (8_000, 8_000), "the rest of the hold is released");
     assert_eq!(world.balance("merchants", "shop", "unsettled"), 1_988);
-    let (status, again) = world.call("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "500"}));
-    assert_eq!((status, again["error"]["code"].clone()), (409, json!("order_state_conflict")), "{again}");
+    let (status, again) =
+        world.call("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "500"}));
+    assert_eq!(
+        (status, again["error"]["code"].clone()),
+        (409, json!("order_state_conflict")),
+        "{again}"
+    );
     let refunds = format!("/v1/payments/{id}/refunds");
     let (status, _) = world.call("POST", &refunds, json!({"reference": "r-1", "amount": "2001"}));
     assert_eq!(status, 422, "never more than captured");
@@ -821,7 +889,11 @@ fn an_authorization_is_captured_in_part_canceled_or_expires() {
     assert_eq!(available(), 7_500);
     std::thread::sleep(Duration::from_millis(1_500));
     world.ok("POST", "/v1/inspection", Value::Null);
-    let expired = world.ok("GET", &format!("/v1/orders/{}", expiring["id"].as_str().expect("id")), Value::Null);
+    let expired = world.ok(
+        "GET",
+        &format!("/v1/orders/{}", expiring["id"].as_str().expect("id")),
+        Value::Null,
+    );
     assert_eq!(expired["status"], json!("expired"), "{expired}");
     assert_eq!((world.wallet(), available()), (8_000, 8_000));
     world.assert_balanced();
@@ -836,13 +908,21 @@ fn a_card_payment_is_refunded_to_the_card_through_its_channel() {
         json!({"reference": "card-1", "customer": "alice", "merchant": "shop", "asset": "CNY",
                "amount": "5000", "card": CARD}),
     );
-    assert_eq!((payment["kind"].clone(), payment["status"].clone()), (json!("card_payment"), json!("succeeded")), "{payment}");
+    assert_eq!(
+        (payment["kind"].clone(), payment["status"].clone()),
+        (json!("card_payment"), json!("succeeded")),
+        "{payment}"
+    );
     let channel = payment["state"]["channel"].as_str().expect("channel").to_owned();
     assert_eq!(world.wallet(), 0, "the wallet is not touched");
     assert_eq!(world.balance("merchants", "shop", "unsettled"), 5_000 - 30);
     let refunds = format!("/v1/payments/{}/refunds", payment["id"].as_str().expect("id"));
     let partial = world.ok("POST", &refunds, json!({"reference": "r-1", "amount": "2000"}));
-    assert_eq!((partial["kind"].clone(), partial["status"].clone()), (json!("card_refund"), json!("succeeded")), "{partial}");
+    assert_eq!(
+        (partial["kind"].clone(), partial["status"].clone()),
+        (json!("card_refund"), json!("succeeded")),
+        "{partial}"
+    );
     // The bank refuses the next refund: the merchant's money comes back by a reversal.
     world.sim.faults(&channel, json!({"refund": {"declined_rate": 1.0}}));
     let declined = world.ok("POST", &refunds, json!({"reference": "r-2", "amount": "3000"}));
