@@ -320,8 +320,46 @@ fn group_rejection(results: &[ledger::TransferResult]) -> Option<TransferRejecti
     first
 }
 
+/// One async lock per order being driven, so that one process never carries out two
+/// transitions of one order at once (a request, a callback, an inquiry result, inspection):
+/// otherwise a late ledger answer from one could land on a state the other already finished.
+/// Entries live only while someone holds or waits for them.
+#[derive(Default)]
+struct OrderLocks {
+    held: Mutex<HashMap<OrderId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+struct OrderGuard<'a> {
+    locks: &'a OrderLocks,
+    id: OrderId,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl OrderLocks {
+    async fn lock(&self, id: &OrderId) -> OrderGuard<'_> {
+        let lock = {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            held.entry(id.clone()).or_default().clone()
+        };
+        let guard = lock.lock_owned().await;
+        OrderGuard { locks: self, id: id.clone(), guard: Some(guard) }
+    }
+}
+
+impl Drop for OrderGuard<'_> {
+    fn drop(&mut self) {
+        let mut held = self.locks.held.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's reference and ours: nobody else holds or waits for it.
+        if held.get(&self.id).is_some_and(|lock| Arc::strong_count(lock) == 2) {
+            held.remove(&self.id);
+        }
+        drop(self.guard.take());
+    }
+}
+
 pub struct Executor {
     store: Arc<dyn OrderStore>,
+    order_locks: OrderLocks,
     ledger: LedgerHandle,
     gateway: Option<Arc<Gateway>>,
     inquirer: OnceLock<Arc<Inquirer>>,
@@ -352,6 +390,7 @@ impl Executor {
             config,
             assets_ready: Mutex::new(HashSet::new()),
             fx_rates: Mutex::new(HashMap::new()),
+            order_locks: OrderLocks::default(),
             counters: Counters::default(),
         }
     }
@@ -658,6 +697,8 @@ impl Executor {
         amount: Amount,
     ) -> Result<OrderRecord, ExecError> {
         check_amount(amount)?;
+        let order = OrderId::new(id).map_err(|_| ExecError::OrderNotFound(id.to_owned()))?;
+        let _order = self.order_locks.lock(&order).await;
         let record = self.payment(tenant, id)?;
         if let Order::Payment(payment) = &record.order {
             if payment.authorization.is_some_and(|auth| amount > auth.authorized) {
@@ -680,6 +721,8 @@ impl Executor {
 
     /// Cancels an authorised payment: the hold is released.
     pub async fn cancel(&self, tenant: &str, id: &str) -> Result<OrderRecord, ExecError> {
+        let order = OrderId::new(id).map_err(|_| ExecError::OrderNotFound(id.to_owned()))?;
+        let _order = self.order_locks.lock(&order).await;
         let record = self.payment(tenant, id)?;
         let (record, effects) = self.transition_checked(record, &Event::Cancel, true).await?;
         self.run(record, effects.into()).await
@@ -804,8 +847,7 @@ impl Executor {
             GuardedInsert::Refused => return Err(ExecError::RefundExceedsPayment),
         };
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
-        let effects = record.order.resume();
-        Ok(Placed { record: self.run(record, effects.into()).await?, created: true })
+        Ok(Placed { record: self.drive(record.id()).await?, created: true })
     }
 
     /// Gives a customer points (a reward): the platform's marketing expense.
@@ -971,8 +1013,7 @@ impl Executor {
             GuardedInsert::Refused => return Err(ExecError::RefundExceedsPayment),
         };
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
-        let effects = record.order.resume();
-        Ok(Placed { record: self.run(record, effects.into()).await?, created: true })
+        Ok(Placed { record: self.drive(record.id()).await?, created: true })
     }
 
     /// Creates a merchant's payout batch: every item is stored (as a payout order from the
@@ -1052,8 +1093,7 @@ impl Executor {
                 items.spawn(async move {
                     let _permit = gate.acquire_owned().await;
                     let id = record.id().clone();
-                    let effects = record.order.resume();
-                    if let Err(error) = executor.run(record, effects.into()).await {
+                    if let Err(error) = executor.drive(&id).await {
                         // Inspection resumes it.
                         tracing::warn!(order = %id, %error, "payout item interrupted");
                     }
@@ -1129,8 +1169,7 @@ impl Executor {
             GuardedInsert::Refused => return Ok(None),
         };
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
-        let effects = record.order.resume();
-        Ok(Some(Placed { record: self.run(record, effects.into()).await?, created: true }))
+        Ok(Some(Placed { record: self.drive(record.id()).await?, created: true }))
     }
 
     /// Settles every merchant in every asset (the scheduled run). Returns how many
@@ -1188,8 +1227,7 @@ impl Executor {
             }
         }
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
-        let effects = record.order.resume();
-        Ok(Placed { record: self.run(record, effects.into()).await?, created: true })
+        Ok(Placed { record: self.drive(record.id()).await?, created: true })
     }
 
     /// A retried create: the stored order as it is now, if the request is the same.
@@ -1211,6 +1249,15 @@ impl Executor {
 
     // ---- driving ---------------------------------------------------------------------------
 
+    /// Carries an order on from where its stored state stands, under its lock: what that
+    /// state waits on is done again (each effect is idempotent), then whatever follows.
+    async fn drive(&self, id: &OrderId) -> Result<OrderRecord, ExecError> {
+        let _order = self.order_locks.lock(id).await;
+        let record = self.store.get(id)?.ok_or_else(|| ExecError::OrderNotFound(id.to_string()))?;
+        let effects = record.order.resume();
+        self.run(record, effects.into()).await
+    }
+
     /// A channel's final answer about `order` (from status inquiry or a callback).
     pub async fn on_channel_answer(
         &self,
@@ -1218,6 +1265,7 @@ impl Executor {
         channel: ChannelId,
         outcome: Outcome,
     ) -> Result<OrderRecord, ExecError> {
+        let _order = self.order_locks.lock(order).await;
         let record =
             self.store.get(order)?.ok_or_else(|| ExecError::OrderNotFound(order.to_string()))?;
         let (record, effects) =
@@ -1417,61 +1465,78 @@ impl Executor {
     /// One inspection pass (巡检): every order unfinished and unchanged for
     /// `inspect_after_ms` is resumed — what its state waits on is carried out again — and
     /// those still unfinished past `overdue_after_ms` are counted and logged.
-    pub async fn inspect(&self, limit: usize) -> InspectionReport {
+    pub async fn inspect(&self, page: usize) -> InspectionReport {
         self.counters.inspections.fetch_add(1, Ordering::Relaxed);
         let now_ms = self.clock.now_ms();
         let mut report = InspectionReport::default();
-        let due =
-            match self.store.unfinished(now_ms.saturating_sub(self.config.inspect_after_ms), limit)
-            {
-                Ok(due) => due,
-                Err(error) => {
-                    tracing::warn!(%error, "inspection could not list unfinished orders");
-                    report.errors += 1;
-                    return report;
-                }
-            };
-        for record in due {
-            report.examined += 1;
-            let created_at_ms = record.created_at_ms;
-            let deadline_ms = record.order.deadline_ms();
-            let resumed = async {
-                // An order whose own deadline passed (an authorisation's expiry) is told so;
-                // anything else is resumed where it stands.
-                let (record, effects) = match deadline_ms {
-                    Some(deadline_ms) if now_ms >= deadline_ms => {
-                        self.transition(record, &Event::Deadline).await?
-                    }
-                    _ => {
-                        let effects = record.order.resume();
-                        (record, effects)
+        let updated_before_ms = now_ms.saturating_sub(self.config.inspect_after_ms);
+        // Every unfinished order, page by page: orders that wait by design (authorisations,
+        // escalated inquiries) must not hide the ones behind them.
+        let mut after = None;
+        loop {
+            let due =
+                match self.store.unfinished_after(updated_before_ms, after.clone(), page.max(1)) {
+                    Ok(due) => due,
+                    Err(error) => {
+                        tracing::warn!(%error, "inspection could not list unfinished orders");
+                        report.errors += 1;
+                        break;
                     }
                 };
-                self.run(record, effects.into()).await
-            };
-            match resumed.await {
-                Ok(after) if after.order.is_final() => report.finished += 1,
-                Ok(after) => {
-                    let waiting_by_design = after.order.deadline_ms().is_some_and(|d| d > now_ms);
-                    if !waiting_by_design
-                        && now_ms.saturating_sub(created_at_ms) > self.config.overdue_after_ms
-                    {
-                        report.overdue += 1;
-                        tracing::warn!(
-                            order = %after.id(), status = after.order.status(),
-                            age_ms = now_ms.saturating_sub(created_at_ms),
-                            "order overdue: not final past its deadline"
-                        );
-                    }
-                }
-                Err(error) => {
-                    report.errors += 1;
-                    tracing::warn!(%error, "inspection could not resume an order");
-                }
+            let full_page = due.len() >= page.max(1);
+            after = due.last().map(|record| (record.updated_at_ms, record.id().clone()));
+            for record in due {
+                report.examined += 1;
+                self.inspect_one(record.id(), now_ms, &mut report).await;
+            }
+            if !full_page {
+                break;
             }
         }
         self.counters.overdue.store(report.overdue, Ordering::Relaxed);
         report
+    }
+
+    async fn inspect_one(&self, id: &OrderId, now_ms: u64, report: &mut InspectionReport) {
+        let resumed = async {
+            let _order = self.order_locks.lock(id).await;
+            // Read again under the lock: whoever held it may have moved the order on.
+            let record =
+                self.store.get(id)?.ok_or_else(|| ExecError::OrderNotFound(id.to_string()))?;
+            if record.order.is_final() {
+                return Ok(record);
+            }
+            // An order whose own deadline passed (an authorisation's expiry) is told so;
+            // anything else is resumed where it stands.
+            let (record, effects) = match record.order.deadline_ms() {
+                Some(deadline_ms) if now_ms >= deadline_ms => {
+                    self.transition(record, &Event::Deadline).await?
+                }
+                _ => {
+                    let effects = record.order.resume();
+                    (record, effects)
+                }
+            };
+            self.run(record, effects.into()).await
+        };
+        match resumed.await {
+            Ok(after) if after.order.is_final() => report.finished += 1,
+            Ok(after) => {
+                let waiting_by_design = after.order.deadline_ms().is_some_and(|d| d > now_ms);
+                let age_ms = now_ms.saturating_sub(after.created_at_ms);
+                if !waiting_by_design && age_ms > self.config.overdue_after_ms {
+                    report.overdue += 1;
+                    tracing::warn!(
+                        order = %after.id(), status = after.order.status(), age_ms,
+                        "order overdue: not final past its deadline"
+                    );
+                }
+            }
+            Err(error) => {
+                report.errors += 1;
+                tracing::warn!(%error, "inspection could not resume an order");
+            }
+        }
     }
 
     /// Prometheus text for the executor's counters.

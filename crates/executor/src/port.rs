@@ -189,6 +189,16 @@ pub trait OrderStore: Send + Sync + 'static {
         &self,
         updated_before_ms: u64,
         limit: usize,
+    ) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        self.unfinished_after(updated_before_ms, None, limit)
+    }
+
+    /// [`OrderStore::unfinished`] from a cursor: only orders after `(updated_at_ms, id)`.
+    fn unfinished_after(
+        &self,
+        updated_before_ms: u64,
+        after: Option<(u64, OrderId)>,
+        limit: usize,
     ) -> Result<Vec<OrderRecord>, OrderStoreError>;
 
     /// The orders whose parent is `parent` (a payment's refunds, a payout batch's items),

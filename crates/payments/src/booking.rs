@@ -678,13 +678,24 @@ impl Payment {
         let Some(leg) = self.points else {
             return Some(none);
         };
-        let mut points =
-            proportional_share(leg.points, self.amount, amount, refunded, points_returned)?;
-        // Never more value in points than the refund itself (a rounding corner of tiny
-        // refunds): the rest of the points stay with the platform.
-        if leg.value_of(points)? > amount {
-            points = Amount::new(amount.minor() / leg.value_minor_per_point.max(1))?;
+        // The split must keep both legs within what they paid: never more points back than
+        // were spent, never more cash back than was paid in cash (or points would turn into
+        // withdrawable cash). Within those bounds the points follow the proportional share.
+        let rate = leg.value_minor_per_point.max(1);
+        let points_left = leg.points.checked_sub(points_returned)?;
+        let value_returned = leg.value_of(points_returned)?;
+        let cash_returned = refunded.checked_sub(value_returned)?;
+        let cash_left = self.cash().checked_sub(cash_returned)?;
+        // Fewest points that keep the cash within what is left; most that fit the refund.
+        let least = amount.minor().saturating_sub(cash_left.minor()).div_ceil(rate);
+        let most = (amount.minor() / rate).min(points_left.minor());
+        if least > most {
+            // Not divisible into whole points within both legs (a point worth more than
+            // the refund): refused rather than paid in the wrong currency.
+            return None;
         }
+        let share = proportional_share(leg.points, self.amount, amount, refunded, points_returned)?;
+        let points = Amount::new(share.minor().clamp(least, most))?;
         Some(RefundShares {
             points_returned: points,
             points_value_returned: leg.value_of(points)?,
@@ -1031,6 +1042,28 @@ mod tests {
             points_back = points_back.checked_add(shares.points_returned).unwrap();
         }
         assert_eq!(points_back, amount(333), "every point comes back");
+        // Points never turn into cash: a price paid wholly in points refunds wholly in
+        // points, and a split that whole points cannot make is refused.
+        let dear = PointsLeg { points: amount(1), value_minor_per_point: 100, ..leg };
+        let all_points = payment(100, 0).with_points(dear).unwrap();
+        assert_eq!(
+            all_points.refund_shares(amount(50), Amount::ZERO, Amount::ZERO, Amount::ZERO),
+            None
+        );
+        let whole = all_points
+            .refund_shares(amount(100), Amount::ZERO, Amount::ZERO, Amount::ZERO)
+            .unwrap();
+        assert_eq!(whole.points_returned, amount(1));
+        let small = payment(3, 0).with_points(PointsLeg { points: amount(1), ..leg }).unwrap();
+        let (mut refunded, mut points_back, mut cash_back) = (Amount::ZERO, Amount::ZERO, 0);
+        for _ in 0..3 {
+            let shares =
+                small.refund_shares(amount(1), refunded, Amount::ZERO, points_back).unwrap();
+            cash_back += 1 - shares.points_value_returned.minor();
+            refunded = refunded.checked_add(amount(1)).unwrap();
+            points_back = points_back.checked_add(shares.points_returned).unwrap();
+        }
+        assert_eq!((points_back, cash_back), (amount(1), 2), "each leg back exactly once");
         let too_dear = PointsLeg { value_minor_per_point: 10, ..leg };
         assert!(payment(1_000, 0).with_points(too_dear).is_none(), "worth more than the price");
     }

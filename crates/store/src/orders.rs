@@ -40,11 +40,16 @@ const REFUND_TOTALS: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGIN
 const MERCHANT_TOTALS: &str = "SELECT \
      CAST(COALESCE(SUM(CASE WHEN kind IN ('payment', 'card_payment') AND status = 'succeeded' AND created_at_ms < ?3 \
          THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
-     CAST(COALESCE(SUM(CASE WHEN kind IN ('refund', 'card_refund') AND status <> 'failed' \
+     CAST(COALESCE(SUM(CASE WHEN kind IN ('refund', 'card_refund') AND status NOT IN ('failed', 'disputed') \
          THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
      CAST(COALESCE(SUM(CASE WHEN kind = 'settlement' AND status <> 'failed' \
          THEN amount_minor ELSE 0 END), 0) AS BIGINT) \
      FROM orders WHERE merchant = ?1 AND asset = ?2";
+/// Unfinished orders from a cursor `(?2, ?3)`, oldest change first.
+const UNFINISHED: &str = "SELECT tenant, reference, request_fingerprint, parent, body, version, \
+     created_at_ms, updated_at_ms FROM orders WHERE is_final = 0 AND updated_at_ms <= ?1 \
+     AND (updated_at_ms > ?2 OR (updated_at_ms = ?2 AND id > ?3)) \
+     ORDER BY updated_at_ms, id LIMIT ?4";
 const SELECT_PARTIES: &str = "SELECT body FROM parties WHERE kind = ?1 ORDER BY tenant, id";
 const SELECT_EVENTS: &str = "SELECT seq, tenant, order_id, event_type, payload, created_at_ms \
      FROM order_events WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
@@ -255,6 +260,23 @@ fn list_sql(query: &OrderQuery) -> (String, Vec<Param>) {
         Param::Int(query.limit as i64),
     );
     (sql, params)
+}
+
+fn unfinished_params(
+    updated_before_ms: u64,
+    after: Option<(u64, OrderId)>,
+    limit: usize,
+) -> Vec<Param> {
+    let (after_ms, after_id) = match after {
+        Some((at_ms, id)) => (i64_of(at_ms), id.to_string()),
+        None => (-1, String::new()),
+    };
+    vec![
+        Param::Int(i64_of(updated_before_ms)),
+        Param::Int(after_ms),
+        Param::Text(after_id),
+        Param::Int(limit as i64),
+    ]
 }
 
 fn party_body(party: &Party) -> Result<String, OrderStoreError> {
@@ -468,16 +490,13 @@ impl OrderStore for SqliteOrderStore {
         sqlite_orders(&self.lock(), &sql, &params)
     }
 
-    fn unfinished(
+    fn unfinished_after(
         &self,
         updated_before_ms: u64,
+        after: Option<(u64, OrderId)>,
         limit: usize,
     ) -> Result<Vec<OrderRecord>, OrderStoreError> {
-        sqlite_orders(
-            &self.lock(),
-            &format!("{SELECT} WHERE is_final = 0 AND updated_at_ms <= ?1 ORDER BY updated_at_ms LIMIT ?2"),
-            &[Param::Int(i64_of(updated_before_ms)), Param::Int(limit as i64)],
-        )
+        sqlite_orders(&self.lock(), UNFINISHED, &unfinished_params(updated_before_ms, after, limit))
     }
 
     fn children_of(&self, parent: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError> {
@@ -552,11 +571,15 @@ fn sqlite_party(
 
 // ---- PostgreSQL ----------------------------------------------------------------------------
 
-/// Orders on PostgreSQL. One connection, so one order write at a time per process; the
-/// writes are short, and ledger batching, not this, bounds a payment's cost.
+/// Orders on PostgreSQL, over a few connections so that requests write their orders in
+/// parallel (each order write is one short transaction).
 pub struct PgOrderStore {
-    client: Mutex<postgres::Client>,
+    clients: Vec<Mutex<postgres::Client>>,
+    next: std::sync::atomic::AtomicUsize,
 }
+
+/// Connections of one [`PgOrderStore`].
+pub const PG_ORDER_CONNECTIONS: usize = 8;
 
 fn pg_order(row: &postgres::Row) -> Result<OrderRecord, OrderStoreError> {
     RawOrder {
@@ -590,12 +613,23 @@ fn pg_get(
 impl PgOrderStore {
     /// Connects; the migrations run by `PgStore::connect` create the tables.
     pub fn connect(target: &PgTarget) -> Result<PgOrderStore, OrderStoreError> {
-        let client = target.connect_client().map_err(backend)?;
-        Ok(PgOrderStore { client: Mutex::new(client) })
+        let clients = (0..PG_ORDER_CONNECTIONS)
+            .map(|_| target.connect_client().map(Mutex::new).map_err(backend))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PgOrderStore { clients, next: Default::default() })
     }
 
+    /// A free connection if there is one (starting from a rotating index), else wait for
+    /// the next in turn.
     fn lock(&self) -> std::sync::MutexGuard<'_, postgres::Client> {
-        self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.clients.len();
+        for i in 0..n {
+            if let Ok(client) = self.clients[(start + i) % n].try_lock() {
+                return client;
+            }
+        }
+        self.clients[start % n].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -724,17 +758,15 @@ impl OrderStore for PgOrderStore {
         })
     }
 
-    fn unfinished(
+    fn unfinished_after(
         &self,
         updated_before_ms: u64,
+        after: Option<(u64, OrderId)>,
         limit: usize,
     ) -> Result<Vec<OrderRecord>, OrderStoreError> {
         crate::off_runtime(|| {
-            pg_orders(
-                &mut *self.lock(),
-                &format!("{SELECT} WHERE is_final = 0 AND updated_at_ms <= ?1 ORDER BY updated_at_ms LIMIT ?2"),
-                &[Param::Int(i64_of(updated_before_ms)), Param::Int(limit as i64)],
-            )
+            let params = unfinished_params(updated_before_ms, after, limit);
+            pg_orders(&mut *self.lock(), UNFINISHED, &params)
         })
     }
 

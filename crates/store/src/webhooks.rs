@@ -23,16 +23,26 @@ const SELECT_ENDPOINTS: &str = "SELECT id, tenant, url, secret, enabled, created
      FROM webhook_endpoints WHERE tenant = ?1 ORDER BY created_at_ms, id";
 const DISABLE_ENDPOINT: &str =
     "UPDATE webhook_endpoints SET enabled = 0 WHERE tenant = ?1 AND id = ?2";
-const UNFANNED: &str = "SELECT seq FROM order_events WHERE fanned_out = 0 ORDER BY seq LIMIT ?1";
-/// One delivery per unfanned event (up to `?1`) and enabled endpoint of its tenant.
-const FAN_OUT: &str = "INSERT INTO webhook_deliveries (id, tenant, endpoint_id, event_seq, state, \
-     attempts, next_at_ms, last_status, last_error, updated_at_ms) \
-     SELECT 'whd_' || CAST(e.seq AS TEXT) || '_' || w.id, e.tenant, w.id, e.seq, 'pending', 0, ?2, 0, '', ?2 \
-     FROM order_events e JOIN webhook_endpoints w ON w.tenant = e.tenant AND w.enabled = 1 \
-     WHERE e.fanned_out = 0 AND e.seq <= ?1 \
-     ON CONFLICT (id) DO NOTHING";
-const MARK_FANNED: &str =
-    "UPDATE order_events SET fanned_out = 1 WHERE fanned_out = 0 AND seq <= ?1";
+/// Claims up to `?1` events not yet fanned out, returning exactly those: the deliveries are
+/// then made for these and no others. (Selecting and marking in separate statements could
+/// mark an event that committed in between, under PostgreSQL's read committed, with no
+/// delivery made for it.)
+const CLAIM_UNFANNED: &str = "UPDATE order_events SET fanned_out = 1 WHERE seq IN \
+     (SELECT seq FROM order_events WHERE fanned_out = 0 ORDER BY seq LIMIT ?1) RETURNING seq";
+
+/// One delivery per claimed event and enabled endpoint of its tenant; the list holds the
+/// claimed sequence numbers (integers read back from the database, never user input).
+fn fan_out_sql(seqs: &[i64]) -> String {
+    let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    format!(
+        "INSERT INTO webhook_deliveries (id, tenant, endpoint_id, event_seq, state, attempts, \
+         next_at_ms, last_status, last_error, updated_at_ms) \
+         SELECT 'whd_' || CAST(e.seq AS TEXT) || '_' || w.id, e.tenant, w.id, e.seq, 'pending', \
+         0, ?1, 0, '', ?1 \
+         FROM order_events e JOIN webhook_endpoints w ON w.tenant = e.tenant AND w.enabled = 1 \
+         WHERE e.seq IN ({list}) ON CONFLICT (id) DO NOTHING"
+    )
+}
 const DELIVERY_COLUMNS: &str = "d.id, d.endpoint_id, d.event_seq, e.event_type, e.order_id, \
      d.state, d.attempts, d.next_at_ms, d.last_status, d.last_error, d.updated_at_ms";
 const RECORD_ATTEMPT: &str = "UPDATE webhook_deliveries SET state = ?2, attempts = attempts + 1, \
@@ -46,7 +56,8 @@ fn due_sql() -> String {
         "SELECT {DELIVERY_COLUMNS}, w.url, w.secret, e.payload, e.created_at_ms \
          FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id \
          JOIN order_events e ON e.seq = d.event_seq \
-         WHERE d.state = 'pending' AND d.next_at_ms <= ?1 ORDER BY d.next_at_ms LIMIT ?2"
+         WHERE d.state = 'pending' AND d.next_at_ms <= ?1 AND w.enabled = 1 \
+         ORDER BY d.next_at_ms LIMIT ?2"
     )
 }
 
@@ -251,7 +262,7 @@ impl WebhookStore for SqliteWebhookStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
         let seqs: Vec<i64> = {
-            let mut statement = tx.prepare_cached(UNFANNED).map_err(backend)?;
+            let mut statement = tx.prepare_cached(CLAIM_UNFANNED).map_err(backend)?;
             let rows = statement
                 .query_map([limit as i64], |row| row.get(0))
                 .map_err(backend)?
@@ -259,10 +270,10 @@ impl WebhookStore for SqliteWebhookStore {
                 .map_err(backend)?;
             rows
         };
-        let Some(&upto) = seqs.last() else { return Ok(0) };
-        let created =
-            tx.execute(FAN_OUT, rusqlite::params![upto, i64_of(now_ms)]).map_err(backend)?;
-        tx.execute(MARK_FANNED, [upto]).map_err(backend)?;
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let created = tx.execute(&fan_out_sql(&seqs), [i64_of(now_ms)]).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(created as u64)
     }
@@ -415,14 +426,17 @@ impl WebhookStore for PgWebhookStore {
         crate::off_runtime(|| {
             let mut client = self.lock();
             let mut tx = client.transaction().map_err(backend)?;
-            let rows = tx.query(&pg(UNFANNED), &[&(limit as i64)]).map_err(backend)?;
-            let Some(upto) =
-                rows.last().map(|row| row.try_get::<_, i64>(0)).transpose().map_err(backend)?
-            else {
+            let rows = tx.query(&pg(CLAIM_UNFANNED), &[&(limit as i64)]).map_err(backend)?;
+            let seqs = rows
+                .iter()
+                .map(|row| row.try_get::<_, i64>(0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            if seqs.is_empty() {
                 return Ok(0);
-            };
-            let created = tx.execute(&pg(FAN_OUT), &[&upto, &i64_of(now_ms)]).map_err(backend)?;
-            tx.execute(&pg(MARK_FANNED), &[&upto]).map_err(backend)?;
+            }
+            let created =
+                tx.execute(&pg(&fan_out_sql(&seqs)), &[&i64_of(now_ms)]).map_err(backend)?;
             tx.commit().map_err(backend)?;
             Ok(created)
         })

@@ -100,6 +100,8 @@ fn minor(value: &Value) -> u64 {
 struct World {
     sim: Sim,
     server: Option<Server>,
+    /// For a [`World::share`]d view: the server it talks to.
+    shared_addr: Option<String>,
     key: String,
     args: Vec<String>,
     _dir: tempfile::TempDir,
@@ -129,15 +131,39 @@ impl World {
         ];
         args.extend(extra.iter().map(|arg| arg.to_string()));
         let (server, key) = start_with(&args, &[], true);
-        let world =
-            World { sim, server: Some(server), key: key.expect("admin key"), args, _dir: dir };
+        let world = World {
+            sim,
+            server: Some(server),
+            shared_addr: None,
+            key: key.expect("admin key"),
+            args,
+            _dir: dir,
+        };
         world.ok("POST", "/v1/customers", json!({"id": "alice", "assets": ["CNY"]}));
         world.ok("POST", "/v1/merchants", json!({"id": "shop", "assets": ["CNY"], "fee_bps": 60}));
         world
     }
 
     fn addr(&self) -> &str {
-        &self.server.as_ref().expect("server running").addr
+        match &self.server {
+            Some(server) => &server.addr,
+            None => self.shared_addr.as_deref().expect("server running"),
+        }
+    }
+
+    /// A view of the same processes for another key (it stops nothing when dropped).
+    fn share(&self, key: &str) -> World {
+        World {
+            sim: Sim {
+                child: Command::new("true").spawn().expect("spawn"),
+                base: self.sim.base.clone(),
+            },
+            server: None,
+            shared_addr: Some(self.addr().to_owned()),
+            key: key.to_owned(),
+            args: self.args.clone(),
+            _dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -942,4 +968,48 @@ fn a_card_payment_is_refunded_to_the_card_through_its_channel() {
     assert_eq!(refunds_at_bank, 2);
     world.assert_balanced();
     world.assert_matches_simulator(&channel);
+}
+
+#[test]
+fn another_tenant_sees_none_of_the_orders_parties_or_webhooks() {
+    let world = World::start(&["bank_a"], &[]);
+    assert_eq!(world.topup("top-1", 5_000)["status"], json!("succeeded"));
+    let payment = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "o-1", "customer": "alice", "merchant": "shop", "asset": "CNY", "amount": "1000"}),
+    );
+    let id = payment["id"].as_str().expect("id").to_owned();
+    let other = world.ok(
+        "POST",
+        "/v1/keys",
+        json!({"tenant": "rival", "mode": "live", "scopes": ["ledger:read", "ledger:write"]}),
+    );
+    let rival = world.share(other["secret"].as_str().expect("secret"));
+    for path in
+        [format!("/v1/orders/{id}"), "/v1/customers/alice".into(), "/v1/merchants/shop".into()]
+    {
+        let (status, body) = rival.call("GET", &path, Value::Null);
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, _) = rival.call(
+        "POST",
+        &format!("/v1/payments/{id}/refunds"),
+        json!({"reference": "steal", "amount": "1000"}),
+    );
+    assert_eq!(status, 404, "no refund of another tenant's payment");
+    let (status, _) = rival.call(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "o-2", "customer": "alice", "merchant": "shop", "asset": "CNY", "amount": "1"}),
+    );
+    assert_eq!(status, 404, "no paying from another tenant's customer");
+    let listed = rival.ok("GET", "/v1/orders", Value::Null);
+    assert_eq!(listed["data"], json!([]));
+    let events = rival.ok("GET", "/v1/events", Value::Null);
+    assert_eq!(events["data"], json!([]));
+    // The rival's own customer of the same id is a different wallet.
+    rival.ok("POST", "/v1/customers", json!({"id": "alice", "assets": ["CNY"]}));
+    assert_eq!(rival.balance("customers", "alice", "wallet"), 0);
+    assert_eq!(world.wallet(), 4_000);
 }
