@@ -303,8 +303,109 @@ fn event_of(
 
 // ---- SQLite --------------------------------------------------------------------------------
 
+/// Orders on SQLite. Inserts and state updates — two per order, each durable before it is
+/// acknowledged — go to one writer thread that commits whatever is waiting as one
+/// transaction (natural batching, as the ledger's pipeline does): concurrent orders share an
+/// fsync instead of queueing for one each. Reads, parties and the guarded inserts of refunds
+/// and settlements use a second connection.
 pub struct SqliteOrderStore {
     connection: Mutex<Connection>,
+    writes: std::sync::mpsc::Sender<WriteOp>,
+}
+
+/// Most writes committed in one transaction.
+const WRITE_BATCH_MAX: usize = 512;
+
+enum WriteOp {
+    Insert {
+        id: OrderId,
+        params: Vec<Param>,
+        reply: std::sync::mpsc::SyncSender<Result<Inserted, OrderStoreError>>,
+    },
+    Update {
+        params: Vec<Param>,
+        events: Vec<Vec<Param>>,
+        reply: std::sync::mpsc::SyncSender<Result<bool, OrderStoreError>>,
+    },
+}
+
+enum WriteResult {
+    Inserted(Inserted),
+    Updated(bool),
+}
+
+fn write_loop(mut connection: Connection, ops: std::sync::mpsc::Receiver<WriteOp>) {
+    while let Ok(first) = ops.recv() {
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH_MAX {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        match commit_writes(&mut connection, &batch) {
+            Ok(results) => {
+                for (op, result) in batch.into_iter().zip(results) {
+                    match (op, result) {
+                        (WriteOp::Insert { reply, .. }, WriteResult::Inserted(inserted)) => {
+                            let _ = reply.send(Ok(inserted));
+                        }
+                        (WriteOp::Update { reply, .. }, WriteResult::Updated(updated)) => {
+                            let _ = reply.send(Ok(updated));
+                        }
+                        _ => unreachable!("one result per write, in order"),
+                    }
+                }
+            }
+            // Nothing of the batch was committed: every writer gets the error.
+            Err(error) => {
+                for op in batch {
+                    let error = OrderStoreError::Backend(error.to_string());
+                    match op {
+                        WriteOp::Insert { reply, .. } => drop(reply.send(Err(error))),
+                        WriteOp::Update { reply, .. } => drop(reply.send(Err(error))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn commit_writes(
+    connection: &mut Connection,
+    batch: &[WriteOp],
+) -> Result<Vec<WriteResult>, OrderStoreError> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for op in batch {
+        results.push(match op {
+            WriteOp::Insert { id, params, .. } => {
+                if tx.execute(INSERT, rusqlite::params_from_iter(params)).map_err(backend)? == 0 {
+                    let existing = sqlite_get(&tx, id)?
+                        .ok_or_else(|| corrupt("an order vanished during its insert"))?;
+                    WriteResult::Inserted(Inserted::Existing(Box::new(existing)))
+                } else {
+                    WriteResult::Inserted(Inserted::Created)
+                }
+            }
+            WriteOp::Update { params, events, .. } => {
+                // A version conflict writes nothing, its events neither.
+                if tx.execute(UPDATE, rusqlite::params_from_iter(params)).map_err(backend)? == 0 {
+                    WriteResult::Updated(false)
+                } else {
+                    for event in events {
+                        tx.execute(INSERT_EVENT, rusqlite::params_from_iter(event))
+                            .map_err(backend)?;
+                    }
+                    WriteResult::Updated(true)
+                }
+            }
+        });
+    }
+    tx.commit().map_err(backend)?;
+    Ok(results)
 }
 
 fn sqlite_order(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
@@ -348,14 +449,37 @@ fn sqlite_get(
 
 impl SqliteOrderStore {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteOrderStore, OrderStoreError> {
-        let mut connection = Connection::open(path).map_err(backend)?;
+        let mut connection = Connection::open(path.as_ref()).map_err(backend)?;
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
             )
             .map_err(backend)?;
         crate::sqlite::migrate(&mut connection, SQLITE_MIGRATIONS).map_err(backend)?;
-        Ok(SqliteOrderStore { connection: Mutex::new(connection) })
+        let writer = Connection::open(path.as_ref()).map_err(backend)?;
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+            )
+            .map_err(backend)?;
+        let (writes, ops) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("orders-writer".into())
+            .spawn(move || write_loop(writer, ops))
+            .map_err(backend)?;
+        Ok(SqliteOrderStore { connection: Mutex::new(connection), writes })
+    }
+
+    /// Hands `op` to the writer and waits for its commit (off the async runtime's workers).
+    fn write<T>(
+        &self,
+        op: impl FnOnce(std::sync::mpsc::SyncSender<Result<T, OrderStoreError>>) -> WriteOp,
+    ) -> Result<T, OrderStoreError> {
+        crate::off_runtime(|| {
+            let (reply, answer) = std::sync::mpsc::sync_channel(1);
+            self.writes.send(op(reply)).map_err(|_| backend("the order writer stopped"))?;
+            answer.recv().map_err(|_| backend("the order writer stopped"))?
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -366,18 +490,8 @@ impl SqliteOrderStore {
 impl OrderStore for SqliteOrderStore {
     fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
         let params = insert_params(record)?;
-        let mut connection = self.lock();
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let n = tx.execute(INSERT, rusqlite::params_from_iter(&params)).map_err(backend)?;
-        if n == 0 {
-            let existing = sqlite_get(&tx, record.id())?
-                .ok_or_else(|| corrupt("an order vanished during its insert"))?;
-            return Ok(Inserted::Existing(Box::new(existing)));
-        }
-        tx.commit().map_err(backend)?;
-        Ok(Inserted::Created)
+        let id = record.id().clone();
+        self.write(|reply| WriteOp::Insert { id, params, reply })
     }
 
     fn insert_refund(
@@ -466,19 +580,8 @@ impl OrderStore for SqliteOrderStore {
         events: &[NewEvent],
     ) -> Result<bool, OrderStoreError> {
         let params = update_params(record, expected_version)?;
-        let mut connection = self.lock();
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        if tx.execute(UPDATE, rusqlite::params_from_iter(&params)).map_err(backend)? == 0 {
-            return Ok(false);
-        }
-        for event in events {
-            tx.execute(INSERT_EVENT, rusqlite::params_from_iter(&event_params(record, event)))
-                .map_err(backend)?;
-        }
-        tx.commit().map_err(backend)?;
-        Ok(true)
+        let events = events.iter().map(|event| event_params(record, event)).collect();
+        self.write(|reply| WriteOp::Update { params, events, reply })
     }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {
