@@ -26,6 +26,8 @@ use crate::port::{
 pub const PARTY_ID_LEN_MAX: usize = 64;
 /// A merchant's fee can be at most the whole payment.
 pub const FEE_BPS_MAX: u32 = 10_000;
+/// Parties kept in memory at most (the cache starts over when full).
+const PARTY_CACHE_MAX: usize = 100_000;
 /// The longest settlement cycle (T+N) a merchant can have.
 pub const SETTLE_AFTER_DAYS_MAX: u32 = 90;
 
@@ -367,6 +369,9 @@ pub struct Executor {
     config: ExecutorConfig,
     /// Assets whose internal accounts are open (opening is idempotent; this saves the trip).
     assets_ready: Mutex<HashSet<AssetCode>>,
+    /// Parties read on every order: they never change once opened (a reopening with other
+    /// terms is refused), so a bounded cache in front of the store is always right.
+    parties: Mutex<HashMap<(String, PartyKind, String), Party>>,
     /// Exchange rates by (payment asset, funding asset): operators set them; each payment
     /// records the rate it used.
     fx_rates: Mutex<HashMap<(AssetCode, AssetCode), Rate>>,
@@ -390,6 +395,7 @@ impl Executor {
             config,
             assets_ready: Mutex::new(HashSet::new()),
             fx_rates: Mutex::new(HashMap::new()),
+            parties: Mutex::new(HashMap::new()),
             order_locks: OrderLocks::default(),
             counters: Counters::default(),
         }
@@ -520,9 +526,20 @@ impl Executor {
     }
 
     pub fn party(&self, tenant: &str, kind: PartyKind, id: &str) -> Result<Party, ExecError> {
-        self.store
+        let key = (tenant.to_owned(), kind, id.to_owned());
+        if let Some(party) = self.parties.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(party.clone());
+        }
+        let party = self
+            .store
             .get_party(tenant, kind, id)?
-            .ok_or_else(|| ExecError::PartyNotFound { kind, id: id.to_owned() })
+            .ok_or_else(|| ExecError::PartyNotFound { kind, id: id.to_owned() })?;
+        let mut cached = self.parties.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.len() >= PARTY_CACHE_MAX {
+            cached.clear();
+        }
+        cached.insert(key, party.clone());
+        Ok(party)
     }
 
     fn party_with(
@@ -847,7 +864,7 @@ impl Executor {
             GuardedInsert::Refused => return Err(ExecError::RefundExceedsPayment),
         };
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
-        Ok(Placed { record: self.drive(record.id()).await?, created: true })
+        Ok(Placed { record: self.drive_new(record).await?, created: true })
     }
 
     /// Gives a customer points (a reward): the platform's marketing expense.
@@ -1013,7 +1030,7 @@ impl Executor {
             GuardedInsert::Refused => return Err(ExecError::RefundExceedsPayment),
         };
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
-        Ok(Placed { record: self.drive(record.id()).await?, created: true })
+        Ok(Placed { record: self.drive_new(record).await?, created: true })
     }
 
     /// Creates a merchant's payout batch: every item is stored (as a payout order from the
@@ -1169,7 +1186,7 @@ impl Executor {
             GuardedInsert::Refused => return Ok(None),
         };
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
-        Ok(Some(Placed { record: self.drive(record.id()).await?, created: true }))
+        Ok(Some(Placed { record: self.drive_new(record).await?, created: true }))
     }
 
     /// Settles every merchant in every asset (the scheduled run). Returns how many
@@ -1227,7 +1244,7 @@ impl Executor {
             }
         }
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
-        Ok(Placed { record: self.drive(record.id()).await?, created: true })
+        Ok(Placed { record: self.drive_new(record).await?, created: true })
     }
 
     /// A retried create: the stored order as it is now, if the request is the same.
@@ -1254,6 +1271,15 @@ impl Executor {
     async fn drive(&self, id: &OrderId) -> Result<OrderRecord, ExecError> {
         let _order = self.order_locks.lock(id).await;
         let record = self.store.get(id)?.ok_or_else(|| ExecError::OrderNotFound(id.to_string()))?;
+        let effects = record.order.resume();
+        self.run(record, effects.into()).await
+    }
+
+    /// [`Executor::drive`] for an order this call just stored: no need to read it back. (Were
+    /// another driver quicker, its stored version would make ours re-read at the first
+    /// write, and our effects are idempotent.)
+    async fn drive_new(&self, record: OrderRecord) -> Result<OrderRecord, ExecError> {
+        let _order = self.order_locks.lock(record.id()).await;
         let effects = record.order.resume();
         self.run(record, effects.into()).await
     }
