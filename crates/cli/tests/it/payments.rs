@@ -1013,3 +1013,87 @@ fn another_tenant_sees_none_of_the_orders_parties_or_webhooks() {
     assert_eq!(rival.balance("customers", "alice", "wallet"), 0);
     assert_eq!(world.wallet(), 4_000);
 }
+
+/// Every product that goes through a bank, under every fault the simulator injects, ends in
+/// the right final state with the books balanced and equal to the bank's.
+#[test]
+fn every_channel_product_ends_right_under_every_fault() {
+    let world = World::start(&["bank_a"], &["--inquiry-not-found-final-ms", "1500"]);
+    world.sim.call(
+        "PUT",
+        "/admin/channels/bank_a/callback",
+        json!({"url": format!("http://{}/channel-callbacks/bank_a", world.addr())}),
+    );
+    world.ok(
+        "POST",
+        "/v1/merchants",
+        json!({"id": "payroll", "assets": ["CNY"], "settle_after_days": 0}),
+    );
+    assert_eq!(world.topup("fund", 500_000)["status"], json!("succeeded"));
+    world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "fund-payroll", "customer": "alice", "merchant": "payroll", "asset": "CNY", "amount": "100000"}),
+    );
+    world.ok("POST", "/v1/merchants/payroll/settlements", json!({"asset": "CNY"}));
+    let card_payment = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "card-src", "customer": "alice", "merchant": "shop", "asset": "CNY", "amount": "100000", "card": CARD}),
+    );
+    assert_eq!(card_payment["status"], json!("succeeded"), "{card_payment}");
+    let card_refunds = format!("/v1/payments/{}/refunds", card_payment["id"].as_str().expect("id"));
+
+    let faults = [
+        ("declined", json!({"declined_rate": 1.0}), "failed"),
+        ("timeout", json!({"timeout_rate": 1.0, "hold_ms": 50}), "failed"),
+        ("lost", json!({"lost_response_rate": 1.0, "hold_ms": 50}), "succeeded"),
+        ("late", json!({"late_success_rate": 1.0, "late_delay_ms": 200}), "succeeded"),
+    ];
+    for (fault, operation_faults, expected) in faults {
+        for product in ["topup", "withdrawal", "card_payment", "card_refund", "payout"] {
+            let operation = match product {
+                "topup" | "card_payment" => "debit",
+                "card_refund" => "refund",
+                _ => "payout",
+            };
+            world.sim.faults(
+                "bank_a",
+                json!({operation: operation_faults, "duplicate_callback_rate": 1.0}),
+            );
+            let reference = format!("{product}-{fault}");
+            let order = match product {
+                "topup" => world.topup(&reference, 1_000),
+                "withdrawal" => world.ok(
+                    "POST",
+                    "/v1/withdrawals",
+                    json!({"reference": reference, "customer": "alice", "bank_account": CARD, "asset": "CNY", "amount": "1000"}),
+                ),
+                "card_payment" => world.ok(
+                    "POST",
+                    "/v1/payments",
+                    json!({"reference": reference, "customer": "alice", "merchant": "shop", "asset": "CNY", "amount": "1000", "card": CARD}),
+                ),
+                "card_refund" => {
+                    world.ok("POST", &card_refunds, json!({"reference": reference, "amount": "1000"}))
+                }
+                _ => {
+                    let (status, batch) = world.call(
+                        "POST",
+                        "/v1/merchants/payroll/payout-batches",
+                        json!({"reference": reference, "asset": "CNY", "items": [
+                            {"reference": "only", "bank_account": CARD, "amount": "1000"}]}),
+                    );
+                    assert_eq!(status, 202, "{batch}");
+                    batch["items"][0].clone()
+                }
+            };
+            let id = order["id"].as_str().expect("id").to_owned();
+            let done = world.wait_final(&id, Duration::from_secs(30));
+            assert_eq!(done["status"], json!(expected), "{product} under {fault}: {done}");
+            world.sim.faults("bank_a", json!({}));
+        }
+    }
+    world.assert_balanced();
+    world.assert_matches_simulator("bank_a");
+}
