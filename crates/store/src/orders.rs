@@ -375,9 +375,8 @@ fn commit_writes(
     connection: &mut Connection,
     batch: &[WriteOp],
 ) -> Result<Vec<WriteResult>, OrderStoreError> {
-    let tx = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+    let tx =
+        connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
     let mut results = Vec::with_capacity(batch.len());
     for op in batch {
         results.push(match op {
