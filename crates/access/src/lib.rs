@@ -139,6 +139,9 @@ pub struct ApiKey {
     pub revoked_at_us: Option<u64>,
     /// Every request with this key must carry a valid signature (see [`signature`]).
     pub signed: bool,
+    /// A merchant's key: in the payment core it sees and acts on this merchant's orders
+    /// only (payments to it, their refunds, its settlements and payouts), and nothing else.
+    pub merchant: Option<String>,
 }
 
 impl ApiKey {
@@ -176,6 +179,7 @@ pub fn generate_key(
         created_at_us: now_us,
         revoked_at_us: None,
         signed,
+        merchant: None,
     };
     Ok((key, secret))
 }

@@ -42,6 +42,11 @@ impl Caller {
         self.key.is_admin()
     }
 
+    /// The merchant a merchant's key is bound to.
+    pub fn merchant(&self) -> Option<&str> {
+        self.key.merchant.as_deref()
+    }
+
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.key.allows(scope) {
             Ok(())

@@ -28,6 +28,11 @@ pub struct KeyRequest {
     /// Require every request with this key to be signed.
     #[serde(default)]
     signed: bool,
+    /// Bind the key to one merchant of the tenant: in the payment core it sees and acts on
+    /// that merchant's orders only.
+    #[serde(default)]
+    #[schema(example = "coffee-shop")]
+    merchant: Option<String>,
 }
 
 /// Create an API key (admin). The secret is in this response only.
@@ -48,7 +53,26 @@ pub async fn create_key(
             return Err(ApiError::invalid("invalid_scopes", "a key needs at least one scope")
                 .with_param("scopes"));
         }
-        let (key, secret) = access::generate_key(
+        if let Some(merchant) = &request.merchant {
+            let ok = !merchant.is_empty()
+                && merchant.len() <= 64
+                && merchant.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !ok {
+                return Err(ApiError::invalid(
+                    "invalid_merchant",
+                    "a merchant id of 1 to 64 of [A-Za-z0-9_.-]",
+                )
+                .with_param("merchant"));
+            }
+            if request.scopes.contains(&Scope::Admin) {
+                return Err(ApiError::invalid(
+                    "invalid_scopes",
+                    "a merchant's key cannot be an admin key",
+                )
+                .with_param("scopes"));
+            }
+        }
+        let (mut key, secret) = access::generate_key(
             tenant,
             request.mode,
             request.scopes,
@@ -56,6 +80,7 @@ pub async fn create_key(
             state.clock.now().0,
         )
         .map_err(ApiError::internal)?;
+        key.merchant = request.merchant;
         let access = state.access.clone();
         let stored = key.clone();
         tokio::task::spawn_blocking(move || access.insert_key(&stored))

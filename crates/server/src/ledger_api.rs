@@ -66,6 +66,10 @@ async fn authorize(
     if caller.is_admin() {
         return Ok(());
     }
+    // A merchant's key works in the payment core only; the ledger's accounts are not its.
+    if caller.merchant().is_some() {
+        return Err(ApiError::not_found(what));
+    }
     let owner = match state.caches.owner(kind, id) {
         Some(owner) => Some(owner),
         None => {
@@ -90,6 +94,13 @@ async fn claim(
     id: u128,
     what: &'static str,
 ) -> Result<(), ApiError> {
+    if caller.merchant().is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "merchant_key_forbidden",
+            "a merchant's key works in the payment core only",
+        ));
+    }
     let access = state.access.clone();
     let tenant = caller.tenant().clone();
     let owner =

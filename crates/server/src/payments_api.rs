@@ -234,6 +234,51 @@ fn view(record: &OrderRecord) -> Result<OrderView, ApiError> {
     serde_json::from_value(order_payload(record)).map_err(ApiError::internal)
 }
 
+// ---- merchants' keys ----------------------------------------------------------------------
+
+/// A merchant's key acts for its merchant only: no platform or customer operations.
+fn not_for_merchant_keys(caller: &Caller) -> Result<(), ApiError> {
+    match caller.merchant() {
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "merchant_key_forbidden",
+            "a merchant's key cannot do this",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `merchant` must be the key's own; another merchant looks as if it did not exist.
+fn own_merchant(caller: &Caller, merchant: &str) -> Result<(), ApiError> {
+    match caller.merchant() {
+        Some(own) if own != merchant => {
+            Err(ExecError::PartyNotFound { kind: PartyKind::Merchant, id: merchant.to_owned() }
+                .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether the caller may see `record`: any order of its tenant, or for a merchant's key
+/// only that merchant's.
+fn visible(caller: &Caller, record: &OrderRecord) -> bool {
+    match caller.merchant() {
+        None => true,
+        Some(own) => {
+            record.order.merchant() == Some(party_key(caller.tenant().as_str(), own).as_str())
+        }
+    }
+}
+
+/// The caller's order `id` (a merchant's key: its merchant's only), else 404.
+fn own_order(state: &AppState, caller: &Caller, id: &str) -> Result<OrderRecord, ApiError> {
+    let record = executor(state)?.get(caller.tenant().as_str(), id)?;
+    if !visible(caller, &record) {
+        return Err(ExecError::OrderNotFound(id.to_owned()).into());
+    }
+    Ok(record)
+}
+
 // ---- parties -------------------------------------------------------------------------------
 
 #[derive(Deserialize, ToSchema)]
@@ -291,6 +336,7 @@ pub async fn create_customer(
         "POST /v1/customers",
         &body,
         async {
+            not_for_merchant_keys(&caller)?;
             let request: CustomerRequest = parse(&body)?;
             let terms = (0, 0);
             open_party(
@@ -327,6 +373,7 @@ pub async fn create_merchant(
         "POST /v1/merchants",
         &body,
         async {
+            not_for_merchant_keys(&caller)?;
             let request: MerchantRequest = parse(&body)?;
             open_party(
                 &state,
@@ -394,6 +441,10 @@ async fn get_party(
     id: &str,
 ) -> Result<axum::Json<PartyView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
+    match kind {
+        PartyKind::Customer => not_for_merchant_keys(caller)?,
+        PartyKind::Merchant => own_merchant(caller, id)?,
+    }
     let party = executor(state)?.party(caller.tenant().as_str(), kind, id)?;
     // Balances come from the ledger reader, whose clients block.
     let state = state.clone();
@@ -520,6 +571,7 @@ pub async fn create_topup(
         "POST /v1/topups",
         &body,
         async {
+            not_for_merchant_keys(&caller)?;
             let request: TopUpBody = parse(&body)?;
             let request = TopUpRequest {
                 reference: request.reference,
@@ -553,6 +605,7 @@ pub async fn create_withdrawal(
         "POST /v1/withdrawals",
         &body,
         async {
+            not_for_merchant_keys(&caller)?;
             let request: WithdrawalBody = parse(&body)?;
             let request = WithdrawalRequest {
                 reference: request.reference,
@@ -587,6 +640,7 @@ pub async fn create_payment(
         &body,
         async {
             let request: PaymentBody = parse(&body)?;
+            own_merchant(&caller, &request.merchant)?;
             if let Some(card) = request.card {
                 if request.points.is_some()
                     || request.pay_from.is_some()
@@ -641,6 +695,7 @@ pub async fn capture_payment(
 ) -> Response {
     let route = format!("POST /v1/payments/{id}/capture");
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        own_order(&state, &caller, &id)?;
         let request: CaptureBody =
             if body.is_empty() { CaptureBody { amount: None } } else { parse(&body)? };
         let executor = executor(&state)?;
@@ -673,6 +728,7 @@ pub async fn cancel_payment(
 ) -> Response {
     let route = format!("POST /v1/payments/{id}/cancel");
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        own_order(&state, &caller, &id)?;
         let record = executor(&state)?.cancel(caller.tenant().as_str(), &id).await?;
         Ok((StatusCode::OK, order_payload(&record)))
     })
@@ -693,6 +749,7 @@ pub async fn create_refund(
 ) -> Response {
     let route = format!("POST /v1/payments/{id}/refunds");
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        own_order(&state, &caller, &id)?;
         let request: RefundBody = parse(&body)?;
         let payment =
             OrderId::new(id.as_str()).map_err(|_| ExecError::OrderNotFound(id.clone()))?;
@@ -726,6 +783,7 @@ pub async fn grant_points(
 ) -> Response {
     let route = format!("POST /v1/customers/{id}/points");
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        not_for_merchant_keys(&caller)?;
         let request: PointsGrantBody = parse(&body)?;
         placed(
             executor(&state)?
@@ -824,6 +882,7 @@ pub async fn create_wallet_transfer(
         "POST /v1/wallet-transfers",
         &body,
         async {
+            not_for_merchant_keys(&caller)?;
             let request: WalletTransferBody = parse(&body)?;
             let request = WalletTransferRequest {
                 reference: request.reference,
@@ -871,6 +930,7 @@ pub async fn settle_merchant(
 ) -> Response {
     let route = format!("POST /v1/merchants/{id}/settlements");
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        own_merchant(&caller, &id)?;
         let request: SettlementBody = parse(&body)?;
         let run = executor(&state)?.settle(caller.tenant().as_str(), &id, request.asset).await?;
         let (status, settlement) = match run {
@@ -975,6 +1035,7 @@ pub async fn create_payout_batch(
 ) -> Response {
     let route = format!("POST /v1/merchants/{id}/payout-batches");
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
+        own_merchant(&caller, &id)?;
         let request: PayoutBatchBody = parse(&body)?;
         let executor = executor(&state)?;
         let tenant = caller.tenant().as_str();
@@ -1014,6 +1075,9 @@ pub async fn get_payout_batch(
 ) -> Result<axum::Json<PayoutBatchView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
     let items = executor(&state)?.payout_batch(caller.tenant().as_str(), &id)?;
+    if !items.iter().all(|item| visible(&caller, item)) {
+        return Err(ExecError::OrderNotFound(id).into());
+    }
     let merchant = items
         .first()
         .and_then(|item| item.order.merchant())
@@ -1034,8 +1098,7 @@ pub async fn get_order(
     Path(id): Path<String>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
-    let record = executor(&state)?.get(caller.tenant().as_str(), &id)?;
-    Ok(axum::Json(view(&record)?))
+    Ok(axum::Json(view(&own_order(&state, &caller, &id)?)?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -1095,7 +1158,12 @@ pub async fn list_orders(
             kind,
             status: query.status,
             customer: query.customer.map(|id| party_key(tenant, &id)),
-            merchant: query.merchant.map(|id| party_key(tenant, &id)),
+            // A merchant's key lists its own merchant's orders, whatever it asks.
+            merchant: caller
+                .merchant()
+                .map(str::to_owned)
+                .or(query.merchant)
+                .map(|id| party_key(tenant, &id)),
             created_from_ms: query.created_from_ms,
             created_to_ms: query.created_to_ms,
             before,
@@ -1136,6 +1204,12 @@ pub async fn list_events(
         .store()
         .events(caller.tenant().as_str(), query.after.unwrap_or(0), limit)
         .map_err(ExecError::from)?;
+    // A merchant's key reads its merchant's events only (a page may then hold fewer).
+    let own = caller.merchant().map(str::to_owned);
+    let events = events.into_iter().filter(|event| match &own {
+        None => true,
+        Some(own) => event.payload.get("merchant").and_then(|m| m.as_str()) == Some(own.as_str()),
+    });
     let data = events
         .into_iter()
         .map(|event| {

@@ -409,6 +409,9 @@ pub struct KeyView {
     pub revoked: bool,
     /// Every request with this key must be signed.
     pub signed: bool,
+    /// The merchant this key is bound to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant: Option<String>,
     /// Only in the response that created the key: shown once, never stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -425,6 +428,7 @@ impl From<&access::ApiKey> for KeyView {
             prefix: key.prefix.clone(),
             revoked: key.revoked_at_us.is_some(),
             signed: key.signed,
+            merchant: key.merchant.clone(),
             secret: None,
         }
     }

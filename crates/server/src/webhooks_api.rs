@@ -30,6 +30,18 @@ impl From<WebhookStoreError> for ApiError {
     }
 }
 
+/// Webhook endpoints are the tenant's: a merchant's key cannot manage them.
+fn tenant_only(caller: &Caller) -> Result<(), ApiError> {
+    match caller.merchant() {
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "merchant_key_forbidden",
+            "a merchant's key cannot manage webhooks",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn store(state: &AppState) -> Result<Arc<dyn WebhookStore>, ApiError> {
     state.webhooks.clone().ok_or_else(|| {
         ApiError::unavailable("webhooks_disabled", "this node does not deliver webhooks")
@@ -147,6 +159,7 @@ pub async fn create_endpoint(
         "POST /v1/webhook-endpoints",
         &body,
         async {
+            tenant_only(&caller)?;
             let request: EndpointRequest = parse(&body)?;
             let url_ok = (request.url.starts_with("http://")
                 || request.url.starts_with("https://"))
@@ -190,6 +203,7 @@ pub async fn list_endpoints(
     caller: Caller,
 ) -> Result<axum::Json<EndpointList>, ApiError> {
     caller.require(Scope::LedgerRead)?;
+    tenant_only(&caller)?;
     let endpoints = store(&state)?.endpoints(caller.tenant().as_str())?;
     let data = endpoints.into_iter().map(|e| EndpointView::of(e, false)).collect();
     Ok(axum::Json(EndpointList { object: "list", data }))
@@ -205,6 +219,7 @@ pub async fn disable_endpoint(
     Path(id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     caller.require(Scope::LedgerWrite)?;
+    tenant_only(&caller)?;
     if !store(&state)?.disable_endpoint(caller.tenant().as_str(), &id)? {
         return Err(ApiError::not_found("webhook endpoint"));
     }
@@ -230,6 +245,7 @@ pub async fn list_deliveries(
     Query(query): Query<DeliveryQuery>,
 ) -> Result<axum::Json<DeliveryList>, ApiError> {
     caller.require(Scope::LedgerRead)?;
+    tenant_only(&caller)?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", "limit is 1 to 500").with_param("limit"));
@@ -263,6 +279,7 @@ pub async fn retry_delivery(
     Path(id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     caller.require(Scope::LedgerWrite)?;
+    tenant_only(&caller)?;
     if !store(&state)?.redeliver(caller.tenant().as_str(), &id, now_ms(&state))? {
         return Err(ApiError::not_found("webhook delivery"));
     }

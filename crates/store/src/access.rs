@@ -32,7 +32,7 @@ fn scopes_text(scopes: &[Scope]) -> String {
     scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(",")
 }
 
-/// Columns: id, tenant, mode, scopes, hash, prefix, created_at, revoked_at, signed.
+/// Columns: id, tenant, mode, scopes, hash, prefix, created_at, revoked_at, signed, merchant.
 #[allow(clippy::too_many_arguments)]
 fn key_from_columns(
     id: String,
@@ -44,6 +44,7 @@ fn key_from_columns(
     created_at: i64,
     revoked_at: Option<i64>,
     signed: bool,
+    merchant: Option<String>,
 ) -> Result<ApiKey, AccessError> {
     let hash: [u8; 32] = hash.try_into().map_err(|_| corrupt("key hash"))?;
     let scopes = scopes
@@ -61,14 +62,17 @@ fn key_from_columns(
         created_at_us: u64::try_from(created_at).map_err(|_| corrupt("created_at"))?,
         revoked_at_us: revoked_at.map(|at| at.max(0) as u64),
         signed,
+        merchant,
     })
 }
 
-const KEY_COLUMNS: &str = "id, tenant, mode, scopes, hash, prefix, created_at, revoked_at, signed";
+const KEY_COLUMNS: &str =
+    "id, tenant, mode, scopes, hash, prefix, created_at, revoked_at, signed, merchant";
 
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_access.sql")),
     (2, include_str!("sqlite/0002_access_signing.sql")),
+    (3, include_str!("sqlite/0003_access_merchant.sql")),
 ];
 
 /// Access data in `access.db`.
@@ -109,6 +113,7 @@ fn sqlite_key(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApiKey, Access
         row.get(6)?,
         row.get(7)?,
         row.get(8)?,
+        row.get(9)?,
     ))
 }
 
@@ -116,7 +121,7 @@ impl AccessStore for SqliteAccess {
     fn insert_key(&self, key: &ApiKey) -> Result<(), AccessError> {
         self.with(|c| {
             c.execute(
-                &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)"),
+                &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9)"),
                 params![
                     key.id,
                     key.tenant.as_str(),
@@ -126,6 +131,7 @@ impl AccessStore for SqliteAccess {
                     key.prefix,
                     key.created_at_us as i64,
                     key.signed,
+                    key.merchant,
                 ],
             )
             .map(|_| ())
@@ -314,6 +320,7 @@ fn pg_key(row: &postgres::Row) -> Result<ApiKey, AccessError> {
         row.try_get(6).map_err(get)?,
         row.try_get(7).map_err(get)?,
         row.try_get(8).map_err(get)?,
+        row.try_get(9).map_err(get)?,
     )
 }
 
@@ -321,7 +328,7 @@ impl AccessStore for PgAccess {
     fn insert_key(&self, key: &ApiKey) -> Result<(), AccessError> {
         self.with(|c| {
             c.execute(
-                &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8)"),
+                &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9)"),
                 &[
                     &key.id,
                     &key.tenant.as_str(),
@@ -331,6 +338,7 @@ impl AccessStore for PgAccess {
                     &key.prefix,
                     &(key.created_at_us as i64),
                     &key.signed,
+                    &key.merchant,
                 ],
             )
             .map(|_| ())

@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("postgres/0003_access_signing.sql")),
     (4, include_str!("postgres/0004_gateway.sql")),
     (5, include_str!("postgres/0005_orders.sql")),
+    (6, include_str!("postgres/0006_access_merchant.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

@@ -1097,3 +1097,94 @@ fn every_channel_product_ends_right_under_every_fault() {
     world.assert_balanced();
     world.assert_matches_simulator("bank_a");
 }
+
+#[test]
+fn a_merchants_key_sees_and_acts_on_its_merchant_only() {
+    let world = World::start(&["bank_a"], &[]);
+    world.ok("POST", "/v1/merchants", json!({"id": "other-shop", "assets": ["CNY"]}));
+    assert_eq!(world.topup("top-1", 9_000)["status"], json!("succeeded"));
+    let theirs = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "o-other", "customer": "alice", "merchant": "other-shop", "asset": "CNY", "amount": "1000"}),
+    );
+    let created = world.ok(
+        "POST",
+        "/v1/keys",
+        json!({"tenant": "platform", "mode": "live", "scopes": ["ledger:read", "ledger:write"], "merchant": "shop"}),
+    );
+    assert_eq!(created["merchant"], json!("shop"));
+    let shop = world.share(created["secret"].as_str().expect("secret"));
+    // Its own merchant's payments (the customer pays at the shop's till), refunds, reads.
+    let ours = shop.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "o-shop", "customer": "alice", "merchant": "shop", "asset": "CNY", "amount": "2000"}),
+    );
+    assert_eq!(ours["status"], json!("succeeded"), "{ours}");
+    let ours_id = ours["id"].as_str().expect("id");
+    shop.ok(
+        "POST",
+        &format!("/v1/payments/{ours_id}/refunds"),
+        json!({"reference": "r-1", "amount": "500"}),
+    );
+    shop.ok("GET", &format!("/v1/orders/{ours_id}"), Value::Null);
+    shop.ok("GET", "/v1/merchants/shop", Value::Null);
+    let listed = shop.ok("GET", "/v1/orders?merchant=other-shop", Value::Null);
+    let merchants: Vec<&Value> =
+        listed["data"].as_array().expect("orders").iter().map(|o| &o["merchant"]).collect();
+    assert!(!merchants.is_empty() && merchants.iter().all(|m| **m == json!("shop")), "{listed}");
+    let events = shop.ok("GET", "/v1/events", Value::Null);
+    assert!(events["data"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .all(|e| e["data"]["merchant"] == json!("shop")));
+    // Nothing of another merchant's, nothing of the platform's.
+    let theirs_id = theirs["id"].as_str().expect("id");
+    for (method, path, body) in [
+        ("GET", format!("/v1/orders/{theirs_id}"), Value::Null),
+        (
+            "POST",
+            format!("/v1/payments/{theirs_id}/refunds"),
+            json!({"reference": "r-x", "amount": "1"}),
+        ),
+        ("GET", "/v1/merchants/other-shop".into(), Value::Null),
+        (
+            "POST",
+            "/v1/payments".into(),
+            json!({"reference": "o-x", "customer": "alice", "merchant": "other-shop", "asset": "CNY", "amount": "1"}),
+        ),
+    ] {
+        let (status, body) = shop.call(method, &path, body);
+        assert_eq!(status, 404, "{method} {path}: {body}");
+    }
+    for (method, path, body) in [
+        ("GET", "/v1/customers/alice", Value::Null),
+        ("POST", "/v1/customers", json!({"id": "mallory", "assets": ["CNY"]})),
+        (
+            "POST",
+            "/v1/topups",
+            json!({"reference": "t-x", "customer": "alice", "card": CARD, "asset": "CNY", "amount": "1"}),
+        ),
+        (
+            "POST",
+            "/v1/withdrawals",
+            json!({"reference": "w-x", "customer": "alice", "bank_account": CARD, "asset": "CNY", "amount": "1"}),
+        ),
+        ("GET", "/v1/webhook-endpoints", Value::Null),
+        (
+            "POST",
+            "/v1/accounts",
+            json!({"id": "77", "asset": "CNY", "chart_code": 2241, "rule": {"type": "unbounded"}}),
+        ),
+    ] {
+        let (status, body) = shop.call(method, &path, body);
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (403, json!("merchant_key_forbidden")),
+            "{method} {path}: {body}"
+        );
+    }
+    assert_eq!(world.wallet(), 9_000 - 1_000 - 2_000 + 500);
+}
