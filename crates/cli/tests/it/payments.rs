@@ -1188,3 +1188,89 @@ fn a_merchants_key_sees_and_acts_on_its_merchant_only() {
     }
     assert_eq!(world.wallet(), 9_000 - 1_000 - 2_000 + 500);
 }
+
+/// The service is killed while a request of each kind is at the bank; after the restart,
+/// inspection and status inquiry finish every one, and the bank did each exactly once.
+#[test]
+fn a_restart_while_any_request_is_at_the_bank_finishes_it_once() {
+    let mut world = World::start(&["bank_a"], &[]);
+    world.ok(
+        "POST",
+        "/v1/merchants",
+        json!({"id": "payroll", "assets": ["CNY"], "settle_after_days": 0}),
+    );
+    assert_eq!(world.topup("fund", 100_000)["status"], json!("succeeded"));
+    world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "fund-payroll", "customer": "alice", "merchant": "payroll", "asset": "CNY", "amount": "50000"}),
+    );
+    world.ok("POST", "/v1/merchants/payroll/settlements", json!({"asset": "CNY"}));
+    let card = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "card-src", "customer": "alice", "merchant": "shop", "asset": "CNY", "amount": "20000", "card": CARD}),
+    );
+    let card_refunds = format!("/v1/payments/{}/refunds", card["id"].as_str().expect("id"));
+    for (product, operation, path, body, status) in [
+        (
+            "topup",
+            "debit",
+            "/v1/topups".to_owned(),
+            json!({"reference": "r-top", "customer": "alice", "card": CARD, "asset": "CNY", "amount": "3000"}),
+            201,
+        ),
+        (
+            "card_payment",
+            "debit",
+            "/v1/payments".to_owned(),
+            json!({"reference": "r-card", "customer": "alice", "merchant": "shop", "asset": "CNY", "amount": "4000", "card": CARD}),
+            201,
+        ),
+        (
+            "card_refund",
+            "refund",
+            card_refunds.clone(),
+            json!({"reference": "r-refund", "amount": "5000"}),
+            201,
+        ),
+        (
+            "payout",
+            "payout",
+            "/v1/merchants/payroll/payout-batches".to_owned(),
+            json!({"reference": "r-batch", "asset": "CNY", "items": [{"reference": "one", "bank_account": CARD, "amount": "6000"}]}),
+            202,
+        ),
+    ] {
+        world.sim.faults("bank_a", json!({operation: {"latency": {"base_ms": 2_000}}}));
+        let ops_before = world.sim.operations("bank_a").len();
+        let (addr, key, body_text) = (world.addr().to_owned(), world.key.clone(), body.to_string());
+        let path_in = path.clone();
+        let pending =
+            std::thread::spawn(move || request(&addr, "POST", &path_in, &key, &body_text));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while world.sim.operations("bank_a").len() == ops_before {
+            assert!(Instant::now() < deadline, "{product} never reached the bank");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        world.kill();
+        let _ = pending.join();
+        world.sim.faults("bank_a", json!({}));
+        world.restart(&["--inspect-after-ms", "100"]);
+        // The retried request (same reference) finds the stored order; inspection finishes it.
+        let (code, order) = world.call("POST", &path, body);
+        assert_eq!(code, if status == 202 { 202 } else { 200 }, "{product}: {order}");
+        let id =
+            if product == "payout" { order["items"][0]["id"].clone() } else { order["id"].clone() };
+        let done = world.wait_final(id.as_str().expect("id"), Duration::from_secs(30));
+        assert_eq!(done["status"], json!("succeeded"), "{product}: {done}");
+        let request_ids: Vec<Value> =
+            world.sim.operations("bank_a").iter().map(|op| op["request_id"].clone()).collect();
+        let mut unique = request_ids.clone();
+        unique.sort_by_key(|id| id.to_string());
+        unique.dedup();
+        assert_eq!(unique.len(), request_ids.len(), "{product}: a request reached the bank twice");
+    }
+    world.assert_balanced();
+    world.assert_matches_simulator("bank_a");
+}
