@@ -1179,7 +1179,7 @@ fn a_merchants_key_sees_and_acts_on_its_merchant_only() {
             json!({"id": "77", "asset": "CNY", "chart_code": 2241, "rule": {"type": "unbounded"}}),
         ),
     ] {
-        let (status, body) = shop.call(method, &path, body);
+        let (status, body) = shop.call(method, path, body);
         assert_eq!(
             (status, body["error"]["code"].clone()),
             (403, json!("merchant_key_forbidden")),
