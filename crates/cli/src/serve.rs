@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// Wait before the second attempt of a webhook delivery; doubles per attempt (to 1 h).
     #[arg(long, env = "QIANBAO_WEBHOOK_RETRY_FIRST_MS", default_value_t = 1_000)]
     webhook_retry_first_ms: u64,
+    /// Let webhook endpoints name loopback and private addresses (development only).
+    #[arg(long, env = "QIANBAO_WEBHOOK_PRIVATE_URLS")]
+    webhook_private_urls: bool,
     /// A TOML file with any of the settings above (keys as the long flags, with `_` for
     /// `-`). Flags win over environment variables, which win over the file.
     #[arg(long, env = "QIANBAO_CONFIG")]
@@ -83,6 +86,7 @@ struct ConfigFile {
     inquiry_not_found_final_ms: Option<u64>,
     inspect_after_ms: Option<u64>,
     webhook_retry_first_ms: Option<u64>,
+    webhook_private_urls: Option<bool>,
     points: Option<String>,
     fx_rates: Option<Vec<String>>,
 }
@@ -141,6 +145,9 @@ impl ServeArgs {
         if let (true, Some(value)) = (unset("webhook_retry_first_ms"), file.webhook_retry_first_ms)
         {
             self.webhook_retry_first_ms = value;
+        }
+        if let (true, Some(value)) = (unset("webhook_private_urls"), file.webhook_private_urls) {
+            self.webhook_private_urls = value;
         }
         if let (true, Some(value)) = (unset("points"), file.points) {
             self.points = value;
@@ -233,7 +240,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())
         .with_key_rate_limit(args.key_rate_limit())
         .with_payments(core.executor.clone())
-        .with_webhooks(core.webhooks.clone());
+        .with_webhooks(core.webhooks.clone(), args.webhook_private_urls);
     let rate_limits = state.rate_limits.clone();
     let app = server::router(state);
     runtime.block_on(async {

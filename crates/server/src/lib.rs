@@ -47,6 +47,9 @@ pub struct AppState {
     pub payments: Option<Arc<executor::Executor>>,
     /// Webhook endpoints and deliveries; `None` on a node without them.
     pub webhooks: Option<Arc<dyn webhooks::WebhookStore>>,
+    /// Whether webhook URLs may name loopback, private or link-local addresses (development
+    /// and tests; never in production, where a tenant could probe the platform's network).
+    pub webhook_private_urls: bool,
 }
 
 impl AppState {
@@ -66,12 +69,19 @@ impl AppState {
             rate_limits: Arc::default(),
             payments: None,
             webhooks: None,
+            webhook_private_urls: false,
         }
     }
 
-    /// Serves the webhook endpoints and delivery log from `store`.
-    pub fn with_webhooks(mut self, store: Arc<dyn webhooks::WebhookStore>) -> AppState {
+    /// Serves the webhook endpoints and delivery log from `store`; `private_urls` allows
+    /// endpoints on loopback and private addresses.
+    pub fn with_webhooks(
+        mut self,
+        store: Arc<dyn webhooks::WebhookStore>,
+        private_urls: bool,
+    ) -> AppState {
         self.webhooks = Some(store);
+        self.webhook_private_urls = private_urls;
         self
     }
 

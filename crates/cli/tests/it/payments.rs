@@ -572,7 +572,8 @@ fn receive(listener: TcpListener, received: Received) {
 
 #[test]
 fn webhooks_reach_a_receiver_that_was_down_signed_and_exactly_the_events_that_happened() {
-    let world = World::start(&["bank_a"], &["--webhook-retry-first-ms", "200"]);
+    let world =
+        World::start(&["bank_a"], &["--webhook-retry-first-ms", "200", "--webhook-private-urls"]);
     // A port nobody listens on yet: the receiver is down.
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let endpoint = world.ok(
@@ -1008,6 +1009,17 @@ fn another_tenant_sees_none_of_the_orders_parties_or_webhooks() {
     assert_eq!(listed["data"], json!([]));
     let events = rival.ok("GET", "/v1/events", Value::Null);
     assert_eq!(events["data"], json!([]));
+    // Webhooks may not point into the platform's own network.
+    let (status, refused) = rival.call(
+        "POST",
+        "/v1/webhook-endpoints",
+        json!({"url": "http://169.254.169.254/latest"}),
+    );
+    assert_eq!(
+        (status, refused["error"]["code"].clone()),
+        (400, json!("invalid_url")),
+        "{refused}"
+    );
     // The rival's own customer of the same id is a different wallet.
     rival.ok("POST", "/v1/customers", json!({"id": "alice", "assets": ["CNY"]}));
     assert_eq!(rival.balance("customers", "alice", "wallet"), 0);
