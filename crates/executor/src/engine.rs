@@ -6,7 +6,7 @@ use channels::gateway::Millis;
 use channels::inquiry::{Inquirer, InquiryOwner, InquiryTask};
 use channels::{BoxFuture, ChannelId, Gateway, Outcome};
 use ledger::apply::Command;
-use ledger::{LedgerHandle, TransferRejection};
+use ledger::{LedgerHandle, NewTransfer, TransferRejection};
 use money::{Amount, AssetCode};
 use payments::booking::{BookingState, Payment, PaymentState, Rate, Refund, WalletTransfer};
 use payments::chart::{
@@ -1449,17 +1449,7 @@ impl Executor {
         effect: Effect,
     ) -> Result<Option<Event>, ExecError> {
         match effect {
-            Effect::Ledger(group) => {
-                let outcomes = self.ledger.execute(vec![Command::Transfers(group)]).await?;
-                let rejection = match outcomes.first() {
-                    Some(ledger::Outcome::Transfers(results)) => group_rejection(results),
-                    _ => None,
-                };
-                Ok(Some(match rejection {
-                    None => Event::LedgerPosted,
-                    Some(rejection) => Event::LedgerRejected { code: rejection.code().into() },
-                }))
-            }
+            Effect::Ledger(group) => Ok(Some(self.book(group).await?)),
             Effect::Channel { channel, request } => {
                 let Some(gateway) = &self.gateway else {
                     return Ok(Some(Event::Abandon {
@@ -1486,6 +1476,40 @@ impl Executor {
                 Ok(None)
             }
         }
+    }
+
+    /// Books a group, and when it is rejected makes the rejection stick: a tombstone takes
+    /// the group's id (see `payments::tombstone`), so no later copy of the group can post
+    /// after the order has acted on its failure. If the tombstone finds the id taken, the
+    /// group was booked meanwhile (by another driver): that is the answer.
+    async fn book(&self, group: Vec<NewTransfer>) -> Result<Event, ExecError> {
+        let rejection = self.submit(group.clone()).await?;
+        let Some(rejection) = rejection else { return Ok(Event::LedgerPosted) };
+        let rejected = Event::LedgerRejected { code: rejection.code().into() };
+        let Some(tombstone) = payments::tombstone::for_group(&group) else { return Ok(rejected) };
+        match self.submit(tombstone).await? {
+            None => Ok(rejected),
+            Some(TransferRejection::IdExistsWithDifferentFields) => {
+                match self.submit(group).await? {
+                    None => Ok(Event::LedgerPosted),
+                    Some(rejection) => Ok(Event::LedgerRejected { code: rejection.code().into() }),
+                }
+            }
+            // Could not mark it (an internal account refused): do not act on the rejection;
+            // inspection tries again.
+            Some(other) => Err(ExecError::LedgerSetup(other.code())),
+        }
+    }
+
+    async fn submit(
+        &self,
+        group: Vec<NewTransfer>,
+    ) -> Result<Option<TransferRejection>, ExecError> {
+        let outcomes = self.ledger.execute(vec![Command::Transfers(group)]).await?;
+        Ok(match outcomes.first() {
+            Some(ledger::Outcome::Transfers(results)) => group_rejection(results),
+            _ => None,
+        })
     }
 
     /// One inspection pass (巡检): every order unfinished and unchanged for

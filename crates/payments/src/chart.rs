@@ -98,6 +98,9 @@ pub enum Internal {
     WithdrawalsInFlight,
     PointsMarketing,
     FxPosition,
+    /// Holds that mark a rejected transfer's id as used (see `crate::tombstone`): each is
+    /// voided at once, so it never carries a balance.
+    Tombstones,
 }
 
 impl Internal {
@@ -110,6 +113,7 @@ impl Internal {
             Internal::WithdrawalsInFlight => WITHDRAWALS_IN_FLIGHT,
             Internal::PointsMarketing => POINTS_MARKETING,
             Internal::FxPosition => FX_POSITION,
+            Internal::Tombstones => SUSPENSE,
         }
     }
 
@@ -122,6 +126,7 @@ impl Internal {
             Internal::WithdrawalsInFlight => "withdrawals_in_flight".into(),
             Internal::PointsMarketing => "points_marketing".into(),
             Internal::FxPosition => "fx_position".into(),
+            Internal::Tombstones => "tombstones".into(),
         }
     }
 }
@@ -221,6 +226,7 @@ pub fn internal_accounts(asset: AssetCode, channels: &[ChannelId]) -> Vec<NewAcc
         Internal::WithdrawalsInFlight,
         Internal::PointsMarketing,
         Internal::FxPosition,
+        Internal::Tombstones,
     ]
     .iter()
     .map(|internal| internal_account(internal, asset))

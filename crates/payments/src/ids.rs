@@ -104,6 +104,8 @@ pub enum Step {
     CardRefundReverse,
     /// A card refund's reversal of the returned fee share.
     CardRefundReverseFee,
+    /// A top-up's booking to suspense when the wallet refused the credit.
+    TopUpSuspense,
 }
 
 impl Step {
@@ -137,6 +139,7 @@ impl Step {
             Step::CardRefundChannelFee => "crfee",
             Step::CardRefundReverse => "crrev",
             Step::CardRefundReverseFee => "crrevfee",
+            Step::TopUpSuspense => "suspense",
         }
     }
 }

@@ -233,11 +233,11 @@ impl TopUp {
     }
 
     /// The suspense group: the money that arrived goes to suspense instead of the wallet.
-    /// It reuses the credit's id: the credit was rejected, so the id is free, and the two can
-    /// never both be booked.
+    /// The credit and this can never both be booked: the executor marks a rejected credit's
+    /// id as used (a tombstone) before the order moves on to suspense.
     pub fn suspense_group(&self, channel: &ChannelId, settled: &Settled) -> Vec<NewTransfer> {
         let clearing = Internal::ChannelClearing(channel.clone());
-        let mut group = vec![self.transfer(Step::TopUpCredit, clearing, false, self.amount)];
+        let mut group = vec![self.transfer(Step::TopUpSuspense, clearing, false, self.amount)];
         group.extend(self.fee(channel, settled));
         group
     }
