@@ -796,6 +796,7 @@ impl Executor {
         tenant: &str,
         request: RefundRequest,
         card: TopUp,
+        payment_created_at_ms: u64,
     ) -> Result<Placed, ExecError> {
         let payment_id = request.payment.to_string();
         let (payments::topup::TopUpState::Succeeded { channel, .. }, Some(credit)) =
@@ -816,6 +817,9 @@ impl Executor {
         let now_ms = self.clock.now_ms();
         // The fee shares follow the same rule as a wallet payment's: a Payment of the same
         // amount and fee computes them.
+        let from_settled = self
+            .settled_before(tenant, &credit.merchant, card.asset)?
+            .is_some_and(|cutoff_ms| payment_created_at_ms < cutoff_ms);
         let mut as_payment = Payment::new(
             card.order.clone(),
             card.customer.clone(),
@@ -833,6 +837,7 @@ impl Executor {
                 totals.leg_returned,
             )?;
             let refund = payments::card::CardRefund {
+                from_settled,
                 order: id.clone(),
                 payment: card.order.clone(),
                 customer: card.customer.clone(),
@@ -965,7 +970,8 @@ impl Executor {
             .filter(|record| record.tenant == tenant)
             .ok_or_else(|| ExecError::OrderNotFound(request.payment.to_string()))?;
         if let Order::CardPayment(card) = &payment_record.order {
-            return self.create_card_refund(tenant, request, card.clone()).await;
+            let created_at_ms = payment_record.created_at_ms;
+            return self.create_card_refund(tenant, request, card.clone(), created_at_ms).await;
         }
         let Order::Payment(payment) = &payment_record.order else {
             return Err(ExecError::NotRefundable(request.payment.to_string(), "not a payment"));
@@ -976,6 +982,9 @@ impl Executor {
                 "only a succeeded payment can be refunded",
             ));
         }
+        let from_settled = self
+            .settled_before(tenant, &payment.merchant, payment.asset)?
+            .is_some_and(|cutoff_ms| payment_record.created_at_ms < cutoff_ms);
         let id = derive_order_id(
             tenant,
             OrderKind::Refund,
@@ -992,6 +1001,7 @@ impl Executor {
                 totals.leg_returned,
             )?;
             let refund = Refund {
+                from_settled,
                 order: id.clone(),
                 payment: payment.order.clone(),
                 customer: payment.customer.clone(),
@@ -1131,6 +1141,33 @@ impl Executor {
             return Err(missing());
         }
         Ok(items)
+    }
+
+    /// The cut-off of the merchant's latest succeeded settlement in `asset`: payments made
+    /// before it are in its settled takings.
+    fn settled_before(
+        &self,
+        tenant: &str,
+        merchant_key: &str,
+        asset: AssetCode,
+    ) -> Result<Option<u64>, ExecError> {
+        let latest = self.store.list(&crate::port::OrderQuery {
+            tenant: tenant.to_owned(),
+            kind: Some(OrderKind::Settlement),
+            status: Some("succeeded".into()),
+            merchant: Some(merchant_key.to_owned()),
+            limit: 16,
+            ..Default::default()
+        })?;
+        Ok(latest
+            .iter()
+            .filter_map(|record| match &record.order {
+                Order::Settlement(settlement) if settlement.asset == asset => {
+                    Some(settlement.cutoff_ms)
+                }
+                _ => None,
+            })
+            .max())
     }
 
     /// Settles a merchant's takings in `asset` up to its T+N cut-off (结算): one settlement

@@ -10,7 +10,8 @@
 //! Ledger entries (one linked group each, in this order):
 //! - payment: `Dr 2241 wallet[customer] amount / Cr 2202 unsettled[merchant] amount`, then
 //!   when the merchant's fee is not zero `Dr 2202 unsettled[merchant] fee / Cr 6021 fee income fee`;
-//! - refund: when a share of the fee comes back `Dr 6021 fee income share / Cr 2202
+//! - refund (from 2203 settled instead of 2202 when the payment was already settled):
+//!   when a share of the fee comes back `Dr 6021 fee income share / Cr 2202
 //!   unsettled[merchant] share`, then `Dr 2202 unsettled[merchant] amount / Cr 2241
 //!   wallet[customer] amount` (the fee share first, so a merchant holding exactly its net
 //!   takings can refund in full);
@@ -742,6 +743,10 @@ pub struct Refund {
     /// For a cross-currency payment: what goes back to the wallet, in its asset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fx: Option<RefundedFx>,
+    /// The payment was already settled: the refund takes from the merchant's settled
+    /// takings (2203) instead of the unsettled ones (2202).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_settled: bool,
     pub state: BookingState,
 }
 
@@ -769,7 +774,8 @@ impl Refund {
     }
 
     pub fn group(&self) -> Vec<NewTransfer> {
-        let unsettled = merchant_account_id(&self.merchant, self.asset, false);
+        // Named for the usual case; a refund of a settled payment takes from settled.
+        let unsettled = merchant_account_id(&self.merchant, self.asset, self.from_settled);
         let mut group = Vec::new();
         if !self.fee_returned.is_zero() {
             group.push(post(

@@ -45,6 +45,9 @@ pub struct CardRefund {
     /// The channel the payment came by, and its debit's request id there.
     pub channel: ChannelId,
     pub debit_request_id: RequestId,
+    /// The payment was already settled: the refund takes from settled takings.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_settled: bool,
     pub state: CardRefundState,
 }
 
@@ -115,7 +118,7 @@ impl CardRefund {
 
     fn accounts(&self) -> (AccountId, AccountId, AccountId) {
         (
-            merchant_account_id(&self.merchant, self.asset, false),
+            merchant_account_id(&self.merchant, self.asset, self.from_settled),
             internal_account_id(&Internal::WithdrawalsInFlight, self.asset),
             internal_account_id(&Internal::FeeIncome, self.asset),
         )

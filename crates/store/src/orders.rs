@@ -24,8 +24,8 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/
 const INSERT: &str =
     "INSERT INTO orders (id, tenant, kind, reference, request_fingerprint, parent, \
      status, is_final, customer, merchant, amount_minor, fee_minor, body, version, created_at_ms, \
-     updated_at_ms, asset, leg_minor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-     ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT (id) DO NOTHING";
+     updated_at_ms, asset, leg_minor, from_settled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) ON CONFLICT (id) DO NOTHING";
 // The amount too: a captured authorisation's amount is what was captured.
 const UPDATE: &str = "UPDATE orders SET status = ?2, is_final = ?3, fee_minor = ?4, body = ?5, \
      version = ?6, updated_at_ms = ?7, amount_minor = ?9 WHERE id = ?1 AND version = ?8";
@@ -40,7 +40,7 @@ const REFUND_TOTALS: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGIN
 const MERCHANT_TOTALS: &str = "SELECT \
      CAST(COALESCE(SUM(CASE WHEN kind IN ('payment', 'card_payment') AND status = 'succeeded' AND created_at_ms < ?3 \
          THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
-     CAST(COALESCE(SUM(CASE WHEN kind IN ('refund', 'card_refund') AND status NOT IN ('failed', 'disputed') \
+     CAST(COALESCE(SUM(CASE WHEN kind IN ('refund', 'card_refund') AND status NOT IN ('failed', 'disputed') AND from_settled = 0 \
          THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
      CAST(COALESCE(SUM(CASE WHEN kind = 'settlement' AND status <> 'failed' \
          THEN amount_minor ELSE 0 END), 0) AS BIGINT) \
@@ -127,6 +127,15 @@ fn leg_of(order: &Order) -> Amount {
     }
 }
 
+/// A refund that takes from the merchant's settled takings (not counted by settlement).
+fn from_settled(order: &Order) -> bool {
+    match order {
+        Order::Refund(refund) => refund.from_settled,
+        Order::CardRefund(refund) => refund.from_settled,
+        _ => false,
+    }
+}
+
 /// The fee column: a payment's fee, a refund's returned fee share, else zero.
 fn fee_of(order: &Order) -> Amount {
     match order {
@@ -165,6 +174,7 @@ fn insert_params(record: &OrderRecord) -> Result<Vec<Param>, OrderStoreError> {
         Param::Int(i64_of(record.updated_at_ms)),
         Param::Text(order.asset().as_str().to_owned()),
         Param::Int(leg_of(order).to_stored()),
+        Param::Int(i64::from(from_settled(order))),
     ])
 }
 

@@ -688,6 +688,34 @@ fn settlement_moves_takings_to_settled_once_per_cutoff() {
     assert_eq!(world.balance("merchants", "shop", "unsettled"), 3_976, "4000 less 0.6%");
     let again = world.ok("POST", "/v1/merchants/now-shop/settlements", json!({"asset": "CNY"}));
     assert_eq!(again["settled"], json!(false), "nothing new to settle: {again}");
+    // A refund of a settled payment takes from the settled takings (with its fee share)…
+    let orders = world.ok("GET", "/v1/orders?kind=payment&merchant=now-shop", Value::Null);
+    let settled_payment = orders["data"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .find(|o| o["reference"] == json!("o-2"))
+        .expect("o-2")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let refund = world.ok(
+        "POST",
+        &format!("/v1/payments/{settled_payment}/refunds"),
+        json!({"reference": "r-settled", "amount": "2000"}),
+    );
+    assert_eq!(refund["status"], json!("succeeded"), "{refund}");
+    assert_eq!(refund["detail"]["from_settled"], json!(true), "{refund}");
+    assert_eq!(world.balance("merchants", "now-shop", "settled"), 5_940 - 2_000 + 20);
+    assert_eq!(world.balance("merchants", "now-shop", "unsettled"), 0);
+    // …and does not shrink the next settlement.
+    world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "o-4", "customer": "alice", "merchant": "now-shop", "asset": "CNY", "amount": "1000"}),
+    );
+    let next = world.ok("POST", "/v1/merchants/now-shop/settlements", json!({"asset": "CNY"}));
+    assert_eq!(next["settlement"]["amount"], json!("990"), "{next}");
     world.assert_balanced();
 }
 

@@ -16,6 +16,8 @@ CREATE TABLE orders (
     -- A payment's second funding leg (points, or the FX funding asset's amount) or what a
     -- refund returns of it.
     leg_minor        BIGINT  NOT NULL DEFAULT 0,
+    -- 1 for a refund taken from the merchant's settled takings (settlement skips it).
+    from_settled        BIGINT  NOT NULL DEFAULT 0,
     body                TEXT    NOT NULL,
     version             BIGINT  NOT NULL,
     created_at_ms       BIGINT  NOT NULL,
