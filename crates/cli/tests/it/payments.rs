@@ -1314,3 +1314,99 @@ fn a_restart_while_any_request_is_at_the_bank_finishes_it_once() {
     world.assert_balanced();
     world.assert_matches_simulator("bank_a");
 }
+
+/// Two service nodes on one PostgreSQL receive the same requests at the same time, with
+/// inspection racing on both: every order ends once, at the bank and in the books.
+#[test]
+fn two_nodes_driving_the_same_orders_do_everything_once() {
+    let url = std::env::var("QIANBAO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    if let Err(error) =
+        store::PgReader::connect(store::PgTarget::new(url.as_str(), "qb_test_probe"))
+    {
+        assert!(
+            std::env::var("CI").map_or(true, |ci| ci != "true"),
+            "PostgreSQL unreachable under CI: {error}"
+        );
+        eprintln!("skipping: PostgreSQL at {url} unreachable: {error}");
+        return;
+    }
+    let schema = format!("qb_test_two_nodes_{}", std::process::id());
+    let extra = ["--database-url", &url, "--database-schema", &schema, "--inspect-after-ms", "0"];
+    let world = World::start(&["bank_a", "bank_b"], &extra);
+    // The same settings: the same database, the same simulator.
+    let (second, _) = start_with(&world.args, &[], false);
+    let mut second = second;
+    world.sim.faults("bank_a", json!({"debit": {"lost_response_rate": 0.3, "hold_ms": 50}}));
+    let nodes = [world.addr().to_owned(), second.addr.clone()];
+    let mut requests = Vec::new();
+    for n in 0..30 {
+        requests.push((
+            "/v1/topups",
+            json!({"reference": format!("top-{n}"), "customer": "alice",
+            "card": CARD, "asset": "CNY", "amount": "1000"}),
+        ));
+    }
+    for n in 0..20 {
+        requests.push((
+            "/v1/payments",
+            json!({"reference": format!("pay-{n}"), "customer": "alice",
+            "merchant": "shop", "asset": "CNY", "amount": "500"}),
+        ));
+        requests.push((
+            "/v1/withdrawals",
+            json!({"reference": format!("wd-{n}"), "customer": "alice",
+            "bank_account": CARD, "asset": "CNY", "amount": "300"}),
+        ));
+    }
+    // Each request goes to both nodes at once.
+    let threads: Vec<_> = requests
+        .into_iter()
+        .flat_map(|(path, body)| {
+            let key = world.key.clone();
+            nodes.clone().map(|node| {
+                let (key, body) = (key.clone(), body.to_string());
+                std::thread::spawn(move || {
+                    request(&node, "POST", path, &key, &body).expect("request")
+                })
+            })
+        })
+        .collect();
+    for thread in threads {
+        let (status, body) = thread.join().expect("thread");
+        assert!(status == 200 || status == 201 || status == 409, "{status} {body}");
+    }
+    // Every order ends final, whichever node finishes it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let orders = loop {
+        let orders = world.ok("GET", "/v1/orders?limit=500", Value::Null);
+        let all = orders["data"].as_array().expect("orders").clone();
+        if all.len() == 70 && all.iter().all(|o| o["final"] == json!(true)) {
+            break all;
+        }
+        assert!(Instant::now() < deadline, "not all final: {}", all.len());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for channel in ["bank_a", "bank_b"] {
+        let ids: Vec<Value> =
+            world.sim.operations(channel).iter().map(|op| op["request_id"].clone()).collect();
+        let mut unique = ids.clone();
+        unique.sort_by_key(|id| id.to_string());
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "a request reached {channel} twice");
+        world.assert_matches_simulator(channel);
+    }
+    let sum = |kind: &str| -> i64 {
+        orders
+            .iter()
+            .filter(|o| o["kind"] == json!(kind) && o["status"] == json!("succeeded"))
+            .map(|o| minor(&o["amount"]) as i64)
+            .sum()
+    };
+    assert_eq!(world.wallet(), sum("topup") - sum("payment") - sum("withdrawal"));
+    world.assert_balanced();
+    let _ = second.child.kill();
+    let _ = second.child.wait();
+    drop(world);
+    store::postgres::drop_schema(&store::PgTarget::new(url, schema)).expect("drop schema");
+}
