@@ -265,6 +265,14 @@ fn check_id(field: &'static str, raw: &str) -> Result<(), ExecError> {
     }
 }
 
+/// A card or bank account number at a channel: 1 to 64 bytes (the channel checks the rest).
+fn check_bank_account(field: &'static str, raw: &str) -> Result<(), ExecError> {
+    if raw.is_empty() || raw.len() > 64 {
+        return Err(ExecError::Invalid { field, message: "1 to 64 bytes".into() });
+    }
+    Ok(())
+}
+
 fn check_amount(amount: Amount) -> Result<(), ExecError> {
     if amount.is_zero() {
         return Err(ExecError::Invalid { field: "amount", message: "must be above zero".into() });
@@ -565,9 +573,7 @@ impl Executor {
     ) -> Result<Placed, ExecError> {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
-        if request.card.is_empty() || request.card.len() > 64 {
-            return Err(ExecError::Invalid { field: "card", message: "1 to 64 bytes".into() });
-        }
+        check_bank_account("card", &request.card)?;
         self.party_with(tenant, PartyKind::Customer, &request.customer, request.asset)?;
         let id = derive_order_id(tenant, OrderKind::Topup, "", &request.reference);
         let print = fingerprint(&[
@@ -593,12 +599,7 @@ impl Executor {
     ) -> Result<Placed, ExecError> {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
-        if request.bank_account.is_empty() || request.bank_account.len() > 64 {
-            return Err(ExecError::Invalid {
-                field: "bank_account",
-                message: "1 to 64 bytes".into(),
-            });
-        }
+        check_bank_account("bank_account", &request.bank_account)?;
         self.party_with(tenant, PartyKind::Customer, &request.customer, request.asset)?;
         let id = derive_order_id(tenant, OrderKind::Withdrawal, "", &request.reference);
         let print = fingerprint(&[
@@ -761,9 +762,7 @@ impl Executor {
     ) -> Result<Placed, ExecError> {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
-        if request.card.is_empty() || request.card.len() > 64 {
-            return Err(ExecError::Invalid { field: "card", message: "1 to 64 bytes".into() });
-        }
+        check_bank_account("card", &request.card)?;
         self.party(tenant, PartyKind::Customer, &request.customer)?;
         let merchant =
             self.party_with(tenant, PartyKind::Merchant, &request.merchant, request.asset)?;
@@ -1062,12 +1061,7 @@ impl Executor {
         for item in &request.items {
             check_id("items.reference", &item.reference)?;
             check_amount(item.amount)?;
-            if item.bank_account.is_empty() || item.bank_account.len() > 64 {
-                return Err(ExecError::Invalid {
-                    field: "items.bank_account",
-                    message: "1 to 64 bytes".into(),
-                });
-            }
+            check_bank_account("items.bank_account", &item.bank_account)?;
             if !references.insert(item.reference.as_str()) {
                 return Err(ExecError::Invalid {
                     field: "items.reference",

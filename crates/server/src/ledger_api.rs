@@ -351,13 +351,19 @@ impl PageQuery {
 }
 
 fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    match limit.unwrap_or(PAGE_LIMIT_DEFAULT) {
-        limit @ 1..=ledger::port::PAGE_LIMIT_MAX => Ok(limit),
-        _ => Err(ApiError::invalid(
-            "invalid_limit",
-            format!("limit must be 1 to {}", ledger::port::PAGE_LIMIT_MAX),
-        )
-        .with_param("limit")),
+    limit_within(limit, PAGE_LIMIT_DEFAULT, ledger::port::PAGE_LIMIT_MAX)
+}
+
+/// A page size: `default` when absent, else 1 to `max` (`invalid_limit` otherwise).
+pub(crate) fn limit_within(
+    limit: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match limit.unwrap_or(default) {
+        limit if (1..=max).contains(&limit) => Ok(limit),
+        _ => Err(ApiError::invalid("invalid_limit", format!("limit must be 1 to {max}"))
+            .with_param("limit")),
     }
 }
 

@@ -27,7 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyKey;
-use crate::ledger_api::{blocking, parse};
+use crate::ledger_api::{blocking, limit_within, parse};
 use crate::views::{to_value, ErrorBody};
 use crate::{idempotency, AppState};
 
@@ -236,8 +236,9 @@ fn view(record: &OrderRecord) -> Result<OrderView, ApiError> {
 
 // ---- merchants' keys ----------------------------------------------------------------------
 
-/// A merchant's key acts for its merchant only: no platform or customer operations.
-fn not_for_merchant_keys(caller: &Caller) -> Result<(), ApiError> {
+/// A merchant's key acts for its merchant only: no platform or customer operations, no
+/// webhooks.
+pub(crate) fn not_for_merchant_keys(caller: &Caller) -> Result<(), ApiError> {
     match caller.merchant() {
         Some(_) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -1130,11 +1131,7 @@ pub async fn list_orders(
     caller.require(Scope::LedgerRead)?;
     let executor = executor(&state)?;
     let tenant = caller.tenant().as_str();
-    let limit = query.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
-    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {PAGE_LIMIT_MAX}"))
-            .with_param("limit"));
-    }
+    let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
     let kind = match &query.kind {
         Some(raw) => Some(OrderKind::parse(raw).ok_or_else(|| {
             ApiError::invalid("invalid_kind", format!("no order kind {raw:?}")).with_param("kind")
@@ -1195,11 +1192,7 @@ pub async fn list_events(
     Query(query): Query<EventQuery>,
 ) -> Result<axum::Json<EventList>, ApiError> {
     caller.require(Scope::LedgerRead)?;
-    let limit = query.limit.unwrap_or(PAGE_LIMIT_DEFAULT);
-    if !(1..=PAGE_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {PAGE_LIMIT_MAX}"))
-            .with_param("limit"));
-    }
+    let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
     let events = executor(&state)?
         .store()
         .events(caller.tenant().as_str(), query.after.unwrap_or(0), limit)

@@ -16,7 +16,8 @@ use webhooks::{Delivery, DeliveryState, Endpoint, WebhookStore, WebhookStoreErro
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyKey;
-use crate::ledger_api::parse;
+use crate::ledger_api::{limit_within, parse};
+use crate::payments_api::not_for_merchant_keys;
 use crate::views::{to_value, ErrorBody};
 use crate::{idempotency, AppState};
 
@@ -27,18 +28,6 @@ pub const ENDPOINTS_MAX: usize = 16;
 impl From<WebhookStoreError> for ApiError {
     fn from(error: WebhookStoreError) -> ApiError {
         ApiError::internal(error)
-    }
-}
-
-/// Webhook endpoints are the tenant's: a merchant's key cannot manage them.
-fn tenant_only(caller: &Caller) -> Result<(), ApiError> {
-    match caller.merchant() {
-        Some(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "merchant_key_forbidden",
-            "a merchant's key cannot manage webhooks",
-        )),
-        None => Ok(()),
     }
 }
 
@@ -215,7 +204,7 @@ pub async fn create_endpoint(
         "POST /v1/webhook-endpoints",
         &body,
         async {
-            tenant_only(&caller)?;
+            not_for_merchant_keys(&caller)?;
             let request: EndpointRequest = parse(&body)?;
             let url_ok = (request.url.starts_with("http://")
                 || request.url.starts_with("https://"))
@@ -266,7 +255,7 @@ pub async fn list_endpoints(
     caller: Caller,
 ) -> Result<axum::Json<EndpointList>, ApiError> {
     caller.require(Scope::LedgerRead)?;
-    tenant_only(&caller)?;
+    not_for_merchant_keys(&caller)?;
     let endpoints = store(&state)?.endpoints(caller.tenant().as_str())?;
     let data = endpoints.into_iter().map(|e| EndpointView::of(e, false)).collect();
     Ok(axum::Json(EndpointList { object: "list", data }))
@@ -282,7 +271,7 @@ pub async fn disable_endpoint(
     Path(id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     caller.require(Scope::LedgerWrite)?;
-    tenant_only(&caller)?;
+    not_for_merchant_keys(&caller)?;
     if !store(&state)?.disable_endpoint(caller.tenant().as_str(), &id)? {
         return Err(ApiError::not_found("webhook endpoint"));
     }
@@ -308,11 +297,8 @@ pub async fn list_deliveries(
     Query(query): Query<DeliveryQuery>,
 ) -> Result<axum::Json<DeliveryList>, ApiError> {
     caller.require(Scope::LedgerRead)?;
-    tenant_only(&caller)?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", "limit is 1 to 500").with_param("limit"));
-    }
+    not_for_merchant_keys(&caller)?;
+    let limit = limit_within(query.limit, 50, 500)?;
     let delivery_state = match &query.state {
         Some(raw) => Some(DeliveryState::parse(raw).ok_or_else(|| {
             ApiError::invalid("invalid_state", "state is pending, delivered or failed")
@@ -342,7 +328,7 @@ pub async fn retry_delivery(
     Path(id): Path<String>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     caller.require(Scope::LedgerWrite)?;
-    tenant_only(&caller)?;
+    not_for_merchant_keys(&caller)?;
     if !store(&state)?.redeliver(caller.tenant().as_str(), &id, now_ms(&state))? {
         return Err(ApiError::not_found("webhook delivery"));
     }

@@ -82,6 +82,36 @@ impl Sim {
     }
 }
 
+impl Sim {
+    /// No request id reached `channel` twice.
+    fn assert_each_request_once(&self, channel: &str) {
+        let ids: Vec<String> =
+            self.operations(channel).iter().map(|op| op["request_id"].to_string()).collect();
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "a request reached {channel} twice");
+    }
+}
+
+/// The PostgreSQL URL of the tests, or `None` (after saying so) when the server is out of
+/// reach outside CI; under CI an unreachable server fails the test.
+fn postgres_url() -> Option<String> {
+    let url = std::env::var("QIANBAO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    match store::PgReader::connect(store::PgTarget::new(url.as_str(), "qb_test_probe")) {
+        Ok(_) => Some(url),
+        Err(error) => {
+            assert!(
+                std::env::var("CI").map_or(true, |ci| ci != "true"),
+                "PostgreSQL unreachable under CI: {error}"
+            );
+            eprintln!("skipping: PostgreSQL at {url} unreachable: {error}");
+            None
+        }
+    }
+}
+
 impl Drop for Sim {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -176,6 +206,25 @@ impl World {
         let (status, value) = self.call(method, path, body);
         assert!(status == 200 || status == 201, "{method} {path}: {status} {value}");
         value
+    }
+
+    /// Alice tops up `topup`, pays `paid` to a T+0 merchant `payroll`, which is settled: it
+    /// then has `paid` in settled takings to pay out.
+    fn fund_payroll(&self, topup: u64, paid: u64) {
+        self.ok(
+            "POST",
+            "/v1/merchants",
+            json!({"id": "payroll", "assets": ["CNY"], "settle_after_days": 0}),
+        );
+        assert_eq!(self.topup("fund", topup)["status"], json!("succeeded"));
+        self.ok(
+            "POST",
+            "/v1/payments",
+            json!({"reference": "fund-payroll", "customer": "alice", "merchant": "payroll",
+                   "asset": "CNY", "amount": paid.to_string()}),
+        );
+        let run = self.ok("POST", "/v1/merchants/payroll/settlements", json!({"asset": "CNY"}));
+        assert_eq!(run["settlement"]["amount"], json!(paid.to_string()), "{run}");
     }
 
     fn topup(&self, reference: &str, amount: u64) -> Value {
@@ -287,18 +336,7 @@ fn topup_pay_refund_withdraw_against_the_simulator() {
 
 #[test]
 fn topup_pay_refund_withdraw_on_postgres() {
-    let url = std::env::var("QIANBAO_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    if let Err(error) =
-        store::PgReader::connect(store::PgTarget::new(url.as_str(), "qb_test_probe"))
-    {
-        assert!(
-            std::env::var("CI").map_or(true, |ci| ci != "true"),
-            "PostgreSQL unreachable under CI: {error}"
-        );
-        eprintln!("skipping: PostgreSQL at {url} unreachable: {error}");
-        return;
-    }
+    let Some(url) = postgres_url() else { return };
     let schema = format!("qb_test_payments_{}", std::process::id());
     let world = World::start(
         &["bank_a", "bank_b"],
@@ -1064,18 +1102,7 @@ fn every_channel_product_ends_right_under_every_fault() {
         "/admin/channels/bank_a/callback",
         json!({"url": format!("http://{}/channel-callbacks/bank_a", world.addr())}),
     );
-    world.ok(
-        "POST",
-        "/v1/merchants",
-        json!({"id": "payroll", "assets": ["CNY"], "settle_after_days": 0}),
-    );
-    assert_eq!(world.topup("fund", 500_000)["status"], json!("succeeded"));
-    world.ok(
-        "POST",
-        "/v1/payments",
-        json!({"reference": "fund-payroll", "customer": "alice", "merchant": "payroll", "asset": "CNY", "amount": "100000"}),
-    );
-    world.ok("POST", "/v1/merchants/payroll/settlements", json!({"asset": "CNY"}));
+    world.fund_payroll(500_000, 100_000);
     let card_payment = world.ok(
         "POST",
         "/v1/payments",
@@ -1234,18 +1261,7 @@ fn a_merchants_key_sees_and_acts_on_its_merchant_only() {
 #[test]
 fn a_restart_while_any_request_is_at_the_bank_finishes_it_once() {
     let mut world = World::start(&["bank_a"], &[]);
-    world.ok(
-        "POST",
-        "/v1/merchants",
-        json!({"id": "payroll", "assets": ["CNY"], "settle_after_days": 0}),
-    );
-    assert_eq!(world.topup("fund", 100_000)["status"], json!("succeeded"));
-    world.ok(
-        "POST",
-        "/v1/payments",
-        json!({"reference": "fund-payroll", "customer": "alice", "merchant": "payroll", "asset": "CNY", "amount": "50000"}),
-    );
-    world.ok("POST", "/v1/merchants/payroll/settlements", json!({"asset": "CNY"}));
+    world.fund_payroll(100_000, 50_000);
     let card = world.ok(
         "POST",
         "/v1/payments",
@@ -1304,12 +1320,7 @@ fn a_restart_while_any_request_is_at_the_bank_finishes_it_once() {
             if product == "payout" { order["items"][0]["id"].clone() } else { order["id"].clone() };
         let done = world.wait_final(id.as_str().expect("id"), Duration::from_secs(30));
         assert_eq!(done["status"], json!("succeeded"), "{product}: {done}");
-        let request_ids: Vec<Value> =
-            world.sim.operations("bank_a").iter().map(|op| op["request_id"].clone()).collect();
-        let mut unique = request_ids.clone();
-        unique.sort_by_key(|id| id.to_string());
-        unique.dedup();
-        assert_eq!(unique.len(), request_ids.len(), "{product}: a request reached the bank twice");
+        world.sim.assert_each_request_once("bank_a");
     }
     world.assert_balanced();
     world.assert_matches_simulator("bank_a");
@@ -1319,18 +1330,7 @@ fn a_restart_while_any_request_is_at_the_bank_finishes_it_once() {
 /// inspection racing on both: every order ends once, at the bank and in the books.
 #[test]
 fn two_nodes_driving_the_same_orders_do_everything_once() {
-    let url = std::env::var("QIANBAO_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    if let Err(error) =
-        store::PgReader::connect(store::PgTarget::new(url.as_str(), "qb_test_probe"))
-    {
-        assert!(
-            std::env::var("CI").map_or(true, |ci| ci != "true"),
-            "PostgreSQL unreachable under CI: {error}"
-        );
-        eprintln!("skipping: PostgreSQL at {url} unreachable: {error}");
-        return;
-    }
+    let Some(url) = postgres_url() else { return };
     let schema = format!("qb_test_two_nodes_{}", std::process::id());
     let extra = ["--database-url", &url, "--database-schema", &schema, "--inspect-after-ms", "0"];
     let world = World::start(&["bank_a", "bank_b"], &extra);
@@ -1388,12 +1388,7 @@ fn two_nodes_driving_the_same_orders_do_everything_once() {
         std::thread::sleep(Duration::from_millis(200));
     };
     for channel in ["bank_a", "bank_b"] {
-        let ids: Vec<Value> =
-            world.sim.operations(channel).iter().map(|op| op["request_id"].clone()).collect();
-        let mut unique = ids.clone();
-        unique.sort_by_key(|id| id.to_string());
-        unique.dedup();
-        assert_eq!(unique.len(), ids.len(), "a request reached {channel} twice");
+        world.sim.assert_each_request_once(channel);
         world.assert_matches_simulator(channel);
     }
     let sum = |kind: &str| -> i64 {
