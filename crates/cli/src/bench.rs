@@ -281,6 +281,7 @@ fn setup_accounts(handle: &LedgerHandle, n_accounts: u64) -> anyhow::Result<()> 
             chart_code: ChartCode(chart),
             rule,
             metadata: BoundedText::default(),
+            layout: Default::default(),
         })
     };
     let mut commands = vec![
@@ -327,6 +328,7 @@ fn submit_setup(handle: &LedgerHandle, commands: Vec<Command>) -> anyhow::Result
             Outcome::Chart(result) => result.is_ok(),
             Outcome::Account(result) => result.is_ok(),
             Outcome::Status(result) => result.is_ok(),
+            Outcome::Fold(result) => result.is_ok(),
             Outcome::Transfers(results) => results.iter().all(Result::is_ok),
         };
         anyhow::ensure!(ok, "benchmark setup was rejected: {outcome:?}");

@@ -65,6 +65,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             chart_code: ChartCode(chart),
             rule,
             metadata: BoundedText::default(),
+            layout: Default::default(),
         }));
     }
     handle.execute_blocking(setup)?;

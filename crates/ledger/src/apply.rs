@@ -14,10 +14,15 @@ use money::{Amount, Asset, AssetCode};
 use crate::ids::{AccountId, BatchSeq, Seq, Timestamp, TransferId};
 use crate::journal::{batch_hash, fingerprint, BatchHeader, JournalHead};
 use crate::model::{
-    Account, AccountStatus, BalanceRule, Balances, ChartCode, ChartEntry, Entry, Hold, HoldState,
-    Movement, NewAccount, NewTransfer, Record, Side, Transfer, TransferAction, TransferKind,
+    Account, AccountLayout, AccountStatus, BalanceRule, Balances, BoundedText, BusinessCode,
+    ChartCode, ChartEntry, Entry, Hold, HoldState, Movement, NewAccount, NewTransfer, Record, Side,
+    Transfer, TransferAction, TransferKind,
 };
 use crate::rejection::{AccountRejection, TransferRejection};
+
+/// The business code of the ledger's own movements between the rows of one account (sweeps
+/// and folds).
+pub const INTERNAL_BUSINESS_CODE: BusinessCode = BusinessCode(0);
 
 /// One unit of work for the posting pipeline.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +37,11 @@ pub enum Command {
     /// One transfer, or a linked group that commits all or nothing (a payment with a fee
     /// split is three legs in one group).
     Transfers(Vec<NewTransfer>),
+    /// Move what a buffered account's buffers hold into its own row (the pipeline sends these
+    /// itself; anyone may, it is idempotent and never fails on a buffered account).
+    FoldBuffers {
+        account_id: AccountId,
+    },
 }
 
 /// A successful result, and whether this call created it (`false`: an idempotent replay or a
@@ -52,6 +62,8 @@ pub enum Outcome {
     Account(Result<Applied<Account>, AccountRejection>),
     Status(Result<Applied<AccountStatus>, AccountRejection>),
     Transfers(Vec<TransferResult>),
+    /// What a fold moved into the account's own row (`created: false` when nothing).
+    Fold(Result<Applied<Amount>, AccountRejection>),
 }
 
 /// What storage loaded (and, where it can, locked) for a batch.
@@ -65,6 +77,9 @@ pub struct Snapshot {
     pub charts: HashMap<ChartCode, ChartEntry>,
     /// Holds whose timeout has passed, to expire in this batch.
     pub due_holds: Vec<TransferId>,
+    /// The layouts of accounts with more than one row that the batch names, whether or not
+    /// their own row was loaded (a batch that only credits one locks just one of its rows).
+    pub layouts: HashMap<AccountId, AccountLayout>,
 }
 
 /// Everything storage must write for one batch, in one transaction.
@@ -99,6 +114,38 @@ pub struct Needs {
     pub transfer_ids: Vec<TransferId>,
     pub pending_ids: Vec<TransferId>,
     pub reference_data: bool,
+    /// Accounts debited by a new transfer or hold (a layout decides which rows that locks).
+    pub debited: HashSet<AccountId>,
+    /// Accounts credited by a new transfer or hold.
+    pub credited: HashSet<AccountId>,
+    /// Accounts whose every row the batch needs: status changes and folds.
+    pub all_rows: HashSet<AccountId>,
+}
+
+impl Needs {
+    /// The physical rows to lock for account `id` with `layout`. A credit locks the one row
+    /// `turn` picks; a debit locks every row of sub-accounts, or the own row of a buffered
+    /// account; a status change or fold locks every row.
+    pub fn rows(&self, id: AccountId, layout: AccountLayout, turn: u64) -> Vec<AccountId> {
+        if layout.is_plain() {
+            return vec![id];
+        }
+        let all = || std::iter::once(0).chain(layout.derived_rows()).map(|row| id.row(row));
+        let debited = self.debited.contains(&id);
+        if self.all_rows.contains(&id)
+            || (debited && matches!(layout, AccountLayout::SubAccounts { .. }))
+        {
+            return all().collect();
+        }
+        let mut rows = Vec::with_capacity(2);
+        if debited {
+            rows.push(id);
+        }
+        if self.credited.contains(&id) {
+            rows.push(id.row(layout.credit_row(turn)));
+        }
+        rows
+    }
 }
 
 /// The ids `commands` refer to, sorted and deduplicated (sorted ids are also the lock order).
@@ -110,8 +157,16 @@ pub fn needs<'a>(commands: impl IntoIterator<Item = &'a Command>) -> Needs {
             Command::OpenAccount(account) => {
                 needs.reference_data = true;
                 needs.account_ids.push(account.id);
+                needs.all_rows.insert(account.id);
+                // Its rows too: a re-open must see them, a first open must find them free.
+                needs
+                    .account_ids
+                    .extend(account.layout.derived_rows().map(|row| account.id.row(row)));
             }
-            Command::SetAccountStatus { account_id, .. } => needs.account_ids.push(*account_id),
+            Command::SetAccountStatus { account_id, .. } | Command::FoldBuffers { account_id } => {
+                needs.account_ids.push(*account_id);
+                needs.all_rows.insert(*account_id);
+            }
             Command::Transfers(group) => {
                 for transfer in group {
                     needs.transfer_ids.push(transfer.id);
@@ -120,6 +175,8 @@ pub fn needs<'a>(commands: impl IntoIterator<Item = &'a Command>) -> Needs {
                         | TransferAction::Pending { movement, .. } => {
                             needs.account_ids.push(movement.debit_account_id);
                             needs.account_ids.push(movement.credit_account_id);
+                            needs.debited.insert(movement.debit_account_id);
+                            needs.credited.insert(movement.credit_account_id);
                         }
                         TransferAction::PostPending { pending_id, .. }
                         | TransferAction::VoidPending { pending_id } => {
@@ -142,16 +199,23 @@ pub fn needs<'a>(commands: impl IntoIterator<Item = &'a Command>) -> Needs {
 /// The id of the record that expires a hold: derived, so that two nodes expiring the same
 /// hold write the same id, and the second is a duplicate rather than a second release.
 pub fn expiry_transfer_id(pending_id: TransferId) -> TransferId {
+    derived_transfer_id(b"qianbao.expire", &pending_id.to_bytes(), 0).unwrap_or(pending_id)
+}
+
+/// A transfer id in the reserved range (so no client can have used it), derived from what
+/// the record is for, so that a retry or a second node derives the same one.
+fn derived_transfer_id(tag: &[u8], base: &[u8; 16], detail: u64) -> Option<TransferId> {
     use sha2::{Digest, Sha256};
     let digest: [u8; 32] = Sha256::new()
-        .chain_update(b"qianbao.expire")
-        .chain_update(pending_id.to_bytes())
+        .chain_update(tag)
+        .chain_update(base)
+        .chain_update(detail.to_be_bytes())
         .finalize()
         .into();
     let mut raw = [0u8; 16];
     raw.copy_from_slice(&digest[..16]);
-    // In the reserved range (so no client can have used it), and non-zero by construction.
-    TransferId::new(u128::from_be_bytes(raw) | TransferId::RESERVED_BIT).unwrap_or(pending_id)
+    // Non-zero by construction: the reserved bit is set.
+    TransferId::new(u128::from_be_bytes(raw) | TransferId::RESERVED_BIT).ok()
 }
 
 /// Applies `commands` to `snapshot` on top of `head` at time `now`. Returns one outcome per
@@ -217,7 +281,161 @@ impl Engine {
                 Outcome::Status(self.set_status(*account_id, *status))
             }
             Command::Transfers(group) => Outcome::Transfers(self.apply_group(group)),
+            Command::FoldBuffers { account_id } => Outcome::Fold(self.fold(*account_id)),
         }
+    }
+
+    /// An account's layout: from its own row if loaded, else from what the pipeline knew.
+    fn layout_of(&self, id: AccountId) -> AccountLayout {
+        match self.snapshot.accounts.get(&id) {
+            Some(account) => account.layout,
+            None => self.snapshot.layouts.get(&id).copied().unwrap_or_default(),
+        }
+    }
+
+    /// The loaded rows of `id` (its own first), for a layout of more than one row.
+    fn loaded_rows(&self, id: AccountId, layout: AccountLayout) -> Vec<AccountId> {
+        std::iter::once(0)
+            .chain(layout.derived_rows())
+            .map(|row| id.row(row))
+            .filter(|row| self.snapshot.accounts.contains_key(row))
+            .collect()
+    }
+
+    /// The row a credit to `id` lands on: the one loaded row a credit may use.
+    fn credit_row(&self, id: AccountId) -> AccountId {
+        let layout = self.layout_of(id);
+        let rows = self.loaded_rows(id, layout);
+        let usable = |row: &&AccountId| match layout {
+            AccountLayout::Buffered { .. } => **row != id,
+            _ => true,
+        };
+        match layout {
+            AccountLayout::Plain => id,
+            // The pipeline loaded the row it picked (and for a debit of sub-accounts, all of
+            // them: any will do, the last spreads credits best when only these are loaded).
+            _ => rows.iter().rfind(usable).copied().unwrap_or(id),
+        }
+    }
+
+    /// The row a debit of `amount` from `id` is served from. For sub-accounts: the row with
+    /// the most available, topped up from the others by sweep transfers when it falls short
+    /// (each sweep an ordinary transfer between two rows of the account, undone with the
+    /// group if the debit still fails).
+    fn debit_row(
+        &mut self,
+        id: AccountId,
+        amount: Amount,
+        request_id: TransferId,
+    ) -> Result<AccountId, TransferRejection> {
+        let layout = self.layout_of(id);
+        let AccountLayout::SubAccounts { .. } = layout else { return Ok(id) };
+        let available = |engine: &Engine, row: &AccountId| {
+            engine.snapshot.accounts.get(row).map_or(i128::MIN, |a| a.balances.available_credit())
+        };
+        let mut rows = self.loaded_rows(id, layout);
+        // Most available first; the own row wins ties, so an idle account debits one row.
+        rows.sort_by_key(|row| std::cmp::Reverse(available(self, row)));
+        let Some(&target) = rows.first() else {
+            return Err(TransferRejection::DebitAccountNotFound);
+        };
+        let rule = self.snapshot.accounts.get(&target).map(|a| a.rule);
+        if !matches!(rule, Some(BalanceRule::DebitsWithinCredits { .. })) {
+            return Ok(target);
+        }
+        let mut short = i128::from(amount.minor()) - available(self, &target);
+        for (source_index, source) in rows.iter().copied().enumerate().skip(1) {
+            if short <= 0 {
+                break;
+            }
+            let spare = available(self, &source);
+            if spare <= 0 {
+                break;
+            }
+            let moved = spare.min(short);
+            let Ok(moved_minor) = u64::try_from(moved) else { break };
+            let Some(moved) = Amount::new(moved_minor) else { break };
+            let Some(sweep_id) =
+                derived_transfer_id(b"qianbao.sweep", &request_id.to_bytes(), source_index as u64)
+            else {
+                break;
+            };
+            self.internal_transfer(sweep_id, source, target, moved)?;
+            short -= i128::from(moved_minor);
+        }
+        Ok(target)
+    }
+
+    /// A movement between two rows of one account (a sweep or a fold): no limits to check
+    /// beyond the source row's own, no status (a freeze must not trap a fold).
+    fn internal_transfer(
+        &mut self,
+        id: TransferId,
+        debit_row: AccountId,
+        credit_row: AccountId,
+        amount: Amount,
+    ) -> Result<Transfer, TransferRejection> {
+        let (Some(debit), Some(credit)) =
+            (self.snapshot.accounts.get(&debit_row), self.snapshot.accounts.get(&credit_row))
+        else {
+            return Err(TransferRejection::DebitAccountNotFound);
+        };
+        let mut debit_after = debit.balances;
+        let mut credit_after = credit.balances;
+        debit_after.debits_posted = add(debit_after.debits_posted, amount)?;
+        credit_after.credits_posted = add(credit_after.credits_posted, amount)?;
+        check_debit_limit(&debit.rule, &debit_after)?;
+        check_credit_limit(&credit.rule, &credit_after)?;
+        let transfer = Transfer {
+            id,
+            kind: TransferKind::Posted,
+            debit_account_id: debit_row,
+            credit_account_id: credit_row,
+            asset: debit.asset,
+            amount,
+            pending_id: None,
+            expires_at: None,
+            business_code: INTERNAL_BUSINESS_CODE,
+            order_ref: Default::default(),
+            seq: self.next_seq(),
+            timestamp: self.timestamp,
+            fingerprint: Default::default(),
+        };
+        self.commit_transfer(transfer, debit_after, credit_after)
+    }
+
+    /// Moves each buffer's posted net credit into the account's own row: one transfer per
+    /// non-empty buffer, whose id is derived from the buffer and how much it had already
+    /// folded, so a second node folding the same buffer derives the same id.
+    fn fold(&mut self, id: AccountId) -> Result<Applied<Amount>, AccountRejection> {
+        match self.snapshot.accounts.get(&id) {
+            Some(account) if !account.layout.is_row() => {}
+            _ => return Err(AccountRejection::AccountNotFound),
+        }
+        let layout = self.layout_of(id);
+        let AccountLayout::Buffered { .. } = layout else {
+            return Ok(Applied { value: Amount::ZERO, created: false });
+        };
+        let mut total = Amount::ZERO;
+        for row in layout.derived_rows().map(|row| id.row(row)) {
+            let Some(buffer) = self.snapshot.accounts.get(&row) else { continue };
+            let net = buffer.balances.net_credit_posted();
+            let folded = buffer.balances.debits_posted.minor();
+            let (Some(net), Some(fold_id)) = (
+                u64::try_from(net).ok().and_then(Amount::new),
+                derived_transfer_id(b"qianbao.fold", &row.to_bytes(), folded),
+            ) else {
+                continue;
+            };
+            if net.is_zero() || self.snapshot.transfers.contains_key(&fold_id) {
+                continue;
+            }
+            self.undo.clear();
+            if self.internal_transfer(fold_id, row, id, net).is_ok() {
+                total = total.checked_add(net).unwrap_or(total);
+            }
+        }
+        Ok(Applied { value: total, created: !total.is_zero() })
     }
 
     fn define_asset(&mut self, asset: Asset) -> Result<Applied<Asset>, AccountRejection> {
@@ -265,12 +483,25 @@ impl Engine {
         if !self.snapshot.charts.contains_key(&request.chart_code) {
             return Err(AccountRejection::ChartCodeNotFound);
         }
+        let simple_rule = matches!(request.rule, BalanceRule::Unbounded)
+            || request.rule == BalanceRule::NO_OVERDRAFT;
+        let rows_taken = request
+            .layout
+            .derived_rows()
+            .any(|row| self.snapshot.accounts.contains_key(&request.id.row(row)));
+        if !request.layout.is_valid() || (request.layout != AccountLayout::Plain && !simple_rule) {
+            return Err(AccountRejection::LayoutInvalid);
+        }
+        if rows_taken {
+            return Err(AccountRejection::IdExistsWithDifferentFields);
+        }
         let account = Account {
             id: request.id,
             asset: request.asset,
             chart_code: request.chart_code,
             rule: request.rule,
             metadata: request.metadata.clone(),
+            layout: request.layout,
             status: AccountStatus::Active,
             balances: Balances::default(),
             opened_seq: self.next_seq(),
@@ -279,6 +510,27 @@ impl Engine {
         self.snapshot.accounts.insert(account.id, account.clone());
         self.opened.push(account.id);
         self.records.push(Record::AccountOpened(account.clone()));
+        for row in request.layout.derived_rows() {
+            // A buffer only ever gives what it was credited; a sub-account row keeps the
+            // account's own rule (no overdraft, or none at all).
+            let rule = match request.layout {
+                AccountLayout::Buffered { .. } => BalanceRule::NO_OVERDRAFT,
+                _ => request.rule,
+            };
+            let metadata = BoundedText::new(format!("row {row} of account {}", request.id))
+                .unwrap_or_default();
+            let row_account = Account {
+                id: request.id.row(row),
+                rule,
+                metadata,
+                layout: AccountLayout::Row { of: request.id, row },
+                opened_seq: self.next_seq(),
+                ..account.clone()
+            };
+            self.snapshot.accounts.insert(row_account.id, row_account.clone());
+            self.opened.push(row_account.id);
+            self.records.push(Record::AccountOpened(row_account));
+        }
         Ok(Applied { value: account, created: true })
     }
 
@@ -287,21 +539,34 @@ impl Engine {
         account_id: AccountId,
         status: AccountStatus,
     ) -> Result<Applied<AccountStatus>, AccountRejection> {
-        let account =
-            self.snapshot.accounts.get_mut(&account_id).ok_or(AccountRejection::AccountNotFound)?;
+        let account = match self.snapshot.accounts.get(&account_id) {
+            Some(account) if !account.layout.is_row() => account,
+            _ => return Err(AccountRejection::AccountNotFound),
+        };
         if account.status == status {
             return Ok(Applied { value: status, created: false });
         }
         if account.status == AccountStatus::Closed {
             return Err(AccountRejection::AccountClosed);
         }
-        if status == AccountStatus::Closed && !account.balances.is_zero() {
+        // An account with a layout changes status on every row (each row checks its own
+        // status when it moves money) and closes only when every row is empty.
+        let rows = self.loaded_rows(account_id, account.layout);
+        if status == AccountStatus::Closed
+            && rows
+                .iter()
+                .any(|row| self.snapshot.accounts.get(row).is_some_and(|a| !a.balances.is_zero()))
+        {
             return Err(AccountRejection::BalanceNotZero);
         }
-        account.status = status;
-        self.touched_accounts.insert(account_id);
-        let seq = self.next_seq();
-        self.records.push(Record::AccountStatusSet { seq, account_id, status });
+        for row in rows {
+            if let Some(account) = self.snapshot.accounts.get_mut(&row) {
+                account.status = status;
+                self.touched_accounts.insert(row);
+                let seq = self.next_seq();
+                self.records.push(Record::AccountStatusSet { seq, account_id: row, status });
+            }
+        }
         Ok(Applied { value: status, created: true })
     }
 
@@ -430,16 +695,21 @@ impl Engine {
         if movement.amount.is_zero() {
             return Err(R::AmountMustNotBeZero);
         }
-        let debit = self
-            .snapshot
-            .accounts
-            .get(&movement.debit_account_id)
-            .ok_or(R::DebitAccountNotFound)?;
-        let credit = self
-            .snapshot
-            .accounts
-            .get(&movement.credit_account_id)
-            .ok_or(R::CreditAccountNotFound)?;
+        // Rows of a layout are the ledger's own: a client names the account, never a row
+        // (else it could spend a buffer before it is folded).
+        let is_row =
+            |id| self.snapshot.accounts.get(&id).is_some_and(|a: &Account| a.layout.is_row());
+        if is_row(movement.debit_account_id) {
+            return Err(R::DebitAccountNotFound);
+        }
+        if is_row(movement.credit_account_id) {
+            return Err(R::CreditAccountNotFound);
+        }
+        let credit_row = self.credit_row(movement.credit_account_id);
+        // A sweep made here for a debit that then fails is undone with the group.
+        let debit_row = self.debit_row(movement.debit_account_id, movement.amount, request.id)?;
+        let debit = self.snapshot.accounts.get(&debit_row).ok_or(R::DebitAccountNotFound)?;
+        let credit = self.snapshot.accounts.get(&credit_row).ok_or(R::CreditAccountNotFound)?;
         if debit.asset != movement.asset || credit.asset != movement.asset {
             return Err(R::AssetMismatch);
         }
@@ -465,6 +735,9 @@ impl Engine {
         check_debit_limit(&debit.rule, &debit_after)?;
         check_credit_limit(&credit.rule, &credit_after)?;
 
+        // The journal names the rows that moved, so replaying it needs no routing.
+        let movement =
+            Movement { debit_account_id: debit_row, credit_account_id: credit_row, ..movement };
         let transfer = Transfer {
             id: request.id,
             kind,

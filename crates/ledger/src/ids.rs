@@ -90,6 +90,26 @@ id_type!(
     TransferId
 );
 
+impl AccountId {
+    /// Row `row` of this account's layout: itself for row 0, else an id derived from this
+    /// one (a hash, so every id can have rows, whatever range its owner draws ids from).
+    pub fn row(self, row: u8) -> AccountId {
+        use sha2::{Digest, Sha256};
+        if row == 0 {
+            return self;
+        }
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(b"qianbao.account.row\0")
+            .chain_update(self.to_bytes())
+            .chain_update([row])
+            .finalize()
+            .into();
+        let mut raw = [0u8; 16];
+        raw.copy_from_slice(&digest[..16]);
+        AccountId::new(u128::from_be_bytes(raw)).unwrap_or(self)
+    }
+}
+
 impl TransferId {
     /// The bit that marks ids of the ledger's own records.
     pub const RESERVED_BIT: u128 = 1 << 127;

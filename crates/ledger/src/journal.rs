@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::{BatchSeq, Seq, Timestamp};
 use crate::model::{
-    Account, BalanceRule, Fingerprint, NewTransfer, Record, Transfer, TransferAction,
+    Account, AccountLayout, BalanceRule, Fingerprint, NewTransfer, Record, Transfer, TransferAction,
 };
 
 const JOURNAL_DOMAIN: &[u8] = b"qianbao.journal.v1";
@@ -154,6 +154,18 @@ fn encode_account_opening(account: &Account, out: &mut Vec<u8>) {
     put_u32(out, account.chart_code.0);
     put_rule(out, &account.rule);
     put_text(out, account.metadata.as_str());
+    // Nothing for a plain account, so the hashes of batches written before layouts existed
+    // stay valid; the markers are distinct from every record tag that could follow.
+    match account.layout {
+        AccountLayout::Plain => {}
+        AccountLayout::SubAccounts { count } => out.extend_from_slice(&[0xA1, count]),
+        AccountLayout::Buffered { count } => out.extend_from_slice(&[0xA2, count]),
+        AccountLayout::Row { of, row } => {
+            out.push(0xA3);
+            put_u128(out, of.get());
+            out.push(row);
+        }
+    }
 }
 
 fn encode_transfer(transfer: &Transfer, out: &mut Vec<u8>) {

@@ -169,10 +169,96 @@ impl Balances {
         self.net_credit_posted() - i128::from(self.debits_pending.minor())
     }
 
+    /// Field by field; saturating, as no book holds `i64::MAX` minor units in one asset.
+    pub fn plus(&self, other: &Balances) -> Balances {
+        let sum = |a: Amount, b: Amount| a.checked_add(b).unwrap_or(Amount::MAX);
+        Balances {
+            debits_pending: sum(self.debits_pending, other.debits_pending),
+            debits_posted: sum(self.debits_posted, other.debits_posted),
+            credits_pending: sum(self.credits_pending, other.credits_pending),
+            credits_posted: sum(self.credits_posted, other.credits_posted),
+        }
+    }
+
     pub fn is_zero(&self) -> bool {
         self.debits_pending.is_zero()
             && self.credits_pending.is_zero()
             && self.debits_posted == self.credits_posted
+    }
+}
+
+/// How an account's balance is spread over physical rows: the two hot-account settings
+/// (热点账户). Either way the account keeps one id; the other rows have ids derived from it
+/// ([`AccountId::row`]) and are real ledger accounts with the same asset and chart code, so
+/// every movement between rows is an ordinary double entry and the trial balance, the hash
+/// chain and `verify` need nothing special.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AccountLayout {
+    /// One row (the default).
+    #[default]
+    Plain,
+    /// Sub-accounts (子账户): `count` rows, the account's own (row 0) and `count - 1` derived
+    /// ones. A batch that only credits the account locks and credits one row, a different one
+    /// batch after batch; a debit locks every row and is served from the row with the most
+    /// available, topped up from the others by sweep transfers if it falls short; reads sum
+    /// the rows. Credits are spendable at once.
+    SubAccounts { count: u8 },
+    /// Buffered posting (缓冲记账): credits land at once, journaled, in one of `count` buffer
+    /// rows (rows 1..=count); the pipeline folds the buffers into the account's own row
+    /// asynchronously. Debits draw on the own row only, so a credit is not spendable until it
+    /// is folded, and no overdraft is possible. Credits never touch the row debits lock.
+    Buffered { count: u8 },
+    /// Not a setting: marks row `row` (≥ 1) of account `of`. Written by the ledger when it
+    /// opens the account; a client can neither open such an account nor name it in a
+    /// transfer or status change (else it could spend a buffer before it is folded).
+    Row { of: AccountId, row: u8 },
+}
+
+impl AccountLayout {
+    /// Most rows a layout may spread over.
+    pub const ROWS_MAX: u8 = 64;
+
+    /// The derived rows (not the account's own), by row number.
+    pub fn derived_rows(self) -> std::ops::RangeInclusive<u8> {
+        match self {
+            // Empty on purpose: no derived rows.
+            #[allow(clippy::reversed_empty_ranges)]
+            AccountLayout::Plain | AccountLayout::Row { .. } => 1..=0,
+            AccountLayout::SubAccounts { count } => 1..=count.saturating_sub(1),
+            AccountLayout::Buffered { count } => 1..=count,
+        }
+    }
+
+    /// Whether the layout's row count is in range.
+    pub fn is_valid(self) -> bool {
+        match self {
+            AccountLayout::Plain => true,
+            AccountLayout::Row { .. } => false,
+            AccountLayout::SubAccounts { count } => (2..=Self::ROWS_MAX).contains(&count),
+            AccountLayout::Buffered { count } => (1..=Self::ROWS_MAX).contains(&count),
+        }
+    }
+
+    /// One row and nothing to route: a plain account, or a row of another.
+    pub fn is_plain(self) -> bool {
+        matches!(self, AccountLayout::Plain | AccountLayout::Row { .. })
+    }
+
+    pub fn is_row(self) -> bool {
+        matches!(self, AccountLayout::Row { .. })
+    }
+
+    /// The row a batch that credits the account should lock: batches rotate over the rows
+    /// by `turn` (the pipeline's batch counter), so two writers rarely pick the same row.
+    pub fn credit_row(self, turn: u64) -> u8 {
+        match self {
+            AccountLayout::Plain | AccountLayout::Row { .. } => 0,
+            AccountLayout::SubAccounts { count } => (turn % u64::from(count.max(1))) as u8,
+            AccountLayout::Buffered { count } => 1 + (turn % u64::from(count.max(1))) as u8,
+        }
     }
 }
 
@@ -185,6 +271,8 @@ pub struct NewAccount {
     pub rule: BalanceRule,
     #[serde(default)]
     pub metadata: BoundedText<METADATA_LEN_MAX>,
+    #[serde(default)]
+    pub layout: AccountLayout,
 }
 
 /// An account as stored: what it was opened with, its status and its balances.
@@ -195,6 +283,8 @@ pub struct Account {
     pub chart_code: ChartCode,
     pub rule: BalanceRule,
     pub metadata: BoundedText<METADATA_LEN_MAX>,
+    #[serde(default)]
+    pub layout: AccountLayout,
     pub status: AccountStatus,
     pub balances: Balances,
     pub opened_seq: Seq,
@@ -208,6 +298,7 @@ impl Account {
             && self.chart_code == request.chart_code
             && self.rule == request.rule
             && self.metadata == request.metadata
+            && self.layout == request.layout
     }
 }
 

@@ -9,7 +9,7 @@
 //! commit blocks on fsync; a thread keeps that off the async runtime and makes the single
 //! writer explicit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::apply::{apply_batch, needs, Applied, Command, Outcome, Snapshot, TransferResult};
+use crate::ids::AccountId;
 use crate::ids::Clock;
 use crate::metrics::Histogram;
-use crate::model::{Account, NewTransfer};
+use crate::model::{Account, AccountLayout, NewTransfer};
 use crate::port::{LedgerStore, LedgerTx, StoreError};
 use crate::rejection::AccountRejection;
 
@@ -36,6 +37,9 @@ pub struct PipelineConfig {
     pub expiry_batch_max: usize,
     /// Whole-batch retries after a conflict with another writer.
     pub conflict_retries_max: u32,
+    /// How long a credit may wait in a buffered account's buffer before the writer folds it
+    /// into the account's own row (缓冲记账).
+    pub fold_interval_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -46,6 +50,7 @@ impl Default for PipelineConfig {
             expiry_poll_interval_ms: 1_000,
             expiry_batch_max: 1_024,
             conflict_retries_max: 16,
+            fold_interval_ms: 100,
         }
     }
 }
@@ -138,6 +143,12 @@ impl Ledger {
             stopping,
             carry: None,
             next_expiry_scan: crate::ids::Timestamp(0),
+            layouts: HashMap::new(),
+            unfolded: HashSet::new(),
+            next_fold_at: Instant::now(),
+            // Different on every node, so two writers rotate over an account's rows out of
+            // step and rarely lock the same one.
+            turn: u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -280,6 +291,15 @@ struct Writer<S: LedgerStore> {
     /// a round trip per batch; correctness does not depend on it, because posting or voiding
     /// a hold past its timeout is rejected whether or not the expiry has been written yet.
     next_expiry_scan: crate::ids::Timestamp,
+    /// Accounts known to have more than one row. A layout never changes once the account is
+    /// open, so this cache cannot go stale; an account it misses is found when its own row
+    /// is loaded, and that batch is run again with the right rows locked.
+    layouts: HashMap<AccountId, AccountLayout>,
+    /// Buffered accounts whose buffers may hold credits to fold.
+    unfolded: HashSet<AccountId>,
+    next_fold_at: Instant,
+    /// Picks the row a credit to a multi-row account locks; advances every batch.
+    turn: u64,
 }
 
 impl<S: LedgerStore> Writer<S> {
@@ -288,8 +308,15 @@ impl<S: LedgerStore> Writer<S> {
             .enable_time()
             .build()
             .expect("building the writer's timer runtime");
-        let poll = Duration::from_millis(self.config.expiry_poll_interval_ms.max(1));
+        let expiry_poll = Duration::from_millis(self.config.expiry_poll_interval_ms.max(1));
+        let fold_interval = Duration::from_millis(self.config.fold_interval_ms.max(1));
+        self.load_layouts();
         loop {
+            let poll = if self.unfolded.is_empty() {
+                expiry_poll
+            } else {
+                expiry_poll.min(self.next_fold_at.saturating_duration_since(Instant::now()))
+            };
             let mut batch = Vec::new();
             let mut weight = 0;
             if let Some(request) = self.carry.take() {
@@ -318,6 +345,19 @@ impl<S: LedgerStore> Writer<S> {
             }
             self.metrics.queue_depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
             batch.retain(|request| !request.commands.is_empty() || !request.reply.is_closed());
+            if !self.unfolded.is_empty() && Instant::now() >= self.next_fold_at {
+                self.next_fold_at = Instant::now() + fold_interval;
+                let commands = self
+                    .unfolded
+                    .drain()
+                    .map(|account_id| Command::FoldBuffers { account_id })
+                    .collect();
+                // Nobody waits for the answer: a fold that fails is retried next interval
+                // (the account is marked again when its buffers are next credited, and on
+                // start-up).
+                let (reply, _) = oneshot::channel();
+                batch.push(Request { commands, reply });
+            }
             self.process(batch);
             if self.stopping.load(Ordering::SeqCst)
                 && self.carry.is_none()
@@ -388,8 +428,28 @@ impl<S: LedgerStore> Writer<S> {
         }
     }
 
+    /// Learns every multi-row account at start-up, and marks the buffered ones for a fold
+    /// (credits buffered before a restart must not wait for the next credit).
+    fn load_layouts(&mut self) {
+        let loaded = self.store.begin().and_then(|mut tx| tx.account_layouts());
+        match loaded {
+            Ok(layouts) => {
+                for (id, layout) in layouts {
+                    if matches!(layout, AccountLayout::Buffered { .. }) {
+                        self.unfolded.insert(id);
+                    }
+                    self.layouts.insert(id, layout);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not load account layouts; learning them as used")
+            }
+        }
+    }
+
     fn try_commit(&mut self, commands: &[Command]) -> Result<(Vec<Outcome>, u64), StoreError> {
         let needs = needs(commands);
+        self.turn = self.turn.wrapping_add(1);
         let expiry_batch_max = self.config.expiry_batch_max;
         let now = self.clock.now();
         let mut tx = self.store.begin()?;
@@ -408,7 +468,13 @@ impl<S: LedgerStore> Writer<S> {
         };
         snapshot.due_holds = due.iter().map(|hold| hold.pending_id).collect();
         holds.extend(due);
-        let mut account_ids = needs.account_ids;
+        let mut account_ids = Vec::with_capacity(needs.account_ids.len());
+        for id in &needs.account_ids {
+            match self.layouts.get(id) {
+                Some(layout) => account_ids.extend(needs.rows(*id, *layout, self.turn)),
+                None => account_ids.push(*id),
+            }
+        }
         for hold in &holds {
             account_ids.push(hold.movement.debit_account_id);
             account_ids.push(hold.movement.credit_account_id);
@@ -416,8 +482,22 @@ impl<S: LedgerStore> Writer<S> {
         account_ids.sort_unstable();
         account_ids.dedup();
         snapshot.holds = holds.into_iter().map(|hold| (hold.pending_id, hold)).collect();
+        let mut discovered = false;
         for account in tx.lock_accounts(&account_ids)? {
+            if !account.layout.is_plain() && !self.layouts.contains_key(&account.id) {
+                self.layouts.insert(account.id, account.layout);
+                discovered = true;
+            }
             snapshot.accounts.insert(account.id, account);
+        }
+        if discovered {
+            // The batch locked the account's own row only; run it again with its rows.
+            return Err(StoreError::Conflict("an account with a layout was first seen".into()));
+        }
+        for id in &needs.account_ids {
+            if let Some(layout) = self.layouts.get(id) {
+                snapshot.layouts.insert(*id, *layout);
+            }
         }
         // Existing transfers are read only now, under the locks: a node that raced us with
         // the same transfer id has committed by the time we hold its accounts (or its hold),
@@ -440,6 +520,25 @@ impl<S: LedgerStore> Writer<S> {
         assert_batch_balances(&before, &write);
         tx.write(&write)?;
         tx.commit()?;
+        for account in &write.opened_accounts {
+            if !account.layout.is_plain() {
+                self.layouts.insert(account.id, account.layout);
+            }
+        }
+        if self.unfolded.is_empty() {
+            // The first credit to wait starts the clock: it waits one interval at most.
+            self.next_fold_at =
+                Instant::now() + Duration::from_millis(self.config.fold_interval_ms);
+        }
+        for account in &write.updated_accounts {
+            if let AccountLayout::Row { of, .. } = account.layout {
+                let buffered =
+                    matches!(self.layouts.get(&of), Some(AccountLayout::Buffered { .. }));
+                if buffered && account.balances.net_credit_posted() > 0 {
+                    self.unfolded.insert(of);
+                }
+            }
+        }
         Ok((outcomes, u64::from(write.header.n_records)))
     }
 }

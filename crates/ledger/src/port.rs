@@ -66,6 +66,10 @@ pub trait LedgerTx {
     /// All assets and chart lines (small, rarely changed tables).
     fn reference_data(&mut self) -> Result<ReferenceData, StoreError>;
     /// The chain's tip, locked until commit: this serialises batches across nodes.
+    /// Every account opened with more than one row (sub-accounts, buffers), and its layout.
+    fn account_layouts(
+        &mut self,
+    ) -> Result<Vec<(AccountId, crate::model::AccountLayout)>, StoreError>;
     fn lock_head(&mut self) -> Result<JournalHead, StoreError>;
     /// Writes a batch and moves the head to it.
     fn write(&mut self, batch: &BatchWrite) -> Result<(), StoreError>;
@@ -149,4 +153,27 @@ pub trait LedgerReader: Send + Sync {
     fn accounts(&self, page: Page<AccountId>) -> Result<Vec<Account>, StoreError>;
     /// Holds still pending, in id order, after the cursor.
     fn pending_holds(&self, page: Page<TransferId>) -> Result<Vec<Hold>, StoreError>;
+
+    /// An account as its owner sees it. For sub-accounts, `balances` sums every row (reads
+    /// are summed, 子账户); for a buffered account, `balances` is its own row (what it can
+    /// spend) and the second value sums what waits in its buffers; otherwise the second
+    /// value is zero. Any row is read as it is.
+    fn account_summed(
+        &self,
+        id: AccountId,
+    ) -> Result<Option<(Account, crate::model::Balances)>, StoreError> {
+        let Some(mut account) = self.account(id)? else { return Ok(None) };
+        let mut buffered = crate::model::Balances::default();
+        for row in account.layout.derived_rows() {
+            let Some(row) = self.account(id.row(row))? else {
+                return Err(StoreError::Backend(format!("row {row} of account {id} is missing")));
+            };
+            let into = match account.layout {
+                crate::model::AccountLayout::Buffered { .. } => &mut buffered,
+                _ => &mut account.balances,
+            };
+            *into = into.plus(&row.balances);
+        }
+        Ok(Some((account, buffered)))
+    }
 }

@@ -95,6 +95,10 @@ pub enum AccountRejection {
     AccountClosed,
     #[error("account has a non-zero or pending balance and cannot be closed")]
     BalanceNotZero,
+    #[error(
+        "layout needs 2-64 sub-accounts or 1-64 buffers and an unbounded or no-overdraft rule"
+    )]
+    LayoutInvalid,
 }
 
 impl AccountRejection {
@@ -110,6 +114,7 @@ impl AccountRejection {
             AccountRejection::AccountNotFound => "account_not_found",
             AccountRejection::AccountClosed => "account_closed",
             AccountRejection::BalanceNotZero => "balance_not_zero",
+            AccountRejection::LayoutInvalid => "layout_invalid",
         }
     }
 }

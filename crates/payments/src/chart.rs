@@ -165,6 +165,7 @@ pub fn internal_account(account: &Internal, asset: AssetCode) -> NewAccount {
         chart_code: ChartCode(account.line().code),
         rule: BalanceRule::Unbounded,
         metadata: BoundedText::new(account.key()).unwrap_or_default(),
+        layout: Default::default(),
     }
 }
 
@@ -190,6 +191,7 @@ fn wallet_account_on(customer: &str, asset: AssetCode, line: ChartLine) -> NewAc
         chart_code: ChartCode(line.code),
         rule: BalanceRule::NO_OVERDRAFT,
         metadata: BoundedText::new(format!("wallet:{customer}")).unwrap_or_default(),
+        layout: Default::default(),
     }
 }
 
@@ -214,6 +216,7 @@ pub fn merchant_accounts(merchant: &str, asset: AssetCode) -> [NewAccount; 2] {
             if settled { "settled" } else { "unsettled" }
         ))
         .unwrap_or_default(),
+        layout: Default::default(),
     })
 }
 

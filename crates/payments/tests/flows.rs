@@ -155,6 +155,7 @@ fn books(wallet_funds_minor: u64) -> Books {
             LedgerOutcome::Chart(r) => r.is_ok(),
             LedgerOutcome::Account(r) => r.is_ok(),
             LedgerOutcome::Status(r) => r.is_ok(),
+            LedgerOutcome::Fold(r) => r.is_ok(),
         };
         assert!(ok, "setup");
     }

@@ -216,6 +216,10 @@ pub struct AccountRequest {
     #[serde(default)]
     #[schema(value_type = String)]
     metadata: BoundedText<{ ledger::model::METADATA_LEN_MAX }>,
+    /// For a hot account: `sub_accounts` or `buffered` (see the schema). Plain by default.
+    #[serde(default)]
+    #[schema(value_type = Option<wire::AccountLayout>)]
+    layout: ledger::model::AccountLayout,
 }
 
 /// Open an account.
@@ -245,6 +249,7 @@ pub async fn create_account(
                 chart_code: ChartCode(request.chart_code),
                 rule: request.rule,
                 metadata: request.metadata,
+                layout: request.layout,
             };
             match single(&state, Command::OpenAccount(new)).await? {
                 Outcome::Account(Ok(applied)) => {
@@ -287,8 +292,13 @@ pub async fn get_account(
     let id = account_id(&id)?;
     authorize(&state, &caller, ResourceKind::Account, id.get(), "account").await?;
     let reader = state.reader.clone();
-    let account = blocking(move || reader.account(id).map_err(ApiError::from)).await?;
-    account.map(|a| axum::Json(AccountView::from(&a))).ok_or_else(|| ApiError::not_found("account"))
+    let account = blocking(move || reader.account_summed(id).map_err(ApiError::from)).await?;
+    let (account, buffered) = account.ok_or_else(|| ApiError::not_found("account"))?;
+    let mut view = AccountView::from(&account);
+    if matches!(account.layout, ledger::model::AccountLayout::Buffered { .. }) {
+        view.buffered = Some((&buffered).into());
+    }
+    Ok(axum::Json(view))
 }
 
 #[derive(Deserialize, ToSchema)]

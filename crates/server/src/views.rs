@@ -45,6 +45,27 @@ pub mod wire {
         },
     }
 
+    /// How the account's balance is spread over rows, for hot accounts (热点账户).
+    #[derive(Serialize, ToSchema)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum AccountLayout {
+        /// One row (the default).
+        Plain,
+        /// Sub-accounts (子账户): `count` rows (2-64); each batch credits one, debits are
+        /// served from the rows together; balances shown are the sum.
+        SubAccounts { count: u8 },
+        /// Buffered posting (缓冲记账): credits land in one of `count` buffers (1-64) and are
+        /// folded into the account within `fold_interval_ms` (100 ms by default); until then
+        /// they show under `buffered` and cannot be spent.
+        Buffered { count: u8 },
+        /// Row `row` of account `of` (the ledger's own; cannot be named in a transfer).
+        Row {
+            #[schema(value_type = String)]
+            of: String,
+            row: u8,
+        },
+    }
+
     /// `active`; `frozen_debits` (冻结: nothing may leave); `closed`.
     #[derive(Serialize, ToSchema)]
     #[serde(rename_all = "snake_case")]
@@ -178,7 +199,14 @@ pub struct AccountView {
     #[schema(value_type = wire::AccountStatus)]
     pub status: ledger::model::AccountStatus,
     pub metadata: String,
+    #[schema(value_type = wire::AccountLayout)]
+    pub layout: ledger::model::AccountLayout,
+    /// For sub-accounts the sum over every row; for a buffered account its own row (what it
+    /// can spend).
     pub balances: BalancesView,
+    /// A buffered account only: credits waiting in its buffers to be folded in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffered: Option<BalancesView>,
     /// Journal sequence number of the opening.
     pub opened_seq: String,
     /// RFC 3339 UTC.
@@ -195,7 +223,9 @@ impl From<&ledger::Account> for AccountView {
             rule: account.rule,
             status: account.status,
             metadata: account.metadata.as_str().to_string(),
+            layout: account.layout,
             balances: (&account.balances).into(),
+            buffered: None,
             opened_seq: account.opened_seq.0.to_string(),
             opened_at: rfc3339(account.opened_at),
         }

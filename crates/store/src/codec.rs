@@ -2,7 +2,7 @@
 //! conversion from storage is checked: a value the ledger could not have written is reported
 //! as corruption, never silently mapped.
 
-use ledger::model::{AccountClass, BalanceRule, HoldState, TransferKind};
+use ledger::model::{AccountClass, AccountLayout, BalanceRule, HoldState, TransferKind};
 use ledger::port::StoreError;
 use ledger::{AccountId, AccountStatus, TransferId};
 use money::{Amount, AssetCode};
@@ -78,6 +78,27 @@ pub fn rule_columns(rule: &BalanceRule) -> (i64, i64) {
     }
 }
 
+/// An account layout as (kind, row count or row number, owner of a row).
+pub fn layout_columns(layout: &AccountLayout) -> (i64, i64, Option<[u8; 16]>) {
+    match layout {
+        AccountLayout::Plain => (0, 0, None),
+        AccountLayout::SubAccounts { count } => (1, i64::from(*count), None),
+        AccountLayout::Buffered { count } => (2, i64::from(*count), None),
+        AccountLayout::Row { of, row } => (3, i64::from(*row), Some(of.to_bytes())),
+    }
+}
+
+pub fn layout(kind: i64, rows: i64, owner: Option<&[u8]>) -> Result<AccountLayout, StoreError> {
+    let count = u8::try_from(rows).map_err(|_| corrupt(format!("bad layout row count {rows}")))?;
+    match (kind, owner) {
+        (0, _) => Ok(AccountLayout::Plain),
+        (1, _) => Ok(AccountLayout::SubAccounts { count }),
+        (2, _) => Ok(AccountLayout::Buffered { count }),
+        (3, Some(owner)) => Ok(AccountLayout::Row { of: account_id(owner)?, row: count }),
+        (other, _) => Err(corrupt(format!("bad account layout {other}"))),
+    }
+}
+
 pub fn rule(kind: i64, limit: i64) -> Result<BalanceRule, StoreError> {
     let limit = amount(limit)?;
     match kind {
@@ -105,7 +126,8 @@ pub fn text<const N: usize>(value: String) -> Result<ledger::model::BoundedText<
 // Column lists, in the order the row decoders of both backends read them.
 pub const ACCOUNT_COLUMNS: &str =
     "id, asset, chart_code, rule_kind, rule_limit, metadata, status, \
-     debits_pending, debits_posted, credits_pending, credits_posted, opened_seq, opened_at";
+     debits_pending, debits_posted, credits_pending, credits_posted, opened_seq, opened_at, \
+     layout_kind, layout_rows, layout_owner";
 pub const TRANSFER_COLUMNS: &str = "seq, id, kind, debit_account_id, credit_account_id, asset, \
      amount, pending_id, expires_at, business_code, order_ref, timestamp, fingerprint";
 pub const HOLD_COLUMNS: &str = "pending_id, debit_account_id, credit_account_id, asset, amount, \

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use ledger::apply::BatchWrite;
 use ledger::journal::{BatchHeader, JournalHead};
 use ledger::model::{
-    Account, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer,
+    Account, AccountLayout, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer,
 };
 use ledger::port::{
     BalanceTotals, LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, StoreError,
@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("postgres/0004_gateway.sql")),
     (5, include_str!("postgres/0005_orders.sql")),
     (6, include_str!("postgres/0006_access_merchant.sql")),
+    (7, include_str!("postgres/0007_ledger_layouts.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {
@@ -256,6 +257,25 @@ impl LedgerTx for PgTx<'_> {
         reference_data(&mut self.tx)
     }
 
+    fn account_layouts(&mut self) -> Result<Vec<(AccountId, AccountLayout)>, StoreError> {
+        let rows = self.query(
+            "SELECT id, layout_kind, layout_rows FROM accounts WHERE layout_kind IN (1, 2)",
+            &[],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    codec::account_id(get(row, 0)?)?,
+                    codec::layout(
+                        i64::from(get::<i16>(row, 1)?),
+                        i64::from(get::<i16>(row, 2)?),
+                        None,
+                    )?,
+                ))
+            })
+            .collect()
+    }
+
     fn lock_head(&mut self) -> Result<JournalHead, StoreError> {
         let rows = self.query(
             "SELECT batch_seq, last_seq, last_timestamp, hash FROM journal_head WHERE id = 1 FOR UPDATE",
@@ -435,6 +455,8 @@ fn insert_accounts(statement: &mut OneStatement, accounts: &[Account]) {
         return;
     }
     let rules: Vec<(i64, i64)> = accounts.iter().map(|a| codec::rule_columns(&a.rule)).collect();
+    let layouts: Vec<(i64, i64, Option<[u8; 16]>)> =
+        accounts.iter().map(|a| codec::layout_columns(&a.layout)).collect();
     let [dp, dpo, cp, cpo] = balance_arrays(accounts.iter().map(|a| &a.balances));
     let p = [
         statement.param(bytes(accounts, |a| a.id.to_bytes())),
@@ -450,12 +472,32 @@ fn insert_accounts(statement: &mut OneStatement, accounts: &[Account]) {
         statement.param(cpo),
         statement.param(accounts.iter().map(|a| a.opened_seq.0 as i64).collect::<Vec<_>>()),
         statement.param(accounts.iter().map(|a| a.opened_at.0 as i64).collect::<Vec<_>>()),
+        statement.param(layouts.iter().map(|l| l.0 as i16).collect::<Vec<_>>()),
+        statement.param(layouts.iter().map(|l| l.1 as i16).collect::<Vec<_>>()),
+        statement
+            .param(layouts.iter().map(|l| l.2.map(|owner| owner.to_vec())).collect::<Vec<_>>()),
     ];
     statement.part(format!(
         "INSERT INTO accounts ({ACCOUNT_COLUMNS}) SELECT * FROM UNNEST({}::bytea[], {}::text[], \
          {}::bigint[], {}::smallint[], {}::bigint[], {}::text[], {}::smallint[], {}::bigint[], \
-         {}::bigint[], {}::bigint[], {}::bigint[], {}::bigint[], {}::bigint[])",
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12]
+         {}::bigint[], {}::bigint[], {}::bigint[], {}::bigint[], {}::bigint[], {}::smallint[], \
+         {}::smallint[], {}::bytea[])",
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        p[4],
+        p[5],
+        p[6],
+        p[7],
+        p[8],
+        p[9],
+        p[10],
+        p[11],
+        p[12],
+        p[13],
+        p[14],
+        p[15]
     ));
 }
 
@@ -589,6 +631,11 @@ fn account_from_row(row: &Row) -> Result<Account, StoreError> {
         },
         opened_seq: Seq(codec::u64_column(get(row, 11)?, "seq")?),
         opened_at: Timestamp(codec::u64_column(get(row, 12)?, "timestamp")?),
+        layout: codec::layout(
+            i64::from(get::<i16>(row, 13)?),
+            i64::from(get::<i16>(row, 14)?),
+            get::<Option<&[u8]>>(row, 15)?,
+        )?,
     })
 }
 

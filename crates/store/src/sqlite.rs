@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use ledger::apply::BatchWrite;
 use ledger::journal::{BatchHeader, JournalHead};
 use ledger::model::{
-    Account, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer,
+    Account, AccountLayout, ChartCode, ChartEntry, Entry, Hold, Movement, Record, Side, Transfer,
 };
 use ledger::port::{
     BalanceTotals, LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, StoreError,
@@ -35,7 +35,10 @@ use crate::codec::{
     self, ACCOUNT_COLUMNS, BATCH_COLUMNS, ENTRY_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_ledger.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sqlite/0001_ledger.sql")),
+    (2, include_str!("sqlite/0002_ledger_layouts.sql")),
+];
 
 fn backend(error: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(failure, _) = &error {
@@ -197,6 +200,25 @@ impl LedgerTx for SqliteTx<'_> {
         head(&self.tx)
     }
 
+    fn account_layouts(&mut self) -> Result<Vec<(AccountId, AccountLayout)>, StoreError> {
+        let mut statement = self
+            .tx
+            .prepare_cached(
+                "SELECT id, layout_kind, layout_rows FROM accounts WHERE layout_kind IN (1, 2)",
+            )
+            .map_err(backend)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+            })
+            .map_err(backend)?;
+        rows.map(|row| {
+            let (id, kind, count) = row.map_err(backend)?;
+            Ok((codec::account_id(&id)?, codec::layout(kind, count, None)?))
+        })
+        .collect()
+    }
+
     fn write(&mut self, batch: &BatchWrite) -> Result<(), StoreError> {
         write_batch(&self.tx, batch).map_err(backend)
     }
@@ -242,10 +264,11 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &BatchWrite) -> rusqlite::
     }
     for account in &batch.opened_accounts {
         let (rule_kind, rule_limit) = codec::rule_columns(&account.rule);
+        let (layout_kind, layout_rows, layout_owner) = codec::layout_columns(&account.layout);
         let b = &account.balances;
         tx.prepare_cached(&format!(
             "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
         ))?
         .execute(params![
             &account.id.to_bytes()[..],
@@ -261,6 +284,9 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &BatchWrite) -> rusqlite::
             b.credits_posted.to_stored(),
             account.opened_seq.0 as i64,
             account.opened_at.0 as i64,
+            layout_kind,
+            layout_rows,
+            layout_owner.as_ref().map(|owner| &owner[..]),
         ])?;
     }
     {
@@ -398,6 +424,11 @@ fn account_from_row(row: &Row<'_>) -> Result<Account, StoreError> {
         },
         opened_seq: Seq(codec::u64_column(row.get(11).map_err(get)?, "seq")?),
         opened_at: Timestamp(codec::u64_column(row.get(12).map_err(get)?, "timestamp")?),
+        layout: codec::layout(
+            row.get(13).map_err(get)?,
+            row.get(14).map_err(get)?,
+            row.get::<_, Option<Vec<u8>>>(15).map_err(get)?.as_deref(),
+        )?,
     })
 }
 

@@ -63,8 +63,13 @@ pub struct Backend {
 }
 
 pub fn test_config() -> PipelineConfig {
-    // A long poll: tests trigger expiry by submitting work, never by waiting.
-    PipelineConfig { expiry_poll_interval_ms: 60_000, ..PipelineConfig::default() }
+    // A long poll: tests trigger expiry and folds by submitting work, never by waiting (a
+    // writer's first fold runs at start-up, so a restart folds what was buffered).
+    PipelineConfig {
+        expiry_poll_interval_ms: 60_000,
+        fold_interval_ms: 60_000,
+        ..PipelineConfig::default()
+    }
 }
 
 impl Backend {

@@ -92,6 +92,7 @@ fn setup(handle: &LedgerHandle) {
             chart_code: ChartCode(chart_code),
             rule,
             metadata: BoundedText::default(),
+            layout: Default::default(),
         })
     };
     let mut commands = vec![
@@ -116,7 +117,7 @@ fn setup(handle: &LedgerHandle) {
             Outcome::Chart(result) => result.is_ok(),
             Outcome::Account(result) => result.is_ok(),
             Outcome::Transfers(results) => results.iter().all(Result::is_ok),
-            Outcome::Status(_) => false,
+            Outcome::Status(_) | Outcome::Fold(_) => false,
         };
         assert!(ok, "setup failed");
     }

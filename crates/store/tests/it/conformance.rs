@@ -57,6 +57,7 @@ pub fn setup(handle: &LedgerHandle) {
             chart_code: ChartCode(chart_code),
             rule,
             metadata: BoundedText::default(),
+            layout: Default::default(),
         })
     };
     commands.push(open(BANK, "CNY", 1002, BalanceRule::Unbounded));
@@ -478,6 +479,7 @@ fn accounts_and_reference_data_are_idempotent() {
             chart_code: ChartCode(chart),
             rule: BalanceRule::NO_OVERDRAFT,
             metadata: BoundedText::default(),
+            layout: Default::default(),
         };
         let result = |new| open_blocking(&handle, new);
         assert_eq!(

@@ -5,4 +5,5 @@ mod backends;
 mod concurrency;
 mod conformance;
 mod inquiry;
+mod layouts;
 mod model;

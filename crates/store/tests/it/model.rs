@@ -116,6 +116,7 @@ fn setup_commands() -> Vec<Command> {
             chart_code: ChartCode(spec.chart_code),
             rule: spec.rule,
             metadata: BoundedText::default(),
+            layout: Default::default(),
         }));
     }
     commands
