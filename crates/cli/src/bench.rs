@@ -16,7 +16,9 @@ use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
 use ledger::apply::{Command, Outcome};
-use ledger::model::{AccountClass, BalanceRule, ChartCode, ChartEntry, Movement, NewAccount};
+use ledger::model::{
+    AccountClass, AccountLayout, BalanceRule, ChartCode, ChartEntry, Movement, NewAccount,
+};
 use ledger::{
     AccountId, BoundedText, BusinessCode, Ledger, LedgerHandle, NewTransfer, PipelineConfig,
     SystemClock, TransferAction, TransferId,
@@ -54,6 +56,10 @@ pub struct BenchArgs {
     /// submitters are spread over them.
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// Layouts of the hot account to measure the hot workloads with, side by side: `plain`,
+    /// `sub:N` (sub-accounts, 子账户) and `buffered:N` (buffered posting, 缓冲记账).
+    #[arg(long, value_delimiter = ',', default_value = "plain")]
+    hot_layouts: Vec<HotLayout>,
     /// Skip the naive baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -78,6 +84,36 @@ enum Workload {
     Uniform,
     HotCredit,
     HotDebit,
+}
+
+/// A hot account's layout, as `plain`, `sub:N` or `buffered:N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HotLayout(AccountLayout);
+
+impl FromStr for HotLayout {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<HotLayout, String> {
+        let layout = match raw.split_once(':') {
+            None if raw == "plain" => AccountLayout::Plain,
+            Some(("sub", n)) => AccountLayout::SubAccounts { count: n.parse().map_err(|_| raw)? },
+            Some(("buffered", n)) => AccountLayout::Buffered { count: n.parse().map_err(|_| raw)? },
+            _ => return Err(format!("layout must be plain, sub:N or buffered:N, not {raw:?}")),
+        };
+        if !layout.is_valid() {
+            return Err(format!("{raw:?}: sub-accounts take 2-64 rows, buffers 1-64"));
+        }
+        Ok(HotLayout(layout))
+    }
+}
+
+impl fmt::Display for HotLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            AccountLayout::SubAccounts { count } => write!(f, "sub:{count}"),
+            AccountLayout::Buffered { count } => write!(f, "buffered:{count}"),
+            _ => f.write_str("plain"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -149,7 +185,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut rows = Vec::new();
     let run_id = format!("{}_{}", std::process::id(), unix_secs());
-    let cells = args.workloads.len() * args.modes.len();
+    // The hot workloads run once per hot-account layout; uniform once.
+    let layouts_of = |workload: Workload| -> Vec<(usize, HotLayout)> {
+        match workload {
+            Workload::Uniform => vec![(0, HotLayout(AccountLayout::Plain))],
+            _ => args.hot_layouts.iter().copied().enumerate().collect(),
+        }
+    };
+    let cells: usize =
+        args.workloads.iter().map(|w| layouts_of(*w).len()).sum::<usize>() * args.modes.len();
     for kind in &args.stores {
         let scratch = tempdir()?;
         let mut ledgers = Vec::with_capacity(args.nodes.max(1));
@@ -183,16 +227,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         eprintln!("{name}: opening and funding {} accounts…", args.accounts);
         let setup_started = Instant::now();
-        setup_accounts(&handle, args.accounts)?;
+        setup_accounts(&handle, args.accounts, &args.hot_layouts)?;
         eprintln!("{name}: set up in {:.1}s", setup_started.elapsed().as_secs_f64());
         let ids = Arc::new(AtomicU64::new(10_000_000_000));
         let mut cell = 0;
-        for workload in &args.workloads {
+        for (workload, (layout_index, layout)) in
+            args.workloads.iter().flat_map(|w| layouts_of(*w).into_iter().map(move |l| (w, l)))
+        {
+            let hot = hot_account(args.accounts, layout_index);
             for mode in &args.modes {
                 cell += 1;
                 let batches_before = batches_committed();
-                let row =
-                    runtime.block_on(measure(&handles, &args, *workload, *mode, ids.clone()))?;
+                let target = Target { workload: *workload, hot };
+                let row = runtime.block_on(measure(&handles, &args, target, *mode, ids.clone()))?;
+                let row = match layout.0 {
+                    AccountLayout::Plain => row,
+                    _ => Row { workload: format!("{workload} {layout}"), ..row },
+                };
                 let batches = batches_committed() - batches_before;
                 let row = Row {
                     system: name.clone(),
@@ -261,10 +312,23 @@ fn cny() -> AssetCode {
     AssetCode::new("CNY").unwrap_or_else(|_| unreachable!("valid code"))
 }
 
-/// Wallets `1..=n`, the hot merchant `n + 1`, the bank reserve `n + 2`; every wallet and the
-/// merchant funded from the bank.
-fn setup_accounts(handle: &LedgerHandle, n_accounts: u64) -> anyhow::Result<()> {
-    let hot = n_accounts + 1;
+/// The hot account for the `index`th of `--hot-layouts`: the first is `n + 1`, the others
+/// follow the bank reserve.
+fn hot_account(n_accounts: u64, index: usize) -> u64 {
+    match index {
+        0 => n_accounts + 1,
+        i => n_accounts + 2 + i as u64,
+    }
+}
+
+/// Wallets `1..=n`, the hot merchants (`n + 1` with the first layout, `n + 3…` with the
+/// others), the bank reserve `n + 2`; every wallet and merchant funded from the bank (a
+/// buffered merchant's funding folded in before the run).
+fn setup_accounts(
+    handle: &LedgerHandle,
+    n_accounts: u64,
+    layouts: &[HotLayout],
+) -> anyhow::Result<()> {
     let bank = n_accounts + 2;
     let chart = |code, name: &str, class| {
         Command::DefineChart(ChartEntry {
@@ -274,31 +338,42 @@ fn setup_accounts(handle: &LedgerHandle, n_accounts: u64) -> anyhow::Result<()> 
         })
     };
     let asset = Asset::new(cny(), 2).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let open = |id, chart, rule| {
+    let open = |id, chart, rule, layout| {
         Command::OpenAccount(NewAccount {
             id: account_id(id),
             asset: cny(),
             chart_code: ChartCode(chart),
             rule,
             metadata: BoundedText::default(),
-            layout: Default::default(),
+            layout,
         })
     };
+    let plain = AccountLayout::Plain;
+    let mut hot: Vec<(u64, AccountLayout)> = layouts
+        .iter()
+        .enumerate()
+        .map(|(index, layout)| (hot_account(n_accounts, index), layout.0))
+        .collect();
+    if hot.is_empty() {
+        hot.push((hot_account(n_accounts, 0), plain));
+    }
+    let funded: Vec<u64> = (1..=n_accounts).chain(hot.iter().map(|(id, _)| *id)).collect();
     let mut commands = vec![
         Command::DefineAsset(asset),
         chart(CHART_BANK, "bank deposits", AccountClass::Asset),
         chart(CHART_WALLETS, "customer wallets", AccountClass::Liability),
-        open(bank, CHART_BANK, BalanceRule::Unbounded),
+        open(bank, CHART_BANK, BalanceRule::Unbounded, plain),
     ];
     let chunk = 8_000;
-    for id in 1..=hot {
-        commands.push(open(id, CHART_WALLETS, BalanceRule::NO_OVERDRAFT));
+    let opening = (1..=n_accounts).map(|id| (id, plain)).chain(hot.iter().copied());
+    for (id, layout) in opening {
+        commands.push(open(id, CHART_WALLETS, BalanceRule::NO_OVERDRAFT, layout));
         if commands.len() >= chunk {
             submit_setup(handle, std::mem::take(&mut commands))?;
         }
     }
     submit_setup(handle, std::mem::take(&mut commands))?;
-    for id in 1..=hot {
+    for id in funded {
         let transfer = NewTransfer {
             id: TransferId::new(u128::from(id)).unwrap_or_else(|_| unreachable!()),
             action: TransferAction::Post(Movement {
@@ -315,7 +390,10 @@ fn setup_accounts(handle: &LedgerHandle, n_accounts: u64) -> anyhow::Result<()> 
             submit_setup(handle, std::mem::take(&mut commands))?;
         }
     }
-    submit_setup(handle, commands)
+    submit_setup(handle, commands)?;
+    // A buffered merchant's funding is spendable once folded (hot-debit draws on it).
+    let folds = hot.iter().map(|(id, _)| Command::FoldBuffers { account_id: account_id(*id) });
+    submit_setup(handle, folds.collect())
 }
 
 fn submit_setup(handle: &LedgerHandle, commands: Vec<Command>) -> anyhow::Result<()> {
@@ -352,9 +430,9 @@ impl Picker {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    /// Two distinct accounts in `1..=n` (or the hot one on one side) for `workload`.
-    fn pair(&mut self, workload: Workload, n_accounts: u64) -> (u64, u64) {
-        let hot = n_accounts + 1;
+    /// Two distinct accounts in `1..=n` (or the hot one on one side) for `target`.
+    fn pair(&mut self, target: Target, n_accounts: u64) -> (u64, u64) {
+        let Target { workload, hot } = target;
         let a = self.next() % n_accounts + 1;
         match workload {
             Workload::HotCredit => (a, hot),
@@ -382,6 +460,13 @@ fn bench_transfer(id: u64, debit: u64, credit: u64, amount_minor: u64) -> NewTra
         business_code: BusinessCode(9),
         order_ref: BoundedText::default(),
     }
+}
+
+/// A workload and the hot account it hits.
+#[derive(Clone, Copy, Debug)]
+struct Target {
+    workload: Workload,
+    hot: u64,
 }
 
 struct Tally {
@@ -429,7 +514,7 @@ impl Tally {
 async fn measure(
     handles: &[LedgerHandle],
     args: &BenchArgs,
-    workload: Workload,
+    target: Target,
     mode: Mode,
     ids: Arc<AtomicU64>,
 ) -> anyhow::Result<Row> {
@@ -451,7 +536,7 @@ async fn measure(
                 let first = ids.fetch_add(per_request as u64, Ordering::Relaxed);
                 let commands: Vec<Command> = (0..per_request as u64)
                     .map(|offset| {
-                        let (debit, credit) = picker.pair(workload, n_accounts);
+                        let (debit, credit) = picker.pair(target, n_accounts);
                         let amount = picker.next() % 100 + 1;
                         Command::Transfers(vec![bench_transfer(
                             first + offset,
@@ -480,7 +565,7 @@ async fn measure(
     for task in tasks {
         total.merge(task.await??);
     }
-    Ok(total.row("", workload, mode, started.elapsed()))
+    Ok(total.row("", target.workload, mode, started.elapsed()))
 }
 
 fn run_baseline(args: &BenchArgs, target: &PgTarget) -> anyhow::Result<Vec<Row>> {
@@ -504,7 +589,8 @@ fn run_baseline(args: &BenchArgs, target: &PgTarget) -> anyhow::Result<Vec<Row>>
                         let mut tally = Tally::new();
                         while Instant::now() < deadline {
                             let id = ids.fetch_add(1, Ordering::Relaxed) as i64;
-                            let (debit, credit) = picker.pair(workload, n_accounts);
+                            let target = Target { workload, hot: hot_account(n_accounts, 0) };
+                            let (debit, credit) = picker.pair(target, n_accounts);
                             let amount = (picker.next() % 100 + 1) as i64;
                             let sent = Instant::now();
                             // A deadlock between two transfers crossing the same accounts is
@@ -560,7 +646,7 @@ fn attach_ratios(rows: &mut [Row]) {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<17} {:<11} {:<7} {:>10} {:>12} {:>8} {:>8} {:>8} {:>8} {:>11} {:>7}",
+        "{:<17} {:<21} {:<7} {:>10} {:>12} {:>8} {:>8} {:>8} {:>8} {:>11} {:>7}",
         "system",
         "workload",
         "mode",
@@ -575,7 +661,7 @@ fn print_table(rows: &[Row]) {
     );
     for row in rows {
         println!(
-            "{:<17} {:<11} {:<7} {:>10} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>11} {:>7}",
+            "{:<17} {:<21} {:<7} {:>10} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>11} {:>7}",
             row.system,
             row.workload,
             row.mode,

@@ -74,7 +74,27 @@ async fn authorize(
         Some(owner) => Some(owner),
         None => {
             let access = state.access.clone();
-            let owner = blocking(move || access.owner(kind, id).map_err(ApiError::from)).await?;
+            let reader = state.reader.clone();
+            let owner = blocking(move || {
+                if let Some(owner) = access.owner(kind, id)? {
+                    return Ok(Some(owner));
+                }
+                // A row of an account's layout belongs to whoever owns the account.
+                let row_of = match (kind, AccountId::new(id)) {
+                    (ResourceKind::Account, Ok(id)) => {
+                        reader.account(id)?.and_then(|a| match a.layout {
+                            ledger::model::AccountLayout::Row { of, .. } => Some(of),
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                };
+                match row_of {
+                    Some(of) => Ok(access.owner(kind, of.get())?),
+                    None => Ok(None),
+                }
+            })
+            .await?;
             if let Some(owner) = &owner {
                 state.caches.put_owner(kind, id, owner.clone());
             }

@@ -5,6 +5,7 @@ mod endpoints;
 mod errors;
 mod fuzz;
 mod idempotency;
+mod layouts;
 mod signing;
 mod support;
 mod tenancy;

@@ -77,6 +77,7 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "asset_not_found",
     "chart_code_not_found",
     "balance_not_zero",
+    "layout_invalid",
     "account_closed",
     "ledger_overloaded",
     "rate_limited",

@@ -6,4 +6,5 @@ mod concurrency;
 mod conformance;
 mod inquiry;
 mod layouts;
+mod layouts_props;
 mod model;
