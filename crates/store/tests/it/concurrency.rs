@@ -8,7 +8,9 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use ledger::apply::{Command, Outcome};
-use ledger::model::{AccountClass, BalanceRule, Balances, ChartCode, ChartEntry, NewAccount, Side};
+use ledger::model::{
+    AccountClass, AccountLayout, BalanceRule, Balances, ChartCode, ChartEntry, NewAccount, Side,
+};
 use ledger::port::{LedgerReader, Page, PAGE_LIMIT_MAX};
 use ledger::verify::verify;
 use ledger::{
@@ -78,6 +80,11 @@ struct WorkerLog {
 }
 
 fn setup(handle: &LedgerHandle) {
+    setup_with(handle, AccountLayout::Plain)
+}
+
+/// The accounts, with the merchant (the hot account) opened with `layout`.
+fn setup_with(handle: &LedgerHandle, merchant_layout: AccountLayout) {
     let chart = |code, name: &str, class| {
         Command::DefineChart(ChartEntry {
             code: ChartCode(code),
@@ -92,7 +99,7 @@ fn setup(handle: &LedgerHandle) {
             chart_code: ChartCode(chart_code),
             rule,
             metadata: BoundedText::default(),
-            layout: Default::default(),
+            layout: if id == MERCHANT { merchant_layout } else { AccountLayout::Plain },
         })
     };
     let mut commands = vec![
@@ -157,7 +164,9 @@ fn worker(index: usize, nodes: &[LedgerHandle]) -> WorkerLog {
                 }
                 post(fresh(), payer, payee, amount_minor)
             }
-            30..=39 => post(fresh(), MERCHANT, payer, amount_minor),
+            // Refunds up to three times a payment: with the merchant spread over rows, the
+            // larger ones need the rows swept together.
+            30..=39 => post(fresh(), MERCHANT, payer, amount_minor * (1 + rng.below(3))),
             40..=54 => {
                 let id = fresh();
                 my_holds.push(id);
@@ -224,10 +233,30 @@ fn worker(index: usize, nodes: &[LedgerHandle]) -> WorkerLog {
 
 #[test]
 fn many_nodes_on_one_database_keep_the_books_exact() {
-    let Some(target) = pg_target("concurrency") else { return };
+    many_nodes_keep_the_books_exact("concurrency", AccountLayout::Plain);
+}
+
+/// The same with the hot merchant spread over sub-accounts (子账户): credits land on rows
+/// the nodes pick independently, debits lock every row and sweep between them.
+#[test]
+fn many_nodes_keep_the_books_exact_with_a_sub_accounted_merchant() {
+    many_nodes_keep_the_books_exact("concurrency_sub", AccountLayout::SubAccounts { count: 4 });
+}
+
+/// The same with a buffered merchant (缓冲记账): every node folds the buffers on its own
+/// timer, racing the others and the credits that land meanwhile.
+#[test]
+fn many_nodes_keep_the_books_exact_with_a_buffered_merchant() {
+    many_nodes_keep_the_books_exact("concurrency_buf", AccountLayout::Buffered { count: 2 });
+}
+
+fn many_nodes_keep_the_books_exact(prefix: &str, merchant_layout: AccountLayout) {
+    let Some(target) = pg_target(prefix) else { return };
     let config = PipelineConfig {
-        // Short, so that the nodes' expiry scans run during the run and race each other.
+        // Short, so that the nodes' expiry scans and folds run during the run and race
+        // each other.
         expiry_poll_interval_ms: 100,
+        fold_interval_ms: 20,
         ..PipelineConfig::default()
     };
     let clock = Arc::new(SystemClock);
@@ -238,7 +267,7 @@ fn many_nodes_on_one_database_keep_the_books_exact() {
         })
         .collect();
     let handles: Vec<LedgerHandle> = nodes.iter().map(Ledger::handle).collect();
-    setup(&handles[0]);
+    setup_with(&handles[0], merchant_layout);
 
     let started = Instant::now();
     let (done, finished) = mpsc::channel();
@@ -281,7 +310,7 @@ fn many_nodes_on_one_database_keep_the_books_exact() {
 
     let reader = PgReader::connect(target.clone()).expect("reader");
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        check(&reader, &logs);
+        check(&reader, &logs, merchant_layout);
     }));
     let n_acks: usize = logs.iter().map(|log| log.acks.len() + 2 * log.duplicates.len()).sum();
     eprintln!(
@@ -294,7 +323,7 @@ fn many_nodes_on_one_database_keep_the_books_exact() {
     }
 }
 
-fn check(reader: &PgReader, logs: &[WorkerLog]) {
+fn check(reader: &PgReader, logs: &[WorkerLog], merchant_layout: AccountLayout) {
     let errors: Vec<&String> = logs.iter().flat_map(|log| &log.pipeline_errors).collect();
     assert!(errors.is_empty(), "pipeline failures: {errors:?}");
 
@@ -419,20 +448,23 @@ fn check(reader: &PgReader, logs: &[WorkerLog]) {
     assert!(n_entries.values().all(|n| *n == 2), "a transfer without exactly two entries");
 
     let mut per_asset: HashMap<AssetCode, [u128; 4]> = HashMap::new();
-    for id in std::iter::once(RESERVE).chain(WALLETS).chain([MERCHANT]) {
-        let stored = reader.account(account(id)).expect("read").expect("account");
+    let merchant_rows = std::iter::once(0)
+        .chain(merchant_layout.derived_rows())
+        .map(|row| account(MERCHANT).row(row));
+    let ids: Vec<AccountId> =
+        [RESERVE].into_iter().chain(WALLETS).map(account).chain(merchant_rows).collect();
+    for id in ids {
+        let stored = reader.account(id).expect("read").expect("account");
         let b = stored.balances;
         assert_eq!(
             b,
-            replayed.get(&account(id)).copied().unwrap_or_default(),
+            replayed.get(&id).copied().unwrap_or_default(),
             "account {id} differs from the journal"
         );
-        assert_eq!(
-            Some(b),
-            last_entry_balances(reader, account(id)),
-            "account {id} running balance"
-        );
-        if id != RESERVE {
+        if !b.is_zero() || replayed.contains_key(&id) {
+            assert_eq!(Some(b), last_entry_balances(reader, id), "account {id} running balance");
+        }
+        if id != account(RESERVE) {
             // No wallet (nor the merchant) ever below zero, holds included.
             assert!(
                 b.debits_posted.minor() + b.debits_pending.minor() <= b.credits_posted.minor(),
@@ -463,10 +495,21 @@ fn check(reader: &PgReader, logs: &[WorkerLog]) {
             matches!(record, ledger::Record::Transfer(t) if t.kind == TransferKind::ExpirePending)
         })
         .count();
+    let n_internal = records
+        .iter()
+        .filter(|record| {
+            matches!(record, ledger::Record::Transfer(t)
+                if t.business_code == ledger::apply::INTERNAL_BUSINESS_CODE)
+        })
+        .count();
     eprintln!(
-        "concurrency: {} transfers in the journal, {n_expired} holds expired",
+        "concurrency: {} transfers in the journal, {n_expired} holds expired, {n_internal} \
+         sweeps or folds between the merchant's rows",
         n_transfers.len()
     );
+    if !merchant_layout.is_plain() {
+        assert!(n_internal > 0, "the merchant's rows never moved money between them");
+    }
 
     let report = verify(reader, &mut |_| {}).expect("verify");
     assert!(report.is_ok(), "verify: {:?}", report.divergence);
