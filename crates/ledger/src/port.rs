@@ -153,6 +153,9 @@ pub trait LedgerReader: Send + Sync {
     fn accounts(&self, page: Page<AccountId>) -> Result<Vec<Account>, StoreError>;
     /// Holds still pending, in id order, after the cursor.
     fn pending_holds(&self, page: Page<TransferId>) -> Result<Vec<Hold>, StoreError>;
+    /// The accounts with these ids, read at one instant (one statement), so that the rows of
+    /// one layout add up even while a fold or sweep commits between them.
+    fn accounts_at_once(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError>;
 
     /// An account as its owner sees it. For sub-accounts, `balances` sums every row (reads
     /// are summed, 子账户); for a buffered account, `balances` is its own row (what it can
@@ -162,10 +165,22 @@ pub trait LedgerReader: Send + Sync {
         &self,
         id: AccountId,
     ) -> Result<Option<(Account, crate::model::Balances)>, StoreError> {
-        let Some(mut account) = self.account(id)? else { return Ok(None) };
+        let Some(account) = self.account(id)? else { return Ok(None) };
+        if account.layout.derived_rows().is_empty() {
+            return Ok(Some((account, crate::model::Balances::default())));
+        }
+        // The own row again with the others: reading it apart from them could straddle a
+        // fold and miss (or twice count) the amount moving between rows.
+        let ids: Vec<AccountId> = std::iter::once(0)
+            .chain(account.layout.derived_rows())
+            .map(|row| id.row(row))
+            .collect();
+        let mut rows: HashMap<AccountId, Account> =
+            self.accounts_at_once(&ids)?.into_iter().map(|row| (row.id, row)).collect();
+        let Some(mut account) = rows.remove(&id) else { return Ok(None) };
         let mut buffered = crate::model::Balances::default();
         for row in account.layout.derived_rows() {
-            let Some(row) = self.account(id.row(row))? else {
+            let Some(row) = rows.remove(&id.row(row)) else {
                 return Err(StoreError::Backend(format!("row {row} of account {id} is missing")));
             };
             let into = match account.layout {

@@ -813,6 +813,15 @@ impl LedgerReader for PgReader {
         })
     }
 
+    fn accounts_at_once(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        self.read(|tx| {
+            // One statement is one snapshot, even under READ COMMITTED.
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1)");
+            let keys: Vec<Vec<u8>> = ids.iter().map(|id| id.to_bytes().to_vec()).collect();
+            query_all(tx, &sql, &[&keys], account_from_row)
+        })
+    }
+
     fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError> {
         self.read(|tx| {
             let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1");

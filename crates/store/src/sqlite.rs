@@ -641,6 +641,17 @@ impl LedgerReader for SqliteReader {
         })
     }
 
+    fn accounts_at_once(&self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        self.read(|c| {
+            // One statement is one read snapshot in WAL mode.
+            let placeholders = vec!["?"; ids.len()].join(", ");
+            let sql =
+                format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id IN ({placeholders})");
+            let keys: Vec<Vec<u8>> = ids.iter().map(|id| id.to_bytes().to_vec()).collect();
+            query_all(c, &sql, rusqlite::params_from_iter(keys), account_from_row)
+        })
+    }
+
     fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError> {
         self.read(|c| {
             let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1");

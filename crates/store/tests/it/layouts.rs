@@ -199,3 +199,29 @@ fn buffered_credits_cannot_be_spent_until_folded() {
         assert_books(backend);
     });
 }
+
+/// A read of a buffered account that overlaps a fold sees the total before or after it,
+/// never with the moving amount in neither place (a regression: rows were read one query
+/// each, and a fold committing in between hid what it moved).
+#[test]
+fn reads_during_a_fold_add_up() {
+    each_backend("layout_read", |backend| {
+        let handle = backend.handle();
+        setup(&handle);
+        open(&handle, HOT_BUFFERED, AccountLayout::Buffered { count: 2 }).expect("open");
+        submit(&handle, post(100, BANK, ALICE, 1_000_000)).expect("fund");
+        let mut total = 0;
+        for round in 0..15u128 {
+            submit(&backend.handle(), post(200 + round, ALICE, HOT_BUFFERED, 10)).expect("credit");
+            total += 10;
+            // A restarting writer folds at once: read while it does.
+            backend.restart();
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(60);
+            while std::time::Instant::now() < until {
+                let (own, buffered) = summed(backend, HOT_BUFFERED);
+                let seen = own.net_credit_posted() + buffered.net_credit_posted();
+                assert_eq!(seen, total, "{}: round {round}: {own:?} + {buffered:?}", backend.name);
+            }
+        }
+    });
+}
