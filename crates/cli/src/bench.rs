@@ -629,7 +629,9 @@ fn attach_ratios(rows: &mut [Row]) {
     let baseline: Vec<Row> =
         rows.iter().filter(|row| row.system.starts_with("naive")).cloned().collect();
     for row in rows.iter_mut().filter(|row| !row.system.starts_with("naive")) {
-        let same_workload = baseline.iter().filter(|b| b.workload == row.workload);
+        // A hot workload run with a layout ("hot-credit sub:8") compares with the plain one.
+        let workload = row.workload.split(' ').next().unwrap_or_default();
+        let same_workload = baseline.iter().filter(|b| b.workload == workload);
         let base = if row.mode == Mode::Bulk.to_string() {
             same_workload
                 .map(|b| b.transfers_per_second)
