@@ -194,51 +194,38 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let cells: usize =
         args.workloads.iter().map(|w| layouts_of(*w).len()).sum::<usize>() * args.modes.len();
+    let groups: Vec<(Workload, usize, HotLayout)> = args
+        .workloads
+        .iter()
+        .flat_map(|w| layouts_of(*w).into_iter().map(move |(index, layout)| (*w, index, layout)))
+        .collect();
     for kind in &args.stores {
-        let scratch = tempdir()?;
-        let mut ledgers = Vec::with_capacity(args.nodes.max(1));
-        let mut schema = None;
-        for _ in 0..args.nodes.max(1) {
-            let ledger = match kind {
-                StoreKind::Sqlite => {
-                    let store = store::SqliteStore::open(scratch.join("bench.db"))
-                        .context("opening SQLite")?;
-                    Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default())
-                }
-                StoreKind::Postgres => {
-                    let target =
-                        PgTarget::new(args.database_url.clone(), format!("qianbao_bench_{run_id}"));
-                    let store = store::PgStore::connect(target.clone())
-                        .context("connecting to PostgreSQL")?;
-                    schema = Some(target);
-                    Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default())
-                }
-            };
-            ledgers.push(ledger);
-        }
-        let handles: Vec<LedgerHandle> = ledgers.iter().map(Ledger::handle).collect();
-        let batches_committed = || -> u64 {
-            handles.iter().map(|h| h.metrics().batches_committed.load(Ordering::Relaxed)).sum()
-        };
-        let handle = handles[0].clone();
         let name = match args.nodes {
             0 | 1 => format!("qianbao/{kind:?}").to_lowercase(),
             n => format!("qianbao/{kind:?} x{n}").to_lowercase(),
         };
-        eprintln!("{name}: opening and funding {} accounts…", args.accounts);
-        let setup_started = Instant::now();
-        setup_accounts(&handle, args.accounts, &args.hot_layouts)?;
-        eprintln!("{name}: set up in {:.1}s", setup_started.elapsed().as_secs_f64());
-        let ids = Arc::new(AtomicU64::new(10_000_000_000));
         let mut cell = 0;
-        for (workload, (layout_index, layout)) in
-            args.workloads.iter().flat_map(|w| layouts_of(*w).into_iter().map(move |l| (w, l)))
-        {
+        // Every workload (and layout) starts from fresh books of the same size: a store that
+        // had grown by the earlier cells' transfers would make the later workloads look slower.
+        for (group, (workload, layout_index, layout)) in groups.iter().copied().enumerate() {
+            let books = Books::open(*kind, &args, &format!("{run_id}_{group}"))?;
+            let handles: Vec<LedgerHandle> = books.ledgers.iter().map(Ledger::handle).collect();
+            let batches_committed = || -> u64 {
+                handles.iter().map(|h| h.metrics().batches_committed.load(Ordering::Relaxed)).sum()
+            };
+            let setup_started = Instant::now();
+            setup_accounts(&handles[0], args.accounts, &args.hot_layouts)?;
+            eprintln!(
+                "{name}: {} accounts opened and funded in {:.1}s",
+                args.accounts,
+                setup_started.elapsed().as_secs_f64()
+            );
+            let ids = Arc::new(AtomicU64::new(10_000_000_000));
             let hot = hot_account(args.accounts, layout_index);
             for mode in &args.modes {
                 cell += 1;
                 let batches_before = batches_committed();
-                let target = Target { workload: *workload, hot };
+                let target = Target { workload, hot };
                 let row = runtime.block_on(measure(&handles, &args, target, *mode, ids.clone()))?;
                 let row = match layout.0 {
                     AccountLayout::Plain => row,
@@ -255,19 +242,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     ..row
                 };
                 eprintln!(
-                    "[{cell}/{cells}] {name} {workload} {mode}: {:.0} transfers/s, p99 {:.2} ms",
-                    row.transfers_per_second, row.latency_ms_p99
+                    "[{cell}/{cells}] {name} {} {mode}: {:.0} transfers/s, p99 {:.2} ms",
+                    row.workload, row.transfers_per_second, row.latency_ms_p99
                 );
                 rows.push(row);
             }
+            drop(handles);
+            books.close();
         }
-        for ledger in ledgers {
-            ledger.shutdown();
-        }
-        if let Some(target) = schema {
-            drop_schema(&target);
-        }
-        let _ = std::fs::remove_dir_all(&scratch);
     }
     if !args.no_baseline {
         let target = PgTarget::new(args.database_url.clone(), format!("qianbao_naive_{run_id}"));
@@ -287,15 +269,52 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// The ledgers ("nodes") of one run on fresh books, and what to remove afterwards.
+struct Books {
+    ledgers: Vec<Ledger>,
+    schema: Option<PgTarget>,
+    scratch: PathBuf,
 }
 
-fn tempdir() -> anyhow::Result<PathBuf> {
-    let dir =
-        std::env::temp_dir().join(format!("qianbao-bench-{}-{}", std::process::id(), unix_secs()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+impl Books {
+    fn open(kind: StoreKind, args: &BenchArgs, run_id: &str) -> anyhow::Result<Books> {
+        let scratch = std::env::temp_dir().join(format!("qianbao-bench-{run_id}"));
+        std::fs::create_dir_all(&scratch)?;
+        let mut books = Books { ledgers: Vec::new(), schema: None, scratch };
+        for _ in 0..args.nodes.max(1) {
+            let ledger = match kind {
+                StoreKind::Sqlite => {
+                    let store = store::SqliteStore::open(books.scratch.join("bench.db"))
+                        .context("opening SQLite")?;
+                    Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default())
+                }
+                StoreKind::Postgres => {
+                    let target =
+                        PgTarget::new(args.database_url.clone(), format!("qianbao_bench_{run_id}"));
+                    let store = store::PgStore::connect(target.clone())
+                        .context("connecting to PostgreSQL")?;
+                    books.schema = Some(target);
+                    Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default())
+                }
+            };
+            books.ledgers.push(ledger);
+        }
+        Ok(books)
+    }
+
+    fn close(self) {
+        for ledger in self.ledgers {
+            ledger.shutdown();
+        }
+        if let Some(target) = self.schema {
+            drop_schema(&target);
+        }
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn drop_schema(target: &PgTarget) {
