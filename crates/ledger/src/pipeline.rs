@@ -146,9 +146,10 @@ impl Ledger {
             layouts: HashMap::new(),
             unfolded: HashSet::new(),
             next_fold_at: Instant::now(),
-            // Different on every node, so two writers rotate over an account's rows out of
-            // step and rarely lock the same one.
-            turn: u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            next_buffer_scan: Instant::now(),
+            // Different on every node (process id and start time: containers all have pid
+            // 1), so two writers rotate over an account's rows out of step.
+            turn: start_turn(),
         };
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -278,6 +279,18 @@ fn single_transfer(outcomes: Vec<Outcome>) -> TransferResult {
     }
 }
 
+/// Folds per batch at most; more wait for the next fold interval.
+const FOLDS_PER_BATCH_MAX: usize = 256;
+/// Storage is searched for buffers holding credit every this many fold intervals.
+const BUFFER_SCAN_EVERY: u32 = 10;
+
+fn start_turn() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    (u64::from(std::process::id()) << 32 ^ u64::from(nanos)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 struct Writer<S: LedgerStore> {
     store: S,
     clock: Arc<dyn Clock>,
@@ -298,6 +311,8 @@ struct Writer<S: LedgerStore> {
     /// Buffered accounts whose buffers may hold credits to fold.
     unfolded: HashSet<AccountId>,
     next_fold_at: Instant,
+    /// When the writer next looks in storage for buffers holding credit.
+    next_buffer_scan: Instant,
     /// Picks the row a credit to a multi-row account locks; advances every batch.
     turn: u64,
 }
@@ -312,11 +327,11 @@ impl<S: LedgerStore> Writer<S> {
         let fold_interval = Duration::from_millis(self.config.fold_interval_ms.max(1));
         self.load_layouts();
         loop {
-            let poll = if self.unfolded.is_empty() {
-                expiry_poll
-            } else {
-                expiry_poll.min(self.next_fold_at.saturating_duration_since(Instant::now()))
-            };
+            let now = Instant::now();
+            let mut poll = expiry_poll.min(self.next_buffer_scan.saturating_duration_since(now));
+            if !self.unfolded.is_empty() {
+                poll = poll.min(self.next_fold_at.saturating_duration_since(now));
+            }
             let mut batch = Vec::new();
             let mut weight = 0;
             if let Some(request) = self.carry.take() {
@@ -345,20 +360,35 @@ impl<S: LedgerStore> Writer<S> {
             }
             self.metrics.queue_depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
             batch.retain(|request| !request.commands.is_empty() || !request.reply.is_closed());
+            if Instant::now() >= self.next_buffer_scan {
+                // Buffers another node credited and never folded (it may have died), or a
+                // fold that failed here: found in storage, so no credit waits forever.
+                self.next_buffer_scan = Instant::now() + fold_interval * BUFFER_SCAN_EVERY;
+                match self.store.begin().and_then(|mut tx| tx.buffered_with_credit()) {
+                    Ok(accounts) => self.unfolded.extend(accounts),
+                    Err(error) => tracing::warn!(%error, "could not look for unfolded buffers"),
+                }
+            }
+            let mut folding = Vec::new();
             if !self.unfolded.is_empty() && Instant::now() >= self.next_fold_at {
                 self.next_fold_at = Instant::now() + fold_interval;
-                let commands = self
-                    .unfolded
-                    .drain()
-                    .map(|account_id| Command::FoldBuffers { account_id })
+                let mut waiting: Vec<AccountId> = self.unfolded.drain().collect();
+                waiting.sort_unstable();
+                // A bounded share of the batch; the rest wait for the next interval.
+                let rest = waiting.split_off(waiting.len().min(FOLDS_PER_BATCH_MAX));
+                self.unfolded.extend(rest);
+                folding = waiting;
+                let commands = folding
+                    .iter()
+                    .map(|account_id| Command::FoldBuffers { account_id: *account_id })
                     .collect();
-                // Nobody waits for the answer: a fold that fails is retried next interval
-                // (the account is marked again when its buffers are next credited, and on
-                // start-up).
+                // Nobody waits for the answer; a batch that fails marks them again below.
                 let (reply, _) = oneshot::channel();
                 batch.push(Request { commands, reply });
             }
-            self.process(batch);
+            if !self.process(batch) {
+                self.unfolded.extend(folding);
+            }
             if self.stopping.load(Ordering::SeqCst)
                 && self.carry.is_none()
                 && self.receiver.is_empty()
@@ -374,7 +404,8 @@ impl<S: LedgerStore> Writer<S> {
     }
 
     /// Commits one batch (the expiry pass runs even for an empty one) and answers its callers.
-    fn process(&mut self, batch: Vec<Request>) {
+    /// Returns whether the batch committed.
+    fn process(&mut self, batch: Vec<Request>) -> bool {
         let commands: Vec<Command> =
             batch.iter().flat_map(|request| request.commands.iter().cloned()).collect();
         let mut attempt = 0;
@@ -412,6 +443,7 @@ impl<S: LedgerStore> Writer<S> {
                         outcomes.by_ref().take(request.commands.len()).collect();
                     let _ = request.reply.send(Ok(mine));
                 }
+                true
             }
             Err(error) => {
                 let message = error.to_string();
@@ -424,23 +456,17 @@ impl<S: LedgerStore> Writer<S> {
                     };
                     let _ = request.reply.send(Err(LedgerError::Store(error)));
                 }
+                false
             }
         }
     }
 
-    /// Learns every multi-row account at start-up, and marks the buffered ones for a fold
-    /// (credits buffered before a restart must not wait for the next credit).
+    /// Learns every multi-row account at start-up (the first buffer scan, at once, finds
+    /// what was buffered before a restart).
     fn load_layouts(&mut self) {
         let loaded = self.store.begin().and_then(|mut tx| tx.account_layouts());
         match loaded {
-            Ok(layouts) => {
-                for (id, layout) in layouts {
-                    if matches!(layout, AccountLayout::Buffered { .. }) {
-                        self.unfolded.insert(id);
-                    }
-                    self.layouts.insert(id, layout);
-                }
-            }
+            Ok(layouts) => self.layouts.extend(layouts),
             Err(error) => {
                 tracing::warn!(%error, "could not load account layouts; learning them as used")
             }
@@ -530,7 +556,7 @@ impl<S: LedgerStore> Writer<S> {
             self.next_fold_at =
                 Instant::now() + Duration::from_millis(self.config.fold_interval_ms);
         }
-        for account in &write.updated_accounts {
+        for account in write.updated_accounts.iter().chain(&write.opened_accounts) {
             if let AccountLayout::Row { of, .. } = account.layout {
                 let buffered =
                     matches!(self.layouts.get(&of), Some(AccountLayout::Buffered { .. }));

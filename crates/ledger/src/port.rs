@@ -70,6 +70,8 @@ pub trait LedgerTx {
     fn account_layouts(
         &mut self,
     ) -> Result<Vec<(AccountId, crate::model::AccountLayout)>, StoreError>;
+    /// Buffered accounts whose buffers hold posted credit not yet folded.
+    fn buffered_with_credit(&mut self) -> Result<Vec<AccountId>, StoreError>;
     fn lock_head(&mut self) -> Result<JournalHead, StoreError>;
     /// Writes a batch and moves the head to it.
     fn write(&mut self, batch: &BatchWrite) -> Result<(), StoreError>;

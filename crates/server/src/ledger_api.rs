@@ -75,27 +75,25 @@ async fn authorize(
         None => {
             let access = state.access.clone();
             let reader = state.reader.clone();
-            let owner = blocking(move || {
-                if let Some(owner) = access.owner(kind, id)? {
-                    return Ok(Some(owner));
-                }
-                // A row of an account's layout belongs to whoever owns the account.
-                let row_of = match (kind, AccountId::new(id)) {
-                    (ResourceKind::Account, Ok(id)) => {
-                        reader.account(id)?.and_then(|a| match a.layout {
-                            ledger::model::AccountLayout::Row { of, .. } => Some(of),
-                            _ => None,
-                        })
-                    }
-                    _ => None,
+            let (owner, settled) = blocking(move || {
+                let account = match (kind, AccountId::new(id)) {
+                    (ResourceKind::Account, Ok(id)) => reader.account(id)?,
+                    _ => return Ok((access.owner(kind, id)?, true)),
                 };
-                match row_of {
-                    Some(of) => Ok(access.owner(kind, of.get())?),
-                    None => Ok(None),
+                match account.map(|a| a.layout) {
+                    // The ledger decides first: a row of a layout belongs to whoever owns its
+                    // account, whatever the owner table says of the row's id (anyone could
+                    // claim that id before the account that derives it was opened).
+                    Some(ledger::model::AccountLayout::Row { of, .. }) => {
+                        Ok((access.owner(kind, of.get())?, true))
+                    }
+                    Some(_) => Ok((access.owner(kind, id)?, true)),
+                    // No account yet: the id may still become a row, so nothing is cached.
+                    None => Ok((access.owner(kind, id)?, false)),
                 }
             })
             .await?;
-            if let Some(owner) = &owner {
+            if let (Some(owner), true) = (&owner, settled) {
                 state.caches.put_owner(kind, id, owner.clone());
             }
             owner
@@ -262,6 +260,18 @@ pub async fn create_account(
         &body,
         async {
             let request: AccountRequest = parse(&body)?;
+            // A row of another account's layout is never anyone's to claim.
+            let reader = state.reader.clone();
+            let id = request.id;
+            let existing = blocking(move || reader.account(id).map_err(ApiError::from)).await?;
+            if existing.is_some_and(|a| a.layout.is_row()) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "id_taken",
+                    "this account id is taken".to_string(),
+                )
+                .with_param("id"));
+            }
             claim(&state, &caller, ResourceKind::Account, request.id.get(), "account").await?;
             let new = NewAccount {
                 id: request.id,
@@ -477,16 +487,34 @@ pub async fn get_balance(
     let reader = state.reader.clone();
     let as_of_seq = query.as_of_seq;
     let answer = blocking(move || {
-        let account = reader.account(id)?.ok_or_else(|| ApiError::not_found("account"))?;
+        let (account, _) =
+            reader.account_summed(id)?.ok_or_else(|| ApiError::not_found("account"))?;
         let seq = match (as_of_seq, at) {
             // No journal reaches i64::MAX records; past the head is "now".
             (Some(seq), _) => Some(Seq(seq.min(i64::MAX as u64))),
             (None, Some(at)) => Some(reader.seq_at(at)?),
             (None, None) => None,
         };
+        // Sub-accounts: the sum over rows, each as of the same point (exact, as every row's
+        // history is in journal order); a buffered account: its own, spendable row.
+        let rows: Vec<AccountId> = match account.layout {
+            ledger::model::AccountLayout::SubAccounts { .. } => std::iter::once(0)
+                .chain(account.layout.derived_rows())
+                .map(|row| id.row(row))
+                .collect(),
+            _ => vec![id],
+        };
         let balances = match seq {
             None => account.balances,
-            Some(seq) => reader.entry_as_of(id, seq)?.map(|e| e.balances_after).unwrap_or_default(),
+            Some(seq) => {
+                let mut sum = ledger::Balances::default();
+                for row in rows {
+                    if let Some(entry) = reader.entry_as_of(row, seq)? {
+                        sum = sum.plus(&entry.balances_after);
+                    }
+                }
+                sum
+            }
         };
         Ok(BalanceView {
             object: "balance",

@@ -204,9 +204,15 @@ pub struct AccountView {
     /// For sub-accounts the sum over every row; for a buffered account its own row (what it
     /// can spend).
     pub balances: BalancesView,
-    /// A buffered account only: credits waiting in its buffers to be folded in.
+    /// A buffered account only: its buffers summed; their `available_credit` is what waits
+    /// to be folded in (their turnover includes what was folded out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buffered: Option<BalancesView>,
+    /// An account with a layout: the ids of its rows, row 0 (itself) first. Each row has its
+    /// own history (`/v1/accounts/{row}/entries`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub rows: Vec<ledger::AccountId>,
     /// Journal sequence number of the opening.
     pub opened_seq: String,
     /// RFC 3339 UTC.
@@ -226,6 +232,14 @@ impl From<&ledger::Account> for AccountView {
             layout: account.layout,
             balances: (&account.balances).into(),
             buffered: None,
+            rows: if account.layout.derived_rows().is_empty() {
+                Vec::new()
+            } else {
+                std::iter::once(0)
+                    .chain(account.layout.derived_rows())
+                    .map(|row| account.id.row(row))
+                    .collect()
+            },
             opened_seq: account.opened_seq.0.to_string(),
             opened_at: rfc3339(account.opened_at),
         }

@@ -257,9 +257,18 @@ impl LedgerTx for PgTx<'_> {
         reference_data(&mut self.tx)
     }
 
+    fn buffered_with_credit(&mut self) -> Result<Vec<AccountId>, StoreError> {
+        let rows = self.query(
+            "SELECT DISTINCT r.layout_owner FROM accounts r JOIN accounts o ON o.id = r.layout_owner \
+             WHERE r.layout_kind <> 0 AND r.layout_kind = 3 AND o.layout_kind = 2 AND r.credits_posted > r.debits_posted",
+            &[],
+        )?;
+        rows.iter().map(|row| codec::account_id(get(row, 0)?)).collect()
+    }
+
     fn account_layouts(&mut self) -> Result<Vec<(AccountId, AccountLayout)>, StoreError> {
         let rows = self.query(
-            "SELECT id, layout_kind, layout_rows FROM accounts WHERE layout_kind IN (1, 2)",
+            "SELECT id, layout_kind, layout_rows FROM accounts WHERE layout_kind <> 0 AND layout_kind IN (1, 2)",
             &[],
         )?;
         rows.iter()

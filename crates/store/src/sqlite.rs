@@ -200,11 +200,23 @@ impl LedgerTx for SqliteTx<'_> {
         head(&self.tx)
     }
 
+    fn buffered_with_credit(&mut self) -> Result<Vec<AccountId>, StoreError> {
+        let mut statement = self
+            .tx
+            .prepare_cached(
+                "SELECT DISTINCT r.layout_owner FROM accounts r JOIN accounts o ON o.id = r.layout_owner \
+             WHERE r.layout_kind <> 0 AND r.layout_kind = 3 AND o.layout_kind = 2 AND r.credits_posted > r.debits_posted",
+            )
+            .map_err(backend)?;
+        let rows = statement.query_map([], |row| row.get::<_, Vec<u8>>(0)).map_err(backend)?;
+        rows.map(|row| codec::account_id(&row.map_err(backend)?)).collect()
+    }
+
     fn account_layouts(&mut self) -> Result<Vec<(AccountId, AccountLayout)>, StoreError> {
         let mut statement = self
             .tx
             .prepare_cached(
-                "SELECT id, layout_kind, layout_rows FROM accounts WHERE layout_kind IN (1, 2)",
+                "SELECT id, layout_kind, layout_rows FROM accounts WHERE layout_kind <> 0 AND layout_kind IN (1, 2)",
             )
             .map_err(backend)?;
         let rows = statement

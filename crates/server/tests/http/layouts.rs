@@ -41,10 +41,17 @@ async fn sub_accounts_and_buffers_over_http() {
     assert_eq!(shop.status, StatusCode::OK, "{shop:?}");
     assert_eq!(shop.json["balances"]["available_credit"], json!("600"), "summed over rows");
     assert!(shop.json.get("buffered").is_none());
+    let seq = shop.json["opened_seq"].as_str().expect("seq").to_string();
+    let now = app.get(&format!("/v1/accounts/{SHOP}/balance"), &key).await;
+    assert_eq!(now.json["balances"]["available_credit"], json!("600"), "{now:?}");
+    let head = app.get(&format!("/v1/accounts/{SHOP}/balance?as_of_seq=1000000"), &key).await;
+    assert_eq!(head.json["balances"]["available_credit"], json!("600"), "summed as of a point");
+    let opened = app.get(&format!("/v1/accounts/{SHOP}/balance?as_of_seq={seq}"), &key).await;
+    assert_eq!(opened.json["balances"]["available_credit"], json!("0"), "{opened:?}");
     // Paid from all rows at once.
-    let paid = app.pay(&key, 20, SHOP, ALICE, 600).await;
-    let row = paid["debit_account_id"].as_str().expect("row id").to_string();
-    // The row that paid is the ledger's own: shown to the owner, never a transfer's party.
+    app.pay(&key, 20, SHOP, ALICE, 600).await;
+    let row = shop.json["rows"][1].as_str().expect("row id").to_string();
+    // A row is the ledger's own: shown to the owner, never a transfer's party.
     let r = app.get(&format!("/v1/accounts/{row}"), &key).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(r.json["layout"]["of"], json!("50"));
@@ -74,6 +81,24 @@ async fn sub_accounts_and_buffers_over_http() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     app.pay(&key, 41, TILL, ALICE, 250).await;
+
+    // Another tenant can neither claim an account's row nor, having claimed a row's id
+    // before the account existed, see the row once the account is opened.
+    let row_of =
+        |id: u128, row: u8| ledger::AccountId::new(id).expect("id").row(row).get().to_string();
+    let claim_row = json!({"id": row_of(TILL, 1), "asset": CNY, "chart_code": WALLET_CHART,
+        "rule": {"type": "unbounded"}});
+    assert_error(&app.post("/v1/accounts", &other, &claim_row).await, 409, "id_taken");
+    let squat = json!({"id": row_of(70, 1), "asset": "NOPE", "chart_code": WALLET_CHART,
+        "rule": {"type": "unbounded"}});
+    let r = app.post("/v1/accounts", &other, &squat).await;
+    assert_eq!(r.status.as_u16(), 422, "{r:?}");
+    let r = open_hot(&app, &key, 70, json!({"type": "buffered", "count": 1})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.json["rows"], json!(["70", row_of(70, 1)]));
+    let path = format!("/v1/accounts/{}", row_of(70, 1));
+    assert_error(&app.get(&path, &other).await, 404, "resource_missing");
+    assert_eq!(app.get(&path, &key).await.status, StatusCode::OK);
     let verify = app.post("/v1/journal/verify", &app.admin, &json!({})).await;
     assert_eq!(verify.status, StatusCode::OK, "{verify:?}");
     assert_eq!(verify.json["ok"], json!(true), "{verify:?}");

@@ -4,4 +4,5 @@
 ALTER TABLE accounts ADD COLUMN layout_kind smallint NOT NULL DEFAULT 0;
 ALTER TABLE accounts ADD COLUMN layout_rows smallint NOT NULL DEFAULT 0;
 ALTER TABLE accounts ADD COLUMN layout_owner bytea;
-CREATE INDEX accounts_with_layout ON accounts (layout_kind) WHERE layout_kind IN (1, 2);
+-- Layout accounts and their rows: few, read at start-up and by the buffer scan.
+CREATE INDEX accounts_with_layout ON accounts (layout_kind) WHERE layout_kind <> 0;

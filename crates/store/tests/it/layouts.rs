@@ -225,3 +225,61 @@ fn reads_during_a_fold_add_up() {
         }
     });
 }
+
+/// A second writer on the same store (another service node), folding every 20 ms.
+fn second_node(backend: &Backend) -> ledger::Ledger {
+    let config = ledger::PipelineConfig { fold_interval_ms: 20, ..crate::backends::test_config() };
+    let clock = backend.clock.clone();
+    match &backend.kind {
+        crate::backends::Kind::Sqlite { path, .. } => {
+            ledger::Ledger::start(store::SqliteStore::open(path).expect("open"), clock, config)
+        }
+        crate::backends::Kind::Postgres(target) => ledger::Ledger::start(
+            store::PgStore::connect(target.clone()).expect("connect"),
+            clock,
+            config,
+        ),
+    }
+}
+
+fn wait_for_spendable(backend: &Backend, id: u128, minor: i128) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while summed(backend, id).0.available_credit() != minor {
+        assert!(std::time::Instant::now() < deadline, "{}: never folded", backend.name);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Credits are folded by whichever node is alive: one opened and credited in a single batch,
+/// and one credited on a node that then stopped without folding (its timer is a minute),
+/// both found by the other node's scan of the buffers in storage.
+#[test]
+fn every_buffered_credit_is_folded_by_some_node() {
+    each_backend("layout_fold_nodes", |backend| {
+        let handle = backend.handle();
+        setup(&handle);
+        submit(&handle, post(100, BANK, ALICE, 1_000_000)).expect("fund");
+        let other = second_node(backend);
+        // Opened and credited in one batch, on the node with the short timer.
+        let open = Command::OpenAccount(NewAccount {
+            id: account(HOT_BUFFERED),
+            asset: crate::conformance::code("CNY"),
+            chart_code: ChartCode(2241),
+            rule: BalanceRule::NO_OVERDRAFT,
+            metadata: BoundedText::default(),
+            layout: AccountLayout::Buffered { count: 2 },
+        });
+        let credit = Command::Transfers(vec![post(200, ALICE, HOT_BUFFERED, 300)]);
+        other.handle().execute_blocking(vec![open, credit]).expect("open and credit");
+        wait_for_spendable(backend, HOT_BUFFERED, 300);
+        // Credited on the slow node, which then goes away without folding.
+        submit(&handle, post(201, ALICE, HOT_BUFFERED, 400)).expect("credit");
+        if let Some(ledger) = backend.ledger.take() {
+            ledger.shutdown();
+        }
+        wait_for_spendable(backend, HOT_BUFFERED, 700);
+        other.shutdown();
+        backend.restart();
+        assert_books(backend);
+    });
+}
