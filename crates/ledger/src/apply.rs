@@ -573,30 +573,45 @@ impl Engine {
     fn expire_due_holds(&mut self) {
         let due = std::mem::take(&mut self.snapshot.due_holds);
         for pending_id in due {
-            let Some(hold) = self.snapshot.holds.get(&pending_id).copied() else { continue };
-            let expired = hold.expires_at.is_some_and(|at| at <= self.timestamp);
-            if hold.state != HoldState::Pending || !expired {
-                continue;
-            }
-            let id = expiry_transfer_id(pending_id);
-            if self.snapshot.transfers.contains_key(&id) {
-                continue;
-            }
-            // Releasing a hold only lowers pending balances: it cannot fail.
-            let _ = self.release_hold(
-                id,
-                hold,
-                TransferKind::ExpirePending,
-                hold.business_code,
-                Default::default(),
-                Default::default(),
-            );
+            self.expire_if_due(pending_id);
         }
+    }
+
+    /// Writes the expiry of a pending hold whose timeout has passed (nothing otherwise).
+    fn expire_if_due(&mut self, pending_id: TransferId) {
+        let Some(hold) = self.snapshot.holds.get(&pending_id).copied() else { return };
+        let expired = hold.expires_at.is_some_and(|at| at <= self.timestamp);
+        if hold.state != HoldState::Pending || !expired {
+            return;
+        }
+        let id = expiry_transfer_id(pending_id);
+        if self.snapshot.transfers.contains_key(&id) {
+            return;
+        }
+        // Releasing a hold only lowers pending balances: it cannot fail.
+        let _ = self.release_hold(
+            id,
+            hold,
+            TransferKind::ExpirePending,
+            hold.business_code,
+            Default::default(),
+            Default::default(),
+        );
     }
 
     /// Applies a linked group: all transfers or none. The first failure keeps its own reason;
     /// the others report `LinkedTransferFailed`.
     fn apply_group(&mut self, group: &[NewTransfer]) -> Vec<TransferResult> {
+        // A hold the group posts or voids after its timeout is released first, whatever
+        // becomes of the group: the money is free as soon as anyone notices, not at the next
+        // expiry scan. (The post or void itself is still refused as expired.)
+        for request in group {
+            if let TransferAction::PostPending { pending_id, .. }
+            | TransferAction::VoidPending { pending_id } = request.action
+            {
+                self.expire_if_due(pending_id);
+            }
+        }
         let records_mark = self.records.len();
         let entries_mark = self.entries.len();
         let seq_mark = self.last_seq;

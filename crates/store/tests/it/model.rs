@@ -363,6 +363,8 @@ struct Model {
     batch_first_seq: u64,
     /// Holds released by expiry scans so far (for the coverage report).
     expired_by_scan: u64,
+    /// Holds released because a post or void named them past their timeout.
+    expired_when_named: u64,
 }
 
 impl Model {
@@ -431,6 +433,24 @@ impl Model {
     /// All legs or none: on the first rejection the model is restored, that leg keeps its
     /// reason and the others report `LinkedTransferFailed`.
     fn group(&mut self, group: &[NewTransfer]) -> Vec<Result<(Transfer, bool), TransferRejection>> {
+        // A hold the group posts or voids past its timeout is released first, and stays
+        // released whatever becomes of the group.
+        for request in group {
+            let (TransferAction::PostPending { pending_id, .. }
+            | TransferAction::VoidPending { pending_id }) = request.action
+            else {
+                continue;
+            };
+            let due = self.holds.get(&pending_id).is_some_and(|hold| {
+                hold.state == HoldState::Pending
+                    && hold.expires_at.is_some_and(|at| at <= self.batch_timestamp)
+            });
+            if due {
+                self.release(pending_id, HoldState::Expired);
+                self.last_seq += 1;
+                self.expired_when_named += 1;
+            }
+        }
         let saved = self.clone();
         let mut results = Vec::with_capacity(group.len());
         for (index, request) in group.iter().enumerate() {
@@ -820,7 +840,6 @@ impl Run<'_> {
         let outcomes = self.handle.execute_blocking(commands).expect("pipeline");
         prop_assert_eq!(outcomes.len(), planned.len());
         for ((command, expected), outcome) in planned.iter().zip(&outcomes) {
-            self.note_stale_holds(command, expected);
             match (expected, outcome) {
                 (Expected::Transfers(expected), Outcome::Transfers(actual)) => {
                     prop_assert_eq!(expected.len(), actual.len(), "{:?}", command);
@@ -850,32 +869,6 @@ impl Run<'_> {
         }
         self.check_state()?;
         Ok(outcomes)
-    }
-
-    /// Counts posts and voids refused as expired while their hold was still pending, i.e.
-    /// past its deadline but not yet released by a scan.
-    fn note_stale_holds(&mut self, command: &Command, expected: &Expected) {
-        let (Command::Transfers(group), Expected::Transfers(results)) = (command, expected) else {
-            return;
-        };
-        for (request, result) in group.iter().zip(results) {
-            let pending_id = match request.action {
-                TransferAction::PostPending { pending_id, .. }
-                | TransferAction::VoidPending { pending_id } => pending_id,
-                _ => continue,
-            };
-            let still_pending = self
-                .model
-                .holds
-                .get(&pending_id)
-                .is_some_and(|hold| hold.state == HoldState::Pending);
-            if *result == Err(TransferRejection::PendingExpired) && still_pending {
-                *self
-                    .coverage
-                    .entry("rejected_pending_expired_before_release".into())
-                    .or_default() += 1;
-            }
-        }
     }
 
     fn check_transfer(
@@ -1029,6 +1022,7 @@ fn run_case(steps: &[Step], coverage: &mut Coverage) -> Result<(), TestCaseError
         batch_timestamp: head.last_timestamp,
         batch_first_seq: head.last_seq.0,
         expired_by_scan: 0,
+        expired_when_named: 0,
     };
     let mut run = Run {
         backend: &backend,
@@ -1075,6 +1069,7 @@ fn run_case(steps: &[Step], coverage: &mut Coverage) -> Result<(), TestCaseError
     let report = verify(backend.reader.as_ref(), &mut |_| {}).expect("verify");
     prop_assert!(report.is_ok(), "verify: {:?}", report.divergence);
     *run.coverage.entry("expired_by_scan".into()).or_default() += run.model.expired_by_scan;
+    *run.coverage.entry("expired_when_named".into()).or_default() += run.model.expired_when_named;
     Ok(())
 }
 
@@ -1111,7 +1106,7 @@ fn random_command_sequences_match_the_model() {
         "rejected_asset_mismatch",
         "rejected_debit_account_frozen",
         "rejected_pending_expired",
-        "rejected_pending_expired_before_release",
+        "expired_when_named",
         "rejected_pending_already_posted",
         "rejected_pending_already_voided",
         "rejected_pending_not_found",
