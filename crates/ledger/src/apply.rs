@@ -130,12 +130,11 @@ impl Needs {
         if layout.is_plain() {
             return vec![id];
         }
-        let all = || std::iter::once(0).chain(layout.derived_rows()).map(|row| id.row(row));
         let debited = self.debited.contains(&id);
         if self.all_rows.contains(&id)
             || (debited && matches!(layout, AccountLayout::SubAccounts { .. }))
         {
-            return all().collect();
+            return layout.row_ids(id).collect();
         }
         let mut rows = Vec::with_capacity(2);
         if debited {
@@ -295,11 +294,7 @@ impl Engine {
 
     /// The loaded rows of `id` (its own first), for a layout of more than one row.
     fn loaded_rows(&self, id: AccountId, layout: AccountLayout) -> Vec<AccountId> {
-        std::iter::once(0)
-            .chain(layout.derived_rows())
-            .map(|row| id.row(row))
-            .filter(|row| self.snapshot.accounts.contains_key(row))
-            .collect()
+        layout.row_ids(id).filter(|row| self.snapshot.accounts.contains_key(row)).collect()
     }
 
     /// The row a credit to `id` lands on: the one loaded row a credit may use.
@@ -430,7 +425,6 @@ impl Engine {
             if net.is_zero() || self.snapshot.transfers.contains_key(&fold_id) {
                 continue;
             }
-            self.undo.clear();
             if self.internal_transfer(fold_id, row, id, net).is_ok() {
                 total = total.checked_add(net).unwrap_or(total);
             }

@@ -232,6 +232,11 @@ impl AccountLayout {
         }
     }
 
+    /// Every row of account `id` under this layout, its own (row 0) first.
+    pub fn row_ids(self, id: AccountId) -> impl Iterator<Item = AccountId> {
+        std::iter::once(0).chain(self.derived_rows()).map(move |row| id.row(row))
+    }
+
     /// Whether the layout's row count is in range.
     pub fn is_valid(self) -> bool {
         match self {

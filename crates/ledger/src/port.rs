@@ -173,10 +173,7 @@ pub trait LedgerReader: Send + Sync {
         }
         // The own row again with the others: reading it apart from them could straddle a
         // fold and miss (or twice count) the amount moving between rows.
-        let ids: Vec<AccountId> = std::iter::once(0)
-            .chain(account.layout.derived_rows())
-            .map(|row| id.row(row))
-            .collect();
+        let ids: Vec<AccountId> = account.layout.row_ids(id).collect();
         let mut rows: HashMap<AccountId, Account> =
             self.accounts_at_once(&ids)?.into_iter().map(|row| (row.id, row)).collect();
         let Some(mut account) = rows.remove(&id) else { return Ok(None) };

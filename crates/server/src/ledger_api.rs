@@ -120,10 +120,27 @@ async fn claim(
         ));
     }
     let access = state.access.clone();
+    let reader = state.reader.clone();
     let tenant = caller.tenant().clone();
-    let owner =
-        blocking(move || access.claim_owner(kind, id, &tenant).map_err(ApiError::from)).await?;
-    if &owner != caller.tenant() && !caller.is_admin() {
+    let owner = blocking(move || {
+        // A row of an account's layout is never anyone's to claim: it is the ledger's.
+        let is_row = match (kind, AccountId::new(id)) {
+            (ResourceKind::Account, Ok(id)) => {
+                reader.account(id)?.is_some_and(|a| a.layout.is_row())
+            }
+            _ => false,
+        };
+        if is_row {
+            return Ok(None);
+        }
+        Ok(Some(access.claim_owner(kind, id, &tenant)?))
+    })
+    .await?;
+    let taken = match &owner {
+        Some(owner) => owner != caller.tenant() && !caller.is_admin(),
+        None => true,
+    };
+    if taken {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "id_taken",
@@ -260,18 +277,6 @@ pub async fn create_account(
         &body,
         async {
             let request: AccountRequest = parse(&body)?;
-            // A row of another account's layout is never anyone's to claim.
-            let reader = state.reader.clone();
-            let id = request.id;
-            let existing = blocking(move || reader.account(id).map_err(ApiError::from)).await?;
-            if existing.is_some_and(|a| a.layout.is_row()) {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "id_taken",
-                    "this account id is taken".to_string(),
-                )
-                .with_param("id"));
-            }
             claim(&state, &caller, ResourceKind::Account, request.id.get(), "account").await?;
             let new = NewAccount {
                 id: request.id,
@@ -498,10 +503,9 @@ pub async fn get_balance(
         // Sub-accounts: the sum over rows, each as of the same point (exact, as every row's
         // history is in journal order); a buffered account: its own, spendable row.
         let rows: Vec<AccountId> = match account.layout {
-            ledger::model::AccountLayout::SubAccounts { .. } => std::iter::once(0)
-                .chain(account.layout.derived_rows())
-                .map(|row| id.row(row))
-                .collect(),
+            ledger::model::AccountLayout::SubAccounts { .. } => {
+                account.layout.row_ids(id).collect()
+            }
             _ => vec![id],
         };
         let balances = match seq {

@@ -235,10 +235,7 @@ impl From<&ledger::Account> for AccountView {
             rows: if account.layout.derived_rows().is_empty() {
                 Vec::new()
             } else {
-                std::iter::once(0)
-                    .chain(account.layout.derived_rows())
-                    .map(|row| account.id.row(row))
-                    .collect()
+                account.layout.row_ids(account.id).collect()
             },
             opened_seq: account.opened_seq.0.to_string(),
             opened_at: rfc3339(account.opened_at),
