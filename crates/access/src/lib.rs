@@ -191,6 +191,8 @@ pub fn generate_key(
 /// `string_to_sign = "v1\n" + METHOD + "\n" + path_and_query + "\n" + timestamp + "\n" + nonce
 /// + "\n" + hex(SHA-256(body))`. The timestamp is Unix seconds within
 /// [`SIGNATURE_WINDOW_SECS`] of the server's clock; each nonce is accepted once per key.
+pub mod namespace;
+
 pub mod signature {
     use hmac::{Hmac, Mac};
     use sha2::{Digest, Sha256};
@@ -236,8 +238,12 @@ pub mod signature {
 /// Kinds of resources that tenants own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResourceKind {
+    /// A ledger account opened through the ledger API: its owner reads and writes it.
     Account,
     Transfer,
+    /// A customer's or merchant's ledger account, opened by the payment core: the party's
+    /// tenant reads it; money on it moves through the payment core only.
+    PartyAccount,
 }
 
 impl ResourceKind {
@@ -245,6 +251,7 @@ impl ResourceKind {
         match self {
             ResourceKind::Account => 1,
             ResourceKind::Transfer => 2,
+            ResourceKind::PartyAccount => 3,
         }
     }
 }
@@ -260,17 +267,41 @@ pub enum Claim {
     Done { request_hash: [u8; 32], status: u16, body: Vec<u8> },
 }
 
+/// Whose idempotency record it is: the API key that made the request, within its tenant.
+/// A stored answer is replayed only to the key that made it; another key repeating the same
+/// `Idempotency-Key` makes a request of its own, authorised on its own (a merchant's key
+/// cannot read the tenant's stored answers by guessing their keys).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IdempotencyScope {
+    pub tenant: TenantId,
+    pub key_id: String,
+}
+
+/// What revoking a key did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoked now, or already revoked before (revoking is idempotent).
+    Revoked,
+    NotFound,
+    /// Refused: it is the last active admin key, and without one nobody could create keys.
+    LastAdminKey,
+}
+
 /// Operating failures of an access store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AccessError {
     #[error("access store: {0}")]
     Backend(String),
+    #[error("corrupt access store: {0}")]
+    Corrupt(String),
 }
 
 /// How long idempotency records are kept at least.
 pub const IDEMPOTENCY_RETENTION_US: u64 = 24 * 3600 * 1_000_000;
-/// A claim older than this with no completion is treated as abandoned (its request crashed).
+/// A claim older than this with no completion is treated as abandoned. The backstop for a
+/// node that died and never came back: a node that restarts releases its predecessors'
+/// claims at once ([`AccessStore::release_node_claims`]).
 pub const IDEMPOTENCY_IN_FLIGHT_MAX_US: u64 = 60 * 1_000_000;
 
 /// The access domain's storage port.
@@ -279,8 +310,10 @@ pub trait AccessStore: Send + Sync + 'static {
     fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKey>, AccessError>;
     /// Keys in id order after the cursor, at most `limit`.
     fn keys(&self, after: Option<&str>, limit: usize) -> Result<Vec<ApiKey>, AccessError>;
-    /// Returns false if no such key.
-    fn revoke_key(&self, id: &str, now_us: u64) -> Result<bool, AccessError>;
+    /// Revokes a key, unless it is the last active admin key. The check and the revocation
+    /// are one atomic step, so two nodes revoking the last two admin keys at once cannot
+    /// both succeed.
+    fn revoke_key(&self, id: &str, now_us: u64) -> Result<Revocation, AccessError>;
     fn count_keys(&self) -> Result<u64, AccessError>;
 
     /// Records `tenant` as the owner unless the resource already has one; returns the owner.
@@ -292,22 +325,28 @@ pub trait AccessStore: Send + Sync + 'static {
     ) -> Result<TenantId, AccessError>;
     fn owner(&self, kind: ResourceKind, id: u128) -> Result<Option<TenantId>, AccessError>;
 
+    /// Claims `key` for a request of `scope`, made on `node`.
     fn claim_idempotency(
         &self,
-        tenant: &TenantId,
+        scope: &IdempotencyScope,
         key: &str,
         request_hash: [u8; 32],
         now_us: u64,
+        node: &str,
     ) -> Result<Claim, AccessError>;
     fn complete_idempotency(
         &self,
-        tenant: &TenantId,
+        scope: &IdempotencyScope,
         key: &str,
         status: u16,
         body: &[u8],
     ) -> Result<(), AccessError>;
     /// Forgets an unfinished claim, so the request can be retried (after a server error).
-    fn release_idempotency(&self, tenant: &TenantId, key: &str) -> Result<(), AccessError>;
+    fn release_idempotency(&self, scope: &IdempotencyScope, key: &str) -> Result<(), AccessError>;
+    /// Forgets every unfinished claim made on `node`: called once as a node starts, before it
+    /// serves, so the claims its dead predecessor left do not block the clients' retries.
+    /// Returns how many.
+    fn release_node_claims(&self, node: &str) -> Result<u64, AccessError>;
     /// Deletes records created before `before_us`; returns how many.
     fn purge_idempotency(&self, before_us: u64) -> Result<u64, AccessError>;
 
@@ -315,6 +354,10 @@ pub trait AccessStore: Send + Sync + 'static {
     fn use_nonce(&self, key_id: &str, nonce: &str, now_us: u64) -> Result<bool, AccessError>;
     /// Forgets nonces older than `before_us` (they fall outside the signature window anyway).
     fn purge_nonces(&self, before_us: u64) -> Result<u64, AccessError>;
+
+    /// The installation's secret for tenants' id namespaces ([`namespace`]): the stored one,
+    /// or `candidate` if none is stored yet (the first caller's candidate wins, on every node).
+    fn namespace_secret(&self, candidate: [u8; 32]) -> Result<[u8; 32], AccessError>;
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod bench;
+mod keys;
 mod load;
 mod payments;
 mod serve;
@@ -24,6 +25,11 @@ struct Cli {
 enum Command {
     /// Runs the HTTP service.
     Serve(serve::ServeArgs),
+    /// API keys, offline, on the host (recovery when no admin key is left).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// The accounting core.
     Ledger {
         #[command(subcommand)]
@@ -88,6 +94,28 @@ impl StoreArgs {
         }
     }
 
+    /// The access store (keys, owners, idempotency): `access.db` in the data directory, or
+    /// tables beside the ledger's in PostgreSQL (migrated by connecting the ledger store).
+    pub fn access(&self) -> anyhow::Result<Box<dyn access::AccessStore>> {
+        match self.pg_target() {
+            Some(target) => {
+                // The ledger store's connection applies every PostgreSQL migration.
+                drop(store::PgStore::connect(target.clone()).context("connecting to PostgreSQL")?);
+                Ok(Box::new(
+                    store::PgAccess::connect(&target).context("connecting the access store")?,
+                ))
+            }
+            None => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .with_context(|| format!("creating {}", self.data_dir.display()))?;
+                Ok(Box::new(
+                    store::SqliteAccess::open(self.data_dir.join("access.db"))
+                        .context("opening access.db")?,
+                ))
+            }
+        }
+    }
+
     /// Starts a posting pipeline on the configured store, creating it if needed.
     pub fn start_ledger(&self, config: ledger::PipelineConfig) -> anyhow::Result<ledger::Ledger> {
         let clock = std::sync::Arc::new(ledger::SystemClock);
@@ -126,6 +154,7 @@ fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Keys { command } => keys::run(command),
         Command::Ledger { command: LedgerCommand::Bench(args) } => bench::run(args),
         Command::Ledger { command: LedgerCommand::Verify { store, json } } => verify(&store, json),
         Command::Ledger { command: LedgerCommand::Load(args) } => load::run(args),

@@ -63,6 +63,11 @@ pub struct ServeArgs {
     /// Let webhook endpoints name loopback and private addresses (development only).
     #[arg(long, env = "QIANBAO_WEBHOOK_PRIVATE_URLS")]
     webhook_private_urls: bool,
+    /// This node's name, the same across its restarts: idempotency claims carry it, and a
+    /// node that starts releases the claims its crashed predecessor left. Nodes sharing one
+    /// PostgreSQL need distinct names. Default: the host name and the listen port.
+    #[arg(long, env = "QIANBAO_NODE_NAME")]
+    node_name: Option<String>,
     /// A TOML file with any of the settings above (keys as the long flags, with `_` for
     /// `-`). Flags win over environment variables, which win over the file.
     #[arg(long, env = "QIANBAO_CONFIG")]
@@ -89,6 +94,7 @@ struct ConfigFile {
     webhook_private_urls: Option<bool>,
     points: Option<String>,
     fx_rates: Option<Vec<String>>,
+    node_name: Option<String>,
 }
 
 impl ServeArgs {
@@ -115,6 +121,9 @@ impl ServeArgs {
         }
         if let (true, Some(value)) = (unset("database_schema"), file.database_schema) {
             self.store.database_schema = value;
+        }
+        if let (true, Some(value)) = (unset("node_name"), file.node_name) {
+            self.node_name = Some(value);
         }
         if let (true, Some(value)) = (unset("admin_tenant"), file.admin_tenant) {
             self.admin_tenant = value;
@@ -189,15 +198,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let ledger = args.store.start_ledger(PipelineConfig::default())?;
     let reader: Arc<dyn ledger::port::LedgerReader> = Arc::from(args.store.reader()?);
-    let access: Arc<dyn access::AccessStore> = match args.store.pg_target() {
-        Some(target) => {
-            Arc::new(store::PgAccess::connect(&target).context("connecting the access store")?)
-        }
-        None => Arc::new(
-            store::SqliteAccess::open(args.store.data_dir.join("access.db"))
-                .context("opening access.db")?,
-        ),
-    };
+    let access: Arc<dyn access::AccessStore> = Arc::from(args.store.access()?);
+    let node = args.node_name.clone().unwrap_or_else(|| default_node_name(args.listen));
+    let admin_tenant = access::TenantId::new(&args.admin_tenant)
+        .map_err(|e| anyhow::anyhow!("--admin-tenant: {e}"))?;
     tracing::info!(
         listen = %args.listen,
         store = if args.store.database_url.is_some() { "postgres" } else { "sqlite" },
@@ -205,6 +209,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         database_url = args.store.database_url.as_deref().map(masked).unwrap_or_default(),
         database_schema = %args.store.database_schema,
         admin_tenant = %args.admin_tenant,
+        node = %node,
         rate_limit_per_sec = args.rate_limit_per_sec,
         rate_limit_burst = args.key_rate_limit().map_or(0, |limit| limit.burst.get()),
         banksim_url = args.banksim_url.as_deref().unwrap_or("-"),
@@ -215,6 +220,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     bootstrap_admin_key(access.as_ref(), &args.admin_tenant, clock.now().0)?;
+    // Before serving: whatever this node had claimed when it last stopped is abandoned.
+    let released = access.release_node_claims(&node)?;
+    if released > 0 {
+        tracing::info!(released, %node, "released idempotency claims of this node's previous run");
+    }
     // The blocking PostgreSQL clients inside the reader and the access store must not be
     // dropped on a runtime thread (their Drop blocks on a runtime of their own): these two
     // references keep them alive until the runtime is gone.
@@ -237,7 +247,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Likewise the payment core's stores (orders, webhooks, inquiries).
     let keep_alive =
         (keep_alive, core.executor.clone(), core.webhooks.clone(), core.inquirer.clone());
-    let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())
+    let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())?
+        .with_admin_tenant(admin_tenant)
+        .with_node(node)
         .with_key_rate_limit(args.key_rate_limit())
         .with_payments(core.executor.clone())
         .with_webhooks(core.webhooks.clone(), args.webhook_private_urls);
@@ -263,6 +275,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     ledger.shutdown();
     eprintln!("qianbao stopped");
     Ok(())
+}
+
+/// `<host name>:<listen port>`: stable across restarts of the same service on the same host.
+fn default_node_name(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}:{}", listen.port())
 }
 
 /// On first start (no keys at all) creates an admin key and prints it once.

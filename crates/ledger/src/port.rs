@@ -86,8 +86,11 @@ pub struct Page<C> {
     pub limit: usize,
 }
 
-/// The largest page any query returns.
+/// The largest page a caller may ask for.
 pub const PAGE_LIMIT_MAX: usize = 1000;
+/// The most rows one query returns: a full page and one more, so a caller asking for
+/// `limit + 1` learns whether another page follows even at [`PAGE_LIMIT_MAX`].
+pub const PAGE_ROWS_MAX: usize = PAGE_LIMIT_MAX + 1;
 
 /// Totals of one chart line in one asset.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

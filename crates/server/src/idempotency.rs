@@ -5,10 +5,25 @@
 //!
 //! Server errors (5xx) are not recorded: the claim is released so that the retry runs again,
 //! which is safe because every ledger write underneath is idempotent by its own id.
+//!
+//! A record belongs to the API key that made the request: the same Idempotency-Key sent with
+//! another key (of the same tenant or not) is a request of its own, authorised on its own, and
+//! never receives the first key's stored answer.
+//!
+//! Secrets are never stored: a response field named `secret` (a new API key's, a new webhook
+//! endpoint's signing secret) is removed from the stored copy, so a replay answers the same
+//! status and fields without it. A secret is shown once; a client whose first answer was lost
+//! revokes what it created and creates another.
+//!
+//! A claim names the node that made it. A request whose connection closes before it answers
+//! releases its claim; a node that starts releases the claims its dead predecessor left
+//! (see `AccessStore::release_node_claims`), so a client retrying after a crash is served at
+//! once. A claim of a node that never comes back is taken over after
+//! `access::IDEMPOTENCY_IN_FLIGHT_MAX_US`.
 
 use std::future::Future;
 
-use access::{Claim, Scope};
+use access::{Claim, IdempotencyScope, Scope};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -82,12 +97,13 @@ where
         .chain_update(body)
         .finalize()
         .into();
+    let scope = IdempotencyScope { tenant: caller.tenant().clone(), key_id: caller.key.id.clone() };
     let access = state.access.clone();
-    let tenant = caller.tenant().clone();
     let now_us = state.clock.now().0;
-    let (claim_key, claim_tenant) = (key.clone(), tenant.clone());
+    let node = state.node.clone();
+    let (claim_key, claim_scope) = (key.clone(), scope.clone());
     let claim = tokio::task::spawn_blocking(move || {
-        access.claim_idempotency(&claim_tenant, &claim_key, request_hash, now_us)
+        access.claim_idempotency(&claim_scope, &claim_key, request_hash, now_us, &node)
     })
     .await;
     let claim = match claim {
@@ -117,10 +133,15 @@ where
             response
         }
         Claim::New => {
+            // Released if this future is dropped before it records an answer (the client
+            // closed the connection): the retry must not wait for the claim to go stale.
+            let mut guard =
+                ReleaseOnDrop { state: Some((state.clone(), scope.clone(), key.clone())) };
             let result = run.await;
+            guard.state = None;
             let access = state.access.clone();
             let record = match &result {
-                Ok((status, value)) => Some((status.as_u16(), value.to_string())),
+                Ok((status, value)) => Some((status.as_u16(), without_secrets(value).to_string())),
                 // A 429 says "later", not "no": the retry with the same key must run.
                 Err(error)
                     if error.status.is_client_error()
@@ -132,9 +153,9 @@ where
             };
             let stored = tokio::task::spawn_blocking(move || match record {
                 Some((status, body)) => {
-                    access.complete_idempotency(&tenant, &key, status, body.as_bytes())
+                    access.complete_idempotency(&scope, &key, status, body.as_bytes())
                 }
-                None => access.release_idempotency(&tenant, &key),
+                None => access.release_idempotency(&scope, &key),
             })
             .await;
             if let Ok(Err(error)) | Err(error) =
@@ -143,6 +164,46 @@ where
                 tracing::error!(%error, "could not record an idempotency result");
             }
             respond(result, false)
+        }
+    }
+}
+
+/// The name of every response field that carries a secret.
+pub const SECRET_FIELD: &str = "secret";
+
+/// The copy of a response that may be stored: every `secret` field removed, at any depth.
+pub fn without_secrets(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(fields) => serde_json::Value::Object(
+            fields
+                .iter()
+                .filter(|(name, _)| name.as_str() != SECRET_FIELD)
+                .map(|(name, field)| (name.clone(), without_secrets(field)))
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(without_secrets).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// Releases a claim whose request was abandoned mid-way.
+struct ReleaseOnDrop {
+    state: Option<(AppState, IdempotencyScope, String)>,
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        let Some((state, scope, key)) = self.state.take() else { return };
+        // Drop cannot wait: the release runs on the blocking pool. If the runtime is already
+        // gone, the node's next start releases the claim instead.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || {
+                if let Err(error) = state.access.release_idempotency(&scope, &key) {
+                    tracing::warn!(%error, "could not release an abandoned idempotency claim");
+                }
+            });
         }
     }
 }

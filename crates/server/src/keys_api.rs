@@ -117,6 +117,7 @@ pub async fn list_keys(
 }
 
 /// Revoke an API key (admin): it stops working at once on this node, within 5 s on others.
+/// The last active admin key cannot be revoked (409 `last_admin_key`).
 #[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", params(("id" = String, Path)),
     responses((status = 200, body = RevokedKeyView), (status = "4XX", body = ErrorBody)))]
 pub async fn revoke_key(
@@ -128,11 +129,20 @@ pub async fn revoke_key(
     let access = state.access.clone();
     let now = state.clock.now().0;
     let lookup = id.clone();
-    let revoked = tokio::task::spawn_blocking(move || access.revoke_key(&lookup, now))
+    let revocation = tokio::task::spawn_blocking(move || access.revoke_key(&lookup, now))
         .await
         .map_err(ApiError::internal)??;
-    if !revoked {
-        return Err(ApiError::not_found("api key"));
+    match revocation {
+        access::Revocation::Revoked => {}
+        access::Revocation::NotFound => return Err(ApiError::not_found("api key")),
+        access::Revocation::LastAdminKey => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "last_admin_key",
+                "this is the last active admin key: create another admin key before revoking it",
+            )
+            .with_param("id"))
+        }
     }
     state.caches.forget_key(&id);
     tracing::info!(key_id = %id, "api key revoked");

@@ -1,8 +1,8 @@
-//! `/v1` ledger endpoints. Handlers are thin: parse, authorise, call the ledger, shape the
-//! answer. Every resource belongs to the tenant whose key created it; another tenant gets 404
-//! (not 403: it must not learn that the id exists). Admin keys see everything.
+//! `/v1` ledger endpoints. Handlers are thin: parse, map the caller's ids to the ledger's,
+//! authorise, call the ledger, shape the answer in the caller's ids. Who may touch what, and
+//! tenants' id namespaces, are `tenancy`'s.
 
-use access::{ResourceKind, Scope};
+use access::Scope;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -24,6 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyKey;
+use crate::tenancy::{self, Use};
 use crate::views::{
     to_value, wire, AccountStatusView, AccountView, AssetView, BalanceView, BatchItemView,
     BatchResultView, ChartView, EntryList, EntryView, ErrorBody, ErrorDetail, TransferView,
@@ -53,102 +54,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
     run: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(run).await.map_err(ApiError::internal)?
-}
-
-/// Checks that the caller may touch a resource: it owns it, or it is an admin.
-async fn authorize(
-    state: &AppState,
-    caller: &Caller,
-    kind: ResourceKind,
-    id: u128,
-    what: &str,
-) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        return Ok(());
-    }
-    // A merchant's key works in the payment core only; the ledger's accounts are not its.
-    if caller.merchant().is_some() {
-        return Err(ApiError::not_found(what));
-    }
-    let owner = match state.caches.owner(kind, id) {
-        Some(owner) => Some(owner),
-        None => {
-            let access = state.access.clone();
-            let reader = state.reader.clone();
-            let (owner, settled) = blocking(move || {
-                let account = match (kind, AccountId::new(id)) {
-                    (ResourceKind::Account, Ok(id)) => reader.account(id)?,
-                    _ => return Ok((access.owner(kind, id)?, true)),
-                };
-                match account.map(|a| a.layout) {
-                    // The ledger decides first: a row of a layout belongs to whoever owns its
-                    // account, whatever the owner table says of the row's id (anyone could
-                    // claim that id before the account that derives it was opened).
-                    Some(ledger::model::AccountLayout::Row { of, .. }) => {
-                        Ok((access.owner(kind, of.get())?, true))
-                    }
-                    Some(_) => Ok((access.owner(kind, id)?, true)),
-                    // No account yet: the id may still become a row, so nothing is cached.
-                    None => Ok((access.owner(kind, id)?, false)),
-                }
-            })
-            .await?;
-            if let (Some(owner), true) = (&owner, settled) {
-                state.caches.put_owner(kind, id, owner.clone());
-            }
-            owner
-        }
-    };
-    match owner {
-        Some(owner) if &owner == caller.tenant() => Ok(()),
-        _ => Err(ApiError::not_found(what)),
-    }
-}
-
-async fn claim(
-    state: &AppState,
-    caller: &Caller,
-    kind: ResourceKind,
-    id: u128,
-    what: &'static str,
-) -> Result<(), ApiError> {
-    if caller.merchant().is_some() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "merchant_key_forbidden",
-            "a merchant's key works in the payment core only",
-        ));
-    }
-    let access = state.access.clone();
-    let reader = state.reader.clone();
-    let tenant = caller.tenant().clone();
-    let owner = blocking(move || {
-        // A row of an account's layout is never anyone's to claim: it is the ledger's.
-        let is_row = match (kind, AccountId::new(id)) {
-            (ResourceKind::Account, Ok(id)) => {
-                reader.account(id)?.is_some_and(|a| a.layout.is_row())
-            }
-            _ => false,
-        };
-        if is_row {
-            return Ok(None);
-        }
-        Ok(Some(access.claim_owner(kind, id, &tenant)?))
-    })
-    .await?;
-    let taken = match &owner {
-        Some(owner) => owner != caller.tenant() && !caller.is_admin(),
-        None => true,
-    };
-    if taken {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "id_taken",
-            format!("this {what} id is taken"),
-        )
-        .with_param("id"));
-    }
-    Ok(())
 }
 
 // ---- assets and chart (admin) ------------------------------------------------------------
@@ -277,9 +182,11 @@ pub async fn create_account(
         &body,
         async {
             let request: AccountRequest = parse(&body)?;
-            claim(&state, &caller, ResourceKind::Account, request.id.get(), "account").await?;
+            let namespace = tenancy::namespace(&state, &caller);
+            let id = tenancy::ledger_account(&namespace, request.id);
+            tenancy::claim_account(&state, &caller, id).await?;
             let new = NewAccount {
-                id: request.id,
+                id,
                 asset: request.asset,
                 chart_code: ChartCode(request.chart_code),
                 rule: request.rule,
@@ -287,9 +194,10 @@ pub async fn create_account(
                 layout: request.layout,
             };
             match single(&state, Command::OpenAccount(new)).await? {
-                Outcome::Account(Ok(applied)) => {
-                    Ok((created(applied.created), to_value(AccountView::from(&applied.value))?))
-                }
+                Outcome::Account(Ok(applied)) => Ok((
+                    created(applied.created),
+                    to_value(AccountView::from(&applied.value).named_in(&namespace))?,
+                )),
                 Outcome::Account(Err(rejection)) => Err(account_rejection(rejection)),
                 _ => Err(ApiError::internal("unexpected outcome")),
             }
@@ -324,8 +232,9 @@ pub async fn get_account(
     Path(id): Path<String>,
 ) -> Result<axum::Json<AccountView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
-    let id = account_id(&id)?;
-    authorize(&state, &caller, ResourceKind::Account, id.get(), "account").await?;
+    let namespace = tenancy::namespace(&state, &caller);
+    let id = tenancy::ledger_account(&namespace, account_id(&id)?);
+    tenancy::authorize_account(&state, &caller, id, Use::Read).await?;
     let reader = state.reader.clone();
     let account = blocking(move || reader.account_summed(id).map_err(ApiError::from)).await?;
     let (account, buffered) = account.ok_or_else(|| ApiError::not_found("account"))?;
@@ -333,7 +242,7 @@ pub async fn get_account(
     if matches!(account.layout, ledger::model::AccountLayout::Buffered { .. }) {
         view.buffered = Some((&buffered).into());
     }
-    Ok(axum::Json(view))
+    Ok(axum::Json(view.named_in(&namespace)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -358,18 +267,22 @@ pub async fn set_account_status(
 ) -> Response {
     let route = format!("POST /v1/accounts/{id}/status");
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
-        let account_id = account_id(&id)?;
+        let namespace = tenancy::namespace(&state, &caller);
+        let account_id = tenancy::ledger_account(&namespace, account_id(&id)?);
         let request: StatusRequest = parse(&body)?;
-        authorize(&state, &caller, ResourceKind::Account, account_id.get(), "account").await?;
+        tenancy::authorize_account(&state, &caller, account_id, Use::Write).await?;
         let command = Command::SetAccountStatus { account_id, status: request.status };
         match single(&state, command).await? {
             Outcome::Status(Ok(applied)) => Ok((
                 StatusCode::OK,
-                to_value(AccountStatusView {
-                    object: "account_status",
-                    account_id,
-                    status: applied.value,
-                })?,
+                to_value(
+                    AccountStatusView {
+                        object: "account_status",
+                        account_id,
+                        status: applied.value,
+                    }
+                    .named_in(&namespace),
+                )?,
             )),
             Outcome::Status(Err(rejection)) => Err(account_rejection(rejection)),
             _ => Err(ApiError::internal("unexpected outcome")),
@@ -423,7 +336,8 @@ pub async fn list_entries(
     Query(query): Query<PageQuery>,
 ) -> Result<axum::Json<EntryList>, ApiError> {
     caller.require(Scope::LedgerRead)?;
-    let id = account_id(&id)?;
+    let namespace = tenancy::namespace(&state, &caller);
+    let id = tenancy::ledger_account(&namespace, account_id(&id)?);
     let limit = page_limit(query.limit)?;
     let after = match query.starting_after {
         None => None,
@@ -432,7 +346,7 @@ pub async fn list_entries(
                 .with_param("starting_after")
         })?)),
     };
-    authorize(&state, &caller, ResourceKind::Account, id.get(), "account").await?;
+    tenancy::authorize_account(&state, &caller, id, Use::Read).await?;
     let reader = state.reader.clone();
     // One more than asked, to know whether there is a next page.
     let mut entries = blocking(move || {
@@ -449,7 +363,7 @@ pub async fn list_entries(
     }
     let has_more = entries.len() > limit;
     entries.truncate(limit);
-    let data = entries.iter().map(EntryView::from).collect();
+    let data = entries.iter().map(|entry| EntryView::from(entry).named_in(&namespace)).collect();
     Ok(axum::Json(EntryList { object: "list", data, has_more }))
 }
 
@@ -474,8 +388,9 @@ pub async fn get_balance(
     Query(query): Query<BalanceQuery>,
 ) -> Result<axum::Json<BalanceView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
-    let id = account_id(&id)?;
-    authorize(&state, &caller, ResourceKind::Account, id.get(), "account").await?;
+    let namespace = tenancy::namespace(&state, &caller);
+    let id = tenancy::ledger_account(&namespace, account_id(&id)?);
+    tenancy::authorize_account(&state, &caller, id, Use::Read).await?;
     let at = match &query.as_of {
         None => None,
         Some(raw) => {
@@ -529,7 +444,7 @@ pub async fn get_balance(
         })
     })
     .await?;
-    Ok(axum::Json(answer))
+    Ok(axum::Json(answer.named_in(&namespace)))
 }
 
 // ---- transfers --------------------------------------------------------------------------
@@ -717,14 +632,15 @@ async fn single(state: &AppState, command: Command) -> Result<Outcome, ApiError>
     outcomes.pop().ok_or_else(|| ApiError::internal("no outcome"))
 }
 
-/// The accounts a new transfer moves money between must be the caller's. A transfer has no
-/// owner of its own: it is visible to whoever owns one of its accounts, so creating one writes
-/// nothing to the access store.
+/// The accounts a new transfer (in ledger ids) moves money between must be the caller's to
+/// write. A transfer has no owner of its own: a hold may be posted or voided by whoever may
+/// write one of its accounts, so creating one writes nothing to the access store.
 async fn authorize_transfer(
     state: &AppState,
     caller: &Caller,
     transfer: &NewTransfer,
 ) -> Result<(), ApiError> {
+    tenancy::not_for_merchant_keys(caller)?;
     let accounts = match transfer.action {
         TransferAction::Post(movement) | TransferAction::Pending { movement, .. } => {
             [movement.debit_account_id, movement.credit_account_id]
@@ -734,54 +650,36 @@ async fn authorize_transfer(
             let reader = state.reader.clone();
             let hold = blocking(move || reader.hold(pending_id).map_err(ApiError::from)).await?;
             let hold = hold.ok_or_else(|| ApiError::not_found("transfer"))?;
-            if caller.is_admin()
-                || owns_one(
-                    state,
-                    caller,
-                    [hold.movement.debit_account_id, hold.movement.credit_account_id],
-                )
-                .await?
-            {
+            let accounts = [hold.movement.debit_account_id, hold.movement.credit_account_id];
+            if caller.is_admin() || tenancy::uses_one(state, caller, accounts, Use::Write).await? {
                 return Ok(());
             }
             return Err(ApiError::not_found("transfer"));
         }
     };
     for account in accounts {
-        authorize(state, caller, ResourceKind::Account, account.get(), "account")
+        tenancy::authorize_account(state, caller, account, Use::Write)
             .await
             .map_err(|e| e.with_param("account_id"))?;
     }
     Ok(())
 }
 
-/// Whether the caller owns at least one of `accounts`.
-async fn owns_one(
-    state: &AppState,
-    caller: &Caller,
-    accounts: [AccountId; 2],
-) -> Result<bool, ApiError> {
-    for account in accounts {
-        match authorize(state, caller, ResourceKind::Account, account.get(), "account").await {
-            Ok(()) => return Ok(true),
-            Err(error) if error.status == StatusCode::NOT_FOUND => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(false)
-}
-
+/// Submits one transfer named by the caller; answers in the caller's ids.
 async fn submit_one(
     state: &AppState,
     caller: &Caller,
     transfer: NewTransfer,
 ) -> Result<(StatusCode, Value), ApiError> {
+    let namespace = tenancy::namespace(state, caller);
+    let transfer = tenancy::ledger_new_transfer(&namespace, transfer);
     authorize_transfer(state, caller, &transfer).await?;
     match single(state, Command::Transfers(vec![transfer])).await? {
         Outcome::Transfers(mut results) => match results.pop() {
-            Some(Ok(applied)) => {
-                Ok((created(applied.created), to_value(TransferView::from(&applied.value))?))
-            }
+            Some(Ok(applied)) => Ok((
+                created(applied.created),
+                to_value(TransferView::from(&applied.value).named_in(&namespace))?,
+            )),
             Some(Err(rejection)) => Err(transfer_rejection(rejection)),
             None => Err(ApiError::internal("no result")),
         },
@@ -918,6 +816,7 @@ pub async fn create_batch(
         async {
             let request: BatchRequest = parse(&body)?;
             let key = idempotency::key(&headers).ok().flatten();
+            let namespace = tenancy::namespace(&state, &caller);
             if request.transfers.is_empty() || request.transfers.len() > BATCH_TRANSFERS_MAX {
                 return Err(ApiError::invalid(
                     "invalid_batch_size",
@@ -932,6 +831,7 @@ pub async fn create_batch(
                         .with_param(format!("transfers[{index}]"))
                 })?;
                 let transfer = item.into_new(&caller, key.as_deref(), index)?;
+                let transfer = tenancy::ledger_new_transfer(&namespace, transfer);
                 authorize_transfer(&state, &caller, &transfer)
                     .await
                     .map_err(|e| e.with_param(format!("transfers[{index}]")))?;
@@ -952,7 +852,7 @@ pub async fn create_batch(
                     data.push(match result {
                         Ok(applied) => BatchItemView {
                             status: if applied.created { "created" } else { "replayed" },
-                            transfer: Some(TransferView::from(&applied.value)),
+                            transfer: Some(TransferView::from(&applied.value).named_in(&namespace)),
                             error: None,
                         },
                         Err(rejection) => BatchItemView {
@@ -978,17 +878,17 @@ pub async fn get_transfer(
     Path(id): Path<String>,
 ) -> Result<axum::Json<TransferView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
-    let id = transfer_id(&id)?;
+    tenancy::not_for_merchant_keys(&caller)?;
+    let namespace = tenancy::namespace(&state, &caller);
+    let id = tenancy::ledger_transfer(&namespace, transfer_id(&id)?);
     let reader = state.reader.clone();
     let transfer = blocking(move || reader.transfer(id).map_err(ApiError::from)).await?;
     let transfer = transfer.ok_or_else(|| ApiError::not_found("transfer"))?;
-    if !caller.is_admin()
-        && !owns_one(&state, &caller, [transfer.debit_account_id, transfer.credit_account_id])
-            .await?
-    {
+    let accounts = [transfer.debit_account_id, transfer.credit_account_id];
+    if !caller.is_admin() && !tenancy::uses_one(&state, &caller, accounts, Use::Read).await? {
         return Err(ApiError::not_found("transfer"));
     }
-    Ok(axum::Json(TransferView::from(&transfer)))
+    Ok(axum::Json(TransferView::from(&transfer).named_in(&namespace)))
 }
 
 // ---- books (admin) ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ pub mod limits;
 pub mod openapi;
 pub mod ops;
 pub mod payments_api;
+pub mod tenancy;
 pub mod views;
 pub mod webhooks_api;
 
@@ -50,16 +51,30 @@ pub struct AppState {
     /// Whether webhook URLs may name loopback, private or link-local addresses (development
     /// and tests; never in production, where a tenant could probe the platform's network).
     pub webhook_private_urls: bool,
+    /// This node's stable name (the same across its restarts): idempotency claims carry it.
+    pub node: String,
+    /// Tenants' id namespaces (`access::namespace`).
+    pub namespaces: Arc<access::namespace::Namespaces>,
 }
 
+/// The admin tenant when none is configured, as `qianbao serve` defaults it.
+pub const ADMIN_TENANT_DEFAULT: &str = "platform";
+/// The node name when none is configured.
+pub const NODE_DEFAULT: &str = "local";
+
 impl AppState {
+    /// Reads (or, on a new installation, creates) the id-namespace secret from `access`.
     pub fn new(
         ledger: LedgerHandle,
         reader: Arc<dyn LedgerReader>,
         access: Arc<dyn access::AccessStore>,
         clock: Arc<dyn Clock>,
-    ) -> AppState {
-        AppState {
+    ) -> Result<AppState, access::AccessError> {
+        let mut candidate = [0u8; 32];
+        getrandom::fill(&mut candidate).map_err(|e| access::AccessError::Backend(e.to_string()))?;
+        let secret = access.namespace_secret(candidate)?;
+        let admin_tenant = access::TenantId::new(ADMIN_TENANT_DEFAULT).ok();
+        Ok(AppState {
             ledger,
             reader,
             access,
@@ -70,7 +85,22 @@ impl AppState {
             payments: None,
             webhooks: None,
             webhook_private_urls: false,
-        }
+            node: NODE_DEFAULT.to_string(),
+            namespaces: Arc::new(access::namespace::Namespaces::new(secret, admin_tenant)),
+        })
+    }
+
+    /// The admin tenant: its keys see ledger ids as they are (no namespace).
+    pub fn with_admin_tenant(mut self, tenant: access::TenantId) -> AppState {
+        let secret = self.namespaces.secret();
+        self.namespaces = Arc::new(access::namespace::Namespaces::new(secret, Some(tenant)));
+        self
+    }
+
+    /// This node's name, stable across its restarts (see [`AppState::node`]).
+    pub fn with_node(mut self, node: impl Into<String>) -> AppState {
+        self.node = node.into();
+        self
     }
 
     /// Serves the webhook endpoints and delivery log from `store`; `private_urls` allows

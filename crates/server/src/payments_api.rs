@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use access::namespace::Namespace;
 use access::Scope;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -28,6 +29,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyKey;
 use crate::ledger_api::{blocking, limit_within, parse};
+use crate::tenancy;
 use crate::views::{to_value, ErrorBody};
 use crate::{idempotency, AppState};
 
@@ -177,12 +179,16 @@ pub struct EventList {
     pub data: Vec<EventView>,
 }
 
+/// A party's balance in one account. Blocking. The party's tenant is recorded as the reader of
+/// the account, so its keys can read it on the ledger API under the id shown here.
 fn balance_line(
     state: &AppState,
+    (tenant, namespace): (&access::TenantId, &Namespace),
     asset: AssetCode,
     account: &'static str,
     id: AccountId,
 ) -> Result<BalanceLine, ApiError> {
+    tenancy::claim_party_account(state, tenant, id)?;
     let (balance, available) = match state.reader.account(id)? {
         Some(found) => (found.balances.net_credit_posted(), found.balances.available_credit()),
         None => (0, 0),
@@ -190,14 +196,21 @@ fn balance_line(
     Ok(BalanceLine {
         asset: asset.as_str().to_owned(),
         account,
-        account_id: id.get().to_string(),
+        account_id: tenancy::client_account(namespace, id).get().to_string(),
         balance: balance.to_string(),
         available: available.to_string(),
     })
 }
 
-fn party_view(state: &AppState, party: Party) -> Result<PartyView, ApiError> {
+/// A party, with its accounts' ids in `namespace` (the caller's). Blocking.
+fn party_view(
+    state: &AppState,
+    party: Party,
+    namespace: &Namespace,
+) -> Result<PartyView, ApiError> {
     let key = party_key(&party.tenant, &party.id);
+    let tenant = access::TenantId::new(&party.tenant).map_err(ApiError::internal)?;
+    let owner = (&tenant, namespace);
     let mut balances = Vec::new();
     for asset in &party.assets {
         match party.kind {
@@ -208,12 +221,18 @@ fn party_view(state: &AppState, party: Party) -> Result<PartyView, ApiError> {
                     .and_then(|executor| executor.points_config())
                     .is_some_and(|config| config.asset == *asset);
                 let name = if points { "points" } else { "wallet" };
-                balances.push(balance_line(state, *asset, name, wallet_account_id(&key, *asset))?)
+                balances.push(balance_line(
+                    state,
+                    owner,
+                    *asset,
+                    name,
+                    wallet_account_id(&key, *asset),
+                )?)
             }
             PartyKind::Merchant => {
                 for (name, settled) in [("unsettled", false), ("settled", true)] {
                     let id = merchant_account_id(&key, *asset, settled);
-                    balances.push(balance_line(state, *asset, name, id)?);
+                    balances.push(balance_line(state, owner, *asset, name, id)?);
                 }
             }
         }
@@ -236,18 +255,7 @@ fn view(record: &OrderRecord) -> Result<OrderView, ApiError> {
 
 // ---- merchants' keys ----------------------------------------------------------------------
 
-/// A merchant's key acts for its merchant only: no platform or customer operations, no
-/// webhooks.
-pub(crate) fn not_for_merchant_keys(caller: &Caller) -> Result<(), ApiError> {
-    match caller.merchant() {
-        Some(_) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "merchant_key_forbidden",
-            "a merchant's key cannot do this",
-        )),
-        None => Ok(()),
-    }
-}
+pub(crate) use crate::tenancy::not_for_merchant_keys;
 
 /// `merchant` must be the key's own; another merchant looks as if it did not exist.
 fn own_merchant(caller: &Caller, merchant: &str) -> Result<(), ApiError> {
@@ -407,7 +415,8 @@ async fn open_party(
     let party = executor.open_party(tenant, new).await?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     let state = state.clone();
-    let view = blocking(move || party_view(&state, party)).await?;
+    let namespace = tenancy::namespace(&state, caller);
+    let view = blocking(move || party_view(&state, party, &namespace)).await?;
     Ok((status, to_value(view)?))
 }
 
@@ -449,7 +458,8 @@ async fn get_party(
     let party = executor(state)?.party(caller.tenant().as_str(), kind, id)?;
     // Balances come from the ledger reader, whose clients block.
     let state = state.clone();
-    Ok(axum::Json(blocking(move || party_view(&state, party)).await?))
+    let namespace = tenancy::namespace(&state, caller);
+    Ok(axum::Json(blocking(move || party_view(&state, party, &namespace)).await?))
 }
 
 // ---- products ------------------------------------------------------------------------------

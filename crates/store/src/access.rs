@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use access::{
-    AccessError, AccessStore, ApiKey, Claim, KeyHash, KeyMode, ResourceKind, Scope, TenantId,
+    AccessError, AccessStore, ApiKey, Claim, IdempotencyScope, KeyHash, KeyMode, ResourceKind,
+    Revocation, Scope, TenantId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -25,8 +26,20 @@ fn pg_error(error: postgres::Error) -> AccessError {
 }
 
 fn corrupt(what: &str) -> AccessError {
-    AccessError::Backend(format!("corrupt access store: {what}"))
+    AccessError::Corrupt(what.to_string())
 }
+
+/// A stored request hash, which is always 32 bytes.
+fn request_hash(raw: Vec<u8>) -> Result<[u8; 32], AccessError> {
+    raw.try_into().map_err(|_| corrupt("idempotency request hash"))
+}
+
+/// Whether the stored scopes text names the admin scope.
+fn names_admin(scopes: &str) -> bool {
+    scopes.split(',').any(|scope| scope == Scope::Admin.as_str())
+}
+
+const NAMESPACE_SECRET: &str = "namespace_secret";
 
 fn scopes_text(scopes: &[Scope]) -> String {
     scopes.iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(",")
@@ -73,6 +86,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_access.sql")),
     (2, include_str!("sqlite/0002_access_signing.sql")),
     (3, include_str!("sqlite/0003_access_merchant.sql")),
+    (4, include_str!("sqlite/0004_access_idempotency_per_key.sql")),
 ];
 
 /// Access data in `access.db`.
@@ -117,6 +131,22 @@ fn sqlite_key(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApiKey, Access
     ))
 }
 
+/// What a claim's insert found: nothing (the claim is new), or the stored row's request hash,
+/// status and body.
+type FoundClaim = Option<(Vec<u8>, Option<i64>, Option<Vec<u8>>)>;
+
+fn claim_of(found: FoundClaim) -> Result<Claim, AccessError> {
+    Ok(match found {
+        None => Claim::New,
+        Some((_, None, _)) => Claim::InFlight,
+        Some((hash, Some(status), body)) => Claim::Done {
+            request_hash: request_hash(hash)?,
+            status: u16::try_from(status).map_err(|_| corrupt("idempotency status"))?,
+            body: body.unwrap_or_default(),
+        },
+    })
+}
+
 impl AccessStore for SqliteAccess {
     fn insert_key(&self, key: &ApiKey) -> Result<(), AccessError> {
         self.with(|c| {
@@ -158,13 +188,38 @@ impl AccessStore for SqliteAccess {
         rows.into_iter().collect()
     }
 
-    fn revoke_key(&self, id: &str, now_us: u64) -> Result<bool, AccessError> {
+    fn revoke_key(&self, id: &str, now_us: u64) -> Result<Revocation, AccessError> {
+        // One connection per process behind a mutex, and access.db belongs to one process:
+        // the check and the update cannot interleave with another revocation.
         self.with(|c| {
+            let Some((scopes, revoked)) = c
+                .prepare_cached(
+                    "SELECT scopes, revoked_at IS NOT NULL FROM api_keys WHERE id = ?1",
+                )?
+                .query_row([id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?)))
+                .optional()?
+            else {
+                return Ok(Revocation::NotFound);
+            };
+            if !revoked && names_admin(&scopes) {
+                let other_admins = c
+                    .prepare_cached(
+                        "SELECT scopes FROM api_keys WHERE revoked_at IS NULL AND id <> ?1",
+                    )?
+                    .query_map([id], |row| row.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+                    .iter()
+                    .filter(|scopes| names_admin(scopes))
+                    .count();
+                if other_admins == 0 {
+                    return Ok(Revocation::LastAdminKey);
+                }
+            }
             c.execute(
                 "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
                 params![id, now_us as i64],
-            )
-            .map(|changed| changed == 1)
+            )?;
+            Ok(Revocation::Revoked)
         })
     }
 
@@ -201,67 +256,77 @@ impl AccessStore for SqliteAccess {
 
     fn claim_idempotency(
         &self,
-        tenant: &TenantId,
+        scope: &IdempotencyScope,
         key: &str,
         request_hash: [u8; 32],
         now_us: u64,
+        node: &str,
     ) -> Result<Claim, AccessError> {
         let stale_before = now_us.saturating_sub(access::IDEMPOTENCY_IN_FLIGHT_MAX_US) as i64;
-        self.with(|c| {
-            // An abandoned claim (its request crashed) is taken over.
+        let (tenant, key_id) = (scope.tenant.as_str(), scope.key_id.as_str());
+        let found = self.with(|c| {
+            // An abandoned claim (its node died and never came back) is taken over.
             c.prepare_cached(
-                "DELETE FROM idempotency WHERE tenant = ?1 AND key = ?2 AND status IS NULL AND created_at < ?3",
+                "DELETE FROM idempotency WHERE tenant = ?1 AND key_id = ?2 AND key = ?3 \
+                 AND status IS NULL AND created_at < ?4",
             )?
-            .execute(params![tenant.as_str(), key, stale_before])?;
+            .execute(params![tenant, key_id, key, stale_before])?;
             let inserted = c
                 .prepare_cached(
-                    "INSERT INTO idempotency (tenant, key, request_hash, created_at) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO idempotency (tenant, key_id, key, request_hash, created_at, node) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
                 )?
-                .execute(params![tenant.as_str(), key, &request_hash[..], now_us as i64])?;
+                .execute(params![tenant, key_id, key, &request_hash[..], now_us as i64, node])?;
             if inserted == 1 {
-                return Ok(Claim::New);
+                return Ok(None);
             }
-            c.prepare_cached("SELECT request_hash, status, body FROM idempotency WHERE tenant = ?1 AND key = ?2")?
-                .query_row(params![tenant.as_str(), key], |row| {
-                    let hash: Vec<u8> = row.get(0)?;
-                    let status: Option<i64> = row.get(1)?;
-                    let body: Option<Vec<u8>> = row.get(2)?;
-                    Ok(match status {
-                        None => Claim::InFlight,
-                        Some(status) => Claim::Done {
-                            request_hash: hash.try_into().unwrap_or([0; 32]),
-                            status: status as u16,
-                            body: body.unwrap_or_default(),
-                        },
-                    })
-                })
-        })
+            c.prepare_cached(
+                "SELECT request_hash, status, body FROM idempotency \
+                 WHERE tenant = ?1 AND key_id = ?2 AND key = ?3",
+            )?
+            .query_row(params![tenant, key_id, key], |row| {
+                Ok(Some((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, Option<i64>>(1)?,
+                    row.get::<_, Option<Vec<u8>>>(2)?,
+                )))
+            })
+        })?;
+        claim_of(found)
     }
 
     fn complete_idempotency(
         &self,
-        tenant: &TenantId,
+        scope: &IdempotencyScope,
         key: &str,
         status: u16,
         body: &[u8],
     ) -> Result<(), AccessError> {
         self.with(|c| {
             c.prepare_cached(
-                "UPDATE idempotency SET status = ?3, body = ?4 WHERE tenant = ?1 AND key = ?2",
+                "UPDATE idempotency SET status = ?4, body = ?5 \
+                 WHERE tenant = ?1 AND key_id = ?2 AND key = ?3",
             )?
-            .execute(params![tenant.as_str(), key, i64::from(status), body])
+            .execute(params![scope.tenant.as_str(), scope.key_id, key, i64::from(status), body])
             .map(|_| ())
         })
     }
 
-    fn release_idempotency(&self, tenant: &TenantId, key: &str) -> Result<(), AccessError> {
+    fn release_idempotency(&self, scope: &IdempotencyScope, key: &str) -> Result<(), AccessError> {
         self.with(|c| {
             c.prepare_cached(
-                "DELETE FROM idempotency WHERE tenant = ?1 AND key = ?2 AND status IS NULL",
+                "DELETE FROM idempotency WHERE tenant = ?1 AND key_id = ?2 AND key = ?3 \
+                 AND status IS NULL",
             )?
-            .execute(params![tenant.as_str(), key])
+            .execute(params![scope.tenant.as_str(), scope.key_id, key])
             .map(|_| ())
+        })
+    }
+
+    fn release_node_claims(&self, node: &str) -> Result<u64, AccessError> {
+        self.with(|c| {
+            c.execute("DELETE FROM idempotency WHERE node = ?1 AND status IS NULL", [node])
+                .map(|n| n as u64)
         })
     }
 
@@ -284,6 +349,19 @@ impl AccessStore for SqliteAccess {
         self.with(|c| {
             c.execute("DELETE FROM nonces WHERE seen_at < ?1", [before_us as i64]).map(|n| n as u64)
         })
+    }
+
+    fn namespace_secret(&self, candidate: [u8; 32]) -> Result<[u8; 32], AccessError> {
+        let stored: Vec<u8> = self.with(|c| {
+            c.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![NAMESPACE_SECRET, &candidate[..]],
+            )?;
+            c.query_row("SELECT value FROM settings WHERE name = ?1", [NAMESPACE_SECRET], |row| {
+                row.get(0)
+            })
+        })?;
+        stored.try_into().map_err(|_| corrupt("namespace secret"))
     }
 }
 
@@ -365,13 +443,33 @@ impl AccessStore for PgAccess {
         rows.iter().map(pg_key).collect()
     }
 
-    fn revoke_key(&self, id: &str, now_us: u64) -> Result<bool, AccessError> {
+    fn revoke_key(&self, id: &str, now_us: u64) -> Result<Revocation, AccessError> {
         self.with(|c| {
-            c.execute(
+            let mut tx = c.transaction()?;
+            // Every active admin key is locked first (in id order, so two revocations take
+            // the locks in one order): of two nodes revoking the last two admin keys at once,
+            // the second sees the first's revocation and is refused.
+            let admins: Vec<String> = tx
+                .query(
+                    "SELECT id, scopes FROM api_keys WHERE revoked_at IS NULL ORDER BY id FOR UPDATE",
+                    &[],
+                )?
+                .iter()
+                .map(|row| Ok((row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?)))
+                .collect::<Result<Vec<_>, postgres::Error>>()?
+                .into_iter()
+                .filter(|(_, scopes)| names_admin(scopes))
+                .map(|(id, _)| id)
+                .collect();
+            if admins.len() == 1 && admins[0] == id {
+                return Ok(Revocation::LastAdminKey);
+            }
+            let changed = tx.execute(
                 "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1",
                 &[&id, &(now_us as i64)],
-            )
-            .map(|changed| changed == 1)
+            )?;
+            tx.commit()?;
+            Ok(if changed == 1 { Revocation::Revoked } else { Revocation::NotFound })
         })
     }
 
@@ -420,66 +518,78 @@ impl AccessStore for PgAccess {
 
     fn claim_idempotency(
         &self,
-        tenant: &TenantId,
+        scope: &IdempotencyScope,
         key: &str,
         request_hash: [u8; 32],
         now_us: u64,
+        node: &str,
     ) -> Result<Claim, AccessError> {
         let stale_before = now_us.saturating_sub(access::IDEMPOTENCY_IN_FLIGHT_MAX_US) as i64;
-        self.with(|c| {
+        let (tenant, key_id) = (scope.tenant.as_str(), scope.key_id.as_str());
+        let found = self.with(|c| {
             c.execute(
-                "DELETE FROM idempotency WHERE tenant = $1 AND key = $2 AND status IS NULL AND created_at < $3",
-                &[&tenant.as_str(), &key, &stale_before],
+                "DELETE FROM idempotency WHERE tenant = $1 AND key_id = $2 AND key = $3 \
+                 AND status IS NULL AND created_at < $4",
+                &[&tenant, &key_id, &key, &stale_before],
             )?;
             let inserted = c.execute(
-                "INSERT INTO idempotency (tenant, key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT DO NOTHING",
-                &[&tenant.as_str(), &key, &&request_hash[..], &(now_us as i64)],
+                "INSERT INTO idempotency (tenant, key_id, key, request_hash, created_at, node) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[&tenant, &key_id, &key, &&request_hash[..], &(now_us as i64), &node],
             )?;
             if inserted == 1 {
-                return Ok(Claim::New);
+                return Ok(None);
             }
-            let row = c.query_one(
-                "SELECT request_hash, status, body FROM idempotency WHERE tenant = $1 AND key = $2",
-                &[&tenant.as_str(), &key],
+            // The claim may have been released between the insert and this read: then it is
+            // in flight from this caller's point of view (a retry will find it free).
+            let row = c.query_opt(
+                "SELECT request_hash, status, body FROM idempotency \
+                 WHERE tenant = $1 AND key_id = $2 AND key = $3",
+                &[&tenant, &key_id, &key],
             )?;
-            let hash: Vec<u8> = row.try_get(0)?;
-            let status: Option<i32> = row.try_get(1)?;
-            let body: Option<Vec<u8>> = row.try_get(2)?;
-            Ok(match status {
-                None => Claim::InFlight,
-                Some(status) => Claim::Done {
-                    request_hash: hash.try_into().unwrap_or([0; 32]),
-                    status: status as u16,
-                    body: body.unwrap_or_default(),
-                },
-            })
-        })
+            match row {
+                None => Ok(Some((request_hash.to_vec(), None, None))),
+                Some(row) => Ok(Some((
+                    row.try_get::<_, Vec<u8>>(0)?,
+                    row.try_get::<_, Option<i32>>(1)?.map(i64::from),
+                    row.try_get::<_, Option<Vec<u8>>>(2)?,
+                ))),
+            }
+        })?;
+        claim_of(found)
     }
 
     fn complete_idempotency(
         &self,
-        tenant: &TenantId,
+        scope: &IdempotencyScope,
         key: &str,
         status: u16,
         body: &[u8],
     ) -> Result<(), AccessError> {
         self.with(|c| {
             c.execute(
-                "UPDATE idempotency SET status = $3, body = $4 WHERE tenant = $1 AND key = $2",
-                &[&tenant.as_str(), &key, &i32::from(status), &body],
+                "UPDATE idempotency SET status = $4, body = $5 \
+                 WHERE tenant = $1 AND key_id = $2 AND key = $3",
+                &[&scope.tenant.as_str(), &scope.key_id, &key, &i32::from(status), &body],
             )
             .map(|_| ())
         })
     }
 
-    fn release_idempotency(&self, tenant: &TenantId, key: &str) -> Result<(), AccessError> {
+    fn release_idempotency(&self, scope: &IdempotencyScope, key: &str) -> Result<(), AccessError> {
         self.with(|c| {
             c.execute(
-                "DELETE FROM idempotency WHERE tenant = $1 AND key = $2 AND status IS NULL",
-                &[&tenant.as_str(), &key],
+                "DELETE FROM idempotency WHERE tenant = $1 AND key_id = $2 AND key = $3 \
+                 AND status IS NULL",
+                &[&scope.tenant.as_str(), &scope.key_id, &key],
             )
             .map(|_| ())
+        })
+    }
+
+    fn release_node_claims(&self, node: &str) -> Result<u64, AccessError> {
+        self.with(|c| {
+            c.execute("DELETE FROM idempotency WHERE node = $1 AND status IS NULL", &[&node])
         })
     }
 
@@ -501,5 +611,17 @@ impl AccessStore for PgAccess {
 
     fn purge_nonces(&self, before_us: u64) -> Result<u64, AccessError> {
         self.with(|c| c.execute("DELETE FROM nonces WHERE seen_at < $1", &[&(before_us as i64)]))
+    }
+
+    fn namespace_secret(&self, candidate: [u8; 32]) -> Result<[u8; 32], AccessError> {
+        let stored: Vec<u8> = self.with(|c| {
+            c.execute(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&NAMESPACE_SECRET, &&candidate[..]],
+            )?;
+            c.query_one("SELECT value FROM settings WHERE name = $1", &[&NAMESPACE_SECRET])?
+                .try_get(0)
+        })?;
+        stored.try_into().map_err(|_| corrupt("namespace secret"))
     }
 }

@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("postgres/0005_orders.sql")),
     (6, include_str!("postgres/0006_access_merchant.sql")),
     (7, include_str!("postgres/0007_ledger_layouts.sql")),
+    (8, include_str!("postgres/0008_access_idempotency_per_key.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {
@@ -802,7 +803,7 @@ impl PgReader {
 }
 
 fn limit(page_limit: usize) -> i64 {
-    page_limit.clamp(1, ledger::port::PAGE_LIMIT_MAX) as i64
+    page_limit.clamp(1, ledger::port::PAGE_ROWS_MAX) as i64
 }
 
 fn query_all<T>(

@@ -642,7 +642,7 @@ fn query_one<T>(
 }
 
 fn limit(page_limit: usize) -> i64 {
-    page_limit.clamp(1, ledger::port::PAGE_LIMIT_MAX) as i64
+    page_limit.clamp(1, ledger::port::PAGE_ROWS_MAX) as i64
 }
 
 impl LedgerReader for SqliteReader {

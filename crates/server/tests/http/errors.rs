@@ -1,7 +1,7 @@
 //! Every documented error code that can be triggered over HTTP: status, `type`, `code`, and
 //! that the books did not change.
 
-use access::{AccessStore, Claim, Scope, TenantId};
+use access::{AccessStore, Claim, Scope};
 use axum::http::{Method, StatusCode};
 use ledger::{Clock, PipelineConfig};
 use serde_json::{json, Value};
@@ -652,9 +652,10 @@ async fn missing_things_are_404() {
     assert_eq!(r.json["error"]["param"], json!("account_id"));
     assert_error(&app.transfer(&key, 51, ALICE, 999, 10).await, 404, "resource_missing");
     // The admin sees every tenant, so it learns which side is missing.
-    assert_error(&app.transfer(&app.admin, 52, 999, BOB, 10).await, 404, "debit_account_not_found");
+    let (alice, bob) = (app.ledger_id("acme", ALICE), app.ledger_id("acme", BOB));
+    assert_error(&app.transfer(&app.admin, 52, 999, bob, 10).await, 404, "debit_account_not_found");
     assert_error(
-        &app.transfer(&app.admin, 53, ALICE, 999, 10).await,
+        &app.transfer(&app.admin, 53, alice, 999, 10).await,
         404,
         "credit_account_not_found",
     );
@@ -691,9 +692,12 @@ async fn conflicts_are_409() {
     let app = App::new();
     let key = world(&app).await;
     let globex = app.rw_key("globex");
+    // A ledger id the admin took: the tenant whose namespace maps an id onto it is refused.
+    let taken = app.ledger_id("globex", 77);
+    let r = app.open(&app.admin, taken, CNY, WALLET_CHART, json!({"type": "unbounded"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     let before = app.fingerprint().await;
-    // Another tenant's account id.
-    let r = app.open(&globex, ALICE, CNY, WALLET_CHART, json!({"type": "unbounded"})).await;
+    let r = app.open(&globex, 77, CNY, WALLET_CHART, json!({"type": "unbounded"})).await;
     assert_error(&r, 409, "id_taken");
     assert_eq!(r.json["error"]["param"], json!("id"));
     // The same ids with different fields.
@@ -963,10 +967,11 @@ async fn a_stopped_pipeline_is_503_shutting_down() {
     let claim = app
         .access
         .claim_idempotency(
-            &TenantId::new("acme").expect("tenant"),
+            &app.scope_of(&key),
             "during-shutdown",
             [0; 32],
             app.clock.now().0,
+            server::NODE_DEFAULT,
         )
         .expect("claim");
     assert_eq!(claim, Claim::New);

@@ -209,7 +209,8 @@ impl App {
         let access =
             Arc::new(SqliteAccess::open(dir.path().join("access.db")).expect("opening access.db"));
         let dyn_access: Arc<dyn AccessStore> = access.clone();
-        let state = server::AppState::new(ledger.handle(), reader, dyn_access, ledger_clock);
+        let state = server::AppState::new(ledger.handle(), reader, dyn_access, ledger_clock)
+            .expect("app state");
         let router = server::router(state.clone());
         let mut app = App {
             router,
@@ -223,6 +224,16 @@ impl App {
         };
         app.admin = app.key("platform", &[Scope::Admin]);
         app
+    }
+
+    /// The idempotency scope of requests made with the key whose secret is `secret`.
+    pub fn scope_of(&self, secret: &str) -> access::IdempotencyScope {
+        let key = self
+            .access
+            .key_by_hash(&access::Secret::new(secret).hash())
+            .expect("key lookup")
+            .expect("a key with this secret");
+        access::IdempotencyScope { tenant: key.tenant, key_id: key.id }
     }
 
     /// The same service with a per-key rate limit.
@@ -359,8 +370,28 @@ impl App {
         r.json
     }
 
-    /// The account's four balances and available credit, read by the admin.
+    /// The ledger's id for `tenant`'s id `id` (tenants name ids in their own namespaces;
+    /// the admin names ledger ids).
+    pub fn ledger_id(&self, tenant: &str, id: u128) -> u128 {
+        let tenant = TenantId::new(tenant).expect("tenant");
+        self.state.namespaces.of(&tenant, false).to_ledger(id)
+    }
+
+    /// `tenant`'s id for the ledger's id `id`.
+    pub fn client_id(&self, tenant: &str, id: u128) -> u128 {
+        let tenant = TenantId::new(tenant).expect("tenant");
+        self.state.namespaces.of(&tenant, false).to_client(id)
+    }
+
+    /// The account's four balances and available credit, read by the admin; `id` is tenant
+    /// `acme`'s (the tenant of every test's world).
     pub async fn balances(&self, id: u128) -> Value {
+        self.balances_of("acme", id).await
+    }
+
+    /// The account `id` of `tenant`: its balances, read by the admin.
+    pub async fn balances_of(&self, tenant: &str, id: u128) -> Value {
+        let id = self.ledger_id(tenant, id);
         let r = self.get(&format!("/v1/accounts/{id}"), &self.admin).await;
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         r.json["balances"].clone()
