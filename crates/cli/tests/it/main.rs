@@ -2,5 +2,6 @@
 
 mod config;
 mod crash;
+mod edge;
 mod payments;
 mod serve;

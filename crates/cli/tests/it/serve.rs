@@ -86,7 +86,7 @@ pub fn request(
     Ok((status, body))
 }
 
-fn setup(addr: &str, key: &str) {
+pub fn setup(addr: &str, key: &str) {
     for (path, body) in [
         ("/v1/assets", r#"{"code":"CNY","scale":2}"#),
         ("/v1/chart", r#"{"code":1002,"name":"bank deposits","class":"asset"}"#),

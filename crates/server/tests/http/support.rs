@@ -56,6 +56,8 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "pending_not_found",
     "method_not_allowed",
     "id_taken",
+    "last_admin_key",
+    "merchant_key_forbidden",
     "id_exists_with_different_fields",
     "asset_exists_with_different_scale",
     "chart_exists_with_different_fields",
