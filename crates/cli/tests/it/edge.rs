@@ -208,3 +208,59 @@ fn no_key_secret_reaches_the_data_directory() {
         }
     }
 }
+
+#[test]
+fn a_tenant_reads_its_customers_accounts_under_the_ids_it_is_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = create_key_offline(dir.path(), true);
+    let server = serve(dir.path(), "node-1");
+    let addr = server.addr.clone();
+    let key_for = |tenant: &str| {
+        let body = format!(
+            r#"{{"tenant":"{tenant}","mode":"live","scopes":["ledger:read","ledger:write"]}}"#
+        );
+        let (status, _, created) = call(&addr, "POST", "/v1/keys", &admin, &[], &body);
+        assert_eq!(status, 201, "{created}");
+        json(&created)["secret"].as_str().expect("secret").to_string()
+    };
+    let (acme, globex) = (key_for("acme"), key_for("globex"));
+    let customer = r#"{"id":"alice","assets":["CNY","POINTS"]}"#;
+    let (status, _, body) = call(&addr, "POST", "/v1/customers", &acme, &[], customer);
+    assert_eq!(status, 201, "{body}");
+    let grant = r#"{"reference":"welcome","points":"300"}"#;
+    let (status, _, body) = call(&addr, "POST", "/v1/customers/alice/points", &acme, &[], grant);
+    assert!(status == 200 || status == 201, "{body}");
+    let (_, _, view) = call(&addr, "GET", "/v1/customers/alice", &acme, &[], "");
+    let points = json(&view)["balances"]
+        .as_array()
+        .expect("balances")
+        .iter()
+        .find(|line| line["asset"] == "POINTS")
+        .and_then(|line| line["account_id"].as_str())
+        .expect("the points account")
+        .to_string();
+    // The owning tenant reads it, its entries and its balance.
+    let (status, _, account) =
+        call(&addr, "GET", &format!("/v1/accounts/{points}"), &acme, &[], "");
+    assert_eq!(status, 200, "{account}");
+    assert_eq!(json(&account)["balances"]["credits_posted"], "300");
+    assert_eq!(json(&account)["id"], points.as_str());
+    let (status, _, entries) =
+        call(&addr, "GET", &format!("/v1/accounts/{points}/entries"), &acme, &[], "");
+    assert_eq!(status, 200, "{entries}");
+    let transfer = json(&entries)["data"][0]["transfer_id"].as_str().expect("id").to_string();
+    let (status, _, seen) =
+        call(&addr, "GET", &format!("/v1/transfers/{transfer}"), &acme, &[], "");
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(json(&seen)["credit_account_id"], points.as_str());
+    // Money on it moves through orders only: a raw ledger transfer from it is refused.
+    let raw = format!(
+        r#"{{"type":"post","id":"5","debit_account_id":"{points}","credit_account_id":"{points}","asset":"POINTS","amount":"1"}}"#
+    );
+    let (status, _, body) = call(&addr, "POST", "/v1/transfers", &acme, &[], &raw);
+    assert_eq!(status, 404, "{body}");
+    // Another tenant does not see it.
+    let (status, _, _) = call(&addr, "GET", &format!("/v1/accounts/{points}"), &globex, &[], "");
+    assert_eq!(status, 404);
+    stop(server);
+}
