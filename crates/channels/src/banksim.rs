@@ -24,7 +24,7 @@ pub const HEADER_TIMESTAMP: &str = "x-banksim-timestamp";
 pub const HEADER_SIGNATURE: &str = "x-banksim-signature";
 
 /// How to reach one simulated channel.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimulatorChannelConfig {
     pub id: ChannelId,
     /// `http://127.0.0.1:PORT`, no trailing slash.
@@ -33,6 +33,18 @@ pub struct SimulatorChannelConfig {
     pub secret: String,
     /// Per-request HTTP timeout (the gateway adds its own around the whole call).
     pub timeout_ms: u64,
+}
+
+/// By hand: the secret prints as a mask.
+impl std::fmt::Debug for SimulatorChannelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatorChannelConfig")
+            .field("id", &self.id)
+            .field("base_url", &self.base_url)
+            .field("secret", &"****")
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 pub struct SimulatorChannel {
@@ -442,6 +454,18 @@ impl Channel for SimulatorChannel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_prints_its_secret_masked() {
+        let config = SimulatorChannelConfig {
+            id: ChannelId::new("bank_a").expect("id"),
+            base_url: "http://127.0.0.1:9090".into(),
+            secret: "s3cret-value".into(),
+            timeout_ms: 1_000,
+        };
+        let printed = format!("{config:?}");
+        assert!(printed.contains("****") && !printed.contains("s3cret-value"), "{printed}");
+    }
 
     #[test]
     fn callbacks_verify_only_with_the_secret_in_the_window() {

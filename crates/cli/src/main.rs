@@ -55,7 +55,7 @@ enum LedgerCommand {
 }
 
 /// Where the books are: the embedded SQLite file in a data directory, or PostgreSQL.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone)]
 pub struct StoreArgs {
     /// Data directory of the embedded store (ledger.db inside it).
     #[arg(long, env = "QIANBAO_DATA_DIR", default_value = "./data")]
@@ -66,6 +66,17 @@ pub struct StoreArgs {
     /// PostgreSQL schema holding the books.
     #[arg(long, env = "QIANBAO_DATABASE_SCHEMA", default_value = "qianbao")]
     pub database_schema: String,
+}
+
+/// By hand: the database URL may carry a password, printed masked.
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreArgs")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(store::postgres::masked_url))
+            .field("database_schema", &self.database_schema)
+            .finish()
+    }
 }
 
 impl StoreArgs {

@@ -178,22 +178,6 @@ impl ServeArgs {
 /// How often expired idempotency records are purged.
 const IDEMPOTENCY_PURGE_INTERVAL_SECS: u64 = 3600;
 
-/// The URL with any password replaced, for logs.
-fn masked(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.find(':') {
-                Some(colon) => {
-                    format!("{}{}:****{}", &url[..scheme + 3], &credentials[..colon], &url[at..])
-                }
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let ledger = args.store.start_ledger(PipelineConfig::default())?;
@@ -206,7 +190,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen = %args.listen,
         store = if args.store.database_url.is_some() { "postgres" } else { "sqlite" },
         data_dir = %args.store.data_dir.display(),
-        database_url = args.store.database_url.as_deref().map(masked).unwrap_or_default(),
+        database_url = args.store.database_url.as_deref().map(store::postgres::masked_url).unwrap_or_default(),
         database_schema = %args.store.database_schema,
         admin_tenant = %args.admin_tenant,
         node = %node,
@@ -360,8 +344,14 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn database_passwords_are_masked() {
-        assert_eq!(super::masked("postgres://qb:secret@db:5432/x"), "postgres://qb:****@db:5432/x");
-        assert_eq!(super::masked("postgres://qb@db/x"), "postgres://qb@db/x");
+    fn the_store_arguments_print_the_database_password_masked() {
+        let args = crate::StoreArgs {
+            data_dir: "./data".into(),
+            database_url: Some("postgres://qb:hunter2@db:5432/x".into()),
+            database_schema: "qianbao".into(),
+        };
+        let printed = format!("{args:?}");
+        assert!(printed.contains("postgres://qb:****@db:5432/x"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
     }
 }

@@ -54,10 +54,36 @@ fn backend(error: postgres::Error) -> StoreError {
 
 /// Where to connect: a libpq-style URL and the schema to use (created if missing), so that
 /// tests and tenants of one database can keep separate books.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PgTarget {
     pub url: String,
     pub schema: String,
+}
+
+/// By hand: the URL may carry a password, printed masked.
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("url", &masked_url(&self.url))
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+/// A libpq-style URL with any password replaced by `****`, for logs and `Debug`.
+pub fn masked_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => {
+                    format!("{}{}:****{}", &url[..scheme + 3], &credentials[..colon], &url[at..])
+                }
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 impl PgTarget {
