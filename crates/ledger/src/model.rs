@@ -169,15 +169,15 @@ impl Balances {
         self.net_credit_posted() - i128::from(self.debits_pending.minor())
     }
 
-    /// Field by field; saturating, as no book holds `i64::MAX` minor units in one asset.
-    pub fn plus(&self, other: &Balances) -> Balances {
-        let sum = |a: Amount, b: Amount| a.checked_add(b).unwrap_or(Amount::MAX);
-        Balances {
-            debits_pending: sum(self.debits_pending, other.debits_pending),
-            debits_posted: sum(self.debits_posted, other.debits_posted),
-            credits_pending: sum(self.credits_pending, other.credits_pending),
-            credits_posted: sum(self.credits_posted, other.credits_posted),
-        }
+    /// Field by field (the rows of one account summed); `None` if a field would pass
+    /// [`Amount::MAX`] — a sum that cannot be shown exactly is an error, never a clamped number.
+    pub fn checked_plus(&self, other: &Balances) -> Option<Balances> {
+        Some(Balances {
+            debits_pending: self.debits_pending.checked_add(other.debits_pending)?,
+            debits_posted: self.debits_posted.checked_add(other.debits_posted)?,
+            credits_pending: self.credits_pending.checked_add(other.credits_pending)?,
+            credits_posted: self.credits_posted.checked_add(other.credits_posted)?,
+        })
     }
 
     pub fn is_zero(&self) -> bool {

@@ -101,6 +101,41 @@ pub struct TrialBalanceLine {
     pub balances: BalanceTotals,
 }
 
+fn summed_overflow(id: AccountId) -> StoreError {
+    StoreError::Backend(format!("the rows of account {id} sum past the largest amount"))
+}
+
+/// The trial balance's totals of one asset (试算平衡): every chart line of the asset added.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AssetTotals {
+    pub asset: AssetCode,
+    pub totals: BalanceTotals,
+}
+
+impl AssetTotals {
+    /// Per asset, in asset order, over the lines of a trial balance.
+    pub fn of(lines: &[TrialBalanceLine]) -> Vec<AssetTotals> {
+        let mut by_asset: std::collections::BTreeMap<String, AssetTotals> = Default::default();
+        for line in lines {
+            by_asset
+                .entry(line.asset.to_string())
+                .or_insert_with(|| AssetTotals {
+                    asset: line.asset,
+                    totals: BalanceTotals::default(),
+                })
+                .totals
+                .add(&line.balances);
+        }
+        by_asset.into_values().collect()
+    }
+
+    /// Debits equal credits, posted and pending: double entry holds for this asset.
+    pub fn balanced(&self) -> bool {
+        self.totals.debits_posted == self.totals.credits_posted
+            && self.totals.debits_pending == self.totals.credits_pending
+    }
+}
+
 /// Balances summed over many accounts. Each account's balance fits an `Amount`; their sum
 /// may not, so totals are 128-bit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -189,8 +224,96 @@ pub trait LedgerReader: Send + Sync {
                 crate::model::AccountLayout::Buffered { .. } => &mut buffered,
                 _ => &mut account.balances,
             };
-            *into = into.plus(&row.balances);
+            *into = into.checked_plus(&row.balances).ok_or_else(|| summed_overflow(id))?;
         }
         Ok(Some((account, buffered)))
+    }
+
+    /// An account's balances as its owner sees them after journal point `seq`: for
+    /// sub-accounts the sum over rows, each as of the same point (exact, as every row's
+    /// history is in journal order); otherwise (a buffered account included) its own row,
+    /// the part it can spend. `None` if no such account.
+    fn balances_as_of(
+        &self,
+        id: AccountId,
+        seq: Seq,
+    ) -> Result<Option<(Account, crate::model::Balances)>, StoreError> {
+        let Some(account) = self.account(id)? else { return Ok(None) };
+        let rows: Vec<AccountId> = match account.layout {
+            crate::model::AccountLayout::SubAccounts { .. } => account.layout.row_ids(id).collect(),
+            _ => vec![id],
+        };
+        let mut sum = crate::model::Balances::default();
+        for row in rows {
+            if let Some(entry) = self.entry_as_of(row, seq)? {
+                sum = sum.checked_plus(&entry.balances_after).ok_or_else(|| summed_overflow(id))?;
+            }
+        }
+        Ok(Some((account, sum)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use money::{Amount, AssetCode};
+
+    use super::{AssetTotals, BalanceTotals, TrialBalanceLine};
+    use crate::model::{Balances, ChartCode};
+
+    fn line(
+        asset: &str,
+        chart: u32,
+        debits: u128,
+        credits: u128,
+        pending: u128,
+    ) -> TrialBalanceLine {
+        TrialBalanceLine {
+            asset: AssetCode::new(asset).expect("asset"),
+            chart_code: ChartCode(chart),
+            n_accounts: 1,
+            balances: BalanceTotals {
+                debits_pending: pending,
+                debits_posted: debits,
+                credits_pending: pending,
+                credits_posted: credits,
+            },
+        }
+    }
+
+    #[test]
+    fn totals_per_asset_add_every_line_and_say_whether_they_balance() {
+        let lines = [
+            line("USD", 1002, 500, 0, 0),
+            line("CNY", 1002, 1_000, 0, 7),
+            line("CNY", 2241, 0, 1_000, 0),
+            line("USD", 2241, 0, 499, 0),
+            // Past u64: totals are 128-bit.
+            line("PTS", 1, u128::from(u64::MAX), 0, 0),
+            line("PTS", 2, 0, u128::from(u64::MAX), 0),
+        ];
+        let totals = AssetTotals::of(&lines);
+        let summary: Vec<(String, u128, u128, bool)> = totals
+            .iter()
+            .map(|t| {
+                (t.asset.to_string(), t.totals.debits_posted, t.totals.credits_posted, t.balanced())
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("CNY".into(), 1_000, 1_000, true),
+                ("PTS".into(), u128::from(u64::MAX), u128::from(u64::MAX), true),
+                ("USD".into(), 500, 499, false),
+            ]
+        );
+        assert_eq!(totals[0].totals.debits_pending, 7);
+    }
+
+    #[test]
+    fn summed_balances_refuse_to_pass_the_largest_amount() {
+        let one = Balances { credits_posted: Amount::new(1).expect("1"), ..Balances::default() };
+        let max = Balances { credits_posted: Amount::MAX, ..Balances::default() };
+        assert_eq!(one.checked_plus(&one).map(|b| b.credits_posted.minor()), Some(2));
+        assert_eq!(max.checked_plus(&one), None);
     }
 }

@@ -415,25 +415,9 @@ pub async fn get_balance(
             (None, Some(at)) => Some(reader.seq_at(at)?),
             (None, None) => None,
         };
-        // Sub-accounts: the sum over rows, each as of the same point (exact, as every row's
-        // history is in journal order); a buffered account: its own, spendable row.
-        let rows: Vec<AccountId> = match account.layout {
-            ledger::model::AccountLayout::SubAccounts { .. } => {
-                account.layout.row_ids(id).collect()
-            }
-            _ => vec![id],
-        };
         let balances = match seq {
             None => account.balances,
-            Some(seq) => {
-                let mut sum = ledger::Balances::default();
-                for row in rows {
-                    if let Some(entry) = reader.entry_as_of(row, seq)? {
-                        sum = sum.plus(&entry.balances_after);
-                    }
-                }
-                sum
-            }
+            Some(seq) => reader.balances_as_of(id, seq)?.map(|(_, sum)| sum).unwrap_or_default(),
         };
         Ok(BalanceView {
             object: "balance",
@@ -903,33 +887,24 @@ pub async fn trial_balance(
     caller.require(Scope::Admin)?;
     let reader = state.reader.clone();
     let lines = blocking(move || reader.trial_balance().map_err(ApiError::from)).await?;
-    let mut totals: std::collections::BTreeMap<String, (u128, u128, u128, u128)> =
-        Default::default();
-    let data: Vec<TrialBalanceLine> = lines
+    let assets = ledger::port::AssetTotals::of(&lines)
         .iter()
-        .map(|line| {
-            let t = totals.entry(line.asset.to_string()).or_default();
-            t.0 += line.balances.debits_posted;
-            t.1 += line.balances.credits_posted;
-            t.2 += line.balances.debits_pending;
-            t.3 += line.balances.credits_pending;
-            TrialBalanceLine {
-                asset: line.asset,
-                chart_code: line.chart_code.0,
-                n_accounts: line.n_accounts,
-                balances: (&line.balances).into(),
-            }
+        .map(|asset| TrialBalanceAsset {
+            asset: asset.asset.to_string(),
+            debits_posted: asset.totals.debits_posted.to_string(),
+            credits_posted: asset.totals.credits_posted.to_string(),
+            debits_pending: asset.totals.debits_pending.to_string(),
+            credits_pending: asset.totals.credits_pending.to_string(),
+            balanced: asset.balanced(),
         })
         .collect();
-    let assets = totals
+    let data: Vec<TrialBalanceLine> = lines
         .iter()
-        .map(|(asset, t)| TrialBalanceAsset {
-            asset: asset.clone(),
-            debits_posted: t.0.to_string(),
-            credits_posted: t.1.to_string(),
-            debits_pending: t.2.to_string(),
-            credits_pending: t.3.to_string(),
-            balanced: t.0 == t.1 && t.2 == t.3,
+        .map(|line| TrialBalanceLine {
+            asset: line.asset,
+            chart_code: line.chart_code.0,
+            n_accounts: line.n_accounts,
+            balances: (&line.balances).into(),
         })
         .collect();
     Ok(axum::Json(TrialBalanceView { object: "trial_balance", lines: data, assets }))
