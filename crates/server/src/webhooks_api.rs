@@ -155,9 +155,11 @@ pub async fn create_endpoint(
                 || request.url.starts_with("https://"))
                 && request.url.len() <= URL_LEN_MAX
                 && !request.url.chars().any(char::is_whitespace);
-            // Parsed as the delivery client parses it, so the host judged here is the host
-            // it would connect to, however it is spelled (`2130706433`, `127.1`, `0x7f…`).
-            let url = egress::parse_url(&request.url).ok().filter(|_| url_ok).ok_or_else(|| {
+            // Parsed as the delivery client parses it (and only once it is short enough), so
+            // the host judged here is the host it would connect to, however it is spelled
+            // (`2130706433`, `127.1`, `0x7f…`).
+            let parsed = url_ok.then(|| egress::parse_url(&request.url).ok()).flatten();
+            let url = parsed.ok_or_else(|| {
                 ApiError::invalid(
                     "invalid_url",
                     "an http:// or https:// URL of at most 2,048 bytes",
