@@ -14,7 +14,7 @@ use channels::{Channel, ChannelId, Gateway, GatewayConfig, Operation};
 use executor::{Executor, ExecutorConfig, InquiryOwnerAdapter, OrderStore, PointsConfig};
 use ledger::apply::Command;
 use money::{Amount, Asset, AssetCode};
-use webhooks::{Deliverer, RetryPolicy, WebhookStore};
+use webhooks::{Deliverer, EgressPolicy, RetryPolicy, WebhookStore};
 
 use crate::StoreArgs;
 
@@ -34,6 +34,8 @@ pub struct PaymentSettings {
     pub inquiry_not_found_final_ms: u64,
     pub inspect_after_ms: u64,
     pub webhook_retry_first_ms: u64,
+    /// Let webhook deliveries reach loopback and private addresses (development only).
+    pub webhook_private_urls: bool,
     pub points: Option<String>,
     pub fx_rates: Vec<String>,
 }
@@ -131,7 +133,9 @@ pub fn start(
     };
     let policy =
         RetryPolicy { first_delay_ms: settings.webhook_retry_first_ms, ..RetryPolicy::default() };
-    let deliverer = Arc::new(Deliverer::new(webhooks.clone(), policy).map_err(anyhow::Error::msg)?);
+    let egress = EgressPolicy { allow_private: settings.webhook_private_urls };
+    let deliverer =
+        Arc::new(Deliverer::new(webhooks.clone(), policy, egress).map_err(anyhow::Error::msg)?);
     let assets =
         settings.assets.iter().map(|raw| parse_asset(raw)).collect::<Result<Vec<_>, _>>()?;
     let clock: Arc<dyn Millis> = Arc::new(SystemMillis);

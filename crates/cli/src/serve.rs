@@ -60,7 +60,8 @@ pub struct ServeArgs {
     /// Wait before the second attempt of a webhook delivery; doubles per attempt (to 1 h).
     #[arg(long, env = "QIANBAO_WEBHOOK_RETRY_FIRST_MS", default_value_t = 1_000)]
     webhook_retry_first_ms: u64,
-    /// Let webhook endpoints name loopback and private addresses (development only).
+    /// Let webhook endpoints name, and deliveries reach, loopback, private and other
+    /// non-public addresses (development only).
     #[arg(long, env = "QIANBAO_WEBHOOK_PRIVATE_URLS")]
     webhook_private_urls: bool,
     /// This node's name, the same across its restarts: idempotency claims carry it, and a
@@ -199,6 +200,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         banksim_url = args.banksim_url.as_deref().unwrap_or("-"),
         channels = %args.channels.join(","),
         assets = %args.assets.join(","),
+        webhook_private_urls = args.webhook_private_urls,
         config = args.config.as_ref().map(|path| path.display().to_string()).unwrap_or_default(),
         "effective configuration"
     );
@@ -222,6 +224,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             inquiry_not_found_final_ms: args.inquiry_not_found_final_ms,
             inspect_after_ms: args.inspect_after_ms,
             webhook_retry_first_ms: args.webhook_retry_first_ms,
+            webhook_private_urls: args.webhook_private_urls,
             points: Some(args.points.clone()),
             fx_rates: args.fx_rates.clone(),
         },

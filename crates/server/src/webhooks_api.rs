@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use webhooks::egress::{self, EgressPolicy};
 use webhooks::{Delivery, DeliveryState, Endpoint, WebhookStore, WebhookStoreError};
 
 use crate::auth::Caller;
@@ -45,62 +46,6 @@ fn random_hex(bytes: usize) -> Result<String, ApiError> {
 
 fn now_ms(state: &AppState) -> u64 {
     state.clock.now().0 / 1_000
-}
-
-/// Whether the URL's host is `localhost` or a literal loopback, private, link-local or
-/// unspecified address. (A DNS name that resolves to one is not caught here: delivery
-/// should also run behind an egress proxy that refuses them.)
-fn names_a_private_host(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host_port.split(':').next().unwrap_or(""),
-    };
-    let host = host.to_ascii_lowercase();
-    if host == "localhost" || host.ends_with(".localhost") {
-        return true;
-    }
-    match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => {
-            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
-        }
-        Ok(std::net::IpAddr::V6(ip)) => {
-            let unique_local = (ip.segments()[0] & 0xfe00) == 0xfc00;
-            let link_local = (ip.segments()[0] & 0xffc0) == 0xfe80;
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || unique_local
-                || link_local
-                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_private())
-        }
-        Err(_) => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::names_a_private_host;
-
-    #[test]
-    fn private_hosts_are_recognised() {
-        for private in [
-            "http://localhost/x",
-            "http://127.0.0.1:8080/hooks",
-            "https://10.1.2.3",
-            "http://169.254.169.254/latest/meta-data",
-            "http://user@192.168.0.1/",
-            "http://[::1]:9000/",
-            "http://[fd00::1]/",
-            "http://0.0.0.0/",
-        ] {
-            assert!(names_a_private_host(private), "{private}");
-        }
-        for public in ["https://shop.example/hooks", "http://8.8.8.8/", "https://[2001:db8::1]/"] {
-            assert!(!names_a_private_host(public), "{public}");
-        }
-    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -210,17 +155,25 @@ pub async fn create_endpoint(
                 || request.url.starts_with("https://"))
                 && request.url.len() <= URL_LEN_MAX
                 && !request.url.chars().any(char::is_whitespace);
-            if !url_ok {
-                return Err(ApiError::invalid(
+            // Parsed as the delivery client parses it (and only once it is short enough), so
+            // the host judged here is the host it would connect to, however it is spelled
+            // (`2130706433`, `127.1`, `0x7f…`).
+            let parsed = url_ok.then(|| egress::parse_url(&request.url).ok()).flatten();
+            let url = parsed.ok_or_else(|| {
+                ApiError::invalid(
                     "invalid_url",
                     "an http:// or https:// URL of at most 2,048 bytes",
                 )
-                .with_param("url"));
-            }
-            if !state.webhook_private_urls && names_a_private_host(&request.url) {
+                .with_param("url")
+            })?;
+            // An address host is judged now; a DNS name only at delivery, where the
+            // deliverer checks each answer it connects to (an answer can change later).
+            let egress = EgressPolicy { allow_private: state.webhook_private_urls };
+            if egress.check_url(&url).is_err() {
                 return Err(ApiError::invalid(
                     "invalid_url",
-                    "webhook URLs may not name loopback, private or link-local addresses",
+                    "webhook URLs may not name localhost or a loopback, private, link-local or \
+                     other non-public address",
                 )
                 .with_param("url"));
             }

@@ -1,11 +1,19 @@
 //! The delivery loop: fan the outbox out to endpoints, then send what is due, each attempt
 //! bounded by a timeout, concurrently up to the batch size.
+//!
+//! Every attempt goes through the egress policy (`egress`) where the connection is made: an
+//! address host is checked before sending (the client connects to it without resolving), a
+//! DNS name by the client's resolver, which hands the client only checked addresses. A
+//! refused attempt records [`REFUSED`] with status 0 and never touches the target. It is
+//! failed at once when the URL names an address (that cannot change), and retried with the
+//! usual backoff when a DNS answer was refused (the answer can change).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use crate::egress::{self, EgressPolicy, PublicResolver, REFUSED};
 use crate::port::{Attempt, DueDelivery, WebhookStore};
 use crate::signing::{self, HEADER_EVENT_ID, HEADER_SIGNATURE};
 
@@ -66,7 +74,24 @@ pub struct Deliverer {
     store: Arc<dyn WebhookStore>,
     client: reqwest::Client,
     policy: RetryPolicy,
+    egress: EgressPolicy,
     batch: usize,
+}
+
+/// Why an attempt got no answer.
+enum SendError {
+    /// The egress policy refused the target; nothing was sent.
+    Refused(Refusal),
+    /// Anything else: connection, timeout, protocol.
+    Failed(String),
+}
+
+#[derive(Clone, Copy)]
+enum Refusal {
+    /// The URL names a non-public address: no later attempt can do better.
+    Address,
+    /// The name's DNS answer held a non-public address: a later answer may not.
+    Answer,
 }
 
 fn now_ms() -> u64 {
@@ -76,13 +101,23 @@ fn now_ms() -> u64 {
 }
 
 impl Deliverer {
-    pub fn new(store: Arc<dyn WebhookStore>, policy: RetryPolicy) -> Result<Deliverer, String> {
+    /// Delivers `store`'s outbox with `policy`'s retries, to the addresses `egress` permits.
+    pub fn new(
+        store: Arc<dyn WebhookStore>,
+        policy: RetryPolicy,
+        egress: EgressPolicy,
+    ) -> Result<Deliverer, String> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(policy.timeout_ms))
+            // A redirect would be a second target, unchecked.
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment (HTTP_PROXY…) would resolve and connect on our
+            // behalf, past the resolver's check.
+            .no_proxy()
+            .dns_resolver(Arc::new(PublicResolver::new(egress)))
             .build()
             .map_err(|error| error.to_string())?;
-        Ok(Deliverer { store, client, policy, batch: 64 })
+        Ok(Deliverer { store, client, policy, egress, batch: 64 })
     }
 
     pub fn store(&self) -> &Arc<dyn WebhookStore> {
@@ -98,8 +133,9 @@ impl Deliverer {
         let mut sending = JoinSet::new();
         for item in due {
             let client = self.client.clone();
+            let egress = self.egress;
             sending.spawn(async move {
-                let result = send(&client, &item).await;
+                let result = send(&client, egress, &item).await;
                 (item, result)
             });
         }
@@ -111,7 +147,15 @@ impl Deliverer {
                 Ok(status) => {
                     self.policy.after_failure(attempts, status, format!("HTTP {status}"), now_ms())
                 }
-                Err(error) => self.policy.after_failure(attempts, 0, error, now_ms()),
+                Err(SendError::Failed(error)) => {
+                    self.policy.after_failure(attempts, 0, error, now_ms())
+                }
+                Err(SendError::Refused(Refusal::Address)) => {
+                    Attempt::Failed { status: 0, error: REFUSED.to_owned() }
+                }
+                Err(SendError::Refused(Refusal::Answer)) => {
+                    self.policy.after_failure(attempts, 0, REFUSED.to_owned(), now_ms())
+                }
             };
             match &attempt {
                 Attempt::Delivered { .. } => counts.delivered += 1,
@@ -142,18 +186,31 @@ impl Deliverer {
     }
 }
 
-async fn send(client: &reqwest::Client, item: &DueDelivery) -> Result<u16, String> {
+/// One attempt: the URL parsed once, checked, and that same parsed URL sent.
+async fn send(
+    client: &reqwest::Client,
+    egress: EgressPolicy,
+    item: &DueDelivery,
+) -> Result<u16, SendError> {
+    let url = egress::parse_url(&item.url).map_err(|error| SendError::Failed(error.to_string()))?;
+    egress.check_address_host(&url).map_err(|_| SendError::Refused(Refusal::Address))?;
     let timestamp_secs = now_ms() / 1_000;
     let signature = signing::sign(&item.secret, timestamp_secs, item.body.as_bytes());
     let response = client
-        .post(&item.url)
+        .post(url)
         .header("content-type", "application/json")
         .header(HEADER_SIGNATURE, signature)
         .header(HEADER_EVENT_ID, format!("evt_{}", item.delivery.event_seq))
         .body(item.body.clone())
         .send()
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| {
+            if egress::is_refusal(&error) {
+                SendError::Refused(Refusal::Answer)
+            } else {
+                SendError::Failed(error.to_string())
+            }
+        })?;
     Ok(response.status().as_u16())
 }
 

@@ -8,5 +8,6 @@ mod fuzz;
 mod idempotency;
 mod layouts;
 mod signing;
+mod ssrf;
 mod support;
 mod tenancy;

@@ -44,6 +44,7 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "accounts_must_differ",
     "amount_must_not_be_zero",
     "invalid_request",
+    "invalid_url",
     "invalid_api_key",
     "signature_missing",
     "signature_expired",
@@ -246,6 +247,23 @@ impl App {
         };
         self.state = self.state.clone().with_key_rate_limit(Some(limit));
         self.router = server::router(self.state.clone());
+    }
+
+    /// The same service with webhooks, stored in `orders.db` beside the ledger as
+    /// `qianbao serve` stores them; `private_urls` is `--webhook-private-urls`.
+    pub fn serve_webhooks(&mut self, private_urls: bool) -> Arc<store::SqliteWebhookStore> {
+        let webhooks = Arc::new(
+            store::SqliteWebhookStore::open(self.orders_path()).expect("opening orders.db"),
+        );
+        let dyn_webhooks: Arc<dyn webhooks::WebhookStore> = webhooks.clone();
+        self.state = self.state.clone().with_webhooks(dyn_webhooks, private_urls);
+        self.router = server::router(self.state.clone());
+        webhooks
+    }
+
+    /// The payment core's file: orders, their outbox, webhooks.
+    pub fn orders_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("orders.db")
     }
 
     /// Stops the posting pipeline (as on shutdown); the router stays up.
