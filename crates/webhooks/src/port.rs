@@ -7,8 +7,8 @@ pub enum WebhookStoreError {
     Backend(String),
 }
 
-/// Where a tenant wants its events.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+/// Where a tenant wants its events. `Debug` masks the secret.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Endpoint {
     /// `we_` and 16 hex digits.
     pub id: String,
@@ -66,14 +66,41 @@ pub struct Delivery {
     pub updated_at_ms: u64,
 }
 
-/// A delivery due now, with what sending it needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A delivery due now, with what sending it needs. `Debug` masks the secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct DueDelivery {
     pub delivery: Delivery,
     pub url: String,
     pub secret: String,
     /// The event as the receiver gets it (JSON).
     pub body: String,
+}
+
+/// What a secret prints as.
+const MASK: &str = "****";
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("url", &self.url)
+            .field("secret", &MASK)
+            .field("enabled", &self.enabled)
+            .field("created_at_ms", &self.created_at_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DueDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DueDelivery")
+            .field("delivery", &self.delivery)
+            .field("url", &self.url)
+            .field("secret", &MASK)
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 /// What one attempt came to.
@@ -132,4 +159,43 @@ pub trait WebhookStore: Send + Sync + 'static {
         delivery_id: &str,
         now_ms: u64,
     ) -> Result<bool, WebhookStoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_print_as_a_mask() {
+        let endpoint = Endpoint {
+            id: "we_1".into(),
+            tenant: "acme".into(),
+            url: "https://example.com/".into(),
+            secret: "whsec_do_not_print".into(),
+            enabled: true,
+            created_at_ms: 1,
+        };
+        let printed = format!("{endpoint:?}");
+        assert!(printed.contains("****") && !printed.contains("do_not_print"), "{printed}");
+        let due = DueDelivery {
+            delivery: Delivery {
+                id: "wd_1".into(),
+                endpoint_id: "we_1".into(),
+                event_seq: 1,
+                event_type: "payment.succeeded".into(),
+                order_id: "pay_1".into(),
+                state: DeliveryState::Pending,
+                attempts: 0,
+                next_at_ms: 0,
+                last_status: 0,
+                last_error: String::new(),
+                updated_at_ms: 0,
+            },
+            url: endpoint.url.clone(),
+            secret: endpoint.secret.clone(),
+            body: "{}".into(),
+        };
+        let printed = format!("{due:?}");
+        assert!(printed.contains("****") && !printed.contains("do_not_print"), "{printed}");
+    }
 }
