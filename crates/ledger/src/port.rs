@@ -65,13 +65,13 @@ pub trait LedgerTx {
     fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError>;
     /// All assets and chart lines (small, rarely changed tables).
     fn reference_data(&mut self) -> Result<ReferenceData, StoreError>;
-    /// The chain's tip, locked until commit: this serialises batches across nodes.
     /// Every account opened with more than one row (sub-accounts, buffers), and its layout.
     fn account_layouts(
         &mut self,
     ) -> Result<Vec<(AccountId, crate::model::AccountLayout)>, StoreError>;
     /// Buffered accounts whose buffers hold posted credit not yet folded.
     fn buffered_with_credit(&mut self) -> Result<Vec<AccountId>, StoreError>;
+    /// The chain's tip, locked until commit: this serialises batches across nodes.
     fn lock_head(&mut self) -> Result<JournalHead, StoreError>;
     /// Writes a batch and moves the head to it.
     fn write(&mut self, batch: &BatchWrite) -> Result<(), StoreError>;
