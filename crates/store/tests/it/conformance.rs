@@ -512,3 +512,23 @@ fn open_blocking(
         other => panic!("{other:?}"),
     }
 }
+
+/// A caller asking for a full page and one more (to learn whether another page follows) gets
+/// them, even at the largest page: entries and accounts alike.
+#[test]
+fn a_full_page_and_one_more_are_returned_at_the_maximum() {
+    each_backend("page_max", |backend| {
+        let handle = backend.handle();
+        setup(&handle);
+        let rows = ledger::port::PAGE_ROWS_MAX as u128;
+        let transfers: Vec<NewTransfer> =
+            (0..rows).map(|n| post(1_000 + n, BANK, ALICE, 1)).collect();
+        handle.execute_blocking(vec![Command::Transfers(transfers)]).expect("transfers");
+        let page = Page { after: None, limit: ledger::port::PAGE_ROWS_MAX };
+        let entries = backend.reader.entries(account(ALICE), page).expect("entries");
+        assert_eq!(entries.len(), ledger::port::PAGE_ROWS_MAX, "{}", backend.name);
+        let more = Page { after: None, limit: ledger::port::PAGE_ROWS_MAX + 50 };
+        let entries = backend.reader.entries(account(ALICE), more).expect("entries");
+        assert_eq!(entries.len(), ledger::port::PAGE_ROWS_MAX, "clamped: {}", backend.name);
+    });
+}
