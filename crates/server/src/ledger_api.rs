@@ -23,6 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::formats;
 use crate::idempotency::IdempotencyKey;
 use crate::tenancy::{self, Use};
 use crate::views::{
@@ -61,11 +62,10 @@ pub(crate) async fn blocking<T: Send + 'static>(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetRequest {
-    /// 1 to 12 of `A-Z 0-9 _`, starting with a letter.
-    #[schema(value_type = String, example = "CNY")]
+    #[schema(value_type = formats::AssetCode)]
     code: AssetCode,
     /// Digits after the decimal point, 0 to 18.
-    #[schema(example = 2)]
+    #[schema(example = 2, maximum = 18)]
     scale: u8,
 }
 
@@ -99,9 +99,10 @@ pub async fn create_asset(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChartRequest {
-    #[schema(example = 2201)]
+    #[schema(example = 2201, maximum = 4294967295u32)]
     code: u32,
-    #[schema(value_type = String, example = "customer wallets")]
+    /// At most 64 characters.
+    #[schema(value_type = String, example = "customer wallets", max_length = 64)]
     name: BoundedText<{ ledger::model::CHART_NAME_LEN_MAX }>,
     #[schema(value_type = wire::AccountClass)]
     class: AccountClass,
@@ -143,22 +144,22 @@ pub async fn create_chart(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountRequest {
-    /// Client-chosen, a non-zero integer below 2^128, as a decimal string.
-    #[schema(value_type = String, example = "1001")]
+    /// Client-chosen.
+    #[schema(value_type = formats::AccountId)]
     id: AccountId,
-    #[schema(value_type = String, example = "CNY")]
+    #[schema(value_type = formats::AssetCode)]
     asset: AssetCode,
-    #[schema(example = 2201)]
+    #[schema(example = 2201, maximum = 4294967295u32)]
     chart_code: u32,
     #[schema(value_type = wire::BalanceRule)]
     rule: BalanceRule,
-    /// At most 1,024 bytes.
+    /// At most 1,024 characters.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, max_length = 1024)]
     metadata: BoundedText<{ ledger::model::METADATA_LEN_MAX }>,
     /// For a hot account: `sub_accounts` or `buffered` (see the schema). Plain by default.
     #[serde(default)]
-    #[schema(value_type = Option<wire::AccountLayout>)]
+    #[schema(value_type = wire::NewAccountLayout)]
     layout: ledger::model::AccountLayout,
 }
 
@@ -224,7 +225,8 @@ fn transfer_id(raw: &str) -> Result<TransferId, ApiError> {
 }
 
 /// An account with its balances.
-#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts",
+    params(("id" = formats::AccountId, Path)),
     responses((status = 200, body = AccountView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_account(
     State(state): State<AppState>,
@@ -256,7 +258,7 @@ pub struct StatusRequest {
 /// leaving, never arriving: refunds, voids and expiries still apply. Only an account whose
 /// balances net to zero with nothing pending can be closed; closing is final.
 #[utoipa::path(post, path = "/v1/accounts/{id}/status", tag = "accounts",
-    request_body = StatusRequest, params(("id" = String, Path), IdempotencyKey),
+    request_body = StatusRequest, params(("id" = formats::AccountId, Path), IdempotencyKey),
     responses((status = 200, body = AccountStatusView), (status = "4XX", body = ErrorBody)))]
 pub async fn set_account_status(
     State(state): State<AppState>,
@@ -296,8 +298,23 @@ pub async fn set_account_status(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 1,000; default 100.
+    #[param(nullable = false, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-    /// The cursor: the last id (or entry seq) of the previous page.
+    /// The cursor: the last id of the previous page.
+    #[param(nullable = false)]
+    starting_after: Option<String>,
+}
+
+/// A page of an account's history.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EntryPageQuery {
+    /// 1 to 1,000; default 100.
+    #[param(nullable = false, minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// The cursor: the `seq` of the last entry of the previous page.
+    #[param(value_type = formats::Seq)]
     starting_after: Option<String>,
 }
 
@@ -327,13 +344,13 @@ pub(crate) fn limit_within(
 
 /// An account's history (账户明细): entries with the running balance, oldest first.
 #[utoipa::path(get, path = "/v1/accounts/{id}/entries", tag = "accounts",
-    params(("id" = String, Path), PageQuery),
+    params(("id" = formats::AccountId, Path), EntryPageQuery),
     responses((status = 200, body = EntryList), (status = "4XX", body = ErrorBody)))]
 pub async fn list_entries(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<EntryPageQuery>,
 ) -> Result<axum::Json<EntryList>, ApiError> {
     caller.require(Scope::LedgerRead)?;
     let namespace = tenancy::namespace(&state, &caller);
@@ -341,7 +358,7 @@ pub async fn list_entries(
     let limit = page_limit(query.limit)?;
     let after = match query.starting_after {
         None => None,
-        Some(raw) => Some(Seq(raw.parse().map_err(|_| {
+        Some(raw) => Some(Seq(formats::parse_decimal_u64(&raw).ok_or_else(|| {
             ApiError::invalid("invalid_cursor", "starting_after must be an entry seq")
                 .with_param("starting_after")
         })?)),
@@ -372,14 +389,17 @@ pub async fn list_entries(
 #[into_params(parameter_in = Query)]
 pub struct BalanceQuery {
     /// A journal sequence number.
+    #[param(nullable = false, maximum = 18446744073709551615u64)]
     as_of_seq: Option<u64>,
-    /// An RFC 3339 time.
+    /// An RFC 3339 time, with any offset (`2026-11-24T04:15:00Z`,
+    /// `2026-11-24T12:15:00.5+08:00`); a time before the first record reads zero balances.
+    #[param(value_type = String, format = DateTime, nullable = false)]
     as_of: Option<String>,
 }
 
 /// An account's balances now, or as of a journal point or a past time.
 #[utoipa::path(get, path = "/v1/accounts/{id}/balance", tag = "accounts",
-    params(("id" = String, Path), BalanceQuery),
+    params(("id" = formats::AccountId, Path), BalanceQuery),
     responses((status = 200, body = BalanceView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_balance(
     State(state): State<AppState>,
@@ -394,14 +414,12 @@ pub async fn get_balance(
     let at = match &query.as_of {
         None => None,
         Some(raw) => {
-            let time = humantime::parse_rfc3339_weak(raw).map_err(|_| {
+            let micros = formats::parse_rfc3339_micros(raw).ok_or_else(|| {
                 ApiError::invalid("invalid_time", "as_of must be an RFC 3339 time")
                     .with_param("as_of")
             })?;
-            let micros = time.duration_since(std::time::UNIX_EPOCH).map_err(|_| {
-                ApiError::invalid("invalid_time", "as_of is before 1970").with_param("as_of")
-            })?;
-            Some(Timestamp(micros.as_micros() as u64))
+            // Before 1970 nothing was recorded yet: the balances at the journal's start.
+            Some(Timestamp(u64::try_from(micros).unwrap_or(0)))
         }
     };
     let reader = state.reader.clone();
@@ -456,59 +474,86 @@ pub async fn get_balance(
 pub enum TransferRequest {
     /// Move money now.
     Post {
-        #[schema(value_type = Option<String>, example = "7001")]
+        #[schema(value_type = Option<formats::TransferId>)]
         id: Option<TransferId>,
-        #[schema(value_type = String, example = "1001")]
+        #[schema(value_type = formats::AccountId)]
         debit_account_id: AccountId,
-        #[schema(value_type = String, example = "2001")]
+        /// Another account than the debit account.
+        #[schema(value_type = formats::AccountId)]
         credit_account_id: AccountId,
-        #[schema(value_type = String, example = "CNY")]
+        #[schema(value_type = formats::AssetCode)]
         asset: AssetCode,
-        /// Minor units, > 0, as a decimal string (or a JSON integer).
-        #[schema(value_type = String, example = "2500")]
+        #[schema(value_type = formats::Amount)]
         amount: Amount,
         #[serde(default)]
+        #[schema(maximum = 4294967295u32)]
         business_code: u32,
-        /// The originating order, at most 64 bytes.
+        /// The originating order, at most 64 characters.
         #[serde(default)]
-        #[schema(value_type = String)]
+        #[schema(value_type = String, max_length = 64)]
         order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
     },
     /// Hold money (a two-phase transfer), optionally expiring after `timeout_secs`.
     Pending {
-        #[schema(value_type = Option<String>)]
+        #[schema(value_type = Option<formats::TransferId>)]
         id: Option<TransferId>,
-        #[schema(value_type = String)]
+        #[schema(value_type = formats::AccountId)]
         debit_account_id: AccountId,
-        #[schema(value_type = String)]
+        /// Another account than the debit account.
+        #[schema(value_type = formats::AccountId)]
         credit_account_id: AccountId,
-        #[schema(value_type = String)]
+        #[schema(value_type = formats::AssetCode)]
         asset: AssetCode,
-        #[schema(value_type = String)]
+        #[schema(value_type = formats::Amount)]
         amount: Amount,
+        /// Released unless posted or voided within this many seconds; null or absent: never.
+        #[schema(maximum = 4294967295u32)]
         timeout_secs: Option<u32>,
         #[serde(default)]
+        #[schema(maximum = 4294967295u32)]
         business_code: u32,
+        /// At most 64 characters.
         #[serde(default)]
-        #[schema(value_type = String)]
+        #[schema(value_type = String, max_length = 64)]
         order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
     },
 }
 
-/// Posting or voiding a hold. Every field is optional; a void takes no amount.
+/// Posting a hold. Every field is optional. (A void is read with this type too, so that an
+/// `amount` on a void is answered `amount_not_allowed`; its schema is [`VoidRequest`].)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
     /// The id of the resolving transfer; derived from the Idempotency-Key if omitted.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<formats::TransferId>)]
     id: Option<TransferId>,
-    /// Post part of the hold (the rest is released); omitted: the whole hold.
-    #[schema(value_type = Option<String>)]
+    /// Post part of the hold (the rest is released); omitted or null: the whole hold.
+    #[schema(value_type = Option<formats::Amount>)]
     amount: Option<Amount>,
     #[serde(default)]
+    #[schema(maximum = 4294967295u32)]
     business_code: u32,
+    /// At most 64 characters.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, max_length = 64)]
+    order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
+}
+
+/// Voiding a hold: [`ResolveRequest`] without `amount` (a void releases the whole hold).
+/// Its schema documents the void; the handler reads a void as a `ResolveRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct VoidRequest {
+    /// The id of the resolving transfer; derived from the Idempotency-Key if omitted.
+    #[schema(value_type = Option<formats::TransferId>)]
+    id: Option<TransferId>,
+    #[serde(default)]
+    #[schema(maximum = 4294967295u32)]
+    business_code: u32,
+    /// At most 64 characters.
+    #[serde(default)]
+    #[schema(value_type = String, max_length = 64)]
     order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
 }
 
@@ -600,9 +645,11 @@ fn transfer_rejection(rejection: TransferRejection) -> ApiError {
         | TransferRejection::CreditAccountNotFound
         | TransferRejection::PendingNotFound => StatusCode::NOT_FOUND,
         TransferRejection::IdExistsWithDifferentFields => StatusCode::CONFLICT,
-        TransferRejection::AccountsMustDiffer
-        | TransferRejection::AmountMustNotBeZero
-        | TransferRejection::IdReserved => StatusCode::BAD_REQUEST,
+        // What the OpenAPI document states (amount at least 1, ids below 2^127) is a 400;
+        // two equal account ids are well-formed each, refused together: 422.
+        TransferRejection::AmountMustNotBeZero | TransferRejection::IdReserved => {
+            StatusCode::BAD_REQUEST
+        }
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     ApiError::new(status, rejection.code(), rejection.to_string())
@@ -717,7 +764,8 @@ pub async fn create_transfer(
 
 /// Post a pending transfer, whole or in part.
 #[utoipa::path(post, path = "/v1/transfers/{id}/post", tag = "transfers",
-    request_body(content = Option<ResolveRequest>), params(("id" = String, Path), IdempotencyKey),
+    request_body(content = Option<ResolveRequest>),
+    params(("id" = formats::AnyTransferId, Path), IdempotencyKey),
     responses((status = 201, body = TransferView), (status = 200, description = "replayed", body = TransferView),
         (status = "4XX", body = ErrorBody)))]
 pub async fn post_pending(
@@ -732,7 +780,8 @@ pub async fn post_pending(
 
 /// Void a pending transfer: the hold is released.
 #[utoipa::path(post, path = "/v1/transfers/{id}/void", tag = "transfers",
-    request_body(content = Option<ResolveRequest>), params(("id" = String, Path), IdempotencyKey),
+    request_body(content = Option<VoidRequest>),
+    params(("id" = formats::AnyTransferId, Path), IdempotencyKey),
     responses((status = 201, body = TransferView), (status = 200, description = "replayed", body = TransferView),
         (status = "4XX", body = ErrorBody)))]
 pub async fn void_pending(
@@ -789,7 +838,7 @@ async fn resolve(
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// 1 to 8,000 transfers.
-    #[schema(value_type = Vec<TransferRequest>)]
+    #[schema(value_type = Vec<TransferRequest>, min_items = 1, max_items = 8000)]
     transfers: Vec<Value>,
     /// All or nothing: the transfers form one linked group.
     #[serde(default)]
@@ -870,7 +919,8 @@ pub async fn create_batch(
 }
 
 /// A transfer, visible to the owners of its accounts.
-#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers",
+    params(("id" = formats::AnyTransferId, Path)),
     responses((status = 200, body = TransferView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_transfer(
     State(state): State<AppState>,

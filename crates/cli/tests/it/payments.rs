@@ -1083,7 +1083,7 @@ fn another_tenant_sees_none_of_the_orders_parties_or_webhooks() {
     );
     assert_eq!(
         (status, refused["error"]["code"].clone()),
-        (400, json!("invalid_url")),
+        (422, json!("url_not_allowed")),
         "{refused}"
     );
     // The rival's own customer of the same id is a different wallet.

@@ -478,7 +478,7 @@ async fn invalid_transfers_are_400() {
     let key = world(&app).await;
     app.hold(&key, 7, ALICE, BOB, 100).await;
     let before = app.fingerprint().await;
-    assert_error(&app.transfer(&key, 50, ALICE, ALICE, 10).await, 400, "accounts_must_differ");
+    assert_error(&app.transfer(&key, 50, ALICE, ALICE, 10).await, 422, "accounts_must_differ");
     assert_error(&app.transfer(&key, 51, ALICE, BOB, 0).await, 400, "amount_must_not_be_zero");
     let mut pending = transfer_body(52, ALICE, BOB, 0);
     pending["type"] = json!("pending");
