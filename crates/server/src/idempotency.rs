@@ -42,7 +42,7 @@ pub struct IdempotencyKey {
     /// 24 hours: a retry with the same key and body returns the first response and does
     /// nothing twice.
     #[serde(rename = "Idempotency-Key")]
-    #[param(value_type = crate::formats::IdempotencyKey)]
+    #[param(value_type = Option<crate::formats::IdempotencyKey>, nullable = false)]
     pub idempotency_key: Option<String>,
 }
 const REPLAYED: &str = "idempotent-replayed";

@@ -41,14 +41,66 @@ pub const BATCH_TRANSFERS_MAX: usize = 8_000;
 /// Parses a JSON body: `malformed_json` when it is not JSON at all, `invalid_body` when it
 /// is JSON of the wrong shape.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| {
+    serde_json::from_slice(body).or_else(|error| {
         // serde_json reports some shape errors (a boolean where an enum goes) as syntax
         // errors; only a body that fails to parse as any JSON at all is malformed. Checked
         // on the error path only, so valid requests parse once.
-        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
-        let code = if is_json { "invalid_body" } else { "malformed_json" };
-        ApiError::invalid(code, error.to_string())
+        let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+            return Err(ApiError::invalid("malformed_json", error.to_string()));
+        };
+        // `5.0` is the integer 5 to JSON Schema (and so to the OpenAPI document); serde
+        // wants `5`. Read again with such numbers made integers, on this error path only.
+        if integral_numbers_as_integers(&mut value) {
+            if let Ok(parsed) = serde_json::from_value(value) {
+                return Ok(parsed);
+            }
+        }
+        Err(ApiError::invalid("invalid_body", error.to_string()))
     })
+}
+
+/// Parses one JSON value the way [`parse`] parses a body.
+pub(crate) fn parse_value<T: serde::de::DeserializeOwned>(
+    mut value: Value,
+) -> Result<T, serde_json::Error> {
+    integral_numbers_as_integers(&mut value);
+    serde_json::from_value(value)
+}
+
+/// Replaces every number with a zero fraction that fits a `u64` or an `i64` (`5.0`, `1e3`) by
+/// that integer, at any depth; whether it changed anything. Numbers too large for both stay
+/// as they are (and are refused where an integer goes, as their range says). The depth is
+/// bounded by serde_json's own recursion limit (128), which `value` was parsed under.
+fn integral_numbers_as_integers(value: &mut Value) -> bool {
+    match value {
+        Value::Number(number) if !number.is_u64() && !number.is_i64() => {
+            let Some(float) = number.as_f64() else { return false };
+            // 2^64 and -2^63 are exact in f64, so the casts below cannot saturate.
+            let integer = if float.fract() != 0.0 {
+                None
+            } else if (0.0..18_446_744_073_709_551_616.0).contains(&float) {
+                Some(Value::from(float as u64))
+            } else if (-9_223_372_036_854_775_808.0..0.0).contains(&float) {
+                Some(Value::from(float as i64))
+            } else {
+                None
+            };
+            match integer {
+                Some(integer) => {
+                    *value = integer;
+                    true
+                }
+                None => false,
+            }
+        }
+        Value::Array(items) => {
+            items.iter_mut().fold(false, |changed, item| integral_numbers_as_integers(item) | changed)
+        }
+        Value::Object(fields) => fields
+            .values_mut()
+            .fold(false, |changed, field| integral_numbers_as_integers(field) | changed),
+        _ => false,
+    }
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -314,7 +366,7 @@ pub struct EntryPageQuery {
     #[param(nullable = false, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// The cursor: the `seq` of the last entry of the previous page.
-    #[param(value_type = formats::Seq)]
+    #[param(value_type = Option<formats::Seq>, nullable = false)]
     starting_after: Option<String>,
 }
 
@@ -631,6 +683,18 @@ impl TransferRequest {
                 order_ref,
             ),
         };
+        // What the document states is refused here, before the ledger: a batch holding such
+        // a transfer is malformed as a whole (400), like a single one.
+        if matches!(action, TransferAction::Post(Movement { amount, .. })
+            | TransferAction::Pending { movement: Movement { amount, .. }, .. } if amount.is_zero())
+        {
+            return Err(transfer_rejection(TransferRejection::AmountMustNotBeZero)
+                .with_param("amount"));
+        }
+        if id.is_some_and(TransferId::is_reserved) {
+            return Err(transfer_rejection(TransferRejection::IdReserved)
+                .with_param("id"));
+        }
         let id = match id {
             Some(id) => id,
             None => derived_id(caller, idempotency_key, index)?,
@@ -809,7 +873,13 @@ async fn resolve(
     };
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
         let pending_id = transfer_id(&pending)?;
-        let request: ResolveRequest = if body.is_empty() { parse(b"{}")? } else { parse(&body)? };
+        // No body, or `null`, is every field omitted (the document allows both).
+        let request: Option<ResolveRequest> =
+            if body.is_empty() { None } else { parse(&body)? };
+        let request = match request {
+            Some(request) => request,
+            None => parse(b"{}")?,
+        };
         if !post && request.amount.is_some() {
             return Err(ApiError::invalid("amount_not_allowed", "a void releases the whole hold")
                 .with_param("amount"));
@@ -875,11 +945,13 @@ pub async fn create_batch(
             }
             let mut transfers = Vec::with_capacity(request.transfers.len());
             for (index, item) in request.transfers.into_iter().enumerate() {
-                let item: TransferRequest = serde_json::from_value(item).map_err(|e| {
+                let item: TransferRequest = parse_value(item).map_err(|e| {
                     ApiError::invalid("invalid_body", e.to_string())
                         .with_param(format!("transfers[{index}]"))
                 })?;
-                let transfer = item.into_new(&caller, key.as_deref(), index)?;
+                let transfer = item
+                    .into_new(&caller, key.as_deref(), index)
+                    .map_err(|e| e.with_param(format!("transfers[{index}]")))?;
                 let transfer = tenancy::ledger_new_transfer(&namespace, transfer);
                 authorize_transfer(&state, &caller, &transfer)
                     .await

@@ -1141,7 +1141,7 @@ pub async fn get_order(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct OrderListQuery {
-    #[param(value_type = crate::views::wire::OrderKind)]
+    #[param(value_type = Option<crate::views::wire::OrderKind>, nullable = false)]
     kind: Option<String>,
     /// A state of the order's kind (docs/payments.md); any other matches nothing.
     #[param(nullable = false)]
@@ -1159,7 +1159,7 @@ pub struct OrderListQuery {
     #[param(nullable = false, maximum = 18446744073709551615u64)]
     created_to_ms: Option<u64>,
     /// The last order id of the previous page (404 `order_not_found` if no order of yours).
-    #[param(value_type = formats::OrderId)]
+    #[param(value_type = Option<formats::OrderId>, nullable = false)]
     starting_after: Option<String>,
     /// 1 to 500, default 50.
     #[param(nullable = false, minimum = 1, maximum = 500)]

@@ -292,7 +292,7 @@ pub struct DeliveryQuery {
     /// An endpoint's id; any other matches nothing.
     #[param(nullable = false)]
     endpoint: Option<String>,
-    #[param(value_type = crate::views::wire::DeliveryState)]
+    #[param(value_type = Option<crate::views::wire::DeliveryState>, nullable = false)]
     state: Option<String>,
     /// 1 to 500, default 50.
     #[param(nullable = false, minimum = 1, maximum = 500)]
