@@ -414,10 +414,11 @@ mod tests {
     }
 
     fn edges(bound: u128) -> Vec<String> {
-        let mut values: Vec<String> = ["", "0", "00", "1", "01", "+1", "-1", " 1", "1 ", "1\n", "١"]
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let mut values: Vec<String> =
+            ["", "0", "00", "1", "01", "+1", "-1", " 1", "1 ", "1\n", "١"]
+                .into_iter()
+                .map(str::to_string)
+                .collect();
         for delta in 0..3u128 {
             values.push(bound.saturating_sub(delta).to_string());
             values.push(format!("000{}", bound.saturating_sub(delta)));
@@ -518,9 +519,26 @@ mod tests {
     fn rate_pattern_is_what_rates_parse() {
         let pattern = rate_pattern();
         for value in [
-            "1", "7.1234", "0.5", "00.5", "0.0000000001", "999999999", "999999999.9999999999",
-            "0.00000000001", "1000000000", "0", "0.0", ".5", "5.", "1e3", "-1", "+1", "1.5.5",
-            "0001", "", " 1",
+            "1",
+            "7.1234",
+            "0.5",
+            "00.5",
+            "0.0000000001",
+            "999999999",
+            "999999999.9999999999",
+            "0.00000000001",
+            "1000000000",
+            "0",
+            "0.0",
+            ".5",
+            "5.",
+            "1e3",
+            "-1",
+            "+1",
+            "1.5.5",
+            "0001",
+            "",
+            " 1",
         ] {
             assert_eq!(
                 matches(&pattern, value),
@@ -536,7 +554,8 @@ mod tests {
             RefOr::T(Schema::Object(object)) => object.pattern.expect("pattern"),
             _ => unreachable!("a string schema"),
         };
-        for value in ["CNY", "A", "POINTS_2", "ABCDEFGHIJKL", "ABCDEFGHIJKLM", "cny", "1CNY", "", "C-1"]
+        for value in
+            ["CNY", "A", "POINTS_2", "ABCDEFGHIJKL", "ABCDEFGHIJKLM", "cny", "1CNY", "", "C-1"]
         {
             assert_eq!(matches(&pattern, value), money::AssetCode::new(value).is_ok(), "{value:?}");
         }

@@ -93,9 +93,9 @@ fn integral_numbers_as_integers(value: &mut Value) -> bool {
                 None => false,
             }
         }
-        Value::Array(items) => {
-            items.iter_mut().fold(false, |changed, item| integral_numbers_as_integers(item) | changed)
-        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| integral_numbers_as_integers(item) | changed),
         Value::Object(fields) => fields
             .values_mut()
             .fold(false, |changed, field| integral_numbers_as_integers(field) | changed),
@@ -688,12 +688,12 @@ impl TransferRequest {
         if matches!(action, TransferAction::Post(Movement { amount, .. })
             | TransferAction::Pending { movement: Movement { amount, .. }, .. } if amount.is_zero())
         {
-            return Err(transfer_rejection(TransferRejection::AmountMustNotBeZero)
-                .with_param("amount"));
+            return Err(
+                transfer_rejection(TransferRejection::AmountMustNotBeZero).with_param("amount")
+            );
         }
         if id.is_some_and(TransferId::is_reserved) {
-            return Err(transfer_rejection(TransferRejection::IdReserved)
-                .with_param("id"));
+            return Err(transfer_rejection(TransferRejection::IdReserved).with_param("id"));
         }
         let id = match id {
             Some(id) => id,
@@ -874,8 +874,7 @@ async fn resolve(
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
         let pending_id = transfer_id(&pending)?;
         // No body, or `null`, is every field omitted (the document allows both).
-        let request: Option<ResolveRequest> =
-            if body.is_empty() { None } else { parse(&body)? };
+        let request: Option<ResolveRequest> = if body.is_empty() { None } else { parse(&body)? };
         let request = match request {
             Some(request) => request,
             None => parse(b"{}")?,

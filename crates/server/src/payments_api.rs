@@ -1192,7 +1192,8 @@ pub async fn list_orders(
                 ApiError::invalid("invalid_cursor", "starting_after must be an order id")
                     .with_param("starting_after")
             })?;
-            let after = own_order(&state, &caller, id).map_err(|e| e.with_param("starting_after"))?;
+            let after =
+                own_order(&state, &caller, id).map_err(|e| e.with_param("starting_after"))?;
             Some((after.created_at_ms, after.id().clone()))
         }
         None => None,

@@ -175,10 +175,7 @@ pub mod wire {
         }
 
         fn schemas(
-            schemas: &mut Vec<(
-                String,
-                utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-            )>,
+            schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>,
         ) {
             schemas.push((Scope::name().into(), <Scope as utoipa::PartialSchema>::schema()));
         }
