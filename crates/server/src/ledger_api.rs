@@ -828,7 +828,7 @@ pub async fn create_transfer(
 
 /// Post a pending transfer, whole or in part.
 #[utoipa::path(post, path = "/v1/transfers/{id}/post", tag = "transfers",
-    request_body(content = Option<ResolveRequest>),
+    request_body = ResolveRequest,
     params(("id" = formats::AnyTransferId, Path), IdempotencyKey),
     responses((status = 201, body = TransferView), (status = 200, description = "replayed", body = TransferView),
         (status = "4XX", body = ErrorBody)))]
@@ -844,7 +844,7 @@ pub async fn post_pending(
 
 /// Void a pending transfer: the hold is released.
 #[utoipa::path(post, path = "/v1/transfers/{id}/void", tag = "transfers",
-    request_body(content = Option<VoidRequest>),
+    request_body = VoidRequest,
     params(("id" = formats::AnyTransferId, Path), IdempotencyKey),
     responses((status = 201, body = TransferView), (status = 200, description = "replayed", body = TransferView),
         (status = "4XX", body = ErrorBody)))]
@@ -873,12 +873,8 @@ async fn resolve(
     };
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
         let pending_id = transfer_id(&pending)?;
-        // No body, or `null`, is every field omitted (the document allows both).
-        let request: Option<ResolveRequest> = if body.is_empty() { None } else { parse(&body)? };
-        let request = match request {
-            Some(request) => request,
-            None => parse(b"{}")?,
-        };
+        // No body is every field omitted (the document marks the body optional).
+        let request: ResolveRequest = if body.is_empty() { parse(b"{}")? } else { parse(&body)? };
         if !post && request.amount.is_some() {
             return Err(ApiError::invalid("amount_not_allowed", "a void releases the whole hold")
                 .with_param("amount"));

@@ -73,7 +73,7 @@ use crate::{formats, keys_api, ledger_api, ops, payments_api, webhooks_api};
         formats::OrderId,
         formats::Seq,
     )),
-    modifiers(&BearerKeys, &ClosedVariants),
+    modifiers(&BearerKeys, &ClosedVariants, &OptionalBodies),
     security(("api_key" = [])),
     tags(
         (name = "accounts", description = "Accounts, their history and balances"),
@@ -125,6 +125,30 @@ impl Modify for ClosedVariants {
                     object.additional_properties =
                         Some(Box::new(AdditionalProperties::FreeForm(false)));
                 }
+            }
+        }
+    }
+}
+
+/// Operations that read no body as every field omitted: their body is optional, but never
+/// `null` (utoipa can only say "optional" by allowing `null`, which the server refuses).
+const OPTIONAL_BODIES: &[&str] =
+    &["/v1/transfers/{id}/post", "/v1/transfers/{id}/void", "/v1/payments/{id}/capture"];
+
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::Required;
+        for path in OPTIONAL_BODIES {
+            let body = openapi
+                .paths
+                .paths
+                .get_mut(*path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.request_body.as_mut());
+            if let Some(body) = body {
+                body.required = Some(Required::False);
             }
         }
     }
@@ -210,6 +234,9 @@ mod tests {
             }
         }
         assert!(n_refs > 100, "only {n_refs} references");
+        for path in super::OPTIONAL_BODIES {
+            assert_eq!(doc["paths"][path]["post"]["requestBody"]["required"], false, "{path}");
+        }
         for name in super::CLOSED_ENUMS {
             for variant in doc["components"]["schemas"][name]["oneOf"].as_array().expect(name) {
                 assert_eq!(variant["additionalProperties"], false, "{name}");
