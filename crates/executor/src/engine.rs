@@ -30,6 +30,12 @@ pub const FEE_BPS_MAX: u32 = 10_000;
 const PARTY_CACHE_MAX: usize = 100_000;
 /// The longest settlement cycle (T+N) a merchant can have.
 pub const SETTLE_AFTER_DAYS_MAX: u32 = 90;
+/// The longest customer or merchant name, in characters (as JSON Schema counts them).
+pub const PARTY_NAME_LEN_MAX: usize = 200;
+/// Assets a customer or merchant holds accounts in, at most.
+pub const PARTY_ASSETS_MAX: usize = 16;
+/// The longest card or bank account number at a channel, in characters.
+pub const BANK_ACCOUNT_LEN_MAX: usize = 64;
 
 /// The platform's points (积分): which asset they are, and what one is worth in cash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,8 +68,13 @@ impl Default for ExecutorConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecError {
+    /// A field is malformed or out of its range: something the API's schema states.
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// A well-formed field refused by another field of the request (points worth more than
+    /// the price) or by the state (no FX rate, more than was authorised): no schema can say it.
+    #[error("{field}: {message}")]
+    Refused { field: &'static str, message: String },
     #[error("no {kind} {id}", kind = kind.as_str())]
     PartyNotFound { kind: PartyKind, id: String },
     #[error("a {kind} {id} exists with different fields", kind = kind.as_str())]
@@ -99,6 +110,7 @@ impl ExecError {
     pub fn code(&self) -> &'static str {
         match self {
             ExecError::Invalid { .. } => "invalid_field",
+            ExecError::Refused { .. } => "field_refused",
             ExecError::PartyNotFound { kind: PartyKind::Customer, .. } => "customer_not_found",
             ExecError::PartyNotFound { kind: PartyKind::Merchant, .. } => "merchant_not_found",
             ExecError::PartyExistsWithDifferentFields { .. } => {
@@ -265,10 +277,14 @@ fn check_id(field: &'static str, raw: &str) -> Result<(), ExecError> {
     }
 }
 
-/// A card or bank account number at a channel: 1 to 64 bytes (the channel checks the rest).
+/// A card or bank account number at a channel: 1 to 64 characters (the channel checks the
+/// rest).
 fn check_bank_account(field: &'static str, raw: &str) -> Result<(), ExecError> {
-    if raw.is_empty() || raw.len() > 64 {
-        return Err(ExecError::Invalid { field, message: "1 to 64 bytes".into() });
+    if raw.is_empty() || raw.chars().count() > BANK_ACCOUNT_LEN_MAX {
+        return Err(ExecError::Invalid {
+            field,
+            message: format!("1 to {BANK_ACCOUNT_LEN_MAX} characters"),
+        });
     }
     Ok(())
 }
@@ -473,11 +489,17 @@ impl Executor {
                 message: format!("0 to {SETTLE_AFTER_DAYS_MAX}, and only for merchants"),
             });
         }
-        if name.len() > 200 {
-            return Err(ExecError::Invalid { field: "name", message: "at most 200 bytes".into() });
+        if name.chars().count() > PARTY_NAME_LEN_MAX {
+            return Err(ExecError::Invalid {
+                field: "name",
+                message: format!("at most {PARTY_NAME_LEN_MAX} characters"),
+            });
         }
-        if assets.is_empty() || assets.len() > 16 {
-            return Err(ExecError::Invalid { field: "assets", message: "1 to 16 assets".into() });
+        if assets.is_empty() || assets.len() > PARTY_ASSETS_MAX {
+            return Err(ExecError::Invalid {
+                field: "assets",
+                message: format!("1 to {PARTY_ASSETS_MAX} assets"),
+            });
         }
         if fee_bps > FEE_BPS_MAX || (kind == PartyKind::Customer && fee_bps != 0) {
             return Err(ExecError::Invalid {
@@ -651,7 +673,7 @@ impl Executor {
         );
         if let Some(points) = points {
             let invalid =
-                |message: &str| ExecError::Invalid { field: "points", message: message.into() };
+                |message: &str| ExecError::Refused { field: "points", message: message.into() };
             let config =
                 self.config.points.filter(|config| config.cash_asset == request.asset).ok_or_else(
                     || invalid("points pay only for payments in the points' cash asset"),
@@ -675,21 +697,21 @@ impl Executor {
                 });
             }
             if points.is_some() || request.pay_from.is_some_and(|asset| asset != request.asset) {
-                return Err(ExecError::Invalid {
+                return Err(ExecError::Refused {
                     field: "authorize_for_secs",
                     message: "an authorization pays from the wallet alone (no points, no FX)"
                         .into(),
                 });
             }
             payment = payment.with_authorization(secs, merchant.fee_bps).ok_or_else(|| {
-                ExecError::Invalid {
+                ExecError::Refused {
                     field: "authorize_for_secs",
                     message: "not for this payment".into(),
                 }
             })?;
         }
         if let Some(from_asset) = request.pay_from.filter(|asset| *asset != request.asset) {
-            let invalid = |message: String| ExecError::Invalid { field: "pay_from", message };
+            let invalid = |message: String| ExecError::Refused { field: "pay_from", message };
             let rate = self.fx_rate(request.asset, from_asset).ok_or_else(|| {
                 invalid(format!(
                     "no rate from {} to {}",
@@ -720,7 +742,7 @@ impl Executor {
         let record = self.payment(tenant, id)?;
         if let Order::Payment(payment) = &record.order {
             if payment.authorization.is_some_and(|auth| amount > auth.authorized) {
-                return Err(ExecError::Invalid {
+                return Err(ExecError::Refused {
                     field: "amount",
                     message: "more than was authorized".into(),
                 });
@@ -881,7 +903,7 @@ impl Executor {
     ) -> Result<Placed, ExecError> {
         check_id("reference", reference)?;
         check_amount(points)?;
-        let config = self.config.points.ok_or_else(|| ExecError::Invalid {
+        let config = self.config.points.ok_or_else(|| ExecError::Refused {
             field: "points",
             message: "this platform runs no points".into(),
         })?;
@@ -930,7 +952,7 @@ impl Executor {
         check_id("reference", &request.reference)?;
         check_amount(request.amount)?;
         if request.from == request.to {
-            return Err(ExecError::Invalid {
+            return Err(ExecError::Refused {
                 field: "to",
                 message: "must differ from from".into(),
             });
@@ -1063,7 +1085,7 @@ impl Executor {
             check_amount(item.amount)?;
             check_bank_account("items.bank_account", &item.bank_account)?;
             if !references.insert(item.reference.as_str()) {
-                return Err(ExecError::Invalid {
+                return Err(ExecError::Refused {
                     field: "items.reference",
                     message: format!("{} appears twice", item.reference),
                 });

@@ -59,6 +59,11 @@ macro_rules! id_type {
         impl FromStr for $name {
             type Err = IdError;
             fn from_str(raw: &str) -> Result<Self, IdError> {
+                // Digits only: `u128::from_str` would also take a leading `+`, which the API's
+                // documented id format (and its OpenAPI pattern) does not.
+                if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(IdError::Syntax);
+                }
                 let value: u128 = raw.parse().map_err(|_| IdError::Syntax)?;
                 Self::new(value)
             }

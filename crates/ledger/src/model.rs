@@ -65,13 +65,15 @@ pub const CHART_NAME_LEN_MAX: usize = 64;
 pub const METADATA_LEN_MAX: usize = 1024;
 pub const ORDER_REF_LEN_MAX: usize = 64;
 
-/// A string of at most `N` bytes. The bound is checked at construction, so every stored
-/// value fits its column and no request can grow a row without limit.
+/// A string of at most `N` characters (Unicode scalar values), so at most `4 * N` bytes of
+/// UTF-8. The bound is checked at construction, so no request can grow a row without limit.
+/// Characters, not bytes, because that is what JSON Schema's `maxLength` counts: the API's
+/// OpenAPI document can then state the limit exactly.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct BoundedText<const N: usize>(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("text is {len} bytes, more than the limit of {max}")]
+#[error("text is {len} characters, more than the limit of {max}")]
 pub struct TextTooLong {
     pub len: usize,
     pub max: usize,
@@ -80,8 +82,12 @@ pub struct TextTooLong {
 impl<const N: usize> BoundedText<N> {
     pub fn new(text: impl Into<String>) -> Result<Self, TextTooLong> {
         let text = text.into();
+        // A string of at most N bytes has at most N characters: counting stops early.
         if text.len() > N {
-            return Err(TextTooLong { len: text.len(), max: N });
+            let len = text.chars().count();
+            if len > N {
+                return Err(TextTooLong { len, max: N });
+            }
         }
         Ok(BoundedText(text))
     }

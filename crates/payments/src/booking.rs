@@ -176,9 +176,13 @@ pub struct Rate {
 
 /// Most decimals a rate may have.
 pub const RATE_DECIMALS_MAX: u32 = 10;
+/// A rate's whole part has at most this many digits (leading zeros aside): below 10^9 minor
+/// units per minor unit, far past any real rate, and with [`RATE_DECIMALS_MAX`] decimals the
+/// rate always fits its `u64` (the limit is a plain digit count that a schema can state).
+pub const RATE_WHOLE_DIGITS_MAX: u32 = 9;
 
 impl Rate {
-    /// Parses `7.1234`; `None` for anything but a positive decimal with at most
+    /// Parses `7.1234`; `None` for anything but a positive decimal below 10^9 with at most
     /// [`RATE_DECIMALS_MAX`] decimals.
     pub fn parse(raw: &str) -> Option<Rate> {
         let (whole, fraction) = raw.split_once('.').unwrap_or((raw, ""));
@@ -188,6 +192,9 @@ impl Rate {
             return None;
         }
         let decimals = u32::try_from(fraction.len()).ok().filter(|d| *d <= RATE_DECIMALS_MAX)?;
+        if whole.trim_start_matches('0').len() > RATE_WHOLE_DIGITS_MAX as usize {
+            return None;
+        }
         let units: u64 = format!("{whole}{fraction}").parse().ok()?;
         (units > 0).then_some(Rate { units, decimals })
     }

@@ -38,9 +38,11 @@ pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct IdempotencyKey {
-    /// 1 to 255 visible ASCII characters, scoped per tenant, kept at least 24 hours: a retry
-    /// with the same key and body returns the first response and does nothing twice.
+    /// 1 to 255 visible ASCII characters (0x21 to 0x7e), scoped per API key, kept at least
+    /// 24 hours: a retry with the same key and body returns the first response and does
+    /// nothing twice.
     #[serde(rename = "Idempotency-Key")]
+    #[param(value_type = Option<crate::formats::IdempotencyKey>, nullable = false)]
     pub idempotency_key: Option<String>,
 }
 const REPLAYED: &str = "idempotent-replayed";

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::formats;
 use crate::idempotency::IdempotencyKey;
 use crate::ledger_api::PageQuery;
 use crate::views::{to_value, wire, ErrorBody, KeyList, KeyView, RevokedKeyView};
@@ -18,12 +19,14 @@ use crate::{idempotency, AppState};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRequest {
-    /// The owner of everything the key creates: 1 to 64 of `a-z 0-9 _ -`.
-    #[schema(example = "acme")]
+    /// The owner of everything the key creates.
+    #[schema(value_type = formats::TenantName)]
     tenant: String,
     #[schema(value_type = wire::KeyMode)]
     mode: KeyMode,
-    #[schema(value_type = Vec<wire::Scope>)]
+    /// 1 to 3 different scopes; a merchant's key cannot hold `admin` (422
+    /// `merchant_key_admin`).
+    #[schema(value_type = wire::NewKeyScopes)]
     scopes: Vec<Scope>,
     /// Require every request with this key to be signed.
     #[serde(default)]
@@ -31,7 +34,7 @@ pub struct KeyRequest {
     /// Bind the key to one merchant of the tenant: in the payment core it sees and acts on
     /// that merchant's orders only.
     #[serde(default)]
-    #[schema(example = "coffee-shop")]
+    #[schema(value_type = Option<formats::PartyId>)]
     merchant: Option<String>,
 }
 
@@ -49,9 +52,15 @@ pub async fn create_key(
         let request: KeyRequest = crate::ledger_api::parse(&body)?;
         let tenant = TenantId::new(&request.tenant)
             .map_err(|e| ApiError::invalid("invalid_tenant", e.to_string()).with_param("tenant"))?;
-        if request.scopes.is_empty() {
-            return Err(ApiError::invalid("invalid_scopes", "a key needs at least one scope")
-                .with_param("scopes"));
+        let mut distinct = request.scopes.clone();
+        distinct.sort_by_key(|scope| scope.as_str());
+        distinct.dedup();
+        if request.scopes.is_empty() || distinct.len() != request.scopes.len() {
+            return Err(ApiError::invalid(
+                "invalid_scopes",
+                "a key needs at least one scope, each named once",
+            )
+            .with_param("scopes"));
         }
         if let Some(merchant) = &request.merchant {
             let ok = !merchant.is_empty()
@@ -64,9 +73,11 @@ pub async fn create_key(
                 )
                 .with_param("merchant"));
             }
+            // Each field is well-formed; together they are refused: 422, not 400.
             if request.scopes.contains(&Scope::Admin) {
-                return Err(ApiError::invalid(
-                    "invalid_scopes",
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "merchant_key_admin",
                     "a merchant's key cannot be an admin key",
                 )
                 .with_param("scopes"));

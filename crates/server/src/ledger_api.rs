@@ -23,6 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::formats;
 use crate::idempotency::IdempotencyKey;
 use crate::tenancy::{self, Use};
 use crate::views::{
@@ -40,14 +41,66 @@ pub const BATCH_TRANSFERS_MAX: usize = 8_000;
 /// Parses a JSON body: `malformed_json` when it is not JSON at all, `invalid_body` when it
 /// is JSON of the wrong shape.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|error| {
+    serde_json::from_slice(body).or_else(|error| {
         // serde_json reports some shape errors (a boolean where an enum goes) as syntax
         // errors; only a body that fails to parse as any JSON at all is malformed. Checked
         // on the error path only, so valid requests parse once.
-        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
-        let code = if is_json { "invalid_body" } else { "malformed_json" };
-        ApiError::invalid(code, error.to_string())
+        let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+            return Err(ApiError::invalid("malformed_json", error.to_string()));
+        };
+        // `5.0` is the integer 5 to JSON Schema (and so to the OpenAPI document); serde
+        // wants `5`. Read again with such numbers made integers, on this error path only.
+        if integral_numbers_as_integers(&mut value) {
+            if let Ok(parsed) = serde_json::from_value(value) {
+                return Ok(parsed);
+            }
+        }
+        Err(ApiError::invalid("invalid_body", error.to_string()))
     })
+}
+
+/// Parses one JSON value the way [`parse`] parses a body.
+pub(crate) fn parse_value<T: serde::de::DeserializeOwned>(
+    mut value: Value,
+) -> Result<T, serde_json::Error> {
+    integral_numbers_as_integers(&mut value);
+    serde_json::from_value(value)
+}
+
+/// Replaces every number with a zero fraction that fits a `u64` or an `i64` (`5.0`, `1e3`) by
+/// that integer, at any depth; whether it changed anything. Numbers too large for both stay
+/// as they are (and are refused where an integer goes, as their range says). The depth is
+/// bounded by serde_json's own recursion limit (128), which `value` was parsed under.
+fn integral_numbers_as_integers(value: &mut Value) -> bool {
+    match value {
+        Value::Number(number) if !number.is_u64() && !number.is_i64() => {
+            let Some(float) = number.as_f64() else { return false };
+            // 2^64 and -2^63 are exact in f64, so the casts below cannot saturate.
+            let integer = if float.fract() != 0.0 {
+                None
+            } else if (0.0..18_446_744_073_709_551_616.0).contains(&float) {
+                Some(Value::from(float as u64))
+            } else if (-9_223_372_036_854_775_808.0..0.0).contains(&float) {
+                Some(Value::from(float as i64))
+            } else {
+                None
+            };
+            match integer {
+                Some(integer) => {
+                    *value = integer;
+                    true
+                }
+                None => false,
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| integral_numbers_as_integers(item) | changed),
+        Value::Object(fields) => fields
+            .values_mut()
+            .fold(false, |changed, field| integral_numbers_as_integers(field) | changed),
+        _ => false,
+    }
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -61,11 +114,10 @@ pub(crate) async fn blocking<T: Send + 'static>(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetRequest {
-    /// 1 to 12 of `A-Z 0-9 _`, starting with a letter.
-    #[schema(value_type = String, example = "CNY")]
+    #[schema(value_type = formats::AssetCode)]
     code: AssetCode,
     /// Digits after the decimal point, 0 to 18.
-    #[schema(example = 2)]
+    #[schema(example = 2, maximum = 18)]
     scale: u8,
 }
 
@@ -99,9 +151,10 @@ pub async fn create_asset(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChartRequest {
-    #[schema(example = 2201)]
+    #[schema(example = 2201, maximum = 4294967295u32)]
     code: u32,
-    #[schema(value_type = String, example = "customer wallets")]
+    /// At most 64 characters.
+    #[schema(value_type = String, example = "customer wallets", max_length = 64)]
     name: BoundedText<{ ledger::model::CHART_NAME_LEN_MAX }>,
     #[schema(value_type = wire::AccountClass)]
     class: AccountClass,
@@ -143,22 +196,22 @@ pub async fn create_chart(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountRequest {
-    /// Client-chosen, a non-zero integer below 2^128, as a decimal string.
-    #[schema(value_type = String, example = "1001")]
+    /// Client-chosen.
+    #[schema(value_type = formats::AccountId)]
     id: AccountId,
-    #[schema(value_type = String, example = "CNY")]
+    #[schema(value_type = formats::AssetCode)]
     asset: AssetCode,
-    #[schema(example = 2201)]
+    #[schema(example = 2201, maximum = 4294967295u32)]
     chart_code: u32,
     #[schema(value_type = wire::BalanceRule)]
     rule: BalanceRule,
-    /// At most 1,024 bytes.
+    /// At most 1,024 characters.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, max_length = 1024)]
     metadata: BoundedText<{ ledger::model::METADATA_LEN_MAX }>,
     /// For a hot account: `sub_accounts` or `buffered` (see the schema). Plain by default.
     #[serde(default)]
-    #[schema(value_type = Option<wire::AccountLayout>)]
+    #[schema(value_type = wire::NewAccountLayout)]
     layout: ledger::model::AccountLayout,
 }
 
@@ -224,7 +277,8 @@ fn transfer_id(raw: &str) -> Result<TransferId, ApiError> {
 }
 
 /// An account with its balances.
-#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts",
+    params(("id" = formats::AccountId, Path)),
     responses((status = 200, body = AccountView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_account(
     State(state): State<AppState>,
@@ -256,7 +310,7 @@ pub struct StatusRequest {
 /// leaving, never arriving: refunds, voids and expiries still apply. Only an account whose
 /// balances net to zero with nothing pending can be closed; closing is final.
 #[utoipa::path(post, path = "/v1/accounts/{id}/status", tag = "accounts",
-    request_body = StatusRequest, params(("id" = String, Path), IdempotencyKey),
+    request_body = StatusRequest, params(("id" = formats::AccountId, Path), IdempotencyKey),
     responses((status = 200, body = AccountStatusView), (status = "4XX", body = ErrorBody)))]
 pub async fn set_account_status(
     State(state): State<AppState>,
@@ -296,8 +350,23 @@ pub async fn set_account_status(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1 to 1,000; default 100.
+    #[param(nullable = false, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
-    /// The cursor: the last id (or entry seq) of the previous page.
+    /// The cursor: the last id of the previous page.
+    #[param(nullable = false)]
+    starting_after: Option<String>,
+}
+
+/// A page of an account's history.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EntryPageQuery {
+    /// 1 to 1,000; default 100.
+    #[param(nullable = false, minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// The cursor: the `seq` of the last entry of the previous page.
+    #[param(value_type = Option<formats::Seq>, nullable = false)]
     starting_after: Option<String>,
 }
 
@@ -327,13 +396,13 @@ pub(crate) fn limit_within(
 
 /// An account's history (账户明细): entries with the running balance, oldest first.
 #[utoipa::path(get, path = "/v1/accounts/{id}/entries", tag = "accounts",
-    params(("id" = String, Path), PageQuery),
+    params(("id" = formats::AccountId, Path), EntryPageQuery),
     responses((status = 200, body = EntryList), (status = "4XX", body = ErrorBody)))]
 pub async fn list_entries(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Query(query): Query<PageQuery>,
+    Query(query): Query<EntryPageQuery>,
 ) -> Result<axum::Json<EntryList>, ApiError> {
     caller.require(Scope::LedgerRead)?;
     let namespace = tenancy::namespace(&state, &caller);
@@ -341,7 +410,7 @@ pub async fn list_entries(
     let limit = page_limit(query.limit)?;
     let after = match query.starting_after {
         None => None,
-        Some(raw) => Some(Seq(raw.parse().map_err(|_| {
+        Some(raw) => Some(Seq(formats::parse_decimal_u64(&raw).ok_or_else(|| {
             ApiError::invalid("invalid_cursor", "starting_after must be an entry seq")
                 .with_param("starting_after")
         })?)),
@@ -372,14 +441,17 @@ pub async fn list_entries(
 #[into_params(parameter_in = Query)]
 pub struct BalanceQuery {
     /// A journal sequence number.
+    #[param(nullable = false, maximum = 18446744073709551615u64)]
     as_of_seq: Option<u64>,
-    /// An RFC 3339 time.
+    /// An RFC 3339 time, with any offset (`2026-11-24T04:15:00Z`,
+    /// `2026-11-24T12:15:00.5+08:00`); a time before the first record reads zero balances.
+    #[param(value_type = String, format = DateTime, nullable = false)]
     as_of: Option<String>,
 }
 
 /// An account's balances now, or as of a journal point or a past time.
 #[utoipa::path(get, path = "/v1/accounts/{id}/balance", tag = "accounts",
-    params(("id" = String, Path), BalanceQuery),
+    params(("id" = formats::AccountId, Path), BalanceQuery),
     responses((status = 200, body = BalanceView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_balance(
     State(state): State<AppState>,
@@ -394,14 +466,12 @@ pub async fn get_balance(
     let at = match &query.as_of {
         None => None,
         Some(raw) => {
-            let time = humantime::parse_rfc3339_weak(raw).map_err(|_| {
+            let micros = formats::parse_rfc3339_micros(raw).ok_or_else(|| {
                 ApiError::invalid("invalid_time", "as_of must be an RFC 3339 time")
                     .with_param("as_of")
             })?;
-            let micros = time.duration_since(std::time::UNIX_EPOCH).map_err(|_| {
-                ApiError::invalid("invalid_time", "as_of is before 1970").with_param("as_of")
-            })?;
-            Some(Timestamp(micros.as_micros() as u64))
+            // Before 1970 nothing was recorded yet: the balances at the journal's start.
+            Some(Timestamp(u64::try_from(micros).unwrap_or(0)))
         }
     };
     let reader = state.reader.clone();
@@ -440,59 +510,86 @@ pub async fn get_balance(
 pub enum TransferRequest {
     /// Move money now.
     Post {
-        #[schema(value_type = Option<String>, example = "7001")]
+        #[schema(value_type = Option<formats::TransferId>)]
         id: Option<TransferId>,
-        #[schema(value_type = String, example = "1001")]
+        #[schema(value_type = formats::AccountId)]
         debit_account_id: AccountId,
-        #[schema(value_type = String, example = "2001")]
+        /// Another account than the debit account.
+        #[schema(value_type = formats::AccountId)]
         credit_account_id: AccountId,
-        #[schema(value_type = String, example = "CNY")]
+        #[schema(value_type = formats::AssetCode)]
         asset: AssetCode,
-        /// Minor units, > 0, as a decimal string (or a JSON integer).
-        #[schema(value_type = String, example = "2500")]
+        #[schema(value_type = formats::Amount)]
         amount: Amount,
         #[serde(default)]
+        #[schema(maximum = 4294967295u32)]
         business_code: u32,
-        /// The originating order, at most 64 bytes.
+        /// The originating order, at most 64 characters.
         #[serde(default)]
-        #[schema(value_type = String)]
+        #[schema(value_type = String, max_length = 64)]
         order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
     },
     /// Hold money (a two-phase transfer), optionally expiring after `timeout_secs`.
     Pending {
-        #[schema(value_type = Option<String>)]
+        #[schema(value_type = Option<formats::TransferId>)]
         id: Option<TransferId>,
-        #[schema(value_type = String)]
+        #[schema(value_type = formats::AccountId)]
         debit_account_id: AccountId,
-        #[schema(value_type = String)]
+        /// Another account than the debit account.
+        #[schema(value_type = formats::AccountId)]
         credit_account_id: AccountId,
-        #[schema(value_type = String)]
+        #[schema(value_type = formats::AssetCode)]
         asset: AssetCode,
-        #[schema(value_type = String)]
+        #[schema(value_type = formats::Amount)]
         amount: Amount,
+        /// Released unless posted or voided within this many seconds; null or absent: never.
+        #[schema(maximum = 4294967295u32)]
         timeout_secs: Option<u32>,
         #[serde(default)]
+        #[schema(maximum = 4294967295u32)]
         business_code: u32,
+        /// At most 64 characters.
         #[serde(default)]
-        #[schema(value_type = String)]
+        #[schema(value_type = String, max_length = 64)]
         order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
     },
 }
 
-/// Posting or voiding a hold. Every field is optional; a void takes no amount.
+/// Posting a hold. Every field is optional. (A void is read with this type too, so that an
+/// `amount` on a void is answered `amount_not_allowed`; its schema is [`VoidRequest`].)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
     /// The id of the resolving transfer; derived from the Idempotency-Key if omitted.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<formats::TransferId>)]
     id: Option<TransferId>,
-    /// Post part of the hold (the rest is released); omitted: the whole hold.
-    #[schema(value_type = Option<String>)]
+    /// Post part of the hold (the rest is released); omitted or null: the whole hold.
+    #[schema(value_type = Option<formats::Amount>)]
     amount: Option<Amount>,
     #[serde(default)]
+    #[schema(maximum = 4294967295u32)]
     business_code: u32,
+    /// At most 64 characters.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, max_length = 64)]
+    order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
+}
+
+/// Voiding a hold: [`ResolveRequest`] without `amount` (a void releases the whole hold).
+/// Its schema documents the void; the handler reads a void as a `ResolveRequest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct VoidRequest {
+    /// The id of the resolving transfer; derived from the Idempotency-Key if omitted.
+    #[schema(value_type = Option<formats::TransferId>)]
+    id: Option<TransferId>,
+    #[serde(default)]
+    #[schema(maximum = 4294967295u32)]
+    business_code: u32,
+    /// At most 64 characters.
+    #[serde(default)]
+    #[schema(value_type = String, max_length = 64)]
     order_ref: BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }>,
 }
 
@@ -570,6 +667,18 @@ impl TransferRequest {
                 order_ref,
             ),
         };
+        // What the document states is refused here, before the ledger: a batch holding such
+        // a transfer is malformed as a whole (400), like a single one.
+        if matches!(action, TransferAction::Post(Movement { amount, .. })
+            | TransferAction::Pending { movement: Movement { amount, .. }, .. } if amount.is_zero())
+        {
+            return Err(
+                transfer_rejection(TransferRejection::AmountMustNotBeZero).with_param("amount")
+            );
+        }
+        if id.is_some_and(TransferId::is_reserved) {
+            return Err(transfer_rejection(TransferRejection::IdReserved).with_param("id"));
+        }
         let id = match id {
             Some(id) => id,
             None => derived_id(caller, idempotency_key, index)?,
@@ -584,9 +693,11 @@ fn transfer_rejection(rejection: TransferRejection) -> ApiError {
         | TransferRejection::CreditAccountNotFound
         | TransferRejection::PendingNotFound => StatusCode::NOT_FOUND,
         TransferRejection::IdExistsWithDifferentFields => StatusCode::CONFLICT,
-        TransferRejection::AccountsMustDiffer
-        | TransferRejection::AmountMustNotBeZero
-        | TransferRejection::IdReserved => StatusCode::BAD_REQUEST,
+        // What the OpenAPI document states (amount at least 1, ids below 2^127) is a 400;
+        // two equal account ids are well-formed each, refused together: 422.
+        TransferRejection::AmountMustNotBeZero | TransferRejection::IdReserved => {
+            StatusCode::BAD_REQUEST
+        }
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     ApiError::new(status, rejection.code(), rejection.to_string())
@@ -701,7 +812,8 @@ pub async fn create_transfer(
 
 /// Post a pending transfer, whole or in part.
 #[utoipa::path(post, path = "/v1/transfers/{id}/post", tag = "transfers",
-    request_body(content = Option<ResolveRequest>), params(("id" = String, Path), IdempotencyKey),
+    request_body = ResolveRequest,
+    params(("id" = formats::AnyTransferId, Path), IdempotencyKey),
     responses((status = 201, body = TransferView), (status = 200, description = "replayed", body = TransferView),
         (status = "4XX", body = ErrorBody)))]
 pub async fn post_pending(
@@ -716,7 +828,8 @@ pub async fn post_pending(
 
 /// Void a pending transfer: the hold is released.
 #[utoipa::path(post, path = "/v1/transfers/{id}/void", tag = "transfers",
-    request_body(content = Option<ResolveRequest>), params(("id" = String, Path), IdempotencyKey),
+    request_body = VoidRequest,
+    params(("id" = formats::AnyTransferId, Path), IdempotencyKey),
     responses((status = 201, body = TransferView), (status = 200, description = "replayed", body = TransferView),
         (status = "4XX", body = ErrorBody)))]
 pub async fn void_pending(
@@ -744,6 +857,7 @@ async fn resolve(
     };
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
         let pending_id = transfer_id(&pending)?;
+        // No body is every field omitted (the document marks the body optional).
         let request: ResolveRequest = if body.is_empty() { parse(b"{}")? } else { parse(&body)? };
         if !post && request.amount.is_some() {
             return Err(ApiError::invalid("amount_not_allowed", "a void releases the whole hold")
@@ -773,7 +887,7 @@ async fn resolve(
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// 1 to 8,000 transfers.
-    #[schema(value_type = Vec<TransferRequest>)]
+    #[schema(value_type = Vec<TransferRequest>, min_items = 1, max_items = 8000)]
     transfers: Vec<Value>,
     /// All or nothing: the transfers form one linked group.
     #[serde(default)]
@@ -810,11 +924,13 @@ pub async fn create_batch(
             }
             let mut transfers = Vec::with_capacity(request.transfers.len());
             for (index, item) in request.transfers.into_iter().enumerate() {
-                let item: TransferRequest = serde_json::from_value(item).map_err(|e| {
+                let item: TransferRequest = parse_value(item).map_err(|e| {
                     ApiError::invalid("invalid_body", e.to_string())
                         .with_param(format!("transfers[{index}]"))
                 })?;
-                let transfer = item.into_new(&caller, key.as_deref(), index)?;
+                let transfer = item
+                    .into_new(&caller, key.as_deref(), index)
+                    .map_err(|e| e.with_param(format!("transfers[{index}]")))?;
                 let transfer = tenancy::ledger_new_transfer(&namespace, transfer);
                 authorize_transfer(&state, &caller, &transfer)
                     .await
@@ -854,7 +970,8 @@ pub async fn create_batch(
 }
 
 /// A transfer, visible to the owners of its accounts.
-#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers",
+    params(("id" = formats::AnyTransferId, Path)),
     responses((status = 200, body = TransferView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_transfer(
     State(state): State<AppState>,

@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 pub mod auth;
 pub mod cache;
 pub mod error;
+pub mod formats;
 pub mod idempotency;
 pub mod keys_api;
 pub mod ledger_api;

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{keys_api, ledger_api, ops, payments_api, webhooks_api};
+use crate::{formats, keys_api, ledger_api, ops, payments_api, webhooks_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -66,7 +66,14 @@ use crate::{keys_api, ledger_api, ops, payments_api, webhooks_api};
         ops::metrics,
         openapi_json,
     ),
-    modifiers(&BearerKeys),
+    // Named formats used only by parameters: utoipa collects schemas from bodies alone.
+    components(schemas(
+        formats::IdempotencyKey,
+        formats::AnyTransferId,
+        formats::OrderId,
+        formats::Seq,
+    )),
+    modifiers(&BearerKeys, &ClosedVariants, &OptionalBodies),
     security(("api_key" = [])),
     tags(
         (name = "accounts", description = "Accounts, their history and balances"),
@@ -94,6 +101,56 @@ impl Modify for BearerKeys {
                     .build(),
             ),
         );
+    }
+}
+
+/// The variants of request enums whose serde form denies unknown fields: utoipa closes
+/// structs (`additionalProperties: false`) but not the variants of an internally tagged enum.
+struct ClosedVariants;
+
+/// Request enums read with `#[serde(deny_unknown_fields)]`.
+const CLOSED_ENUMS: &[&str] = &["TransferRequest"];
+
+impl Modify for ClosedVariants {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        use utoipa::openapi::RefOr;
+        let Some(components) = openapi.components.as_mut() else { return };
+        for name in CLOSED_ENUMS {
+            let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(*name) else {
+                continue;
+            };
+            for variant in &mut one_of.items {
+                if let RefOr::T(Schema::Object(object)) = variant {
+                    object.additional_properties =
+                        Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
+    }
+}
+
+/// Operations that read no body as every field omitted: their body is optional, but never
+/// `null` (utoipa can only say "optional" by allowing `null`, which the server refuses).
+const OPTIONAL_BODIES: &[&str] =
+    &["/v1/transfers/{id}/post", "/v1/transfers/{id}/void", "/v1/payments/{id}/capture"];
+
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::Required;
+        for path in OPTIONAL_BODIES {
+            let body = openapi
+                .paths
+                .paths
+                .get_mut(*path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.request_body.as_mut());
+            if let Some(body) = body {
+                body.required = Some(Required::False);
+            }
+        }
     }
 }
 
@@ -153,5 +210,37 @@ mod tests {
         }
         assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
         assert!(doc["components"]["schemas"]["TransferRequest"].is_object());
+    }
+
+    /// Every `$ref` names a schema the document has, and every closed request enum is closed.
+    #[test]
+    fn every_reference_resolves() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).expect("json");
+        let mut pending = vec![&doc];
+        let mut n_refs = 0;
+        // Bounded by the document's size: each value is visited once.
+        while let Some(value) = pending.pop() {
+            match value {
+                serde_json::Value::Object(fields) => {
+                    if let Some(target) = fields.get("$ref").and_then(|r| r.as_str()) {
+                        let name = target.trim_start_matches("#/components/schemas/");
+                        assert!(doc["components"]["schemas"][name].is_object(), "{target}");
+                        n_refs += 1;
+                    }
+                    pending.extend(fields.values());
+                }
+                serde_json::Value::Array(items) => pending.extend(items),
+                _ => {}
+            }
+        }
+        assert!(n_refs > 100, "only {n_refs} references");
+        for path in super::OPTIONAL_BODIES {
+            assert_eq!(doc["paths"][path]["post"]["requestBody"]["required"], false, "{path}");
+        }
+        for name in super::CLOSED_ENUMS {
+            for variant in doc["components"]["schemas"][name]["oneOf"].as_array().expect(name) {
+                assert_eq!(variant["additionalProperties"], false, "{name}");
+            }
+        }
     }
 }

@@ -27,6 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::formats;
 use crate::idempotency::IdempotencyKey;
 use crate::ledger_api::{blocking, limit_within, parse};
 use crate::tenancy;
@@ -43,11 +44,16 @@ impl From<ExecError> for ApiError {
         let message = error.to_string();
         match &error {
             ExecError::Invalid { field, .. } => ApiError::invalid(code, message).with_param(*field),
+            // Well-formed, refused by another field or by the state: 422, never 400 (a 400
+            // means the request breaks what the OpenAPI document states).
+            ExecError::Refused { field, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_param(*field)
+            }
             ExecError::PartyNotFound { .. } | ExecError::OrderNotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, code, message)
             }
             ExecError::AssetNotOpened { .. } => {
-                ApiError::invalid(code, message).with_param("asset")
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_param("asset")
             }
             ExecError::PartyExistsWithDifferentFields { .. }
             | ExecError::OrderExistsWithDifferentFields => {
@@ -96,7 +102,7 @@ pub struct OrderView {
     pub id: String,
     #[schema(example = "order")]
     pub object: String,
-    /// `topup`, `withdrawal`, `payment`, `refund`, `wallet_transfer`.
+    #[schema(value_type = crate::views::wire::OrderKind)]
     pub kind: String,
     /// The state machine's state; see docs/payments.md for each kind's states.
     pub status: String,
@@ -293,32 +299,37 @@ fn own_order(state: &AppState, caller: &Caller, id: &str) -> Result<OrderRecord,
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerRequest {
-    /// Your id for the customer: 1 to 64 of `A-Z a-z 0-9 _ . -`, unique in your tenant.
-    #[schema(example = "alice")]
+    /// Your id for the customer, unique in your tenant.
+    #[schema(value_type = formats::PartyId)]
     id: String,
+    /// At most 200 characters.
     #[serde(default)]
+    #[schema(max_length = 200)]
     name: String,
-    /// A wallet is opened in each (the asset must be defined).
-    #[schema(value_type = Vec<String>, example = json!(["CNY"]))]
+    /// 1 to 16; a wallet is opened in each (the asset must be defined).
+    #[schema(value_type = Vec<formats::AssetCode>, min_items = 1, max_items = 16)]
     assets: Vec<AssetCode>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MerchantRequest {
-    #[schema(example = "coffee-shop")]
+    #[schema(value_type = formats::PartyId)]
     id: String,
+    /// At most 200 characters.
     #[serde(default)]
+    #[schema(max_length = 200)]
     name: String,
-    #[schema(value_type = Vec<String>, example = json!(["CNY"]))]
+    /// 1 to 16; payables are opened in each (the asset must be defined).
+    #[schema(value_type = Vec<formats::AssetCode>, min_items = 1, max_items = 16)]
     assets: Vec<AssetCode>,
     /// The platform's fee on each payment, basis points (0 to 10,000), rounded half up.
     #[serde(default)]
-    #[schema(example = 60)]
+    #[schema(example = 60, maximum = 10000)]
     fee_bps: u32,
     /// Settlement cycle: payments of day T are settled on day T+N (0 to 90, default 1).
     #[serde(default = "one_day")]
-    #[schema(example = 1)]
+    #[schema(example = 1, maximum = 90)]
     settle_after_days: u32,
 }
 
@@ -422,7 +433,7 @@ async fn open_party(
 
 /// A customer with its wallet balances.
 #[utoipa::path(get, path = "/v1/customers/{id}", tag = "payments",
-    params(("id" = String, Path)),
+    params(("id" = formats::PartyId, Path)),
     responses((status = 200, body = PartyView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_customer(
     State(state): State<AppState>,
@@ -434,7 +445,7 @@ pub async fn get_customer(
 
 /// A merchant with its unsettled and settled balances.
 #[utoipa::path(get, path = "/v1/merchants/{id}", tag = "payments",
-    params(("id" = String, Path)),
+    params(("id" = formats::PartyId, Path)),
     responses((status = 200, body = PartyView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_merchant(
     State(state): State<AppState>,
@@ -467,31 +478,32 @@ async fn get_party(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopUpBody {
-    /// Your order number: a retry with the same reference is the same top-up.
-    #[schema(example = "topup-0001")]
+    #[schema(value_type = formats::Reference)]
     reference: String,
+    #[schema(value_type = formats::PartyId)]
     customer: String,
-    /// The customer's card or bank account at the channel.
-    #[schema(example = "6222020000000001")]
+    /// The customer's card or bank account at the channel, 1 to 64 characters.
+    #[schema(example = "6222020000000001", min_length = 1, max_length = 64)]
     card: String,
-    #[schema(value_type = String, example = "CNY")]
+    #[schema(value_type = formats::AssetCode)]
     asset: AssetCode,
-    /// Minor units, a decimal string or an integer.
-    #[schema(value_type = String, example = "10000")]
+    #[schema(value_type = formats::Amount)]
     amount: Amount,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalBody {
-    #[schema(example = "wd-0001")]
+    #[schema(value_type = formats::Reference)]
     reference: String,
+    #[schema(value_type = formats::PartyId)]
     customer: String,
-    /// Where the money goes.
+    /// Where the money goes, 1 to 64 characters.
+    #[schema(example = "6222020000000001", min_length = 1, max_length = 64)]
     bank_account: String,
-    #[schema(value_type = String, example = "CNY")]
+    #[schema(value_type = formats::AssetCode)]
     asset: AssetCode,
-    #[schema(value_type = String, example = "5000")]
+    #[schema(value_type = formats::Amount)]
     amount: Amount,
 }
 
@@ -499,34 +511,37 @@ pub struct WithdrawalBody {
 #[serde(deny_unknown_fields)]
 pub struct PaymentBody {
     /// The merchant's order number, unique per merchant.
-    #[schema(example = "order-8841")]
+    #[schema(value_type = formats::Reference)]
     reference: String,
+    #[schema(value_type = formats::PartyId)]
     customer: String,
+    #[schema(value_type = formats::PartyId)]
     merchant: String,
-    #[schema(value_type = String, example = "CNY")]
+    #[schema(value_type = formats::AssetCode)]
     asset: AssetCode,
     /// The whole price; the merchant is credited with all of it.
-    #[schema(value_type = String, example = "2500")]
+    #[schema(value_type = formats::Amount)]
     amount: Amount,
-    /// Points paying part of it (积分+支付), at the platform's rate; the rest is cash.
+    /// Points paying part of it (积分+支付), at the platform's rate; the rest is cash. Zero
+    /// or null: none.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "500")]
+    #[schema(value_type = Option<formats::AmountOrZero>)]
     points: Option<Amount>,
     /// Pay from the customer's wallet in this asset (境外): converted at the platform's
     /// rate, rounded up, the rate recorded on the payment.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "CNY")]
+    #[schema(value_type = Option<formats::AssetCode>)]
     pay_from: Option<AssetCode>,
-    /// Pay from this bank card through a channel instead of the wallet (收单): the merchant
-    /// is credited once the channel has taken the money. Not with points, FX or
-    /// authorisation.
+    /// Pay from this bank card (1 to 64 characters) through a channel instead of the wallet
+    /// (收单): the merchant is credited once the channel has taken the money. Not with
+    /// points, FX or authorisation.
     #[serde(default)]
-    #[schema(example = "6222020000000001")]
+    #[schema(example = "6222020000000001", min_length = 1, max_length = 64)]
     card: Option<String>,
-    /// Authorise only (预授权): hold the money this many seconds (≤ 30 days) for a later
+    /// Authorise only (预授权): hold the money this many seconds (1 to 30 days) for a later
     /// capture or cancel. Absent: capture now.
     #[serde(default)]
-    #[schema(example = 604800)]
+    #[schema(example = 604800, minimum = 1, maximum = 2592000)]
     authorize_for_secs: Option<u32>,
 }
 
@@ -535,7 +550,7 @@ pub struct PaymentBody {
 pub struct CaptureBody {
     /// At most what was authorised; the rest of the hold is released. Default: all of it.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "2000")]
+    #[schema(value_type = Option<formats::Amount>)]
     amount: Option<Amount>,
 }
 
@@ -543,23 +558,26 @@ pub struct CaptureBody {
 #[serde(deny_unknown_fields)]
 pub struct RefundBody {
     /// Unique per payment.
-    #[schema(example = "refund-1")]
+    #[schema(value_type = formats::Reference)]
     reference: String,
     /// At most what is left of the payment after its other refunds.
-    #[schema(value_type = String, example = "1000")]
+    #[schema(value_type = formats::Amount)]
     amount: Amount,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WalletTransferBody {
-    #[schema(example = "gift-77")]
+    #[schema(value_type = formats::Reference)]
     reference: String,
+    #[schema(value_type = formats::PartyId)]
     from: String,
+    /// Another customer than `from`.
+    #[schema(value_type = formats::PartyId)]
     to: String,
-    #[schema(value_type = String, example = "CNY")]
+    #[schema(value_type = formats::AssetCode)]
     asset: AssetCode,
-    #[schema(value_type = String, example = "800")]
+    #[schema(value_type = formats::Amount)]
     amount: Amount,
 }
 
@@ -657,8 +675,9 @@ pub async fn create_payment(
                     || request.pay_from.is_some()
                     || request.authorize_for_secs.is_some()
                 {
-                    return Err(ApiError::invalid(
-                        "invalid_field",
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "field_refused",
                         "a card payment takes no points, pay_from or authorize_for_secs",
                     )
                     .with_param("card"));
@@ -695,7 +714,7 @@ pub async fn create_payment(
 
 /// Capture an authorised payment (all, or part: the rest of the hold is released).
 #[utoipa::path(post, path = "/v1/payments/{id}/capture", tag = "payments", request_body = CaptureBody,
-    params(("id" = String, Path), IdempotencyKey),
+    params(("id" = formats::OrderId, Path), IdempotencyKey),
     responses((status = 200, body = OrderView), (status = "4XX", body = ErrorBody)))]
 pub async fn capture_payment(
     State(state): State<AppState>,
@@ -728,7 +747,7 @@ pub async fn capture_payment(
 
 /// Cancel an authorised payment: the hold is released.
 #[utoipa::path(post, path = "/v1/payments/{id}/cancel", tag = "payments",
-    params(("id" = String, Path), IdempotencyKey),
+    params(("id" = formats::OrderId, Path), IdempotencyKey),
     responses((status = 200, body = OrderView), (status = "4XX", body = ErrorBody)))]
 pub async fn cancel_payment(
     State(state): State<AppState>,
@@ -748,7 +767,7 @@ pub async fn cancel_payment(
 
 /// Refund (part of) a payment back to the wallet, with the matching share of the fee.
 #[utoipa::path(post, path = "/v1/payments/{id}/refunds", tag = "payments", request_body = RefundBody,
-    params(("id" = String, Path), IdempotencyKey),
+    params(("id" = formats::OrderId, Path), IdempotencyKey),
     responses((status = 201, body = OrderView), (status = 200, description = "a retry of the same reference", body = OrderView),
         (status = "4XX", body = ErrorBody)))]
 pub async fn create_refund(
@@ -774,15 +793,15 @@ pub async fn create_refund(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointsGrantBody {
-    #[schema(example = "welcome-bonus")]
+    #[schema(value_type = formats::Reference)]
     reference: String,
-    #[schema(value_type = String, example = "500")]
+    #[schema(value_type = formats::Amount)]
     points: Amount,
 }
 
 /// Give a customer points (积分): a reward the platform pays for when they are spent.
 #[utoipa::path(post, path = "/v1/customers/{id}/points", tag = "payments", request_body = PointsGrantBody,
-    params(("id" = String, Path), IdempotencyKey),
+    params(("id" = formats::PartyId, Path), IdempotencyKey),
     responses((status = 201, body = OrderView), (status = 200, description = "a retry of the same reference", body = OrderView),
         (status = "4XX", body = ErrorBody)))]
 pub async fn grant_points(
@@ -809,13 +828,12 @@ pub async fn grant_points(
 #[serde(deny_unknown_fields)]
 pub struct FxRateView {
     /// The payment's asset.
-    #[schema(example = "USD")]
+    #[schema(value_type = formats::AssetCode)]
     pub asset: String,
-    /// The wallet's asset that funds it.
-    #[schema(example = "CNY")]
+    /// The wallet's asset that funds it: another asset than `asset`.
+    #[schema(value_type = formats::AssetCode)]
     pub funding: String,
-    /// Minor units of `funding` per minor unit of `asset`, a decimal string (≤ 10 decimals).
-    #[schema(example = "7.1234")]
+    #[schema(value_type = formats::FxRate)]
     pub rate: String,
 }
 
@@ -842,9 +860,13 @@ pub async fn set_fx_rate(
     let (payment_asset, funding) =
         (asset(&request.asset, "asset")?, asset(&request.funding, "funding")?);
     if payment_asset == funding {
-        return Err(
-            ApiError::invalid("invalid_asset", "the two assets must differ").with_param("funding")
-        );
+        // Each is well-formed; together they are refused (422, as no schema can say it).
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "field_refused",
+            "the two assets must differ",
+        )
+        .with_param("funding"));
     }
     let rate = payments::booking::Rate::parse(&request.rate).ok_or_else(|| {
         ApiError::invalid("invalid_rate", "a positive decimal with at most 10 decimals")
@@ -913,7 +935,7 @@ pub async fn create_wallet_transfer(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettlementBody {
-    #[schema(value_type = String, example = "CNY")]
+    #[schema(value_type = formats::AssetCode)]
     asset: AssetCode,
 }
 
@@ -929,7 +951,7 @@ pub struct SettlementRunView {
 /// Settle a merchant now (结算): its takings up to the T+N cut-off move from unsettled to
 /// settled. Once per merchant, asset and cut-off day; the scheduled run does the same.
 #[utoipa::path(post, path = "/v1/merchants/{id}/settlements", tag = "payments", request_body = SettlementBody,
-    params(("id" = String, Path), IdempotencyKey),
+    params(("id" = formats::PartyId, Path), IdempotencyKey),
     responses((status = 201, body = SettlementRunView), (status = 200, description = "already settled for this cut-off, or nothing to settle", body = SettlementRunView),
         (status = "4XX", body = ErrorBody)))]
 pub async fn settle_merchant(
@@ -961,10 +983,12 @@ pub async fn settle_merchant(
 #[serde(deny_unknown_fields)]
 pub struct PayoutItemBody {
     /// Unique within the batch.
-    #[schema(example = "salary-0001")]
+    #[schema(value_type = formats::Reference)]
     reference: String,
+    /// 1 to 64 characters.
+    #[schema(example = "6222020000000001", min_length = 1, max_length = 64)]
     bank_account: String,
-    #[schema(value_type = String, example = "12000")]
+    #[schema(value_type = formats::Amount)]
     amount: Amount,
 }
 
@@ -972,11 +996,12 @@ pub struct PayoutItemBody {
 #[serde(deny_unknown_fields)]
 pub struct PayoutBatchBody {
     /// The merchant's batch number: a retry with it creates nothing twice.
-    #[schema(example = "payroll-2026-11")]
+    #[schema(value_type = formats::Reference)]
     reference: String,
-    #[schema(value_type = String, example = "CNY")]
+    #[schema(value_type = formats::AssetCode)]
     asset: AssetCode,
-    /// 1 to 1,000 payouts.
+    /// 1 to 1,000 payouts, each with its own reference.
+    #[schema(min_items = 1, max_items = 1000)]
     items: Vec<PayoutItemBody>,
 }
 
@@ -1035,7 +1060,7 @@ fn batch_view(
 /// item is stored before the answer (202) and carried out in the background; each has its
 /// own state, and a failed item's money goes back to the merchant.
 #[utoipa::path(post, path = "/v1/merchants/{id}/payout-batches", tag = "payments", request_body = PayoutBatchBody,
-    params(("id" = String, Path), IdempotencyKey),
+    params(("id" = formats::PartyId, Path), IdempotencyKey),
     responses((status = 202, body = PayoutBatchView), (status = "4XX", body = ErrorBody)))]
 pub async fn create_payout_batch(
     State(state): State<AppState>,
@@ -1077,7 +1102,7 @@ pub async fn create_payout_batch(
 
 /// A payout batch with its totals and every item.
 #[utoipa::path(get, path = "/v1/payout-batches/{id}", tag = "payments",
-    params(("id" = String, Path)),
+    params(("id" = formats::OrderId, Path)),
     responses((status = 200, body = PayoutBatchView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_payout_batch(
     State(state): State<AppState>,
@@ -1101,7 +1126,7 @@ pub async fn get_payout_batch(
 
 /// One order of any kind.
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "payments",
-    params(("id" = String, Path)),
+    params(("id" = formats::OrderId, Path)),
     responses((status = 200, body = OrderView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_order(
     State(state): State<AppState>,
@@ -1114,19 +1139,30 @@ pub async fn get_order(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct OrderListQuery {
-    /// `topup`, `withdrawal`, `payment`, `refund`, `wallet_transfer`.
+    #[param(value_type = Option<crate::views::wire::OrderKind>, nullable = false)]
     kind: Option<String>,
+    /// A state of the order's kind (docs/payments.md); any other matches nothing.
+    #[param(nullable = false)]
     status: Option<String>,
+    /// A customer's id; any other matches nothing.
+    #[param(nullable = false)]
     customer: Option<String>,
+    /// A merchant's id; any other matches nothing.
+    #[param(nullable = false)]
     merchant: Option<String>,
     /// Created at or after this (milliseconds since the epoch).
+    #[param(nullable = false, maximum = 18446744073709551615u64)]
     created_from_ms: Option<u64>,
     /// Created before this.
+    #[param(nullable = false, maximum = 18446744073709551615u64)]
     created_to_ms: Option<u64>,
-    /// The last order id of the previous page.
+    /// The last order id of the previous page (404 `order_not_found` if no order of yours).
+    #[param(value_type = Option<formats::OrderId>, nullable = false)]
     starting_after: Option<String>,
     /// 1 to 500, default 50.
+    #[param(nullable = false, minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -1150,10 +1186,14 @@ pub async fn list_orders(
     };
     let before = match &query.starting_after {
         Some(id) => {
-            let after = executor.get(tenant, id).map_err(|_| {
-                ApiError::invalid("invalid_cursor", "starting_after names no order of yours")
+            // A malformed cursor breaks the schema (400); a well-formed one that names no
+            // order of the caller's is a 404, as for `GET /v1/orders/{id}`.
+            OrderId::new(id.as_str()).map_err(|_| {
+                ApiError::invalid("invalid_cursor", "starting_after must be an order id")
                     .with_param("starting_after")
             })?;
+            let after =
+                own_order(&state, &caller, id).map_err(|e| e.with_param("starting_after"))?;
             Some((after.created_at_ms, after.id().clone()))
         }
         None => None,
@@ -1185,10 +1225,13 @@ pub async fn list_orders(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Only events after this sequence number (default 0: from the start).
+    #[param(nullable = false, maximum = 18446744073709551615u64)]
     after: Option<u64>,
     /// 1 to 500, default 50.
+    #[param(nullable = false, minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

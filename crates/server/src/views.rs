@@ -35,13 +35,31 @@ pub mod wire {
         Unbounded,
         /// Debits (posted + pending) never exceed credits + `overdraft_minor`: a wallet uses 0.
         DebitsWithinCredits {
-            #[schema(value_type = String, example = "0")]
+            #[schema(value_type = crate::formats::AmountOrZero)]
             overdraft_minor: String,
         },
         /// Credits (posted + pending) never exceed debits + `limit_minor`.
         CreditsWithinDebits {
-            #[schema(value_type = String, example = "100000")]
+            #[schema(value_type = crate::formats::AmountOrZero)]
             limit_minor: String,
+        },
+    }
+
+    /// The layout a new account may ask for (a row is the ledger's own, never asked for).
+    #[derive(Serialize, ToSchema)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    pub enum NewAccountLayout {
+        /// One row (the default).
+        Plain,
+        /// Sub-accounts (子账户): `count` rows, 2 to 64.
+        SubAccounts {
+            #[schema(minimum = 2, maximum = 64)]
+            count: u8,
+        },
+        /// Buffered posting (缓冲记账): `count` buffers, 1 to 64.
+        Buffered {
+            #[schema(minimum = 1, maximum = 64)]
+            count: u8,
         },
     }
 
@@ -97,6 +115,82 @@ pub mod wire {
     pub enum KeyMode {
         Live,
         Test,
+    }
+
+    /// The kinds of order, from `payments::OrderKind::ALL` (what `GET /v1/orders?kind=`
+    /// parses), so a new kind cannot be left out of the document.
+    pub struct OrderKind;
+
+    impl utoipa::PartialSchema for OrderKind {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            let kinds = payments::OrderKind::ALL.map(payments::OrderKind::as_str);
+            string_enum("The kind of an order.", &kinds)
+        }
+    }
+
+    impl ToSchema for OrderKind {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "OrderKind".into()
+        }
+    }
+
+    /// The states of a webhook delivery, from `webhooks::DeliveryState::ALL`.
+    pub struct DeliveryState;
+
+    impl utoipa::PartialSchema for DeliveryState {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            let states = webhooks::DeliveryState::ALL.map(webhooks::DeliveryState::as_str);
+            string_enum(
+                "`pending` (tried again at `next_at_ms`), `delivered` (the endpoint answered \
+                 2xx) or `failed` (attempts ran out).",
+                &states,
+            )
+        }
+    }
+
+    impl ToSchema for DeliveryState {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "DeliveryState".into()
+        }
+    }
+
+    /// The scopes of a new key: 1 to 3, each once.
+    pub struct NewKeyScopes;
+
+    impl utoipa::PartialSchema for NewKeyScopes {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            use utoipa::openapi::schema::ArrayBuilder;
+            ArrayBuilder::new()
+                .items(utoipa::openapi::Ref::from_schema_name("Scope"))
+                .min_items(Some(1))
+                .max_items(Some(3))
+                .unique_items(true)
+                .into()
+        }
+    }
+
+    impl ToSchema for NewKeyScopes {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "NewKeyScopes".into()
+        }
+
+        fn schemas(
+            schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>,
+        ) {
+            schemas.push((Scope::name().into(), <Scope as utoipa::PartialSchema>::schema()));
+        }
+    }
+
+    fn string_enum(
+        description: &str,
+        values: &[&str],
+    ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .description(Some(description))
+            .enum_values(Some(values.iter().copied()))
+            .into()
     }
 
     #[derive(Serialize, ToSchema)]

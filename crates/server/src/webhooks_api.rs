@@ -16,12 +16,14 @@ use webhooks::{Delivery, DeliveryState, Endpoint, WebhookStore, WebhookStoreErro
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::formats;
 use crate::idempotency::IdempotencyKey;
 use crate::ledger_api::{limit_within, parse};
 use crate::payments_api::not_for_merchant_keys;
 use crate::views::{to_value, ErrorBody};
 use crate::{idempotency, AppState};
 
+/// The longest webhook URL, in characters (as JSON Schema's `maxLength` counts them).
 pub const URL_LEN_MAX: usize = 2_048;
 /// Endpoints per tenant at most.
 pub const ENDPOINTS_MAX: usize = 16;
@@ -89,7 +91,7 @@ pub struct DeliveryView {
     pub event_id: String,
     pub event_type: String,
     pub order_id: String,
-    /// `pending`, `delivered` or `failed`.
+    #[schema(value_type = crate::views::wire::DeliveryState)]
     pub state: String,
     pub attempts: u32,
     pub next_at_ms: u64,
@@ -126,8 +128,9 @@ pub struct DeliveryList {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointRequest {
-    /// `http://` or `https://`, at most 2,048 bytes.
-    #[schema(example = "https://shop.example/qianbao-events")]
+    /// `http://` or `https://` and no whitespace, at most 2,048 characters. This node may
+    /// refuse loopback, private and link-local hosts (422 `url_not_allowed`).
+    #[schema(value_type = formats::WebhookUrl)]
     url: String,
 }
 
@@ -153,7 +156,7 @@ pub async fn create_endpoint(
             let request: EndpointRequest = parse(&body)?;
             let url_ok = (request.url.starts_with("http://")
                 || request.url.starts_with("https://"))
-                && request.url.len() <= URL_LEN_MAX
+                && request.url.chars().count() <= URL_LEN_MAX
                 && !request.url.chars().any(char::is_whitespace);
             // Parsed as the delivery client parses it (and only once it is short enough), so
             // the host judged here is the host it would connect to, however it is spelled
@@ -162,16 +165,19 @@ pub async fn create_endpoint(
             let url = parsed.ok_or_else(|| {
                 ApiError::invalid(
                     "invalid_url",
-                    "an http:// or https:// URL of at most 2,048 bytes",
+                    "an http:// or https:// URL of at most 2,048 characters, without whitespace",
                 )
                 .with_param("url")
             })?;
             // An address host is judged now; a DNS name only at delivery, where the
             // deliverer checks each answer it connects to (an answer can change later).
+            // Well-formed, refused by this node's policy (no schema can list the
+            // non-public networks): 422, not 400.
             let egress = EgressPolicy { allow_private: state.webhook_private_urls };
             if egress.check_url(&url).is_err() {
-                return Err(ApiError::invalid(
-                    "invalid_url",
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "url_not_allowed",
                     "webhook URLs may not name localhost or a loopback, private, link-local or \
                      other non-public address",
                 )
@@ -180,7 +186,8 @@ pub async fn create_endpoint(
             let store = store(&state)?;
             let tenant = caller.tenant().as_str().to_owned();
             if store.endpoints(&tenant)?.iter().filter(|e| e.enabled).count() >= ENDPOINTS_MAX {
-                return Err(ApiError::invalid(
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
                     "too_many_endpoints",
                     format!("at most {ENDPOINTS_MAX} enabled endpoints"),
                 ));
@@ -233,11 +240,15 @@ pub async fn disable_endpoint(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    /// An endpoint's id; any other matches nothing.
+    #[param(nullable = false)]
     endpoint: Option<String>,
-    /// `pending`, `delivered` or `failed`.
+    #[param(value_type = Option<crate::views::wire::DeliveryState>, nullable = false)]
     state: Option<String>,
     /// 1 to 500, default 50.
+    #[param(nullable = false, minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

@@ -33,6 +33,9 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
+    pub const ALL: [DeliveryState; 3] =
+        [DeliveryState::Pending, DeliveryState::Delivered, DeliveryState::Failed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",
@@ -42,9 +45,7 @@ impl DeliveryState {
     }
 
     pub fn parse(raw: &str) -> Option<DeliveryState> {
-        [DeliveryState::Pending, DeliveryState::Delivered, DeliveryState::Failed]
-            .into_iter()
-            .find(|state| state.as_str() == raw)
+        DeliveryState::ALL.into_iter().find(|state| state.as_str() == raw)
     }
 }
 

@@ -860,7 +860,7 @@ fn points_and_cash_pay_together_and_refund_along_their_legs() {
         json!({"reference": "pp-2", "customer": "bob", "merchant": "shop", "asset": "CNY",
                "amount": "100", "points": "101"}),
     );
-    assert_eq!((status, dear["error"]["param"].clone()), (400, json!("points")), "{dear}");
+    assert_eq!((status, dear["error"]["param"].clone()), (422, json!("points")), "{dear}");
     let short = world.ok(
         "POST",
         "/v1/payments",
@@ -894,7 +894,7 @@ fn a_cross_currency_payment_converts_at_the_recorded_rate_and_refunds_exactly() 
     );
     assert_eq!(
         (status, missing["error"]["param"].clone()),
-        (400, json!("pay_from")),
+        (422, json!("pay_from")),
         "no rate yet: {missing}"
     );
     world.ok("PUT", "/v1/fx-rates", json!({"asset": "USD", "funding": "CNY", "rate": "7.1234"}));
@@ -1083,7 +1083,7 @@ fn another_tenant_sees_none_of_the_orders_parties_or_webhooks() {
     );
     assert_eq!(
         (status, refused["error"]["code"].clone()),
-        (400, json!("invalid_url")),
+        (422, json!("url_not_allowed")),
         "{refused}"
     );
     // The rival's own customer of the same id is a different wallet.

@@ -69,15 +69,15 @@ async fn non_public_hosts_are_refused_at_creation_in_every_spelling() {
     let mut accepted = Vec::new();
     for url in NON_PUBLIC_URLS {
         let r = create(&app, &key, &at_port(url, 8080)).await;
-        if (r.status.as_u16(), r.code()) != (400, "invalid_url") {
+        if (r.status.as_u16(), r.code()) != (422, "url_not_allowed") {
             accepted.push(format!("{url}: {r:?}"));
             continue;
         }
-        assert_error(&r, 400, "invalid_url");
+        assert_error(&r, 422, "url_not_allowed");
         assert_eq!(r.json["error"]["param"], json!("url"), "{url}");
     }
     assert!(accepted.is_empty(), "not refused:\n{}", accepted.join("\n"));
-    // Not http(s), no host, whitespace, too long: the same code as before.
+    // Not http(s), no host, whitespace, too long: malformed, 400.
     let too_long = format!("https://shop.example/{}", "a".repeat(2_048));
     for url in ["ftp://8.8.8.8/", "http://", "http:// 8.8.8.8/", "javascript:1", &too_long] {
         assert_error(&create(&app, &key, url).await, 400, "invalid_url");

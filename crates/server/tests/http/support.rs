@@ -45,6 +45,7 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "amount_must_not_be_zero",
     "invalid_request",
     "invalid_url",
+    "url_not_allowed",
     "invalid_api_key",
     "signature_missing",
     "signature_expired",
