@@ -36,6 +36,8 @@ pub struct PaymentSettings {
     pub webhook_retry_first_ms: u64,
     /// Let webhook deliveries reach loopback and private addresses (development only).
     pub webhook_private_urls: bool,
+    /// Deliver webhooks through this egress proxy (`http://host:port`).
+    pub webhook_egress_proxy: Option<String>,
     pub points: Option<String>,
     pub fx_rates: Vec<String>,
 }
@@ -134,8 +136,11 @@ pub fn start(
     let policy =
         RetryPolicy { first_delay_ms: settings.webhook_retry_first_ms, ..RetryPolicy::default() };
     let egress = EgressPolicy { allow_private: settings.webhook_private_urls };
-    let deliverer =
-        Arc::new(Deliverer::new(webhooks.clone(), policy, egress).map_err(anyhow::Error::msg)?);
+    let deliverer = match &settings.webhook_egress_proxy {
+        None => Deliverer::new(webhooks.clone(), policy, egress),
+        Some(proxy) => Deliverer::through_proxy(webhooks.clone(), policy, egress, proxy),
+    };
+    let deliverer = Arc::new(deliverer.map_err(anyhow::Error::msg)?);
     let assets =
         settings.assets.iter().map(|raw| parse_asset(raw)).collect::<Result<Vec<_>, _>>()?;
     let clock: Arc<dyn Millis> = Arc::new(SystemMillis);

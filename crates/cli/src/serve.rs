@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// non-public addresses (development only).
     #[arg(long, env = "QIANBAO_WEBHOOK_PRIVATE_URLS")]
     webhook_private_urls: bool,
+    /// Deliver webhooks through this egress proxy (`http://host:port`), which then resolves
+    /// names and must refuse non-public addresses itself; address hosts are still checked.
+    #[arg(long, env = "QIANBAO_WEBHOOK_EGRESS_PROXY")]
+    webhook_egress_proxy: Option<String>,
     /// This node's name, the same across its restarts: idempotency claims carry it, and a
     /// node that starts releases the claims its crashed predecessor left. Nodes sharing one
     /// PostgreSQL need distinct names. Default: the host name and the listen port.
@@ -93,6 +97,7 @@ struct ConfigFile {
     inspect_after_ms: Option<u64>,
     webhook_retry_first_ms: Option<u64>,
     webhook_private_urls: Option<bool>,
+    webhook_egress_proxy: Option<String>,
     points: Option<String>,
     fx_rates: Option<Vec<String>>,
     node_name: Option<String>,
@@ -156,6 +161,9 @@ impl ServeArgs {
         {
             self.webhook_retry_first_ms = value;
         }
+        if let (true, Some(value)) = (unset("webhook_egress_proxy"), file.webhook_egress_proxy) {
+            self.webhook_egress_proxy = Some(value);
+        }
         if let (true, Some(value)) = (unset("webhook_private_urls"), file.webhook_private_urls) {
             self.webhook_private_urls = value;
         }
@@ -198,6 +206,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         rate_limit_per_sec = args.rate_limit_per_sec,
         rate_limit_burst = args.key_rate_limit().map_or(0, |limit| limit.burst.get()),
         banksim_url = args.banksim_url.as_deref().unwrap_or("-"),
+        webhook_egress_proxy = args.webhook_egress_proxy.as_deref().map(store::postgres::masked_url).unwrap_or_default(),
         channels = %args.channels.join(","),
         assets = %args.assets.join(","),
         webhook_private_urls = args.webhook_private_urls,
@@ -225,6 +234,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             inspect_after_ms: args.inspect_after_ms,
             webhook_retry_first_ms: args.webhook_retry_first_ms,
             webhook_private_urls: args.webhook_private_urls,
+            webhook_egress_proxy: args.webhook_egress_proxy.clone(),
             points: Some(args.points.clone()),
             fx_rates: args.fx_rates.clone(),
         },

@@ -120,6 +120,29 @@ impl Deliverer {
         Ok(Deliverer { store, client, policy, egress, batch: 64 })
     }
 
+    /// Delivers through an egress proxy (`http://host:port`): every delivery goes to the
+    /// proxy, which resolves and connects. Address hosts are still checked here; a DNS name
+    /// is then the proxy's to check, so the proxy must refuse non-public addresses itself
+    /// (as an egress proxy such as smokescreen does). Only the configured proxy is used,
+    /// never one from the environment.
+    pub fn through_proxy(
+        store: Arc<dyn WebhookStore>,
+        policy: RetryPolicy,
+        egress: EgressPolicy,
+        proxy_url: &str,
+    ) -> Result<Deliverer, String> {
+        let proxy = reqwest::Proxy::all(proxy_url).map_err(|error| error.to_string())?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(policy.timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .proxy(proxy)
+            .dns_resolver(Arc::new(PublicResolver::new(egress)))
+            .build()
+            .map_err(|error| error.to_string())?;
+        Ok(Deliverer { store, client, policy, egress, batch: 64 })
+    }
+
     pub fn store(&self) -> &Arc<dyn WebhookStore> {
         &self.store
     }

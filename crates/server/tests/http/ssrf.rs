@@ -295,3 +295,70 @@ async fn the_development_flag_delivers_to_loopback() {
     assert_eq!(counts.delivered, urls.len() as u64, "{log:?}");
     assert_eq!(answering.join().expect("the receiver"), urls.len());
 }
+
+/// With an egress proxy, deliveries to public hosts and names go to the proxy (which resolves
+/// and connects, and must refuse non-public addresses itself); an address host that is not
+/// public is still refused here, and never reaches the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_egress_proxy_carries_deliveries_and_address_hosts_are_still_checked() {
+    let mut app = App::new();
+    let webhooks = app.serve_webhooks(false);
+    let proxy = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1");
+    let proxy_url = format!("http://{}", proxy.local_addr().expect("local address"));
+    let urls: Vec<String> = [
+        "http://hooks.example.invalid/qianbao",
+        "http://8.8.8.8/qianbao",
+        "http://127.0.0.1:1/qianbao",
+    ]
+    .iter()
+    .map(|url| url.to_string())
+    .collect();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorder = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            proxy.set_nonblocking(false).expect("blocking");
+            for _ in 0..2 {
+                let Ok((mut stream, _)) = proxy.accept() else { break };
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4_096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => request.extend_from_slice(&chunk[..read]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                let first = text.lines().next().unwrap_or("").to_string();
+                seen.lock().expect("lock").push(first);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        })
+    };
+    endpoints_with_one_event(&app, webhooks.as_ref(), &urls).await;
+    let deliverer = Deliverer::through_proxy(
+        webhooks.clone(),
+        retry_policy(),
+        EgressPolicy::default(),
+        &proxy_url,
+    )
+    .expect("a deliverer");
+    let counts = deliverer.sweep().await.expect("a sweep");
+    recorder.join().expect("the proxy");
+    let mut seen = seen.lock().expect("lock").clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "POST http://8.8.8.8/qianbao HTTP/1.1",
+            "POST http://hooks.example.invalid/qianbao HTTP/1.1"
+        ],
+        "{counts:?}"
+    );
+    assert_eq!(counts.delivered, 2, "{counts:?}");
+    let log = webhooks.deliveries("shop", None, None, 100).expect("the delivery log");
+    let refused: Vec<_> = log.iter().filter(|d| d.last_error == REFUSED).collect();
+    assert_eq!(refused.len(), 1, "the loopback address is refused before the proxy: {log:?}");
+}
