@@ -365,8 +365,11 @@ pub const WHITESPACE_CLASS: &str =
     "\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000";
 
 /// A webhook endpoint's URL as the server checks it.
+/// The scheme, then a non-empty authority: whether the host parses is not a regular
+/// language (IPv6 literals, ports, IDNA), so a URL that passes this and still does not parse
+/// is refused as 422 `url_unparseable`.
 pub fn webhook_url_pattern() -> String {
-    format!("^https?://[^{WHITESPACE_CLASS}]*$")
+    format!("^https?://[^{WHITESPACE_CLASS}/?#]+(?:[/?#][^{WHITESPACE_CLASS}]*)?$")
 }
 
 /// The `Idempotency-Key` header: visible ASCII (0x21 to 0x7e).
@@ -379,7 +382,8 @@ format_schema!(
     WebhookUrl => ObjectBuilder::new()
         .schema_type(SchemaType::Type(Type::String))
         .description(Some(
-            "An `http://` or `https://` URL without whitespace, at most 2,048 characters.",
+            "An `http://` or `https://` URL with a host, without whitespace, at most 2,048 \
+             characters.",
         ))
         .pattern(Some(webhook_url_pattern()))
         .max_length(Some(crate::webhooks_api::URL_LEN_MAX))

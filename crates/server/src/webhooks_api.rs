@@ -154,18 +154,31 @@ pub async fn create_endpoint(
         async {
             not_for_merchant_keys(&caller)?;
             let request: EndpointRequest = parse(&body)?;
-            let url_ok = (request.url.starts_with("http://")
-                || request.url.starts_with("https://"))
+            // What the document states (scheme, a non-empty authority, length, no
+            // whitespace) is a 400; a URL of that shape whose host the delivery client's own
+            // parser refuses is a 422, as no schema can state what parses.
+            let shaped = ["http://", "https://"]
+                .iter()
+                .filter_map(|scheme| request.url.strip_prefix(scheme))
+                .next()
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with(['/', '?', '#']))
                 && request.url.chars().count() <= URL_LEN_MAX
                 && !request.url.chars().any(char::is_whitespace);
-            // Parsed as the delivery client parses it (and only once it is short enough), so
-            // the host judged here is the host it would connect to, however it is spelled
-            // (`2130706433`, `127.1`, `0x7f…`).
-            let parsed = url_ok.then(|| egress::parse_url(&request.url).ok()).flatten();
-            let url = parsed.ok_or_else(|| {
-                ApiError::invalid(
+            if !shaped {
+                return Err(ApiError::invalid(
                     "invalid_url",
-                    "an http:// or https:// URL of at most 2,048 characters, without whitespace",
+                    "an http:// or https:// URL with a host, of at most 2,048 characters, \
+                     without whitespace",
+                )
+                .with_param("url"));
+            }
+            // Parsed as the delivery client parses it, so the host judged here is the host it
+            // would connect to, however it is spelled (`2130706433`, `127.1`, `0x7f…`).
+            let url = egress::parse_url(&request.url).map_err(|_| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "url_unparseable",
+                    "the URL's host or port does not parse as a URL parser reads it",
                 )
                 .with_param("url")
             })?;

@@ -82,6 +82,10 @@ async fn non_public_hosts_are_refused_at_creation_in_every_spelling() {
     for url in ["ftp://8.8.8.8/", "http://", "http:// 8.8.8.8/", "javascript:1", &too_long] {
         assert_error(&create(&app, &key, url).await, 400, "invalid_url");
     }
+    // The documented shape, but a host or port no URL parser reads: 422.
+    for url in ["http://[::1", "http://:80/", "http://a:99999/"] {
+        assert_error(&create(&app, &key, url).await, 422, "url_unparseable");
+    }
     // Public addresses, and DNS names: a name is checked at each delivery, against the
     // addresses it then resolves to.
     for url in [

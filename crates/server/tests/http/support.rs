@@ -46,6 +46,7 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "invalid_request",
     "invalid_url",
     "url_not_allowed",
+    "url_unparseable",
     "invalid_api_key",
     "signature_missing",
     "signature_expired",
