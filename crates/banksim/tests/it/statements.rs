@@ -88,6 +88,9 @@ impl Row {
     }
 }
 
+/// A fault's bill of a day, from the clean rows of that day and of the day before.
+type Expected = fn(today: &[Row], yesterday: &[Row]) -> Vec<Row>;
+
 /// The operation log's succeeded operations by business day, in completion order.
 fn rows_by_day(operations: &[Value], utc_offset_minutes: i64) -> BTreeMap<i64, Vec<Row>> {
     let mut days: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
@@ -212,7 +215,7 @@ async fn each_statement_fault_makes_exactly_its_difference() {
     assert!(bill(&sim, &date(wrong_day)).await.details().is_empty());
 
     let with_fault = |fault: &str, rate: Value| json!({ "statement": { fault: rate } });
-    let cases: [(&str, fn(&[Row], &[Row]) -> Vec<Row>); 5] = [
+    let cases: [(&str, Expected); 5] = [
         ("missing_rate", |_, _| Vec::new()),
         ("amount_rate", |today, _| {
             today.iter().map(|r| Row { amount: r.amount + 1, ..r.clone() }).collect()
