@@ -34,6 +34,7 @@ pub struct Simulator {
     seed: u64,
     signature_skew_s: u64,
     operations_max: usize,
+    statement_utc_offset_minutes: i32,
     channels: BTreeMap<String, Arc<Channel>>,
     dispatcher: Dispatcher,
 }
@@ -51,6 +52,7 @@ impl Simulator {
             seed: config.seed,
             signature_skew_s: config.signature_skew_s,
             operations_max: config.operations_max,
+            statement_utc_offset_minutes: config.statement_utc_offset_minutes,
             channels,
             dispatcher: Dispatcher::new(config.callbacks.clone(), config.seed)?,
         }))
@@ -431,8 +433,24 @@ async fn statement_csv(
     let Some(day) = time::parse_day(&date) else {
         return invalid("the date must be YYYY-MM-DD").into_response();
     };
-    let csv = statement::render(channel.lock().books.operations(), day, channel.currency());
-    ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response()
+    let bill = {
+        let state = channel.lock();
+        let spec = statement::BillSpec {
+            seed: sim.seed,
+            channel: channel.name().as_str(),
+            currency: channel.currency(),
+            utc_offset_minutes: sim.statement_utc_offset_minutes,
+            faults: state.faults.statement,
+        };
+        statement::render(state.books.operations(), day, &spec)
+    };
+    // The digest travels in the same response as the file: fetched separately, today's bill
+    // could change between the two requests and never match its digest.
+    let headers = [
+        (axum::http::header::CONTENT_TYPE.as_str(), "text/csv; charset=utf-8"),
+        (statement::HEADER_SHA256, bill.sha256_hex.as_str()),
+    ];
+    (headers, bill.csv).into_response()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]

@@ -11,7 +11,9 @@ use std::path::Path;
 use money::{Amount, AssetCode};
 use serde_json::Value;
 
-use crate::faults::{ChannelFaults, Down, FaultConfigError, LateAnswer, Latency, OperationFaults};
+use crate::faults::{
+    ChannelFaults, Down, FaultConfigError, LateAnswer, Latency, OperationFaults, StatementFaults,
+};
 use crate::fees::{FeeRule, FeeSchedule, Rounding};
 use crate::ids::ChannelName;
 use crate::signing::Secret;
@@ -25,6 +27,10 @@ pub struct SimConfig {
     pub signature_skew_s: u64,
     /// Bound on each channel's operation log; beyond it new requests get 503.
     pub operations_max: usize,
+    /// Where statement days turn: 00:00 at this many minutes east of UTC. A fixed offset is
+    /// exact for a zone without daylight saving; the default 480 is Asia/Shanghai (UTC+08:00),
+    /// where the simulated banks keep their books.
+    pub statement_utc_offset_minutes: i32,
     pub callbacks: CallbackConfig,
     pub channels: BTreeMap<ChannelName, ChannelConfig>,
 }
@@ -102,11 +108,16 @@ impl Default for SimConfig {
             seed: 0,
             signature_skew_s: 300,
             operations_max: 10_000_000,
+            statement_utc_offset_minutes: 480,
             callbacks: CallbackConfig::default(),
             channels,
         }
     }
 }
+
+/// The offsets in use on Earth run from UTC−12:00 to UTC+14:00.
+pub const UTC_OFFSET_MINUTES_MIN: i32 = -12 * 60;
+pub const UTC_OFFSET_MINUTES_MAX: i32 = 14 * 60;
 
 pub const DEFAULT_CHANNELS: [&str; 3] = ["bank_a", "bank_b", "fastpay"];
 
@@ -196,6 +207,7 @@ pub fn default_channel(name: &str) -> Option<ChannelConfig> {
             refund: operation,
             query,
             duplicate_callback_rate,
+            statement: StatementFaults::default(),
         },
         ..ChannelConfig::default()
     })
@@ -220,6 +232,8 @@ pub enum ConfigError {
     Faults { channel: ChannelName, source: FaultConfigError },
     #[error("the configuration names no channel")]
     NoChannels,
+    #[error("statement_utc_offset_minutes must be between {min} and {max}, got {value}")]
+    UtcOffset { value: i32, min: i32, max: i32 },
 }
 
 /// What the command line asks for, on top of the defaults.
@@ -257,6 +271,14 @@ impl SimConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.channels.is_empty() {
             return Err(ConfigError::NoChannels);
+        }
+        let offsets = UTC_OFFSET_MINUTES_MIN..=UTC_OFFSET_MINUTES_MAX;
+        if !offsets.contains(&self.statement_utc_offset_minutes) {
+            return Err(ConfigError::UtcOffset {
+                value: self.statement_utc_offset_minutes,
+                min: UTC_OFFSET_MINUTES_MIN,
+                max: UTC_OFFSET_MINUTES_MAX,
+            });
         }
         for (channel, config) in &self.channels {
             config
@@ -344,6 +366,7 @@ mod tests {
             load(&ConfigSources { file: Some(&path), sets: &sets, seed: None, no_faults: false })
                 .unwrap();
         assert_eq!(config.seed, 5);
+        assert_eq!(config.statement_utc_offset_minutes, 480, "Asia/Shanghai by default");
         let names: Vec<&str> = config.channels.keys().map(|c| c.as_str()).collect();
         assert_eq!(names, ["bank_a", "mybank"]);
         let bank_a = &config.channels[&ChannelName::new("bank_a").unwrap()];
@@ -357,6 +380,13 @@ mod tests {
     fn bad_rates_are_rejected() {
         let sets = vec!["channels.bank_a.faults.debit.timeout_rate=1.5".to_owned()];
         let result = load(&ConfigSources { sets: &sets, ..ConfigSources::default() });
+        assert!(matches!(result, Err(ConfigError::Faults { .. })), "{result:?}");
+        let sets = vec!["statement_utc_offset_minutes=900".to_owned()];
+        let result = load(&ConfigSources { sets: &sets, ..ConfigSources::default() });
+        assert!(matches!(result, Err(ConfigError::UtcOffset { value: 900, .. })), "{result:?}");
+        let sets = vec!["channels.bank_a.faults.statement.missing_rate=0.7".to_owned()];
+        let sets = [sets, vec!["channels.bank_a.faults.statement.extra_rate=0.7".to_owned()]];
+        let result = load(&ConfigSources { sets: &sets.concat(), ..ConfigSources::default() });
         assert!(matches!(result, Err(ConfigError::Faults { .. })), "{result:?}");
         let sets = vec!["channels.bank_a.faults.debit.bogus=1".to_owned()];
         assert!(matches!(

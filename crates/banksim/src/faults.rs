@@ -25,6 +25,8 @@ pub mod stream {
     pub const FATE: u32 = 0;
     pub const LATENCY: u32 = 1;
     pub const DUPLICATE_CALLBACK: u32 = 2;
+    /// The ids of an extra statement row.
+    pub const EXTRA_ROW_ID: u32 = 3;
 }
 
 impl Draw {
@@ -44,14 +46,19 @@ impl Draw {
     /// A uniform number in [0, 1) from the given stream.
     #[allow(clippy::float_arithmetic)] // probabilities, not money
     pub fn uniform(&self, stream: u32) -> f64 {
+        // The top 53 bits fill an f64 mantissa exactly.
+        (self.bits(stream) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// 64 uniform bits from the given stream (for made-up ids).
+    pub fn bits(&self, stream: u32) -> u64 {
         let mut hasher = Sha256::new();
         hasher.update(self.digest);
         hasher.update(stream.to_be_bytes());
         let bytes: [u8; 32] = hasher.finalize().into();
         let mut head = [0u8; 8];
         head.copy_from_slice(&bytes[..8]);
-        // The top 53 bits fill an f64 mantissa exactly.
-        (u64::from_be_bytes(head) >> 11) as f64 / (1u64 << 53) as f64
+        u64::from_be_bytes(head)
     }
 }
 
@@ -157,6 +164,72 @@ pub struct ChannelFaults {
     pub query: OperationFaults,
     /// Probability that a delivered callback is delivered once more.
     pub duplicate_callback_rate: f64,
+    /// What goes wrong on the daily statement.
+    pub statement: StatementFaults,
+}
+
+/// Faults of the daily statement (对账单): the bill disagrees with the bank's own books, the
+/// way real bills do, so that reconciliation has something to find. Each succeeded
+/// operation draws once, from `(seed, channel, "statement", request id)`, so the same seed
+/// and the same operations print the same bill; the rates are tried in the order listed and
+/// must add up to at most 1. Summary rows always add up the rows actually printed.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatementFaults {
+    /// The operation's row is not printed.
+    pub missing_rate: f64,
+    /// After the operation's row, a success nobody requested: a fresh request id and
+    /// channel reference, the operation's type, amount, fee and time.
+    pub extra_rate: f64,
+    /// The row's amount is one minor unit more than the operation's.
+    pub amount_rate: f64,
+    /// The row's fee is one minor unit more than the fee charged.
+    pub fee_rate: f64,
+    /// The row is printed twice.
+    pub duplicate_rate: f64,
+    /// The row is printed on the next business day's bill instead (its time unchanged).
+    pub next_day_rate: f64,
+    /// The published SHA-256 is not the file's.
+    pub bad_checksum: bool,
+}
+
+/// What the statement does with one succeeded operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFate {
+    Printed,
+    Missing,
+    Extra,
+    Amount,
+    Fee,
+    Duplicate,
+    NextDay,
+}
+
+impl StatementFaults {
+    fn rates(&self) -> [(&'static str, f64, RowFate); 6] {
+        [
+            ("missing_rate", self.missing_rate, RowFate::Missing),
+            ("extra_rate", self.extra_rate, RowFate::Extra),
+            ("amount_rate", self.amount_rate, RowFate::Amount),
+            ("fee_rate", self.fee_rate, RowFate::Fee),
+            ("duplicate_rate", self.duplicate_rate, RowFate::Duplicate),
+            ("next_day_rate", self.next_day_rate, RowFate::NextDay),
+        ]
+    }
+
+    /// The fate of one operation's row; `draw` is the operation's statement draw.
+    #[allow(clippy::float_arithmetic)] // probabilities, not money
+    pub fn decide(&self, draw: &Draw) -> RowFate {
+        let u = draw.uniform(stream::FATE);
+        let mut cumulative = 0.0;
+        for (_, rate, fate) in self.rates() {
+            cumulative += rate;
+            if u < cumulative {
+                return fate;
+            }
+        }
+        RowFate::Printed
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -189,6 +262,14 @@ impl ChannelFaults {
                 return Err(FaultConfigError::RateSum { operation, sum });
             }
         }
+        let rates = self.statement.rates();
+        for (name, rate, _) in rates {
+            check_rate(&format!("statement.{name}"), rate)?;
+        }
+        let sum: f64 = rates.iter().map(|(_, rate, _)| rate).sum();
+        if sum > 1.0 + 1e-9 {
+            return Err(FaultConfigError::RateSum { operation: "statement", sum });
+        }
         Ok(())
     }
 
@@ -202,6 +283,7 @@ impl ChannelFaults {
             refund: zero,
             query: zero,
             duplicate_callback_rate: 0.0,
+            statement: StatementFaults::default(),
         }
     }
 }

@@ -15,13 +15,15 @@ use money::{Amount, AssetCode};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::channel::{BoxFuture, Channel, ChannelError, StatementLine};
+use crate::channel::{BoxFuture, Channel, ChannelError, Statement};
 use crate::model::{
     ChannelId, ChannelRequest, FailureReason, Inquiry, Operation, Outcome, RequestId, Settled,
 };
 
 pub const HEADER_TIMESTAMP: &str = "x-banksim-timestamp";
 pub const HEADER_SIGNATURE: &str = "x-banksim-signature";
+/// The hex SHA-256 of a statement file, sent with it.
+pub const HEADER_STATEMENT_SHA256: &str = "x-banksim-statement-sha256";
 
 /// How to reach one simulated channel.
 #[derive(Clone)]
@@ -315,7 +317,11 @@ impl SimulatorChannel {
         }
     }
 
-    async fn fetch_statement(&self, day: &str) -> Result<Vec<StatementLine>, ChannelError> {
+    async fn fetch_statement(
+        &self,
+        day: &str,
+        currencies: &[AssetCode],
+    ) -> Result<Statement, ChannelError> {
         let path = format!("/channels/{}/statements/{day}", self.config.id);
         let response = self
             .signed(reqwest::Method::GET, &path, Vec::new())
@@ -323,70 +329,34 @@ impl SimulatorChannel {
             .await
             .map_err(|error| ChannelError::Unreachable(error.to_string()))?;
         let status = response.status();
-        let text =
-            response.text().await.map_err(|error| ChannelError::Unreachable(error.to_string()))?;
+        let digest = response
+            .headers()
+            .get(HEADER_STATEMENT_SHA256)
+            .map(|value| value.to_str().unwrap_or_default().to_owned());
+        let bytes =
+            response.bytes().await.map_err(|error| ChannelError::Unreachable(error.to_string()))?;
         if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
             return Err(ChannelError::Protocol(format!("{status}: {text}")));
         }
-        parse_statement(&text)
+        read_statement(&bytes, digest.as_deref(), currencies)
     }
 }
 
-/// Parses a statement CSV (`docs/banksim.md`): a header line naming the columns, then one
-/// line per completed operation. Columns are found by name, so added columns do not break it.
-pub fn parse_statement(text: &str) -> Result<Vec<StatementLine>, ChannelError> {
-    let mut lines = text.lines().filter(|line| !line.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| ChannelError::Protocol("empty statement".into()))?
-        .split(',')
-        .map(str::trim)
-        .collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|column| *column == name)
-            .ok_or_else(|| ChannelError::Protocol(format!("statement has no column {name}")))
+/// Checks a statement file against the digest published with it and parses it whole
+/// (`recon::statement`). A file without a digest is refused: the simulator always sends one,
+/// so its absence means the file is not the one the channel meant.
+pub fn read_statement(
+    bytes: &[u8],
+    sha256_hex: Option<&str>,
+    currencies: &[AssetCode],
+) -> Result<Statement, ChannelError> {
+    let Some(sha256_hex) = sha256_hex else {
+        return Err(ChannelError::Protocol(format!(
+            "statement without its {HEADER_STATEMENT_SHA256} header"
+        )));
     };
-    let (request_id, channel_ref, operation, account, currency, amount, fee, completed_at) = (
-        column("request_id")?,
-        column("channel_ref")?,
-        column("operation")?,
-        column("account")?,
-        column("currency")?,
-        column("amount_minor")?,
-        column("fee_minor")?,
-        column("completed_at")?,
-    );
-    let bad = |what: &str, line: &str| ChannelError::Protocol(format!("bad {what} in {line:?}"));
-    lines
-        .map(|line| {
-            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-            let field = |index: usize| fields.get(index).copied().ok_or_else(|| bad("line", line));
-            Ok(StatementLine {
-                request_id: RequestId::new(field(request_id)?)
-                    .map_err(|_| bad("request_id", line))?,
-                channel_ref: field(channel_ref)?.to_string(),
-                operation: Operation::ALL
-                    .into_iter()
-                    .find(|op| op.as_str() == field(operation).unwrap_or(""))
-                    .ok_or_else(|| bad("operation", line))?,
-                account: field(account)?.to_string(),
-                asset: AssetCode::new(field(currency)?).map_err(|_| bad("currency", line))?,
-                amount: field(amount)?
-                    .parse::<u64>()
-                    .ok()
-                    .and_then(Amount::new)
-                    .ok_or_else(|| bad("amount", line))?,
-                fee: field(fee)?
-                    .parse::<u64>()
-                    .ok()
-                    .and_then(Amount::new)
-                    .ok_or_else(|| bad("fee", line))?,
-                completed_at: field(completed_at)?.to_string(),
-            })
-        })
-        .collect()
+    Ok(recon::statement::parse(bytes, Some(sha256_hex), currencies)?)
 }
 
 /// How far a callback's timestamp may be from our clock.
@@ -446,8 +416,9 @@ impl Channel for SimulatorChannel {
     fn statement<'a>(
         &'a self,
         day: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<StatementLine>, ChannelError>> {
-        Box::pin(self.fetch_statement(day))
+        currencies: &'a [AssetCode],
+    ) -> BoxFuture<'a, Result<Statement, ChannelError>> {
+        Box::pin(self.fetch_statement(day, currencies))
     }
 }
 
@@ -482,14 +453,38 @@ mod tests {
     }
 
     #[test]
-    fn statements_parse_by_column_name() {
-        let csv = "date,channel,request_id,channel_ref,operation,account,debit_request_id,currency,amount_minor,fee_minor,status,completed_at\n\
-                   2026-11-25,bank_a,r1,ref1,debit,acct-1,,CNY,1000,6,succeeded,2026-11-25T10:00:00.000Z\n";
-        let lines = parse_statement(csv).expect("parse");
-        assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0].request_id.as_str(), "r1");
-        assert_eq!(lines[0].operation, Operation::Debit);
-        assert_eq!((lines[0].amount.minor(), lines[0].fee.minor()), (1000, 6));
-        assert!(parse_statement("request_id\nr1\n").is_err(), "missing columns");
+    fn statements_are_read_whole_and_only_with_their_digest() {
+        use sha2::Digest;
+        let cny = AssetCode::new("CNY").expect("CNY");
+        let csv = "record,request_id,channel_ref,type,amount_minor,fee_minor,currency,booked_at_ms,status,count\n\
+                   detail,r1,bank_a-00000001,debit,1000,6,CNY,1764979200123,succeeded,\n\
+                   summary,,,debit,1000,6,CNY,,,1\n";
+        let digest = hex::encode(Sha256::digest(csv.as_bytes()));
+        let statement = read_statement(csv.as_bytes(), Some(&digest), &[cny]).expect("parse");
+        assert_eq!(statement.details.len(), 1);
+        assert_eq!(statement.details[0].request_id.as_deref(), Some("r1"));
+        assert_eq!(
+            (statement.details[0].amount.minor(), statement.details[0].fee.minor()),
+            (1000, 6)
+        );
+        let refused = |result: Result<Statement, ChannelError>| match result {
+            Err(ChannelError::Statement(error)) => error.code(),
+            other => panic!("{other:?}"),
+        };
+        let wrong = "0".repeat(64);
+        assert_eq!(
+            refused(read_statement(csv.as_bytes(), Some(&wrong), &[cny])),
+            "statement_checksum_mismatch"
+        );
+        let unbalanced = csv.replace("debit,1000,6,CNY,,,1", "debit,1001,6,CNY,,,1");
+        let digest = hex::encode(Sha256::digest(unbalanced.as_bytes()));
+        assert_eq!(
+            refused(read_statement(unbalanced.as_bytes(), Some(&digest), &[cny])),
+            "statement_summary_mismatch"
+        );
+        assert!(matches!(
+            read_statement(csv.as_bytes(), None, &[cny]),
+            Err(ChannelError::Protocol(_))
+        ));
     }
 }

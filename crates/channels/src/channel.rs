@@ -4,24 +4,16 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use money::AssetCode;
+
 use crate::model::{ChannelId, ChannelRequest, Inquiry, Operation, Outcome, RequestId};
+
+// A channel's statement (对账单) is the platform's one statement format, from `recon`:
+// adapters turn whatever a channel publishes into it, so reconciliation reads one shape.
+pub use recon::statement::{DetailLine, LineStatus, Statement, StatementError, TxType};
 
 /// A boxed future, so that channels of different types sit behind one `dyn Channel`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// One line of a channel's daily statement (对账单): an operation the channel considers done.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StatementLine {
-    pub request_id: RequestId,
-    pub channel_ref: String,
-    pub operation: Operation,
-    pub account: String,
-    pub asset: money::AssetCode,
-    pub amount: money::Amount,
-    pub fee: money::Amount,
-    /// RFC 3339 UTC, as the channel wrote it.
-    pub completed_at: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -33,6 +25,9 @@ pub enum ChannelError {
     /// A callback whose signature or timestamp does not check out.
     #[error("callback not authentic: {0}")]
     Unauthentic(String),
+    /// The statement file was refused whole (bad row, summary or checksum): never half-loaded.
+    #[error("statement refused: {0}")]
+    Statement(#[from] StatementError),
 }
 
 /// A channel's asynchronous report, authenticated and read: which request, what became of it.
@@ -71,9 +66,12 @@ pub trait Channel: Send + Sync + 'static {
         Err(ChannelError::Protocol("this channel sends no callbacks".into()))
     }
 
-    /// The statement of one UTC day (`YYYY-MM-DD`).
+    /// The statement of one business day (`YYYY-MM-DD`, days turning at midnight in the
+    /// channel's own time zone), fetched, checked against its published digest and parsed
+    /// whole. `currencies` are the assets the channel may state; any other refuses the file.
     fn statement<'a>(
         &'a self,
         day: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<StatementLine>, ChannelError>>;
+        currencies: &'a [AssetCode],
+    ) -> BoxFuture<'a, Result<Statement, ChannelError>>;
 }

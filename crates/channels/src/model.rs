@@ -123,6 +123,15 @@ impl Operation {
             Operation::Refund => "refund",
         }
     }
+
+    /// The statement's word for it: the same three kinds of money movement.
+    pub fn tx_type(self) -> recon::TxType {
+        match self {
+            Operation::Debit => recon::TxType::Debit,
+            Operation::Payout => recon::TxType::Payout,
+            Operation::Refund => recon::TxType::Refund,
+        }
+    }
 }
 
 /// One request to a channel.

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use channels::breaker::BreakerConfig;
-use channels::channel::{ChannelError, StatementLine};
+use channels::channel::{ChannelError, Statement};
 use channels::gateway::Millis;
 use channels::inquiry::{
     Inquirer, InquiryOwner, InquiryPolicy, InquiryState, InquiryStore, InquiryTask,
@@ -117,8 +117,11 @@ impl Channel for Scripted {
     fn statement<'a>(
         &'a self,
         _: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<StatementLine>, ChannelError>> {
-        Box::pin(async { Ok(Vec::new()) })
+        _: &'a [money::AssetCode],
+    ) -> BoxFuture<'a, Result<Statement, ChannelError>> {
+        let empty =
+            Statement { sha256: [0; 32], details: Vec::new(), summaries: Default::default() };
+        Box::pin(async { Ok(empty) })
     }
 }
 

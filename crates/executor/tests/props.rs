@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use channels::breaker::BreakerConfig;
-use channels::channel::StatementLine;
+use channels::channel::{DetailLine, LineStatus, Statement};
 use channels::gateway::Millis;
 use channels::inquiry::{Inquirer, InquiryPolicy, MemoryInquiryStore};
 use channels::model::Inquiry;
@@ -250,22 +250,26 @@ impl ScriptedChannel {
         }
     }
 
-    /// Every operation the channel did (money moved).
-    fn statement_lines(&self) -> Vec<StatementLine> {
-        lock(&self.books)
+    /// Every operation the channel did (money moved), as a statement file in the platform's
+    /// format, rendered and parsed back so that its summaries are what a channel would print.
+    fn statement_file(&self) -> Statement {
+        let details: Vec<DetailLine> = lock(&self.books)
             .iter()
             .filter(|(_, entry)| matches!(entry.done, Done::Executed { .. }))
-            .map(|(request_id, entry)| StatementLine {
-                request_id: request_id.clone(),
-                channel_ref: format!("{}-{request_id}", self.id),
-                operation: entry.operation,
-                account: entry.account.clone(),
-                asset: cny(),
+            .map(|(request_id, entry)| DetailLine {
+                line_no: 0,
+                request_id: Some(request_id.to_string()),
+                channel_ref: Some(format!("{}-{request_id}", self.id)),
+                tx_type: entry.operation.tx_type(),
                 amount: entry.amount,
                 fee: self.fee,
-                completed_at: "2023-11-14T22:13:20Z".into(),
+                currency: cny(),
+                booked_at_ms: 1_700_000_000_000,
+                status: LineStatus::Succeeded,
             })
-            .collect()
+            .collect();
+        let file = recon::statement::render(&details);
+        recon::statement::parse(file.as_bytes(), None, &[cny()]).expect("a statement we rendered")
     }
 }
 
@@ -289,8 +293,9 @@ impl Channel for ScriptedChannel {
     fn statement<'a>(
         &'a self,
         _day: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<StatementLine>, ChannelError>> {
-        Box::pin(async move { Ok(self.statement_lines()) })
+        _currencies: &'a [AssetCode],
+    ) -> BoxFuture<'a, Result<Statement, ChannelError>> {
+        Box::pin(async move { Ok(self.statement_file()) })
     }
 }
 
@@ -873,11 +878,17 @@ async fn check(world: &World, case: &Case) {
     assert_eq!(total, expected.values().sum::<i128>());
 
     // (5) Our records match the channels' books, both ways.
-    let mut executed: BTreeMap<RequestId, Vec<(ChannelId, StatementLine)>> = BTreeMap::new();
+    let mut executed: BTreeMap<RequestId, Vec<(ChannelId, DetailLine, Option<String>)>> =
+        BTreeMap::new();
     for channel in &world.channels {
-        let lines = channel.statement("2023-11-14").await.expect("statement");
-        for line in lines {
-            executed.entry(line.request_id.clone()).or_default().push((channel.id.clone(), line));
+        let statement = channel.statement("2023-11-14", &[cny()]).await.expect("statement");
+        let books = lock(&channel.books);
+        for line in statement.details {
+            let request_id = line.request_id.as_deref().expect("our request id on every line");
+            let request_id = RequestId::new(request_id).expect("a request id");
+            // The statement carries no customer account; the channel's books do.
+            let account = books.get(&request_id).map(|entry| entry.account.clone());
+            executed.entry(request_id).or_default().push((channel.id.clone(), line, account));
         }
     }
     for record in &orders {
@@ -904,7 +915,7 @@ async fn check(world: &World, case: &Case) {
             _ => continue,
         };
         let lines = executed.remove(&request).unwrap_or_default();
-        let channels: Vec<&ChannelId> = lines.iter().map(|(channel, _)| channel).collect();
+        let channels: Vec<&ChannelId> = lines.iter().map(|(channel, ..)| channel).collect();
         assert_eq!(
             channels,
             at.iter().collect::<Vec<_>>(),
@@ -912,10 +923,10 @@ async fn check(world: &World, case: &Case) {
             record.id(),
             record.order
         );
-        for (_, line) in &lines {
+        for (_, line, their_account) in &lines {
             assert_eq!(
-                (line.operation, &line.account, line.amount),
-                (operation, account, record.order.amount()),
+                (line.tx_type, their_account.as_ref(), line.amount),
+                (operation.tx_type(), Some(account), record.order.amount()),
                 "{}: the channel did something else",
                 record.id()
             );

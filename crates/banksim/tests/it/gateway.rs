@@ -436,10 +436,12 @@ async fn chaos_every_fault_at_once_and_our_records_equal_the_simulators_books() 
         "only {n_succeeded} succeeded: the faults swamped the run"
     );
 
-    // Each channel's statement (对账单), fetched and parsed by the adapter, lists exactly
-    // the operations we hold as succeeded on that channel, with the same channel reference.
-    let today =
-        humantime::format_rfc3339(std::time::SystemTime::now()).to_string()[..10].to_string();
+    // Each channel's bill (对账单), fetched, checked against its digest and parsed by the
+    // adapter, lists exactly the operations we hold as succeeded on that channel, with the
+    // same channel reference. Yesterday's bill too, in case the run crossed midnight at
+    // UTC+08:00 (the simulator's default business day).
+    let now_ms = i64::try_from(unix_s() * 1_000).unwrap();
+    let today = crate::statements::business_day(now_ms, 480);
     let mut n_on_statements = 0;
     for (channel, secret) in [("bank_a", SECRET_A), ("bank_b", SECRET_B)] {
         let adapter = SimulatorChannel::new(SimulatorChannelConfig {
@@ -449,18 +451,21 @@ async fn chaos_every_fault_at_once_and_our_records_equal_the_simulators_books() 
             timeout_ms: 5_000,
         })
         .unwrap();
-        let lines = adapter.statement(&today).await.unwrap();
-        for line in &lines {
-            let id = line.request_id.to_string();
-            match records.get(&id) {
-                Some((Some(ours), Outcome::Succeeded(settled))) => {
-                    assert_eq!(ours.as_str(), channel, "{id}");
-                    assert_eq!(settled.channel_ref, line.channel_ref, "{id}");
+        for day in [today - 1, today] {
+            let cny = [AssetCode::new("CNY").unwrap()];
+            let statement = adapter.statement(&crate::statements::date(day), &cny).await.unwrap();
+            for line in &statement.details {
+                let id = line.request_id.clone().unwrap();
+                match records.get(&id) {
+                    Some((Some(ours), Outcome::Succeeded(settled))) => {
+                        assert_eq!(ours.as_str(), channel, "{id}");
+                        assert_eq!(Some(&settled.channel_ref), line.channel_ref.as_ref(), "{id}");
+                    }
+                    other => panic!("{id} on {channel}'s statement, but we hold {other:?}"),
                 }
-                other => panic!("{id} on {channel}'s statement, but we hold {other:?}"),
             }
+            n_on_statements += statement.details.len();
         }
-        n_on_statements += lines.len();
     }
     assert_eq!(n_on_statements, n_succeeded, "statements and our successes differ");
     let unknown_seen = owner.deliveries.load(Ordering::SeqCst);
