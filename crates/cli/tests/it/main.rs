@@ -3,4 +3,5 @@
 mod config;
 mod crash;
 mod payments;
+mod refund_outage;
 mod serve;
