@@ -599,7 +599,7 @@ mod tests {
                 reversing.state.state,
                 CardRefundState::Reversing { reason: "declined: by the issuer".into() }
             );
-            assert_eq!(reversing.effects, [reversal.clone()]);
+            assert_eq!(reversing.effects, std::slice::from_ref(&reversal));
             let failed = step(&reversing.state, &Event::LedgerPosted, NOW_MS + 2_000).state;
             assert_eq!(failed.state.name(), "failed");
         }
