@@ -241,6 +241,27 @@ pub struct InspectionReport {
     pub overdue: u64,
     /// Resuming failed (ledger or store unavailable); tried again next pass.
     pub errors: u64,
+    /// Card refunds waiting for their channel to come back (the money held for them).
+    pub awaiting_channel: u64,
+    /// How long the oldest of them has waited (0 when none waits).
+    pub awaiting_channel_age_ms_max: u64,
+}
+
+/// The refunds waiting for their channel that one inspection pass saw, each once (an order
+/// retried during the pass may be listed again).
+#[derive(Default)]
+struct ChannelWaits {
+    seen: HashSet<OrderId>,
+    age_ms_max: u64,
+}
+
+impl ChannelWaits {
+    fn add(&mut self, record: &OrderRecord, now_ms: u64) {
+        let Some(since_ms) = record.order.awaiting_channel_since_ms() else { return };
+        if self.seen.insert(record.id().clone()) {
+            self.age_ms_max = self.age_ms_max.max(now_ms.saturating_sub(since_ms));
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -251,6 +272,10 @@ struct Counters {
     illegal_events: AtomicU64,
     inspections: AtomicU64,
     overdue: AtomicU64,
+    /// Gauges of the last inspection pass: refunds waiting for their channel, and the age
+    /// of the oldest.
+    awaiting_channel: AtomicU64,
+    awaiting_channel_age_ms_max: AtomicU64,
 }
 
 /// The customer or merchant key the payment core books under: tenants never share accounts.
@@ -1410,7 +1435,9 @@ impl Executor {
                     Some(event) => event,
                     None => continue,
                 }
-            } else if let Some((request, refused)) = record.order.awaiting_route() {
+            } else if let Some((request, refused)) =
+                record.order.awaiting_route(self.clock.now_ms())
+            {
                 let choice = match (record.order.pinned_channel(), &self.gateway) {
                     (Some(pinned), Some(_)) => {
                         Some(pinned.clone()).filter(|c| !refused.contains(c))
@@ -1567,40 +1594,73 @@ impl Executor {
 
     /// One inspection pass (巡检): every order unfinished and unchanged for
     /// `inspect_after_ms` is resumed — what its state waits on is carried out again — and
-    /// those still unfinished past `overdue_after_ms` are counted and logged.
+    /// those still unfinished past `overdue_after_ms` are counted and logged. A card refund
+    /// waiting for its channel is resumed once its next send is due, however recently it
+    /// changed (nobody else drives it; the order's lock and its stored version keep two
+    /// drivers apart), and the waiting refunds are counted.
     pub async fn inspect(&self, page: usize) -> InspectionReport {
         self.counters.inspections.fetch_add(1, Ordering::Relaxed);
         let now_ms = self.clock.now_ms();
         let mut report = InspectionReport::default();
         let updated_before_ms = now_ms.saturating_sub(self.config.inspect_after_ms);
+        let mut waits = ChannelWaits::default();
         // Every unfinished order, page by page: orders that wait by design (authorisations,
-        // escalated inquiries) must not hide the ones behind them.
+        // escalated inquiries, refunds waiting for a channel) must not hide the ones behind
+        // them. Orders changed during the pass are past `now_ms` (or listed again at most
+        // once, at `now_ms`), so the listing ends.
         let mut after = None;
         loop {
-            let due =
-                match self.store.unfinished_after(updated_before_ms, after.clone(), page.max(1)) {
-                    Ok(due) => due,
-                    Err(error) => {
-                        tracing::warn!(%error, "inspection could not list unfinished orders");
-                        report.errors += 1;
-                        break;
-                    }
+            let listed = match self.store.unfinished_after(now_ms, after.clone(), page.max(1)) {
+                Ok(listed) => listed,
+                Err(error) => {
+                    tracing::warn!(%error, "inspection could not list unfinished orders");
+                    report.errors += 1;
+                    break;
+                }
+            };
+            let full_page = listed.len() >= page.max(1);
+            after = listed.last().map(|record| (record.updated_at_ms, record.id().clone()));
+            for record in listed {
+                let due = match record.order.next_attempt_at_ms() {
+                    Some(next_attempt_at_ms) => now_ms >= next_attempt_at_ms,
+                    None => record.updated_at_ms <= updated_before_ms,
                 };
-            let full_page = due.len() >= page.max(1);
-            after = due.last().map(|record| (record.updated_at_ms, record.id().clone()));
-            for record in due {
+                if !due {
+                    waits.add(&record, now_ms);
+                    continue;
+                }
                 report.examined += 1;
-                self.inspect_one(record.id(), now_ms, &mut report).await;
+                if let Some(after) = self.inspect_one(record.id(), now_ms, &mut report).await {
+                    waits.add(&after, now_ms);
+                }
             }
             if !full_page {
                 break;
             }
         }
-        self.counters.overdue.store(report.overdue, Ordering::Relaxed);
+        report.awaiting_channel = waits.seen.len() as u64;
+        report.awaiting_channel_age_ms_max = waits.age_ms_max;
+        if report.awaiting_channel > 0 {
+            tracing::warn!(
+                refunds = report.awaiting_channel,
+                age_ms_max = report.awaiting_channel_age_ms_max,
+                "refunds awaiting their channel (money held, sent again with backoff)"
+            );
+        }
+        let c = &self.counters;
+        c.overdue.store(report.overdue, Ordering::Relaxed);
+        c.awaiting_channel.store(report.awaiting_channel, Ordering::Relaxed);
+        c.awaiting_channel_age_ms_max.store(report.awaiting_channel_age_ms_max, Ordering::Relaxed);
         report
     }
 
-    async fn inspect_one(&self, id: &OrderId, now_ms: u64, report: &mut InspectionReport) {
+    /// Resumes one order under its lock; the order as it was left, unless resuming failed.
+    async fn inspect_one(
+        &self,
+        id: &OrderId,
+        now_ms: u64,
+        report: &mut InspectionReport,
+    ) -> Option<OrderRecord> {
         let resumed = async {
             let _order = self.order_locks.lock(id).await;
             // Read again under the lock: whoever held it may have moved the order on.
@@ -1610,7 +1670,8 @@ impl Executor {
                 return Ok(record);
             }
             // An order whose own deadline passed (an authorisation's expiry) is told so;
-            // anything else is resumed where it stands.
+            // anything else is resumed where it stands (a refund waiting for its channel is
+            // routed again by `run` once its next send is due).
             let (record, effects) = match record.order.deadline_ms() {
                 Some(deadline_ms) if now_ms >= deadline_ms => {
                     self.transition(record, &Event::Deadline).await?
@@ -1623,9 +1684,15 @@ impl Executor {
             self.run(record, effects.into()).await
         };
         match resumed.await {
-            Ok(after) if after.order.is_final() => report.finished += 1,
+            Ok(after) if after.order.is_final() => {
+                report.finished += 1;
+                Some(after)
+            }
             Ok(after) => {
-                let waiting_by_design = after.order.deadline_ms().is_some_and(|d| d > now_ms);
+                // Waiting by design: an authorisation before its expiry; a refund waiting for
+                // its channel (counted and reported on its own, with its age).
+                let waiting_by_design = after.order.deadline_ms().is_some_and(|d| d > now_ms)
+                    || after.order.awaiting_channel_since_ms().is_some();
                 let age_ms = now_ms.saturating_sub(after.created_at_ms);
                 if !waiting_by_design && age_ms > self.config.overdue_after_ms {
                     report.overdue += 1;
@@ -1634,10 +1701,12 @@ impl Executor {
                         "order overdue: not final past its deadline"
                     );
                 }
+                Some(after)
             }
             Err(error) => {
                 report.errors += 1;
                 tracing::warn!(%error, "inspection could not resume an order");
+                None
             }
         }
     }
@@ -1664,11 +1733,26 @@ impl Executor {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
-        let _ = writeln!(
-            out,
-            "# HELP qianbao_orders_overdue Unfinished orders past their deadline at the last inspection.\n# TYPE qianbao_orders_overdue gauge\nqianbao_orders_overdue {}",
-            c.overdue.load(Ordering::Relaxed)
-        );
+        for (name, help, value) in [
+            (
+                "qianbao_orders_overdue",
+                "Unfinished orders past their deadline at the last inspection.",
+                &c.overdue,
+            ),
+            (
+                "qianbao_refunds_awaiting_channel",
+                "Card refunds waiting for their channel to come back (money held) at the last inspection.",
+                &c.awaiting_channel,
+            ),
+            (
+                "qianbao_refunds_awaiting_channel_age_ms_max",
+                "How long the oldest card refund waiting for its channel had waited, at the last inspection.",
+                &c.awaiting_channel_age_ms_max,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
     }
 }
 
@@ -1702,6 +1786,9 @@ pub fn order_payload(record: &OrderRecord) -> serde_json::Value {
         for said in ["kind", "order", "customer", "merchant", "asset", "amount", "state"] {
             fields.remove(said);
         }
+        if let Order::CardPayment(flow) = order {
+            card_payment_terms(flow, fields);
+        }
     }
     serde_json::json!({
         "id": order.id().as_str(),
@@ -1722,6 +1809,27 @@ pub fn order_payload(record: &OrderRecord) -> serde_json::Value {
     })
 }
 
+/// A card payment's terms as a wallet payment shows them: the merchant's fee as `fee` (its
+/// rate as `fee_bps`), so the merchant reads its net takings, and the channel's fee, once
+/// the channel has reported it, as `channel_fee` (the platform bears it, not the merchant).
+/// The stored order keeps them inside `merchant`, which the top level replaces by the id.
+fn card_payment_terms(flow: &TopUp, fields: &mut serde_json::Map<String, serde_json::Value>) {
+    use payments::topup::TopUpState as S;
+    if let Some(credit) = &flow.merchant {
+        fields.insert("fee".into(), credit.fee.minor().to_string().into());
+        fields.insert("fee_bps".into(), credit.fee_bps.into());
+    }
+    match &flow.state {
+        S::Crediting { settled, .. }
+        | S::Succeeded { settled, .. }
+        | S::Suspending { settled, .. }
+        | S::Suspended { settled, .. } => {
+            fields.insert("channel_fee".into(), settled.fee.minor().to_string().into());
+        }
+        S::Created | S::Debiting { .. } | S::Failed { .. } => {}
+    }
+}
+
 /// Delivers status inquiry's final outcomes to the orders that own them.
 pub struct InquiryOwnerAdapter(pub Arc<Executor>);
 
@@ -1739,5 +1847,63 @@ impl InquiryOwner for InquiryOwnerAdapter {
                 .map(|_| ())
                 .map_err(|error| error.to_string())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use channels::Settled;
+    use payments::topup::{MerchantCredit, TopUpState};
+
+    use super::*;
+
+    fn record(order: Order) -> OrderRecord {
+        OrderRecord {
+            tenant: "t".into(),
+            reference: "ref-1".into(),
+            request_fingerprint: String::new(),
+            parent: None,
+            order,
+            version: 1,
+            created_at_ms: 1,
+            updated_at_ms: 2,
+        }
+    }
+
+    #[test]
+    fn a_card_payments_detail_shows_the_merchants_fee_as_a_wallet_payments_does() {
+        let cny = AssetCode::new("CNY").unwrap();
+        let amount = Amount::new(5_000).unwrap();
+        let wallet = Payment::new(
+            OrderId::new("pay_1").unwrap(),
+            "t/alice".into(),
+            "t/shop".into(),
+            cny,
+            amount,
+            60,
+        );
+        let wallet = order_payload(&record(Order::Payment(wallet)));
+        assert_eq!(wallet["detail"]["fee"], serde_json::json!("30"), "{wallet}");
+
+        let mut card =
+            TopUp::new(OrderId::new("cp_1").unwrap(), "t/alice".into(), "6222".into(), cny, amount)
+                .paying(MerchantCredit {
+                    merchant: "t/shop".into(),
+                    fee: payments::booking::fee_for(amount, 60),
+                    fee_bps: 60,
+                });
+        let before = order_payload(&record(Order::CardPayment(card.clone())));
+        assert_eq!(before["detail"]["fee"], serde_json::json!("30"), "{before}");
+        assert_eq!(before["detail"]["fee_bps"], serde_json::json!(60), "{before}");
+        assert!(before["detail"].get("channel_fee").is_none(), "not reported yet: {before}");
+
+        let channel = ChannelId::new("bank_a").unwrap();
+        let settled = Settled { channel_ref: "r".into(), fee: Amount::new(7).unwrap() };
+        card.state = TopUpState::Succeeded { channel, settled };
+        let paid = order_payload(&record(Order::CardPayment(card)));
+        assert_eq!(paid["merchant"], serde_json::json!("shop"), "{paid}");
+        assert_eq!(paid["detail"]["fee"], serde_json::json!("30"), "the merchant's: {paid}");
+        assert_eq!(paid["detail"]["channel_fee"], serde_json::json!("7"), "{paid}");
+        assert_eq!(paid["state"]["settled"]["fee"], serde_json::json!("7"), "{paid}");
     }
 }

@@ -184,13 +184,14 @@ impl Order {
             Order::Settlement(flow) => wrap(flow.apply(event)?, Order::Settlement),
             Order::PointsGrant(flow) => wrap(flow.apply(event)?, Order::PointsGrant),
             Order::CardPayment(flow) => wrap(flow.apply(event)?, Order::CardPayment),
-            Order::CardRefund(flow) => wrap(flow.apply(event)?, Order::CardRefund),
+            Order::CardRefund(flow) => wrap(flow.apply_at(event, now_ms)?, Order::CardRefund),
         })
     }
 
-    /// The channel request that waits for a channel to be chosen, and the channels that
-    /// already refused it.
-    pub fn awaiting_route(&self) -> Option<(ChannelRequest, &[channels::ChannelId])> {
+    /// The channel request that waits for a channel to be chosen at `now_ms`, and the
+    /// channels that already refused it. A card refund waiting for its channel asks again
+    /// only once its next send is due.
+    pub fn awaiting_route(&self, now_ms: u64) -> Option<(ChannelRequest, &[channels::ChannelId])> {
         match self {
             Order::Topup(flow) => flow.awaiting_route().map(|r| (r, flow.refused_by.as_slice())),
             Order::Withdrawal(flow) => {
@@ -199,7 +200,7 @@ impl Order {
             Order::CardPayment(flow) => {
                 flow.awaiting_route().map(|r| (r, flow.refused_by.as_slice()))
             }
-            Order::CardRefund(flow) => flow.awaiting_route().map(|r| (r, &[][..])),
+            Order::CardRefund(flow) => flow.awaiting_route(now_ms).map(|r| (r, &[][..])),
             _ => None,
         }
     }
@@ -208,6 +209,23 @@ impl Order {
     pub fn pinned_channel(&self) -> Option<&channels::ChannelId> {
         match self {
             Order::CardRefund(refund) => Some(&refund.channel),
+            _ => None,
+        }
+    }
+
+    /// Since when the order has waited for its channel to come back (a card refund whose
+    /// channel refused), if it waits.
+    pub fn awaiting_channel_since_ms(&self) -> Option<u64> {
+        match self {
+            Order::CardRefund(refund) => refund.awaiting_channel_since_ms(),
+            _ => None,
+        }
+    }
+
+    /// When the order's next send to its channel is due, if it waits for the channel.
+    pub fn next_attempt_at_ms(&self) -> Option<u64> {
+        match self {
+            Order::CardRefund(refund) => refund.next_attempt_at_ms(),
             _ => None,
         }
     }

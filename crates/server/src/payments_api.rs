@@ -118,11 +118,14 @@ pub struct OrderView {
     pub amount: String,
     /// A refund's payment.
     pub parent: Option<String>,
-    /// The state with its details (channel, channel reference and fee, failure reason).
+    /// The state with its details (channel, channel reference and fee, failure reason). A
+    /// card refund whose channel is down waits in `awaiting_channel` (the money held) with
+    /// `since_ms`, `attempts` (sends refused), `next_attempt_at_ms` and the last `reason`.
     #[schema(value_type = Object)]
     pub state: serde_json::Value,
-    /// The kind's own terms: a payment's fee and points, a refund's returned fee and points,
-    /// a top-up's card, a settlement's cut-off, channels that refused.
+    /// The kind's own terms: a payment's (or card payment's) `fee` to the platform and
+    /// points, a card payment's `channel_fee`, a refund's returned fee and points, a
+    /// top-up's card, a settlement's cut-off, channels that refused.
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
     pub created_at_ms: u64,

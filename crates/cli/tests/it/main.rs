@@ -4,4 +4,5 @@ mod config;
 mod crash;
 mod edge;
 mod payments;
+mod refund_outage;
 mod serve;

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use crate::serve::{request, start_with, Server};
 
-const CARD: &str = "6222020000000001";
-const CARD_BALANCE_MINOR: u64 = 1_000_000;
+pub(crate) const CARD: &str = "6222020000000001";
+pub(crate) const CARD_BALANCE_MINOR: u64 = 1_000_000;
 
 /// The simulator binary beside ours; built on demand when only this package was built.
 fn banksim_bin() -> PathBuf {
@@ -32,9 +32,9 @@ fn banksim_bin() -> PathBuf {
     path
 }
 
-struct Sim {
+pub(crate) struct Sim {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Sim {
@@ -66,17 +66,17 @@ impl Sim {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
-    fn faults(&self, channel: &str, faults: Value) {
+    pub(crate) fn faults(&self, channel: &str, faults: Value) {
         self.call("PUT", &format!("/admin/channels/{channel}/faults"), faults);
     }
 
     /// The simulator's operation log of `channel`.
-    fn operations(&self, channel: &str) -> Vec<Value> {
+    pub(crate) fn operations(&self, channel: &str) -> Vec<Value> {
         let log = self.call("GET", &format!("/admin/channels/{channel}/operations"), Value::Null);
         log["operations"].as_array().cloned().unwrap_or_default()
     }
 
-    fn card_balance(&self, channel: &str) -> u64 {
+    pub(crate) fn card_balance(&self, channel: &str) -> u64 {
         let books = self.call("GET", &format!("/admin/channels/{channel}/accounts"), Value::Null);
         minor(&books["customers"][CARD])
     }
@@ -84,7 +84,7 @@ impl Sim {
 
 impl Sim {
     /// No request id reached `channel` twice.
-    fn assert_each_request_once(&self, channel: &str) {
+    pub(crate) fn assert_each_request_once(&self, channel: &str) {
         let ids: Vec<String> =
             self.operations(channel).iter().map(|op| op["request_id"].to_string()).collect();
         let mut unique = ids.clone();
@@ -119,7 +119,7 @@ impl Drop for Sim {
     }
 }
 
-fn minor(value: &Value) -> u64 {
+pub(crate) fn minor(value: &Value) -> u64 {
     match value {
         Value::String(text) => text.parse().expect("minor units"),
         Value::Number(number) => number.as_u64().expect("minor units"),
@@ -127,8 +127,8 @@ fn minor(value: &Value) -> u64 {
     }
 }
 
-struct World {
-    sim: Sim,
+pub(crate) struct World {
+    pub(crate) sim: Sim,
     server: Option<Server>,
     /// For a [`World::share`]d view: the server it talks to.
     shared_addr: Option<String>,
@@ -139,7 +139,7 @@ struct World {
 
 impl World {
     /// A simulator with `channels` (the card open at each) and a server using them.
-    fn start(channels: &[&str], extra: &[&str]) -> World {
+    pub(crate) fn start(channels: &[&str], extra: &[&str]) -> World {
         let sim = Sim::start();
         for channel in channels {
             sim.call(
@@ -174,7 +174,7 @@ impl World {
         world
     }
 
-    fn addr(&self) -> &str {
+    pub(crate) fn addr(&self) -> &str {
         match &self.server {
             Some(server) => &server.addr,
             None => self.shared_addr.as_deref().expect("server running"),
@@ -196,13 +196,13 @@ impl World {
         }
     }
 
-    fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
         let body = if body.is_null() { String::new() } else { body.to_string() };
         let (status, text) = request(self.addr(), method, path, &self.key, &body).expect("request");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+    pub(crate) fn ok(&self, method: &str, path: &str, body: Value) -> Value {
         let (status, value) = self.call(method, path, body);
         assert!(status == 200 || status == 201, "{method} {path}: {status} {value}");
         value
@@ -249,7 +249,7 @@ impl World {
         }
     }
 
-    fn balance(&self, kind: &str, id: &str, account: &str) -> i64 {
+    pub(crate) fn balance(&self, kind: &str, id: &str, account: &str) -> i64 {
         let party = self.ok("GET", &format!("/v1/{kind}/{id}"), Value::Null);
         let line = party["balances"]
             .as_array()
@@ -266,7 +266,7 @@ impl World {
     }
 
     /// Every asset's books balance, and nothing is held.
-    fn assert_balanced(&self) {
+    pub(crate) fn assert_balanced(&self) {
         let trial = self.ok("GET", "/v1/trial-balance", Value::Null);
         for asset in trial["assets"].as_array().expect("assets") {
             assert_eq!(asset["balanced"], json!(true), "{trial}");
@@ -274,7 +274,7 @@ impl World {
     }
 
     /// Our channel successes equal the simulator's: the same requests, references and fees.
-    fn assert_matches_simulator(&self, channel: &str) {
+    pub(crate) fn assert_matches_simulator(&self, channel: &str) {
         let mut ours = Vec::new();
         let orders = self.ok("GET", "/v1/orders?limit=500", Value::Null);
         for order in orders["data"].as_array().expect("orders") {
