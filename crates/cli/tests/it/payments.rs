@@ -948,9 +948,10 @@ fn an_authorization_is_captured_in_part_canceled_or_expires() {
     assert_eq!(held["status"], json!("authorized"), "{held}");
     assert_eq!((world.wallet(), available()), (10_000, 7_000), "held, not spent");
     let id = held["id"].as_str().expect("id").to_owned();
-    let (status, _) =
+    let (status, body) =
         world.call("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "3001"}));
-    assert_eq!(status, 400, "more than authorized");
+    assert_eq!(status, 422, "more than authorized: {body}");
+    assert_eq!(body["error"]["code"], json!("field_refused"), "{body}");
     let captured =
         world.ok("POST", &format!("/v1/payments/{id}/capture"), json!({"amount": "2000"}));
     assert_eq!(

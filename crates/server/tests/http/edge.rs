@@ -11,16 +11,6 @@ const BANK: u128 = 1;
 const ALICE: u128 = 2;
 const BOB: u128 = 3;
 
-async fn world(app: &App) -> String {
-    app.books().await;
-    let key = app.rw_key("acme");
-    app.bank(&key, BANK, CNY).await;
-    app.wallet(&key, ALICE, CNY).await;
-    app.wallet(&key, BOB, CNY).await;
-    app.pay(&key, 1, BANK, ALICE, 1000).await;
-    key
-}
-
 /// A key of tenant `acme` bound to merchant `shop`, made through the API.
 async fn merchant_key(app: &App) -> String {
     let body = json!({"tenant": "acme", "mode": "test", "scopes": ["ledger:read", "ledger:write"],
@@ -33,7 +23,7 @@ async fn merchant_key(app: &App) -> String {
 #[tokio::test]
 async fn another_key_repeating_an_idempotency_key_gets_its_own_authorisation() {
     let app = App::new();
-    let key = world(&app).await;
+    let key = funded_acme_world(&app).await;
     let shop = merchant_key(&app).await;
     let body = transfer_body(10, ALICE, BOB, 5);
     let first = app.call(Req::post("/v1/transfers").key(&key).idem("pay-1").json(&body)).await;
@@ -64,7 +54,7 @@ async fn another_key_repeating_an_idempotency_key_gets_its_own_authorisation() {
 #[tokio::test]
 async fn merchant_keys_are_forbidden_on_the_ledger_api() {
     let app = App::new();
-    let key = world(&app).await;
+    let key = funded_acme_world(&app).await;
     let shop = merchant_key(&app).await;
     let before = app.fingerprint().await;
     for path in [
@@ -103,7 +93,7 @@ async fn merchant_keys_are_forbidden_on_the_ledger_api() {
 #[tokio::test]
 async fn a_page_at_the_maximum_size_knows_there_is_more() {
     let app = App::new();
-    let key = world(&app).await;
+    let key = funded_acme_world(&app).await;
     // Alice has one entry (the funding); 1,000 more make 1,001.
     let transfers: Vec<_> =
         (0..1_000u128).map(|n| transfer_body(100 + n, BANK, ALICE, 1)).collect();

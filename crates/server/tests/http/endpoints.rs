@@ -12,12 +12,7 @@ const BOB: u128 = 3;
 
 /// Books, and for tenant `acme` a bank and two wallets; returns acme's read-write key.
 async fn world(app: &App) -> String {
-    app.books().await;
-    let key = app.rw_key("acme");
-    app.bank(&key, BANK, CNY).await;
-    app.wallet(&key, ALICE, CNY).await;
-    app.wallet(&key, BOB, CNY).await;
-    key
+    acme_world(app).await
 }
 
 fn is_rfc3339_micros_utc(raw: &str) -> bool {

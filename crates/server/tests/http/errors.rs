@@ -14,13 +14,7 @@ const BOB: u128 = 3;
 
 /// Books; for tenant `acme` a bank and two wallets, Alice holding 1000. Returns acme's key.
 async fn world(app: &App) -> String {
-    app.books().await;
-    let key = app.rw_key("acme");
-    app.bank(&key, BANK, CNY).await;
-    app.wallet(&key, ALICE, CNY).await;
-    app.wallet(&key, BOB, CNY).await;
-    app.pay(&key, 1, BANK, ALICE, 1000).await;
-    key
+    funded_acme_world(app).await
 }
 
 #[tokio::test]

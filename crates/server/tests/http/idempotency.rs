@@ -13,13 +13,7 @@ const ALICE: u128 = 2;
 const BOB: u128 = 3;
 
 async fn world(app: &App) -> String {
-    app.books().await;
-    let key = app.rw_key("acme");
-    app.bank(&key, BANK, CNY).await;
-    app.wallet(&key, ALICE, CNY).await;
-    app.wallet(&key, BOB, CNY).await;
-    app.pay(&key, 1, BANK, ALICE, 1000).await;
-    key
+    funded_acme_world(app).await
 }
 
 /// A transfer body without an id: the id is derived from the Idempotency-Key.

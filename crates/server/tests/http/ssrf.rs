@@ -252,11 +252,12 @@ async fn non_public_hosts_are_refused_at_delivery_without_a_connection() {
     assert_eq!(arrived, 0, "a refused delivery connected to the listener");
 }
 
-/// Answers every request it reads with 200, for up to `n` connections.
-fn answer(listener: TcpListener, n: usize) -> std::thread::JoinHandle<usize> {
+/// Answers every request it reads with 200, for up to `n` connections; returns the requests'
+/// first lines.
+fn answer(listener: TcpListener, n: usize) -> std::thread::JoinHandle<Vec<String>> {
     std::thread::spawn(move || {
         listener.set_nonblocking(false).expect("blocking");
-        let mut answered = 0;
+        let mut first_lines = Vec::new();
         for _ in 0..n {
             let Ok((mut stream, _)) = listener.accept() else { break };
             // The request is small: its head and body arrive well within one read or two.
@@ -268,11 +269,12 @@ fn answer(listener: TcpListener, n: usize) -> std::thread::JoinHandle<usize> {
                     Ok(read) => request.extend_from_slice(&chunk[..read]),
                 }
             }
+            let text = String::from_utf8_lossy(&request);
+            first_lines.push(text.lines().next().unwrap_or("").to_string());
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            answered += 1;
         }
-        answered
+        first_lines
     })
 }
 
@@ -297,7 +299,7 @@ async fn the_development_flag_delivers_to_loopback() {
     let counts = deliverer.sweep().await.expect("a sweep");
     let log = webhooks.deliveries("shop", None, None, 100).expect("the delivery log");
     assert_eq!(counts.delivered, urls.len() as u64, "{log:?}");
-    assert_eq!(answering.join().expect("the receiver"), urls.len());
+    assert_eq!(answering.join().expect("the receiver").len(), urls.len());
 }
 
 /// With an egress proxy, deliveries to public hosts and names go to the proxy (which resolves
@@ -317,30 +319,7 @@ async fn an_egress_proxy_carries_deliveries_and_address_hosts_are_still_checked(
     .iter()
     .map(|url| url.to_string())
     .collect();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let recorder = {
-        let seen = seen.clone();
-        std::thread::spawn(move || {
-            proxy.set_nonblocking(false).expect("blocking");
-            for _ in 0..2 {
-                let Ok((mut stream, _)) = proxy.accept() else { break };
-                let mut request = Vec::new();
-                let mut chunk = [0u8; 4_096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(read) => request.extend_from_slice(&chunk[..read]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&request);
-                let first = text.lines().next().unwrap_or("").to_string();
-                seen.lock().expect("lock").push(first);
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-            }
-        })
-    };
+    let recorder = answer(proxy, 2);
     endpoints_with_one_event(&app, webhooks.as_ref(), &urls).await;
     let deliverer = Deliverer::through_proxy(
         webhooks.clone(),
@@ -350,8 +329,7 @@ async fn an_egress_proxy_carries_deliveries_and_address_hosts_are_still_checked(
     )
     .expect("a deliverer");
     let counts = deliverer.sweep().await.expect("a sweep");
-    recorder.join().expect("the proxy");
-    let mut seen = seen.lock().expect("lock").clone();
+    let mut seen = recorder.join().expect("the proxy");
     seen.sort();
     assert_eq!(
         seen,

@@ -17,6 +17,29 @@ use serde_json::{json, Value};
 use store::{SqliteAccess, SqliteReader, SqliteStore};
 use tower::ServiceExt;
 
+/// The ids of the common world: tenant `acme`'s bank and two wallets.
+pub const WORLD_BANK: u128 = 1;
+pub const WORLD_ALICE: u128 = 2;
+pub const WORLD_BOB: u128 = 3;
+
+/// Books, and for tenant `acme` a bank and two wallets (ids 1, 2, 3); returns acme's
+/// read-write key.
+pub async fn acme_world(app: &App) -> String {
+    app.books().await;
+    let key = app.rw_key("acme");
+    app.bank(&key, WORLD_BANK, CNY).await;
+    app.wallet(&key, WORLD_ALICE, CNY).await;
+    app.wallet(&key, WORLD_BOB, CNY).await;
+    key
+}
+
+/// [`acme_world`] with Alice holding 1000 (transfer 1 from the bank).
+pub async fn funded_acme_world(app: &App) -> String {
+    let key = acme_world(app).await;
+    app.pay(&key, 1, WORLD_BANK, WORLD_ALICE, 1000).await;
+    key
+}
+
 /// The manual clock starts here (Unix seconds): 2025-11-24T16:00:00Z.
 pub const START_SECS: u64 = 1_764_000_000;
 
