@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::formats;
 use crate::idempotency::IdempotencyKey;
-use crate::ledger_api::PageQuery;
+use crate::request::PageQuery;
 use crate::views::{to_value, wire, ErrorBody, KeyList, KeyView, RevokedKeyView};
 use crate::{idempotency, AppState};
 
@@ -49,7 +49,7 @@ pub async fn create_key(
     body: Bytes,
 ) -> Response {
     idempotency::once(&state, &caller, Scope::Admin, &headers, "POST /v1/keys", &body, async {
-        let request: KeyRequest = crate::ledger_api::parse(&body)?;
+        let request: KeyRequest = crate::request::parse(&body)?;
         let tenant = TenantId::new(&request.tenant)
             .map_err(|e| ApiError::invalid("invalid_tenant", e.to_string()).with_param("tenant"))?;
         let mut distinct = request.scopes.clone();

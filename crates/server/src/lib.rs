@@ -27,7 +27,10 @@ pub mod ledger_api;
 pub mod limits;
 pub mod openapi;
 pub mod ops;
+pub mod orders_api;
+pub mod parties_api;
 pub mod payments_api;
+pub mod request;
 pub mod tenancy;
 pub mod views;
 pub mod webhooks_api;
@@ -172,11 +175,11 @@ pub fn router(state: AppState) -> Router {
         .route("/transfers/{id}/void", post(ledger_api::void_pending))
         .route("/trial-balance", get(ledger_api::trial_balance))
         .route("/journal/verify", post(ledger_api::verify_journal))
-        .route("/customers", post(payments_api::create_customer))
-        .route("/customers/{id}", get(payments_api::get_customer))
+        .route("/customers", post(parties_api::create_customer))
+        .route("/customers/{id}", get(parties_api::get_customer))
         .route("/customers/{id}/points", post(payments_api::grant_points))
-        .route("/merchants", post(payments_api::create_merchant))
-        .route("/merchants/{id}", get(payments_api::get_merchant))
+        .route("/merchants", post(parties_api::create_merchant))
+        .route("/merchants/{id}", get(parties_api::get_merchant))
         .route("/merchants/{id}/settlements", post(payments_api::settle_merchant))
         .route("/merchants/{id}/payout-batches", post(payments_api::create_payout_batch))
         .route("/payout-batches/{id}", get(payments_api::get_payout_batch))
@@ -188,10 +191,10 @@ pub fn router(state: AppState) -> Router {
         .route("/payments/{id}/cancel", post(payments_api::cancel_payment))
         .route("/wallet-transfers", post(payments_api::create_wallet_transfer))
         .route("/fx-rates", get(payments_api::list_fx_rates).put(payments_api::set_fx_rate))
-        .route("/orders", get(payments_api::list_orders))
-        .route("/orders/{id}", get(payments_api::get_order))
-        .route("/events", get(payments_api::list_events))
-        .route("/inspection", post(payments_api::run_inspection))
+        .route("/orders", get(orders_api::list_orders))
+        .route("/orders/{id}", get(orders_api::get_order))
+        .route("/events", get(orders_api::list_events))
+        .route("/inspection", post(orders_api::run_inspection))
         .route(
             "/webhook-endpoints",
             post(webhooks_api::create_endpoint).get(webhooks_api::list_endpoints),
@@ -204,7 +207,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));
     Router::new()
         .route("/v1/openapi.json", get(openapi::openapi_json))
-        .route("/channel-callbacks/{channel}", post(payments_api::channel_callback))
+        .route("/channel-callbacks/{channel}", post(orders_api::channel_callback))
         .nest("/v1", v1)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

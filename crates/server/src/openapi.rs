@@ -6,7 +6,9 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{formats, keys_api, ledger_api, ops, payments_api, webhooks_api};
+use crate::{
+    formats, keys_api, ledger_api, ops, orders_api, parties_api, payments_api, webhooks_api,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,11 +33,11 @@ use crate::{formats, keys_api, ledger_api, ops, payments_api, webhooks_api};
         ledger_api::void_pending,
         ledger_api::trial_balance,
         ledger_api::verify_journal,
-        payments_api::create_customer,
-        payments_api::get_customer,
+        parties_api::create_customer,
+        parties_api::get_customer,
         payments_api::grant_points,
-        payments_api::create_merchant,
-        payments_api::get_merchant,
+        parties_api::create_merchant,
+        parties_api::get_merchant,
         payments_api::settle_merchant,
         payments_api::create_payout_batch,
         payments_api::get_payout_batch,
@@ -48,11 +50,11 @@ use crate::{formats, keys_api, ledger_api, ops, payments_api, webhooks_api};
         payments_api::create_wallet_transfer,
         payments_api::set_fx_rate,
         payments_api::list_fx_rates,
-        payments_api::list_orders,
-        payments_api::get_order,
-        payments_api::list_events,
-        payments_api::run_inspection,
-        payments_api::channel_callback,
+        orders_api::list_orders,
+        orders_api::get_order,
+        orders_api::list_events,
+        orders_api::run_inspection,
+        orders_api::channel_callback,
         webhooks_api::create_endpoint,
         webhooks_api::list_endpoints,
         webhooks_api::disable_endpoint,

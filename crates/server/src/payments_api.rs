@@ -1,36 +1,33 @@
-//! `/v1` payment-core endpoints: customers and merchants, the products (top-up, withdrawal,
-//! wallet payment, refund, wallet transfer), orders and their events. Handlers parse,
-//! authorise and hand over to the executor; every order belongs to the caller's tenant, and
-//! another tenant gets 404.
+//! `/v1` payment-core endpoints: the products (top-up, withdrawal, wallet and card payment,
+//! capture and cancel, refund, wallet transfer, points, FX rates, settlement and payout
+//! batches). Handlers parse, authorise and hand over to the executor; every order belongs to
+//! the caller's tenant, and another tenant gets 404. Parties are `parties_api`'s; listing
+//! orders and events, inspection and callbacks are `orders_api`'s.
 //!
 //! Creating an order answers once the order has gone as far as it can now: final, or waiting
 //! on a channel's answer (status inquiry settles it; `GET /v1/orders/{id}` shows it).
 
 use std::sync::Arc;
 
-use access::namespace::Namespace;
 use access::Scope;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use executor::{
-    order_payload, party_key, ExecError, Executor, OrderQuery, OrderRecord, Party, PartyKind,
-    PaymentRequest, Placed, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
+    order_payload, party_key, ExecError, Executor, OrderRecord, PartyKind, PaymentRequest, Placed,
+    RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
 };
-use ledger::AccountId;
 use money::{Amount, AssetCode};
-use payments::chart::{merchant_account_id, wallet_account_id};
-use payments::{OrderId, OrderKind};
+use payments::OrderId;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::formats;
 use crate::idempotency::IdempotencyKey;
-use crate::ledger_api::{blocking, limit_within, parse};
-use crate::tenancy;
+use crate::request::parse;
 use crate::views::{to_value, ErrorBody};
 use crate::{idempotency, AppState};
 
@@ -82,7 +79,7 @@ impl From<ExecError> for ApiError {
     }
 }
 
-fn executor(state: &AppState) -> Result<Arc<Executor>, ApiError> {
+pub(crate) fn executor(state: &AppState) -> Result<Arc<Executor>, ApiError> {
     state.payments.clone().ok_or_else(|| {
         ApiError::unavailable("payments_disabled", "this node does not run the payment core")
     })
@@ -132,133 +129,7 @@ pub struct OrderView {
     pub updated_at_ms: u64,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct OrderList {
-    #[schema(example = "list")]
-    pub object: &'static str,
-    pub data: Vec<OrderView>,
-    /// Pass the last id as `starting_after` for the next page.
-    pub has_more: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct BalanceLine {
-    pub asset: String,
-    /// `wallet` for customers; `unsettled` and `settled` for merchants.
-    pub account: &'static str,
-    /// The ledger account id (decimal string): `GET /v1/accounts/{id}` and its entries.
-    pub account_id: String,
-    /// Posted credits minus posted debits, minor units.
-    pub balance: String,
-    /// What can be spent now: the balance minus holds.
-    pub available: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PartyView {
-    pub id: String,
-    /// `customer` or `merchant`.
-    pub object: &'static str,
-    pub name: String,
-    pub assets: Vec<String>,
-    /// Merchants: the platform's fee on each payment, in basis points.
-    pub fee_bps: u32,
-    /// Merchants: payments of day T are settled on day T+N.
-    pub settle_after_days: u32,
-    pub balances: Vec<BalanceLine>,
-    pub created_at_ms: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct EventView {
-    /// Increasing per tenant; pass the last one as `after` to read on.
-    pub seq: u64,
-    /// `payment.succeeded`, `refund.failed`, `withdrawal.succeeded`, …
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub order_id: String,
-    pub data: OrderView,
-    pub created_at_ms: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct EventList {
-    #[schema(example = "list")]
-    pub object: &'static str,
-    pub data: Vec<EventView>,
-}
-
-/// A party's balance in one account. Blocking. The party's tenant is recorded as the reader of
-/// the account, so its keys can read it on the ledger API under the id shown here.
-fn balance_line(
-    state: &AppState,
-    (tenant, namespace): (&access::TenantId, &Namespace),
-    asset: AssetCode,
-    account: &'static str,
-    id: AccountId,
-) -> Result<BalanceLine, ApiError> {
-    tenancy::claim_party_account(state, tenant, id)?;
-    let (balance, available) = match state.reader.account(id)? {
-        Some(found) => (found.balances.net_credit_posted(), found.balances.available_credit()),
-        None => (0, 0),
-    };
-    Ok(BalanceLine {
-        asset: asset.as_str().to_owned(),
-        account,
-        account_id: tenancy::client_account(namespace, id).get().to_string(),
-        balance: balance.to_string(),
-        available: available.to_string(),
-    })
-}
-
-/// A party, with its accounts' ids in `namespace` (the caller's). Blocking.
-fn party_view(
-    state: &AppState,
-    party: Party,
-    namespace: &Namespace,
-) -> Result<PartyView, ApiError> {
-    let key = party_key(&party.tenant, &party.id);
-    let tenant = access::TenantId::new(&party.tenant).map_err(ApiError::internal)?;
-    let owner = (&tenant, namespace);
-    let mut balances = Vec::new();
-    for asset in &party.assets {
-        match party.kind {
-            PartyKind::Customer => {
-                let points = state
-                    .payments
-                    .as_ref()
-                    .and_then(|executor| executor.points_config())
-                    .is_some_and(|config| config.asset == *asset);
-                let name = if points { "points" } else { "wallet" };
-                balances.push(balance_line(
-                    state,
-                    owner,
-                    *asset,
-                    name,
-                    wallet_account_id(&key, *asset),
-                )?)
-            }
-            PartyKind::Merchant => {
-                for (name, settled) in [("unsettled", false), ("settled", true)] {
-                    let id = merchant_account_id(&key, *asset, settled);
-                    balances.push(balance_line(state, owner, *asset, name, id)?);
-                }
-            }
-        }
-    }
-    Ok(PartyView {
-        object: party.kind.as_str(),
-        id: party.id,
-        name: party.name,
-        assets: party.assets.iter().map(|a| a.as_str().to_owned()).collect(),
-        fee_bps: party.fee_bps,
-        settle_after_days: party.settle_after_days,
-        balances,
-        created_at_ms: party.created_at_ms,
-    })
-}
-
-fn view(record: &OrderRecord) -> Result<OrderView, ApiError> {
+pub(crate) fn view(record: &OrderRecord) -> Result<OrderView, ApiError> {
     serde_json::from_value(order_payload(record)).map_err(ApiError::internal)
 }
 
@@ -267,7 +138,7 @@ fn view(record: &OrderRecord) -> Result<OrderView, ApiError> {
 pub(crate) use crate::tenancy::not_for_merchant_keys;
 
 /// `merchant` must be the key's own; another merchant looks as if it did not exist.
-fn own_merchant(caller: &Caller, merchant: &str) -> Result<(), ApiError> {
+pub(crate) fn own_merchant(caller: &Caller, merchant: &str) -> Result<(), ApiError> {
     match caller.merchant() {
         Some(own) if own != merchant => {
             Err(ExecError::PartyNotFound { kind: PartyKind::Merchant, id: merchant.to_owned() }
@@ -279,7 +150,7 @@ fn own_merchant(caller: &Caller, merchant: &str) -> Result<(), ApiError> {
 
 /// Whether the caller may see `record`: any order of its tenant, or for a merchant's key
 /// only that merchant's.
-fn visible(caller: &Caller, record: &OrderRecord) -> bool {
+pub(crate) fn visible(caller: &Caller, record: &OrderRecord) -> bool {
     match caller.merchant() {
         None => true,
         Some(own) => {
@@ -289,191 +160,16 @@ fn visible(caller: &Caller, record: &OrderRecord) -> bool {
 }
 
 /// The caller's order `id` (a merchant's key: its merchant's only), else 404.
-fn own_order(state: &AppState, caller: &Caller, id: &str) -> Result<OrderRecord, ApiError> {
+pub(crate) fn own_order(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<OrderRecord, ApiError> {
     let record = executor(state)?.get(caller.tenant().as_str(), id)?;
     if !visible(caller, &record) {
         return Err(ExecError::OrderNotFound(id.to_owned()).into());
     }
     Ok(record)
-}
-
-// ---- parties -------------------------------------------------------------------------------
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CustomerRequest {
-    /// Your id for the customer, unique in your tenant.
-    #[schema(value_type = formats::PartyId)]
-    id: String,
-    /// At most 200 characters.
-    #[serde(default)]
-    #[schema(max_length = 200)]
-    name: String,
-    /// 1 to 16; a wallet is opened in each (the asset must be defined).
-    #[schema(value_type = Vec<formats::AssetCode>, min_items = 1, max_items = 16)]
-    assets: Vec<AssetCode>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MerchantRequest {
-    #[schema(value_type = formats::PartyId)]
-    id: String,
-    /// At most 200 characters.
-    #[serde(default)]
-    #[schema(max_length = 200)]
-    name: String,
-    /// 1 to 16; payables are opened in each (the asset must be defined).
-    #[schema(value_type = Vec<formats::AssetCode>, min_items = 1, max_items = 16)]
-    assets: Vec<AssetCode>,
-    /// The platform's fee on each payment, basis points (0 to 10,000), rounded half up.
-    #[serde(default)]
-    #[schema(example = 60, maximum = 10000)]
-    fee_bps: u32,
-    /// Settlement cycle: payments of day T are settled on day T+N (0 to 90, default 1).
-    #[serde(default = "one_day")]
-    #[schema(example = 1, maximum = 90)]
-    settle_after_days: u32,
-}
-
-fn one_day() -> u32 {
-    1
-}
-
-/// Open a customer with a wallet per asset (idempotent).
-#[utoipa::path(post, path = "/v1/customers", tag = "payments", request_body = CustomerRequest,
-    params(IdempotencyKey),
-    responses((status = 201, body = PartyView), (status = 200, description = "already open", body = PartyView),
-        (status = "4XX", body = ErrorBody)))]
-pub async fn create_customer(
-    State(state): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    idempotency::once(
-        &state,
-        &caller,
-        Scope::LedgerWrite,
-        &headers,
-        "POST /v1/customers",
-        &body,
-        async {
-            not_for_merchant_keys(&caller)?;
-            let request: CustomerRequest = parse(&body)?;
-            let terms = (0, 0);
-            open_party(
-                &state,
-                &caller,
-                PartyKind::Customer,
-                request.id,
-                request.name,
-                request.assets,
-                terms,
-            )
-            .await
-        },
-    )
-    .await
-}
-
-/// Open a merchant with its payables per asset (idempotent).
-#[utoipa::path(post, path = "/v1/merchants", tag = "payments", request_body = MerchantRequest,
-    params(IdempotencyKey),
-    responses((status = 201, body = PartyView), (status = 200, description = "already open", body = PartyView),
-        (status = "4XX", body = ErrorBody)))]
-pub async fn create_merchant(
-    State(state): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    idempotency::once(
-        &state,
-        &caller,
-        Scope::LedgerWrite,
-        &headers,
-        "POST /v1/merchants",
-        &body,
-        async {
-            not_for_merchant_keys(&caller)?;
-            let request: MerchantRequest = parse(&body)?;
-            open_party(
-                &state,
-                &caller,
-                PartyKind::Merchant,
-                request.id,
-                request.name,
-                request.assets,
-                (request.fee_bps, request.settle_after_days),
-            )
-            .await
-        },
-    )
-    .await
-}
-
-async fn open_party(
-    state: &AppState,
-    caller: &Caller,
-    kind: PartyKind,
-    id: String,
-    name: String,
-    assets: Vec<AssetCode>,
-    (fee_bps, settle_after_days): (u32, u32),
-) -> Result<(StatusCode, serde_json::Value), ApiError> {
-    let executor = executor(state)?;
-    let tenant = caller.tenant().as_str();
-    let existed = executor.store().get_party(tenant, kind, &id).map_err(ExecError::from)?.is_some();
-    let new = executor::NewParty { kind, id, name, assets, fee_bps, settle_after_days };
-    let party = executor.open_party(tenant, new).await?;
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
-    let state = state.clone();
-    let namespace = tenancy::namespace(&state, caller);
-    let view = blocking(move || party_view(&state, party, &namespace)).await?;
-    Ok((status, to_value(view)?))
-}
-
-/// A customer with its wallet balances.
-#[utoipa::path(get, path = "/v1/customers/{id}", tag = "payments",
-    params(("id" = formats::PartyId, Path)),
-    responses((status = 200, body = PartyView), (status = "4XX", body = ErrorBody)))]
-pub async fn get_customer(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<axum::Json<PartyView>, ApiError> {
-    get_party(&state, &caller, PartyKind::Customer, &id).await
-}
-
-/// A merchant with its unsettled and settled balances.
-#[utoipa::path(get, path = "/v1/merchants/{id}", tag = "payments",
-    params(("id" = formats::PartyId, Path)),
-    responses((status = 200, body = PartyView), (status = "4XX", body = ErrorBody)))]
-pub async fn get_merchant(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<axum::Json<PartyView>, ApiError> {
-    get_party(&state, &caller, PartyKind::Merchant, &id).await
-}
-
-async fn get_party(
-    state: &AppState,
-    caller: &Caller,
-    kind: PartyKind,
-    id: &str,
-) -> Result<axum::Json<PartyView>, ApiError> {
-    caller.require(Scope::LedgerRead)?;
-    match kind {
-        PartyKind::Customer => not_for_merchant_keys(caller)?,
-        PartyKind::Merchant => own_merchant(caller, id)?,
-    }
-    let party = executor(state)?.party(caller.tenant().as_str(), kind, id)?;
-    // Balances come from the ledger reader, whose clients block.
-    let state = state.clone();
-    let namespace = tenancy::namespace(&state, caller);
-    Ok(axum::Json(blocking(move || party_view(&state, party, &namespace)).await?))
 }
 
 // ---- products ------------------------------------------------------------------------------
@@ -1123,189 +819,4 @@ pub async fn get_payout_batch(
         .map(|key| key.split_once('/').map_or(key, |(_, id)| id).to_owned())
         .unwrap_or_default();
     Ok(axum::Json(batch_view(&id, &merchant, &items)?))
-}
-
-// ---- orders and events ---------------------------------------------------------------------
-
-/// One order of any kind.
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "payments",
-    params(("id" = formats::OrderId, Path)),
-    responses((status = 200, body = OrderView), (status = "4XX", body = ErrorBody)))]
-pub async fn get_order(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<axum::Json<OrderView>, ApiError> {
-    caller.require(Scope::LedgerRead)?;
-    Ok(axum::Json(view(&own_order(&state, &caller, &id)?)?))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OrderListQuery {
-    #[param(value_type = Option<crate::views::wire::OrderKind>, nullable = false)]
-    kind: Option<String>,
-    /// A state of the order's kind (docs/payments.md); any other matches nothing.
-    #[param(nullable = false)]
-    status: Option<String>,
-    /// A customer's id; any other matches nothing.
-    #[param(nullable = false)]
-    customer: Option<String>,
-    /// A merchant's id; any other matches nothing.
-    #[param(nullable = false)]
-    merchant: Option<String>,
-    /// Created at or after this (milliseconds since the epoch).
-    #[param(nullable = false, maximum = 18446744073709551615u64)]
-    created_from_ms: Option<u64>,
-    /// Created before this.
-    #[param(nullable = false, maximum = 18446744073709551615u64)]
-    created_to_ms: Option<u64>,
-    /// The last order id of the previous page (404 `order_not_found` if no order of yours).
-    #[param(value_type = Option<formats::OrderId>, nullable = false)]
-    starting_after: Option<String>,
-    /// 1 to 500, default 50.
-    #[param(nullable = false, minimum = 1, maximum = 500)]
-    limit: Option<usize>,
-}
-
-/// The tenant's orders, newest first, filtered.
-#[utoipa::path(get, path = "/v1/orders", tag = "payments", params(OrderListQuery),
-    responses((status = 200, body = OrderList), (status = "4XX", body = ErrorBody)))]
-pub async fn list_orders(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(query): Query<OrderListQuery>,
-) -> Result<axum::Json<OrderList>, ApiError> {
-    caller.require(Scope::LedgerRead)?;
-    let executor = executor(&state)?;
-    let tenant = caller.tenant().as_str();
-    let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
-    let kind = match &query.kind {
-        Some(raw) => Some(OrderKind::parse(raw).ok_or_else(|| {
-            ApiError::invalid("invalid_kind", format!("no order kind {raw:?}")).with_param("kind")
-        })?),
-        None => None,
-    };
-    let before = match &query.starting_after {
-        Some(id) => {
-            // A malformed cursor breaks the schema (400); a well-formed one that names no
-            // order of the caller's is a 404, as for `GET /v1/orders/{id}`.
-            OrderId::new(id.as_str()).map_err(|_| {
-                ApiError::invalid("invalid_cursor", "starting_after must be an order id")
-                    .with_param("starting_after")
-            })?;
-            let after =
-                own_order(&state, &caller, id).map_err(|e| e.with_param("starting_after"))?;
-            Some((after.created_at_ms, after.id().clone()))
-        }
-        None => None,
-    };
-    let mut records = executor
-        .store()
-        .list(&OrderQuery {
-            tenant: tenant.to_owned(),
-            kind,
-            status: query.status,
-            customer: query.customer.map(|id| party_key(tenant, &id)),
-            // A merchant's key lists its own merchant's orders, whatever it asks.
-            merchant: caller
-                .merchant()
-                .map(str::to_owned)
-                .or(query.merchant)
-                .map(|id| party_key(tenant, &id)),
-            created_from_ms: query.created_from_ms,
-            created_to_ms: query.created_to_ms,
-            before,
-            limit: limit + 1,
-        })
-        .map_err(ExecError::from)?;
-    let has_more = records.len() > limit;
-    records.truncate(limit);
-    let data = records.iter().map(view).collect::<Result<Vec<_>, _>>()?;
-    Ok(axum::Json(OrderList { object: "list", data, has_more }))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct EventQuery {
-    /// Only events after this sequence number (default 0: from the start).
-    #[param(nullable = false, maximum = 18446744073709551615u64)]
-    after: Option<u64>,
-    /// 1 to 500, default 50.
-    #[param(nullable = false, minimum = 1, maximum = 500)]
-    limit: Option<usize>,
-}
-
-/// The tenant's order events (the outbox), oldest first: each final state of each order,
-/// written in the same transaction as the state.
-#[utoipa::path(get, path = "/v1/events", tag = "payments", params(EventQuery),
-    responses((status = 200, body = EventList), (status = "4XX", body = ErrorBody)))]
-pub async fn list_events(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(query): Query<EventQuery>,
-) -> Result<axum::Json<EventList>, ApiError> {
-    caller.require(Scope::LedgerRead)?;
-    let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
-    let events = executor(&state)?
-        .store()
-        .events(caller.tenant().as_str(), query.after.unwrap_or(0), limit)
-        .map_err(ExecError::from)?;
-    // A merchant's key reads its merchant's events only (a page may then hold fewer).
-    let own = caller.merchant().map(str::to_owned);
-    let events = events.into_iter().filter(|event| match &own {
-        None => true,
-        Some(own) => event.payload.get("merchant").and_then(|m| m.as_str()) == Some(own.as_str()),
-    });
-    let data = events
-        .into_iter()
-        .map(|event| {
-            Ok(EventView {
-                seq: event.seq,
-                event_type: event.event_type,
-                order_id: event.order_id.to_string(),
-                data: serde_json::from_value(event.payload).map_err(ApiError::internal)?,
-                created_at_ms: event.created_at_ms,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(axum::Json(EventList { object: "list", data }))
-}
-
-/// Run one inspection pass now (admin): resume every unfinished order that has not moved
-/// for a while, and count those past their deadline.
-#[utoipa::path(post, path = "/v1/inspection", tag = "payments",
-    responses((status = 200, body = Object), (status = "4XX", body = ErrorBody)))]
-pub async fn run_inspection(State(state): State<AppState>, caller: Caller) -> Response {
-    if let Err(error) = caller.require(Scope::Admin) {
-        return error.into_response();
-    }
-    match executor(&state) {
-        Ok(executor) => axum::Json(executor.inspect(10_000).await).into_response(),
-        Err(error) => error.into_response(),
-    }
-}
-
-/// A channel's asynchronous result (no API key: the channel's own signature authenticates
-/// it). Any 2xx tells the channel it arrived; duplicates are harmless.
-#[utoipa::path(post, path = "/channel-callbacks/{channel}", tag = "payments",
-    params(("channel" = String, Path)),
-    security(()),
-    responses((status = 200, body = Object), (status = "4XX", body = ErrorBody)))]
-pub async fn channel_callback(
-    State(state): State<AppState>,
-    Path(channel): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let headers: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-        })
-        .collect();
-    executor(&state)?.on_callback(&channel, &headers, &body).await?;
-    Ok(axum::Json(serde_json::json!({ "received": true })))
 }

@@ -18,7 +18,7 @@ use ledger::{AccountId, NewTransfer, TransferAction, TransferId};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::ledger_api::blocking;
+use crate::request::blocking;
 use crate::views::{AccountStatusView, AccountView, BalanceView, EntryView, TransferView};
 use crate::AppState;
 

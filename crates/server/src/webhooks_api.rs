@@ -18,8 +18,8 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::formats;
 use crate::idempotency::IdempotencyKey;
-use crate::ledger_api::{limit_within, parse};
 use crate::payments_api::not_for_merchant_keys;
+use crate::request::{limit_within, parse};
 use crate::views::{to_value, ErrorBody};
 use crate::{idempotency, AppState};
 
