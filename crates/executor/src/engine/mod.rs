@@ -33,6 +33,12 @@ use crate::port::{
     RefundTotals,
 };
 
+/// Steps one run of an order takes at most. Every product's machine settles in far fewer
+/// (about a dozen at most); past this the order stays as stored and inspection resumes it.
+const RUN_STEPS_MAX: usize = 256;
+/// Version conflicts one transition retries at most before it gives up as unavailable.
+const VERSION_CONFLICTS_MAX: u32 = 64;
+
 /// Longest customer, merchant or reference id.
 pub const PARTY_ID_LEN_MAX: usize = 64;
 /// A merchant's fee can be at most the whole payment.
@@ -616,7 +622,7 @@ impl Executor {
         mut record: OrderRecord,
         mut pending: VecDeque<Effect>,
     ) -> Result<OrderRecord, ExecError> {
-        loop {
+        for _ in 0..RUN_STEPS_MAX {
             let event = if let Some(effect) = pending.pop_front() {
                 match self.perform(&record, effect).await? {
                     Some(event) => event,
@@ -649,6 +655,10 @@ impl Executor {
             record = next;
             pending.extend(effects);
         }
+        // Every state reached so far is stored: stopping here is safe, and inspection
+        // resumes the order. A machine that takes this many steps in one go is a bug to see.
+        tracing::error!(order = %record.id(), steps = RUN_STEPS_MAX, "an order's run did not settle; left to inspection");
+        Ok(record)
     }
 
     /// Applies `event` and stores the result (with its outbox events) at the next version.
@@ -669,7 +679,7 @@ impl Executor {
         event: &Event,
         strict: bool,
     ) -> Result<(OrderRecord, Vec<Effect>), ExecError> {
-        loop {
+        for _ in 0..VERSION_CONFLICTS_MAX {
             let transition = match record.order.apply_at(event, self.clock.now_ms()) {
                 Ok(transition) => transition,
                 Err(illegal) if strict => {
@@ -708,6 +718,13 @@ impl Executor {
                 .get(record.id())?
                 .ok_or_else(|| ExecError::OrderNotFound(record.id().to_string()))?;
         }
+        // Writers on one order are few (a request, a callback, inspection): this many lost
+        // races in a row means something rewrites the order without end. Unavailable, so the
+        // caller (or inspection) tries again later.
+        Err(ExecError::Store(OrderStoreError::Backend(format!(
+            "order {}: {VERSION_CONFLICTS_MAX} version conflicts in a row",
+            record.id()
+        ))))
     }
 
     async fn perform(
