@@ -52,61 +52,8 @@ fn backend(error: postgres::Error) -> StoreError {
     }
 }
 
-/// Where to connect: a libpq-style URL and the schema to use (created if missing), so that
-/// tests and tenants of one database can keep separate books.
-#[derive(Clone)]
-pub struct PgTarget {
-    pub url: String,
-    pub schema: String,
-}
-
-/// By hand: the URL may carry a password, printed masked.
-impl std::fmt::Debug for PgTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgTarget")
-            .field("url", &masked_url(&self.url))
-            .field("schema", &self.schema)
-            .finish()
-    }
-}
-
-/// A libpq-style URL with any password replaced by `****`, for logs and `Debug`.
-pub fn masked_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.find(':') {
-                Some(colon) => {
-                    format!("{}{}:****{}", &url[..scheme + 3], &credentials[..colon], &url[at..])
-                }
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-impl PgTarget {
-    pub fn new(url: impl Into<String>, schema: impl Into<String>) -> PgTarget {
-        PgTarget { url: url.into(), schema: schema.into() }
-    }
-
-    /// A connection with the schema created and on the search path.
-    pub fn connect_client(&self) -> Result<Client, StoreError> {
-        self.connect()
-    }
-
-    fn connect(&self) -> Result<Client, StoreError> {
-        let mut client = Client::connect(&self.url, NoTls).map_err(backend)?;
-        let schema = quote_identifier(&self.schema);
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
-            ))
-            .map_err(backend)?;
-        Ok(client)
-    }
-}
+mod target;
+pub use target::{masked_url, PgTarget};
 
 /// Drops a schema and everything in it (benchmarks and tests clean up with this).
 pub fn drop_schema(target: &PgTarget) -> Result<(), StoreError> {
