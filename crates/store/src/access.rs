@@ -371,8 +371,9 @@ pub struct PgAccess {
 }
 
 impl PgAccess {
-    /// Connects; the ledger store's migrations (run by `PgStore::connect`) create the tables.
+    /// Connects, migrating the schema first.
     pub fn connect(target: &PgTarget) -> Result<PgAccess, AccessError> {
+        target.migrate().map_err(|e| AccessError::Backend(e.to_string()))?;
         let client = target.connect_client().map_err(|e| AccessError::Backend(e.to_string()))?;
         Ok(PgAccess { client: Mutex::new(client) })
     }

@@ -270,8 +270,9 @@ pub struct PgInquiryStore {
 }
 
 impl PgInquiryStore {
-    /// Connects; the migrations run by `PgStore::connect` create the table.
+    /// Connects, migrating the schema first.
     pub fn connect(target: &PgTarget) -> Result<PgInquiryStore, InquiryError> {
+        target.migrate().map_err(store_error)?;
         let client = target.connect_client().map_err(store_error)?;
         Ok(PgInquiryStore { client: Mutex::new(client) })
     }

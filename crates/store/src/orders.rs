@@ -723,8 +723,9 @@ fn pg_get(
 }
 
 impl PgOrderStore {
-    /// Connects; the migrations run by `PgStore::connect` create the tables.
+    /// Connects, migrating the schema first.
     pub fn connect(target: &PgTarget) -> Result<PgOrderStore, OrderStoreError> {
+        target.migrate().map_err(backend)?;
         let clients = (0..PG_ORDER_CONNECTIONS)
             .map(|_| target.connect_client().map(Mutex::new).map_err(backend))
             .collect::<Result<Vec<_>, _>>()?;

@@ -361,8 +361,9 @@ pub struct PgWebhookStore {
 }
 
 impl PgWebhookStore {
-    /// Connects; the migrations run by `PgStore::connect` create the tables.
+    /// Connects, migrating the schema first.
     pub fn connect(target: &PgTarget) -> Result<PgWebhookStore, WebhookStoreError> {
+        target.migrate().map_err(backend)?;
         let client = target.connect_client().map_err(backend)?;
         Ok(PgWebhookStore { client: Mutex::new(client) })
     }

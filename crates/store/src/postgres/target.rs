@@ -49,6 +49,13 @@ impl PgTarget {
         self.connect()
     }
 
+    /// Brings the schema up to date: every domain's migrations, in order, once (nodes
+    /// starting together take an advisory lock). Every PostgreSQL store calls this as it
+    /// connects, so each works alone, whichever is opened first.
+    pub fn migrate(&self) -> Result<(), StoreError> {
+        super::migrate(&mut self.connect()?, &self.schema)
+    }
+
     pub(super) fn connect(&self) -> Result<Client, StoreError> {
         let mut client = Client::connect(&self.url, NoTls).map_err(backend)?;
         let schema = quote_identifier(&self.schema);
