@@ -12,10 +12,17 @@
 //!   rules (exact, tolerance, date lag across the cut-over). Every line ends in one [`Class`].
 //!   The same inputs and rule version give the same result and the same result hash.
 //!
+//! - [`breaks`]: what a break holds in suspense (挂账), its severity, its states, and the
+//!   balanced postings each resolution books (credit the customer, refund the payer, adjust,
+//!   write off, recover, force-match).
+//! - [`day`]: business days that turn at midnight in a fixed zone (default Asia/Shanghai).
+//!
 //! Breaks are named by side, never by 长款/短款 (the industry uses those words in opposite
 //! senses): `missing_external` — we record a success the channel does not; `missing_internal`
 //! — the channel records a success we do not have.
 
+pub mod breaks;
+pub mod day;
 pub mod matching;
 pub mod statement;
 
@@ -23,4 +30,5 @@ pub use matching::{
     reconcile, Class, Classified, OurRecord, OurStatus, Reconciliation, Rule, Rules, TotalsRow,
     RULE_VERSION,
 };
+pub use day::BusinessDay;
 pub use statement::{parse, DetailLine, LineStatus, Statement, StatementError, TxType};

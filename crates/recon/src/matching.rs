@@ -145,6 +145,10 @@ pub struct Classified {
     pub amount_theirs: Option<Amount>,
     pub fee_ours: Option<Amount>,
     pub fee_theirs: Option<Amount>,
+    /// What our record says, if one is involved.
+    pub status_ours: Option<OurStatus>,
+    /// What the statement line says, if one is involved.
+    pub status_theirs: Option<LineStatus>,
 }
 
 impl Classified {
@@ -299,6 +303,8 @@ pub fn reconcile(ours: &[OurRecord], theirs: &[DetailLine], rules: Rules) -> Rec
             amount_theirs: None,
             fee_ours: record.fee,
             fee_theirs: None,
+            status_ours: Some(record.status),
+            status_theirs: None,
         });
     }
     let totals = totals(&ours, theirs, rules.business_day);
@@ -325,6 +331,8 @@ fn unpaired(class: Class, line: &DetailLine) -> Classified {
         amount_theirs: Some(line.amount),
         fee_ours: None,
         fee_theirs: Some(line.fee),
+        status_ours: None,
+        status_theirs: Some(line.status),
     }
 }
 
@@ -358,6 +366,8 @@ fn pair(ours: &OurRecord, theirs: &DetailLine, rule: Rule, rules: Rules) -> Clas
         amount_theirs: Some(theirs.amount),
         fee_ours: ours.fee,
         fee_theirs: Some(theirs.fee),
+        status_ours: Some(ours.status),
+        status_theirs: Some(theirs.status),
     }
 }
 
