@@ -15,7 +15,7 @@ use money::{Amount, AssetCode};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::channel::{BoxFuture, Channel, ChannelError, Statement};
+use crate::channel::{BoxFuture, Channel, ChannelError, Statement, StatementFile};
 use crate::model::{
     ChannelId, ChannelRequest, FailureReason, Inquiry, Operation, Outcome, RequestId, Settled,
 };
@@ -317,11 +317,7 @@ impl SimulatorChannel {
         }
     }
 
-    async fn fetch_statement(
-        &self,
-        day: &str,
-        currencies: &[AssetCode],
-    ) -> Result<Statement, ChannelError> {
+    async fn fetch_statement(&self, day: &str) -> Result<StatementFile, ChannelError> {
         let path = format!("/channels/{}/statements/{day}", self.config.id);
         let response = self
             .signed(reqwest::Method::GET, &path, Vec::new())
@@ -329,7 +325,7 @@ impl SimulatorChannel {
             .await
             .map_err(|error| ChannelError::Unreachable(error.to_string()))?;
         let status = response.status();
-        let digest = response
+        let sha256_hex = response
             .headers()
             .get(HEADER_STATEMENT_SHA256)
             .map(|value| value.to_str().unwrap_or_default().to_owned());
@@ -339,24 +335,19 @@ impl SimulatorChannel {
             let text = String::from_utf8_lossy(&bytes);
             return Err(ChannelError::Protocol(format!("{status}: {text}")));
         }
-        read_statement(&bytes, digest.as_deref(), currencies)
+        Ok(StatementFile { bytes: bytes.to_vec(), sha256_hex })
     }
 }
 
 /// Checks a statement file against the digest published with it and parses it whole
-/// (`recon::statement`). A file without a digest is refused: the simulator always sends one,
-/// so its absence means the file is not the one the channel meant.
+/// (`StatementFile::read`).
 pub fn read_statement(
     bytes: &[u8],
     sha256_hex: Option<&str>,
     currencies: &[AssetCode],
 ) -> Result<Statement, ChannelError> {
-    let Some(sha256_hex) = sha256_hex else {
-        return Err(ChannelError::Protocol(format!(
-            "statement without its {HEADER_STATEMENT_SHA256} header"
-        )));
-    };
-    Ok(recon::statement::parse(bytes, Some(sha256_hex), currencies)?)
+    StatementFile { bytes: bytes.to_vec(), sha256_hex: sha256_hex.map(str::to_owned) }
+        .read(currencies)
 }
 
 /// How far a callback's timestamp may be from our clock.
@@ -413,12 +404,11 @@ impl Channel for SimulatorChannel {
         Box::pin(self.query(request_id))
     }
 
-    fn statement<'a>(
+    fn statement_file<'a>(
         &'a self,
         day: &'a str,
-        currencies: &'a [AssetCode],
-    ) -> BoxFuture<'a, Result<Statement, ChannelError>> {
-        Box::pin(self.fetch_statement(day, currencies))
+    ) -> BoxFuture<'a, Result<StatementFile, ChannelError>> {
+        Box::pin(self.fetch_statement(day))
     }
 }
 

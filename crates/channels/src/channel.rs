@@ -39,6 +39,33 @@ pub struct CallbackReport {
     pub outcome: Outcome,
 }
 
+/// A statement file as a channel published it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementFile {
+    pub bytes: Vec<u8>,
+    /// The hex SHA-256 the channel published beside the file.
+    pub sha256_hex: Option<String>,
+}
+
+impl StatementFile {
+    /// Checks the file against the digest published with it and parses it whole
+    /// (`recon::statement`). A file without a digest is refused: a channel that publishes
+    /// one always sends it, so its absence means the file is not the one the channel meant.
+    pub fn read(&self, currencies: &[AssetCode]) -> Result<Statement, ChannelError> {
+        let Some(sha256_hex) = self.sha256_hex.as_deref() else {
+            return Err(ChannelError::Protocol("statement without its published digest".into()));
+        };
+        Ok(recon::statement::parse(&self.bytes, Some(sha256_hex), currencies)?)
+    }
+
+    /// A file and its digest (for channels that compute theirs, and tests).
+    pub fn with_digest(bytes: Vec<u8>) -> StatementFile {
+        use sha2::Digest;
+        let sha256_hex = hex::encode(sha2::Sha256::digest(&bytes));
+        StatementFile { bytes, sha256_hex: Some(sha256_hex) }
+    }
+}
+
 /// A channel. Implementations must send `request.request_id` as the channel's
 /// deduplication key on every call, so that a retry can never move money twice, and must
 /// map every answer they cannot be sure of to [`Outcome::Unknown`].
@@ -66,12 +93,21 @@ pub trait Channel: Send + Sync + 'static {
         Err(ChannelError::Protocol("this channel sends no callbacks".into()))
     }
 
-    /// The statement of one business day (`YYYY-MM-DD`, days turning at midnight in the
-    /// channel's own time zone), fetched, checked against its published digest and parsed
-    /// whole. `currencies` are the assets the channel may state; any other refuses the file.
+    /// The statement file of one business day (`YYYY-MM-DD`, days turning at midnight in the
+    /// channel's own time zone), as the channel published it, with the digest it published
+    /// beside it. Reconciliation stores the file as it came and parses it whole.
+    fn statement_file<'a>(
+        &'a self,
+        day: &'a str,
+    ) -> BoxFuture<'a, Result<StatementFile, ChannelError>>;
+
+    /// [`Channel::statement_file`], checked against its digest and parsed whole.
+    /// `currencies` are the assets the channel may state; any other refuses the file.
     fn statement<'a>(
         &'a self,
         day: &'a str,
         currencies: &'a [AssetCode],
-    ) -> BoxFuture<'a, Result<Statement, ChannelError>>;
+    ) -> BoxFuture<'a, Result<Statement, ChannelError>> {
+        Box::pin(async move { self.statement_file(day).await?.read(currencies) })
+    }
 }

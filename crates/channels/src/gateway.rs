@@ -222,6 +222,17 @@ impl Gateway {
         self.slots.get(channel).map(|slot| slot.channel.read_callback(headers, body))
     }
 
+    /// `channel`'s statement file of `day` (`YYYY-MM-DD`), as it published it; `None` for a
+    /// channel the gateway does not have.
+    pub async fn statement_file(
+        &self,
+        channel: &ChannelId,
+        day: &str,
+    ) -> Option<Result<crate::channel::StatementFile, crate::channel::ChannelError>> {
+        let slot = self.slots.get(channel)?;
+        Some(slot.channel.statement_file(day).await)
+    }
+
     /// The ids of every channel the gateway has.
     pub fn channel_ids(&self) -> Vec<ChannelId> {
         self.slots.keys().cloned().collect()

@@ -20,6 +20,6 @@ pub mod limits;
 pub mod model;
 pub mod router;
 
-pub use channel::{BoxFuture, CallbackReport, Channel, ChannelError};
+pub use channel::{BoxFuture, CallbackReport, Channel, ChannelError, StatementFile};
 pub use gateway::{Gateway, GatewayConfig, Routed};
 pub use model::{ChannelId, ChannelRequest, FailureReason, Operation, Outcome, RequestId, Settled};

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use channels::breaker::BreakerConfig;
-use channels::channel::{ChannelError, Statement};
+use channels::channel::{ChannelError, StatementFile};
 use channels::gateway::Millis;
 use channels::inquiry::{
     Inquirer, InquiryOwner, InquiryPolicy, InquiryState, InquiryStore, InquiryTask,
@@ -114,13 +114,11 @@ impl Channel for Scripted {
         })
     }
 
-    fn statement<'a>(
+    fn statement_file<'a>(
         &'a self,
         _: &'a str,
-        _: &'a [money::AssetCode],
-    ) -> BoxFuture<'a, Result<Statement, ChannelError>> {
-        let empty =
-            Statement { sha256: [0; 32], details: Vec::new(), summaries: Default::default() };
+    ) -> BoxFuture<'a, Result<StatementFile, ChannelError>> {
+        let empty = StatementFile::with_digest(recon::statement::render(&[]).into_bytes());
         Box::pin(async { Ok(empty) })
     }
 }

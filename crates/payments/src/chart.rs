@@ -11,6 +11,9 @@
 //! | 2202 | merchant payables, unsettled | liability | takings not yet settled |
 //! | 2203 | merchant payables, settled | liability | takings a merchant may withdraw |
 //! | 2299 | suspense | liability | money received that matches no order, until it is placed |
+//! | 2298 | reconciliation suspense | liability | per channel and asset: open reconciliation breaks (挂账), the channel's statement less our books |
+//! | 6711 | fund losses | expense | money lost (资损), written off from reconciliation breaks |
+//! | 6301 | loss recoveries | income | money recovered against earlier losses |
 //! | 6021 | fee income | income | fees we charge |
 //! | 6602 | channel fees | expense | fees channels charge us |
 //! | 6601 | points marketing | expense | in the points asset: points issued less points redeemed; in cash: what redeemed points cost us (paid to merchants) |
@@ -48,6 +51,12 @@ pub const MERCHANT_SETTLED: ChartLine =
     ChartLine { code: 2203, name: "merchant payables, settled", class: AccountClass::Liability };
 pub const SUSPENSE: ChartLine =
     ChartLine { code: 2299, name: "suspense", class: AccountClass::Liability };
+pub const RECON_SUSPENSE: ChartLine =
+    ChartLine { code: 2298, name: "reconciliation suspense", class: AccountClass::Liability };
+pub const FUND_LOSSES: ChartLine =
+    ChartLine { code: 6711, name: "fund losses", class: AccountClass::Expense };
+pub const LOSS_RECOVERIES: ChartLine =
+    ChartLine { code: 6301, name: "loss recoveries", class: AccountClass::Income };
 pub const FEE_INCOME: ChartLine =
     ChartLine { code: 6021, name: "fee income", class: AccountClass::Income };
 pub const CHANNEL_FEES: ChartLine =
@@ -57,7 +66,7 @@ pub const FX_POSITION: ChartLine =
 pub const POINTS_MARKETING: ChartLine =
     ChartLine { code: 6601, name: "points marketing", class: AccountClass::Expense };
 
-pub const CHART: [ChartLine; 11] = [
+pub const CHART: [ChartLine; 14] = [
     CHANNEL_CLEARING,
     CUSTOMER_WALLETS,
     WITHDRAWALS_IN_FLIGHT,
@@ -69,6 +78,9 @@ pub const CHART: [ChartLine; 11] = [
     CHANNEL_FEES,
     POINTS_MARKETING,
     FX_POSITION,
+    RECON_SUSPENSE,
+    FUND_LOSSES,
+    LOSS_RECOVERIES,
 ];
 
 /// Ledger commands defining the chart (idempotent).
@@ -92,6 +104,10 @@ pub fn chart_commands() -> Vec<Command> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Internal {
     ChannelClearing(ChannelId),
+    /// A channel's open reconciliation breaks.
+    ReconSuspense(ChannelId),
+    FundLosses,
+    LossRecoveries,
     ChannelFees,
     FeeIncome,
     Suspense,
@@ -107,6 +123,9 @@ impl Internal {
     fn line(&self) -> ChartLine {
         match self {
             Internal::ChannelClearing(_) => CHANNEL_CLEARING,
+            Internal::ReconSuspense(_) => RECON_SUSPENSE,
+            Internal::FundLosses => FUND_LOSSES,
+            Internal::LossRecoveries => LOSS_RECOVERIES,
             Internal::ChannelFees => CHANNEL_FEES,
             Internal::FeeIncome => FEE_INCOME,
             Internal::Suspense => SUSPENSE,
@@ -120,6 +139,9 @@ impl Internal {
     fn key(&self) -> String {
         match self {
             Internal::ChannelClearing(channel) => format!("clearing:{channel}"),
+            Internal::ReconSuspense(channel) => format!("recon_suspense:{channel}"),
+            Internal::FundLosses => "fund_losses".into(),
+            Internal::LossRecoveries => "loss_recoveries".into(),
             Internal::ChannelFees => "channel_fees".into(),
             Internal::FeeIncome => "fee_income".into(),
             Internal::Suspense => "suspense".into(),
@@ -230,15 +252,16 @@ pub fn internal_accounts(asset: AssetCode, channels: &[ChannelId]) -> Vec<NewAcc
         Internal::PointsMarketing,
         Internal::FxPosition,
         Internal::Tombstones,
+        Internal::FundLosses,
+        Internal::LossRecoveries,
     ]
     .iter()
     .map(|internal| internal_account(internal, asset))
     .collect();
-    accounts.extend(
-        channels
-            .iter()
-            .map(|channel| internal_account(&Internal::ChannelClearing(channel.clone()), asset)),
-    );
+    for channel in channels {
+        accounts.push(internal_account(&Internal::ChannelClearing(channel.clone()), asset));
+        accounts.push(internal_account(&Internal::ReconSuspense(channel.clone()), asset));
+    }
     accounts
 }
 

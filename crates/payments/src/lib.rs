@@ -12,6 +12,7 @@ pub mod card;
 pub mod chart;
 pub mod ids;
 pub mod order;
+pub mod reconciled;
 pub mod tombstone;
 pub mod topup;
 pub mod withdrawal;
