@@ -201,6 +201,17 @@ pub trait OrderStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<OrderRecord>, OrderStoreError>;
 
+    /// Orders of `kinds` created in `[from_ms, to_ms)`, of every tenant, after the cursor
+    /// `(created_at_ms, id)`, in that order: reconciliation reads a day's records so.
+    fn created_between(
+        &self,
+        kinds: &[OrderKind],
+        from_ms: u64,
+        to_ms: u64,
+        after: Option<(u64, OrderId)>,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, OrderStoreError>;
+
     /// The orders whose parent is `parent` (a payment's refunds, a payout batch's items),
     /// oldest first.
     fn children_of(&self, parent: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError>;

@@ -14,12 +14,15 @@ use executor::port::{
     OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
 };
 use money::{Amount, AssetCode};
-use payments::{Order, OrderId};
+use payments::{Order, OrderId, OrderKind};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::postgres::PgTarget;
 
-pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_orders.sql"))];
+pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sqlite/0001_orders.sql")),
+    (2, include_str!("sqlite/0002_orders_by_created.sql")),
+];
 
 const INSERT: &str =
     "INSERT INTO orders (id, tenant, kind, reference, request_fingerprint, parent, \
@@ -269,6 +272,36 @@ fn list_sql(query: &OrderQuery) -> (String, Vec<Param>) {
         " ORDER BY created_at_ms DESC, id DESC LIMIT ?#",
         Param::Int(query.limit as i64),
     );
+    (sql, params)
+}
+
+/// The query of [`OrderStore::created_between`]: the kinds' names come from the enum (never
+/// from input), so the set in SQL is the set the caller named.
+fn created_between_query(
+    kinds: &[OrderKind],
+    from_ms: u64,
+    to_ms: u64,
+    after: Option<(u64, OrderId)>,
+    limit: usize,
+) -> (String, Vec<Param>) {
+    let kinds: Vec<String> = kinds.iter().map(|kind| format!("'{}'", kind.as_str())).collect();
+    let kinds = if kinds.is_empty() { "NULL".to_string() } else { kinds.join(", ") };
+    let sql = format!(
+        "{SELECT} WHERE kind IN ({kinds}) AND created_at_ms >= ?1 AND created_at_ms < ?2 \
+         AND (created_at_ms > ?3 OR (created_at_ms = ?3 AND id > ?4)) \
+         ORDER BY created_at_ms, id LIMIT ?5"
+    );
+    let (after_ms, after_id) = match after {
+        Some((at_ms, id)) => (i64_of(at_ms), id.to_string()),
+        None => (-1, String::new()),
+    };
+    let params = vec![
+        Param::Int(i64_of(from_ms)),
+        Param::Int(i64_of(to_ms)),
+        Param::Int(after_ms),
+        Param::Text(after_id),
+        Param::Int(limit as i64),
+    ];
     (sql, params)
 }
 
@@ -611,6 +644,18 @@ impl OrderStore for SqliteOrderStore {
         sqlite_orders(&self.lock(), UNFINISHED, &unfinished_params(updated_before_ms, after, limit))
     }
 
+    fn created_between(
+        &self,
+        kinds: &[OrderKind],
+        from_ms: u64,
+        to_ms: u64,
+        after: Option<(u64, OrderId)>,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        let (sql, params) = created_between_query(kinds, from_ms, to_ms, after, limit);
+        sqlite_orders(&self.lock(), &sql, &params)
+    }
+
     fn children_of(&self, parent: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError> {
         sqlite_orders(
             &self.lock(),
@@ -880,6 +925,20 @@ impl OrderStore for PgOrderStore {
         crate::off_runtime(|| {
             let params = unfinished_params(updated_before_ms, after, limit);
             pg_orders(&mut *self.lock(), UNFINISHED, &params)
+        })
+    }
+
+    fn created_between(
+        &self,
+        kinds: &[OrderKind],
+        from_ms: u64,
+        to_ms: u64,
+        after: Option<(u64, OrderId)>,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        crate::off_runtime(|| {
+            let (sql, params) = created_between_query(kinds, from_ms, to_ms, after, limit);
+            pg_orders(&mut *self.lock(), &sql, &params)
         })
     }
 

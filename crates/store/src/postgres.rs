@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("postgres/0006_access_merchant.sql")),
     (7, include_str!("postgres/0007_ledger_layouts.sql")),
     (8, include_str!("postgres/0008_access_idempotency_per_key.sql")),
+    (9, include_str!("postgres/0009_orders_by_created.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {
