@@ -76,6 +76,12 @@ pub(crate) fn i64_of(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// A row limit as bound: past `i64::MAX` it is `i64::MAX` (cast, it would turn negative,
+/// which SQLite reads as "no limit" and PostgreSQL refuses).
+pub(crate) fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 fn u64_of(value: i64) -> Result<u64, OrderStoreError> {
     u64::try_from(value).map_err(corrupt)
 }
@@ -270,7 +276,7 @@ fn list_sql(query: &OrderQuery) -> (String, Vec<Param>) {
     push(
         &mut sql,
         " ORDER BY created_at_ms DESC, id DESC LIMIT ?#",
-        Param::Int(query.limit as i64),
+        Param::Int(limit_of(query.limit)),
     );
     (sql, params)
 }
@@ -318,7 +324,7 @@ fn unfinished_params(
         Param::Int(i64_of(updated_before_ms)),
         Param::Int(after_ms),
         Param::Text(after_id),
-        Param::Int(limit as i64),
+        Param::Int(limit_of(limit)),
     ]
 }
 
@@ -673,7 +679,7 @@ impl OrderStore for SqliteOrderStore {
         let connection = self.lock();
         let mut statement = connection.prepare_cached(SELECT_EVENTS).map_err(backend)?;
         let rows = statement
-            .query_map(rusqlite::params![tenant, i64_of(after_seq), limit as i64], |row| {
+            .query_map(rusqlite::params![tenant, i64_of(after_seq), limit_of(limit)], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
             })
             .map_err(backend)?
@@ -961,7 +967,7 @@ impl OrderStore for PgOrderStore {
         crate::off_runtime(|| {
             let rows = self
                 .lock()
-                .query(&pg(SELECT_EVENTS), &[&tenant, &i64_of(after_seq), &(limit as i64)])
+                .query(&pg(SELECT_EVENTS), &[&tenant, &i64_of(after_seq), &limit_of(limit)])
                 .map_err(backend)?;
             rows.iter()
                 .map(|row| {

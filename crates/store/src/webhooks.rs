@@ -10,7 +10,7 @@ use webhooks::{
     Attempt, Delivery, DeliveryState, DueDelivery, Endpoint, WebhookStore, WebhookStoreError,
 };
 
-use crate::orders::{i64_of, pg, pg_params, Param, SQLITE_MIGRATIONS};
+use crate::orders::{i64_of, limit_of, pg, pg_params, Param, SQLITE_MIGRATIONS};
 use crate::postgres::PgTarget;
 
 fn backend(error: impl std::fmt::Display) -> WebhookStoreError {
@@ -88,7 +88,7 @@ fn deliveries_params(
     let mut params = vec![Param::Text(tenant.to_owned())];
     params.extend(endpoint_id.map(|id| Param::Text(id.to_owned())));
     params.extend(state.map(|state| Param::Text(state.as_str().to_owned())));
-    params.push(Param::Int(limit as i64));
+    params.push(Param::Int(limit_of(limit)));
     params
 }
 
@@ -150,8 +150,13 @@ fn attempt_params(delivery_id: &str, attempt: &Attempt, now_ms: u64) -> Vec<Para
             (DeliveryState::Failed, now_ms, *status, error.clone())
         }
     };
-    // Error texts come from HTTP clients and peers: bounded before they are stored.
-    let error: String = error.chars().take(500).collect();
+    // Error texts come from HTTP clients and peers: bounded before they are stored, and
+    // without NUL, which PostgreSQL text cannot hold (SQLite would store it).
+    let error: String = error
+        .chars()
+        .take(500)
+        .map(|c| if c == '\0' { char::REPLACEMENT_CHARACTER } else { c })
+        .collect();
     vec![
         Param::Text(delivery_id.to_owned()),
         Param::Text(state.as_str().to_owned()),
@@ -264,7 +269,7 @@ impl WebhookStore for SqliteWebhookStore {
         let seqs: Vec<i64> = {
             let mut statement = tx.prepare_cached(CLAIM_UNFANNED).map_err(backend)?;
             let rows = statement
-                .query_map([limit as i64], |row| row.get(0))
+                .query_map([limit_of(limit)], |row| row.get(0))
                 .map_err(backend)?
                 .collect::<rusqlite::Result<Vec<i64>>>()
                 .map_err(backend)?;
@@ -282,7 +287,7 @@ impl WebhookStore for SqliteWebhookStore {
         let connection = self.lock();
         let mut statement = connection.prepare_cached(&due_sql()).map_err(backend)?;
         let rows = statement
-            .query_map(rusqlite::params![i64_of(now_ms), limit as i64], |row| {
+            .query_map(rusqlite::params![i64_of(now_ms), limit_of(limit)], |row| {
                 Ok((
                     sqlite_delivery(row)?,
                     row.get::<_, String>(11)?,
@@ -427,7 +432,7 @@ impl WebhookStore for PgWebhookStore {
         crate::off_runtime(|| {
             let mut client = self.lock();
             let mut tx = client.transaction().map_err(backend)?;
-            let rows = tx.query(&pg(CLAIM_UNFANNED), &[&(limit as i64)]).map_err(backend)?;
+            let rows = tx.query(&pg(CLAIM_UNFANNED), &[&limit_of(limit)]).map_err(backend)?;
             let seqs = rows
                 .iter()
                 .map(|row| row.try_get::<_, i64>(0))
@@ -447,7 +452,7 @@ impl WebhookStore for PgWebhookStore {
         crate::off_runtime(|| {
             let rows = self
                 .lock()
-                .query(&pg(&due_sql()), &[&i64_of(now_ms), &(limit as i64)])
+                .query(&pg(&due_sql()), &[&i64_of(now_ms), &limit_of(limit)])
                 .map_err(backend)?;
             rows.iter()
                 .map(|row| {

@@ -1,5 +1,6 @@
 //! One integration test binary for the store crate: the ledger conformance suite run against
-//! every backend, the model-based property test, and multi-writer concurrency on PostgreSQL.
+//! every backend, the model-based property test, multi-writer concurrency on PostgreSQL, and
+//! the conformance suites of the other ports (access, inquiry, orders, webhooks).
 
 mod access;
 mod backends;
@@ -9,3 +10,5 @@ mod inquiry;
 mod layouts;
 mod layouts_props;
 mod model;
+mod orders;
+mod webhooks;
