@@ -37,7 +37,8 @@ impl Order {
                     | CardRefundState::Booked
                     | CardRefundState::AwaitingChannel { .. } => return None,
                     CardRefundState::Refunding { .. } => (OurStatus::Unknown, None),
-                    CardRefundState::Settling { settled } | CardRefundState::Succeeded { settled } => {
+                    CardRefundState::Settling { settled }
+                    | CardRefundState::Succeeded { settled } => {
                         (OurStatus::Succeeded, Some(settled))
                     }
                     CardRefundState::Reversing { .. }

@@ -90,11 +90,8 @@ impl SuspenseParts {
     pub fn of(line: &Classified) -> SuspenseParts {
         let ours_booked = line.status_ours == Some(OurStatus::Succeeded);
         let theirs_booked = line.status_theirs == Some(LineStatus::Succeeded);
-        let (amount_ours, fee_ours) = if ours_booked {
-            (minor(line.amount_ours), minor(line.fee_ours))
-        } else {
-            (0, 0)
-        };
+        let (amount_ours, fee_ours) =
+            if ours_booked { (minor(line.amount_ours), minor(line.fee_ours)) } else { (0, 0) };
         let (amount_theirs, fee_theirs) = if theirs_booked {
             (minor(line.amount_theirs), minor(line.fee_theirs))
         } else {
@@ -130,7 +127,12 @@ impl SuspenseParts {
 }
 
 /// `part > 0`: debit `positive_debit`, credit `positive_credit`; `part < 0` the reverse.
-fn movement(leg: &'static str, part: i64, positive_debit: Book, positive_credit: Book) -> Option<Posting> {
+fn movement(
+    leg: &'static str,
+    part: i64,
+    positive_debit: Book,
+    positive_credit: Book,
+) -> Option<Posting> {
     let amount = Amount::new(part.unsigned_abs()).filter(|a| !a.is_zero())?;
     Some(if part > 0 {
         Posting { leg, debit: positive_debit, credit: positive_credit, amount }
@@ -187,7 +189,9 @@ impl Resolution {
 pub enum ResolutionRefused {
     #[error("{resolution} needs money held for the channel (a positive amount part), the break holds {amount_minor}")]
     NeedsPositive { resolution: &'static str, amount_minor: i64 },
-    #[error("write_off needs money missing (a negative amount part), the break holds {amount_minor}")]
+    #[error(
+        "write_off needs money missing (a negative amount part), the break holds {amount_minor}"
+    )]
     NeedsNegative { amount_minor: i64 },
     #[error("credit_customer fits a debit (money taken from a payer), this break is a {tx_type}")]
     NotADebit { tx_type: &'static str },
@@ -304,7 +308,9 @@ impl BreakState {
 }
 
 /// How urgent a break is, by its amount and its age.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Low,
@@ -314,7 +320,8 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: [Severity; 4] = [Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
+    pub const ALL: [Severity; 4] =
+        [Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -569,7 +576,8 @@ mod tests {
         assert_eq!(refused.unwrap_err().code(), "resolution_needs_debit");
         // A write-off books the loss.
         let negative = SuspenseParts { amount_minor: -100, fee_minor: 0 };
-        let books = net(&resolution_postings(negative, TxType::Debit, &Resolution::WriteOff).unwrap());
+        let books =
+            net(&resolution_postings(negative, TxType::Debit, &Resolution::WriteOff).unwrap());
         assert_eq!(books[&Book::Losses], 100);
     }
 

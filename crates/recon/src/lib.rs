@@ -26,9 +26,9 @@ pub mod day;
 pub mod matching;
 pub mod statement;
 
+pub use day::BusinessDay;
 pub use matching::{
     reconcile, Class, Classified, OurRecord, OurStatus, Reconciliation, Rule, Rules, TotalsRow,
     RULE_VERSION,
 };
-pub use day::BusinessDay;
 pub use statement::{parse, DetailLine, LineStatus, Statement, StatementError, TxType};

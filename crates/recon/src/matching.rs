@@ -45,7 +45,7 @@ pub struct OurRecord {
 }
 
 /// What our records say became of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OurStatus {
     Succeeded,
@@ -66,7 +66,9 @@ pub struct Rules {
 }
 
 /// Where a line ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     Matched,
@@ -112,7 +114,7 @@ impl Class {
 }
 
 /// Which rung of the ladder and which rule matched a pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// Matched on our request id.
@@ -126,7 +128,7 @@ pub enum Rule {
 }
 
 /// One classified line: a statement line, one of our records, or both.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Classified {
     pub class: Class,
     pub rule: Rule,
@@ -161,7 +163,7 @@ impl Classified {
 }
 
 /// Totals of one type and currency.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TotalsRow {
     pub tx_type: TxType,
     pub currency: AssetCode,

@@ -50,7 +50,9 @@ pub const HEADER: [&str; 10] = [
 ];
 
 /// What kind of money movement a line is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TxType {
     /// Money taken from a payer's card or bank account (a top-up, a card payment).
@@ -78,7 +80,7 @@ impl TxType {
 }
 
 /// What the channel says became of an operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LineStatus {
     Succeeded,

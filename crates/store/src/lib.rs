@@ -8,6 +8,7 @@ pub mod inquiry;
 pub mod naive;
 pub mod orders;
 pub mod postgres;
+pub mod recon;
 pub mod sqlite;
 pub mod webhooks;
 
@@ -15,6 +16,7 @@ pub use access::{PgAccess, SqliteAccess};
 pub use inquiry::{PgInquiryStore, SqliteInquiryStore};
 pub use orders::{PgOrderStore, SqliteOrderStore};
 pub use postgres::{PgReader, PgStore, PgTarget};
+pub use recon::{PgReconStore, SqliteReconStore};
 pub use sqlite::{SqliteReader, SqliteStore};
 pub use webhooks::{PgWebhookStore, SqliteWebhookStore};
 

@@ -306,7 +306,7 @@ fn created_between_query(
         Param::Int(i64_of(to_ms)),
         Param::Int(after_ms),
         Param::Text(after_id),
-        Param::Int(limit as i64),
+        Param::Int(limit_of(limit)),
     ];
     (sql, params)
 }

@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("postgres/0007_ledger_layouts.sql")),
     (8, include_str!("postgres/0008_access_idempotency_per_key.sql")),
     (9, include_str!("postgres/0009_orders_by_created.sql")),
+    (10, include_str!("postgres/0010_recon.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

@@ -11,4 +11,5 @@ mod layouts;
 mod layouts_props;
 mod model;
 mod orders;
+mod recon;
 mod webhooks;

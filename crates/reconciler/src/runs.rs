@@ -1,0 +1,398 @@
+//! Statements in, runs out: ingest, our records of a day, matching, automatic handling of
+//! unknown orders, and the suspense booking of every break.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use channels::{ChannelId, Outcome, Settled};
+use executor::OrderRecord;
+use payments::{OrderId, OrderKind};
+use recon::breaks::{found_breaks, BreakState, FoundBreak, Resolution};
+use recon::{BusinessDay, Class, OurRecord, OurStatus, Rules, Statement};
+use sha2::{Digest, Sha256};
+
+use crate::port::{
+    BreakQuery, BreakRecord, PutStatement, RunRecord, StatementRecord, StatementSource,
+};
+use crate::postings::{self, BUSINESS_CODE_RECON_SUSPENSE};
+use crate::{ReconError, Reconciler};
+
+/// The order kinds that send requests to channels.
+pub const CHANNEL_KINDS: [OrderKind; 4] =
+    [OrderKind::Topup, OrderKind::CardPayment, OrderKind::Withdrawal, OrderKind::CardRefund];
+
+/// Orders read per page when gathering a day's records.
+const ORDERS_PAGE: usize = 10_000;
+
+impl Reconciler {
+    /// Fetches `channel`'s statement of `day` and stores it (see [`Reconciler::upload`]).
+    pub async fn fetch(
+        &self,
+        channel: &str,
+        day: BusinessDay,
+        by: &str,
+    ) -> Result<PutStatement, ReconError> {
+        let unknown = || ReconError::ChannelNotFound(channel.to_owned());
+        let id = ChannelId::new(channel).map_err(|_| unknown())?;
+        let gateway = self.executor.gateway().ok_or_else(unknown)?;
+        let file =
+            gateway.statement_file(&id, &day.to_string()).await.ok_or_else(unknown)?.map_err(
+                |error| match error {
+                    channels::ChannelError::Statement(error) => ReconError::Statement(error),
+                    other => ReconError::ChannelUnavailable(other.to_string()),
+                },
+            )?;
+        let Some(digest) = file.sha256_hex.as_deref() else {
+            return Err(ReconError::ChannelUnavailable(
+                "the channel sent its statement without a digest".into(),
+            ));
+        };
+        self.ingest(channel, day, &file.bytes, Some(digest), StatementSource::Fetched, by)
+    }
+
+    /// Stores an operator's statement file of `channel` and `day`: parsed whole first (a bad
+    /// file is refused whole with its line); the same file again is a no-op.
+    pub fn upload(
+        &self,
+        channel: &str,
+        day: BusinessDay,
+        bytes: &[u8],
+        by: &str,
+    ) -> Result<PutStatement, ReconError> {
+        if !self.channels().iter().any(|c| c.as_str() == channel) {
+            return Err(ReconError::ChannelNotFound(channel.to_owned()));
+        }
+        self.ingest(channel, day, bytes, None, StatementSource::Uploaded, by)
+    }
+
+    fn ingest(
+        &self,
+        channel: &str,
+        day: BusinessDay,
+        bytes: &[u8],
+        digest: Option<&str>,
+        source: StatementSource,
+        by: &str,
+    ) -> Result<PutStatement, ReconError> {
+        let statement = recon::statement::parse(bytes, digest, &self.config.currencies)?;
+        let sha256_hex = hex::encode(statement.sha256);
+        let record = StatementRecord {
+            id: statement_id(channel, day, &sha256_hex),
+            channel: channel.to_owned(),
+            business_day: day.days(),
+            version: 0,
+            sha256_hex,
+            size_bytes: bytes.len() as u64,
+            detail_lines: statement.details.len() as u64,
+            source,
+            received_by: by.to_owned(),
+            received_at_ms: self.clock.now_ms(),
+        };
+        Ok(self.store.put_statement(&record, bytes)?)
+    }
+
+    /// Our records of `channel` for the days around `day` (the date window), in creation
+    /// order, and the hash of what was read.
+    pub fn our_records(
+        &self,
+        channel: &str,
+        day: BusinessDay,
+    ) -> Result<(Vec<OurRecord>, [u8; 32]), ReconError> {
+        let offset = self.config.utc_offset_minutes;
+        let window = self.config.date_window_days;
+        let from_ms = BusinessDay::from_days(day.days() - window).start_ms(offset);
+        let to_ms = BusinessDay::from_days(day.days() + window).end_ms(offset);
+        let mut records = Vec::new();
+        let mut hasher = Sha256::new();
+        hasher.update(b"qianbao.recon.ours\0");
+        let mut after: Option<(u64, OrderId)> = None;
+        loop {
+            let page =
+                self.orders.created_between(&CHANNEL_KINDS, from_ms, to_ms, after, ORDERS_PAGE)?;
+            after = page.last().map(|r: &OrderRecord| (r.created_at_ms, r.id().clone()));
+            for record in &page {
+                let booked = BusinessDay::of(record.created_at_ms, offset).days();
+                let Some(activity) = record.order.channel_activity(booked) else { continue };
+                if activity.channel.as_str() != channel {
+                    continue;
+                }
+                hash_record(&mut hasher, &activity.record);
+                records.push(activity.record);
+            }
+            if page.len() < ORDERS_PAGE {
+                break;
+            }
+        }
+        Ok((records, hasher.finalize().into()))
+    }
+
+    /// Reconciles the newest statement of `channel` and `day` against our records.
+    pub async fn run(
+        &self,
+        channel: &str,
+        day: BusinessDay,
+        by: &str,
+    ) -> Result<RunRecord, ReconError> {
+        let _serial = self.serial.lock().await;
+        let started_at_ms = self.clock.now_ms();
+        let no_statement =
+            || ReconError::NoStatement { channel: channel.to_owned(), day: day.to_string() };
+        let statement_record =
+            self.store.latest_statement(channel, day.days())?.ok_or_else(no_statement)?;
+        let bytes = self.store.statement_bytes(&statement_record.id)?.ok_or_else(no_statement)?;
+        let statement = recon::statement::parse(
+            &bytes,
+            Some(&statement_record.sha256_hex),
+            &self.config.currencies,
+        )?;
+        let channel_id =
+            ChannelId::new(channel).map_err(|_| ReconError::ChannelNotFound(channel.into()))?;
+        let (ours, ours_sha256) = self.our_records(channel, day)?;
+        let rules = Rules {
+            business_day: day.days(),
+            date_window_days: self.config.date_window_days,
+            amount_tolerance_minor: self.config.amount_tolerance_minor,
+        };
+        let result = recon::reconcile(&ours, &statement.details, rules);
+
+        // The channel's answer for orders still unknown: the order takes it as it would a
+        // callback, and the line is settled.
+        let mut auto_resolved = 0u64;
+        let mut settled_lines = HashSet::new();
+        for line in result.lines.iter().filter(|l| {
+            l.class == Class::MissingInternal && l.status_ours == Some(OurStatus::Unknown)
+        }) {
+            if self.complete_unknown(&channel_id, &statement, line).await {
+                auto_resolved += 1;
+                settled_lines.insert(line.statement_line);
+            }
+        }
+        let found: Vec<FoundBreak> = found_breaks(channel, day, &result.lines)
+            .into_iter()
+            .filter(|b| {
+                !(b.class == Class::MissingInternal
+                    && b.line.status_ours == Some(OurStatus::Unknown)
+                    && settled_lines.contains(&b.line.statement_line))
+            })
+            .collect();
+
+        // Money first (ids derived from the break: a re-run books nothing twice), then the
+        // run and its breaks.
+        for found in &found {
+            self.book_suspense(&channel_id, found).await?;
+        }
+        let now_ms = self.clock.now_ms();
+        let run_id = run_id(channel, day, started_at_ms, &result.result_hash);
+        let breaks: Vec<BreakRecord> =
+            found.iter().map(|f| break_record(f, channel, day, &run_id, now_ms)).collect();
+        let found_ids: HashSet<&str> = found.iter().map(|f| f.id.as_str()).collect();
+        let stale = self.open_breaks_of(channel, day)?;
+        let superseded: Vec<BreakRecord> =
+            stale.into_iter().filter(|b| !found_ids.contains(b.id.as_str())).collect();
+        let mut counts: BTreeMap<Class, u64> = result.counts.clone();
+        counts.entry(Class::Matched).or_default();
+        let mut run = RunRecord {
+            id: run_id,
+            channel: channel.to_owned(),
+            business_day: day.days(),
+            statement_id: statement_record.id.clone(),
+            statement_sha256: statement_record.sha256_hex.clone(),
+            ours_sha256: hex::encode(ours_sha256),
+            rule_version: result.rule_version,
+            counts,
+            totals: result.totals.clone(),
+            result_hash: hex::encode(result.result_hash),
+            breaks_new: 0,
+            auto_resolved,
+            superseded: superseded.len() as u64,
+            started_by: by.to_owned(),
+            started_at_ms,
+            finished_at_ms: now_ms,
+        };
+        let new_ids = self.store.insert_run(&run, &breaks)?;
+        run.breaks_new = new_ids.len() as u64;
+        for record in superseded {
+            self.resolve_by_system(record, Resolution::Superseded, &run.id).await?;
+        }
+        tracing::info!(
+            channel, day = %day, run = %run.id, breaks = found.len(), new = run.breaks_new,
+            auto_resolved, "reconciliation run"
+        );
+        Ok(run)
+    }
+
+    /// Feeds the statement's success to an order still unknown; true if the order now
+    /// records the success.
+    async fn complete_unknown(
+        &self,
+        channel: &ChannelId,
+        statement: &Statement,
+        line: &recon::Classified,
+    ) -> bool {
+        let Some(order) = line.order_id.as_deref().and_then(|id| OrderId::new(id).ok()) else {
+            return false;
+        };
+        let Some(detail) =
+            statement.details.iter().find(|d| Some(d.line_no) == line.statement_line)
+        else {
+            return false;
+        };
+        let settled = Settled {
+            channel_ref: detail.channel_ref.clone().unwrap_or_default(),
+            fee: detail.fee,
+        };
+        match self
+            .executor
+            .on_channel_answer(&order, channel.clone(), Outcome::Succeeded(settled))
+            .await
+        {
+            Ok(record) => record
+                .order
+                .channel_activity(0)
+                .is_some_and(|a| a.record.status == OurStatus::Succeeded),
+            Err(error) => {
+                tracing::warn!(%order, %error, "a statement's answer did not reach its order");
+                false
+            }
+        }
+    }
+
+    async fn book_suspense(
+        &self,
+        channel: &ChannelId,
+        found: &FoundBreak,
+    ) -> Result<(), ReconError> {
+        let booking = found.parts.booking();
+        let open = postings::open_accounts(&booking, channel, found.currency);
+        let group = postings::transfers(
+            &booking,
+            &found.id,
+            "suspense",
+            BUSINESS_CODE_RECON_SUSPENSE,
+            channel,
+            found.currency,
+        );
+        match self.post(open, group).await? {
+            None => Ok(()),
+            // Internal accounts are unbounded: a refusal here is a broken set-up.
+            Some(code) => Err(ReconError::Ledger(format!("suspense booking refused: {code}"))),
+        }
+    }
+
+    /// Breaks of the channel and day not yet resolved nor being resolved.
+    fn open_breaks_of(
+        &self,
+        channel: &str,
+        day: BusinessDay,
+    ) -> Result<Vec<BreakRecord>, ReconError> {
+        let mut open = Vec::new();
+        for state in [BreakState::Open, BreakState::Assigned, BreakState::PendingApproval] {
+            let query = BreakQuery {
+                channel: Some(channel.to_owned()),
+                business_day: Some(day.days()),
+                state: Some(state),
+                limit: usize::MAX >> 1,
+                ..Default::default()
+            };
+            open.extend(self.store.breaks(&query)?);
+        }
+        Ok(open)
+    }
+
+    /// The suspense each open break of a channel holds, by currency (for cross-checks).
+    pub fn open_suspense(
+        &self,
+        channel: &str,
+    ) -> Result<HashMap<money::AssetCode, i128>, ReconError> {
+        let mut totals = HashMap::new();
+        for state in [
+            BreakState::Open,
+            BreakState::Assigned,
+            BreakState::PendingApproval,
+            BreakState::Resolving,
+        ] {
+            let query = BreakQuery {
+                channel: Some(channel.to_owned()),
+                state: Some(state),
+                limit: usize::MAX >> 1,
+                ..Default::default()
+            };
+            for record in self.store.breaks(&query)? {
+                *totals.entry(record.currency).or_default() += record.parts.total_minor();
+            }
+        }
+        Ok(totals)
+    }
+}
+
+fn statement_id(channel: &str, day: BusinessDay, sha256_hex: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"qianbao.recon.statement\0")
+        .chain_update(channel)
+        .chain_update([0])
+        .chain_update(day.to_string())
+        .chain_update([0])
+        .chain_update(sha256_hex)
+        .finalize();
+    format!("stm_{}", hex::encode(&digest[..12]))
+}
+
+fn run_id(channel: &str, day: BusinessDay, started_at_ms: u64, result_hash: &[u8; 32]) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"qianbao.recon.run\0")
+        .chain_update(channel)
+        .chain_update([0])
+        .chain_update(day.to_string())
+        .chain_update(started_at_ms.to_be_bytes())
+        .chain_update(result_hash)
+        .finalize();
+    format!("run_{}", hex::encode(&digest[..12]))
+}
+
+fn hash_record(hasher: &mut Sha256, record: &OurRecord) {
+    let text = |hasher: &mut Sha256, value: &str| {
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(value.as_bytes());
+    };
+    text(hasher, &record.request_id);
+    text(hasher, record.channel_ref.as_deref().unwrap_or(""));
+    text(hasher, record.tx_type.as_str());
+    hasher.update(record.amount.minor().to_be_bytes());
+    hasher.update(record.fee.map_or(u64::MAX, |f| f.minor()).to_be_bytes());
+    text(hasher, record.currency.as_str());
+    hasher.update(record.business_day.to_be_bytes());
+    hasher.update([record.status as u8]);
+}
+
+fn break_record(
+    found: &FoundBreak,
+    channel: &str,
+    day: BusinessDay,
+    run_id: &str,
+    now_ms: u64,
+) -> BreakRecord {
+    let line = &found.line;
+    BreakRecord {
+        id: found.id.clone(),
+        channel: channel.to_owned(),
+        business_day: day.days(),
+        class: found.class,
+        tx_type: line.tx_type,
+        currency: found.currency,
+        statement_line: line.statement_line,
+        request_id: line.request_id.clone(),
+        order_id: line.order_id.clone(),
+        amount_ours: line.amount_ours,
+        amount_theirs: line.amount_theirs,
+        fee_ours: line.fee_ours,
+        fee_theirs: line.fee_theirs,
+        parts: found.parts,
+        state: BreakState::Open,
+        assignee: None,
+        proposal: None,
+        found_by_run: run_id.to_owned(),
+        version: 1,
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        resolved_at_ms: None,
+    }
+}

@@ -1,0 +1,610 @@
+//! The reconciler's port (`reconciler::ReconStore`) on SQLite (`recon.db`, `synchronous =
+//! FULL`) and PostgreSQL (migration 10). Runs and breaks are few and written rarely, so the
+//! logic is written once over a two-method SQL adapter ([`Db`]) that each backend implements
+//! on its own transaction; records are stored as JSON bodies beside the columns queries use.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use reconciler::port::{
+    BreakEvent, BreakQuery, BreakRecord, DayQuery, LossRecord, PutStatement, ReconStore,
+    ReconStoreError, RegisterEntry, RunRecord, StatementRecord, Updated,
+};
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::postgres::PgTarget;
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_recon.sql"))];
+
+fn backend(error: impl std::fmt::Display) -> ReconStoreError {
+    ReconStoreError::Backend(error.to_string())
+}
+
+fn corrupt(error: impl std::fmt::Display) -> ReconStoreError {
+    ReconStoreError::Corrupt(error.to_string())
+}
+
+/// A bound value or a read column.
+#[derive(Clone, Debug, PartialEq)]
+enum V {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl V {
+    fn text(self) -> Result<String, ReconStoreError> {
+        match self {
+            V::Text(text) => Ok(text),
+            other => Err(corrupt(format!("expected text, read {other:?}"))),
+        }
+    }
+
+    fn int(self) -> Result<i64, ReconStoreError> {
+        match self {
+            V::Int(value) => Ok(value),
+            other => Err(corrupt(format!("expected an integer, read {other:?}"))),
+        }
+    }
+}
+
+fn int(value: u64) -> V {
+    V::Int(crate::orders::i64_of(value))
+}
+
+/// What the shared logic needs of a transaction: run a statement, read rows.
+trait Db {
+    fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, ReconStoreError>;
+    fn rows(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, ReconStoreError>;
+    /// Serialises writers of one key until commit (PostgreSQL; SQLite has one writer).
+    fn lock_key(&mut self, key: &str) -> Result<(), ReconStoreError>;
+}
+
+fn body<T: serde::de::DeserializeOwned>(value: V) -> Result<T, ReconStoreError> {
+    serde_json::from_str(&value.text()?).map_err(corrupt)
+}
+
+fn json(value: &impl serde::Serialize) -> Result<V, ReconStoreError> {
+    serde_json::to_string(value).map(V::Text).map_err(backend)
+}
+
+fn bodies<T: serde::de::DeserializeOwned>(rows: Vec<Vec<V>>) -> Result<Vec<T>, ReconStoreError> {
+    rows.into_iter().map(|row| body(row.into_iter().next().unwrap_or(V::Null))).collect()
+}
+
+fn put_statement(
+    db: &mut dyn Db,
+    record: &StatementRecord,
+    bytes: &[u8],
+) -> Result<PutStatement, ReconStoreError> {
+    db.lock_key(&format!("qianbao.recon.statement.{}.{}", record.channel, record.business_day))?;
+    let same = db.rows(
+        "SELECT body FROM recon_statements WHERE channel = ?1 AND business_day = ?2 AND sha256 = ?3",
+        &[V::Text(record.channel.clone()), V::Int(record.business_day), V::Text(record.sha256_hex.clone())],
+    )?;
+    if let Some(existing) = bodies::<StatementRecord>(same)?.pop() {
+        return Ok(PutStatement::Same(existing));
+    }
+    let latest = db.rows(
+        "SELECT COALESCE(MAX(version), 0) FROM recon_statements WHERE channel = ?1 AND business_day = ?2",
+        &[V::Text(record.channel.clone()), V::Int(record.business_day)],
+    )?;
+    let latest = latest.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(V::Int(0));
+    let version = u32::try_from(latest.int()?).map_err(corrupt)? + 1;
+    let stored = StatementRecord { version, ..record.clone() };
+    db.exec(
+        "INSERT INTO recon_statements (id, channel, business_day, version, sha256, received_at_ms, body, bytes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        &[
+            V::Text(stored.id.clone()),
+            V::Text(stored.channel.clone()),
+            V::Int(stored.business_day),
+            V::Int(i64::from(version)),
+            V::Text(stored.sha256_hex.clone()),
+            int(stored.received_at_ms),
+            json(&stored)?,
+            V::Blob(bytes.to_vec()),
+        ],
+    )?;
+    Ok(PutStatement::Stored(stored))
+}
+
+fn day_filter(query: &DayQuery) -> (String, Vec<V>) {
+    let mut clauses = vec!["1 = 1".to_string()];
+    let mut params = Vec::new();
+    if let Some(channel) = &query.channel {
+        params.push(V::Text(channel.clone()));
+        clauses.push(format!("channel = ?{}", params.len()));
+    }
+    if let Some(day) = query.business_day {
+        params.push(V::Int(day));
+        clauses.push(format!("business_day = ?{}", params.len()));
+    }
+    params.push(V::Int(crate::orders::limit_of(query.limit)));
+    (clauses.join(" AND "), params)
+}
+
+fn insert_run(
+    db: &mut dyn Db,
+    run: &RunRecord,
+    breaks: &[BreakRecord],
+) -> Result<Vec<String>, ReconStoreError> {
+    db.exec(
+        "INSERT INTO recon_runs (id, channel, business_day, started_at_ms, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        &[
+            V::Text(run.id.clone()),
+            V::Text(run.channel.clone()),
+            V::Int(run.business_day),
+            int(run.started_at_ms),
+            json(run)?,
+        ],
+    )?;
+    let mut new = Vec::new();
+    for record in breaks {
+        let inserted = db.exec(
+            "INSERT INTO recon_breaks (id, channel, business_day, class, state, version, created_at_ms, updated_at_ms, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
+            &[
+                V::Text(record.id.clone()),
+                V::Text(record.channel.clone()),
+                V::Int(record.business_day),
+                V::Text(record.class.as_str().into()),
+                V::Text(record.state.as_str().into()),
+                int(record.version),
+                int(record.created_at_ms),
+                int(record.updated_at_ms),
+                json(record)?,
+            ],
+        )?;
+        if inserted == 1 {
+            insert_event(db, &BreakEvent::found(record))?;
+            new.push(record.id.clone());
+        }
+    }
+    Ok(new)
+}
+
+fn insert_event(db: &mut dyn Db, event: &BreakEvent) -> Result<(), ReconStoreError> {
+    db.exec(
+        "INSERT INTO recon_break_events (break_id, at_ms, body) VALUES (?1, ?2, ?3)",
+        &[V::Text(event.break_id.clone()), int(event.at_ms), json(event)?],
+    )?;
+    Ok(())
+}
+
+fn breaks(db: &mut dyn Db, query: &BreakQuery) -> Result<Vec<BreakRecord>, ReconStoreError> {
+    let mut clauses = vec!["1 = 1".to_string()];
+    let mut params = Vec::new();
+    let mut push = |clause: &str, value: V, params: &mut Vec<V>| {
+        params.push(value);
+        clauses.push(clause.replace("?N", &format!("?{}", params.len())));
+    };
+    if let Some(channel) = &query.channel {
+        push("channel = ?N", V::Text(channel.clone()), &mut params);
+    }
+    if let Some(day) = query.business_day {
+        push("business_day = ?N", V::Int(day), &mut params);
+    }
+    if let Some(class) = query.class {
+        push("class = ?N", V::Text(class.as_str().into()), &mut params);
+    }
+    if let Some(state) = query.state {
+        push("state = ?N", V::Text(state.as_str().into()), &mut params);
+    }
+    if let Some((at_ms, id)) = &query.before {
+        params.push(int(*at_ms));
+        let at = params.len();
+        params.push(V::Text(id.clone()));
+        clauses.push(format!(
+            "(created_at_ms < ?{at} OR (created_at_ms = ?{at} AND id < ?{}))",
+            params.len()
+        ));
+    }
+    params.push(V::Int(crate::orders::limit_of(query.limit)));
+    let sql = format!(
+        "SELECT body FROM recon_breaks WHERE {} ORDER BY created_at_ms DESC, id DESC LIMIT ?{}",
+        clauses.join(" AND "),
+        params.len()
+    );
+    bodies(db.rows(&sql, &params)?)
+}
+
+fn update_break(
+    db: &mut dyn Db,
+    record: &BreakRecord,
+    expected_version: u64,
+    event: &BreakEvent,
+    register: &RegisterEntry,
+) -> Result<Updated, ReconStoreError> {
+    let written = db.exec(
+        "UPDATE recon_breaks SET state = ?1, version = ?2, updated_at_ms = ?3, body = ?4 \
+         WHERE id = ?5 AND version = ?6",
+        &[
+            V::Text(record.state.as_str().into()),
+            int(record.version),
+            int(record.updated_at_ms),
+            json(record)?,
+            V::Text(record.id.clone()),
+            int(expected_version),
+        ],
+    )?;
+    if written == 0 {
+        return Ok(Updated::Stale);
+    }
+    insert_event(db, event)?;
+    match register {
+        RegisterEntry::None => {}
+        RegisterEntry::Loss(loss) => {
+            db.exec(
+                "INSERT INTO recon_losses (id, written_off_at_ms, body) VALUES (?1, ?2, ?3)",
+                &[V::Text(loss.id.clone()), int(loss.written_off_at_ms), json(loss)?],
+            )?;
+        }
+        RegisterEntry::Recovery { loss_id, amount } => {
+            db.lock_key(&format!("qianbao.recon.loss.{loss_id}"))?;
+            let rows = db
+                .rows("SELECT body FROM recon_losses WHERE id = ?1", &[V::Text(loss_id.clone())])?;
+            let Some(mut loss) = bodies::<LossRecord>(rows)?.pop() else {
+                return Err(corrupt(format!("a recovery of loss {loss_id}, which is not stored")));
+            };
+            loss.recovered = loss
+                .recovered
+                .checked_add(*amount)
+                .ok_or_else(|| corrupt(format!("loss {loss_id}: recoveries overflow")))?;
+            db.exec(
+                "UPDATE recon_losses SET body = ?1 WHERE id = ?2",
+                &[json(&loss)?, V::Text(loss_id.clone())],
+            )?;
+        }
+    }
+    Ok(Updated::Written)
+}
+
+/// Every port method, over a [`Db`] the backend opens per call.
+trait Backend: Send + Sync + 'static {
+    fn with<T>(
+        &self,
+        write: bool,
+        work: impl FnOnce(&mut dyn Db) -> Result<T, ReconStoreError>,
+    ) -> Result<T, ReconStoreError>;
+}
+
+macro_rules! recon_store {
+    ($store:ty) => {
+        impl ReconStore for $store {
+            fn put_statement(
+                &self,
+                record: &StatementRecord,
+                bytes: &[u8],
+            ) -> Result<PutStatement, ReconStoreError> {
+                self.with(true, |db| put_statement(db, record, bytes))
+            }
+
+            fn statement(&self, id: &str) -> Result<Option<StatementRecord>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM recon_statements WHERE id = ?1",
+                        &[V::Text(id.into())],
+                    )?;
+                    Ok(bodies(rows)?.pop())
+                })
+            }
+
+            fn statement_bytes(&self, id: &str) -> Result<Option<Vec<u8>>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT bytes FROM recon_statements WHERE id = ?1",
+                        &[V::Text(id.into())],
+                    )?;
+                    match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+                        None => Ok(None),
+                        Some(V::Blob(bytes)) => Ok(Some(bytes)),
+                        Some(other) => Err(corrupt(format!("statement bytes read as {other:?}"))),
+                    }
+                })
+            }
+
+            fn latest_statement(
+                &self,
+                channel: &str,
+                business_day: i64,
+            ) -> Result<Option<StatementRecord>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM recon_statements WHERE channel = ?1 AND business_day = ?2 \
+                         ORDER BY version DESC LIMIT 1",
+                        &[V::Text(channel.into()), V::Int(business_day)],
+                    )?;
+                    Ok(bodies(rows)?.pop())
+                })
+            }
+
+            fn statements(&self, query: &DayQuery) -> Result<Vec<StatementRecord>, ReconStoreError> {
+                self.with(false, |db| {
+                    let (filter, params) = day_filter(query);
+                    let sql = format!(
+                        "SELECT body FROM recon_statements WHERE {filter} \
+                         ORDER BY received_at_ms DESC, id DESC LIMIT ?{}",
+                        params.len()
+                    );
+                    bodies(db.rows(&sql, &params)?)
+                })
+            }
+
+            fn insert_run(
+                &self,
+                run: &RunRecord,
+                breaks: &[BreakRecord],
+            ) -> Result<Vec<String>, ReconStoreError> {
+                self.with(true, |db| insert_run(db, run, breaks))
+            }
+
+            fn run(&self, id: &str) -> Result<Option<RunRecord>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows =
+                        db.rows("SELECT body FROM recon_runs WHERE id = ?1", &[V::Text(id.into())])?;
+                    Ok(bodies(rows)?.pop())
+                })
+            }
+
+            fn runs(&self, query: &DayQuery) -> Result<Vec<RunRecord>, ReconStoreError> {
+                self.with(false, |db| {
+                    let (filter, params) = day_filter(query);
+                    let sql = format!(
+                        "SELECT body FROM recon_runs WHERE {filter} \
+                         ORDER BY started_at_ms DESC, id DESC LIMIT ?{}",
+                        params.len()
+                    );
+                    bodies(db.rows(&sql, &params)?)
+                })
+            }
+
+            fn get_break(&self, id: &str) -> Result<Option<BreakRecord>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db
+                        .rows("SELECT body FROM recon_breaks WHERE id = ?1", &[V::Text(id.into())])?;
+                    Ok(bodies(rows)?.pop())
+                })
+            }
+
+            fn breaks(&self, query: &BreakQuery) -> Result<Vec<BreakRecord>, ReconStoreError> {
+                self.with(false, |db| breaks(db, query))
+            }
+
+            fn resolving(&self, limit: usize) -> Result<Vec<BreakRecord>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM recon_breaks WHERE state = 'resolving' \
+                         ORDER BY updated_at_ms, id LIMIT ?1",
+                        &[V::Int(crate::orders::limit_of(limit))],
+                    )?;
+                    bodies(rows)
+                })
+            }
+
+            fn update_break(
+                &self,
+                record: &BreakRecord,
+                expected_version: u64,
+                event: &BreakEvent,
+                register: &RegisterEntry,
+            ) -> Result<Updated, ReconStoreError> {
+                self.with(true, |db| update_break(db, record, expected_version, event, register))
+            }
+
+            fn break_events(&self, id: &str) -> Result<Vec<BreakEvent>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM recon_break_events WHERE break_id = ?1 ORDER BY seq",
+                        &[V::Text(id.into())],
+                    )?;
+                    bodies(rows)
+                })
+            }
+
+            fn loss(&self, id: &str) -> Result<Option<LossRecord>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db
+                        .rows("SELECT body FROM recon_losses WHERE id = ?1", &[V::Text(id.into())])?;
+                    Ok(bodies(rows)?.pop())
+                })
+            }
+
+            fn losses(&self, from_ms: u64, to_ms: u64) -> Result<Vec<LossRecord>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM recon_losses WHERE written_off_at_ms >= ?1 \
+                         AND written_off_at_ms < ?2 ORDER BY written_off_at_ms, id",
+                        &[int(from_ms), int(to_ms)],
+                    )?;
+                    bodies(rows)
+                })
+            }
+        }
+    };
+}
+
+/// Reconciliation on SQLite: `recon.db` beside the ledger, `synchronous = FULL`.
+pub struct SqliteReconStore {
+    connection: Mutex<Connection>,
+}
+
+impl SqliteReconStore {
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteReconStore, ReconStoreError> {
+        let mut connection = Connection::open(path.as_ref()).map_err(backend)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+            )
+            .map_err(backend)?;
+        crate::sqlite::migrate(&mut connection, SQLITE_MIGRATIONS).map_err(backend)?;
+        Ok(SqliteReconStore { connection: Mutex::new(connection) })
+    }
+}
+
+struct SqliteDb<'a>(&'a rusqlite::Transaction<'a>);
+
+fn sqlite_value(value: &V) -> rusqlite::types::Value {
+    match value {
+        V::Null => rusqlite::types::Value::Null,
+        V::Int(v) => rusqlite::types::Value::Integer(*v),
+        V::Text(v) => rusqlite::types::Value::Text(v.clone()),
+        V::Blob(v) => rusqlite::types::Value::Blob(v.clone()),
+    }
+}
+
+impl Db for SqliteDb<'_> {
+    fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, ReconStoreError> {
+        let mut statement = self.0.prepare_cached(sql).map_err(backend)?;
+        let changed = statement
+            .execute(rusqlite::params_from_iter(params.iter().map(sqlite_value)))
+            .map_err(backend)?;
+        Ok(changed as u64)
+    }
+
+    fn rows(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, ReconStoreError> {
+        let mut statement = self.0.prepare_cached(sql).map_err(backend)?;
+        let columns = statement.column_count();
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(params.iter().map(sqlite_value)), |row| {
+                (0..columns)
+                    .map(|i| {
+                        Ok(match row.get::<_, rusqlite::types::Value>(i)? {
+                            rusqlite::types::Value::Null => V::Null,
+                            rusqlite::types::Value::Integer(v) => V::Int(v),
+                            rusqlite::types::Value::Text(v) => V::Text(v),
+                            rusqlite::types::Value::Blob(v) => V::Blob(v),
+                            rusqlite::types::Value::Real(v) => V::Text(v.to_string()),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<V>>>()
+            })
+            .map_err(backend)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(backend)?;
+        Ok(rows)
+    }
+
+    fn lock_key(&mut self, _key: &str) -> Result<(), ReconStoreError> {
+        // An immediate transaction already holds the database's one write lock.
+        Ok(())
+    }
+}
+
+impl Backend for SqliteReconStore {
+    fn with<T>(
+        &self,
+        write: bool,
+        work: impl FnOnce(&mut dyn Db) -> Result<T, ReconStoreError>,
+    ) -> Result<T, ReconStoreError> {
+        crate::off_runtime(|| {
+            let mut connection =
+                self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let behavior =
+                if write { TransactionBehavior::Immediate } else { TransactionBehavior::Deferred };
+            let tx = connection.transaction_with_behavior(behavior).map_err(backend)?;
+            let result = work(&mut SqliteDb(&tx))?;
+            tx.commit().map_err(backend)?;
+            Ok(result)
+        })
+    }
+}
+
+recon_store!(SqliteReconStore);
+
+/// Reconciliation on PostgreSQL, beside the other domains' tables.
+pub struct PgReconStore {
+    client: Mutex<postgres::Client>,
+}
+
+impl PgReconStore {
+    /// Connects, migrating the schema first.
+    pub fn connect(target: &PgTarget) -> Result<PgReconStore, ReconStoreError> {
+        target.migrate().map_err(backend)?;
+        let client = target.connect_client().map_err(backend)?;
+        Ok(PgReconStore { client: Mutex::new(client) })
+    }
+}
+
+struct PgDb<'a, 'b>(&'a mut postgres::Transaction<'b>);
+
+fn pg_params(params: &[V]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
+    params
+        .iter()
+        .map(|value| -> Box<dyn postgres::types::ToSql + Sync> {
+            match value {
+                V::Null => Box::new(Option::<String>::None),
+                V::Int(v) => Box::new(*v),
+                V::Text(v) => Box::new(v.clone()),
+                V::Blob(v) => Box::new(v.clone()),
+            }
+        })
+        .collect()
+}
+
+impl Db for PgDb<'_, '_> {
+    fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, ReconStoreError> {
+        let owned = pg_params(params);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            owned.iter().map(|b| b.as_ref()).collect();
+        self.0.execute(&crate::orders::pg(sql), &refs).map_err(backend)
+    }
+
+    fn rows(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, ReconStoreError> {
+        use postgres::types::Type;
+        let owned = pg_params(params);
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            owned.iter().map(|b| b.as_ref()).collect();
+        let rows = self.0.query(&crate::orders::pg(sql), &refs).map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| {
+                        let kind = row.columns()[i].type_().clone();
+                        Ok(if kind == Type::INT8 {
+                            row.try_get::<_, Option<i64>>(i)
+                                .map_err(corrupt)?
+                                .map_or(V::Null, V::Int)
+                        } else if kind == Type::INT4 {
+                            row.try_get::<_, Option<i32>>(i)
+                                .map_err(corrupt)?
+                                .map_or(V::Null, |v| V::Int(i64::from(v)))
+                        } else if kind == Type::BYTEA {
+                            row.try_get::<_, Option<Vec<u8>>>(i)
+                                .map_err(corrupt)?
+                                .map_or(V::Null, V::Blob)
+                        } else {
+                            row.try_get::<_, Option<String>>(i)
+                                .map_err(corrupt)?
+                                .map_or(V::Null, V::Text)
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn lock_key(&mut self, key: &str) -> Result<(), ReconStoreError> {
+        self.0.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&key]).map_err(backend)?;
+        Ok(())
+    }
+}
+
+impl Backend for PgReconStore {
+    fn with<T>(
+        &self,
+        _write: bool,
+        work: impl FnOnce(&mut dyn Db) -> Result<T, ReconStoreError>,
+    ) -> Result<T, ReconStoreError> {
+        crate::off_runtime(|| {
+            let mut client = self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut tx = client.transaction().map_err(backend)?;
+            let result = work(&mut PgDb(&mut tx))?;
+            tx.commit().map_err(backend)?;
+            Ok(result)
+        })
+    }
+}
+
+recon_store!(PgReconStore);
