@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed unwrap is a failed test
 //! Reconciliation end to end on real stores (SQLite): orders go through a channel that keeps
 //! its own books, the channel's statement has planted differences, and a run finds each one
 //! with its class and nothing else; unknown orders complete from the statement; every break's

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed unwrap is a failed test
 //! The reconciler's port (`ReconStore`) on both backends: statements by hash and version,
 //! append-only runs whose breaks are inserted once, versioned break updates with their audit
 //! trail, and the loss register with recoveries.
