@@ -1,5 +1,6 @@
-//! The HTTP API of Qianbao, built by [`router`] from an [`AppState`]. The only crate that
-//! knows HTTP and JSON: handlers parse, authorise, call the ledger and shape the answer.
+//! The HTTP API of Qianbao, built by [`router`] from an [`AppState`]: the only crate that
+//! serves HTTP. Handlers parse, authorise, call the domains and shape the answer; the rules
+//! about money live in the domain crates.
 //!
 //! Conventions (see `docs/api.md`): JSON under `/v1`; amounts and ids as decimal strings;
 //! timestamps RFC 3339 UTC; one error shape; `Idempotency-Key` on every POST; cursor

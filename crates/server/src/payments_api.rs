@@ -732,25 +732,19 @@ fn batch_view(
     merchant: &str,
     items: &[OrderRecord],
 ) -> Result<PayoutBatchView, ApiError> {
-    let mut totals = [(0u64, 0u128); 3];
-    for item in items {
-        let slot = match (item.order.is_final(), item.order.status()) {
-            (true, "succeeded") => 0,
-            (true, _) => 1,
-            (false, _) => 2,
-        };
-        totals[slot].0 += 1;
-        totals[slot].1 += u128::from(item.order.amount().minor());
-    }
-    let total = |(count, amount): (u64, u128)| PayoutTotal { count, amount: amount.to_string() };
+    let totals = executor::PayoutBatchTotals::of(items);
+    let total = |t: executor::PayoutTotal| PayoutTotal {
+        count: t.count,
+        amount: t.amount_minor.to_string(),
+    };
     Ok(PayoutBatchView {
         id: id.to_owned(),
         object: "payout_batch",
         merchant: merchant.to_owned(),
-        status: if totals[2].0 == 0 { "completed" } else { "processing" },
-        succeeded: total(totals[0]),
-        failed: total(totals[1]),
-        processing: total(totals[2]),
+        status: if totals.completed() { "completed" } else { "processing" },
+        succeeded: total(totals.succeeded),
+        failed: total(totals.failed),
+        processing: total(totals.processing),
         items: items.iter().map(view).collect::<Result<_, _>>()?,
     })
 }

@@ -19,6 +19,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::postgres::PgTarget;
 
+mod queries;
+use queries::{created_between_query, list_sql, unfinished_params};
+
 pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_orders.sql")),
     (2, include_str!("sqlite/0002_orders_by_created.sql")),
@@ -240,92 +243,6 @@ impl RawOrder {
             updated_at_ms: u64_of(self.updated_at_ms)?,
         })
     }
-}
-
-/// The SQL and parameters of a listing.
-fn list_sql(query: &OrderQuery) -> (String, Vec<Param>) {
-    let mut sql = format!("{SELECT} WHERE tenant = ?1");
-    let mut params = vec![Param::Text(query.tenant.clone())];
-    let mut push = |sql: &mut String, clause: &str, param: Param| {
-        params.push(param);
-        sql.push_str(&clause.replace("?#", &format!("?{}", params.len())));
-    };
-    if let Some(kind) = query.kind {
-        push(&mut sql, " AND kind = ?#", Param::Text(kind.as_str().into()));
-    }
-    if let Some(status) = &query.status {
-        push(&mut sql, " AND status = ?#", Param::Text(status.clone()));
-    }
-    if let Some(customer) = &query.customer {
-        push(&mut sql, " AND customer = ?#", Param::Text(customer.clone()));
-    }
-    if let Some(merchant) = &query.merchant {
-        push(&mut sql, " AND merchant = ?#", Param::Text(merchant.clone()));
-    }
-    if let Some(from_ms) = query.created_from_ms {
-        push(&mut sql, " AND created_at_ms >= ?#", Param::Int(i64_of(from_ms)));
-    }
-    if let Some(to_ms) = query.created_to_ms {
-        push(&mut sql, " AND created_at_ms < ?#", Param::Int(i64_of(to_ms)));
-    }
-    if let Some((at_ms, id)) = &query.before {
-        push(&mut sql, " AND (created_at_ms < ?#", Param::Int(i64_of(*at_ms)));
-        push(&mut sql, " OR (created_at_ms = ?#", Param::Int(i64_of(*at_ms)));
-        push(&mut sql, " AND id < ?#))", Param::Text(id.to_string()));
-    }
-    push(
-        &mut sql,
-        " ORDER BY created_at_ms DESC, id DESC LIMIT ?#",
-        Param::Int(limit_of(query.limit)),
-    );
-    (sql, params)
-}
-
-/// The query of [`OrderStore::created_between`]: the kinds' names come from the enum (never
-/// from input), so the set in SQL is the set the caller named.
-fn created_between_query(
-    kinds: &[OrderKind],
-    from_ms: u64,
-    to_ms: u64,
-    after: Option<(u64, OrderId)>,
-    limit: usize,
-) -> (String, Vec<Param>) {
-    let kinds: Vec<String> = kinds.iter().map(|kind| format!("'{}'", kind.as_str())).collect();
-    let kinds = if kinds.is_empty() { "NULL".to_string() } else { kinds.join(", ") };
-    let sql = format!(
-        "{SELECT} WHERE kind IN ({kinds}) AND created_at_ms >= ?1 AND created_at_ms < ?2 \
-         AND (created_at_ms > ?3 OR (created_at_ms = ?3 AND id > ?4)) \
-         ORDER BY created_at_ms, id LIMIT ?5"
-    );
-    let (after_ms, after_id) = match after {
-        Some((at_ms, id)) => (i64_of(at_ms), id.to_string()),
-        None => (-1, String::new()),
-    };
-    let params = vec![
-        Param::Int(i64_of(from_ms)),
-        Param::Int(i64_of(to_ms)),
-        Param::Int(after_ms),
-        Param::Text(after_id),
-        Param::Int(limit_of(limit)),
-    ];
-    (sql, params)
-}
-
-fn unfinished_params(
-    updated_before_ms: u64,
-    after: Option<(u64, OrderId)>,
-    limit: usize,
-) -> Vec<Param> {
-    let (after_ms, after_id) = match after {
-        Some((at_ms, id)) => (i64_of(at_ms), id.to_string()),
-        None => (-1, String::new()),
-    };
-    vec![
-        Param::Int(i64_of(updated_before_ms)),
-        Param::Int(after_ms),
-        Param::Text(after_id),
-        Param::Int(limit_of(limit)),
-    ]
 }
 
 fn party_body(party: &Party) -> Result<String, OrderStoreError> {

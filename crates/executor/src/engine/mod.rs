@@ -8,6 +8,7 @@ mod settlement;
 pub use inquiry::InquiryOwnerAdapter;
 pub use inspection::InspectionReport;
 pub use payload::order_payload;
+pub use settlement::{PayoutBatchTotals, PayoutTotal};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -87,6 +87,8 @@ impl Executor {
     }
 
     /// A payout batch's items, oldest first.
+    ///
+    /// See [`PayoutBatchTotals::of`] for what they add up to.
     pub fn payout_batch(&self, tenant: &str, id: &str) -> Result<Vec<OrderRecord>, ExecError> {
         let missing = || ExecError::OrderNotFound(id.to_owned());
         let batch = OrderId::new(id).map_err(|_| missing())?;
@@ -204,5 +206,106 @@ impl Executor {
             }
         }
         made
+    }
+}
+
+/// Count and sum of a set of payouts, minor units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PayoutTotal {
+    pub count: u64,
+    pub amount_minor: u128,
+}
+
+/// What a payout batch's items add up to, by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PayoutBatchTotals {
+    /// Paid by the bank.
+    pub succeeded: PayoutTotal,
+    /// Final and not paid: the money is back in the merchant's settled takings.
+    pub failed: PayoutTotal,
+    /// Not final yet.
+    pub processing: PayoutTotal,
+}
+
+impl PayoutBatchTotals {
+    /// The totals of `items` (a batch's payouts). A payout counts as succeeded by its typed
+    /// state, never by a status string.
+    pub fn of(items: &[OrderRecord]) -> PayoutBatchTotals {
+        let mut totals = PayoutBatchTotals::default();
+        for item in items {
+            let paid = matches!(
+                &item.order,
+                Order::Withdrawal(payout)
+                    if matches!(payout.state, payments::withdrawal::WithdrawalState::Succeeded { .. })
+            );
+            let slot = match (item.order.is_final(), paid) {
+                (true, true) => &mut totals.succeeded,
+                (true, false) => &mut totals.failed,
+                (false, _) => &mut totals.processing,
+            };
+            slot.count += 1;
+            slot.amount_minor += u128::from(item.order.amount().minor());
+        }
+        totals
+    }
+
+    /// Whether every item is final.
+    pub fn completed(&self) -> bool {
+        self.processing.count == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use channels::{ChannelId, Settled};
+    use money::{Amount, AssetCode};
+    use payments::withdrawal::{PayoutSource, Withdrawal, WithdrawalState};
+    use payments::{Order, OrderId};
+
+    use super::*;
+
+    fn payout(id: &str, minor: u64, state: WithdrawalState) -> OrderRecord {
+        let order = Order::Withdrawal(Withdrawal {
+            order: OrderId::new(id).unwrap(),
+            customer: "m".into(),
+            source: PayoutSource::MerchantSettled,
+            bank_account: "acct".into(),
+            asset: AssetCode::new("CNY").unwrap(),
+            amount: Amount::new(minor).unwrap(),
+            refused_by: Vec::new(),
+            state,
+        });
+        OrderRecord {
+            tenant: "t".into(),
+            reference: id.into(),
+            request_fingerprint: String::new(),
+            parent: None,
+            order,
+            version: 1,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_batch_adds_up_by_typed_outcome() {
+        let bank = ChannelId::new("bank_a").unwrap();
+        let settled = Settled { channel_ref: "r".into(), fee: Amount::ZERO };
+        let items = [
+            payout(
+                "po_1",
+                100,
+                WithdrawalState::Succeeded { channel: bank.clone(), settled: settled.clone() },
+            ),
+            payout("po_2", 200, WithdrawalState::Succeeded { channel: bank.clone(), settled }),
+            payout("po_3", 40, WithdrawalState::Failed { channel: None, reason: "x".into() }),
+            payout("po_4", 7, WithdrawalState::Paying { channel: bank }),
+        ];
+        let totals = PayoutBatchTotals::of(&items);
+        assert_eq!(totals.succeeded, PayoutTotal { count: 2, amount_minor: 300 });
+        assert_eq!(totals.failed, PayoutTotal { count: 1, amount_minor: 40 });
+        assert_eq!(totals.processing, PayoutTotal { count: 1, amount_minor: 7 });
+        assert!(!totals.completed());
+        assert!(PayoutBatchTotals::of(&items[..3]).completed());
     }
 }
