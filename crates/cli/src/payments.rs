@@ -1,6 +1,8 @@
 //! Wiring of the payment core for `qianbao serve`: the order store beside the ledger, the
 //! channel gateway (to the bank simulator when `--banksim-url` is set), status inquiry, and
-//! the background loops (inquiry sweeps, inspection 巡检).
+//! the background loops (inquiry sweeps, inspection 巡检, settlement, and reconciliation
+//! 对账: each channel's statement of the day before, fetched and reconciled every hour until
+//! it is, and again whenever the channel publishes a new version).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use channels::{Channel, ChannelId, Gateway, GatewayConfig, Operation};
 use executor::{Executor, ExecutorConfig, InquiryOwnerAdapter, OrderStore, PointsConfig};
 use ledger::apply::Command;
 use money::{Amount, Asset, AssetCode};
+use reconciler::{DayQuery, PutStatement, ReconConfig, ReconStore, Reconciler};
 use webhooks::{Deliverer, EgressPolicy, RetryPolicy, WebhookStore};
 
 use crate::StoreArgs;
@@ -23,6 +26,9 @@ const INQUIRY_POLL_MS: u64 = 500;
 const WEBHOOK_POLL_MS: u64 = 200;
 const INSPECTION_INTERVAL_MS: u64 = 10_000;
 const SETTLEMENT_INTERVAL: Duration = Duration::from_secs(3_600);
+/// How often yesterday's statements are fetched: the first pass at start, then hourly, so a
+/// statement published late (or republished) is picked up the same day.
+const RECONCILIATION_INTERVAL: Duration = Duration::from_secs(3_600);
 /// A channel call's limit before its outcome counts as unknown.
 const CHANNEL_TIMEOUT_MS: u64 = 5_000;
 
@@ -44,6 +50,8 @@ pub struct PaymentSettings {
 
 pub struct PaymentCore {
     pub executor: Arc<Executor>,
+    /// Present when channels are configured.
+    pub reconciler: Option<Arc<Reconciler>>,
     pub inquirer: Option<Arc<Inquirer>>,
     pub webhooks: Arc<dyn WebhookStore>,
     deliverer: Arc<Deliverer>,
@@ -222,7 +230,66 @@ pub fn start(
         executor.bootstrap().await.context("defining the chart of accounts")?;
         anyhow::Ok(())
     })?;
-    Ok(PaymentCore { executor, inquirer, webhooks, deliverer })
+    let reconciler = match &gateway {
+        None => None,
+        Some(_) => {
+            let recon_store: Arc<dyn ReconStore> = match store.pg_target() {
+                Some(target) => Arc::new(
+                    store::PgReconStore::connect(&target)
+                        .context("connecting the reconciliation store")?,
+                ),
+                None => Arc::new(
+                    store::SqliteReconStore::open(store.data_dir.join("recon.db"))
+                        .context("opening recon.db")?,
+                ),
+            };
+            let config = ReconConfig::new(assets.iter().map(Asset::code).collect());
+            Some(Arc::new(Reconciler::new(
+                recon_store,
+                executor.clone(),
+                ledger.clone(),
+                Arc::new(SystemMillis),
+                config,
+            )))
+        }
+    };
+    Ok(PaymentCore { executor, reconciler, inquirer, webhooks, deliverer })
+}
+
+/// Fetches every channel's statement of the business day before today and reconciles it,
+/// unless it was reconciled already and the channel published nothing new.
+async fn reconcile_yesterday(reconciler: &Reconciler) {
+    let offset = reconciler.config().utc_offset_minutes;
+    let yesterday = recon::BusinessDay::of(SystemMillis.now_ms(), offset).previous();
+    for channel in reconciler.channels() {
+        let channel = channel.as_str();
+        let fetched = match reconciler.fetch(channel, yesterday, "schedule").await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                tracing::warn!(channel, day = %yesterday, code = error.code(), %error, "statement not fetched");
+                continue;
+            }
+        };
+        let query = DayQuery {
+            channel: Some(channel.to_owned()),
+            business_day: Some(yesterday.days()),
+            limit: 1,
+        };
+        let reconciled = reconciler.store().runs(&query).map(|runs| !runs.is_empty());
+        if matches!(fetched, PutStatement::Same(_)) && matches!(reconciled, Ok(true)) {
+            continue;
+        }
+        match reconciler.run(channel, yesterday, "schedule").await {
+            Ok(run) => tracing::info!(
+                channel, day = %yesterday, run = %run.id, counts = ?run.counts,
+                breaks_new = run.breaks_new, auto_resolved = run.auto_resolved,
+                "reconciled"
+            ),
+            Err(error) => {
+                tracing::warn!(channel, day = %yesterday, code = error.code(), %error, "reconciliation failed")
+            }
+        }
+    }
 }
 
 /// Inquiry sweeps and inspection passes until `stop`.
@@ -232,7 +299,19 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
     let webhooks = tokio::spawn(core.deliverer.run(WEBHOOK_POLL_MS, stop.clone()));
     let mut stop = stop;
     let mut last_settlement_run = None;
+    let mut last_reconciliation = None;
     loop {
+        if let Some(reconciler) = &core.reconciler {
+            if let Err(error) = reconciler.resume().await {
+                tracing::warn!(%error, "finishing breaks' resolutions");
+            }
+            if last_reconciliation
+                .is_none_or(|at: std::time::Instant| at.elapsed() >= RECONCILIATION_INTERVAL)
+            {
+                last_reconciliation = Some(std::time::Instant::now());
+                reconcile_yesterday(reconciler).await;
+            }
+        }
         let report = core.executor.inspect(1_000).await;
         if report.examined > 0 {
             tracing::info!(?report, "inspection pass");
