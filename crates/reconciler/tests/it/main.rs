@@ -137,27 +137,81 @@ fn line(request_id: Option<String>, channel_ref: String, paid: Amount) -> Detail
     }
 }
 
+/// Where a world keeps its books.
+enum Backend {
+    Sqlite,
+    Postgres(store::PgTarget),
+}
+
+impl Backend {
+    /// PostgreSQL at `QIANBAO_TEST_PG_URL` in a fresh schema; `None` (skip) when it is
+    /// unreachable, except under `CI=true`, where that is a failure.
+    fn postgres() -> Option<Backend> {
+        let url = std::env::var("QIANBAO_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let target = store::PgTarget::new(url, format!("recon_it_{}_{nanos}", std::process::id()));
+        match store::PgStore::connect(target.clone()) {
+            Ok(_) => Some(Backend::Postgres(target)),
+            Err(error) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+                panic!("PostgreSQL is unreachable under CI=true: {error}")
+            }
+            Err(error) => {
+                eprintln!("skipping the PostgreSQL run: {error}");
+                None
+            }
+        }
+    }
+}
+
 struct World {
     _dir: tempfile::TempDir,
-    reader: store::SqliteReader,
+    reader: Box<dyn LedgerReader>,
     executor: Arc<Executor>,
     reconciler: Reconciler,
     bank: Arc<Bank>,
     _ledger: Ledger,
 }
 
-async fn world() -> World {
+/// A world's ledger, its reader, and the order and reconciliation stores.
+type Stores = (Ledger, Box<dyn LedgerReader>, Arc<dyn OrderStore>, Arc<dyn reconciler::ReconStore>);
+
+async fn world(backend: &Backend) -> World {
     let dir = tempfile::tempdir().unwrap();
-    let ledger_path = dir.path().join("ledger.db");
     let ledger_clock = Arc::new(ManualClock::new(Timestamp(NOON_MS * 1_000)));
-    let ledger = Ledger::start(
-        store::SqliteStore::open(&ledger_path).unwrap(),
-        ledger_clock,
-        ledger::PipelineConfig::default(),
-    );
-    let reader = store::SqliteReader::open(&ledger_path).unwrap();
-    let orders: Arc<dyn OrderStore> =
-        Arc::new(store::SqliteOrderStore::open(dir.path().join("orders.db")).unwrap());
+    let config = ledger::PipelineConfig::default();
+    let (ledger, reader, orders, recon_store): Stores = match backend {
+        Backend::Sqlite => {
+            let ledger_path = dir.path().join("ledger.db");
+            (
+                Ledger::start(
+                    store::SqliteStore::open(&ledger_path).unwrap(),
+                    ledger_clock,
+                    config,
+                ),
+                Box::new(store::SqliteReader::open(&ledger_path).unwrap()),
+                Arc::new(store::SqliteOrderStore::open(dir.path().join("orders.db")).unwrap()),
+                Arc::new(store::SqliteReconStore::open(dir.path().join("recon.db")).unwrap()),
+            )
+        }
+        // The synchronous PostgreSQL client must not block a runtime worker.
+        Backend::Postgres(target) => tokio::task::block_in_place(|| {
+            (
+                Ledger::start(
+                    store::PgStore::connect(target.clone()).unwrap(),
+                    ledger_clock,
+                    config,
+                ),
+                Box::new(store::PgReader::connect(target.clone()).unwrap())
+                    as Box<dyn LedgerReader>,
+                Arc::new(store::PgOrderStore::connect(target).unwrap()) as Arc<dyn OrderStore>,
+                Arc::new(store::PgReconStore::connect(target).unwrap())
+                    as Arc<dyn reconciler::ReconStore>,
+            )
+        }),
+    };
     let clock = Arc::new(Clock(AtomicU64::new(NOON_MS)));
     let bank = Arc::new(Bank {
         id: ChannelId::new("bank_a").unwrap(),
@@ -208,9 +262,8 @@ async fn world() -> World {
         settle_after_days: 0,
     };
     executor.open_party(TENANT, party).await.unwrap();
-    let store = Arc::new(store::SqliteReconStore::open(dir.path().join("recon.db")).unwrap());
     let reconciler = Reconciler::new(
-        store,
+        recon_store,
         executor.clone(),
         ledger.handle(),
         clock,
@@ -233,17 +286,33 @@ impl World {
 
     fn balance(&self, account: Internal) -> i128 {
         let id = internal_account_id(&account, cny());
-        self.reader.account(id).unwrap().map_or(0, |a| a.balances.net_credit_posted())
+        // Readers use the synchronous client: off the runtime's worker.
+        let account = tokio::task::block_in_place(|| self.reader.account(id).unwrap());
+        account.map_or(0, |a| a.balances.net_credit_posted())
     }
 
     fn balanced(&self) -> bool {
-        AssetTotals::of(&self.reader.trial_balance().unwrap()).iter().all(|t| t.balanced())
+        let lines = tokio::task::block_in_place(|| self.reader.trial_balance().unwrap());
+        AssetTotals::of(&lines).iter().all(|t| t.balanced())
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_day_is_reconciled_and_every_break_resolved_through_the_workflow() {
-    let w = world().await;
+async fn a_day_is_reconciled_and_every_break_resolved_through_the_workflow_on_sqlite() {
+    a_day_is_reconciled_and_every_break_resolved(&Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_is_reconciled_and_every_break_resolved_through_the_workflow_on_postgres() {
+    let Some(backend) = tokio::task::block_in_place(Backend::postgres) else { return };
+    a_day_is_reconciled_and_every_break_resolved(&backend).await;
+    if let Backend::Postgres(target) = &backend {
+        let _ = tokio::task::block_in_place(|| store::postgres::drop_schema(target));
+    }
+}
+
+async fn a_day_is_reconciled_and_every_break_resolved(backend: &Backend) {
+    let w = world(backend).await;
     let day = BusinessDay::parse("2026-12-05").unwrap();
     let _matched = w.topup("t1", "card-1", 10_000).await;
     let dropped = w.topup("t2", "card-2", 20_000).await;
@@ -349,4 +418,6 @@ async fn a_day_is_reconciled_and_every_break_resolved_through_the_workflow() {
     assert_eq!(again.superseded, 0);
     assert_eq!(again.counts[&Class::Matched], 2, "the completed order now matches");
     assert_eq!(w.balance(Internal::ReconSuspense(w.bank.id.clone())), 0);
+    // Its PostgreSQL clients close synchronously.
+    tokio::task::block_in_place(|| drop(w));
 }
