@@ -4,8 +4,10 @@
 
 use std::fmt;
 
-/// The longest request id or account name, in bytes.
-pub const NAME_LEN_MAX: usize = 128;
+/// The longest request id or account name, in bytes: the statement format's bound on a
+/// reference (64), so that every operation the simulator accepts can appear in its bill.
+/// (Kept as a number, not imported: the simulator shares no code with the platform.)
+pub const NAME_LEN_MAX: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -83,3 +85,16 @@ name_type!(
     /// A channel's name (`bank_a`, `fastpay`).
     ChannelName
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_a_statement_reference() {
+        assert!(validate(&"a".repeat(NAME_LEN_MAX)).is_ok());
+        assert_eq!(validate(&"a".repeat(NAME_LEN_MAX + 1)), Err(NameError::Length));
+        assert_eq!(validate("a,b"), Err(NameError::Characters));
+        assert_eq!(NAME_LEN_MAX, 64, "the statement format's reference bound");
+    }
+}

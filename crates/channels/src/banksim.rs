@@ -329,13 +329,27 @@ impl SimulatorChannel {
             .headers()
             .get(HEADER_STATEMENT_SHA256)
             .map(|value| value.to_str().unwrap_or_default().to_owned());
-        let bytes =
-            response.bytes().await.map_err(|error| ChannelError::Unreachable(error.to_string()))?;
+        // Read at most the largest statement the format allows (and one byte more, to know
+        // it was passed): a channel sending without end must not exhaust our memory.
+        let limit = recon::statement::STATEMENT_BYTES_MAX;
+        let mut response = response;
+        let mut bytes: Vec<u8> = Vec::new();
+        while let Some(chunk) =
+            response.chunk().await.map_err(|error| ChannelError::Unreachable(error.to_string()))?
+        {
+            if bytes.len() + chunk.len() > limit {
+                return Err(ChannelError::Statement(recon::StatementError::TooLarge {
+                    size_bytes: bytes.len() + chunk.len(),
+                    limit_bytes: limit,
+                }));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes);
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]);
             return Err(ChannelError::Protocol(format!("{status}: {text}")));
         }
-        Ok(StatementFile { bytes: bytes.to_vec(), sha256_hex })
+        Ok(StatementFile { bytes, sha256_hex })
     }
 }
 
