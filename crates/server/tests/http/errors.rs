@@ -1012,4 +1012,23 @@ async fn trial_balance_of_large_but_valid_balances() {
     app.pay(&key, 11, 4, BOB, AMOUNT_MAX).await;
     let r = app.get("/v1/trial-balance", &app.admin).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    // The totals are exact past 2^63 (decimal strings), and the books still balance.
+    let total = |value: &serde_json::Value| -> u128 {
+        value.as_str().and_then(|s| s.parse().ok()).expect("a decimal total")
+    };
+    let passed_on = 2 * u128::from(AMOUNT_MAX);
+    let wallets = r.json["lines"]
+        .as_array()
+        .and_then(|lines| {
+            lines.iter().find(|l| l["asset"] == CNY && l["chart_code"] == WALLET_CHART)
+        })
+        .expect("the CNY wallet line");
+    assert!(total(&wallets["balances"]["credits_posted"]) >= passed_on, "{r:?}");
+    let cny = r.json["assets"]
+        .as_array()
+        .and_then(|assets| assets.iter().find(|a| a["asset"] == CNY))
+        .expect("the CNY totals");
+    assert_eq!(cny["balanced"], true, "{r:?}");
+    assert_eq!(total(&cny["debits_posted"]), total(&cny["credits_posted"]), "{r:?}");
+    assert!(total(&cny["debits_posted"]) >= passed_on, "{r:?}");
 }
