@@ -50,6 +50,16 @@ pub enum Scope {
     LedgerWrite,
     #[serde(rename = "admin")]
     Admin,
+    /// Reconciliation (对账): read statements, runs, breaks and the loss register.
+    #[serde(rename = "recon:read")]
+    ReconRead,
+    /// Reconciliation: upload and fetch statements, start runs, assign breaks and propose
+    /// their resolutions (the maker).
+    #[serde(rename = "recon:write")]
+    ReconWrite,
+    /// Reconciliation: approve or reject another key's proposed resolution (the checker).
+    #[serde(rename = "recon:approve")]
+    ReconApprove,
 }
 
 impl Scope {
@@ -58,13 +68,30 @@ impl Scope {
             Scope::LedgerRead => "ledger:read",
             Scope::LedgerWrite => "ledger:write",
             Scope::Admin => "admin",
+            Scope::ReconRead => "recon:read",
+            Scope::ReconWrite => "recon:write",
+            Scope::ReconApprove => "recon:approve",
         }
     }
 
+    /// Every scope, in the order the documentation lists them.
+    pub const ALL: [Scope; 6] = [
+        Scope::LedgerRead,
+        Scope::LedgerWrite,
+        Scope::Admin,
+        Scope::ReconRead,
+        Scope::ReconWrite,
+        Scope::ReconApprove,
+    ];
+
+    /// Scopes over the platform's own books (reconciliation), not a tenant's: only keys of
+    /// the platform (admin) tenant may hold them.
+    pub fn is_platform(self) -> bool {
+        matches!(self, Scope::ReconRead | Scope::ReconWrite | Scope::ReconApprove)
+    }
+
     pub fn parse(raw: &str) -> Option<Scope> {
-        [Scope::LedgerRead, Scope::LedgerWrite, Scope::Admin]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        Scope::ALL.into_iter().find(|s| s.as_str() == raw)
     }
 }
 

@@ -77,6 +77,11 @@ impl Namespaces {
         self.secret
     }
 
+    /// Whether `tenant` is the platform's own (admin) tenant.
+    pub fn is_admin_tenant(&self, tenant: &TenantId) -> bool {
+        self.admin_tenant.as_ref() == Some(tenant)
+    }
+
     /// The namespace of a key of `tenant`; `is_admin` for a key with the admin scope.
     pub fn of(&self, tenant: &TenantId, is_admin: bool) -> Namespace {
         if is_admin || self.admin_tenant.as_ref() == Some(tenant) {

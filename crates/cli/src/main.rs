@@ -9,6 +9,7 @@ mod bench;
 mod keys;
 mod load;
 mod payments;
+mod recon;
 mod serve;
 
 #[derive(Parser)]
@@ -30,6 +31,8 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Reconciliation (对账), over the API of a running service.
+    Recon(recon::ReconArgs),
     /// The accounting core.
     Ledger {
         #[command(subcommand)]
@@ -166,6 +169,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Keys { command } => keys::run(command),
+        Command::Recon(args) => recon::run(args),
         Command::Ledger { command: LedgerCommand::Bench(args) } => bench::run(args),
         Command::Ledger { command: LedgerCommand::Verify { store, json } } => verify(&store, json),
         Command::Ledger { command: LedgerCommand::Load(args) } => load::run(args),

@@ -51,7 +51,7 @@ pub struct PaymentSettings {
 pub struct PaymentCore {
     pub executor: Arc<Executor>,
     /// Present when channels are configured.
-    pub reconciler: Option<Arc<Reconciler>>,
+    pub reconciler: Arc<Reconciler>,
     pub inquirer: Option<Arc<Inquirer>>,
     pub webhooks: Arc<dyn WebhookStore>,
     deliverer: Arc<Deliverer>,
@@ -230,29 +230,25 @@ pub fn start(
         executor.bootstrap().await.context("defining the chart of accounts")?;
         anyhow::Ok(())
     })?;
-    let reconciler = match &gateway {
-        None => None,
-        Some(_) => {
-            let recon_store: Arc<dyn ReconStore> = match store.pg_target() {
-                Some(target) => Arc::new(
-                    store::PgReconStore::connect(&target)
-                        .context("connecting the reconciliation store")?,
-                ),
-                None => Arc::new(
-                    store::SqliteReconStore::open(store.data_dir.join("recon.db"))
-                        .context("opening recon.db")?,
-                ),
-            };
-            let config = ReconConfig::new(assets.iter().map(Asset::code).collect());
-            Some(Arc::new(Reconciler::new(
-                recon_store,
-                executor.clone(),
-                ledger.clone(),
-                Arc::new(SystemMillis),
-                config,
-            )))
-        }
+    // Always there: without channels it has nothing to fetch, but uploaded statements, the
+    // break workflow and the loss register are served all the same.
+    let recon_store: Arc<dyn ReconStore> = match store.pg_target() {
+        Some(target) => Arc::new(
+            store::PgReconStore::connect(&target).context("connecting the reconciliation store")?,
+        ),
+        None => Arc::new(
+            store::SqliteReconStore::open(store.data_dir.join("recon.db"))
+                .context("opening recon.db")?,
+        ),
     };
+    let config = ReconConfig::new(assets.iter().map(Asset::code).collect());
+    let reconciler = Arc::new(Reconciler::new(
+        recon_store,
+        executor.clone(),
+        ledger.clone(),
+        Arc::new(SystemMillis),
+        config,
+    ));
     Ok(PaymentCore { executor, reconciler, inquirer, webhooks, deliverer })
 }
 
@@ -301,16 +297,14 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
     let mut last_settlement_run = None;
     let mut last_reconciliation = None;
     loop {
-        if let Some(reconciler) = &core.reconciler {
-            if let Err(error) = reconciler.resume().await {
-                tracing::warn!(%error, "finishing breaks' resolutions");
-            }
-            if last_reconciliation
-                .is_none_or(|at: std::time::Instant| at.elapsed() >= RECONCILIATION_INTERVAL)
-            {
-                last_reconciliation = Some(std::time::Instant::now());
-                reconcile_yesterday(reconciler).await;
-            }
+        if let Err(error) = core.reconciler.resume().await {
+            tracing::warn!(%error, "finishing breaks' resolutions");
+        }
+        if last_reconciliation
+            .is_none_or(|at: std::time::Instant| at.elapsed() >= RECONCILIATION_INTERVAL)
+        {
+            last_reconciliation = Some(std::time::Instant::now());
+            reconcile_yesterday(&core.reconciler).await;
         }
         let report = core.executor.inspect(1_000).await;
         if report.examined > 0 {

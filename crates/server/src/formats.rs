@@ -400,6 +400,82 @@ format_schema!(
     )
 );
 
+format_schema!(
+    /// A channel's name.
+    ChannelName => string(
+        "A channel: 1 to 32 of `A-Z a-z 0-9 _ . : -`.",
+        format!("^[A-Za-z0-9_.:-]{{1,{}}}$", channels::model::CHANNEL_ID_LEN_MAX),
+        "bank_a",
+    )
+);
+
+/// A calendar date from 1970 on, `YYYY-MM-DD`: months 01-12, days 01-31 (a day the month
+/// lacks, such as 02-30, has this shape and is refused as 422 `day_not_in_calendar`).
+pub fn business_day_pattern() -> String {
+    "^(?:19[7-9][0-9]|[2-9][0-9]{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])$".to_string()
+}
+
+format_schema!(
+    /// A business day (会计日).
+    BusinessDate => string(
+        "A business day, `YYYY-MM-DD` (1970 or later): 00:00 to 24:00 in the platform's \
+         reconciliation zone (default Asia/Shanghai).",
+        business_day_pattern(),
+        "2026-12-05",
+    )
+);
+
+/// The longest id of a reconciliation object (`stm_…`, `run_…`, `brk_…`, `loss_…`).
+pub const RECON_ID_LEN_MAX: usize = 64;
+
+format_schema!(
+    /// The id of a statement, run, break or loss.
+    ReconId => string(
+        "A reconciliation id (`stm_…`, `run_…`, `brk_…`, `loss_…`): 1 to 64 of `A-Z a-z 0-9 _`.",
+        format!("^[A-Za-z0-9_]{{1,{RECON_ID_LEN_MAX}}}$"),
+        "brk_5d41402abc4b2a76b9719d91",
+    )
+);
+
+/// The longest name of a break's assignee.
+pub const ASSIGNEE_LEN_MAX: usize = 64;
+
+format_schema!(
+    /// Who works on a break.
+    Assignee => string(
+        "An operator: 1 to 64 of `A-Z a-z 0-9 _ . @ : -` (a name, an e-mail, a key id).",
+        format!("^[A-Za-z0-9_.@:-]{{1,{ASSIGNEE_LEN_MAX}}}$"),
+        "li.wei@ops",
+    )
+);
+
+/// The longest reason an operator gives, in characters.
+pub const REASON_LEN_MAX: usize = 500;
+
+format_schema!(
+    /// Why an operator decided as they did.
+    Reason => ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .description(Some("1 to 500 characters, without C0 control characters (U+0000 to U+001F) or DEL."))
+        .pattern(Some(reason_pattern()))
+        .min_length(Some(1))
+        .max_length(Some(REASON_LEN_MAX))
+        .examples([serde_json::json!("bank confirmed the debit on its portal, ticket 4471")])
+        .into()
+);
+
+/// No C0 control character and no DEL: an operator's text is shown, logged and stored as
+/// JSON, where a NUL is refused by PostgreSQL.
+pub fn reason_pattern() -> String {
+    "^[^\\u0000-\\u001f\\u007f]*$".to_string()
+}
+
+/// Whether `text` is a valid [`Reason`].
+pub fn is_reason(text: &str) -> bool {
+    let length = text.chars().count();
+    (1..=REASON_LEN_MAX).contains(&length) && !text.chars().any(|c| c.is_control() && c < '\u{80}')
+}
+
 #[cfg(test)]
 mod tests {
     use regex_automata::meta::Regex;
@@ -517,6 +593,63 @@ mod tests {
         ] {
             assert_eq!(micros(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn business_day_pattern_is_what_the_server_reads_as_a_day() {
+        let pattern = business_day_pattern();
+        let mut cases: Vec<String> = [
+            "1970-01-01",
+            "1969-12-31",
+            "2026-12-05",
+            "2026-02-30",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-12-00",
+            "2026-12-32",
+            "9999-12-31",
+            "0001-01-01",
+            "2026-1-05",
+            "2026/12/05",
+            "2026-12-05 ",
+            "+026-12-05",
+            "20261205",
+            "",
+            "2026-12-0a",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for year in [1969, 1970, 1999, 2000, 2026, 9999] {
+            for month in 0..=13 {
+                for day in [0, 1, 9, 10, 19, 20, 29, 30, 31, 32] {
+                    cases.push(format!("{year:04}-{month:02}-{day:02}"));
+                }
+            }
+        }
+        for case in &cases {
+            assert_eq!(matches(&pattern, case), crate::recon_api::day_shaped(case), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn reason_pattern_is_what_the_server_reads_as_a_reason() {
+        let pattern = reason_pattern();
+        for case in [
+            "ok",
+            "tab\there",
+            "nul\0",
+            "del\u{7f}",
+            "c1 \u{85} is kept",
+            "中文 原因",
+            " ",
+            "line\n",
+        ] {
+            assert_eq!(matches(&pattern, case), is_reason(case), "{case:?}");
+        }
+        assert!(!is_reason(""));
+        assert!(is_reason(&"a".repeat(REASON_LEN_MAX)));
+        assert!(!is_reason(&"a".repeat(REASON_LEN_MAX + 1)));
     }
 
     #[test]

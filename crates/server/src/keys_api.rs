@@ -24,8 +24,9 @@ pub struct KeyRequest {
     tenant: String,
     #[schema(value_type = wire::KeyMode)]
     mode: KeyMode,
-    /// 1 to 3 different scopes; a merchant's key cannot hold `admin` (422
-    /// `merchant_key_admin`).
+    /// 1 to 6 different scopes; a merchant's key cannot hold `admin` (422
+    /// `merchant_key_admin`); the `recon:*` scopes are for keys of the platform tenant only
+    /// (422 `platform_scope`).
     #[schema(value_type = wire::NewKeyScopes)]
     scopes: Vec<Scope>,
     /// Require every request with this key to be signed.
@@ -82,6 +83,18 @@ pub async fn create_key(
                 )
                 .with_param("scopes"));
             }
+        }
+        // Reconciliation works on the platform's own books: a tenant's key never holds it.
+        let platform_tenant = state.namespaces.is_admin_tenant(&tenant);
+        if request.scopes.iter().any(|scope| scope.is_platform())
+            && (!platform_tenant || request.merchant.is_some())
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "platform_scope",
+                "the recon:* scopes are for keys of the platform tenant (not a merchant's)",
+            )
+            .with_param("scopes"));
         }
         let (mut key, secret) = access::generate_key(
             tenant,

@@ -19,6 +19,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 pub mod auth;
+pub mod breaks_api;
 pub mod cache;
 pub mod error;
 pub mod formats;
@@ -31,6 +32,7 @@ pub mod ops;
 pub mod orders_api;
 pub mod parties_api;
 pub mod payments_api;
+pub mod recon_api;
 pub mod request;
 pub mod tenancy;
 pub mod views;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub node: String,
     /// Tenants' id namespaces (`access::namespace`).
     pub namespaces: Arc<access::namespace::Namespaces>,
+    /// Reconciliation (对账); `None` on a node that does not run it.
+    pub recon: Option<Arc<reconciler::Reconciler>>,
 }
 
 /// The admin tenant when none is configured, as `qianbao serve` defaults it.
@@ -92,6 +96,7 @@ impl AppState {
             webhook_private_urls: false,
             node: NODE_DEFAULT.to_string(),
             namespaces: Arc::new(access::namespace::Namespaces::new(secret, admin_tenant)),
+            recon: None,
         })
     }
 
@@ -123,6 +128,12 @@ impl AppState {
     /// Serves the payment core's endpoints through `executor`.
     pub fn with_payments(mut self, executor: Arc<executor::Executor>) -> AppState {
         self.payments = Some(executor);
+        self
+    }
+
+    /// Serves reconciliation (`/v1/recon`) through `reconciler`.
+    pub fn with_recon(mut self, reconciler: Arc<reconciler::Reconciler>) -> AppState {
+        self.recon = Some(reconciler);
         self
     }
 
@@ -203,6 +214,24 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook-endpoints/{id}", delete(webhooks_api::disable_endpoint))
         .route("/webhook-deliveries", get(webhooks_api::list_deliveries))
         .route("/webhook-deliveries/{id}/retry", post(webhooks_api::retry_delivery))
+        .route(
+            "/recon/statements",
+            post(recon_api::upload_statement).get(recon_api::list_statements),
+        )
+        .route("/recon/statements/fetch", post(recon_api::fetch_statement))
+        .route("/recon/statements/{id}", get(recon_api::get_statement))
+        .route("/recon/statements/{id}/content", get(recon_api::get_statement_content))
+        .route("/recon/runs", post(recon_api::start_run).get(recon_api::list_runs))
+        .route("/recon/runs/{id}", get(recon_api::get_run))
+        .route("/recon/breaks", get(breaks_api::list_breaks))
+        .route("/recon/breaks/{id}", get(breaks_api::get_break))
+        .route("/recon/breaks/{id}/assign", post(breaks_api::assign_break))
+        .route("/recon/breaks/{id}/propose", post(breaks_api::propose_resolution))
+        .route("/recon/breaks/{id}/approve", post(breaks_api::approve_resolution))
+        .route("/recon/breaks/{id}/reject", post(breaks_api::reject_resolution))
+        .route("/recon/losses", get(recon_api::list_losses))
+        .route("/recon/losses/{id}", get(recon_api::get_loss))
+        .route("/recon/loss-report", get(recon_api::loss_report))
         .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
         .route("/keys/{id}", delete(keys_api::revoke_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));

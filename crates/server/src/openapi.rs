@@ -7,7 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    formats, keys_api, ledger_api, ops, orders_api, parties_api, payments_api, webhooks_api,
+    breaks_api, formats, keys_api, ledger_api, ops, orders_api, parties_api, payments_api,
+    recon_api, webhooks_api,
 };
 
 #[derive(OpenApi)]
@@ -60,6 +61,23 @@ use crate::{
         webhooks_api::disable_endpoint,
         webhooks_api::list_deliveries,
         webhooks_api::retry_delivery,
+        recon_api::upload_statement,
+        recon_api::fetch_statement,
+        recon_api::list_statements,
+        recon_api::get_statement,
+        recon_api::get_statement_content,
+        recon_api::start_run,
+        recon_api::list_runs,
+        recon_api::get_run,
+        breaks_api::list_breaks,
+        breaks_api::get_break,
+        breaks_api::assign_break,
+        breaks_api::propose_resolution,
+        breaks_api::approve_resolution,
+        breaks_api::reject_resolution,
+        recon_api::list_losses,
+        recon_api::get_loss,
+        recon_api::loss_report,
         keys_api::create_key,
         keys_api::list_keys,
         keys_api::revoke_key,
@@ -83,6 +101,7 @@ use crate::{
         (name = "books", description = "Assets, chart of accounts, trial balance, journal"),
         (name = "payments", description = "Customers, merchants, top-ups, withdrawals, payments, refunds, wallet transfers, orders and their events"),
         (name = "webhooks", description = "Webhook endpoints and the delivery log"),
+        (name = "reconciliation", description = "Reconciliation (对账) for the platform's operators: channel statements, runs, breaks and their maker–checker resolution, the loss register (`recon:*` scopes)"),
         (name = "keys", description = "API keys (admin)"),
         (name = "operations", description = "Health, readiness, metrics"),
     ),
@@ -111,7 +130,7 @@ impl Modify for BearerKeys {
 struct ClosedVariants;
 
 /// Request enums read with `#[serde(deny_unknown_fields)]`.
-const CLOSED_ENUMS: &[&str] = &["TransferRequest"];
+const CLOSED_ENUMS: &[&str] = &["TransferRequest", "ResolutionRequest"];
 
 impl Modify for ClosedVariants {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -134,8 +153,12 @@ impl Modify for ClosedVariants {
 
 /// Operations that read no body as every field omitted: their body is optional, but never
 /// `null` (utoipa can only say "optional" by allowing `null`, which the server refuses).
-const OPTIONAL_BODIES: &[&str] =
-    &["/v1/transfers/{id}/post", "/v1/transfers/{id}/void", "/v1/payments/{id}/capture"];
+const OPTIONAL_BODIES: &[&str] = &[
+    "/v1/transfers/{id}/post",
+    "/v1/transfers/{id}/void",
+    "/v1/payments/{id}/capture",
+    "/v1/recon/breaks/{id}/approve",
+];
 
 struct OptionalBodies;
 

@@ -154,7 +154,7 @@ pub mod wire {
         }
     }
 
-    /// The scopes of a new key: 1 to 3, each once.
+    /// The scopes of a new key: 1 to 6, each once.
     pub struct NewKeyScopes;
 
     impl utoipa::PartialSchema for NewKeyScopes {
@@ -163,7 +163,7 @@ pub mod wire {
             ArrayBuilder::new()
                 .items(utoipa::openapi::Ref::from_schema_name("Scope"))
                 .min_items(Some(1))
-                .max_items(Some(3))
+                .max_items(Some(access::Scope::ALL.len()))
                 .unique_items(true)
                 .into()
         }
@@ -193,6 +193,80 @@ pub mod wire {
             .into()
     }
 
+    /// Declares a string enum whose values come from a domain type's `ALL` and `as_str`.
+    macro_rules! domain_enum {
+        ($(#[$doc:meta])* $name:ident, $description:expr, $values:expr) => {
+            $(#[$doc])*
+            pub struct $name;
+
+            impl utoipa::PartialSchema for $name {
+                fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                    let values: Vec<&str> = $values;
+                    string_enum($description, &values)
+                }
+            }
+
+            impl ToSchema for $name {
+                fn name() -> std::borrow::Cow<'static, str> {
+                    stringify!($name).into()
+                }
+            }
+        };
+    }
+
+    domain_enum!(
+        /// A reconciliation line's class, from `recon::Class::ALL`.
+        BreakClass,
+        "Where a statement line or one of our records ended: `matched`, `missing_external` (we \
+         record a success the channel does not), `missing_internal` (the channel records a \
+         success we do not have), `amount_mismatch`, `fee_mismatch`, `status_mismatch`, \
+         `duplicate`.",
+        recon::Class::ALL.iter().map(|c| c.as_str()).collect()
+    );
+
+    domain_enum!(
+        /// A break's state, from `recon::breaks::BreakState::ALL`.
+        BreakState,
+        "`open` → `assigned` → `pending_approval` → `resolving` → `resolved`.",
+        recon::breaks::BreakState::ALL.iter().map(|s| s.as_str()).collect()
+    );
+
+    domain_enum!(
+        /// A break's severity, from `recon::breaks::Severity::ALL`.
+        Severity,
+        "By amount (`high` from 100,000 minor units, `critical` from 1,000,000) and raised a \
+         level every two days open.",
+        recon::breaks::Severity::ALL.iter().map(|s| s.as_str()).collect()
+    );
+
+    domain_enum!(
+        /// A statement line's type, from `recon::TxType::ALL`.
+        TxType,
+        "`debit` (money in from a payer), `payout` or `refund` (money out).",
+        recon::TxType::ALL.iter().map(|t| t.as_str()).collect()
+    );
+
+    /// How a break was (or is to be) resolved.
+    #[derive(Serialize, ToSchema)]
+    #[serde(tag = "kind", rename_all = "snake_case")]
+    pub enum Resolution {
+        /// 补单: the payer's wallet (`tenant/customer`) is credited.
+        CreditCustomer {
+            customer: String,
+        },
+        RefundPayer,
+        Adjust,
+        WriteOff,
+        Recover {
+            loss_id: String,
+        },
+        ForceMatch,
+        /// The platform's own: the order took the channel's answer.
+        OrderCompleted,
+        /// The platform's own: a newer statement no longer shows the break.
+        Superseded,
+    }
+
     #[derive(Serialize, ToSchema)]
     pub enum Scope {
         #[serde(rename = "ledger:read")]
@@ -201,6 +275,12 @@ pub mod wire {
         LedgerWrite,
         #[serde(rename = "admin")]
         Admin,
+        #[serde(rename = "recon:read")]
+        ReconRead,
+        #[serde(rename = "recon:write")]
+        ReconWrite,
+        #[serde(rename = "recon:approve")]
+        ReconApprove,
     }
 }
 
@@ -629,6 +709,26 @@ mod tests {
             (json!(access::Scope::LedgerRead), json!(wire::Scope::LedgerRead)),
             (json!(access::Scope::LedgerWrite), json!(wire::Scope::LedgerWrite)),
             (json!(access::Scope::Admin), json!(wire::Scope::Admin)),
+            (json!(access::Scope::ReconRead), json!(wire::Scope::ReconRead)),
+            (json!(access::Scope::ReconWrite), json!(wire::Scope::ReconWrite)),
+            (json!(access::Scope::ReconApprove), json!(wire::Scope::ReconApprove)),
+            (
+                json!(recon::breaks::Resolution::CreditCustomer { customer: "t/c".into() }),
+                json!(wire::Resolution::CreditCustomer { customer: "t/c".into() }),
+            ),
+            (json!(recon::breaks::Resolution::RefundPayer), json!(wire::Resolution::RefundPayer)),
+            (json!(recon::breaks::Resolution::Adjust), json!(wire::Resolution::Adjust)),
+            (json!(recon::breaks::Resolution::WriteOff), json!(wire::Resolution::WriteOff)),
+            (
+                json!(recon::breaks::Resolution::Recover { loss_id: "loss_1".into() }),
+                json!(wire::Resolution::Recover { loss_id: "loss_1".into() }),
+            ),
+            (json!(recon::breaks::Resolution::ForceMatch), json!(wire::Resolution::ForceMatch)),
+            (
+                json!(recon::breaks::Resolution::OrderCompleted),
+                json!(wire::Resolution::OrderCompleted),
+            ),
+            (json!(recon::breaks::Resolution::Superseded), json!(wire::Resolution::Superseded)),
             (json!(BalanceRule::Unbounded), json!(wire::BalanceRule::Unbounded)),
             (
                 json!(BalanceRule::DebitsWithinCredits { overdraft_minor: money::Amount::ZERO }),

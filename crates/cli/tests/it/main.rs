@@ -4,5 +4,6 @@ mod config;
 mod crash;
 mod edge;
 mod payments;
+mod recon;
 mod refund_outage;
 mod serve;

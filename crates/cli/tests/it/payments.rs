@@ -182,7 +182,7 @@ impl World {
     }
 
     /// A view of the same processes for another key (it stops nothing when dropped).
-    fn share(&self, key: &str) -> World {
+    pub(crate) fn share(&self, key: &str) -> World {
         World {
             sim: Sim {
                 child: Command::new("true").spawn().expect("spawn"),
@@ -194,6 +194,11 @@ impl World {
             args: self.args.clone(),
             _dir: tempfile::tempdir().expect("tempdir"),
         }
+    }
+
+    /// The API key this view calls with.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
     }
 
     pub(crate) fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {

@@ -1,0 +1,492 @@
+//! `qianbao recon`: reconciliation (对账) for operators, over the HTTP API of a running
+//! `qianbao serve` (`--url`, `--key`): statements, runs, breaks and their resolution, the loss
+//! register. It talks to the service rather than to the stores, so it works from any
+//! operator's machine and every action is authorised, idempotent and audited as the API's.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Args)]
+pub struct ReconArgs {
+    /// The service's base URL.
+    #[arg(long, env = "QIANBAO_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    url: String,
+    /// An API key with the `recon:*` scopes it needs (or an admin key).
+    #[arg(long, env = "QIANBAO_API_KEY", hide_env_values = true, global = true)]
+    key: Option<String>,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: ReconCommand,
+}
+
+#[derive(Subcommand)]
+enum ReconCommand {
+    /// Reconciles a channel's statement of a business day (fetched from the channel first
+    /// unless `--no-fetch`) and prints what the run found.
+    Run {
+        #[arg(long)]
+        channel: String,
+        /// The business day, YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        /// Reconcile the newest stored statement without fetching.
+        #[arg(long)]
+        no_fetch: bool,
+    },
+    /// Uploads a statement file (the documented CSV format) for a channel and day.
+    Upload {
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        date: String,
+        file: PathBuf,
+    },
+    /// Lists runs, newest first.
+    Runs {
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Lists breaks, newest first.
+    Breaks {
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        date: Option<String>,
+        /// `matched`, `missing_external`, `missing_internal`, `amount_mismatch`, …
+        #[arg(long)]
+        class: Option<String>,
+        /// `open`, `assigned`, `pending_approval`, `resolving`, `resolved`.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One break with its audit trail.
+    Break { id: String },
+    /// Gives a break to an operator.
+    Assign {
+        id: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Proposes a resolution: credit_customer, refund_payer, adjust, write_off, recover,
+    /// force_match. Booked at once below the approval threshold; otherwise it waits for
+    /// another key's approval.
+    Propose {
+        id: String,
+        #[arg(long)]
+        resolution: String,
+        #[arg(long)]
+        reason: String,
+        /// For `recover`: the loss recovered.
+        #[arg(long)]
+        loss: Option<String>,
+        /// For `credit_customer`: the customer (with `--tenant`), if not the order's.
+        #[arg(long)]
+        customer: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Approves another key's proposed resolution (needs `recon:approve`).
+    Approve { id: String },
+    /// Turns a proposed resolution down (needs `recon:approve`).
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The loss register (损失核算), optionally of a period of business days.
+    Losses {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Losses by channel, cause and currency.
+    LossReport {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+pub fn run(args: ReconArgs) -> anyhow::Result<()> {
+    let key = args.key.clone().context("an API key is needed: --key or QIANBAO_API_KEY")?;
+    let client = Client { base: args.url.trim_end_matches('/').to_owned(), key };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let answer = runtime.block_on(call(&client, &args.command))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print_human(&args.command, &answer);
+    }
+    Ok(())
+}
+
+struct Client {
+    base: String,
+    key: String,
+}
+
+impl Client {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(600))
+            .build()
+            .context("an HTTP client")?;
+        let mut request =
+            http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.key);
+        if let Some(body) = body {
+            // A fresh key per invocation: a retry of this command is a new request, and the
+            // API's own idempotency (same file, same break state) keeps it harmless.
+            request = request
+                .header("Idempotency-Key", idempotency_key())
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let error = &value["error"];
+            anyhow::bail!(
+                "{method} {path}: {} {}: {}",
+                status.as_u16(),
+                error["code"].as_str().unwrap_or("?"),
+                error["message"].as_str().unwrap_or("")
+            );
+        }
+        Ok(value)
+    }
+}
+
+fn idempotency_key() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("cli-recon-{}-{nanos}", std::process::id())
+}
+
+/// `?a=1&b=2` of the parameters that are set (values are plain ids and dates).
+fn query(pairs: &[(&str, &Option<String>)]) -> String {
+    let set: Vec<String> = pairs
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name}={v}")))
+        .collect();
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", set.join("&"))
+    }
+}
+
+async fn call(client: &Client, command: &ReconCommand) -> anyhow::Result<Value> {
+    use reqwest::Method;
+    match command {
+        ReconCommand::Run { channel, date, no_fetch } => {
+            let body = json!({"channel": channel, "business_day": date, "fetch": !no_fetch});
+            client.send(Method::POST, "/v1/recon/runs", Some(body)).await
+        }
+        ReconCommand::Upload { channel, date, file } => {
+            let content = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let body = json!({"channel": channel, "business_day": date, "content": content});
+            client.send(Method::POST, "/v1/recon/statements", Some(body)).await
+        }
+        ReconCommand::Runs { channel, date } => {
+            let q = query(&[
+                ("channel", channel),
+                ("business_day", date),
+                ("limit", &Some("500".into())),
+            ]);
+            client.send(Method::GET, &format!("/v1/recon/runs{q}"), None).await
+        }
+        ReconCommand::Breaks { channel, date, class, state } => {
+            let q = query(&[
+                ("channel", channel),
+                ("business_day", date),
+                ("class", class),
+                ("state", state),
+                ("limit", &Some("500".into())),
+            ]);
+            client.send(Method::GET, &format!("/v1/recon/breaks{q}"), None).await
+        }
+        ReconCommand::Break { id } => {
+            client.send(Method::GET, &format!("/v1/recon/breaks/{id}"), None).await
+        }
+        ReconCommand::Assign { id, to } => {
+            let path = format!("/v1/recon/breaks/{id}/assign");
+            client.send(Method::POST, &path, Some(json!({"assignee": to}))).await
+        }
+        ReconCommand::Propose { id, resolution, reason, loss, customer, tenant } => {
+            let mut resolution = json!({"kind": resolution});
+            if let Some(loss) = loss {
+                resolution["loss_id"] = json!(loss);
+            }
+            if let Some(customer) = customer {
+                resolution["customer"] = json!(customer);
+            }
+            if let Some(tenant) = tenant {
+                resolution["tenant"] = json!(tenant);
+            }
+            let path = format!("/v1/recon/breaks/{id}/propose");
+            let body = json!({"resolution": resolution, "reason": reason});
+            client.send(Method::POST, &path, Some(body)).await
+        }
+        ReconCommand::Approve { id } => {
+            client
+                .send(Method::POST, &format!("/v1/recon/breaks/{id}/approve"), Some(json!({})))
+                .await
+        }
+        ReconCommand::Reject { id, reason } => {
+            let path = format!("/v1/recon/breaks/{id}/reject");
+            client.send(Method::POST, &path, Some(json!({"reason": reason}))).await
+        }
+        ReconCommand::Losses { from, to } => {
+            let q = query(&[("from", from), ("to", to)]);
+            client.send(Method::GET, &format!("/v1/recon/losses{q}"), None).await
+        }
+        ReconCommand::LossReport { from, to } => {
+            let q = query(&[("from", from), ("to", to)]);
+            client.send(Method::GET, &format!("/v1/recon/loss-report{q}"), None).await
+        }
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn print_run(run: &Value) {
+    println!(
+        "run {}  channel {}  day {}  statement {} (sha256 {}…)",
+        text(&run["id"]),
+        text(&run["channel"]),
+        text(&run["business_day"]),
+        text(&run["statement_id"]),
+        text(&run["statement_sha256"]).chars().take(12).collect::<String>()
+    );
+    let totals: Vec<Vec<String>> = run["totals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            vec![
+                text(&row["tx_type"]),
+                text(&row["currency"]),
+                text(&row["count_ours"]),
+                text(&row["sum_ours_minor"]),
+                text(&row["count_theirs"]),
+                text(&row["sum_theirs_minor"]),
+                if row["agrees"] == json!(true) { "yes".into() } else { "NO".into() },
+            ]
+        })
+        .collect();
+    println!("\ntotals (总分对账)");
+    table(&["type", "currency", "ours", "ours sum", "theirs", "theirs sum", "agree"], &totals);
+    let counts: Vec<Vec<String>> = run["counts"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(class, count)| vec![class.clone(), text(count)])
+        .collect();
+    println!("\nlines by class");
+    table(&["class", "lines"], &counts);
+    println!(
+        "\nnew breaks {}  completed from the statement {}  superseded {}  result {}",
+        text(&run["breaks_new"]),
+        text(&run["auto_resolved"]),
+        text(&run["superseded"]),
+        text(&run["result_hash"])
+    );
+}
+
+fn print_break(item: &Value) {
+    println!(
+        "{}  {}  {}  {} {}  state {}  severity {}",
+        text(&item["id"]),
+        text(&item["channel"]),
+        text(&item["business_day"]),
+        text(&item["class"]),
+        text(&item["tx_type"]),
+        text(&item["state"]),
+        text(&item["severity"])
+    );
+    println!(
+        "  request {}  order {}  line {}  ours {}/{}  theirs {}/{}  suspense {}/{}",
+        text(&item["request_id"]),
+        text(&item["order_id"]),
+        text(&item["statement_line"]),
+        text(&item["amount_ours"]),
+        text(&item["fee_ours"]),
+        text(&item["amount_theirs"]),
+        text(&item["fee_theirs"]),
+        text(&item["suspense_amount_minor"]),
+        text(&item["suspense_fee_minor"])
+    );
+    if let Some(events) = item["events"].as_array() {
+        for event in events {
+            println!(
+                "  {}  {}  {}  {}",
+                text(&event["at_ms"]),
+                text(&event["actor"]),
+                text(&event["action"]),
+                event["detail"]
+            );
+        }
+    }
+}
+
+fn print_human(command: &ReconCommand, answer: &Value) {
+    let rows = |answer: &Value| answer["data"].as_array().cloned().unwrap_or_default();
+    match command {
+        ReconCommand::Run { .. } => print_run(answer),
+        ReconCommand::Upload { .. } => {
+            let statement = &answer["statement"];
+            println!(
+                "{} {} version {} of {} {} ({} lines, sha256 {})",
+                if answer["created"] == json!(true) { "stored" } else { "already stored:" },
+                text(&statement["id"]),
+                text(&statement["version"]),
+                text(&statement["channel"]),
+                text(&statement["business_day"]),
+                text(&statement["detail_lines"]),
+                text(&statement["sha256"])
+            );
+        }
+        ReconCommand::Runs { .. } => {
+            let data: Vec<Vec<String>> = rows(answer)
+                .iter()
+                .map(|run| {
+                    vec![
+                        text(&run["id"]),
+                        text(&run["channel"]),
+                        text(&run["business_day"]),
+                        text(&run["counts"]["matched"]),
+                        text(&run["breaks_new"]),
+                        text(&run["auto_resolved"]),
+                        text(&run["started_by"]),
+                    ]
+                })
+                .collect();
+            table(&["run", "channel", "day", "matched", "new breaks", "completed", "by"], &data);
+        }
+        ReconCommand::Breaks { .. } => {
+            let data: Vec<Vec<String>> = rows(answer)
+                .iter()
+                .map(|item| {
+                    vec![
+                        text(&item["id"]),
+                        text(&item["channel"]),
+                        text(&item["business_day"]),
+                        text(&item["class"]),
+                        text(&item["suspense_amount_minor"]),
+                        text(&item["suspense_fee_minor"]),
+                        text(&item["severity"]),
+                        text(&item["state"]),
+                        text(&item["assignee"]),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "break", "channel", "day", "class", "amount", "fee", "severity", "state",
+                    "assignee",
+                ],
+                &data,
+            );
+        }
+        ReconCommand::Break { .. }
+        | ReconCommand::Assign { .. }
+        | ReconCommand::Propose { .. }
+        | ReconCommand::Approve { .. }
+        | ReconCommand::Reject { .. } => print_break(answer),
+        ReconCommand::Losses { .. } => {
+            let data: Vec<Vec<String>> = rows(answer)
+                .iter()
+                .map(|loss| {
+                    vec![
+                        text(&loss["id"]),
+                        text(&loss["channel"]),
+                        text(&loss["business_day"]),
+                        text(&loss["cause"]),
+                        text(&loss["currency"]),
+                        text(&loss["amount"]),
+                        text(&loss["recovered"]),
+                        text(&loss["maker"]),
+                        text(&loss["approver"]),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "loss",
+                    "channel",
+                    "day",
+                    "cause",
+                    "cur",
+                    "amount",
+                    "recovered",
+                    "maker",
+                    "approver",
+                ],
+                &data,
+            );
+        }
+        ReconCommand::LossReport { .. } => {
+            let data: Vec<Vec<String>> = answer["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|row| {
+                    vec![
+                        text(&row["channel"]),
+                        text(&row["cause"]),
+                        text(&row["currency"]),
+                        text(&row["count"]),
+                        text(&row["written_off_minor"]),
+                        text(&row["recovered_minor"]),
+                        text(&row["net_minor"]),
+                    ]
+                })
+                .collect();
+            table(&["channel", "cause", "cur", "losses", "written off", "recovered", "net"], &data);
+        }
+    }
+}
