@@ -50,7 +50,7 @@ pub struct PaymentSettings {
 
 pub struct PaymentCore {
     pub executor: Arc<Executor>,
-    /// Present when channels are configured.
+    /// Reconciliation and end of day, on every node.
     pub reconciler: Arc<Reconciler>,
     pub inquirer: Option<Arc<Inquirer>>,
     pub webhooks: Arc<dyn WebhookStore>,
@@ -121,6 +121,7 @@ pub fn start(
     store: &StoreArgs,
     settings: &PaymentSettings,
     ledger: ledger::LedgerHandle,
+    books: Arc<dyn ledger::port::LedgerReader>,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<PaymentCore> {
     let orders: Arc<dyn OrderStore> = match store.pg_target() {
@@ -230,8 +231,8 @@ pub fn start(
         executor.bootstrap().await.context("defining the chart of accounts")?;
         anyhow::Ok(())
     })?;
-    // Always there: without channels it has nothing to fetch, but uploaded statements, the
-    // break workflow and the loss register are served all the same.
+    // Always there: without channels there are no statements to fetch or upload (each names
+    // a channel), but the break and loss registers are read and days close (日切) all the same.
     let recon_store: Arc<dyn ReconStore> = match store.pg_target() {
         Some(target) => Arc::new(
             store::PgReconStore::connect(&target).context("connecting the reconciliation store")?,
@@ -242,13 +243,16 @@ pub fn start(
         ),
     };
     let config = ReconConfig::new(assets.iter().map(Asset::code).collect());
-    let reconciler = Arc::new(Reconciler::new(
-        recon_store,
-        executor.clone(),
-        ledger.clone(),
-        Arc::new(SystemMillis),
-        config,
-    ));
+    let reconciler = Arc::new(
+        Reconciler::new(
+            recon_store,
+            executor.clone(),
+            ledger.clone(),
+            Arc::new(SystemMillis),
+            config,
+        )
+        .with_books(books),
+    );
     Ok(PaymentCore { executor, reconciler, inquirer, webhooks, deliverer })
 }
 
@@ -288,6 +292,34 @@ async fn reconcile_yesterday(reconciler: &Reconciler) {
     }
 }
 
+/// End of day (日切): closes every day after the last closed one up to yesterday, in order
+/// (on a new installation, yesterday only).
+async fn close_past_days(reconciler: &Reconciler) {
+    let offset = reconciler.config().utc_offset_minutes;
+    let yesterday = recon::BusinessDay::of(SystemMillis.now_ms(), offset).previous();
+    let first = match reconciler.store().closed_days(1) {
+        Ok(mut days) => match days.pop() {
+            Some(last) => recon::BusinessDay::from_days(last.business_day).next(),
+            None => yesterday,
+        },
+        Err(error) => {
+            tracing::warn!(%error, "reading closed days");
+            return;
+        }
+    };
+    let mut day = first;
+    while day <= yesterday {
+        match reconciler.close_day(day, "schedule").await {
+            Ok(closed) => tracing::info!(day = %day, hash = %closed.hash, "day closed"),
+            Err(error) => {
+                tracing::warn!(day = %day, code = error.code(), %error, "closing the day failed");
+                return;
+            }
+        }
+        day = day.next();
+    }
+}
+
 /// Inquiry sweeps and inspection passes until `stop`.
 pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receiver<bool>) {
     let inquiry =
@@ -305,6 +337,7 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
         {
             last_reconciliation = Some(std::time::Instant::now());
             reconcile_yesterday(&core.reconciler).await;
+            close_past_days(&core.reconciler).await;
         }
         let report = core.executor.inspect(1_000).await;
         if report.examined > 0 {

@@ -239,6 +239,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             fx_rates: args.fx_rates.clone(),
         },
         ledger.handle(),
+        reader.clone(),
         &runtime,
     )?;
     // Likewise the payment core's stores (orders, webhooks, inquiries).

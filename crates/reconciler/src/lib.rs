@@ -21,6 +21,7 @@
 //! State is stored before money moves: a break is `resolving` before its postings are
 //! submitted, and [`Reconciler::resume`] books whatever a crash left `resolving`.
 
+pub mod closing;
 pub mod port;
 pub mod postings;
 mod runs;
@@ -35,8 +36,9 @@ use money::AssetCode;
 use recon::breaks::Policy;
 
 pub use port::{
-    BreakEvent, BreakQuery, BreakRecord, DayQuery, LossRecord, Proposal, PutStatement, ReconStore,
-    ReconStoreError, RegisterEntry, RunRecord, StatementRecord, StatementSource, Updated,
+    BreakEvent, BreakQuery, BreakRecord, ClosedDay, DayLine, DayQuery, LossRecord, Proposal,
+    PutStatement, ReconStore, ReconStoreError, RegisterEntry, RunRecord, StatementRecord,
+    StatementSource, Updated,
 };
 
 /// How reconciliation runs.
@@ -98,6 +100,10 @@ pub enum ReconError {
     Orders(#[from] executor::OrderStoreError),
     #[error("ledger: {0}")]
     Ledger(String),
+    #[error("{day} is not over yet: a day closes after its cut-over")]
+    DayNotOver { day: String },
+    #[error("{day} cannot close now: {needs}")]
+    DayOrder { day: String, needs: String },
 }
 
 impl ReconError {
@@ -118,6 +124,8 @@ impl ReconError {
             ReconError::Contended => "break_contended",
             ReconError::Store(_) | ReconError::Orders(_) => "store_unavailable",
             ReconError::Ledger(_) => "ledger_unavailable",
+            ReconError::DayNotOver { .. } => "day_not_over",
+            ReconError::DayOrder { .. } => "day_out_of_order",
         }
     }
 }
@@ -130,6 +138,8 @@ pub struct Reconciler {
     ledger: LedgerHandle,
     clock: Arc<dyn Millis>,
     config: ReconConfig,
+    /// The books as read for end of day (日切); `None` on a node that does not close days.
+    books: Option<Arc<dyn ledger::port::LedgerReader>>,
     /// Serialises runs and break changes of this process: runs are rare and short, and one
     /// at a time keeps a run's superseding from racing an operator's resolution. Across
     /// processes the break's version decides.
@@ -152,8 +162,15 @@ impl Reconciler {
             ledger,
             clock,
             config,
+            books: None,
             serial: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Closes business days (日切) from `books`.
+    pub fn with_books(mut self, books: Arc<dyn ledger::port::LedgerReader>) -> Reconciler {
+        self.books = Some(books);
+        self
     }
 
     pub fn config(&self) -> &ReconConfig {

@@ -209,7 +209,46 @@ pub enum Updated {
     Stale,
 }
 
+/// One line of a closed day's trial balance: an asset's chart-of-accounts line, posted
+/// amounts only (holds are not yet money moved). Nets are debits less credits.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DayLine {
+    pub asset: AssetCode,
+    pub chart_code: u32,
+    pub opening_net_minor: i128,
+    pub debits_minor: u128,
+    pub credits_minor: u128,
+    pub closing_net_minor: i128,
+}
+
+/// A closed business day (日切): immutable once stored. Its hash covers the day, its
+/// journal span, its lines and the hash of the day before, so the closed days form a chain
+/// and the same books give the same hash on any store, after any restart.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClosedDay {
+    pub business_day: i64,
+    pub utc_offset_minutes: i32,
+    /// The journal positions the day spans: after `from_seq`, up to `to_seq` included.
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub lines: Vec<DayLine>,
+    /// The hash of the closed day before (empty for the first closed day).
+    pub previous_hash: String,
+    pub hash: String,
+    pub closed_by: String,
+    pub closed_at_ms: u64,
+}
+
 pub trait ReconStore: Send + Sync + 'static {
+    /// Stores a closed day unless that day is closed already; returns the stored one (the
+    /// first close wins: a closed day never changes).
+    fn put_closed_day(&self, day: &ClosedDay) -> Result<ClosedDay, ReconStoreError>;
+
+    fn closed_day(&self, business_day: i64) -> Result<Option<ClosedDay>, ReconStoreError>;
+
+    /// Closed days, newest first.
+    fn closed_days(&self, limit: usize) -> Result<Vec<ClosedDay>, ReconStoreError>;
+
     /// Stores a statement file unless the same file (by hash) of the same channel and day
     /// is stored; a different file gets the next version. `record.version` is assigned here.
     fn put_statement(

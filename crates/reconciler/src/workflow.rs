@@ -60,7 +60,10 @@ impl Reconciler {
             }
             .into());
         }
-        // Checked now, so a proposal that could never be booked is refused to its maker.
+        // Checked now, so a proposal that could never be booked is refused to its maker
+        // (a `credit_customer` naming nobody must find the order's customer now, not fail
+        // at booking and leave the break stuck in `resolving`).
+        self.with_customer(&record, resolution.clone())?;
         resolution_postings(record.parts, record.tx_type, &resolution)?;
         if let Resolution::Recover { loss_id } = &resolution {
             self.check_recovery(loss_id, &record)?;
@@ -181,6 +184,12 @@ impl Reconciler {
         };
         let resolution = self.with_customer(&record, proposal.resolution.clone())?;
         let postings = resolution_postings(record.parts, record.tx_type, &resolution)?;
+        // Checked again at booking: two recoveries of one loss may both have been approved.
+        if let Resolution::Recover { loss_id } = &resolution {
+            if let Err(error) = self.check_recovery(loss_id, &record) {
+                return self.send_back(record, &resolution, error.code());
+            }
+        }
         let channel = ChannelId::new(&record.channel)
             .map_err(|_| ReconError::ChannelNotFound(record.channel.clone()))?;
         let open = postings::open_accounts(&postings, &channel, record.currency);
@@ -202,17 +211,7 @@ impl Reconciler {
         record = current;
         let expected = record.version;
         if let Some(code) = refused {
-            record.state =
-                if record.assignee.is_some() { BreakState::Assigned } else { BreakState::Open };
-            record.proposal = None;
-            let event = self.event(
-                &record,
-                "system",
-                "resolution_refused",
-                json!({ "resolution": resolution, "code": code }),
-            );
-            self.write(&mut record, expected, &event, &RegisterEntry::None)?;
-            return Ok(record);
+            return self.send_back(record, &resolution, code);
         }
         let now_ms = self.clock.now_ms();
         let register = match &resolution {
@@ -246,6 +245,28 @@ impl Reconciler {
             json!({ "resolution": resolution, "postings": postings }),
         );
         self.write(&mut record, expected, &event, &register)?;
+        Ok(record)
+    }
+
+    /// Returns a `resolving` break to its operator: the resolution could not be booked
+    /// (`code` says why), and nothing was.
+    fn send_back(
+        &self,
+        mut record: BreakRecord,
+        resolution: &Resolution,
+        code: &str,
+    ) -> Result<BreakRecord, ReconError> {
+        let expected = record.version;
+        record.state =
+            if record.assignee.is_some() { BreakState::Assigned } else { BreakState::Open };
+        record.proposal = None;
+        let event = self.event(
+            &record,
+            "system",
+            "resolution_refused",
+            json!({ "resolution": resolution, "code": code }),
+        );
+        self.write(&mut record, expected, &event, &RegisterEntry::None)?;
         Ok(record)
     }
 

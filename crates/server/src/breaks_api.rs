@@ -112,7 +112,7 @@ impl BreakView {
         let today = BusinessDay::of(now_ms, config.utc_offset_minutes);
         let day = BusinessDay::from_days(record.business_day);
         let severity = if record.state == BreakState::Resolved {
-            // A resolved break is weighed as it was found: age stops with the resolution.
+            // A resolved break is weighed by its amount alone: age no longer counts.
             config.policy.severity(record.parts, day, day)
         } else {
             config.policy.severity(record.parts, day, today)

@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 pub mod auth;
 pub mod breaks_api;
 pub mod cache;
+pub mod days_api;
 pub mod error;
 pub mod formats;
 pub mod idempotency;
@@ -232,6 +233,10 @@ pub fn router(state: AppState) -> Router {
         .route("/recon/losses", get(recon_api::list_losses))
         .route("/recon/losses/{id}", get(recon_api::get_loss))
         .route("/recon/loss-report", get(recon_api::loss_report))
+        .route("/recon/days", get(days_api::list_days))
+        .route("/recon/days/{day}", get(days_api::get_day))
+        .route("/recon/days/{day}/close", post(days_api::close_day))
+        .route("/recon/days/{day}/trial-balance.csv", get(days_api::get_day_csv))
         .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
         .route("/keys/{id}", delete(keys_api::revoke_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));

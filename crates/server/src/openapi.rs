@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    breaks_api, formats, keys_api, ledger_api, ops, orders_api, parties_api, payments_api,
-    recon_api, webhooks_api,
+    breaks_api, days_api, formats, keys_api, ledger_api, ops, orders_api, parties_api,
+    payments_api, recon_api, webhooks_api,
 };
 
 #[derive(OpenApi)]
@@ -78,6 +78,10 @@ use crate::{
         recon_api::list_losses,
         recon_api::get_loss,
         recon_api::loss_report,
+        days_api::list_days,
+        days_api::get_day,
+        days_api::get_day_csv,
+        days_api::close_day,
         keys_api::create_key,
         keys_api::list_keys,
         keys_api::revoke_key,

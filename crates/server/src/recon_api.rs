@@ -49,7 +49,10 @@ impl From<ReconError> for ApiError {
             | ReconError::NoStatement { .. }
             | ReconError::BreakNotFound(_)
             | ReconError::LossNotFound(_) => StatusCode::NOT_FOUND,
-            ReconError::BreakState { .. } | ReconError::Contended => StatusCode::CONFLICT,
+            ReconError::BreakState { .. }
+            | ReconError::Contended
+            | ReconError::DayNotOver { .. }
+            | ReconError::DayOrder { .. } => StatusCode::CONFLICT,
             ReconError::ApproverIsMaker => StatusCode::FORBIDDEN,
             ReconError::ChannelUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ReconError::Store(_) | ReconError::Orders(_) | ReconError::Ledger(_) => {
@@ -241,7 +244,7 @@ pub struct RunView {
     /// SHA-256 over our records as matched.
     pub ours_sha256: String,
     pub rule_version: u32,
-    /// Lines per class (`matched`, `missing_external`, …); classes with none are left out.
+    /// Lines per class (`matched`, `missing_external`, …), every class listed.
     pub counts: BTreeMap<String, u64>,
     pub totals: Vec<TotalsView>,
     /// The same statement, orders and rule version give the same hash.

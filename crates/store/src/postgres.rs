@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("postgres/0008_access_idempotency_per_key.sql")),
     (9, include_str!("postgres/0009_orders_by_created.sql")),
     (10, include_str!("postgres/0010_recon.sql")),
+    (11, include_str!("postgres/0011_recon_closed_days.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

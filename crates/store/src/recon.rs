@@ -7,14 +7,17 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use reconciler::port::{
-    BreakEvent, BreakQuery, BreakRecord, DayQuery, LossRecord, PutStatement, ReconStore,
+    BreakEvent, BreakQuery, BreakRecord, ClosedDay, DayQuery, LossRecord, PutStatement, ReconStore,
     ReconStoreError, RegisterEntry, RunRecord, StatementRecord, Updated,
 };
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::postgres::PgTarget;
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_recon.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sqlite/0001_recon.sql")),
+    (2, include_str!("sqlite/0002_recon_closed_days.sql")),
+];
 
 fn backend(error: impl std::fmt::Display) -> ReconStoreError {
     ReconStoreError::Backend(error.to_string())
@@ -273,6 +276,44 @@ trait Backend: Send + Sync + 'static {
 macro_rules! recon_store {
     ($store:ty) => {
         impl ReconStore for $store {
+            fn put_closed_day(&self, day: &ClosedDay) -> Result<ClosedDay, ReconStoreError> {
+                self.with(true, |db| {
+                    db.lock_key("qianbao.recon.closed_days")?;
+                    let rows = db.rows(
+                        "SELECT body FROM recon_closed_days WHERE business_day = ?1",
+                        &[V::Int(day.business_day)],
+                    )?;
+                    if let Some(existing) = bodies::<ClosedDay>(rows)?.pop() {
+                        return Ok(existing);
+                    }
+                    db.exec(
+                        "INSERT INTO recon_closed_days (business_day, hash, body) VALUES (?1, ?2, ?3)",
+                        &[V::Int(day.business_day), V::Text(day.hash.clone()), json(day)?],
+                    )?;
+                    Ok(day.clone())
+                })
+            }
+
+            fn closed_day(&self, business_day: i64) -> Result<Option<ClosedDay>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM recon_closed_days WHERE business_day = ?1",
+                        &[V::Int(business_day)],
+                    )?;
+                    Ok(bodies(rows)?.pop())
+                })
+            }
+
+            fn closed_days(&self, limit: usize) -> Result<Vec<ClosedDay>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM recon_closed_days ORDER BY business_day DESC LIMIT ?1",
+                        &[int(limit as u64)],
+                    )?;
+                    bodies(rows)
+                })
+            }
+
             fn put_statement(
                 &self,
                 record: &StatementRecord,

@@ -331,3 +331,37 @@ fn a_bad_statement_is_refused_whole_with_its_line() {
     let listed = world.ok("GET", &listed_path, Value::Null);
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn the_day_before_closes_by_itself_and_today_waits_for_its_cut_over() {
+    let world = World::start(&["bank_a"], &[]);
+    let today = business_day();
+    // The service closes the day before at start (日切); its hash is in the listing.
+    let mut closed = Value::Null;
+    for _ in 0..100 {
+        closed = world.ok("GET", "/v1/recon/days", Value::Null);
+        if closed["data"].as_array().is_some_and(|days| !days.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let yesterday = closed["data"][0]["business_day"].as_str().expect("a closed day").to_owned();
+    assert!(yesterday < today, "{closed}");
+    let day = world.ok("GET", &format!("/v1/recon/days/{yesterday}"), Value::Null);
+    assert_eq!(day["balanced"], json!(true), "{day}");
+    assert_eq!(day["hash"], closed["data"][0]["hash"]);
+    let again = world.ok("POST", &format!("/v1/recon/days/{yesterday}/close"), Value::Null);
+    assert_eq!(again["hash"], day["hash"], "a closed day never changes");
+    let (status, csv) = crate::serve::request(
+        world.addr(),
+        "GET",
+        &format!("/v1/recon/days/{yesterday}/trial-balance.csv"),
+        world.key(),
+        "",
+    )
+    .expect("request");
+    assert_eq!(status, 200);
+    assert!(csv.starts_with("asset,chart_code,opening_net_minor,"), "{csv}");
+    let (status, open) = world.call("POST", &format!("/v1/recon/days/{today}/close"), Value::Null);
+    assert_eq!((status, open["error"]["code"].clone()), (409, json!("day_not_over")));
+}

@@ -166,8 +166,14 @@ impl Backend {
     }
 }
 
+mod closing;
+
 struct World {
     _dir: tempfile::TempDir,
+    /// The ledger's commit clock (end of day reads the journal by it), microseconds.
+    ledger_clock: Arc<ManualClock>,
+    /// The orders' and reconciliation's clock, milliseconds.
+    clock: Arc<Clock>,
     reader: Box<dyn LedgerReader>,
     executor: Arc<Executor>,
     reconciler: Reconciler,
@@ -188,7 +194,7 @@ async fn world(backend: &Backend) -> World {
             (
                 Ledger::start(
                     store::SqliteStore::open(&ledger_path).unwrap(),
-                    ledger_clock,
+                    ledger_clock.clone(),
                     config,
                 ),
                 Box::new(store::SqliteReader::open(&ledger_path).unwrap()),
@@ -201,7 +207,7 @@ async fn world(backend: &Backend) -> World {
             (
                 Ledger::start(
                     store::PgStore::connect(target.clone()).unwrap(),
-                    ledger_clock,
+                    ledger_clock.clone(),
                     config,
                 ),
                 Box::new(store::PgReader::connect(target.clone()).unwrap())
@@ -262,14 +268,24 @@ async fn world(backend: &Backend) -> World {
         settle_after_days: 0,
     };
     executor.open_party(TENANT, party).await.unwrap();
+    // End of day reads the books through a reader of its own, as `qianbao serve` gives it.
+    let books: Arc<dyn LedgerReader> = match backend {
+        Backend::Sqlite => {
+            Arc::new(store::SqliteReader::open(dir.path().join("ledger.db")).unwrap())
+        }
+        Backend::Postgres(target) => tokio::task::block_in_place(|| {
+            Arc::new(store::PgReader::connect(target.clone()).unwrap()) as Arc<dyn LedgerReader>
+        }),
+    };
     let reconciler = Reconciler::new(
         recon_store,
         executor.clone(),
         ledger.handle(),
-        clock,
+        clock.clone(),
         ReconConfig::new(vec![cny()]),
-    );
-    World { _dir: dir, reader, executor, reconciler, bank, _ledger: ledger }
+    )
+    .with_books(books);
+    World { _dir: dir, ledger_clock, clock, reader, executor, reconciler, bank, _ledger: ledger }
 }
 
 impl World {
