@@ -114,6 +114,12 @@ enum ReconCommand {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Closed business days (日切), newest first.
+    Days,
+    /// A closed day's trial balance: opening, debits, credits, closing per chart line.
+    Day { date: String },
+    /// Closes a business day now (after its cut-over; the service does it hourly).
+    Close { date: String },
 }
 
 pub fn run(args: ReconArgs) -> anyhow::Result<()> {
@@ -263,6 +269,15 @@ async fn call(client: &Client, command: &ReconCommand) -> anyhow::Result<Value> 
             let q = query(&[("from", from), ("to", to)]);
             client.send(Method::GET, &format!("/v1/recon/loss-report{q}"), None).await
         }
+        ReconCommand::Days => client.send(Method::GET, "/v1/recon/days?limit=500", None).await,
+        ReconCommand::Day { date } => {
+            client.send(Method::GET, &format!("/v1/recon/days/{date}"), None).await
+        }
+        ReconCommand::Close { date } => {
+            client
+                .send(Method::POST, &format!("/v1/recon/days/{date}/close"), Some(json!({})))
+                .await
+        }
     }
 }
 
@@ -373,6 +388,40 @@ fn print_break(item: &Value) {
     }
 }
 
+fn print_day(day: &Value) {
+    println!(
+        "{}  closed by {}  journal {}..{}  balanced {}  hash {}",
+        text(&day["business_day"]),
+        text(&day["closed_by"]),
+        text(&day["from_seq"]),
+        text(&day["to_seq"]),
+        text(&day["balanced"]),
+        text(&day["hash"])
+    );
+    let lines: Vec<Vec<String>> = day["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|line| {
+            vec![
+                text(&line["asset"]),
+                text(&line["chart_code"]),
+                text(&line["opening_net_minor"]),
+                text(&line["debits_minor"]),
+                text(&line["credits_minor"]),
+                text(&line["closing_net_minor"]),
+            ]
+        })
+        .collect();
+    if !lines.is_empty() {
+        println!();
+        table(
+            &["asset", "chart", "opening (Dr-Cr)", "debits", "credits", "closing (Dr-Cr)"],
+            &lines,
+        );
+    }
+}
+
 fn print_human(command: &ReconCommand, answer: &Value) {
     let rows = |answer: &Value| answer["data"].as_array().cloned().unwrap_or_default();
     match command {
@@ -469,6 +518,21 @@ fn print_human(command: &ReconCommand, answer: &Value) {
                 &data,
             );
         }
+        ReconCommand::Days => {
+            let data: Vec<Vec<String>> = rows(answer)
+                .iter()
+                .map(|day| {
+                    vec![
+                        text(&day["business_day"]),
+                        text(&day["balanced"]),
+                        text(&day["closed_by"]),
+                        text(&day["hash"]),
+                    ]
+                })
+                .collect();
+            table(&["day", "balanced", "closed by", "hash"], &data);
+        }
+        ReconCommand::Day { .. } | ReconCommand::Close { .. } => print_day(answer),
         ReconCommand::LossReport { .. } => {
             let data: Vec<Vec<String>> = answer["rows"]
                 .as_array()
