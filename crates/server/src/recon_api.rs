@@ -218,7 +218,7 @@ pub struct StatementList {
 
 /// Totals first (总分对账): count and sum per type and currency, ours against the channel's.
 #[derive(Serialize, ToSchema)]
-pub struct TotalsView {
+pub struct ReconTotalsView {
     #[schema(value_type = crate::views::wire::TxType)]
     pub tx_type: String,
     #[schema(value_type = formats::AssetCode)]
@@ -246,7 +246,7 @@ pub struct RunView {
     pub rule_version: u32,
     /// Lines per class (`matched`, `missing_external`, …), every class listed.
     pub counts: BTreeMap<String, u64>,
-    pub totals: Vec<TotalsView>,
+    pub totals: Vec<ReconTotalsView>,
     /// The same statement, orders and rule version give the same hash.
     pub result_hash: String,
     /// Breaks this run found that no earlier run had.
@@ -279,7 +279,7 @@ impl From<RunRecord> for RunView {
             totals: run
                 .totals
                 .into_iter()
-                .map(|row| TotalsView {
+                .map(|row| ReconTotalsView {
                     agrees: row.agrees(),
                     tx_type: row.tx_type.as_str().to_owned(),
                     currency: row.currency.to_string(),
