@@ -338,6 +338,15 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
             last_reconciliation = Some(std::time::Instant::now());
             reconcile_yesterday(&core.reconciler).await;
             close_past_days(&core.reconciler).await;
+            match core.reconciler.cross_check("schedule").await {
+                Ok(run) if run.ok => tracing::info!(run = %run.id, "cross-checks passed"),
+                Ok(run) => {
+                    let failed: Vec<&str> =
+                        run.checks.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+                    tracing::warn!(run = %run.id, ?failed, "cross-checks found inconsistencies")
+                }
+                Err(error) => tracing::warn!(code = error.code(), %error, "cross-checks failed"),
+            }
         }
         let report = core.executor.inspect(1_000).await;
         if report.examined > 0 {

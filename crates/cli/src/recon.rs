@@ -114,6 +114,10 @@ enum ReconCommand {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Runs the internal cross-checks (业务数据核对) now and prints each check's result.
+    Check,
+    /// Past cross-check runs, newest first.
+    Checks,
     /// Closed business days (日切), newest first.
     Days,
     /// A closed day's trial balance: opening, debits, credits, closing per chart line.
@@ -269,6 +273,8 @@ async fn call(client: &Client, command: &ReconCommand) -> anyhow::Result<Value> 
             let q = query(&[("from", from), ("to", to)]);
             client.send(Method::GET, &format!("/v1/recon/loss-report{q}"), None).await
         }
+        ReconCommand::Check => client.send(Method::POST, "/v1/recon/checks", Some(json!({}))).await,
+        ReconCommand::Checks => client.send(Method::GET, "/v1/recon/checks?limit=500", None).await,
         ReconCommand::Days => client.send(Method::GET, "/v1/recon/days?limit=500", None).await,
         ReconCommand::Day { date } => {
             client.send(Method::GET, &format!("/v1/recon/days/{date}"), None).await
@@ -517,6 +523,50 @@ fn print_human(command: &ReconCommand, answer: &Value) {
                 ],
                 &data,
             );
+        }
+        ReconCommand::Check => {
+            println!("run {}  all passed: {}", text(&answer["id"]), text(&answer["ok"]));
+            let data: Vec<Vec<String>> = answer["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|check| {
+                    let first = &check["findings"][0];
+                    vec![
+                        text(&check["name"]),
+                        if check["ok"] == json!(true) { "ok".into() } else { "FAILED".into() },
+                        text(&check["examined"]),
+                        text(&check["n_findings"]),
+                        if first.is_null() {
+                            String::new()
+                        } else {
+                            format!("{}: {}", text(&first["subject"]), text(&first["detail"]))
+                        },
+                    ]
+                })
+                .collect();
+            table(&["check", "result", "examined", "findings", "first finding"], &data);
+        }
+        ReconCommand::Checks => {
+            let data: Vec<Vec<String>> = rows(answer)
+                .iter()
+                .map(|run| {
+                    let failed: Vec<String> = run["checks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|c| c["ok"] != json!(true))
+                        .map(|c| text(&c["name"]))
+                        .collect();
+                    vec![
+                        text(&run["id"]),
+                        text(&run["started_at_ms"]),
+                        text(&run["started_by"]),
+                        if failed.is_empty() { "all passed".into() } else { failed.join(",") },
+                    ]
+                })
+                .collect();
+            table(&["run", "started at (ms)", "by", "failed"], &data);
         }
         ReconCommand::Days => {
             let data: Vec<Vec<String>> = rows(answer)

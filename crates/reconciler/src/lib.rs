@@ -21,6 +21,7 @@
 //! State is stored before money moves: a break is `resolving` before its postings are
 //! submitted, and [`Reconciler::resume`] books whatever a crash left `resolving`.
 
+pub mod checks;
 pub mod closing;
 pub mod port;
 pub mod postings;
@@ -36,9 +37,9 @@ use money::AssetCode;
 use recon::breaks::Policy;
 
 pub use port::{
-    BreakEvent, BreakQuery, BreakRecord, ClosedDay, DayLine, DayQuery, LossRecord, Proposal,
-    PutStatement, ReconStore, ReconStoreError, RegisterEntry, RunRecord, StatementRecord,
-    StatementSource, Updated,
+    BreakEvent, BreakQuery, BreakRecord, CheckResult, CheckRun, ClosedDay, DayLine, DayQuery,
+    Finding, LossRecord, Proposal, PutStatement, ReconStore, ReconStoreError, RegisterEntry,
+    RunRecord, StatementRecord, StatementSource, Updated,
 };
 
 /// How reconciliation runs.

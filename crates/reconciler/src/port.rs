@@ -239,7 +239,46 @@ pub struct ClosedDay {
     pub closed_at_ms: u64,
 }
 
+/// One thing a cross-check found wrong.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Finding {
+    /// What it is about: an order id, an asset, `journal`.
+    pub subject: String,
+    pub detail: String,
+}
+
+/// One check's result in a run.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub ok: bool,
+    /// What it looked at (transfers, orders, accounts, records).
+    pub examined: u64,
+    pub n_findings: u64,
+    /// The first findings (at most 100).
+    pub findings: Vec<Finding>,
+}
+
+/// A run of the internal cross-checks (业务数据核对).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckRun {
+    /// `chk_…`
+    pub id: String,
+    pub ok: bool,
+    pub checks: Vec<CheckResult>,
+    pub started_by: String,
+    pub started_at_ms: u64,
+    pub finished_at_ms: u64,
+}
+
 pub trait ReconStore: Send + Sync + 'static {
+    fn insert_check_run(&self, run: &CheckRun) -> Result<(), ReconStoreError>;
+
+    fn check_run(&self, id: &str) -> Result<Option<CheckRun>, ReconStoreError>;
+
+    /// Cross-check runs, newest first.
+    fn check_runs(&self, limit: usize) -> Result<Vec<CheckRun>, ReconStoreError>;
+
     /// Stores a closed day unless that day is closed already; returns the stored one (the
     /// first close wins: a closed day never changes).
     fn put_closed_day(&self, day: &ClosedDay) -> Result<ClosedDay, ReconStoreError>;

@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 pub mod auth;
 pub mod breaks_api;
 pub mod cache;
+pub mod checks_api;
 pub mod days_api;
 pub mod error;
 pub mod formats;
@@ -233,6 +234,8 @@ pub fn router(state: AppState) -> Router {
         .route("/recon/losses", get(recon_api::list_losses))
         .route("/recon/losses/{id}", get(recon_api::get_loss))
         .route("/recon/loss-report", get(recon_api::loss_report))
+        .route("/recon/checks", post(checks_api::run_checks).get(checks_api::list_checks))
+        .route("/recon/checks/{id}", get(checks_api::get_check))
         .route("/recon/days", get(days_api::list_days))
         .route("/recon/days/{day}", get(days_api::get_day))
         .route("/recon/days/{day}/close", post(days_api::close_day))

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    breaks_api, days_api, formats, keys_api, ledger_api, ops, orders_api, parties_api,
+    breaks_api, checks_api, days_api, formats, keys_api, ledger_api, ops, orders_api, parties_api,
     payments_api, recon_api, webhooks_api,
 };
 
@@ -78,6 +78,9 @@ use crate::{
         recon_api::list_losses,
         recon_api::get_loss,
         recon_api::loss_report,
+        checks_api::run_checks,
+        checks_api::list_checks,
+        checks_api::get_check,
         days_api::list_days,
         days_api::get_day,
         days_api::get_day_csv,

@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("postgres/0009_orders_by_created.sql")),
     (10, include_str!("postgres/0010_recon.sql")),
     (11, include_str!("postgres/0011_recon_closed_days.sql")),
+    (12, include_str!("postgres/0012_recon_checks.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

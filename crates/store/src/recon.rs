@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use reconciler::port::{
-    BreakEvent, BreakQuery, BreakRecord, ClosedDay, DayQuery, LossRecord, PutStatement, ReconStore,
-    ReconStoreError, RegisterEntry, RunRecord, StatementRecord, Updated,
+    BreakEvent, BreakQuery, BreakRecord, CheckRun, ClosedDay, DayQuery, LossRecord, PutStatement,
+    ReconStore, ReconStoreError, RegisterEntry, RunRecord, StatementRecord, Updated,
 };
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -17,6 +17,7 @@ use crate::postgres::PgTarget;
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_recon.sql")),
     (2, include_str!("sqlite/0002_recon_closed_days.sql")),
+    (3, include_str!("sqlite/0003_recon_checks.sql")),
 ];
 
 fn backend(error: impl std::fmt::Display) -> ReconStoreError {
@@ -276,6 +277,37 @@ trait Backend: Send + Sync + 'static {
 macro_rules! recon_store {
     ($store:ty) => {
         impl ReconStore for $store {
+            fn insert_check_run(&self, run: &CheckRun) -> Result<(), ReconStoreError> {
+                self.with(true, |db| {
+                    db.exec(
+                        "INSERT INTO recon_check_runs (id, started_at_ms, body) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (id) DO NOTHING",
+                        &[V::Text(run.id.clone()), int(run.started_at_ms), json(run)?],
+                    )?;
+                    Ok(())
+                })
+            }
+
+            fn check_run(&self, id: &str) -> Result<Option<CheckRun>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM recon_check_runs WHERE id = ?1",
+                        &[V::Text(id.into())],
+                    )?;
+                    Ok(bodies(rows)?.pop())
+                })
+            }
+
+            fn check_runs(&self, limit: usize) -> Result<Vec<CheckRun>, ReconStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM recon_check_runs ORDER BY started_at_ms DESC, id DESC LIMIT ?1",
+                        &[int(limit as u64)],
+                    )?;
+                    bodies(rows)
+                })
+            }
+
             fn put_closed_day(&self, day: &ClosedDay) -> Result<ClosedDay, ReconStoreError> {
                 self.with(true, |db| {
                     db.lock_key("qianbao.recon.closed_days")?;

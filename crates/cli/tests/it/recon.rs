@@ -276,6 +276,10 @@ fn every_planted_difference_is_found_and_each_kind_of_break_is_resolved() {
     let listed: u64 =
         register["data"].as_array().expect("losses").iter().map(|l| minor(&l["amount"])).sum();
     assert_eq!(written_off, listed, "{report}");
+
+    // Our own records still agree with each other (业务数据核对).
+    let checks = maker.ok("POST", "/v1/recon/checks", Value::Null);
+    assert_eq!(checks["ok"], json!(true), "{checks}");
 }
 
 #[test]

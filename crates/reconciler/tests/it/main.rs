@@ -166,6 +166,7 @@ impl Backend {
     }
 }
 
+mod checks;
 mod closing;
 
 struct World {
@@ -289,6 +290,10 @@ async fn world(backend: &Backend) -> World {
 }
 
 impl World {
+    fn ledger(&self) -> ledger::LedgerHandle {
+        self._ledger.handle()
+    }
+
     async fn topup(&self, reference: &str, card: &str, minor: u64) -> String {
         let request = TopUpRequest {
             reference: reference.into(),

@@ -1,0 +1,307 @@
+//! Internal cross-checks (业务数据核对): our own records against each other, no channel
+//! involved. Each check reads the books and the orders and reports findings; a run stores
+//! every check's result, so an operator (and the monitors) see when a check started failing.
+//!
+//! - `transfers_have_orders`: every ledger transfer under a payment business code names an
+//!   order we have. A transfer booked around the payment core (by hand, under an order's
+//!   code) is found here.
+//! - `failed_orders_move_nothing`: an order that ended failed, canceled or expired moved no
+//!   money: the posted movements under its id net to zero on every account.
+//! - `final_orders_hold_nothing`: no hold of a final order is still pending.
+//! - `wallets_equal_their_line`: per asset, the customers' wallets add up to the wallet
+//!   liability line (2241) of the trial balance: nothing else sits on that line.
+//! - `no_overdue_orders`: no order is still unfinished past its deadline (or, without one,
+//!   an hour after it last moved).
+//! - `journal_verifies`: the journal's hash chain and every balance recompute from it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use executor::OrderStore;
+use ledger::model::{Record, TransferKind};
+use ledger::port::{LedgerReader, Page, StoreError};
+use ledger::{AccountId, BusinessCode, Seq};
+use money::AssetCode;
+use payments::chart::{wallet_account_id, CUSTOMER_WALLETS};
+use payments::OrderId;
+use sha2::{Digest, Sha256};
+
+use crate::port::{CheckResult, CheckRun, Finding};
+use crate::{ReconError, Reconciler};
+
+/// Findings kept per check and run (the count says how many there were in all).
+const FINDINGS_KEPT_MAX: usize = 100;
+/// Journal records read per query.
+const RECORDS_PER_READ: u64 = 20_000;
+/// Accounts, holds and orders read per page.
+const PAGE: usize = 1_000;
+/// An order without a deadline is overdue this long after it last moved.
+pub const STUCK_AFTER_MS: u64 = 3_600_000;
+
+/// The business codes under which the payment core books orders.
+pub const ORDER_BUSINESS_CODES: [BusinessCode; 8] = [
+    payments::topup::BUSINESS_CODE_TOPUP,
+    payments::withdrawal::BUSINESS_CODE_WITHDRAWAL,
+    payments::booking::BUSINESS_CODE_WALLET_TRANSFER,
+    payments::booking::BUSINESS_CODE_PAYMENT,
+    payments::booking::BUSINESS_CODE_REFUND,
+    payments::booking::BUSINESS_CODE_SETTLEMENT,
+    payments::withdrawal::BUSINESS_CODE_PAYOUT,
+    payments::booking::BUSINESS_CODE_POINTS_GRANT,
+];
+
+/// The names of the checks, in the order a run reports them.
+pub const CHECKS: [&str; 6] = [
+    "transfers_have_orders",
+    "failed_orders_move_nothing",
+    "final_orders_hold_nothing",
+    "wallets_equal_their_line",
+    "no_overdue_orders",
+    "journal_verifies",
+];
+
+fn books_error(error: StoreError) -> ReconError {
+    ReconError::Ledger(error.to_string())
+}
+
+/// One check's findings as they are collected.
+#[derive(Default)]
+struct Collect {
+    examined: u64,
+    findings: Vec<Finding>,
+    n_findings: u64,
+}
+
+impl Collect {
+    fn find(&mut self, subject: impl Into<String>, detail: impl Into<String>) {
+        self.n_findings += 1;
+        if self.findings.len() < FINDINGS_KEPT_MAX {
+            self.findings.push(Finding { subject: subject.into(), detail: detail.into() });
+        }
+    }
+
+    fn result(self, name: &str) -> CheckResult {
+        CheckResult {
+            name: name.to_owned(),
+            ok: self.n_findings == 0,
+            examined: self.examined,
+            n_findings: self.n_findings,
+            findings: self.findings,
+        }
+    }
+}
+
+impl Reconciler {
+    /// Runs every cross-check now and stores the run.
+    pub async fn cross_check(&self, by: &str) -> Result<CheckRun, ReconError> {
+        let books = self.books.clone().ok_or_else(|| {
+            ReconError::Ledger("this node has no reader of the books to check".into())
+        })?;
+        let orders = self.orders.clone();
+        let started_at_ms = self.clock.now_ms();
+        // The readers block (PostgreSQL's client drives a runtime of its own).
+        let checks = tokio::task::spawn_blocking(move || {
+            run_checks(books.as_ref(), orders.as_ref(), started_at_ms)
+        })
+        .await
+        .map_err(|error| ReconError::Ledger(error.to_string()))??;
+        let finished_at_ms = self.clock.now_ms();
+        let id = {
+            let digest = Sha256::new()
+                .chain_update(b"qianbao.recon.check\0")
+                .chain_update(started_at_ms.to_be_bytes())
+                .chain_update(by)
+                .finalize();
+            format!("chk_{}", hex::encode(&digest[..12]))
+        };
+        let run = CheckRun {
+            id,
+            ok: checks.iter().all(|check| check.ok),
+            checks,
+            started_by: by.to_owned(),
+            started_at_ms,
+            finished_at_ms,
+        };
+        self.store.insert_check_run(&run)?;
+        Ok(run)
+    }
+}
+
+fn run_checks(
+    books: &dyn LedgerReader,
+    orders: &dyn OrderStore,
+    now_ms: u64,
+) -> Result<Vec<CheckResult>, ReconError> {
+    let codes: HashSet<BusinessCode> = ORDER_BUSINESS_CODES.into_iter().collect();
+    // One pass over the journal: each order's posted movement per account.
+    let mut moved: HashMap<String, HashMap<AccountId, i128>> = HashMap::new();
+    let mut has_orders = Collect::default();
+    let head = books.head().map_err(books_error)?;
+    let mut first = 1;
+    while first <= head.last_seq.0 {
+        let through = head.last_seq.0.min(first + RECORDS_PER_READ - 1);
+        let (records, _) = books.records(Seq(first), Seq(through)).map_err(books_error)?;
+        for record in records {
+            let Record::Transfer(transfer) = record else { continue };
+            if !codes.contains(&transfer.business_code) {
+                continue;
+            }
+            has_orders.examined += 1;
+            let order_ref = transfer.order_ref.as_str().to_owned();
+            if matches!(transfer.kind, TransferKind::Posted | TransferKind::PostPending) {
+                let amount = i128::from(transfer.amount.minor());
+                let accounts = moved.entry(order_ref).or_default();
+                *accounts.entry(transfer.debit_account_id).or_default() -= amount;
+                *accounts.entry(transfer.credit_account_id).or_default() += amount;
+            } else {
+                moved.entry(order_ref).or_default();
+            }
+        }
+        first = through + 1;
+    }
+    // Orders named by the journal: exist, and when they failed, moved nothing.
+    let mut failed_nothing = Collect::default();
+    let mut refs: Vec<&String> = moved.keys().collect();
+    refs.sort();
+    for order_ref in refs {
+        let record = match OrderId::new(order_ref.as_str()) {
+            Ok(id) => orders.get(&id)?,
+            Err(_) => None,
+        };
+        let Some(record) = record else {
+            has_orders
+                .find(order_ref.clone(), "ledger transfers under a payment code name no order");
+            continue;
+        };
+        let status = record.order.status();
+        if !record.order.is_final() || !matches!(status, "failed" | "canceled" | "expired") {
+            continue;
+        }
+        failed_nothing.examined += 1;
+        let mut unbalanced: Vec<(AccountId, i128)> = moved[order_ref]
+            .iter()
+            .filter(|(_, net)| **net != 0)
+            .map(|(account, net)| (*account, *net))
+            .collect();
+        unbalanced.sort();
+        if let Some((account, net)) = unbalanced.first() {
+            failed_nothing.find(
+                order_ref.clone(),
+                format!(
+                    "{status}, yet moved {net} on account {account} (and {} more)",
+                    unbalanced.len() - 1
+                ),
+            );
+        }
+    }
+    // Holds of final orders.
+    let mut holds = Collect::default();
+    let mut after = None;
+    loop {
+        let page = books.pending_holds(Page { after, limit: PAGE }).map_err(books_error)?;
+        for hold in &page {
+            if !codes.contains(&hold.business_code) {
+                continue;
+            }
+            holds.examined += 1;
+            let Some(transfer) = books.transfer(hold.pending_id).map_err(books_error)? else {
+                continue;
+            };
+            let Ok(id) = OrderId::new(transfer.order_ref.as_str()) else { continue };
+            if let Some(record) = orders.get(&id)? {
+                if record.order.is_final() {
+                    holds.find(
+                        id.to_string(),
+                        format!(
+                            "{}, yet hold {} is still pending",
+                            record.order.status(),
+                            hold.pending_id
+                        ),
+                    );
+                }
+            }
+        }
+        after = page.last().map(|hold| hold.pending_id);
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    // The wallet line against the customers' wallets.
+    let mut wallets = Collect::default();
+    let mut by_wallets: BTreeMap<AssetCode, i128> = BTreeMap::new();
+    let customers = orders.parties(executor::PartyKind::Customer)?;
+    for party in &customers {
+        let key = executor::party_key(&party.tenant, &party.id);
+        for asset in &party.assets {
+            wallets.examined += 1;
+            let id = wallet_account_id(&key, *asset);
+            if let Some(account) = books.account(id).map_err(books_error)? {
+                *by_wallets.entry(*asset).or_default() += account.balances.net_credit_posted();
+            }
+        }
+    }
+    let mut by_line: BTreeMap<AssetCode, i128> = BTreeMap::new();
+    for line in books.trial_balance().map_err(books_error)? {
+        if line.chart_code.0 == CUSTOMER_WALLETS.code {
+            let credits = i128::try_from(line.balances.credits_posted).unwrap_or(i128::MAX);
+            let debits = i128::try_from(line.balances.debits_posted).unwrap_or(i128::MAX);
+            *by_line.entry(line.asset).or_default() += credits - debits;
+        }
+    }
+    let assets: std::collections::BTreeSet<AssetCode> =
+        by_wallets.keys().chain(by_line.keys()).copied().collect();
+    for asset in assets {
+        let (ours, line) = (
+            by_wallets.get(&asset).copied().unwrap_or(0),
+            by_line.get(&asset).copied().unwrap_or(0),
+        );
+        if ours != line {
+            wallets.find(
+                asset.to_string(),
+                format!("customers' wallets hold {ours}, the wallet line {line}"),
+            );
+        }
+    }
+    // Orders past their deadline.
+    let mut overdue = Collect::default();
+    let mut cursor = None;
+    loop {
+        let page = orders.unfinished_after(now_ms, cursor, PAGE)?;
+        for record in &page {
+            overdue.examined += 1;
+            let late = match record.order.deadline_ms() {
+                Some(deadline) => deadline < now_ms,
+                None => record.updated_at_ms.saturating_add(STUCK_AFTER_MS) < now_ms,
+            };
+            if late {
+                overdue.find(
+                    record.id().to_string(),
+                    format!(
+                        "{} {} since {}",
+                        record.order.kind().as_str(),
+                        record.order.status(),
+                        record.updated_at_ms
+                    ),
+                );
+            }
+        }
+        cursor = page.last().map(|r| (r.updated_at_ms, r.id().clone()));
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    // The journal, replayed.
+    let mut journal = Collect::default();
+    let report = ledger::verify::verify(books, &mut |_| {}).map_err(books_error)?;
+    journal.examined = report.n_records;
+    if let Some(divergence) = &report.divergence {
+        journal.find("journal", serde_json::to_string(divergence).unwrap_or_default());
+    }
+    Ok(vec![
+        has_orders.result(CHECKS[0]),
+        failed_nothing.result(CHECKS[1]),
+        holds.result(CHECKS[2]),
+        wallets.result(CHECKS[3]),
+        overdue.result(CHECKS[4]),
+        journal.result(CHECKS[5]),
+    ])
+}
