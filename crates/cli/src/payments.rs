@@ -44,6 +44,8 @@ pub struct PaymentSettings {
     pub webhook_private_urls: bool,
     /// Deliver webhooks through this egress proxy (`http://host:port`).
     pub webhook_egress_proxy: Option<String>,
+    /// Where fund-safety alerts are sent, and the secret signing them.
+    pub ops_webhook: Option<(String, String)>,
     pub points: Option<String>,
     pub fx_rates: Vec<String>,
 }
@@ -52,6 +54,8 @@ pub struct PaymentCore {
     pub executor: Arc<Executor>,
     /// Reconciliation and end of day, on every node.
     pub reconciler: Arc<Reconciler>,
+    /// Where fund-safety alerts go (URL and signing secret), if anywhere.
+    pub ops_webhook: Option<(String, String)>,
     pub inquirer: Option<Arc<Inquirer>>,
     pub webhooks: Arc<dyn WebhookStore>,
     deliverer: Arc<Deliverer>,
@@ -253,7 +257,14 @@ pub fn start(
         )
         .with_books(books),
     );
-    Ok(PaymentCore { executor, reconciler, inquirer, webhooks, deliverer })
+    Ok(PaymentCore {
+        executor,
+        reconciler,
+        ops_webhook: settings.ops_webhook.clone(),
+        inquirer,
+        webhooks,
+        deliverer,
+    })
 }
 
 /// Fetches every channel's statement of the business day before today and reconciles it,
@@ -320,15 +331,98 @@ async fn close_past_days(reconciler: &Reconciler) {
     }
 }
 
+/// One monitoring pass (资金安全监控): the rules evaluated, changes stored, and each change
+/// sent to the operations endpoint. A change that could not be sent waits in `unsent` for
+/// the next pass (the stored alert and the metric are there meanwhile).
+async fn monitor(core: &PaymentCore, unsent: &mut Vec<monitors::Alert>) {
+    let escalated = core
+        .inquirer
+        .as_ref()
+        .and_then(|inquirer| inquirer.store().backlog().ok())
+        .map_or(0, |backlog| backlog.escalated);
+    let outside = reconciler::monitoring::Outside { escalated_inquiries: escalated };
+    match core.reconciler.monitor(outside).await {
+        Ok(changed) => {
+            for alert in &changed {
+                match alert.state {
+                    monitors::AlertState::Firing => tracing::warn!(
+                        rule = alert.rule.as_str(), subject = %alert.subject,
+                        urgency = alert.urgency.as_str(), message = %alert.message, "fund alert firing"
+                    ),
+                    monitors::AlertState::Resolved => tracing::info!(
+                        rule = alert.rule.as_str(), subject = %alert.subject, "fund alert resolved"
+                    ),
+                }
+            }
+            unsent.extend(changed);
+        }
+        Err(error) => tracing::warn!(code = error.code(), %error, "monitoring pass failed"),
+    }
+    let Some((url, secret)) = &core.ops_webhook else {
+        unsent.clear();
+        return;
+    };
+    // Bounded: a long outage of the endpoint keeps the newest changes.
+    const UNSENT_MAX: usize = 1_000;
+    if unsent.len() > UNSENT_MAX {
+        unsent.drain(..unsent.len() - UNSENT_MAX);
+    }
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%error, "no HTTP client for the operations endpoint");
+            return;
+        }
+    };
+    let mut kept = Vec::new();
+    for alert in unsent.drain(..) {
+        let body =
+            serde_json::json!({"type": format!("alert.{}", alert.state.as_str()), "data": alert})
+                .to_string();
+        let now_secs = SystemMillis.now_ms() / 1_000;
+        let signature = webhooks::signing::sign(secret, now_secs, body.as_bytes());
+        let sent = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header(webhooks::signing::HEADER_SIGNATURE, signature)
+            .header(
+                webhooks::signing::HEADER_EVENT_ID,
+                format!("{}:{}", alert.id, alert.state.as_str()),
+            )
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::warn!(
+                    status = response.status().as_u16(),
+                    "the operations endpoint refused an alert"
+                );
+                kept.push(alert);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the operations endpoint is unreachable");
+                kept.push(alert);
+            }
+        }
+    }
+    *unsent = kept;
+}
+
 /// Inquiry sweeps and inspection passes until `stop`.
 pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receiver<bool>) {
-    let inquiry =
-        core.inquirer.map(|inquirer| tokio::spawn(inquirer.run(INQUIRY_POLL_MS, stop.clone())));
-    let webhooks = tokio::spawn(core.deliverer.run(WEBHOOK_POLL_MS, stop.clone()));
+    let inquiry = core
+        .inquirer
+        .clone()
+        .map(|inquirer| tokio::spawn(inquirer.run(INQUIRY_POLL_MS, stop.clone())));
+    let webhooks = tokio::spawn(core.deliverer.clone().run(WEBHOOK_POLL_MS, stop.clone()));
     let mut stop = stop;
     let mut last_settlement_run = None;
     let mut last_reconciliation = None;
+    let mut unsent_alerts = Vec::new();
     loop {
+        monitor(&core, &mut unsent_alerts).await;
         if let Err(error) = core.reconciler.resume().await {
             tracing::warn!(%error, "finishing breaks' resolutions");
         }

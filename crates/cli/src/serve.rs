@@ -68,6 +68,14 @@ pub struct ServeArgs {
     /// names and must refuse non-public addresses itself; address hosts are still checked.
     #[arg(long, env = "QIANBAO_WEBHOOK_EGRESS_PROXY")]
     webhook_egress_proxy: Option<String>,
+    /// The platform operations endpoint: every fund-safety alert that fires or resolves is
+    /// POSTed there as JSON, signed like webhooks (`Qianbao-Signature`) with
+    /// `--ops-webhook-secret`.
+    #[arg(long, env = "QIANBAO_OPS_WEBHOOK_URL")]
+    ops_webhook_url: Option<String>,
+    /// The secret signing alerts sent to `--ops-webhook-url`.
+    #[arg(long, env = "QIANBAO_OPS_WEBHOOK_SECRET", hide_env_values = true)]
+    ops_webhook_secret: Option<String>,
     /// This node's name, the same across its restarts: idempotency claims carry it, and a
     /// node that starts releases the claims its crashed predecessor left. Nodes sharing one
     /// PostgreSQL need distinct names. Default: the host name and the listen port.
@@ -98,6 +106,8 @@ struct ConfigFile {
     webhook_retry_first_ms: Option<u64>,
     webhook_private_urls: Option<bool>,
     webhook_egress_proxy: Option<String>,
+    ops_webhook_url: Option<String>,
+    ops_webhook_secret: Option<String>,
     points: Option<String>,
     fx_rates: Option<Vec<String>>,
     node_name: Option<String>,
@@ -163,6 +173,12 @@ impl ServeArgs {
         }
         if let (true, Some(value)) = (unset("webhook_egress_proxy"), file.webhook_egress_proxy) {
             self.webhook_egress_proxy = Some(value);
+        }
+        if let (true, Some(value)) = (unset("ops_webhook_url"), file.ops_webhook_url) {
+            self.ops_webhook_url = Some(value);
+        }
+        if let (true, Some(value)) = (unset("ops_webhook_secret"), file.ops_webhook_secret) {
+            self.ops_webhook_secret = Some(value);
         }
         if let (true, Some(value)) = (unset("webhook_private_urls"), file.webhook_private_urls) {
             self.webhook_private_urls = value;
@@ -235,6 +251,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             webhook_retry_first_ms: args.webhook_retry_first_ms,
             webhook_private_urls: args.webhook_private_urls,
             webhook_egress_proxy: args.webhook_egress_proxy.clone(),
+            ops_webhook: match (&args.ops_webhook_url, &args.ops_webhook_secret) {
+                (Some(url), Some(secret)) => Some((url.clone(), secret.clone())),
+                (None, None) => None,
+                _ => anyhow::bail!("--ops-webhook-url and --ops-webhook-secret go together"),
+            },
             points: Some(args.points.clone()),
             fx_rates: args.fx_rates.clone(),
         },

@@ -105,10 +105,15 @@ impl Reconciler {
         .await
         .map_err(|error| ReconError::Ledger(error.to_string()))??;
         let finished_at_ms = self.clock.now_ms();
+        // Runs started in the same millisecond by the same key still get their own ids.
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = {
             let digest = Sha256::new()
                 .chain_update(b"qianbao.recon.check\0")
                 .chain_update(started_at_ms.to_be_bytes())
+                .chain_update(n.to_be_bytes())
+                .chain_update(std::process::id().to_be_bytes())
                 .chain_update(by)
                 .finalize();
             format!("chk_{}", hex::encode(&digest[..12]))
@@ -123,6 +128,38 @@ impl Reconciler {
         };
         self.store.insert_check_run(&run)?;
         Ok(run)
+    }
+}
+
+/// An unfinished order past its deadline (or, without one, [`STUCK_AFTER_MS`] after it last
+/// moved).
+pub(crate) fn is_overdue(record: &executor::OrderRecord, now_ms: u64) -> bool {
+    match record.order.deadline_ms() {
+        Some(deadline) => deadline < now_ms,
+        None => record.updated_at_ms.saturating_add(STUCK_AFTER_MS) < now_ms,
+    }
+}
+
+/// The unfinished orders past their deadline, and how many unfinished orders were read.
+pub(crate) fn overdue_orders(
+    orders: &dyn OrderStore,
+    now_ms: u64,
+    mut each: impl FnMut(&executor::OrderRecord),
+) -> Result<u64, ReconError> {
+    let mut examined = 0;
+    let mut cursor = None;
+    loop {
+        let page = orders.unfinished_after(now_ms, cursor, PAGE)?;
+        for record in &page {
+            examined += 1;
+            if is_overdue(record, now_ms) {
+                each(record);
+            }
+        }
+        cursor = page.last().map(|r| (r.updated_at_ms, r.id().clone()));
+        if page.len() < PAGE {
+            return Ok(examined);
+        }
     }
 }
 
@@ -234,8 +271,11 @@ fn run_checks(
         for asset in &party.assets {
             wallets.examined += 1;
             let id = wallet_account_id(&key, *asset);
+            // A points asset's account has a wallet's id but sits on the points line.
             if let Some(account) = books.account(id).map_err(books_error)? {
-                *by_wallets.entry(*asset).or_default() += account.balances.net_credit_posted();
+                if account.chart_code.0 == CUSTOMER_WALLETS.code {
+                    *by_wallets.entry(*asset).or_default() += account.balances.net_credit_posted();
+                }
             }
         }
     }
@@ -263,31 +303,20 @@ fn run_checks(
     }
     // Orders past their deadline.
     let mut overdue = Collect::default();
-    let mut cursor = None;
-    loop {
-        let page = orders.unfinished_after(now_ms, cursor, PAGE)?;
-        for record in &page {
-            overdue.examined += 1;
-            let late = match record.order.deadline_ms() {
-                Some(deadline) => deadline < now_ms,
-                None => record.updated_at_ms.saturating_add(STUCK_AFTER_MS) < now_ms,
-            };
-            if late {
-                overdue.find(
-                    record.id().to_string(),
-                    format!(
-                        "{} {} since {}",
-                        record.order.kind().as_str(),
-                        record.order.status(),
-                        record.updated_at_ms
-                    ),
-                );
-            }
-        }
-        cursor = page.last().map(|r| (r.updated_at_ms, r.id().clone()));
-        if page.len() < PAGE {
-            break;
-        }
+    let mut late = Vec::new();
+    overdue.examined = overdue_orders(orders, now_ms, |record| {
+        late.push((
+            record.id().to_string(),
+            format!(
+                "{} {} since {}",
+                record.order.kind().as_str(),
+                record.order.status(),
+                record.updated_at_ms
+            ),
+        ));
+    })?;
+    for (id, detail) in late {
+        overdue.find(id, detail);
     }
     // The journal, replayed.
     let mut journal = Collect::default();

@@ -20,6 +20,10 @@ use sha2::{Digest, Sha256};
 use crate::port::{ClosedDay, DayLine};
 use crate::{ReconError, Reconciler};
 
+/// A day closes this long after its cut-over at the earliest: a batch stamped just before
+/// midnight is committed by then. (One committed later still is counted in the next day:
+/// each day starts where the day before ended in the journal, so nothing falls between.)
+pub const CLOSE_GRACE_MS: u64 = 60_000;
 /// Journal records read per query while summing a day.
 const RECORDS_PER_READ: u64 = 20_000;
 /// Accounts read per page for the first opening.
@@ -57,7 +61,7 @@ impl Reconciler {
         }
         let offset = self.config.utc_offset_minutes;
         let now_ms = self.clock.now_ms();
-        if now_ms < day.end_ms(offset) {
+        if now_ms < day.end_ms(offset).saturating_add(CLOSE_GRACE_MS) {
             return Err(ReconError::DayNotOver { day: day.to_string() });
         }
         let previous = self.store.closed_days(1)?.pop();
@@ -103,7 +107,11 @@ fn compute(
     // The last record committed before the instant: a commit at 00:00:00.000000 exactly is
     // the new day's, as `BusinessDay::of` says.
     let at = |ms: u64| Timestamp(ms.saturating_mul(1_000).saturating_sub(1));
-    let from_seq = books.seq_at(at(day.start_ms(offset))).map_err(books_error)?;
+    // Where the day before ended, so that days tile the journal without a gap.
+    let from_seq = match previous {
+        Some(previous) => Seq(previous.to_seq),
+        None => books.seq_at(at(day.start_ms(offset))).map_err(books_error)?,
+    };
     let to_seq = books.seq_at(at(day.end_ms(offset))).map_err(books_error)?;
     let mut accounts: HashMap<AccountId, LineKey> = HashMap::new();
     // Opening posted counters per line: the day before's closing, or every account at the

@@ -23,6 +23,7 @@
 
 pub mod checks;
 pub mod closing;
+pub mod monitoring;
 pub mod port;
 pub mod postings;
 mod runs;
@@ -54,6 +55,8 @@ pub struct ReconConfig {
     /// The currencies a statement may state.
     pub currencies: Vec<AssetCode>,
     pub policy: Policy,
+    /// The fund-safety monitors' thresholds.
+    pub monitors: monitors::MonitorConfig,
 }
 
 impl ReconConfig {
@@ -64,6 +67,7 @@ impl ReconConfig {
             amount_tolerance_minor: 0,
             currencies,
             policy: Policy::default(),
+            monitors: monitors::MonitorConfig::default(),
         }
     }
 }
@@ -141,6 +145,8 @@ pub struct Reconciler {
     config: ReconConfig,
     /// The books as read for end of day (日切); `None` on a node that does not close days.
     books: Option<Arc<dyn ledger::port::LedgerReader>>,
+    /// The alerts firing as of the last monitoring pass (`None` before the first).
+    firing: std::sync::Mutex<Option<Vec<monitors::Alert>>>,
     /// Serialises runs and break changes of this process: runs are rare and short, and one
     /// at a time keeps a run's superseding from racing an operator's resolution. Across
     /// processes the break's version decides.
@@ -164,6 +170,7 @@ impl Reconciler {
             clock,
             config,
             books: None,
+            firing: std::sync::Mutex::new(None),
             serial: tokio::sync::Mutex::new(()),
         }
     }

@@ -272,6 +272,16 @@ pub struct CheckRun {
 }
 
 pub trait ReconStore: Send + Sync + 'static {
+    /// Stores an alert as it now stands (a new one, or its new state or measurement).
+    fn put_alert(&self, alert: &monitors::Alert) -> Result<(), ReconStoreError>;
+
+    /// Alerts, newest first, of one state or all.
+    fn alerts(
+        &self,
+        state: Option<monitors::AlertState>,
+        limit: usize,
+    ) -> Result<Vec<monitors::Alert>, ReconStoreError>;
+
     fn insert_check_run(&self, run: &CheckRun) -> Result<(), ReconStoreError>;
 
     fn check_run(&self, id: &str) -> Result<Option<CheckRun>, ReconStoreError>;

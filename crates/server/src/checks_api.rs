@@ -1,6 +1,8 @@
 //! `/v1/recon/checks`: the internal cross-checks (业务数据核对) — our orders against our
 //! ledger, wallets against their chart line, overdue orders, the journal replayed. The
 //! service runs them hourly; an operator runs them now and reads past runs.
+//!
+//! `/v1/recon/alerts`: the fund-safety monitors' alerts (资金安全监控), firing and resolved.
 
 use access::Scope;
 use axum::body::Bytes;
@@ -155,4 +157,90 @@ pub async fn get_check(
             ApiError::new(StatusCode::NOT_FOUND, "check_not_found", "no such cross-check run")
         })?;
     Ok(axum::Json(run.into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertView {
+    /// `alr_…`
+    pub id: String,
+    pub object: &'static str,
+    #[schema(value_type = crate::views::wire::AlertRule)]
+    pub rule: String,
+    /// What it fires for: an asset, a channel, an account id, or `platform`.
+    pub subject: String,
+    /// `page` (wake someone) or `warn`.
+    pub urgency: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    /// The latest measurement while firing, and the bound it passed (decimal strings).
+    pub value: String,
+    pub threshold: String,
+    pub message: String,
+    pub fired_at_ms: u64,
+    pub resolved_at_ms: Option<u64>,
+}
+
+impl From<monitors::Alert> for AlertView {
+    fn from(alert: monitors::Alert) -> AlertView {
+        AlertView {
+            id: alert.id,
+            object: "recon_alert",
+            rule: alert.rule.as_str().to_owned(),
+            subject: alert.subject,
+            urgency: alert.urgency.as_str().to_owned(),
+            state: alert.state.as_str().to_owned(),
+            value: alert.value,
+            threshold: alert.threshold,
+            message: alert.message,
+            fired_at_ms: alert.fired_at_ms,
+            resolved_at_ms: alert.resolved_at_ms,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertList {
+    pub object: &'static str,
+    pub data: Vec<AlertView>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// `firing` or `resolved`; both when absent.
+    #[param(value_type = Option<crate::views::wire::AlertState>, nullable = false)]
+    state: Option<String>,
+    /// 1 to 500, default 50.
+    #[param(nullable = false, minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+}
+
+/// Fund-safety alerts, newest first (the service evaluates the monitors every ten seconds).
+#[utoipa::path(get, path = "/v1/recon/alerts", tag = "reconciliation", params(AlertsQuery),
+    responses((status = 200, body = AlertList), (status = "4XX", body = ErrorBody)))]
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<AlertsQuery>,
+) -> Result<axum::Json<AlertList>, ApiError> {
+    require_platform(&state, &caller, Scope::ReconRead)?;
+    let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
+    let wanted = match query.state.as_deref() {
+        None => None,
+        Some("firing") => Some(monitors::AlertState::Firing),
+        Some("resolved") => Some(monitors::AlertState::Resolved),
+        Some(other) => {
+            return Err(ApiError::invalid("invalid_state", format!("no alert state {other:?}"))
+                .with_param("state"))
+        }
+    };
+    let reconciler = reconciler(&state)?;
+    let alerts =
+        blocking(move || Ok(reconciler.store().alerts(wanted, limit).map_err(ReconError::from)?))
+            .await?;
+    Ok(axum::Json(AlertList {
+        object: "list",
+        data: alerts.into_iter().map(AlertView::from).collect(),
+    }))
 }

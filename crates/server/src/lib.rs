@@ -236,6 +236,7 @@ pub fn router(state: AppState) -> Router {
         .route("/recon/loss-report", get(recon_api::loss_report))
         .route("/recon/checks", post(checks_api::run_checks).get(checks_api::list_checks))
         .route("/recon/checks/{id}", get(checks_api::get_check))
+        .route("/recon/alerts", get(checks_api::list_alerts))
         .route("/recon/days", get(days_api::list_days))
         .route("/recon/days/{day}", get(days_api::get_day))
         .route("/recon/days/{day}/close", post(days_api::close_day))

@@ -102,6 +102,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             gateway.render_metrics(&mut out);
         }
     }
+    if let Some(reconciler) = &state.recon {
+        reconciler.render_metrics(&mut out);
+    }
     let pipeline = state.ledger.metrics();
     for (name, value) in [
         (

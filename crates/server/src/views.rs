@@ -246,6 +246,25 @@ pub mod wire {
         recon::TxType::ALL.iter().map(|t| t.as_str()).collect()
     );
 
+    domain_enum!(
+        /// A fund-safety monitor's rule, from `monitors::Rule::ALL`.
+        AlertRule,
+        "`books_unbalanced`, `suspense_aged`, `critical_breaks` (page); `high_breaks`, \
+         `escalated_inquiries`, `overdue_orders` (warn); `withdrawal_spike`, \
+         `account_debit_limit` (page).",
+        monitors::Rule::ALL.iter().map(|r| r.as_str()).collect()
+    );
+
+    domain_enum!(
+        /// An alert's state.
+        AlertState,
+        "`firing` or `resolved`.",
+        [monitors::AlertState::Firing, monitors::AlertState::Resolved]
+            .iter()
+            .map(|s| s.as_str())
+            .collect()
+    );
+
     /// How a break was (or is to be) resolved.
     #[derive(Serialize, ToSchema)]
     #[serde(tag = "kind", rename_all = "snake_case")]

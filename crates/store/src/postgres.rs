@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("postgres/0010_recon.sql")),
     (11, include_str!("postgres/0011_recon_closed_days.sql")),
     (12, include_str!("postgres/0012_recon_checks.sql")),
+    (13, include_str!("postgres/0013_recon_alerts.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

@@ -18,6 +18,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_recon.sql")),
     (2, include_str!("sqlite/0002_recon_closed_days.sql")),
     (3, include_str!("sqlite/0003_recon_checks.sql")),
+    (4, include_str!("sqlite/0004_recon_alerts.sql")),
 ];
 
 fn backend(error: impl std::fmt::Display) -> ReconStoreError {
@@ -277,6 +278,44 @@ trait Backend: Send + Sync + 'static {
 macro_rules! recon_store {
     ($store:ty) => {
         impl ReconStore for $store {
+            fn put_alert(&self, alert: &monitors::Alert) -> Result<(), ReconStoreError> {
+                self.with(true, |db| {
+                    db.exec(
+                        "INSERT INTO recon_alerts (id, state, fired_at_ms, body) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, body = excluded.body",
+                        &[
+                            V::Text(alert.id.clone()),
+                            V::Text(alert.state.as_str().into()),
+                            int(alert.fired_at_ms),
+                            json(alert)?,
+                        ],
+                    )?;
+                    Ok(())
+                })
+            }
+
+            fn alerts(
+                &self,
+                state: Option<monitors::AlertState>,
+                limit: usize,
+            ) -> Result<Vec<monitors::Alert>, ReconStoreError> {
+                self.with(false, |db| {
+                    let limit = int(limit.min(i64::MAX as usize) as u64);
+                    let rows = match state {
+                        Some(state) => db.rows(
+                            "SELECT body FROM recon_alerts WHERE state = ?1 \
+                             ORDER BY fired_at_ms DESC, id DESC LIMIT ?2",
+                            &[V::Text(state.as_str().into()), limit],
+                        )?,
+                        None => db.rows(
+                            "SELECT body FROM recon_alerts ORDER BY fired_at_ms DESC, id DESC LIMIT ?1",
+                            &[limit],
+                        )?,
+                    };
+                    bodies(rows)
+                })
+            }
+
             fn insert_check_run(&self, run: &CheckRun) -> Result<(), ReconStoreError> {
                 self.with(true, |db| {
                     db.exec(

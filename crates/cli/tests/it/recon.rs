@@ -21,12 +21,12 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64
 }
 
-/// Today's business day in Shanghai, waiting out the two minutes around midnight so every
-/// operation of the test falls on one day.
+/// Today's business day in Shanghai, waiting out the minutes around midnight so every
+/// operation of the test falls on one day and the day before can close (a minute's grace).
 fn business_day() -> String {
     const DAY_MS: u64 = 86_400_000;
     let local = |ms: u64| (ms + 8 * 3_600_000) % DAY_MS;
-    while local(now_ms()) > DAY_MS - 120_000 {
+    while local(now_ms()) > DAY_MS - 120_000 || local(now_ms()) < 180_000 {
         std::thread::sleep(std::time::Duration::from_secs(5));
     }
     recon::BusinessDay::of(now_ms(), 480).to_string()

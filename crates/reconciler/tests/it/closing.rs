@@ -44,6 +44,10 @@ async fn days_close_in_order(backend: &Backend) -> String {
     assert_eq!(w.ledger_clock.now(), Timestamp(cutover_ms * 1_000));
     w.clock.0.store(cutover_ms, Ordering::Relaxed);
     w.topup("t2", "card-2", 20_000).await;
+    // A day closes a grace period after its cut-over, not before.
+    let early = w.reconciler.close_day(dec5, "ops").await.unwrap_err();
+    assert!(matches!(early, ReconError::DayNotOver { .. }), "{early}");
+    w.clock.0.store(cutover_ms + reconciler::closing::CLOSE_GRACE_MS, Ordering::Relaxed);
 
     let closed = w.reconciler.close_day(dec5, "ops").await.unwrap();
     assert_eq!(closed.business_day, dec5.days());
@@ -60,7 +64,9 @@ async fn days_close_in_order(backend: &Backend) -> String {
     // The 6th is not over; the 7th cannot close before the 6th.
     let refused = w.reconciler.close_day(dec6, "ops").await.unwrap_err();
     assert!(matches!(refused, ReconError::DayNotOver { .. }), "{refused}");
-    w.clock.0.store(cutover_ms + 48 * HOUR_MS, Ordering::Relaxed);
+    w.clock
+        .0
+        .store(cutover_ms + 48 * HOUR_MS + reconciler::closing::CLOSE_GRACE_MS, Ordering::Relaxed);
     let refused = w.reconciler.close_day(dec6.next(), "ops").await.unwrap_err();
     assert!(matches!(refused, ReconError::DayOrder { .. }), "{refused}");
 

@@ -168,6 +168,7 @@ impl Backend {
 
 mod checks;
 mod closing;
+mod monitoring;
 
 struct World {
     _dir: tempfile::TempDir,
