@@ -26,6 +26,7 @@ pub mod closing;
 pub mod monitoring;
 pub mod port;
 pub mod postings;
+pub mod reports;
 mod runs;
 pub mod workflow;
 
@@ -109,6 +110,8 @@ pub enum ReconError {
     DayNotOver { day: String },
     #[error("{day} cannot close now: {needs}")]
     DayOrder { day: String, needs: String },
+    #[error("{day} is not closed")]
+    DayNotClosed { day: String },
 }
 
 impl ReconError {
@@ -131,6 +134,7 @@ impl ReconError {
             ReconError::Ledger(_) => "ledger_unavailable",
             ReconError::DayNotOver { .. } => "day_not_over",
             ReconError::DayOrder { .. } => "day_out_of_order",
+            ReconError::DayNotClosed { .. } => "day_not_closed",
         }
     }
 }

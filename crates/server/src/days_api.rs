@@ -208,3 +208,89 @@ pub async fn close_day(
     })
     .await
 }
+
+fn csv_response(csv: String) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "text/csv")], csv).into_response()
+}
+
+/// Every merchant's daily statement of a closed day, as CSV (merchants without movement or
+/// balance left out): `tenant,merchant,asset,payments_count,payments_minor,fees_minor,
+/// refunds_count,refunds_minor,fees_returned_minor,settled_minor,payouts_count,payouts_minor,
+/// unsettled_closing_minor,settled_closing_minor`.
+#[utoipa::path(get, path = "/v1/recon/days/{day}/merchants.csv", tag = "reconciliation",
+    params(("day" = formats::BusinessDate, Path)),
+    responses((status = 200, description = "the merchants' statements", content_type = "text/csv"),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn get_merchants_csv(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(day): Path<String>,
+) -> Result<Response, ApiError> {
+    require_platform(&state, &caller, Scope::ReconRead)?;
+    let business_day = business_day(&day, "day")?;
+    let rows = reconciler(&state)?.merchant_statements(business_day).await?;
+    let mut csv = String::from(
+        "tenant,merchant,asset,payments_count,payments_minor,fees_minor,refunds_count,\
+         refunds_minor,fees_returned_minor,settled_minor,payouts_count,payouts_minor,\
+         unsettled_closing_minor,settled_closing_minor\n",
+    );
+    for row in rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            row.tenant,
+            row.merchant,
+            row.asset,
+            row.payments_count,
+            row.payments_minor,
+            row.fees_minor,
+            row.refunds_count,
+            row.refunds_minor,
+            row.fees_returned_minor,
+            row.settled_minor,
+            row.payouts_count,
+            row.payouts_minor,
+            row.unsettled_closing_minor,
+            row.settled_closing_minor
+        ));
+    }
+    Ok(csv_response(csv))
+}
+
+/// Every channel's daily summary of a closed day, as CSV, from the channel's newest run of
+/// that day: `channel,tx_type,currency,count_ours,sum_ours_minor,count_theirs,
+/// sum_theirs_minor,agrees,run_id,breaks_open,breaks_resolved`.
+#[utoipa::path(get, path = "/v1/recon/days/{day}/channels.csv", tag = "reconciliation",
+    params(("day" = formats::BusinessDate, Path)),
+    responses((status = 200, description = "the channels' summaries", content_type = "text/csv"),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn get_channels_csv(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(day): Path<String>,
+) -> Result<Response, ApiError> {
+    require_platform(&state, &caller, Scope::ReconRead)?;
+    let business_day = business_day(&day, "day")?;
+    let reconciler = reconciler(&state)?;
+    let rows = blocking(move || Ok(reconciler.channel_summaries(business_day)?)).await?;
+    let mut csv = String::from(
+        "channel,tx_type,currency,count_ours,sum_ours_minor,count_theirs,sum_theirs_minor,\
+         agrees,run_id,breaks_open,breaks_resolved\n",
+    );
+    for row in rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
+            row.channel,
+            row.tx_type.as_str(),
+            row.currency,
+            row.count_ours,
+            row.sum_ours_minor,
+            row.count_theirs,
+            row.sum_theirs_minor,
+            row.agrees,
+            row.run_id,
+            row.breaks_open,
+            row.breaks_resolved
+        ));
+    }
+    Ok(csv_response(csv))
+}

@@ -241,6 +241,8 @@ pub fn router(state: AppState) -> Router {
         .route("/recon/days/{day}", get(days_api::get_day))
         .route("/recon/days/{day}/close", post(days_api::close_day))
         .route("/recon/days/{day}/trial-balance.csv", get(days_api::get_day_csv))
+        .route("/recon/days/{day}/merchants.csv", get(days_api::get_merchants_csv))
+        .route("/recon/days/{day}/channels.csv", get(days_api::get_channels_csv))
         .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
         .route("/keys/{id}", delete(keys_api::revoke_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));

@@ -85,6 +85,8 @@ use crate::{
         days_api::list_days,
         days_api::get_day,
         days_api::get_day_csv,
+        days_api::get_merchants_csv,
+        days_api::get_channels_csv,
         days_api::close_day,
         keys_api::create_key,
         keys_api::list_keys,

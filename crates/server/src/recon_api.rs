@@ -48,7 +48,8 @@ impl From<ReconError> for ApiError {
             ReconError::ChannelNotFound(_)
             | ReconError::NoStatement { .. }
             | ReconError::BreakNotFound(_)
-            | ReconError::LossNotFound(_) => StatusCode::NOT_FOUND,
+            | ReconError::LossNotFound(_)
+            | ReconError::DayNotClosed { .. } => StatusCode::NOT_FOUND,
             ReconError::BreakState { .. }
             | ReconError::Contended
             | ReconError::DayNotOver { .. }

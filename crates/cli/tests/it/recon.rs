@@ -366,6 +366,15 @@ fn the_day_before_closes_by_itself_and_today_waits_for_its_cut_over() {
     .expect("request");
     assert_eq!(status, 200);
     assert!(csv.starts_with("asset,chart_code,opening_net_minor,"), "{csv}");
+    for (report, header) in
+        [("merchants.csv", "tenant,merchant,asset,"), ("channels.csv", "channel,tx_type,")]
+    {
+        let path = format!("/v1/recon/days/{yesterday}/{report}");
+        let (status, csv) =
+            crate::serve::request(world.addr(), "GET", &path, world.key(), "").expect("request");
+        assert_eq!(status, 200, "{report}");
+        assert!(csv.starts_with(header), "{csv}");
+    }
     let (status, open) = world.call("POST", &format!("/v1/recon/days/{today}/close"), Value::Null);
     assert_eq!((status, open["error"]["code"].clone()), (409, json!("day_not_over")));
 }

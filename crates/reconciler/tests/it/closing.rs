@@ -36,6 +36,27 @@ async fn days_close_in_order(backend: &Backend) -> String {
     let dec5 = BusinessDay::parse("2026-12-05").unwrap();
     let dec6 = dec5.next();
     w.topup("t1", "card-1", 10_000).await;
+    let shop = executor::NewParty {
+        kind: executor::PartyKind::Merchant,
+        id: "shop".into(),
+        name: "Shop".into(),
+        assets: vec![crate::cny()],
+        fee_bps: 60,
+        settle_after_days: 1,
+    };
+    w.executor.open_party(crate::TENANT, shop).await.unwrap();
+    let payment = executor::PaymentRequest {
+        reference: "p1".into(),
+        customer: "alice".into(),
+        merchant: "shop".into(),
+        asset: crate::cny(),
+        amount: crate::amount(2_500),
+        points: None,
+        pay_from: None,
+        authorize_for_secs: None,
+    };
+    let paid = w.executor.create_payment(crate::TENANT, payment).await.unwrap();
+    assert_eq!(paid.record.order.status(), "succeeded");
     // 00:00:00.000 on 6 December in Shanghai: the cut-over. What commits from now on is the
     // next day's.
     let cutover_ms = dec5.end_ms(480);
@@ -53,7 +74,20 @@ async fn days_close_in_order(backend: &Backend) -> String {
     assert_eq!(closed.business_day, dec5.days());
     assert!(balanced(&closed), "{closed:?}");
     // The wallet is a liability: credits make its net negative.
-    assert_eq!(wallet_line(&closed), (0, 0, 10_000, -10_000), "t2 is not the 5th's");
+    // Alice's top-up, less what she paid the shop: t2 is not the 5th's.
+    assert_eq!(wallet_line(&closed), (0, 2_500, 10_000, -7_500), "t2 is not the 5th's");
+    // The day's reports: the shop's statement (fee 2,500 × 60 bp = 15), no channel runs.
+    let statements = w.reconciler.merchant_statements(dec5).await.unwrap();
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let shop = &statements[0];
+    assert_eq!(
+        (shop.merchant.as_str(), shop.payments_count, shop.payments_minor, shop.fees_minor),
+        ("shop", 1, 2_500, 15)
+    );
+    assert_eq!((shop.unsettled_closing_minor, shop.settled_closing_minor), (2_485, 0));
+    assert!(w.reconciler.channel_summaries(dec5).unwrap().is_empty());
+    let open = w.reconciler.channel_summaries(dec6).unwrap_err();
+    assert!(matches!(open, ReconError::DayNotClosed { .. }), "{open}");
     assert_eq!(closed.previous_hash, "");
     assert_eq!(
         closed.hash,
@@ -71,7 +105,7 @@ async fn days_close_in_order(backend: &Backend) -> String {
     assert!(matches!(refused, ReconError::DayOrder { .. }), "{refused}");
 
     let next = w.reconciler.close_day(dec6, "ops").await.unwrap();
-    assert_eq!(wallet_line(&next), (-10_000, 0, 20_000, -30_000));
+    assert_eq!(wallet_line(&next), (-7_500, 0, 20_000, -27_500));
     assert_eq!(next.previous_hash, closed.hash, "closed days are chained");
     assert_eq!(next.from_seq, closed.to_seq);
     assert!(balanced(&next));
