@@ -59,7 +59,7 @@ impl Sim {
         Sim { child, base }
     }
 
-    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Value) -> Value {
         let (status, text) =
             request(&self.base, method, path, "-", &body.to_string()).expect("simulator request");
         assert!((200..300).contains(&status), "simulator {method} {path}: {status} {text}");
@@ -572,10 +572,10 @@ fn a_restart_while_a_payout_is_at_the_bank_resumes_it_once() {
 }
 
 /// What a webhook receiver got: the signature header, the event id header, the body.
-type Received = Arc<Mutex<Vec<(String, String, String)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(String, String, String)>>>;
 
 /// A webhook receiver on `listener`: records every request and answers 200.
-fn receive(listener: TcpListener, received: Received) {
+pub(crate) fn receive(listener: TcpListener, received: Received) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::payments::{minor, World, CARD};
+use crate::payments::{minor, receive, Received, World, CARD};
 
 /// Reconciliation suspense (挂账) in the chart of accounts.
 const SUSPENSE_CHART: u64 = 2298;
@@ -377,4 +377,79 @@ fn the_day_before_closes_by_itself_and_today_waits_for_its_cut_over() {
     }
     let (status, open) = world.call("POST", &format!("/v1/recon/days/{today}/close"), Value::Null);
     assert_eq!((status, open["error"]["code"].clone()), (409, json!("day_not_over")));
+}
+
+#[test]
+fn a_fund_alert_reaches_the_operations_endpoint_signed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let received: Received = Default::default();
+    receive(listener, received.clone());
+    let url = format!("http://127.0.0.1:{port}/ops");
+    let world = World::start(
+        &["bank_a"],
+        &["--ops-webhook-url", &url, "--ops-webhook-secret", "ops-secret"],
+    );
+    world.sim.call(
+        "POST",
+        "/admin/channels/bank_a/accounts",
+        json!({"account": "big-card", "initial_balance_minor": "300000000"}),
+    );
+    let topup = world.ok(
+        "POST",
+        "/v1/topups",
+        json!({"reference": "big", "customer": "alice", "card": "big-card", "asset": "CNY",
+               "amount": "200000000"}),
+    );
+    assert_eq!(topup["status"], json!("succeeded"), "{topup}");
+    world.ok("POST", "/v1/customers", json!({"id": "bob", "assets": ["CNY"]}));
+    // One wallet debited past the hourly limit (100,000,000 minor units by default).
+    let drained = world.ok(
+        "POST",
+        "/v1/wallet-transfers",
+        json!({"reference": "drain", "from": "alice", "to": "bob", "asset": "CNY",
+               "amount": "150000000"}),
+    );
+    assert_eq!(drained["status"], json!("succeeded"), "{drained}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let (signature, event_id, body) = loop {
+        let found = received
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(_, _, body)| {
+                body.contains("\"alert.firing\"") && body.contains("account_debit_limit")
+            })
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert reached the endpoint");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let now_secs = now_ms() / 1_000;
+    assert!(
+        webhooks::signing::verify("ops-secret", &signature, body.as_bytes(), now_secs, 300),
+        "the alert is signed with the operations secret"
+    );
+    let alert: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(event_id, format!("{}:firing", alert["data"]["id"].as_str().expect("id")));
+    assert_eq!(alert["data"]["urgency"], json!("page"));
+    let firing = world.ok("GET", "/v1/recon/alerts?state=firing", Value::Null);
+    assert!(
+        firing["data"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .any(|a| a["rule"] == json!("account_debit_limit")),
+        "{firing}"
+    );
+    let (_, metrics) =
+        crate::serve::request(world.addr(), "GET", "/metrics", "", "").expect("metrics");
+    assert!(
+        metrics.contains(
+            "qianbao_fund_alerts_firing{rule=\"account_debit_limit\",urgency=\"page\"} 1"
+        ),
+        "{metrics}"
+    );
 }
