@@ -10,6 +10,7 @@ mod keys;
 mod load;
 mod payments;
 mod recon;
+mod recon_bench;
 mod serve;
 
 #[derive(Parser)]

@@ -26,6 +26,10 @@ pub struct ReconArgs {
 
 #[derive(Subcommand)]
 enum ReconCommand {
+    /// Measures reconciliation end to end on a generated statement of `--lines` lines
+    /// against as many orders (SQLite, or PostgreSQL with `--database-url`); needs no
+    /// running service.
+    Bench(crate::recon_bench::BenchArgs),
     /// Reconciles a channel's statement of a business day (fetched from the channel first
     /// unless `--no-fetch`) and prints what the run found.
     Run {
@@ -127,6 +131,9 @@ enum ReconCommand {
 }
 
 pub fn run(args: ReconArgs) -> anyhow::Result<()> {
+    if let ReconCommand::Bench(bench) = args.command {
+        return crate::recon_bench::run(bench);
+    }
     let key = args.key.clone().context("an API key is needed: --key or QIANBAO_API_KEY")?;
     let client = Client { base: args.url.trim_end_matches('/').to_owned(), key };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -206,6 +213,7 @@ fn query(pairs: &[(&str, &Option<String>)]) -> String {
 async fn call(client: &Client, command: &ReconCommand) -> anyhow::Result<Value> {
     use reqwest::Method;
     match command {
+        ReconCommand::Bench(_) => anyhow::bail!("the bench runs without a service"),
         ReconCommand::Run { channel, date, no_fetch } => {
             let body = json!({"channel": channel, "business_day": date, "fetch": !no_fetch});
             client.send(Method::POST, "/v1/recon/runs", Some(body)).await
@@ -431,6 +439,7 @@ fn print_day(day: &Value) {
 fn print_human(command: &ReconCommand, answer: &Value) {
     let rows = |answer: &Value| answer["data"].as_array().cloned().unwrap_or_default();
     match command {
+        ReconCommand::Bench(_) => {}
         ReconCommand::Run { .. } => print_run(answer),
         ReconCommand::Upload { .. } => {
             let statement = &answer["statement"];

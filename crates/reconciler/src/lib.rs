@@ -149,6 +149,8 @@ pub struct Reconciler {
     config: ReconConfig,
     /// The books as read for end of day (日切); `None` on a node that does not close days.
     books: Option<Arc<dyn ledger::port::LedgerReader>>,
+    /// The statement the last ingest parsed, by id, for the run that follows it.
+    parsed: std::sync::Mutex<Option<(String, recon::Statement)>>,
     /// The alerts firing as of the last monitoring pass (`None` before the first).
     firing: std::sync::Mutex<Option<Vec<monitors::Alert>>>,
     /// Serialises runs and break changes of this process: runs are rare and short, and one
@@ -175,6 +177,7 @@ impl Reconciler {
             config,
             books: None,
             firing: std::sync::Mutex::new(None),
+            parsed: std::sync::Mutex::new(None),
             serial: tokio::sync::Mutex::new(()),
         }
     }

@@ -453,3 +453,17 @@ fn a_fund_alert_reaches_the_operations_endpoint_signed() {
         "{metrics}"
     );
 }
+
+#[test]
+fn the_reconciliation_bench_finds_exactly_what_it_planted() {
+    let output = Command::new(env!("CARGO_BIN_EXE_qianbao"))
+        .args(["recon", "bench", "--lines", "3000", "--differences", "12", "--json"])
+        .output()
+        .expect("qianbao recon bench");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed} {}", String::from_utf8_lossy(&output.stderr));
+    let result: Value = serde_json::from_str(printed.trim()).expect("one JSON object");
+    assert_eq!(result["planted"], json!(12), "{result}");
+    assert_eq!(result["breaks"], json!(12), "{result}");
+    assert_eq!(result["matched"], json!(3000 - 12 + 3), "{result}");
+}

@@ -47,7 +47,15 @@ pub(super) fn list_sql(query: &OrderQuery) -> (String, Vec<Param>) {
 
 /// The query of [`OrderStore::created_between`]: the kinds' names come from the enum (never
 /// from input), so the set in SQL is the set the caller named.
+/// The SQL dialect a query is written for.
+#[derive(Clone, Copy)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
 pub(super) fn created_between_query(
+    dialect: Dialect,
     kinds: &[OrderKind],
     from_ms: u64,
     to_ms: u64,
@@ -56,10 +64,16 @@ pub(super) fn created_between_query(
 ) -> (String, Vec<Param>) {
     let kinds: Vec<String> = kinds.iter().map(|kind| format!("'{}'", kind.as_str())).collect();
     let kinds = if kinds.is_empty() { "NULL".to_string() } else { kinds.join(", ") };
+    // PostgreSQL starts its index scan of `orders_by_created` at a row-value cursor; spelled
+    // as an OR of the two columns it scanned every row from the day's start for each page.
+    // SQLite plans the OR form better (measured with `qianbao recon bench`).
+    let cursor = match dialect {
+        Dialect::Sqlite => "(created_at_ms > ?3 OR (created_at_ms = ?3 AND id > ?4))",
+        Dialect::Postgres => "(created_at_ms, id) > (?3, ?4)",
+    };
     let sql = format!(
         "{SELECT} WHERE kind IN ({kinds}) AND created_at_ms >= ?1 AND created_at_ms < ?2 \
-         AND (created_at_ms > ?3 OR (created_at_ms = ?3 AND id > ?4)) \
-         ORDER BY created_at_ms, id LIMIT ?5"
+         AND {cursor} ORDER BY created_at_ms, id LIMIT ?5"
     );
     let (after_ms, after_id) = match after {
         Some((at_ms, id)) => (i64_of(at_ms), id.to_string()),
