@@ -332,41 +332,52 @@ async fn close_past_days(reconciler: &Reconciler) {
 }
 
 /// One monitoring pass (资金安全监控): the rules evaluated, changes stored, and each change
-/// sent to the operations endpoint. A change that could not be sent waits in `unsent` for
-/// the next pass (the stored alert and the metric are there meanwhile).
-async fn monitor(core: &PaymentCore, unsent: &mut Vec<monitors::Alert>) {
+/// handed to the notifier (which sends them on its own, so a slow endpoint never holds up
+/// inspection, reconciliation or settlement).
+async fn monitor(core: &PaymentCore, notify: Option<&tokio::sync::mpsc::Sender<monitors::Alert>>) {
     let escalated = core
         .inquirer
         .as_ref()
         .and_then(|inquirer| inquirer.store().backlog().ok())
         .map_or(0, |backlog| backlog.escalated);
     let outside = reconciler::monitoring::Outside { escalated_inquiries: escalated };
-    match core.reconciler.monitor(outside).await {
-        Ok(changed) => {
-            for alert in &changed {
-                match alert.state {
-                    monitors::AlertState::Firing => tracing::warn!(
-                        rule = alert.rule.as_str(), subject = %alert.subject,
-                        urgency = alert.urgency.as_str(), message = %alert.message, "fund alert firing"
-                    ),
-                    monitors::AlertState::Resolved => tracing::info!(
-                        rule = alert.rule.as_str(), subject = %alert.subject, "fund alert resolved"
-                    ),
-                }
-            }
-            unsent.extend(changed);
+    let changed = match core.reconciler.monitor(outside).await {
+        Ok(changed) => changed,
+        Err(error) => {
+            tracing::warn!(code = error.code(), %error, "monitoring pass failed");
+            return;
         }
-        Err(error) => tracing::warn!(code = error.code(), %error, "monitoring pass failed"),
-    }
-    let Some((url, secret)) = &core.ops_webhook else {
-        unsent.clear();
-        return;
     };
-    // Bounded: a long outage of the endpoint keeps the newest changes.
-    const UNSENT_MAX: usize = 1_000;
-    if unsent.len() > UNSENT_MAX {
-        unsent.drain(..unsent.len() - UNSENT_MAX);
+    for alert in changed {
+        match alert.state {
+            monitors::AlertState::Firing => tracing::warn!(
+                rule = alert.rule.as_str(), subject = %alert.subject,
+                urgency = alert.urgency.as_str(), message = %alert.message, "fund alert firing"
+            ),
+            monitors::AlertState::Resolved => tracing::info!(
+                rule = alert.rule.as_str(), subject = %alert.subject, "fund alert resolved"
+            ),
+        }
+        if let Some(notify) = notify {
+            if notify.try_send(alert).is_err() {
+                tracing::warn!("the operations endpoint is behind: an alert change was not sent");
+            }
+        }
     }
+}
+
+/// Alert changes waiting for the operations endpoint, at most.
+const OPS_QUEUE_MAX: usize = 1_024;
+
+/// Sends alert changes to the operations endpoint in the order they happened, each signed
+/// (`Qianbao-Signature`, as webhooks are). A refused or failed send is tried again, with
+/// backoff, before anything after it: a receiver never sees a resolution before its firing.
+async fn notify_ops(
+    mut changes: tokio::sync::mpsc::Receiver<monitors::Alert>,
+    url: String,
+    secret: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
         Ok(client) => client,
         Err(error) => {
@@ -374,40 +385,44 @@ async fn monitor(core: &PaymentCore, unsent: &mut Vec<monitors::Alert>) {
             return;
         }
     };
-    let mut kept = Vec::new();
-    for alert in unsent.drain(..) {
+    loop {
+        let alert = tokio::select! {
+            _ = stop.changed() => return,
+            next = changes.recv() => match next { Some(alert) => alert, None => return },
+        };
+        // A new measurement of a firing alert is a change of its own: its event id says so,
+        // so a receiver that drops repeated ids still gets it.
+        let event_id = format!("{}:{}:{}", alert.id, alert.state.as_str(), alert.value);
         let body =
             serde_json::json!({"type": format!("alert.{}", alert.state.as_str()), "data": alert})
                 .to_string();
-        let now_secs = SystemMillis.now_ms() / 1_000;
-        let signature = webhooks::signing::sign(secret, now_secs, body.as_bytes());
-        let sent = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header(webhooks::signing::HEADER_SIGNATURE, signature)
-            .header(
-                webhooks::signing::HEADER_EVENT_ID,
-                format!("{}:{}", alert.id, alert.state.as_str()),
-            )
-            .body(body)
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => {}
-            Ok(response) => {
-                tracing::warn!(
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let now_secs = SystemMillis.now_ms() / 1_000;
+            let signature = webhooks::signing::sign(&secret, now_secs, body.as_bytes());
+            let sent = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header(webhooks::signing::HEADER_SIGNATURE, signature)
+                .header(webhooks::signing::HEADER_EVENT_ID, &event_id)
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(response) if response.status().is_success() => break,
+                Ok(response) => tracing::warn!(
                     status = response.status().as_u16(),
                     "the operations endpoint refused an alert"
-                );
-                kept.push(alert);
+                ),
+                Err(error) => tracing::warn!(%error, "the operations endpoint is unreachable"),
             }
-            Err(error) => {
-                tracing::warn!(%error, "the operations endpoint is unreachable");
-                kept.push(alert);
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(delay) => {}
             }
+            delay = (delay * 2).min(Duration::from_secs(60));
         }
     }
-    *unsent = kept;
 }
 
 /// Inquiry sweeps and inspection passes until `stop`.
@@ -420,9 +435,12 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
     let mut stop = stop;
     let mut last_settlement_run = None;
     let mut last_reconciliation = None;
-    let mut unsent_alerts = Vec::new();
+    let ops = core.ops_webhook.clone().map(|(url, secret)| {
+        let (sender, changes) = tokio::sync::mpsc::channel(OPS_QUEUE_MAX);
+        (sender, tokio::spawn(notify_ops(changes, url, secret, stop.clone())))
+    });
     loop {
-        monitor(&core, &mut unsent_alerts).await;
+        monitor(&core, ops.as_ref().map(|(sender, _)| sender)).await;
         if let Err(error) = core.reconciler.resume().await {
             tracing::warn!(%error, "finishing breaks' resolutions");
         }
@@ -466,4 +484,8 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
         let _ = inquiry.await;
     }
     let _ = webhooks.await;
+    if let Some((sender, notifier)) = ops {
+        drop(sender);
+        let _ = notifier.await;
+    }
 }

@@ -118,7 +118,8 @@ impl Default for MonitorConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub now_ms: u64,
-    /// Per asset: (posted debits, posted credits) over every account.
+    /// Per asset: debits and credits over every account that must be equal — the posted
+    /// ones, or, when those agree, the pending ones.
     pub totals: BTreeMap<AssetCode, (u128, u128)>,
     /// Per channel: suspense money (absolute minor units) of open breaks older than T+1.
     pub aged_suspense: BTreeMap<String, u128>,

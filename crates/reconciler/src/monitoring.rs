@@ -111,10 +111,16 @@ fn snapshot(
         escalated_inquiries: outside.escalated_inquiries,
         ..Snapshot::default()
     };
+    // Posted and pending alike: a hold is a debit and a credit too, and both must balance.
+    // The measurement is the posted difference, or else the pending one.
     for totals in AssetTotals::of(&books.trial_balance().map_err(books_error)?) {
-        snapshot
-            .totals
-            .insert(totals.asset, (totals.totals.debits_posted, totals.totals.credits_posted));
+        let t = totals.totals;
+        let side = if t.debits_posted != t.credits_posted {
+            (t.debits_posted, t.credits_posted)
+        } else {
+            (t.debits_pending, t.credits_pending)
+        };
+        snapshot.totals.insert(totals.asset, side);
     }
     // Open breaks: their severity, and suspense held past T+1.
     let today = BusinessDay::of(now_ms, config.utc_offset_minutes);

@@ -7,7 +7,7 @@
 //! payments credited, the platform's fees taken, refunds returned to payers, settlements
 //! (unsettled → settled), payouts from settled takings, and both balances at the day's end.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use executor::{OrderStore, PartyKind};
 use ledger::model::{Record, TransferKind};
@@ -122,12 +122,11 @@ fn merchants(
             payables.insert(merchant_account_id(&key, *asset, true), Payable::Settled(index));
         }
     }
-    let code = |c: ledger::BusinessCode| c;
-    let payment_codes = [
-        code(payments::booking::BUSINESS_CODE_PAYMENT),
-        // A card payment books the merchant's credit under the top-up flow's code.
-        code(payments::topup::BUSINESS_CODE_TOPUP),
-    ];
+    // Wallet and card payments book the merchant's credit under the payment code.
+    let payment = payments::booking::BUSINESS_CODE_PAYMENT;
+    // Counts are of orders, not transfers: a points+cash payment credits the merchant twice.
+    let mut paid_by: Vec<HashSet<String>> = vec![HashSet::new(); rows.len()];
+    let mut refunded_by: Vec<HashSet<String>> = vec![HashSet::new(); rows.len()];
     let refund = payments::booking::BUSINESS_CODE_REFUND;
     let settlement = payments::booking::BUSINESS_CODE_SETTLEMENT;
     let payout = payments::withdrawal::BUSINESS_CODE_PAYOUT;
@@ -144,8 +143,8 @@ fn merchants(
             let business = transfer.business_code;
             if let Some(Payable::Unsettled(i)) = payables.get(&transfer.credit_account_id) {
                 let row = &mut rows[*i];
-                if payment_codes.contains(&business) {
-                    row.payments_count += 1;
+                if business == payment {
+                    paid_by[*i].insert(transfer.order_ref.as_str().to_owned());
                     row.payments_minor += amount;
                 } else if business == refund {
                     row.fees_returned_minor += amount;
@@ -153,10 +152,10 @@ fn merchants(
             }
             if let Some(Payable::Unsettled(i)) = payables.get(&transfer.debit_account_id) {
                 let row = &mut rows[*i];
-                if payment_codes.contains(&business) {
+                if business == payment {
                     row.fees_minor += amount;
                 } else if business == refund {
-                    row.refunds_count += 1;
+                    refunded_by[*i].insert(transfer.order_ref.as_str().to_owned());
                     row.refunds_minor += amount;
                 } else if business == settlement {
                     row.settled_minor += amount;
@@ -170,6 +169,10 @@ fn merchants(
             }
         }
         start = through + 1;
+    }
+    for (row, (paid, refunded)) in rows.iter_mut().zip(paid_by.iter().zip(&refunded_by)) {
+        row.payments_count = paid.len() as u64;
+        row.refunds_count = refunded.len() as u64;
     }
     for (id, payable) in &payables {
         let closing = books
