@@ -557,12 +557,16 @@ impl SqliteReconStore {
 
 struct SqliteDb<'a>(&'a rusqlite::Transaction<'a>);
 
-fn sqlite_value(value: &V) -> rusqlite::types::Value {
-    match value {
-        V::Null => rusqlite::types::Value::Null,
-        V::Int(v) => rusqlite::types::Value::Integer(*v),
-        V::Text(v) => rusqlite::types::Value::Text(v.clone()),
-        V::Blob(v) => rusqlite::types::Value::Blob(v.clone()),
+/// Bound by reference: a statement file (up to a gigabyte) is not copied to be bound.
+impl rusqlite::ToSql for V {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            V::Null => ValueRef::Null,
+            V::Int(v) => ValueRef::Integer(*v),
+            V::Text(v) => ValueRef::Text(v.as_bytes()),
+            V::Blob(v) => ValueRef::Blob(v),
+        }))
     }
 }
 
@@ -570,7 +574,7 @@ impl Db for SqliteDb<'_> {
     fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, ReconStoreError> {
         let mut statement = self.0.prepare_cached(sql).map_err(backend)?;
         let changed = statement
-            .execute(rusqlite::params_from_iter(params.iter().map(sqlite_value)))
+            .execute(rusqlite::params_from_iter(params))
             .map_err(backend)?;
         Ok(changed as u64)
     }
@@ -579,7 +583,7 @@ impl Db for SqliteDb<'_> {
         let mut statement = self.0.prepare_cached(sql).map_err(backend)?;
         let columns = statement.column_count();
         let rows = statement
-            .query_map(rusqlite::params_from_iter(params.iter().map(sqlite_value)), |row| {
+            .query_map(rusqlite::params_from_iter(params), |row| {
                 (0..columns)
                     .map(|i| {
                         Ok(match row.get::<_, rusqlite::types::Value>(i)? {
@@ -641,33 +645,42 @@ impl PgReconStore {
 
 struct PgDb<'a, 'b>(&'a mut postgres::Transaction<'b>);
 
-fn pg_params(params: &[V]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
-    params
-        .iter()
-        .map(|value| -> Box<dyn postgres::types::ToSql + Sync> {
-            match value {
-                V::Null => Box::new(Option::<String>::None),
-                V::Int(v) => Box::new(*v),
-                V::Text(v) => Box::new(v.clone()),
-                V::Blob(v) => Box::new(v.clone()),
-            }
-        })
-        .collect()
+/// Bound by reference, as on SQLite: each variant writes itself as its own type does.
+impl postgres::types::ToSql for V {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            V::Null => Ok(postgres::types::IsNull::Yes),
+            V::Int(v) => v.to_sql_checked(ty, out),
+            V::Text(v) => v.to_sql_checked(ty, out),
+            V::Blob(v) => v.as_slice().to_sql_checked(ty, out),
+        }
+    }
+
+    /// Any column type: each variant checks its own in `to_sql`.
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+fn pg_params(params: &[V]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params.iter().map(|value| value as &(dyn postgres::types::ToSql + Sync)).collect()
 }
 
 impl Db for PgDb<'_, '_> {
     fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, ReconStoreError> {
-        let owned = pg_params(params);
-        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            owned.iter().map(|b| b.as_ref()).collect();
+        let refs = pg_params(params);
         self.0.execute(&crate::orders::pg(sql), &refs).map_err(backend)
     }
 
     fn rows(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, ReconStoreError> {
         use postgres::types::Type;
-        let owned = pg_params(params);
-        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            owned.iter().map(|b| b.as_ref()).collect();
+        let refs = pg_params(params);
         let rows = self.0.query(&crate::orders::pg(sql), &refs).map_err(backend)?;
         rows.iter()
             .map(|row| {
