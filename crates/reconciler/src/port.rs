@@ -266,6 +266,9 @@ pub struct CheckRun {
     pub id: String,
     pub ok: bool,
     pub checks: Vec<CheckResult>,
+    /// Where the journal's chain was verified to: the next run starts there.
+    #[serde(default)]
+    pub journal_checkpoint: Option<ledger::verify::ChainCheckpoint>,
     pub started_by: String,
     pub started_at_ms: u64,
     pub finished_at_ms: u64,

@@ -573,9 +573,7 @@ impl rusqlite::ToSql for V {
 impl Db for SqliteDb<'_> {
     fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, ReconStoreError> {
         let mut statement = self.0.prepare_cached(sql).map_err(backend)?;
-        let changed = statement
-            .execute(rusqlite::params_from_iter(params))
-            .map_err(backend)?;
+        let changed = statement.execute(rusqlite::params_from_iter(params)).map_err(backend)?;
         Ok(changed as u64)
     }
 

@@ -151,6 +151,13 @@ async fn each_check_finds_its_kind(backend: &Backend) {
         ],
         "each check finds its own kind, and the journal still verifies"
     );
+    // The journal is verified from where the clean run left it: only what came since.
+    let journal = dirty.checks.iter().find(|c| c.name == "journal_verifies").unwrap();
+    let head = tokio::task::block_in_place(|| w.reader.head().unwrap());
+    assert!(journal.examined > 0 && journal.examined < head.last_seq.0, "{journal:?}");
+    assert!(
+        dirty.journal_checkpoint.unwrap().batch_seq > clean.journal_checkpoint.unwrap().batch_seq
+    );
     let stored = w.reconciler.store().check_runs(10).unwrap();
     assert_eq!(stored.first().map(|r| &r.id), Some(&dirty.id), "runs are stored, newest first");
     tokio::task::block_in_place(|| drop(w));

@@ -452,6 +452,39 @@ fn the_chain_survives_restarts_and_reveals_tampering() {
 }
 
 #[test]
+fn the_chain_verifies_incrementally_from_a_checkpoint() {
+    each_backend("chain_from", |backend| {
+        let handle = backend.handle();
+        setup(&handle);
+        submit(&handle, post(850, BANK, ALICE, 900)).expect("t1");
+        let whole = ledger::verify::verify_chain_from(backend.reader.as_ref(), Default::default())
+            .expect("verify the chain");
+        assert_eq!(whole.divergence, None);
+        assert!(whole.n_batches >= 2, "{whole:?}");
+        submit(&handle, post(851, ALICE, BOB, 100)).expect("t2");
+        let since = ledger::verify::verify_chain_from(backend.reader.as_ref(), whole.checkpoint)
+            .expect("verify from the checkpoint");
+        assert_eq!((since.n_batches, since.divergence.clone()), (1, None), "only the new batch");
+        // Nothing new: nothing read, the checkpoint stays.
+        let idle = ledger::verify::verify_chain_from(backend.reader.as_ref(), since.checkpoint)
+            .expect("verify again");
+        assert_eq!((idle.n_batches, idle.checkpoint), (0, since.checkpoint));
+
+        submit(&handle, post(852, ALICE, BOB, 50)).expect("t3");
+        backend.tamper(
+            "UPDATE transfers SET amount = 49 WHERE seq = (SELECT max(seq) FROM transfers);",
+        );
+        let tampered = ledger::verify::verify_chain_from(backend.reader.as_ref(), since.checkpoint)
+            .expect("verify the tampered batch");
+        assert!(
+            matches!(tampered.divergence, Some(Divergence::HashMismatch { .. })),
+            "{tampered:?}"
+        );
+        assert_eq!(tampered.checkpoint, since.checkpoint, "a divergence keeps the checkpoint");
+    });
+}
+
+#[test]
 fn a_balance_edited_behind_the_ledgers_back_is_reported() {
     each_backend("tamper_balance", |backend| {
         let handle = backend.handle();
