@@ -10,6 +10,8 @@
 //! - `final_orders_hold_nothing`: no hold of a final order is still pending.
 //! - `wallets_equal_their_line`: per asset, the customers' wallets add up to the wallet
 //!   liability line (2241) of the trial balance: nothing else sits on that line.
+//! - `settled_takings_are_settlements`: money reaches a merchant's settled takings (2203)
+//!   only by a settlement, and each succeeded settlement put exactly its amount there.
 //! - `no_overdue_orders`: no order is still unfinished past its deadline (or, without one,
 //!   an hour after it last moved).
 //! - `journal_verifies`: the journal's hash chain verifies, incrementally: the batches
@@ -24,7 +26,7 @@ use ledger::port::{LedgerReader, Page, StoreError};
 use ledger::verify::ChainCheckpoint;
 use ledger::{AccountId, BusinessCode, Seq};
 use money::AssetCode;
-use payments::chart::{wallet_account_id, CUSTOMER_WALLETS};
+use payments::chart::{merchant_account_id, wallet_account_id, CUSTOMER_WALLETS};
 use payments::OrderId;
 use sha2::{Digest, Sha256};
 
@@ -53,11 +55,12 @@ pub const ORDER_BUSINESS_CODES: [BusinessCode; 8] = [
 ];
 
 /// The names of the checks, in the order a run reports them.
-pub const CHECKS: [&str; 6] = [
+pub const CHECKS: [&str; 7] = [
     "transfers_have_orders",
     "failed_orders_move_nothing",
     "final_orders_hold_nothing",
     "wallets_equal_their_line",
+    "settled_takings_are_settlements",
     "no_overdue_orders",
     "journal_verifies",
 ];
@@ -184,6 +187,16 @@ fn run_checks(
     // One pass over the journal: each order's posted movement per account.
     let mut moved: HashMap<String, HashMap<AccountId, i128>> = HashMap::new();
     let mut has_orders = Collect::default();
+    // Every merchant's settled takings, to see what credits them.
+    let merchants = orders.parties(executor::PartyKind::Merchant)?;
+    let settled_accounts: HashSet<AccountId> = merchants
+        .iter()
+        .flat_map(|party| {
+            let key = executor::party_key(&party.tenant, &party.id);
+            party.assets.iter().map(move |asset| merchant_account_id(&key, *asset, true))
+        })
+        .collect();
+    let mut settled = Collect::default();
     let head = books.head().map_err(books_error)?;
     let mut first = 1;
     while first <= head.last_seq.0 {
@@ -191,6 +204,19 @@ fn run_checks(
         let (records, _) = books.records(Seq(first), Seq(through)).map_err(books_error)?;
         for record in records {
             let Record::Transfer(transfer) = record else { continue };
+            let posted = matches!(transfer.kind, TransferKind::Posted | TransferKind::PostPending);
+            if posted
+                && settled_accounts.contains(&transfer.credit_account_id)
+                && transfer.business_code != payments::booking::BUSINESS_CODE_SETTLEMENT
+            {
+                settled.find(
+                    transfer.credit_account_id.to_string(),
+                    format!(
+                        "credited {} by transfer {} under code {}, not a settlement",
+                        transfer.amount, transfer.id, transfer.business_code.0
+                    ),
+                );
+            }
             if !codes.contains(&transfer.business_code) {
                 continue;
             }
@@ -222,6 +248,19 @@ fn run_checks(
             continue;
         };
         let status = record.order.status();
+        if record.order.kind() == payments::OrderKind::Settlement && status == "succeeded" {
+            settled.examined += 1;
+            let merchant = record.order.merchant().unwrap_or_default();
+            let account = merchant_account_id(merchant, record.order.asset(), true);
+            let credited = moved[order_ref].get(&account).copied().unwrap_or(0);
+            let amount = i128::from(record.order.amount().minor());
+            if credited != amount {
+                settled.find(
+                    order_ref.clone(),
+                    format!("a settlement of {amount} put {credited} in the settled takings"),
+                );
+            }
+        }
         if !record.order.is_final() || !matches!(status, "failed" | "canceled" | "expired") {
             continue;
         }
@@ -344,8 +383,9 @@ fn run_checks(
         failed_nothing.result(CHECKS[1]),
         holds.result(CHECKS[2]),
         wallets.result(CHECKS[3]),
-        overdue.result(CHECKS[4]),
-        journal.result(CHECKS[5]),
+        settled.result(CHECKS[4]),
+        overdue.result(CHECKS[5]),
+        journal.result(CHECKS[6]),
     ];
     Ok((results, checkpoint))
 }

@@ -33,7 +33,8 @@ pub struct FindingView {
 #[derive(Serialize, ToSchema)]
 pub struct CheckResultView {
     /// `transfers_have_orders`, `failed_orders_move_nothing`, `final_orders_hold_nothing`,
-    /// `wallets_equal_their_line`, `no_overdue_orders`, `journal_verifies`.
+    /// `wallets_equal_their_line`, `settled_takings_are_settlements`, `no_overdue_orders`,
+    /// `journal_verifies`.
     pub name: String,
     pub ok: bool,
     /// What the check looked at: transfers, orders, holds, wallets, journal records.
@@ -91,7 +92,7 @@ pub struct CheckRunList {
     pub data: Vec<CheckRunView>,
 }
 
-/// Run every cross-check now (it reads the whole journal: seconds on large books).
+/// Run every cross-check now (it reads the whole journal once: seconds on large books).
 #[utoipa::path(post, path = "/v1/recon/checks", tag = "reconciliation", params(IdempotencyKey),
     responses((status = 201, body = CheckRunView), (status = "4XX", body = ErrorBody)))]
 pub async fn run_checks(

@@ -64,6 +64,30 @@ async fn each_check_finds_its_kind(backend: &Backend) {
     };
     w.executor.open_party(TENANT, bob).await.unwrap();
     let topup = w.topup("t1", "card-1", 10_000).await;
+    // A merchant paid and settled at once (T+0): its settled takings are a settlement's.
+    let shop = NewParty {
+        kind: PartyKind::Merchant,
+        id: "shop".into(),
+        name: "Shop".into(),
+        assets: vec![cny()],
+        fee_bps: 0,
+        settle_after_days: 0,
+    };
+    w.executor.open_party(TENANT, shop).await.unwrap();
+    let payment = executor::PaymentRequest {
+        reference: "p1".into(),
+        customer: "alice".into(),
+        merchant: "shop".into(),
+        asset: cny(),
+        amount: amount(2_500),
+        points: None,
+        pay_from: None,
+        authorize_for_secs: None,
+    };
+    w.executor.create_payment(TENANT, payment).await.unwrap();
+    // Settlement takes payments made before now.
+    w.clock.0.fetch_add(1, Ordering::Relaxed);
+    assert_eq!(w.executor.settle_all().await, 1, "one settlement");
     // Bob's wallet is empty: his transfer fails, and moves nothing.
     let request = WalletTransferRequest {
         reference: "gift".into(),
@@ -86,6 +110,8 @@ async fn each_check_finds_its_kind(backend: &Backend) {
     let alice = wallet_account_id(&executor::party_key(TENANT, "alice"), cny());
     let bob = wallet_account_id(&executor::party_key(TENANT, "bob"), cny());
     let stray = AccountId::new(0x5eed).unwrap();
+    let settled =
+        payments::chart::merchant_account_id(&executor::party_key(TENANT, "shop"), cny(), true);
     book(
         &w,
         vec![
@@ -130,6 +156,8 @@ async fn each_check_finds_its_kind(backend: &Backend) {
                 layout: Default::default(),
             }),
             Command::Transfers(vec![transfer(9_004, alice, stray, BusinessCode(0), "")]),
+            // money into a merchant's settled takings that no settlement put there.
+            Command::Transfers(vec![transfer(9_005, alice, settled, BusinessCode(0), "")]),
         ],
     )
     .await;
@@ -140,6 +168,7 @@ async fn each_check_finds_its_kind(backend: &Backend) {
     let dirty = w.reconciler.cross_check("ops").await.unwrap();
     assert!(!dirty.ok);
     let cny_code = cny().to_string();
+    let settled_code = settled.to_string();
     assert_eq!(
         failing(&dirty),
         vec![
@@ -147,6 +176,7 @@ async fn each_check_finds_its_kind(backend: &Backend) {
             ("failed_orders_move_nothing", vec![failed.as_str()]),
             ("final_orders_hold_nothing", vec![topup.as_str()]),
             ("wallets_equal_their_line", vec![cny_code.as_str()]),
+            ("settled_takings_are_settlements", vec![settled_code.as_str()]),
             ("no_overdue_orders", vec![stuck.as_str()]),
         ],
         "each check finds its own kind, and the journal still verifies"
