@@ -15,6 +15,7 @@
 //! | `overdue_orders` | an order is unfinished past its deadline | warn |
 //! | `withdrawal_spike` | withdrawals of the last hour pass a multiple of the trailing hourly average | page |
 //! | `account_debit_limit` | one account is debited more than the limit within the last hour | page |
+//! | `clearing_drift` | a channel's reconciliation suspense differs from its open breaks: its clearing moved against its statements by something no break explains | page |
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,10 +55,11 @@ pub enum Rule {
     OverdueOrders,
     WithdrawalSpike,
     AccountDebitLimit,
+    ClearingDrift,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 9] = [
         Rule::BooksUnbalanced,
         Rule::SuspenseAged,
         Rule::CriticalBreaks,
@@ -66,6 +68,7 @@ impl Rule {
         Rule::OverdueOrders,
         Rule::WithdrawalSpike,
         Rule::AccountDebitLimit,
+        Rule::ClearingDrift,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Rule {
             Rule::OverdueOrders => "overdue_orders",
             Rule::WithdrawalSpike => "withdrawal_spike",
             Rule::AccountDebitLimit => "account_debit_limit",
+            Rule::ClearingDrift => "clearing_drift",
         }
     }
 
@@ -134,6 +138,9 @@ pub struct Snapshot {
     pub withdrawals_hourly_average: BTreeMap<AssetCode, u128>,
     /// Per account (as the ledger names it): posted debits of the last hour.
     pub account_debits_last_hour: BTreeMap<String, u128>,
+    /// Per channel and currency (`channel/CUR`): the reconciliation suspense less the money
+    /// of its open breaks (zero when every movement is explained).
+    pub clearing_drift: BTreeMap<String, i128>,
 }
 
 /// A rule firing for a subject.
@@ -219,6 +226,17 @@ pub fn evaluate(snapshot: &Snapshot, config: &MonitorConfig) -> Vec<Signal> {
                 debited.to_string(),
                 config.account_debit_limit_minor.to_string(),
                 format!("account {account} debited {debited} in the last hour"),
+            );
+        }
+    }
+    for (subject, drift) in &snapshot.clearing_drift {
+        if *drift != 0 {
+            fire(
+                Rule::ClearingDrift,
+                subject,
+                drift.to_string(),
+                "0".into(),
+                format!("{subject}: suspense differs from the open breaks by {drift}"),
             );
         }
     }
@@ -342,6 +360,7 @@ mod tests {
         snapshot.overdue_orders = 4;
         snapshot.withdrawals_last_hour.insert(cny(), 3_000_001);
         snapshot.account_debits_last_hour.insert("7".into(), 100_000_001);
+        snapshot.clearing_drift.insert("bank_a/CNY".into(), -3);
         let fired: Vec<Rule> = evaluate(&snapshot, &config).iter().map(|s| s.rule).collect();
         assert_eq!(fired, Rule::ALL.to_vec());
     }

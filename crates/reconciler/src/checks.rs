@@ -12,6 +12,9 @@
 //!   liability line (2241) of the trial balance: nothing else sits on that line.
 //! - `settled_takings_are_settlements`: money reaches a merchant's settled takings (2203)
 //!   only by a settlement, and each succeeded settlement put exactly its amount there.
+//! - `suspense_holds_open_breaks`: per channel and currency, the reconciliation suspense
+//!   (2298) holds exactly the money of the breaks not yet resolved: nothing else moved the
+//!   channel's clearing against its statements.
 //! - `no_overdue_orders`: no order is still unfinished past its deadline (or, without one,
 //!   an hour after it last moved).
 //! - `journal_verifies`: the journal's hash chain verifies, incrementally: the batches
@@ -55,12 +58,13 @@ pub const ORDER_BUSINESS_CODES: [BusinessCode; 8] = [
 ];
 
 /// The names of the checks, in the order a run reports them.
-pub const CHECKS: [&str; 7] = [
+pub const CHECKS: [&str; 8] = [
     "transfers_have_orders",
     "failed_orders_move_nothing",
     "final_orders_hold_nothing",
     "wallets_equal_their_line",
     "settled_takings_are_settlements",
+    "suspense_holds_open_breaks",
     "no_overdue_orders",
     "journal_verifies",
 ];
@@ -112,8 +116,14 @@ impl Reconciler {
             .and_then(|run| run.journal_checkpoint)
             .unwrap_or_default();
         // The readers block (PostgreSQL's client drives a runtime of its own).
+        let store = self.store.clone();
+        let channels: Vec<String> = self.channels().iter().map(|c| c.as_str().to_owned()).collect();
+        let currencies = self.config.currencies.clone();
         let (checks, checkpoint) = tokio::task::spawn_blocking(move || {
-            run_checks(books.as_ref(), orders.as_ref(), started_at_ms, from)
+            let mut results = run_checks(books.as_ref(), orders.as_ref(), started_at_ms, from)?;
+            let suspense = suspense_check(books.as_ref(), store.as_ref(), channels, &currencies)?;
+            results.0.insert(5, suspense.result(CHECKS[5]));
+            Ok::<_, ReconError>(results)
         })
         .await
         .map_err(|error| ReconError::Ledger(error.to_string()))??;
@@ -143,6 +153,71 @@ impl Reconciler {
         self.store.insert_check_run(&run)?;
         Ok(run)
     }
+}
+
+/// Per channel and currency (`channel/CUR`): the reconciliation suspense as booked against
+/// the money of the breaks not yet resolved; how many were compared, and those that differ.
+pub(crate) fn suspense_differences(
+    books: &dyn LedgerReader,
+    store: &dyn crate::port::ReconStore,
+    mut channels: Vec<String>,
+    currencies: &[AssetCode],
+) -> Result<(u64, Vec<(String, i128, i128)>), ReconError> {
+    let mut held: BTreeMap<(String, AssetCode), i128> = BTreeMap::new();
+    for state in [
+        recon::breaks::BreakState::Open,
+        recon::breaks::BreakState::Assigned,
+        recon::breaks::BreakState::PendingApproval,
+        recon::breaks::BreakState::Resolving,
+    ] {
+        let query = crate::port::BreakQuery {
+            state: Some(state),
+            limit: usize::MAX >> 1,
+            ..Default::default()
+        };
+        for record in store.breaks(&query)? {
+            *held.entry((record.channel.clone(), record.currency)).or_default() +=
+                record.parts.total_minor();
+            channels.push(record.channel);
+        }
+    }
+    channels.sort();
+    channels.dedup();
+    let mut compared = 0;
+    let mut differ = Vec::new();
+    for channel in &channels {
+        let Ok(id) = channels::ChannelId::new(channel.as_str()) else { continue };
+        for asset in currencies {
+            compared += 1;
+            let account = payments::chart::internal_account_id(
+                &payments::chart::Internal::ReconSuspense(id.clone()),
+                *asset,
+            );
+            let booked = books
+                .account(account)
+                .map_err(books_error)?
+                .map_or(0, |a| a.balances.net_credit_posted());
+            let expected = held.get(&(channel.clone(), *asset)).copied().unwrap_or(0);
+            if booked != expected {
+                differ.push((format!("{channel}/{asset}"), booked, expected));
+            }
+        }
+    }
+    Ok((compared, differ))
+}
+
+fn suspense_check(
+    books: &dyn LedgerReader,
+    store: &dyn crate::port::ReconStore,
+    channels: Vec<String>,
+    currencies: &[AssetCode],
+) -> Result<Collect, ReconError> {
+    let (compared, differ) = suspense_differences(books, store, channels, currencies)?;
+    let mut check = Collect { examined: compared, ..Collect::default() };
+    for (subject, booked, expected) in differ {
+        check.find(subject, format!("suspense holds {booked}, the open breaks {expected}"));
+    }
+    Ok(check)
 }
 
 /// An unfinished order past its deadline (or, without one, [`STUCK_AFTER_MS`] after it last
@@ -384,8 +459,8 @@ fn run_checks(
         holds.result(CHECKS[2]),
         wallets.result(CHECKS[3]),
         settled.result(CHECKS[4]),
-        overdue.result(CHECKS[5]),
-        journal.result(CHECKS[6]),
+        overdue.result(CHECKS[6]),
+        journal.result(CHECKS[7]),
     ];
     Ok((results, checkpoint))
 }

@@ -51,8 +51,27 @@ impl Reconciler {
         let store = self.store.clone();
         let now_ms = self.clock.now_ms();
         let config = self.config.clone();
+        let channels: Vec<String> = self.channels().iter().map(|c| c.as_str().to_owned()).collect();
         let snapshot = tokio::task::spawn_blocking(move || {
-            snapshot(books.as_ref(), orders.as_ref(), store.as_ref(), &config, outside, now_ms)
+            let mut snapshot = snapshot(
+                books.as_ref(),
+                orders.as_ref(),
+                store.as_ref(),
+                &config,
+                outside,
+                now_ms,
+            )?;
+            let (_, differ) = crate::checks::suspense_differences(
+                books.as_ref(),
+                store.as_ref(),
+                channels,
+                &config.currencies,
+            )?;
+            snapshot.clearing_drift = differ
+                .into_iter()
+                .map(|(subject, booked, held)| (subject, booked - held))
+                .collect();
+            Ok::<_, ReconError>(snapshot)
         })
         .await
         .map_err(|error| ReconError::Ledger(error.to_string()))??;

@@ -251,7 +251,7 @@ pub mod wire {
         AlertRule,
         "`books_unbalanced`, `suspense_aged`, `critical_breaks` (page); `high_breaks`, \
          `escalated_inquiries`, `overdue_orders` (warn); `withdrawal_spike`, \
-         `account_debit_limit` (page).",
+         `account_debit_limit`, `clearing_drift` (page).",
         monitors::Rule::ALL.iter().map(|r| r.as_str()).collect()
     );
 

@@ -110,6 +110,8 @@ async fn each_check_finds_its_kind(backend: &Backend) {
     let alice = wallet_account_id(&executor::party_key(TENANT, "alice"), cny());
     let bob = wallet_account_id(&executor::party_key(TENANT, "bob"), cny());
     let stray = AccountId::new(0x5eed).unwrap();
+    let suspense_of_bank =
+        payments::chart::Internal::ReconSuspense(channels::ChannelId::new("bank_a").unwrap());
     let settled =
         payments::chart::merchant_account_id(&executor::party_key(TENANT, "shop"), cny(), true);
     book(
@@ -156,8 +158,17 @@ async fn each_check_finds_its_kind(backend: &Backend) {
                 layout: Default::default(),
             }),
             Command::Transfers(vec![transfer(9_004, alice, stray, BusinessCode(0), "")]),
-            // money into a merchant's settled takings that no settlement put there.
+            // money into a merchant's settled takings that no settlement put there;
             Command::Transfers(vec![transfer(9_005, alice, settled, BusinessCode(0), "")]),
+            // money in a channel's reconciliation suspense that no break holds.
+            Command::OpenAccount(payments::chart::internal_account(&suspense_of_bank, cny())),
+            Command::Transfers(vec![transfer(
+                9_006,
+                alice,
+                payments::chart::internal_account_id(&suspense_of_bank, cny()),
+                BusinessCode(0),
+                "",
+            )]),
         ],
     )
     .await;
@@ -177,6 +188,7 @@ async fn each_check_finds_its_kind(backend: &Backend) {
             ("final_orders_hold_nothing", vec![topup.as_str()]),
             ("wallets_equal_their_line", vec![cny_code.as_str()]),
             ("settled_takings_are_settlements", vec![settled_code.as_str()]),
+            ("suspense_holds_open_breaks", vec!["bank_a/CNY"]),
             ("no_overdue_orders", vec![stuck.as_str()]),
         ],
         "each check finds its own kind, and the journal still verifies"

@@ -373,6 +373,10 @@ async fn a_day_is_reconciled_and_every_break_resolved(backend: &Backend) {
     // 20,000 (and its fee) and the short 10.
     let suspense = w.balance(Internal::ReconSuspense(w.bank.id.clone()));
     assert_eq!(suspense, (500 - FEE as i128) - (20_000 - FEE as i128) - 10);
+    // The suspense holds exactly the open breaks' money (a cross-check says so too).
+    let checked = w.reconciler.cross_check("ops").await.unwrap();
+    let held = checked.checks.iter().find(|c| c.name == "suspense_holds_open_breaks").unwrap();
+    assert!(held.ok && held.examined > 0, "{held:?}");
     assert!(w.balanced());
 
     let breaks = w
