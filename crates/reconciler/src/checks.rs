@@ -155,14 +155,24 @@ impl Reconciler {
     }
 }
 
-/// Per channel and currency (`channel/CUR`): the reconciliation suspense as booked against
-/// the money of the breaks not yet resolved; how many were compared, and those that differ.
+/// A channel's suspense in one currency that does not hold what its open breaks hold.
+pub(crate) struct SuspenseDifference {
+    /// `channel/CUR`
+    pub subject: String,
+    /// The suspense account's posted balance (credits less debits).
+    pub booked: i128,
+    /// The money of the channel's breaks not yet resolved, in that currency.
+    pub held: i128,
+}
+
+/// Per channel and currency: the reconciliation suspense as booked against the money of the
+/// breaks not yet resolved; how many were compared, and those that differ.
 pub(crate) fn suspense_differences(
     books: &dyn LedgerReader,
     store: &dyn crate::port::ReconStore,
     mut channels: Vec<String>,
     currencies: &[AssetCode],
-) -> Result<(u64, Vec<(String, i128, i128)>), ReconError> {
+) -> Result<(u64, Vec<SuspenseDifference>), ReconError> {
     let mut held: BTreeMap<(String, AssetCode), i128> = BTreeMap::new();
     for state in [
         recon::breaks::BreakState::Open,
@@ -199,7 +209,11 @@ pub(crate) fn suspense_differences(
                 .map_or(0, |a| a.balances.net_credit_posted());
             let expected = held.get(&(channel.clone(), *asset)).copied().unwrap_or(0);
             if booked != expected {
-                differ.push((format!("{channel}/{asset}"), booked, expected));
+                differ.push(SuspenseDifference {
+                    subject: format!("{channel}/{asset}"),
+                    booked,
+                    held: expected,
+                });
             }
         }
     }
@@ -214,8 +228,8 @@ fn suspense_check(
 ) -> Result<Collect, ReconError> {
     let (compared, differ) = suspense_differences(books, store, channels, currencies)?;
     let mut check = Collect { examined: compared, ..Collect::default() };
-    for (subject, booked, expected) in differ {
-        check.find(subject, format!("suspense holds {booked}, the open breaks {expected}"));
+    for d in differ {
+        check.find(d.subject, format!("suspense holds {}, the open breaks {}", d.booked, d.held));
     }
     Ok(check)
 }
