@@ -67,10 +67,8 @@ impl Reconciler {
                 channels,
                 &config.currencies,
             )?;
-            snapshot.clearing_drift = differ
-                .into_iter()
-                .map(|(subject, booked, held)| (subject, booked - held))
-                .collect();
+            snapshot.clearing_drift =
+                differ.into_iter().map(|d| (d.subject, d.booked - d.held)).collect();
             Ok::<_, ReconError>(snapshot)
         })
         .await
