@@ -320,10 +320,9 @@ async fn bench(
     // is the peak less this.
     let baseline_rss = status_bytes("VmRSS:");
     let timed = Instant::now();
-    let stored = reconciler.upload(CHANNEL, day, statement.as_bytes(), "bench")?;
+    let stored = reconciler.upload(CHANNEL, day, statement.into_bytes(), "bench")?;
     let uploaded = timed.elapsed();
     eprintln!("parsed and stored the file in {:.2}s; reconciling…", uploaded.as_secs_f64());
-    drop(statement);
     let run = reconciler.run(CHANNEL, day, "bench").await?;
     let elapsed = timed.elapsed();
     eprintln!("reconciled in {:.2}s", elapsed.as_secs_f64());

@@ -306,7 +306,7 @@ pub trait ReconStore: Send + Sync + 'static {
     fn put_statement(
         &self,
         record: &StatementRecord,
-        bytes: &[u8],
+        bytes: Vec<u8>,
     ) -> Result<PutStatement, ReconStoreError>;
 
     fn statement(&self, id: &str) -> Result<Option<StatementRecord>, ReconStoreError>;

@@ -41,12 +41,12 @@ impl Reconciler {
                     other => ReconError::ChannelUnavailable(other.to_string()),
                 },
             )?;
-        let Some(digest) = file.sha256_hex.as_deref() else {
+        let Some(digest) = file.sha256_hex else {
             return Err(ReconError::ChannelUnavailable(
                 "the channel sent its statement without a digest".into(),
             ));
         };
-        self.ingest(channel, day, &file.bytes, Some(digest), StatementSource::Fetched, by)
+        self.ingest(channel, day, file.bytes, Some(&digest), StatementSource::Fetched, by)
     }
 
     /// Stores an operator's statement file of `channel` and `day`: parsed whole first (a bad
@@ -55,7 +55,7 @@ impl Reconciler {
         &self,
         channel: &str,
         day: BusinessDay,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         by: &str,
     ) -> Result<PutStatement, ReconError> {
         if !self.channels().iter().any(|c| c.as_str() == channel) {
@@ -68,12 +68,13 @@ impl Reconciler {
         &self,
         channel: &str,
         day: BusinessDay,
-        bytes: &[u8],
+        // Owned: stored as it is, never copied (a statement can be a gigabyte).
+        bytes: Vec<u8>,
         digest: Option<&str>,
         source: StatementSource,
         by: &str,
     ) -> Result<PutStatement, ReconError> {
-        let statement = recon::statement::parse(bytes, digest, &self.config.currencies)?;
+        let statement = recon::statement::parse(&bytes, digest, &self.config.currencies)?;
         let sha256_hex = hex::encode(statement.sha256);
         let record = StatementRecord {
             id: statement_id(channel, day, &sha256_hex),

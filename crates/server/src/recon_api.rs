@@ -433,7 +433,7 @@ pub async fn upload_statement(
         let by = caller.key.id.clone();
         let put = blocking(move || {
             reconciler
-                .upload(&channel, day, request.content.as_bytes(), &by)
+                .upload(&channel, day, request.content.into_bytes(), &by)
                 .map_err(|error| ApiError::from(error).with_param("content"))
         })
         .await?;

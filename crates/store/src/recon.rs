@@ -81,7 +81,7 @@ fn bodies<T: serde::de::DeserializeOwned>(rows: Vec<Vec<V>>) -> Result<Vec<T>, R
 fn put_statement(
     db: &mut dyn Db,
     record: &StatementRecord,
-    bytes: &[u8],
+    bytes: Vec<u8>,
 ) -> Result<PutStatement, ReconStoreError> {
     db.lock_key(&format!("qianbao.recon.statement.{}.{}", record.channel, record.business_day))?;
     let same = db.rows(
@@ -109,7 +109,7 @@ fn put_statement(
             V::Text(stored.sha256_hex.clone()),
             int(stored.received_at_ms),
             json(&stored)?,
-            V::Blob(bytes.to_vec()),
+            V::Blob(bytes),
         ],
     )?;
     Ok(PutStatement::Stored(stored))
@@ -388,7 +388,7 @@ macro_rules! recon_store {
             fn put_statement(
                 &self,
                 record: &StatementRecord,
-                bytes: &[u8],
+                bytes: Vec<u8>,
             ) -> Result<PutStatement, ReconStoreError> {
                 self.with(true, |db| put_statement(db, record, bytes))
             }

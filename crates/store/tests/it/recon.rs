@@ -97,15 +97,19 @@ fn event(id: &str, action: &str, at_ms: u64) -> BreakEvent {
 
 fn exercise(store: &dyn ReconStore) {
     // Statements: the same file is a no-op, another is the next version.
-    let first = store.put_statement(&statement("stm_1", "bank_a", "aa", 10), b"one").unwrap();
+    let first =
+        store.put_statement(&statement("stm_1", "bank_a", "aa", 10), b"one".to_vec()).unwrap();
     let PutStatement::Stored(first) = first else { panic!("stored") };
     assert_eq!(first.version, 1);
-    let again = store.put_statement(&statement("stm_1", "bank_a", "aa", 11), b"one").unwrap();
+    let again =
+        store.put_statement(&statement("stm_1", "bank_a", "aa", 11), b"one".to_vec()).unwrap();
     assert_eq!(again, PutStatement::Same(first.clone()));
-    let second = store.put_statement(&statement("stm_2", "bank_a", "dd", 12), b"two").unwrap();
+    let second =
+        store.put_statement(&statement("stm_2", "bank_a", "dd", 12), b"two".to_vec()).unwrap();
     let PutStatement::Stored(second) = second else { panic!("stored") };
     assert_eq!(second.version, 2);
-    let other = store.put_statement(&statement("stm_3", "bank_b", "aa", 13), b"one").unwrap();
+    let other =
+        store.put_statement(&statement("stm_3", "bank_b", "aa", 13), b"one".to_vec()).unwrap();
     assert!(matches!(other, PutStatement::Stored(ref s) if s.version == 1));
     assert_eq!(store.latest_statement("bank_a", DAY).unwrap(), Some(second.clone()));
     assert_eq!(store.latest_statement("bank_a", DAY + 1).unwrap(), None);
