@@ -273,6 +273,14 @@ trait Backend: Send + Sync + 'static {
         write: bool,
         work: impl FnOnce(&mut dyn Db) -> Result<T, ReconStoreError>,
     ) -> Result<T, ReconStoreError>;
+
+    /// A write carrying a large value (a statement file): by default as any write.
+    fn with_large<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Db) -> Result<T, ReconStoreError>,
+    ) -> Result<T, ReconStoreError> {
+        self.with(true, work)
+    }
 }
 
 macro_rules! recon_store {
@@ -390,7 +398,7 @@ macro_rules! recon_store {
                 record: &StatementRecord,
                 bytes: Vec<u8>,
             ) -> Result<PutStatement, ReconStoreError> {
-                self.with(true, |db| put_statement(db, record, bytes))
+                self.with_large(|db| put_statement(db, record, bytes))
             }
 
             fn statement(&self, id: &str) -> Result<Option<StatementRecord>, ReconStoreError> {
@@ -630,6 +638,7 @@ recon_store!(SqliteReconStore);
 /// Reconciliation on PostgreSQL, beside the other domains' tables.
 pub struct PgReconStore {
     client: Mutex<postgres::Client>,
+    target: PgTarget,
 }
 
 impl PgReconStore {
@@ -637,7 +646,7 @@ impl PgReconStore {
     pub fn connect(target: &PgTarget) -> Result<PgReconStore, ReconStoreError> {
         target.migrate().map_err(backend)?;
         let client = target.connect_client().map_err(backend)?;
-        Ok(PgReconStore { client: Mutex::new(client) })
+        Ok(PgReconStore { client: Mutex::new(client), target: target.clone() })
     }
 }
 
@@ -722,6 +731,22 @@ impl Backend for PgReconStore {
     ) -> Result<T, ReconStoreError> {
         crate::off_runtime(|| {
             let mut client = self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut tx = client.transaction().map_err(backend)?;
+            let result = work(&mut PgDb(&mut tx))?;
+            tx.commit().map_err(backend)?;
+            Ok(result)
+        })
+    }
+
+    /// On a connection of its own, closed afterwards: the client keeps its send buffer as
+    /// large as the largest message it ever sent, and a statement file would stay resident
+    /// in it (hundreds of megabytes) for the life of the store's connection.
+    fn with_large<T>(
+        &self,
+        work: impl FnOnce(&mut dyn Db) -> Result<T, ReconStoreError>,
+    ) -> Result<T, ReconStoreError> {
+        crate::off_runtime(|| {
+            let mut client = self.target.connect_client().map_err(backend)?;
             let mut tx = client.transaction().map_err(backend)?;
             let result = work(&mut PgDb(&mut tx))?;
             tx.commit().map_err(backend)?;
