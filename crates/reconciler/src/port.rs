@@ -115,6 +115,10 @@ pub struct BreakRecord {
     pub proposal: Option<Proposal>,
     /// The run that found it first.
     pub found_by_run: String,
+    /// How many times it was found again after a newer statement had superseded it: each
+    /// revision books its suspense (and its resolution) under ledger ids of its own.
+    #[serde(default)]
+    pub revision: u32,
     pub version: u64,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,

@@ -51,6 +51,16 @@ pub fn open_accounts(postings: &[Posting], channel: &ChannelId, asset: AssetCode
     commands
 }
 
+/// The name of `step` in a break's `revision`: revision 0 keeps the plain name (the ids of
+/// breaks booked before revisions existed), each later one its own.
+pub fn step(step: &str, revision: u32) -> String {
+    if revision == 0 {
+        step.to_owned()
+    } else {
+        format!("{step}#{revision}")
+    }
+}
+
 /// The transfer id of `leg` of `step` of break `break_id`.
 pub fn transfer_id(break_id: &str, step: &str, leg: &str) -> TransferId {
     let digest: [u8; 32] = Sha256::new()

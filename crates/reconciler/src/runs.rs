@@ -165,7 +165,7 @@ impl Reconciler {
         day: BusinessDay,
         by: &str,
     ) -> Result<RunRecord, ReconError> {
-        let _serial = self.serial.lock().await;
+        let serial = self.serial.lock().await;
         let clock = std::time::Instant::now();
         let started_at_ms = self.clock.now_ms();
         let no_statement =
@@ -225,10 +225,22 @@ impl Reconciler {
             })
             .collect();
 
-        // Money first (ids derived from the break: a re-run books nothing twice), then the
-        // run and its breaks.
+        // A break a newer statement had superseded, found again, is open again: its
+        // suspense is booked anew under its next revision (the first booking was reversed).
+        let mut revisions: HashMap<String, u32> = HashMap::new();
         for found in &found {
-            self.book_suspense(&channel_id, found).await?;
+            if let Some(revision) = self.reopen_if_superseded(found, started_at_ms)? {
+                revisions.insert(found.id.clone(), revision);
+            }
+        }
+        // Money first (ids derived from the break and its revision: a re-run books nothing
+        // twice), then the run and its breaks.
+        for found in &found {
+            let revision = match revisions.get(&found.id) {
+                Some(revision) => *revision,
+                None => self.store.get_break(&found.id)?.map_or(0, |stored| stored.revision),
+            };
+            self.book_suspense(&channel_id, found, revision).await?;
         }
         let now_ms = self.clock.now_ms();
         let run_id = run_id(channel, day, started_at_ms, &result.result_hash);
@@ -260,6 +272,9 @@ impl Reconciler {
         };
         let new_ids = self.store.insert_run(&run, &breaks)?;
         run.breaks_new = new_ids.len() as u64;
+        // Resolving takes the lock itself (as an operator's resolution does): held here, the
+        // first superseded break would wait for it forever.
+        drop(serial);
         for record in superseded {
             self.resolve_by_system(record, Resolution::Superseded, &run.id).await?;
         }
@@ -314,17 +329,62 @@ impl Reconciler {
         }
     }
 
+    /// Reopens the stored break of `found` if a newer statement had superseded it; its new
+    /// revision, or `None` when there was nothing to reopen.
+    fn reopen_if_superseded(
+        &self,
+        found: &FoundBreak,
+        now_ms: u64,
+    ) -> Result<Option<u32>, ReconError> {
+        let Some(mut record) = self.store.get_break(&found.id)? else { return Ok(None) };
+        let superseded = record.state == BreakState::Resolved
+            && record.proposal.as_ref().is_some_and(|p| p.resolution == Resolution::Superseded);
+        if !superseded {
+            return Ok(None);
+        }
+        let expected = record.version;
+        record.revision += 1;
+        record.state = BreakState::Open;
+        record.assignee = None;
+        record.proposal = None;
+        record.resolved_at_ms = None;
+        record.parts = found.parts;
+        record.version = expected + 1;
+        record.updated_at_ms = now_ms;
+        let event = crate::port::BreakEvent {
+            break_id: record.id.clone(),
+            at_ms: now_ms,
+            actor: "system".into(),
+            action: "reopened".into(),
+            detail: serde_json::json!({
+                "revision": record.revision,
+                "suspense_minor": record.parts.total_minor().to_string(),
+            }),
+        };
+        match self.store.update_break(
+            &record,
+            expected,
+            &event,
+            &crate::port::RegisterEntry::None,
+        )? {
+            crate::port::Updated::Written => Ok(Some(record.revision)),
+            crate::port::Updated::Stale => Err(ReconError::Contended),
+        }
+    }
+
     async fn book_suspense(
         &self,
         channel: &ChannelId,
         found: &FoundBreak,
+        revision: u32,
     ) -> Result<(), ReconError> {
         let booking = found.parts.booking();
         let open = postings::open_accounts(&booking, channel, found.currency);
+        let step = postings::step("suspense", revision);
         let group = postings::transfers(
             &booking,
             &found.id,
-            "suspense",
+            &step,
             BUSINESS_CODE_RECON_SUSPENSE,
             channel,
             found.currency,
@@ -448,6 +508,7 @@ fn break_record(
         assignee: None,
         proposal: None,
         found_by_run: run_id.to_owned(),
+        revision: 0,
         version: 1,
         created_at_ms: now_ms,
         updated_at_ms: now_ms,

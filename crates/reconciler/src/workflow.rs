@@ -196,7 +196,7 @@ impl Reconciler {
         let group = postings::transfers(
             &postings,
             &record.id,
-            &format!("resolve:{}", resolution.name()),
+            &postings::step(&format!("resolve:{}", resolution.name()), record.revision),
             BUSINESS_CODE_RECON_RESOLUTION,
             &channel,
             record.currency,

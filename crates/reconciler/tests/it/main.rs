@@ -169,6 +169,7 @@ impl Backend {
 mod checks;
 mod closing;
 mod monitoring;
+mod superseded;
 
 struct World {
     _dir: tempfile::TempDir,
