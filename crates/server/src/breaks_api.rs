@@ -97,6 +97,9 @@ pub struct BreakView {
     pub proposal: Option<ProposalView>,
     /// The run that found it.
     pub found_by_run: String,
+    /// How many times a newer statement superseded it and a later one showed it again
+    /// (each time it is reopened, its suspense booked anew).
+    pub revision: u32,
     pub version: u64,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
@@ -147,6 +150,7 @@ impl BreakView {
                 proposed_at_ms: proposal.proposed_at_ms,
             }),
             found_by_run: record.found_by_run,
+            revision: record.revision,
             version: record.version,
             created_at_ms: record.created_at_ms,
             updated_at_ms: record.updated_at_ms,

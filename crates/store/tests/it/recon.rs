@@ -78,6 +78,7 @@ fn found(id: &str, class: Class, at_ms: u64) -> BreakRecord {
         assignee: None,
         proposal: None,
         found_by_run: "run_1".into(),
+        revision: 0,
         version: 1,
         created_at_ms: at_ms,
         updated_at_ms: at_ms,
