@@ -432,9 +432,13 @@ pub async fn upload_statement(
         let reconciler = reconciler(&state)?;
         let by = caller.key.id.clone();
         let put = blocking(move || {
-            reconciler
-                .upload(&channel, day, request.content.into_bytes(), &by)
-                .map_err(|error| ApiError::from(error).with_param("content"))
+            reconciler.upload(&channel, day, request.content.into_bytes(), &by).map_err(|error| {
+                match error {
+                    // The file itself is at fault: name the field that carried it.
+                    ReconError::Statement(_) => ApiError::from(error).with_param("content"),
+                    other => ApiError::from(other),
+                }
+            })
         })
         .await?;
         received(put)
