@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::postgres::PgTarget;
 
+mod import;
 mod queries;
 use queries::{created_between_query, list_sql, unfinished_params};
 
@@ -450,27 +451,6 @@ impl SqliteOrderStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    /// Loads orders in one transaction (an order whose id is stored is left as it is);
-    /// returns how many were new. For imports and benchmarks, not the payment path: the
-    /// payment core's orders go through [`OrderStore::insert`].
-    pub fn import(&self, records: &[OrderRecord]) -> Result<u64, OrderStoreError> {
-        let mut connection = self.lock();
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let mut created = 0;
-        {
-            let mut statement = tx.prepare_cached(INSERT).map_err(backend)?;
-            for record in records {
-                created += statement
-                    .execute(rusqlite::params_from_iter(&insert_params(record)?))
-                    .map_err(backend)? as u64;
-            }
-        }
-        tx.commit().map_err(backend)?;
-        Ok(created)
-    }
 }
 
 impl OrderStore for SqliteOrderStore {
@@ -724,40 +704,6 @@ impl PgOrderStore {
 
     /// A free connection if there is one (starting from a rotating index), else wait for
     /// the next in turn.
-    /// Loads orders in one transaction, many rows per statement (an order whose id is
-    /// stored is left as it is); returns how many were new. For imports and benchmarks, not
-    /// the payment path: the payment core's orders go through [`OrderStore::insert`].
-    pub fn import(&self, records: &[OrderRecord]) -> Result<u64, OrderStoreError> {
-        // 19 parameters a row; PostgreSQL takes at most 65,535 per statement.
-        const ROWS_PER_STATEMENT: usize = 1_000;
-        let (head, tail) = INSERT.split_once(" VALUES ").ok_or_else(|| corrupt("INSERT"))?;
-        let conflict = tail.split_once(") ").map_or("", |(_, rest)| rest);
-        crate::off_runtime(|| {
-            let mut client = self.lock();
-            let mut tx = client.transaction().map_err(backend)?;
-            let mut created = 0;
-            for chunk in records.chunks(ROWS_PER_STATEMENT) {
-                let mut params = Vec::with_capacity(chunk.len() * 19);
-                let mut rows = Vec::with_capacity(chunk.len());
-                for record in chunk {
-                    let row = insert_params(record)?;
-                    let first = params.len();
-                    let placeholders: Vec<String> =
-                        (1..=row.len()).map(|i| format!("${}", first + i)).collect();
-                    rows.push(format!("({})", placeholders.join(", ")));
-                    params.extend(row);
-                }
-                let sql = format!("{head} VALUES {} {conflict}", rows.join(", "));
-                created += tx.execute(&sql, &pg_params(&params)).map_err(backend)?;
-            }
-            tx.commit().map_err(backend)?;
-            // Fresh statistics: planned on the empty table's, a day's read sorts every row
-            // of the day for each page instead of walking `orders_by_created`.
-            client.batch_execute("ANALYZE orders").map_err(backend)?;
-            Ok(created)
-        })
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, postgres::Client> {
         let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let n = self.clients.len();
