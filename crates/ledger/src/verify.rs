@@ -83,38 +83,12 @@ pub fn verify(
         let entries = index_entries(entries);
         for header in &headers {
             let diverged = |divergence| Ok(finish(report.clone(), divergence));
-            if header.batch_seq.0 != prev_batch.0 + 1 || header.prev_hash != prev_hash {
-                let detail = format!("expected batch {} after {}", prev_batch.0 + 1, prev_batch.0);
-                return diverged(Divergence::ChainBroken { batch_seq: header.batch_seq.0, detail });
-            }
-            if header.first_seq != next_seq {
-                let detail =
-                    format!("batch starts at seq {}, expected {}", header.first_seq.0, next_seq.0);
-                return diverged(Divergence::ChainBroken { batch_seq: header.batch_seq.0, detail });
-            }
+            let batch_records =
+                match check_batch(header, (prev_batch, prev_hash, next_seq), &mut records) {
+                    Ok(batch_records) => batch_records,
+                    Err(divergence) => return diverged(divergence),
+                };
             let end = header.first_seq.0 + u64::from(header.n_records);
-            let mut batch_records = Vec::with_capacity(header.n_records as usize);
-            while let Some(record) = records.next_if(|record| record.seq().0 < end) {
-                batch_records.push(record);
-            }
-            let recomputed = batch_hash(
-                header.batch_seq,
-                header.first_seq,
-                header.timestamp,
-                &header.prev_hash,
-                &batch_records,
-            );
-            let contiguous = batch_records
-                .iter()
-                .enumerate()
-                .all(|(index, record)| record.seq().0 == header.first_seq.0 + index as u64);
-            if recomputed != header.hash || !contiguous {
-                return diverged(Divergence::HashMismatch {
-                    batch_seq: header.batch_seq.0,
-                    stored: header.hash.to_hex(),
-                    recomputed: recomputed.to_hex(),
-                });
-            }
             for record in &batch_records {
                 if let Err(divergence) = replay.apply(record, &entries) {
                     return diverged(divergence);
@@ -185,47 +159,13 @@ pub fn verify_chain_from(
         let (records, _) = reader.records(first.first_seq, last_seq)?;
         let mut records = records.into_iter().peekable();
         for header in &headers {
-            let broken =
-                |detail: String| Divergence::ChainBroken { batch_seq: header.batch_seq.0, detail };
-            if header.batch_seq.0 != prev_batch.0 + 1 || header.prev_hash != prev_hash {
-                report.divergence = Some(broken(format!(
-                    "expected batch {} linking to {}",
-                    prev_batch.0 + 1,
-                    prev_hash.to_hex()
-                )));
-                return Ok(report);
-            }
-            if header.first_seq != next_seq {
-                report.divergence = Some(broken(format!(
-                    "batch starts at seq {}, expected {}",
-                    header.first_seq.0, next_seq.0
-                )));
+            if let Err(divergence) =
+                check_batch(header, (prev_batch, prev_hash, next_seq), &mut records)
+            {
+                report.divergence = Some(divergence);
                 return Ok(report);
             }
             let end = header.first_seq.0 + u64::from(header.n_records);
-            let mut batch_records = Vec::with_capacity(header.n_records as usize);
-            while let Some(record) = records.next_if(|record| record.seq().0 < end) {
-                batch_records.push(record);
-            }
-            let recomputed = batch_hash(
-                header.batch_seq,
-                header.first_seq,
-                header.timestamp,
-                &header.prev_hash,
-                &batch_records,
-            );
-            let contiguous = batch_records
-                .iter()
-                .enumerate()
-                .all(|(index, record)| record.seq().0 == header.first_seq.0 + index as u64);
-            if recomputed != header.hash || !contiguous {
-                report.divergence = Some(Divergence::HashMismatch {
-                    batch_seq: header.batch_seq.0,
-                    stored: header.hash.to_hex(),
-                    recomputed: recomputed.to_hex(),
-                });
-                return Ok(report);
-            }
             report.n_batches += 1;
             report.n_records += u64::from(header.n_records);
             prev_hash = header.hash;
@@ -236,6 +176,48 @@ pub fn verify_chain_from(
     report.checkpoint =
         ChainCheckpoint { batch_seq: prev_batch.0, hash: prev_hash.0, next_seq: next_seq.0 };
     Ok(report)
+}
+
+/// Checks one batch against the chain's tip `(batch, hash, next seq)`: it is the next batch,
+/// links to the tip's hash, starts at the next seq, and its records — taken from `records` —
+/// hash to its stored hash. Returns those records.
+fn check_batch(
+    header: &crate::journal::BatchHeader,
+    (prev_batch, prev_hash, next_seq): (BatchSeq, Hash, Seq),
+    records: &mut std::iter::Peekable<std::vec::IntoIter<Record>>,
+) -> Result<Vec<Record>, Divergence> {
+    if header.batch_seq.0 != prev_batch.0 + 1 || header.prev_hash != prev_hash {
+        let detail = format!("expected batch {} after {}", prev_batch.0 + 1, prev_batch.0);
+        return Err(Divergence::ChainBroken { batch_seq: header.batch_seq.0, detail });
+    }
+    if header.first_seq != next_seq {
+        let detail = format!("batch starts at seq {}, expected {}", header.first_seq.0, next_seq.0);
+        return Err(Divergence::ChainBroken { batch_seq: header.batch_seq.0, detail });
+    }
+    let end = header.first_seq.0 + u64::from(header.n_records);
+    let mut batch_records = Vec::with_capacity(header.n_records as usize);
+    while let Some(record) = records.next_if(|record| record.seq().0 < end) {
+        batch_records.push(record);
+    }
+    let recomputed = batch_hash(
+        header.batch_seq,
+        header.first_seq,
+        header.timestamp,
+        &header.prev_hash,
+        &batch_records,
+    );
+    let contiguous = batch_records
+        .iter()
+        .enumerate()
+        .all(|(index, record)| record.seq().0 == header.first_seq.0 + index as u64);
+    if recomputed != header.hash || !contiguous {
+        return Err(Divergence::HashMismatch {
+            batch_seq: header.batch_seq.0,
+            stored: header.hash.to_hex(),
+            recomputed: recomputed.to_hex(),
+        });
+    }
+    Ok(batch_records)
 }
 
 fn finish(mut report: VerifyReport, divergence: Divergence) -> VerifyReport {
