@@ -24,6 +24,7 @@ pub use engine::{
     PAYOUT_BATCH_ITEMS_MAX, SETTLE_AFTER_DAYS_MAX,
 };
 pub use port::{
-    GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord, OrderStore,
-    OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
+    ChannelLegPage, ChannelLegRecord, GuardedInsert, Inserted, MerchantTotals, NewEvent,
+    OrderQuery, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind, RefundTotals,
+    StoredEvent,
 };

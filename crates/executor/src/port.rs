@@ -2,7 +2,9 @@
 //! state change emits (written in the same transaction as the change), and the parties
 //! (customers, merchants) orders are made for.
 
+use channels::ChannelId;
 use money::{Amount, AssetCode};
+use payments::reconciled::ChannelLeg;
 use payments::{Order, OrderId, OrderKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,26 @@ impl OrderRecord {
     pub fn id(&self) -> &OrderId {
         self.order.id()
     }
+}
+
+/// One order's request at a channel, as the order store keeps it beside the order (see
+/// [`payments::reconciled::ChannelLeg`]): what reconciliation reads of a day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelLegRecord {
+    pub order_id: OrderId,
+    pub kind: OrderKind,
+    pub amount: Amount,
+    pub asset: AssetCode,
+    pub created_at_ms: u64,
+    pub leg: ChannelLeg,
+}
+
+/// A page of [`OrderStore::channel_legs_between`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelLegPage {
+    pub legs: Vec<ChannelLegRecord>,
+    /// The cursor of the next page; `None` when this page was the last.
+    pub next: Option<(u64, OrderId)>,
 }
 
 /// An event to put in the outbox with a state change.
@@ -211,6 +233,19 @@ pub trait OrderStore: Send + Sync + 'static {
         after: Option<(u64, OrderId)>,
         limit: usize,
     ) -> Result<Vec<OrderRecord>, OrderStoreError>;
+
+    /// The channel requests sent to `channel` by orders created in `[from_ms, to_ms)`, of
+    /// every tenant, after the cursor `(created_at_ms, id)`, in that order, at most `limit`
+    /// orders' worth: a channel's day for reconciliation, read from the columns kept beside
+    /// each order rather than from the orders themselves.
+    fn channel_legs_between(
+        &self,
+        channel: &ChannelId,
+        from_ms: u64,
+        to_ms: u64,
+        after: Option<(u64, OrderId)>,
+        limit: usize,
+    ) -> Result<ChannelLegPage, OrderStoreError>;
 
     /// The orders whose parent is `parent` (a payment's refunds, a payout batch's items),
     /// oldest first.

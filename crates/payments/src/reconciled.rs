@@ -8,13 +8,18 @@
 //! reconciliation must flag the bank's line (`missing_internal`) for an operator.
 
 use channels::{ChannelId, Settled};
+use money::{Amount, AssetCode};
 use recon::{OurRecord, OurStatus, TxType};
 
 use crate::card::CardRefundState;
-use crate::ids::{request_id, Step};
+use crate::ids::{request_id_text, Step};
 use crate::topup::{TopUp, TopUpState};
 use crate::withdrawal::{Withdrawal, WithdrawalState};
-use crate::Order;
+use crate::{Order, OrderId, OrderKind};
+
+/// The order kinds that send requests to channels: the only kinds with a [`ChannelLeg`].
+pub const CHANNEL_KINDS: [OrderKind; 4] =
+    [OrderKind::Topup, OrderKind::CardPayment, OrderKind::Withdrawal, OrderKind::CardRefund];
 
 /// One channel request of an order and what our books say of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,11 +28,87 @@ pub struct ChannelActivity {
     pub record: OurRecord,
 }
 
+/// What an order's state says of its channel request: the part of [`ChannelActivity`] that
+/// the state alone decides. The order store keeps it in columns beside the order, so that
+/// reconciliation reads a channel's day without decoding a million orders; the rest (the
+/// request id, type, amount and currency) follows from the order's id, kind and columns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelLeg {
+    pub channel: ChannelId,
+    pub status: OurStatus,
+    /// The channel's answer, once our books hold it.
+    pub settled: Option<Settled>,
+}
+
+impl ChannelLeg {
+    /// The reconciliation record of this leg of order `order` of `kind`; `None` for a kind
+    /// that sends nothing to a channel.
+    pub fn record(
+        &self,
+        order: &OrderId,
+        kind: OrderKind,
+        amount: Amount,
+        currency: AssetCode,
+        business_day: i64,
+    ) -> Option<OurRecord> {
+        self.clone().into_record(order.clone(), kind, amount, currency, business_day)
+    }
+
+    /// [`ChannelLeg::record`], taking the leg and the id instead of copying them.
+    pub fn into_record(
+        self,
+        order: OrderId,
+        kind: OrderKind,
+        amount: Amount,
+        currency: AssetCode,
+        business_day: i64,
+    ) -> Option<OurRecord> {
+        let (step, tx_type) = channel_step(kind)?;
+        let (channel_ref, fee) = match self.settled {
+            Some(settled) => (Some(settled.channel_ref), Some(settled.fee)),
+            None => (None, None),
+        };
+        Some(OurRecord {
+            request_id: request_id_text(&order, step),
+            channel_ref,
+            tx_type,
+            amount,
+            fee,
+            currency,
+            business_day,
+            status: self.status,
+            order_id: order.into_string(),
+        })
+    }
+}
+
+/// The request step and statement type of a kind that sends requests to channels.
+fn channel_step(kind: OrderKind) -> Option<(Step, TxType)> {
+    match kind {
+        OrderKind::Topup | OrderKind::CardPayment => Some((Step::TopUpDebit, TxType::Debit)),
+        OrderKind::Withdrawal => Some((Step::WithdrawalPayout, TxType::Payout)),
+        OrderKind::CardRefund => Some((Step::RefundReturn, TxType::Refund)),
+        OrderKind::Payment
+        | OrderKind::Refund
+        | OrderKind::WalletTransfer
+        | OrderKind::Settlement
+        | OrderKind::PointsGrant => None,
+    }
+}
+
 impl Order {
     /// The order's request at a channel, if it sent one; `business_day` is the day (days
     /// since the epoch in the cut-over zone) the caller books it on.
     pub fn channel_activity(&self, business_day: i64) -> Option<ChannelActivity> {
-        let (channel, step, tx_type, status, settled) = match self {
+        let leg = self.channel_leg()?;
+        let record =
+            leg.record(self.id(), self.kind(), self.amount(), self.asset(), business_day)?;
+        Some(ChannelActivity { channel: leg.channel, record })
+    }
+
+    /// What the order's state says of its channel request, if it sent one.
+    pub fn channel_leg(&self) -> Option<ChannelLeg> {
+        let (channel, status, settled) = match self {
             Order::Topup(flow) | Order::CardPayment(flow) => topup(flow)?,
             Order::Withdrawal(flow) => withdrawal(flow)?,
             Order::CardRefund(refund) => {
@@ -45,7 +126,7 @@ impl Order {
                     | CardRefundState::Failed { .. }
                     | CardRefundState::Disputed { .. } => (OurStatus::Failed, None),
                 };
-                (refund.channel.clone(), Step::RefundReturn, TxType::Refund, status, settled)
+                (&refund.channel, status, settled)
             }
             Order::Payment(_)
             | Order::Refund(_)
@@ -53,24 +134,11 @@ impl Order {
             | Order::Settlement(_)
             | Order::PointsGrant(_) => return None,
         };
-        Some(ChannelActivity {
-            channel,
-            record: OurRecord {
-                request_id: request_id(self.id(), step).to_string(),
-                channel_ref: settled.map(|s| s.channel_ref.clone()),
-                tx_type,
-                amount: self.amount(),
-                fee: settled.map(|s| s.fee),
-                currency: self.asset(),
-                business_day,
-                status,
-                order_id: self.id().to_string(),
-            },
-        })
+        Some(ChannelLeg { channel: channel.clone(), status, settled: settled.cloned() })
     }
 }
 
-type Activity<'a> = (ChannelId, Step, TxType, OurStatus, Option<&'a Settled>);
+type Activity<'a> = (&'a ChannelId, OurStatus, Option<&'a Settled>);
 
 fn topup(flow: &TopUp) -> Option<Activity<'_>> {
     let (channel, status, settled) = match &flow.state {
@@ -85,7 +153,7 @@ fn topup(flow: &TopUp) -> Option<Activity<'_>> {
         }
         TopUpState::Failed { channel: Some(channel), .. } => (channel, OurStatus::Failed, None),
     };
-    Some((channel.clone(), Step::TopUpDebit, TxType::Debit, status, settled))
+    Some((channel, status, settled))
 }
 
 fn withdrawal(flow: &Withdrawal) -> Option<Activity<'_>> {
@@ -105,7 +173,7 @@ fn withdrawal(flow: &Withdrawal) -> Option<Activity<'_>> {
             (channel, OurStatus::Failed, None)
         }
     };
-    Some((channel.clone(), Step::WithdrawalPayout, TxType::Payout, status, settled))
+    Some((channel, status, settled))
 }
 
 #[cfg(test)]

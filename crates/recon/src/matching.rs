@@ -11,7 +11,7 @@
 //!    day inside the window (a date lag across the cut-over).
 //!
 //! Every statement line, and every record of ours that the statement should have had, ends
-//! in exactly one [`Class`]. The result is deterministic: the same inputs and [`RULE_VERSION`]
+//! in exactly one [`Class`]; the result lists all but the plain matches, which it counts. The result is deterministic: the same inputs and [`RULE_VERSION`]
 //! give the same lines in the same order and the same [`Reconciliation::result_hash`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -52,6 +52,22 @@ pub enum OurStatus {
     Failed,
     /// Sent, outcome not known yet (status inquiry still asking).
     Unknown,
+}
+
+impl OurStatus {
+    pub const ALL: [OurStatus; 3] = [OurStatus::Succeeded, OurStatus::Failed, OurStatus::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OurStatus::Succeeded => "succeeded",
+            OurStatus::Failed => "failed",
+            OurStatus::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<OurStatus> {
+        OurStatus::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
 }
 
 /// The parameters of a run.
@@ -184,9 +200,15 @@ impl TotalsRow {
 pub struct Reconciliation {
     pub rule_version: u32,
     pub totals: Vec<TotalsRow>,
+    /// The lines an operator may read, in order: every break, and every match that needed
+    /// a rule (a tolerance, a date lag, the amount rung, a failure we never saw). Plain
+    /// matches on a key — nearly every line — are only counted and hashed: a million-line
+    /// statement does not become a million records.
     pub lines: Vec<Classified>,
+    /// Every line, by class.
     pub counts: BTreeMap<Class, u64>,
-    /// SHA-256 over the rule version and every classified line in order.
+    /// SHA-256 over the rule version and every classified line in order, plain matches
+    /// included.
     pub result_hash: [u8; 32],
 }
 
@@ -203,16 +225,23 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Reconciles `theirs` (the statement's detail lines of `rules.business_day`) against `ours`
 /// (our records of the same channel, booked within the date window of that day).
-pub fn reconcile(ours: &[OurRecord], theirs: &[DetailLine], rules: Rules) -> Reconciliation {
+pub fn reconcile<'a>(
+    ours: &'a [OurRecord],
+    theirs: &'a [DetailLine],
+    rules: Rules,
+) -> Reconciliation {
     let in_window = |day: i64| (day - rules.business_day).abs() <= rules.date_window_days;
     let ours: Vec<&OurRecord> = ours.iter().filter(|r| in_window(r.business_day)).collect();
-    let by_request: FastMap<&str, usize> =
-        ours.iter().enumerate().map(|(i, r)| (r.request_id.as_str(), i)).collect();
-    let by_ref: FastMap<&str, usize> = ours
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| r.channel_ref.as_deref().map(|c| (c, i)))
-        .collect();
+    let mut by_request: FastMap<&str, usize> =
+        FastMap::with_capacity_and_hasher(ours.len(), Default::default());
+    let mut by_ref: FastMap<&str, usize> =
+        FastMap::with_capacity_and_hasher(ours.len(), Default::default());
+    for (i, record) in ours.iter().enumerate() {
+        by_request.insert(record.request_id.as_str(), i);
+        if let Some(reference) = record.channel_ref.as_deref() {
+            by_ref.insert(reference, i);
+        }
+    }
     // The last rung: unmatched records by (type, currency, amount), oldest booking first.
     // Built the first time a line needs it: most statements name every line, and sorting a
     // million records for nothing is most of a run's matching time.
@@ -232,40 +261,44 @@ pub fn reconcile(ours: &[OurRecord], theirs: &[DetailLine], rules: Rules) -> Rec
     };
 
     let mut paired = vec![false; ours.len()];
-    let mut seen_request: FastMap<&str, u64> = FastMap::default();
-    let mut seen_ref: FastMap<&str, u64> = FastMap::default();
-    let mut lines = Vec::with_capacity(theirs.len() + ours.len() / 8);
+    // Whether a statement line already named a key, to find duplicates. A key we know is
+    // marked beside our record (found by the lookup the line needs anyway); only keys we do
+    // not know, which are few, go to a map of their own.
+    let mut request_named = vec![false; ours.len()];
+    let mut ref_named = vec![false; ours.len()];
+    let mut unknown_named: FastMap<(bool, &str), ()> = FastMap::default();
+    let mut tally = Tally::new();
     let mut sorted_theirs: Vec<&DetailLine> = theirs.iter().collect();
     sorted_theirs.sort_by_key(|line| line.line_no);
     for line in sorted_theirs {
-        let repeated = line.request_id.as_deref().is_some_and(|id| seen_request.contains_key(id))
-            || line.channel_ref.as_deref().is_some_and(|c| seen_ref.contains_key(c));
-        if let Some(id) = line.request_id.as_deref() {
-            seen_request.entry(id).or_insert(line.line_no);
+        let request_id = line.request_id.as_deref();
+        let channel_ref = line.channel_ref.as_deref();
+        let by_id = request_id.and_then(|id| by_request.get(id).copied());
+        let by_reference = channel_ref.and_then(|c| by_ref.get(c).copied());
+        // Marks the key named and says whether a line before had named it.
+        let mut named_before =
+            |known: Option<usize>, marks: &mut [bool], key: (bool, &'a str)| match known {
+                Some(i) => std::mem::replace(&mut marks[i], true),
+                None => unknown_named.insert(key, ()).is_some(),
+            };
+        let mut repeated = false;
+        if let Some(id) = request_id {
+            repeated |= named_before(by_id, &mut request_named, (false, id));
         }
-        if let Some(c) = line.channel_ref.as_deref() {
-            seen_ref.entry(c).or_insert(line.line_no);
+        if let Some(reference) = channel_ref {
+            repeated |= named_before(by_reference, &mut ref_named, (true, reference));
         }
         if repeated {
-            lines.push(unpaired(Class::Duplicate, line));
+            tally.push(unpaired(Class::Duplicate, line));
             continue;
         }
-        let found = line
-            .request_id
-            .as_deref()
-            .and_then(|id| by_request.get(id).map(|&i| (i, Rule::RequestId)))
-            .or_else(|| {
-                line.channel_ref
-                    .as_deref()
-                    .and_then(|c| by_ref.get(c).map(|&i| (i, Rule::ChannelRef)))
-            })
+        let found = by_id
+            .map(|i| (i, Rule::RequestId))
+            .or_else(|| by_reference.map(|i| (i, Rule::ChannelRef)))
             .filter(|&(i, _)| !paired[i])
             .or_else(|| {
                 // Only a line that names nothing we know falls to the amount rung.
-                let named =
-                    line.request_id.as_deref().is_some_and(|id| by_request.contains_key(id))
-                        || line.channel_ref.as_deref().is_some_and(|c| by_ref.contains_key(c));
-                if named {
+                if by_id.is_some() || by_reference.is_some() {
                     return None;
                 }
                 let rung = by_amount.get_or_insert_with(|| amount_rung(&ours));
@@ -284,11 +317,11 @@ pub fn reconcile(ours: &[OurRecord], theirs: &[DetailLine], rules: Rules) -> Rec
                     // A failure we have no record of moved no money on either side.
                     LineStatus::Failed => Class::Matched,
                 };
-                lines.push(unpaired(class, line));
+                tally.push(unpaired(class, line));
             }
             Some((i, rule)) => {
                 paired[i] = true;
-                lines.push(pair(ours[i], line, rule, rules));
+                tally.push(pair(ours[i], line, rule, rules));
             }
         }
     }
@@ -303,14 +336,14 @@ pub fn reconcile(ours: &[OurRecord], theirs: &[DetailLine], rules: Rules) -> Rec
         .collect();
     missing.sort_by(|a, b| a.request_id.cmp(&b.request_id));
     for record in missing {
-        lines.push(Classified {
+        tally.push(LineView {
             class: Class::MissingExternal,
             rule: Rule::Unpaired,
             within_tolerance: false,
             date_lag: false,
             statement_line: None,
-            request_id: Some(record.request_id.clone()),
-            order_id: Some(record.order_id.clone()),
+            request_id: Some(&record.request_id),
+            order_id: Some(&record.order_id),
             tx_type: record.tx_type,
             currency: record.currency,
             amount_ours: Some(record.amount),
@@ -322,22 +355,99 @@ pub fn reconcile(ours: &[OurRecord], theirs: &[DetailLine], rules: Rules) -> Rec
         });
     }
     let totals = totals(&ours, theirs, rules.business_day);
-    let mut counts: BTreeMap<Class, u64> = Class::ALL.iter().map(|&c| (c, 0)).collect();
-    for line in &lines {
-        *counts.entry(line.class).or_default() += 1;
+    let Tally { hasher, counts, lines } = tally;
+    Reconciliation {
+        rule_version: RULE_VERSION,
+        totals,
+        lines,
+        counts,
+        result_hash: hasher.finalize().into(),
     }
-    let result_hash = hash(&lines);
-    Reconciliation { rule_version: RULE_VERSION, totals, lines, counts, result_hash }
 }
 
-fn unpaired(class: Class, line: &DetailLine) -> Classified {
-    Classified {
+/// A classified line as matching sees it, borrowing from the inputs: only the lines a run
+/// keeps are copied into a [`Classified`].
+struct LineView<'a> {
+    class: Class,
+    rule: Rule,
+    within_tolerance: bool,
+    date_lag: bool,
+    statement_line: Option<u64>,
+    request_id: Option<&'a str>,
+    order_id: Option<&'a str>,
+    tx_type: TxType,
+    currency: AssetCode,
+    amount_ours: Option<Amount>,
+    amount_theirs: Option<Amount>,
+    fee_ours: Option<Amount>,
+    fee_theirs: Option<Amount>,
+    status_ours: Option<OurStatus>,
+    status_theirs: Option<LineStatus>,
+}
+
+impl LineView<'_> {
+    /// A plain match on a key (our request id or the channel's reference), on the day, to
+    /// the minor unit: nearly every line of a statement, and nothing to read.
+    fn is_plain_match(&self) -> bool {
+        self.class == Class::Matched
+            && matches!(self.rule, Rule::RequestId | Rule::ChannelRef)
+            && !self.within_tolerance
+            && !self.date_lag
+    }
+
+    fn owned(&self) -> Classified {
+        Classified {
+            class: self.class,
+            rule: self.rule,
+            within_tolerance: self.within_tolerance,
+            date_lag: self.date_lag,
+            statement_line: self.statement_line,
+            request_id: self.request_id.map(str::to_owned),
+            order_id: self.order_id.map(str::to_owned),
+            tx_type: self.tx_type,
+            currency: self.currency,
+            amount_ours: self.amount_ours,
+            amount_theirs: self.amount_theirs,
+            fee_ours: self.fee_ours,
+            fee_theirs: self.fee_theirs,
+            status_ours: self.status_ours,
+            status_theirs: self.status_theirs,
+        }
+    }
+}
+
+/// Every line, in order: counted by class and hashed; kept unless it is a plain match.
+struct Tally {
+    hasher: Sha256,
+    counts: BTreeMap<Class, u64>,
+    lines: Vec<Classified>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        let mut hasher = Sha256::new();
+        hasher.update(b"qianbao.recon.result\0");
+        hasher.update(RULE_VERSION.to_be_bytes());
+        Tally { hasher, counts: Class::ALL.iter().map(|&c| (c, 0)).collect(), lines: Vec::new() }
+    }
+
+    fn push(&mut self, line: LineView<'_>) {
+        hash_line(&mut self.hasher, &line);
+        *self.counts.entry(line.class).or_default() += 1;
+        if !line.is_plain_match() {
+            self.lines.push(line.owned());
+        }
+    }
+}
+
+fn unpaired(class: Class, line: &DetailLine) -> LineView<'_> {
+    LineView {
         class,
         rule: Rule::Unpaired,
         within_tolerance: false,
         date_lag: false,
         statement_line: Some(line.line_no),
-        request_id: line.request_id.clone(),
+        request_id: line.request_id.as_deref(),
         order_id: None,
         tx_type: line.tx_type,
         currency: line.currency,
@@ -350,7 +460,7 @@ fn unpaired(class: Class, line: &DetailLine) -> Classified {
     }
 }
 
-fn pair(ours: &OurRecord, theirs: &DetailLine, rule: Rule, rules: Rules) -> Classified {
+fn pair<'a>(ours: &'a OurRecord, theirs: &'a DetailLine, rule: Rule, rules: Rules) -> LineView<'a> {
     let difference = ours.amount.minor().abs_diff(theirs.amount.minor());
     let class = match (ours.status, theirs.status) {
         (OurStatus::Succeeded, LineStatus::Succeeded) => {
@@ -366,14 +476,14 @@ fn pair(ours: &OurRecord, theirs: &DetailLine, rule: Rule, rules: Rules) -> Clas
         (OurStatus::Succeeded, LineStatus::Failed) => Class::StatusMismatch,
         (OurStatus::Failed | OurStatus::Unknown, LineStatus::Failed) => Class::Matched,
     };
-    Classified {
+    LineView {
         class,
         rule,
         within_tolerance: class == Class::Matched && difference > 0,
         date_lag: ours.business_day != rules.business_day,
         statement_line: Some(theirs.line_no),
-        request_id: Some(ours.request_id.clone()),
-        order_id: Some(ours.order_id.clone()),
+        request_id: Some(&ours.request_id),
+        order_id: Some(&ours.order_id),
         tx_type: theirs.tx_type,
         currency: theirs.currency,
         amount_ours: Some(ours.amount),
@@ -416,12 +526,9 @@ fn empty_totals(tx_type: TxType, currency: AssetCode) -> TotalsRow {
     }
 }
 
-/// A canonical encoding of the result: field by field, length-prefixed, so no two results
-/// encode alike.
-fn hash(lines: &[Classified]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(b"qianbao.recon.result\0");
-    hasher.update(RULE_VERSION.to_be_bytes());
+/// A canonical encoding of one line, field by field and length-prefixed, so that no two
+/// results encode alike.
+fn hash_line(hasher: &mut Sha256, line: &LineView<'_>) {
     let text = |hasher: &mut Sha256, value: Option<&str>| match value {
         None => hasher.update([0]),
         Some(value) => {
@@ -437,18 +544,15 @@ fn hash(lines: &[Classified]) -> [u8; 32] {
             hasher.update(value.minor().to_be_bytes());
         }
     };
-    for line in lines {
-        text(&mut hasher, Some(line.class.as_str()));
-        hasher.update([line.rule as u8, u8::from(line.within_tolerance), u8::from(line.date_lag)]);
-        hasher.update(line.statement_line.unwrap_or(0).to_be_bytes());
-        text(&mut hasher, line.request_id.as_deref());
-        text(&mut hasher, line.order_id.as_deref());
-        text(&mut hasher, Some(line.tx_type.as_str()));
-        text(&mut hasher, Some(line.currency.as_str()));
-        amount(&mut hasher, line.amount_ours);
-        amount(&mut hasher, line.amount_theirs);
-        amount(&mut hasher, line.fee_ours);
-        amount(&mut hasher, line.fee_theirs);
-    }
-    hasher.finalize().into()
+    text(hasher, Some(line.class.as_str()));
+    hasher.update([line.rule as u8, u8::from(line.within_tolerance), u8::from(line.date_lag)]);
+    hasher.update(line.statement_line.unwrap_or(0).to_be_bytes());
+    text(hasher, line.request_id);
+    text(hasher, line.order_id);
+    text(hasher, Some(line.tx_type.as_str()));
+    text(hasher, Some(line.currency.as_str()));
+    amount(hasher, line.amount_ours);
+    amount(hasher, line.amount_theirs);
+    amount(hasher, line.fee_ours);
+    amount(hasher, line.fee_theirs);
 }

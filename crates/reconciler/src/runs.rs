@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use channels::{ChannelId, Outcome, Settled};
-use executor::OrderRecord;
-use payments::{OrderId, OrderKind};
+use executor::ChannelLegRecord;
+use payments::OrderId;
 use recon::breaks::{found_breaks, BreakState, FoundBreak, Resolution};
 use recon::{BusinessDay, Class, OurRecord, OurStatus, Rules, Statement};
 use sha2::{Digest, Sha256};
@@ -15,10 +15,6 @@ use crate::port::{
 };
 use crate::postings::{self, BUSINESS_CODE_RECON_SUSPENSE};
 use crate::{ReconError, Reconciler};
-
-/// The order kinds that send requests to channels.
-pub const CHANNEL_KINDS: [OrderKind; 4] =
-    [OrderKind::Topup, OrderKind::CardPayment, OrderKind::Withdrawal, OrderKind::CardRefund];
 
 /// Orders read per page when gathering a day's records.
 const ORDERS_PAGE: usize = 10_000;
@@ -111,46 +107,48 @@ impl Reconciler {
         let window = self.config.date_window_days;
         let from_ms = BusinessDay::from_days(day.days() - window).start_ms(offset);
         let to_ms = BusinessDay::from_days(day.days() + window).end_ms(offset);
+        let channel =
+            ChannelId::new(channel).map_err(|_| ReconError::ChannelNotFound(channel.to_owned()))?;
         let mut records = Vec::new();
         let mut hasher = Sha256::new();
         hasher.update(b"qianbao.recon.ours\0");
-        // The store reads (and decodes) the next page while this thread maps the last one:
-        // reading is most of a large run, and the two overlap on two cores.
+        // The store reads the next page while this thread maps the last one: on two cores
+        // the two overlap.
         let orders = &self.orders;
+        let channel = &channel;
         std::thread::scope(|scope| -> Result<(), ReconError> {
             let (pages, received) =
-                std::sync::mpsc::sync_channel::<Result<Vec<OrderRecord>, ReconError>>(2);
+                std::sync::mpsc::sync_channel::<Result<Vec<ChannelLegRecord>, ReconError>>(2);
             scope.spawn(move || {
                 let mut after: Option<(u64, OrderId)> = None;
                 loop {
                     let page = orders
-                        .created_between(&CHANNEL_KINDS, from_ms, to_ms, after, ORDERS_PAGE)
+                        .channel_legs_between(channel, from_ms, to_ms, after, ORDERS_PAGE)
                         .map_err(ReconError::from);
-                    let last = match &page {
-                        Ok(page) if page.len() == ORDERS_PAGE => {
-                            page.last().map(|r| (r.created_at_ms, r.id().clone()))
-                        }
-                        _ => None,
+                    let (legs, next) = match page {
+                        Ok(page) => (Ok(page.legs), page.next),
+                        Err(error) => (Err(error), None),
                     };
                     // A closed receiver: the reader stopped (an error), so stop too.
-                    if pages.send(page).is_err() {
+                    if pages.send(legs).is_err() {
                         return;
                     }
-                    match last {
+                    match next {
                         Some(cursor) => after = Some(cursor),
                         None => return,
                     }
                 }
             });
             for page in received {
-                for record in &page? {
-                    let booked = BusinessDay::of(record.created_at_ms, offset).days();
-                    let Some(activity) = record.order.channel_activity(booked) else { continue };
-                    if activity.channel.as_str() != channel {
+                for row in page? {
+                    let booked = BusinessDay::of(row.created_at_ms, offset).days();
+                    let Some(record) =
+                        row.leg.into_record(row.order_id, row.kind, row.amount, row.asset, booked)
+                    else {
                         continue;
-                    }
-                    hash_record(&mut hasher, &activity.record);
-                    records.push(activity.record);
+                    };
+                    hash_record(&mut hasher, &record);
+                    records.push(record);
                 }
             }
             Ok(())

@@ -9,9 +9,10 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use channels::ChannelId;
 use executor::port::{
-    GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord, OrderStore,
-    OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
+    ChannelLegPage, GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord,
+    OrderStore, OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
 };
 use money::{Amount, AssetCode};
 use payments::{Order, OrderId, OrderKind};
@@ -20,22 +21,29 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::postgres::PgTarget;
 
 mod import;
+mod legs;
 mod queries;
 use queries::{created_between_query, list_sql, unfinished_params};
 
 pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_orders.sql")),
     (2, include_str!("sqlite/0002_orders_by_created.sql")),
+    (3, include_str!("sqlite/0003_orders_channel_legs.sql")),
 ];
 
 const INSERT: &str =
     "INSERT INTO orders (id, tenant, kind, reference, request_fingerprint, parent, \
      status, is_final, customer, merchant, amount_minor, fee_minor, body, version, created_at_ms, \
-     updated_at_ms, asset, leg_minor, from_settled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) ON CONFLICT (id) DO NOTHING";
-// The amount too: a captured authorisation's amount is what was captured.
+     updated_at_ms, asset, leg_minor, from_settled, channel, channel_status, channel_ref, \
+     channel_fee_minor, channel_at_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?14) \
+     ON CONFLICT (id) DO NOTHING";
+// The amount too: a captured authorisation's amount is what was captured. The channel
+// columns are stamped with the version they were computed at (see `legs`).
 const UPDATE: &str = "UPDATE orders SET status = ?2, is_final = ?3, fee_minor = ?4, body = ?5, \
-     version = ?6, updated_at_ms = ?7, amount_minor = ?9 WHERE id = ?1 AND version = ?8";
+     version = ?6, updated_at_ms = ?7, amount_minor = ?9, channel = ?10, channel_status = ?11, \
+     channel_ref = ?12, channel_fee_minor = ?13, channel_at_version = ?6 \
+     WHERE id = ?1 AND version = ?8";
 const SELECT: &str = "SELECT tenant, reference, request_fingerprint, parent, body, version, \
      created_at_ms, updated_at_ms FROM orders";
 const INSERT_EVENT: &str = "INSERT INTO order_events (tenant, order_id, event_type, payload, \
@@ -96,6 +104,7 @@ pub(crate) enum Param {
     Text(String),
     OptText(Option<String>),
     Int(i64),
+    OptInt(Option<i64>),
 }
 
 impl rusqlite::ToSql for Param {
@@ -104,6 +113,7 @@ impl rusqlite::ToSql for Param {
             Param::Text(text) => text.to_sql(),
             Param::OptText(text) => text.to_sql(),
             Param::Int(value) => value.to_sql(),
+            Param::OptInt(value) => value.to_sql(),
         }
     }
 }
@@ -116,6 +126,7 @@ pub(crate) fn pg_params(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + 
                 Param::Text(text) => text,
                 Param::OptText(text) => text,
                 Param::Int(value) => value,
+                Param::OptInt(value) => value,
             }
         })
         .collect()
@@ -188,7 +199,10 @@ fn insert_params(record: &OrderRecord) -> Result<Vec<Param>, OrderStoreError> {
         Param::Text(order.asset().as_str().to_owned()),
         Param::Int(leg_of(order).to_stored()),
         Param::Int(i64::from(from_settled(order))),
-    ])
+    ]
+    .into_iter()
+    .chain(legs::columns(order))
+    .collect())
 }
 
 fn update_params(
@@ -206,7 +220,10 @@ fn update_params(
         Param::Int(i64_of(record.updated_at_ms)),
         Param::Int(i64_of(expected_version)),
         Param::Int(order.amount().to_stored()),
-    ])
+    ]
+    .into_iter()
+    .chain(legs::columns(order))
+    .collect())
 }
 
 fn event_params(record: &OrderRecord, event: &NewEvent) -> Vec<Param> {
@@ -581,6 +598,24 @@ impl OrderStore for SqliteOrderStore {
         sqlite_orders(&self.lock(), &sql, &params)
     }
 
+    fn channel_legs_between(
+        &self,
+        channel: &ChannelId,
+        from_ms: u64,
+        to_ms: u64,
+        after: Option<(u64, OrderId)>,
+        limit: usize,
+    ) -> Result<ChannelLegPage, OrderStoreError> {
+        let (sql, params) =
+            legs::query(queries::Dialect::Sqlite, channel, from_ms, to_ms, after, limit);
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(&sql).map_err(backend)?;
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(&params), legs::sqlite_leg)
+            .map_err(backend)?;
+        legs::page(rows.map(|row| row.map_err(backend)), channel, limit)
+    }
+
     fn children_of(&self, parent: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError> {
         sqlite_orders(
             &self.lock(),
@@ -871,6 +906,26 @@ impl OrderStore for PgOrderStore {
                 limit,
             );
             pg_orders(&mut *self.lock(), &sql, &params)
+        })
+    }
+
+    fn channel_legs_between(
+        &self,
+        channel: &ChannelId,
+        from_ms: u64,
+        to_ms: u64,
+        after: Option<(u64, OrderId)>,
+        limit: usize,
+    ) -> Result<ChannelLegPage, OrderStoreError> {
+        crate::off_runtime(|| {
+            let (sql, params) =
+                legs::query(queries::Dialect::Postgres, channel, from_ms, to_ms, after, limit);
+            // Streamed: rows are decoded as the server sends them, not after the last.
+            let mut client = self.lock();
+            let rows = client.query_raw(&pg(&sql), pg_params(&params)).map_err(backend)?;
+            let rows = postgres::fallible_iterator::FallibleIterator::iterator(rows)
+                .map(|row| row.and_then(|row| legs::pg_leg(&row)).map_err(backend));
+            legs::page(rows, channel, limit)
         })
     }
 

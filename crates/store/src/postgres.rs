@@ -42,6 +42,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("postgres/0011_recon_closed_days.sql")),
     (12, include_str!("postgres/0012_recon_checks.sql")),
     (13, include_str!("postgres/0013_recon_alerts.sql")),
+    (14, include_str!("postgres/0014_orders_channel_legs.sql")),
+    (15, include_str!("postgres/0015_recon_statement_lz4.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

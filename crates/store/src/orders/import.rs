@@ -35,22 +35,29 @@ impl PgOrderStore {
     /// stored is left as it is); returns how many were new. For imports and benchmarks, not
     /// the payment path: the payment core's orders go through [`executor::OrderStore::insert`].
     pub fn import(&self, records: &[OrderRecord]) -> Result<u64, OrderStoreError> {
-        // 19 parameters a row; PostgreSQL takes at most 65,535 per statement.
+        // 23 parameters a row; PostgreSQL takes at most 65,535 per statement.
         const ROWS_PER_STATEMENT: usize = 1_000;
         let (head, tail) = INSERT.split_once(" VALUES ").ok_or_else(|| corrupt("INSERT"))?;
-        let conflict = tail.split_once(") ").map_or("", |(_, rest)| rest);
+        let (tuple, conflict) = tail.split_once(") ").ok_or_else(|| corrupt("INSERT"))?;
+        // The row's placeholders as INSERT writes them (`?14` appears twice): each row's are
+        // its own numbers shifted past the rows before it.
+        let numbers: Vec<usize> = tuple
+            .trim_start_matches('(')
+            .split(", ")
+            .map(|p| p.trim_start_matches('?').parse::<usize>().map_err(|_| corrupt("INSERT")))
+            .collect::<Result<_, _>>()?;
         crate::off_runtime(|| {
             let mut client = self.lock();
             let mut tx = client.transaction().map_err(backend)?;
             let mut created = 0;
             for chunk in records.chunks(ROWS_PER_STATEMENT) {
-                let mut params = Vec::with_capacity(chunk.len() * 19);
+                let mut params = Vec::with_capacity(chunk.len() * 23);
                 let mut rows = Vec::with_capacity(chunk.len());
                 for record in chunk {
                     let row = insert_params(record)?;
                     let first = params.len();
                     let placeholders: Vec<String> =
-                        (1..=row.len()).map(|i| format!("${}", first + i)).collect();
+                        numbers.iter().map(|n| format!("${}", first + n)).collect();
                     rows.push(format!("({})", placeholders.join(", ")));
                     params.extend(row);
                 }

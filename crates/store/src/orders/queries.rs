@@ -45,8 +45,6 @@ pub(super) fn list_sql(query: &OrderQuery) -> (String, Vec<Param>) {
     (sql, params)
 }
 
-/// The query of [`OrderStore::created_between`]: the kinds' names come from the enum (never
-/// from input), so the set in SQL is the set the caller named.
 /// The SQL dialect a query is written for.
 #[derive(Clone, Copy)]
 pub(super) enum Dialect {
@@ -54,6 +52,21 @@ pub(super) enum Dialect {
     Postgres,
 }
 
+/// The condition of a scan of `orders_by_created` after the cursor `(?3, ?4)`.
+pub(super) fn cursor_sql(dialect: Dialect) -> &'static str {
+    // PostgreSQL starts its index scan of `orders_by_created` at a row-value cursor; spelled
+    // as an OR of the two columns it scanned every row from the day's start for each page.
+    // SQLite plans the OR form better (measured with `qianbao recon bench`).
+    match dialect {
+        Dialect::Sqlite => "(created_at_ms > ?3 OR (created_at_ms = ?3 AND id > ?4))",
+        Dialect::Postgres => "(created_at_ms, id) > (?3, ?4)",
+    }
+}
+
+/// The query of [`OrderStore::created_between`]: the kinds' names come from the enum (never
+/// from input), so the set in SQL is the set the caller named.
+///
+/// [`OrderStore::created_between`]: executor::OrderStore::created_between
 pub(super) fn created_between_query(
     dialect: Dialect,
     kinds: &[OrderKind],
@@ -64,13 +77,7 @@ pub(super) fn created_between_query(
 ) -> (String, Vec<Param>) {
     let kinds: Vec<String> = kinds.iter().map(|kind| format!("'{}'", kind.as_str())).collect();
     let kinds = if kinds.is_empty() { "NULL".to_string() } else { kinds.join(", ") };
-    // PostgreSQL starts its index scan of `orders_by_created` at a row-value cursor; spelled
-    // as an OR of the two columns it scanned every row from the day's start for each page.
-    // SQLite plans the OR form better (measured with `qianbao recon bench`).
-    let cursor = match dialect {
-        Dialect::Sqlite => "(created_at_ms > ?3 OR (created_at_ms = ?3 AND id > ?4))",
-        Dialect::Postgres => "(created_at_ms, id) > (?3, ?4)",
-    };
+    let cursor = cursor_sql(dialect);
     let sql = format!(
         "{SELECT} WHERE kind IN ({kinds}) AND created_at_ms >= ?1 AND created_at_ms < ?2 \
          AND {cursor} ORDER BY created_at_ms, id LIMIT ?5"

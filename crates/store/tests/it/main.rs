@@ -4,6 +4,7 @@
 
 mod access;
 mod backends;
+mod channel_legs;
 mod concurrency;
 mod conformance;
 mod inquiry;
