@@ -395,6 +395,19 @@ impl Payment {
         }
     }
 
+    /// The transfers a succeeded payment was booked with: its one group, or the hold of an
+    /// authorisation and its capture (of `amount`, which a capture sets to what it took).
+    pub fn booked_group(&self) -> Vec<NewTransfer> {
+        match &self.authorization {
+            None => self.group(),
+            Some(auth) => {
+                let mut booked = vec![self.authorize_transfer(auth)];
+                booked.extend(self.capture_group(auth, self.amount));
+                booked
+            }
+        }
+    }
+
     /// Posts `amount` of the authorisation and books the fee on it.
     fn capture_group(&self, auth: &Authorization, amount: Amount) -> Vec<NewTransfer> {
         let mut group = vec![NewTransfer {

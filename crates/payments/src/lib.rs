@@ -7,6 +7,7 @@
 //! Pure: no I/O, no clock, no randomness. The executor that stores orders and performs
 //! effects durably (an outbox) is a separate layer; this crate decides *what* happens.
 
+pub mod booked;
 pub mod booking;
 pub mod card;
 pub mod chart;

@@ -14,12 +14,13 @@ use ledger::model::{Movement, NewTransfer, TransferAction};
 use ledger::port::LedgerReader;
 use ledger::{Ledger, LedgerHandle, ManualClock, Timestamp, TransferId};
 use money::{Amount, Asset, AssetCode};
+use payments::booked::net_posted;
 use payments::chart::{
     chart_commands, internal_account, wallet_account, wallet_account_id, Internal,
 };
 use payments::topup::{TopUp, TopUpEvent, TopUpState};
 use payments::withdrawal::{Withdrawal, WithdrawalEvent, WithdrawalState};
-use payments::{Effect, OrderId};
+use payments::{Effect, Order, OrderId};
 use proptest::prelude::*;
 
 const CHANNELS: [&str; 2] = ["bank_a", "bank_b"];
@@ -203,6 +204,7 @@ fn run_topup(scripts: [Script; 2], amount_minor: u64) {
         Amount::new(amount_minor).unwrap(),
     );
     let mut events = VecDeque::new();
+    let mut accepted = Accepted::default();
     for _ in 0..100 {
         if events.is_empty() {
             match (&order.state, next_channel(&order.refused_by)) {
@@ -220,7 +222,7 @@ fn run_topup(scripts: [Script; 2], amount_minor: u64) {
         order = transition.state;
         for effect in transition.effects {
             match effect {
-                Effect::Ledger(group) => events.push_back(match book(&handle, group) {
+                Effect::Ledger(group) => events.push_back(match accepted.book(&handle, group) {
                     Ok(()) => TopUpEvent::LedgerPosted,
                     Err(code) => TopUpEvent::LedgerRejected { code },
                 }),
@@ -255,6 +257,7 @@ fn run_topup(scripts: [Script; 2], amount_minor: u64) {
         }
         other => panic!("unexpected final state {other:?}"),
     }
+    accepted.are_what_the_order_says(&Order::Topup(order));
     balanced(books.reader.as_ref());
     books.ledger.shutdown();
 }
@@ -271,6 +274,7 @@ fn run_withdrawal(scripts: [Script; 2], funds_minor: u64, amount_minor: u64) {
         Amount::new(amount_minor).unwrap(),
     );
     let mut events = VecDeque::from([WithdrawalEvent::Submit, WithdrawalEvent::Submit]);
+    let mut accepted = Accepted::default();
     for _ in 0..100 {
         if events.is_empty() {
             match (&order.state, next_channel(&order.refused_by)) {
@@ -293,7 +297,7 @@ fn run_withdrawal(scripts: [Script; 2], funds_minor: u64, amount_minor: u64) {
         }
         for effect in transition.effects {
             match effect {
-                Effect::Ledger(group) => events.push_back(match book(&handle, group) {
+                Effect::Ledger(group) => events.push_back(match accepted.book(&handle, group) {
                     Ok(()) => WithdrawalEvent::LedgerPosted,
                     Err(code) => WithdrawalEvent::LedgerRejected { code },
                 }),
@@ -334,8 +338,33 @@ fn run_withdrawal(scripts: [Script; 2], funds_minor: u64, amount_minor: u64) {
         }
         other => panic!("unexpected final state {other:?}"),
     }
+    accepted.are_what_the_order_says(&Order::Withdrawal(order));
     balanced(books.reader.as_ref());
     books.ledger.shutdown();
+}
+
+/// The transfers the ledger took for one order, each once (a group booked again is the same
+/// transfers, which the ledger takes as already done).
+#[derive(Default)]
+struct Accepted(Vec<NewTransfer>);
+
+impl Accepted {
+    fn book(&mut self, handle: &LedgerHandle, group: Vec<NewTransfer>) -> Result<(), String> {
+        book(handle, group.clone())?;
+        for transfer in group {
+            if !self.0.iter().any(|t| t.id == transfer.id) {
+                self.0.push(transfer);
+            }
+        }
+        Ok(())
+    }
+
+    /// What the order's final state says it was booked with (the cross-check
+    /// `succeeded_orders_booked_in_full` compares it with the journal) is what the ledger took.
+    fn are_what_the_order_says(&self, order: &Order) {
+        let booked = order.booked_transfers().unwrap_or_default();
+        assert_eq!(net_posted(&booked), net_posted(&self.0), "{order:?}");
+    }
 }
 
 impl std::fmt::Debug for Bank {

@@ -5,6 +5,11 @@
 //! - `transfers_have_orders`: every ledger transfer under a payment business code names an
 //!   order we have. A transfer booked around the payment core (by hand, under an order's
 //!   code) is found here.
+//! - `succeeded_orders_booked_in_full`: every order that ended with its money moved
+//!   (succeeded, or a top-up held in suspense) has in the journal, under its id, exactly the
+//!   postings its final state says it was booked with (`Order::booked_transfers`, built by the
+//!   functions that booked them), net per account to the minor unit: a posting lost, changed
+//!   or added by hand under an order's id is found here.
 //! - `failed_orders_move_nothing`: an order that ended failed, canceled or expired moved no
 //!   money: the posted movements under its id net to zero on every account.
 //! - `final_orders_hold_nothing`: no hold of a final order is still pending.
@@ -30,7 +35,7 @@ use ledger::verify::ChainCheckpoint;
 use ledger::{AccountId, BusinessCode, Seq};
 use money::AssetCode;
 use payments::chart::{merchant_account_id, wallet_account_id, CUSTOMER_WALLETS};
-use payments::OrderId;
+use payments::{OrderId, OrderKind};
 use sha2::{Digest, Sha256};
 
 use crate::port::{CheckResult, CheckRun, Finding};
@@ -58,8 +63,9 @@ pub const ORDER_BUSINESS_CODES: [BusinessCode; 8] = [
 ];
 
 /// The names of the checks, in the order a run reports them.
-pub const CHECKS: [&str; 8] = [
+pub const CHECKS: [&str; 9] = [
     "transfers_have_orders",
+    "succeeded_orders_booked_in_full",
     "failed_orders_move_nothing",
     "final_orders_hold_nothing",
     "wallets_equal_their_line",
@@ -122,7 +128,7 @@ impl Reconciler {
         let (checks, checkpoint) = tokio::task::spawn_blocking(move || {
             let mut results = run_checks(books.as_ref(), orders.as_ref(), started_at_ms, from)?;
             let suspense = suspense_check(books.as_ref(), store.as_ref(), channels, &currencies)?;
-            results.0.insert(5, suspense.result(CHECKS[5]));
+            results.0.insert(6, suspense.result(CHECKS[6]));
             Ok::<_, ReconError>(results)
         })
         .await
@@ -322,6 +328,7 @@ fn run_checks(
         }
         first = through + 1;
     }
+    let booked = booked_in_full(orders, &moved)?;
     // Orders named by the journal: exist, and when they failed, moved nothing.
     let mut failed_nothing = Collect::default();
     let mut refs: Vec<&String> = moved.keys().collect();
@@ -469,12 +476,68 @@ fn run_checks(
     let checkpoint = report.checkpoint;
     let results = vec![
         has_orders.result(CHECKS[0]),
-        failed_nothing.result(CHECKS[1]),
-        holds.result(CHECKS[2]),
-        wallets.result(CHECKS[3]),
-        settled.result(CHECKS[4]),
-        overdue.result(CHECKS[6]),
-        journal.result(CHECKS[7]),
+        booked.result(CHECKS[1]),
+        failed_nothing.result(CHECKS[2]),
+        holds.result(CHECKS[3]),
+        wallets.result(CHECKS[4]),
+        settled.result(CHECKS[5]),
+        overdue.result(CHECKS[7]),
+        journal.result(CHECKS[8]),
     ];
     Ok((results, checkpoint))
+}
+
+/// Every order that ended with its money moved, against what the journal posted under its
+/// id (`moved`: net per account, under the payment core's business codes).
+fn booked_in_full(
+    orders: &dyn OrderStore,
+    moved: &HashMap<String, HashMap<AccountId, i128>>,
+) -> Result<Collect, ReconError> {
+    let mut booked = Collect::default();
+    let mut after = None;
+    loop {
+        let page = orders.created_between(&OrderKind::ALL, 0, u64::MAX, after, PAGE)?;
+        for record in &page {
+            let Some(transfers) = record.order.booked_transfers() else { continue };
+            booked.examined += 1;
+            let expected = payments::booked::net_posted(&transfers);
+            let posted: BTreeMap<AccountId, i128> = moved
+                .get(record.id().as_str())
+                .into_iter()
+                .flatten()
+                .filter(|(_, net)| **net != 0)
+                .map(|(account, net)| (*account, *net))
+                .collect();
+            if posted == expected {
+                continue;
+            }
+            let accounts: std::collections::BTreeSet<&AccountId> =
+                expected.keys().chain(posted.keys()).collect();
+            let differing: Vec<String> = accounts
+                .into_iter()
+                .filter(|account| expected.get(*account) != posted.get(*account))
+                .map(|account| {
+                    format!(
+                        "account {account}: posted {}, booked as {}",
+                        posted.get(account).copied().unwrap_or(0),
+                        expected.get(account).copied().unwrap_or(0)
+                    )
+                })
+                .collect();
+            booked.find(
+                record.id().to_string(),
+                format!(
+                    "{} {}: {}",
+                    record.order.kind().as_str(),
+                    record.order.status(),
+                    differing.join("; ")
+                ),
+            );
+        }
+        after = match page.last() {
+            Some(last) if page.len() == PAGE => Some((last.created_at_ms, last.id().clone())),
+            _ => break,
+        };
+    }
+    Ok(booked)
 }

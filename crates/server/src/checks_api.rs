@@ -32,8 +32,9 @@ pub struct FindingView {
 
 #[derive(Serialize, ToSchema)]
 pub struct CheckResultView {
-    /// `transfers_have_orders`, `failed_orders_move_nothing`, `final_orders_hold_nothing`,
-    /// `wallets_equal_their_line`, `settled_takings_are_settlements`, `no_overdue_orders`,
+    /// `transfers_have_orders`, `succeeded_orders_booked_in_full`,
+    /// `failed_orders_move_nothing`, `final_orders_hold_nothing`, `wallets_equal_their_line`,
+    /// `settled_takings_are_settlements`, `suspense_holds_open_breaks`, `no_overdue_orders`,
     /// `journal_verifies`.
     pub name: String,
     pub ok: bool,

@@ -84,7 +84,9 @@ async fn each_check_finds_its_kind(backend: &Backend) {
         pay_from: None,
         authorize_for_secs: None,
     };
-    w.executor.create_payment(TENANT, payment).await.unwrap();
+    let paid = w.executor.create_payment(TENANT, payment).await.unwrap();
+    assert_eq!(paid.record.order.status(), "succeeded");
+    let paid = paid.record.id().to_string();
     // Settlement takes payments made before now.
     w.clock.0.fetch_add(1, Ordering::Relaxed);
     assert_eq!(w.executor.settle_all().await, 1, "one settlement");
@@ -125,6 +127,8 @@ async fn each_check_finds_its_kind(backend: &Backend) {
                 BUSINESS_CODE_PAYMENT,
                 "pay_nosuchorder",
             )]),
+            // one more posting under the succeeded payment's id than it was booked with;
+            Command::Transfers(vec![transfer(9_007, alice, bob, BUSINESS_CODE_PAYMENT, &paid)]),
             // money moved under the failed order's id;
             Command::Transfers(vec![transfer(
                 9_002,
@@ -184,6 +188,7 @@ async fn each_check_finds_its_kind(backend: &Backend) {
         failing(&dirty),
         vec![
             ("transfers_have_orders", vec!["pay_nosuchorder"]),
+            ("succeeded_orders_booked_in_full", vec![paid.as_str()]),
             ("failed_orders_move_nothing", vec![failed.as_str()]),
             ("final_orders_hold_nothing", vec![topup.as_str()]),
             ("wallets_equal_their_line", vec![cny_code.as_str()]),
