@@ -251,6 +251,13 @@ pub trait LedgerReader: Send + Sync {
         }
         Ok(Some((account, sum)))
     }
+
+    /// The trial balance per asset (see [`AssetTotals`]): double entry holds when each is
+    /// [`AssetTotals::balanced`]. The books are checked so by the service, the end of day and
+    /// every test that moves money.
+    fn asset_totals(&self) -> Result<Vec<AssetTotals>, StoreError> {
+        Ok(AssetTotals::of(&self.trial_balance()?))
+    }
 }
 
 #[cfg(test)]

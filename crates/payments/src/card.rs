@@ -46,7 +46,7 @@
 //! books it (loss accounting), as for a withdrawal.
 
 use channels::{ChannelId, ChannelRequest, FailureReason, Operation, Outcome, RequestId, Settled};
-use ledger::model::{BoundedText, Movement, NewTransfer, TransferAction};
+use ledger::model::{Movement, NewTransfer, TransferAction};
 use ledger::AccountId;
 use money::{Amount, AssetCode};
 
@@ -177,7 +177,7 @@ impl CardRefund {
                 amount,
             }),
             business_code: BUSINESS_CODE_REFUND,
-            order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
+            order_ref: self.order.order_ref(),
         }
     }
 

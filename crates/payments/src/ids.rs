@@ -5,6 +5,7 @@
 use std::fmt;
 
 use channels::RequestId;
+use ledger::model::{BoundedText, ORDER_REF_LEN_MAX};
 use ledger::TransferId;
 use sha2::{Digest, Sha256};
 
@@ -40,6 +41,16 @@ impl OrderId {
 
     pub fn into_string(self) -> String {
         self.0
+    }
+
+    /// The order's reference on its ledger transfers: the id itself, which always fits (an
+    /// id the journal could not hold would leave its transfers without their order).
+    pub fn order_ref(&self) -> BoundedText<ORDER_REF_LEN_MAX> {
+        const _: () = assert!(ORDER_ID_LEN_MAX <= ORDER_REF_LEN_MAX);
+        match BoundedText::new(self.as_str()) {
+            Ok(text) => text,
+            Err(_) => unreachable!("an order id fits an order reference (asserted above)"),
+        }
     }
 }
 

@@ -23,7 +23,7 @@
 //! above (see [`MerchantCredit`]).
 
 use channels::{ChannelId, ChannelRequest, Operation, Outcome, Settled};
-use ledger::model::{BoundedText, Movement, NewTransfer, TransferAction};
+use ledger::model::{Movement, NewTransfer, TransferAction};
 use ledger::BusinessCode;
 use money::{Amount, AssetCode};
 
@@ -182,7 +182,7 @@ impl TopUp {
                 amount,
             }),
             business_code: self.business_code(),
-            order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
+            order_ref: self.order.order_ref(),
         }
     }
 
@@ -199,7 +199,7 @@ impl TopUp {
                 amount: settled.fee,
             }),
             business_code: self.business_code(),
-            order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
+            order_ref: self.order.order_ref(),
         })
     }
 
@@ -217,7 +217,7 @@ impl TopUp {
                     amount: credit.fee,
                 }),
                 business_code: self.business_code(),
-                order_ref: BoundedText::new(self.order.as_str()).unwrap_or_default(),
+                order_ref: self.order.order_ref(),
             });
         }
         group.extend(self.fee(channel, settled));

@@ -184,7 +184,7 @@ impl Withdrawal {
     }
 
     fn order_ref(&self) -> BoundedText<{ ledger::model::ORDER_REF_LEN_MAX }> {
-        BoundedText::new(self.order.as_str()).unwrap_or_default()
+        self.order.order_ref()
     }
 
     fn post(

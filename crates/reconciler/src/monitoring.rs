@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use executor::OrderStore;
 use ledger::model::{Record, TransferKind};
-use ledger::port::{AssetTotals, LedgerReader, StoreError};
+use ledger::port::{LedgerReader, StoreError};
 use ledger::{AccountId, Seq, Timestamp};
 use monitors::{Alert, AlertState, Rule, Snapshot};
 use payments::chart::{CUSTOMER_WALLETS, MERCHANT_SETTLED, MERCHANT_UNSETTLED};
@@ -130,7 +130,7 @@ fn snapshot(
     };
     // Posted and pending alike: a hold is a debit and a credit too, and both must balance.
     // The measurement is the posted difference, or else the pending one.
-    for totals in AssetTotals::of(&books.trial_balance().map_err(books_error)?) {
+    for totals in books.asset_totals().map_err(books_error)? {
         let t = totals.totals;
         let side = if t.debits_posted != t.credits_posted {
             (t.debits_posted, t.credits_posted)

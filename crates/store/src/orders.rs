@@ -23,7 +23,7 @@ use crate::postgres::PgTarget;
 mod import;
 mod legs;
 mod queries;
-use queries::{created_between_query, list_sql, unfinished_params};
+use queries::{created_between_query, list_sql, unfinished_params, MERCHANT_TOTALS, REFUND_TOTALS};
 
 pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_orders.sql")),
@@ -48,18 +48,6 @@ const SELECT: &str = "SELECT tenant, reference, request_fingerprint, parent, bod
      created_at_ms, updated_at_ms FROM orders";
 const INSERT_EVENT: &str = "INSERT INTO order_events (tenant, order_id, event_type, payload, \
      created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
-// SUM over BIGINT is NUMERIC in PostgreSQL: cast back (the totals never pass one amount).
-const REFUND_TOTALS: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT), \
-     CAST(COALESCE(SUM(fee_minor), 0) AS BIGINT), CAST(COALESCE(SUM(leg_minor), 0) AS BIGINT) \
-     FROM orders WHERE parent = ?1 AND kind IN ('refund', 'card_refund') AND status <> 'failed'";
-const MERCHANT_TOTALS: &str = "SELECT \
-     CAST(COALESCE(SUM(CASE WHEN kind IN ('payment', 'card_payment') AND status = 'succeeded' AND created_at_ms < ?3 \
-         THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
-     CAST(COALESCE(SUM(CASE WHEN kind IN ('refund', 'card_refund') AND status NOT IN ('failed', 'disputed') AND from_settled = 0 \
-         THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
-     CAST(COALESCE(SUM(CASE WHEN kind = 'settlement' AND status <> 'failed' \
-         THEN amount_minor ELSE 0 END), 0) AS BIGINT) \
-     FROM orders WHERE merchant = ?1 AND asset = ?2";
 /// Unfinished orders from a cursor `(?2, ?3)`, oldest change first.
 const UNFINISHED: &str = "SELECT tenant, reference, request_fingerprint, parent, body, version, \
      created_at_ms, updated_at_ms FROM orders WHERE is_final = 0 AND updated_at_ms <= ?1 \
@@ -294,11 +282,14 @@ fn event_of(
 /// and settlements use a second connection.
 pub struct SqliteOrderStore {
     connection: Mutex<Connection>,
-    writes: std::sync::mpsc::Sender<WriteOp>,
+    writes: std::sync::mpsc::SyncSender<WriteOp>,
 }
 
 /// Most writes committed in one transaction.
 const WRITE_BATCH_MAX: usize = 512;
+/// Most writes waiting for the writer: past it a writer waits for room (each is off the
+/// async runtime), so a slow disk slows the callers instead of growing a queue without end.
+const WRITE_QUEUE_MAX: usize = 4 * WRITE_BATCH_MAX;
 
 enum WriteOp {
     Insert {
@@ -445,7 +436,7 @@ impl SqliteOrderStore {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
             )
             .map_err(backend)?;
-        let (writes, ops) = std::sync::mpsc::channel();
+        let (writes, ops) = std::sync::mpsc::sync_channel(WRITE_QUEUE_MAX);
         std::thread::Builder::new()
             .name("orders-writer".into())
             .spawn(move || write_loop(writer, ops))

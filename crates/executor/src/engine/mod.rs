@@ -43,7 +43,7 @@ const VERSION_CONFLICTS_MAX: u32 = 64;
 /// Longest customer, merchant or reference id.
 pub const PARTY_ID_LEN_MAX: usize = 64;
 /// A merchant's fee can be at most the whole payment.
-pub const FEE_BPS_MAX: u32 = 10_000;
+pub const FEE_BPS_MAX: u32 = payments::booking::BPS_ONE as u32;
 /// Parties kept in memory at most (the cache starts over when full).
 const PARTY_CACHE_MAX: usize = 100_000;
 /// The longest settlement cycle (T+N) a merchant can have.

@@ -20,7 +20,7 @@ use channels::{
 };
 use executor::{Executor, ExecutorConfig, NewParty, OrderStore, PartyKind, TopUpRequest};
 use ledger::apply::Command;
-use ledger::port::{AssetTotals, LedgerReader};
+use ledger::port::LedgerReader;
 use ledger::{Ledger, ManualClock, Timestamp};
 use money::{Amount, Asset, AssetCode};
 use payments::chart::{internal_account_id, Internal};
@@ -315,8 +315,8 @@ impl World {
     }
 
     fn balanced(&self) -> bool {
-        let lines = tokio::task::block_in_place(|| self.reader.trial_balance().unwrap());
-        AssetTotals::of(&lines).iter().all(|t| t.balanced())
+        let totals = tokio::task::block_in_place(|| self.reader.asset_totals().unwrap());
+        totals.iter().all(|t| t.balanced())
     }
 }
 

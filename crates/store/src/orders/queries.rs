@@ -6,6 +6,21 @@ use payments::{OrderId, OrderKind};
 
 use super::{i64_of, limit_of, Param, SELECT};
 
+// The totals that guard refunds and settlements name order kinds and state names as SQL
+// literals; `the_totals_name_kinds_and_states_that_exist` ties each literal to the enum it
+// copies, so a renamed state fails a test instead of silently changing a sum.
+// SUM over BIGINT is NUMERIC in PostgreSQL: cast back (the totals never pass one amount).
+pub(super) const REFUND_TOTALS: &str = "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(fee_minor), 0) AS BIGINT), CAST(COALESCE(SUM(leg_minor), 0) AS BIGINT) \
+     FROM orders WHERE parent = ?1 AND kind IN ('refund', 'card_refund') AND status <> 'failed'";
+pub(super) const MERCHANT_TOTALS: &str = "SELECT \
+     CAST(COALESCE(SUM(CASE WHEN kind IN ('payment', 'card_payment') AND status = 'succeeded' AND created_at_ms < ?3 \
+         THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN kind IN ('refund', 'card_refund') AND status NOT IN ('failed', 'disputed') AND from_settled = 0 \
+         THEN amount_minor - fee_minor ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN kind = 'settlement' AND status <> 'failed' \
+         THEN amount_minor ELSE 0 END), 0) AS BIGINT) \
+     FROM orders WHERE merchant = ?1 AND asset = ?2";
 /// The SQL and parameters of a listing.
 pub(super) fn list_sql(query: &OrderQuery) -> (String, Vec<Param>) {
     let mut sql = format!("{SELECT} WHERE tenant = ?1");
@@ -111,4 +126,56 @@ pub(super) fn unfinished_params(
         Param::Text(after_id),
         Param::Int(limit_of(limit)),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use channels::{ChannelId, Settled};
+    use money::Amount;
+    use payments::booking::{BookingState, PaymentState};
+    use payments::card::CardRefundState;
+    use payments::topup::TopUpState;
+    use payments::OrderKind;
+
+    use super::{MERCHANT_TOTALS, REFUND_TOTALS};
+
+    /// Every quoted literal of `sql`.
+    fn literals(sql: &str) -> Vec<&str> {
+        sql.split('\'').skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn the_totals_name_kinds_and_states_that_exist() {
+        let settled = Settled { channel_ref: "r".into(), fee: Amount::ZERO };
+        let channel = ChannelId::new("bank_a").expect("channel");
+        // The names the totals mean: each kind's, and each state's as its product spells it.
+        let mut known: Vec<&str> = OrderKind::ALL.iter().map(|kind| kind.as_str()).collect();
+        known.extend([
+            PaymentState::Succeeded.name(),
+            TopUpState::Succeeded { channel, settled: settled.clone() }.name(),
+            BookingState::Failed { code: String::new() }.name(),
+            CardRefundState::Failed { reason: String::new() }.name(),
+            CardRefundState::Disputed { settled }.name(),
+        ]);
+        for sql in [REFUND_TOTALS, MERCHANT_TOTALS] {
+            for literal in literals(sql) {
+                assert!(known.contains(&literal), "'{literal}' is no kind or state any more");
+            }
+        }
+        assert_eq!(
+            literals(MERCHANT_TOTALS),
+            [
+                "payment",
+                "card_payment",
+                "succeeded",
+                "refund",
+                "card_refund",
+                "failed",
+                "disputed",
+                "settlement",
+                "failed"
+            ]
+        );
+        assert_eq!(literals(REFUND_TOTALS), ["refund", "card_refund", "failed"]);
+    }
 }
