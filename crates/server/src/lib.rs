@@ -254,6 +254,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn(request::refuse_control_characters))
         .layer(axum::middleware::from_fn(ops::uniform_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

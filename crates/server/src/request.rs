@@ -13,6 +13,9 @@ pub const PAGE_LIMIT_DEFAULT: usize = 100;
 /// Parses a JSON body: `malformed_json` when it is not JSON at all, `invalid_body` when it
 /// is JSON of the wrong shape.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if holds_nul(body) {
+        return Err(nul_refused());
+    }
     serde_json::from_slice(body).or_else(|error| {
         // serde_json reports some shape errors (a boolean where an enum goes) as syntax
         // errors; only a body that fails to parse as any JSON at all is malformed. Checked
@@ -29,6 +32,62 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
         }
         Err(ApiError::invalid("invalid_body", error.to_string()))
     })
+}
+
+/// No text the API takes may hold a control character: PostgreSQL's text cannot hold NUL
+/// (SQLite's can), so such a request would be a 500 on one store and stored or not found on
+/// the other. Refused at the edge, the same on both: `invalid_character`.
+///
+/// A 422, not a 400: the request is well formed and its schema allows any text (a control
+/// character is a rule of the stores, not of the schema).
+fn nul_refused() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_character",
+        "text in a request may not hold a control character (such as NUL, \\u0000 or %00)",
+    )
+}
+
+/// Whether a JSON text holds the escape of NUL (`\u0000`): the only way JSON can carry one
+/// (a raw control character in a string is not JSON). Escaped backslashes are stepped over,
+/// so `"\\u0000"` (a backslash, then text) is not one.
+fn holds_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            if json.get(i + 1) == Some(&b'u') && json.get(i + 2..i + 6) == Some(b"0000") {
+                return true;
+            }
+            // The escaped character is not the start of another escape.
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Refuses a request whose path or query holds a percent-encoded control character (`%00` to
+/// `%1F`, `%7F`): no id, filter or cursor has one. See [`nul_refused`].
+pub async fn refuse_control_characters(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = request.uri();
+    let encoded = |text: &str| {
+        text.as_bytes().windows(3).any(|w| {
+            w[0] == b'%'
+                && std::str::from_utf8(&w[1..])
+                    .ok()
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                    .is_some_and(|byte| byte < 0x20 || byte == 0x7f)
+        })
+    };
+    if encoded(uri.path()) || uri.query().is_some_and(encoded) {
+        return nul_refused().into_response();
+    }
+    next.run(request).await
 }
 
 /// Parses one JSON value the way [`parse`] parses a body.
@@ -114,5 +173,20 @@ pub(crate) fn limit_within(
         limit if (1..=max).contains(&limit) => Ok(limit),
         _ => Err(ApiError::invalid("invalid_limit", format!("limit must be 1 to {max}"))
             .with_param("limit")),
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::holds_nul;
+
+    #[test]
+    fn only_the_escape_of_nul_is_nul() {
+        assert!(holds_nul(br#"{"a":"x\u0000y"}"#));
+        assert!(holds_nul(br#"["\u0000"]"#));
+        assert!(!holds_nul(br#"{"a":"x\\u0000y"}"#), "a backslash, then text");
+        assert!(holds_nul(br#"{"a":"x\\\u0000y"}"#), "a backslash, then NUL");
+        assert!(!holds_nul(b""));
+        assert!(!holds_nul(br#"{"a":"\u0001 \n \""}"#));
     }
 }

@@ -1032,3 +1032,30 @@ async fn trial_balance_of_large_but_valid_balances() {
     assert_eq!(total(&cny["debits_posted"]), total(&cny["credits_posted"]), "{r:?}");
     assert!(total(&cny["debits_posted"]) >= passed_on, "{r:?}");
 }
+
+/// A control character in a URL or a body is refused at the edge, the same on every store
+/// (PostgreSQL's text cannot hold NUL, SQLite's can): a 422 `invalid_character`, nothing
+/// changed.
+#[tokio::test]
+async fn control_characters_in_urls_and_bodies_are_refused_alike() {
+    let app = App::new();
+    let key = world(&app).await;
+    let before = app.fingerprint().await;
+    let requests = [
+        Req::get("/v1/orders?status=%00"),
+        Req::get("/v1/orders?customer=acme%1F"),
+        Req::get("/v1/accounts/%7F"),
+        Req::new(Method::DELETE, "/v1/webhook-endpoints/we_%00"),
+        Req::post("/v1/webhook-endpoints")
+            .json(&json!({"url": "https://example.com/a\u{0}b", "events": ["*"]})),
+        Req::post("/v1/transfers").raw(
+            br#"{"id":"77","debit_account_id":"2","credit_account_id":"3","amount":"1","asset":"CNY","order_ref":"x\u0000"}"#.to_vec(),
+        ),
+    ];
+    for request in requests {
+        let r = app.call(request.key(&key)).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+        assert_eq!(r.json["error"]["code"], json!("invalid_character"), "{r:?}");
+    }
+    assert_eq!(app.fingerprint().await, before);
+}

@@ -65,6 +65,7 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "batch_too_large",
     "amount_not_allowed",
     "accounts_must_differ",
+    "invalid_character",
     "amount_must_not_be_zero",
     "invalid_request",
     "invalid_url",

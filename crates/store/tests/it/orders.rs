@@ -936,11 +936,11 @@ fn postgres_order_store_serialises_racing_writers() {
     drop_schema(&target);
 }
 
-/// KNOWN BACKEND DIFFERENCE, not fixed (run with `--ignored`): PostgreSQL text cannot hold
+/// KNOWN BACKEND DIFFERENCE of the stores (run with `--ignored`): PostgreSQL text cannot hold
 /// NUL, so a listing filtered by a status, customer or merchant with one fails there and
-/// finds nothing on SQLite. The server passes these filters through from the query string
-/// (`server/src/orders_api.rs`): `GET /v1/orders?status=%00` is a 200 on SQLite and a 500 on
-/// PostgreSQL. (Writes are not exposed: ids, references and party ids are checked upstream.)
+/// finds nothing on SQLite. No request reaches it: the server refuses a control character in
+/// a URL or a body (422 `invalid_character`, `server/src/request.rs`, tested in
+/// `server/tests/http/errors.rs`).
 #[test]
 #[ignore = "known backend difference: NUL in text (see the comment)"]
 fn nul_in_filters_is_treated_alike_by_both_backends() {

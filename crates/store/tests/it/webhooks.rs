@@ -451,13 +451,11 @@ fn postgres_fan_outs_racing_make_each_delivery_once() {
     drop_schema(&target);
 }
 
-/// KNOWN BACKEND DIFFERENCE, not fixed (run with `--ignored`): PostgreSQL text cannot hold
+/// KNOWN BACKEND DIFFERENCE of the stores (run with `--ignored`): PostgreSQL text cannot hold
 /// NUL. There an endpoint whose URL has one is refused with a backend error, and a lookup by
-/// an id or filter with one fails, where SQLite stores the endpoint and finds nothing. The
-/// server passes these through: an endpoint URL is checked for whitespace, not NUL
-/// (`server/src/webhooks_api.rs`), and endpoint and delivery ids come from the path or
-/// query unchecked — so `DELETE /v1/webhook-endpoints/%00` is a 404 on SQLite and a 500 on
-/// PostgreSQL.
+/// an id or filter with one fails, where SQLite stores the endpoint and finds nothing. No
+/// request reaches it: the server refuses a control character in a URL or a body (422
+/// `invalid_character`, `server/src/request.rs`, tested in `server/tests/http/errors.rs`).
 #[test]
 #[ignore = "known backend difference: NUL in text (see the comment)"]
 fn nul_in_text_is_treated_alike_by_both_backends() {
