@@ -1,6 +1,9 @@
 //! Every product's order behind one type, so the executor stores, drives and resumes them
-//! all the same way. The stored form is this enum as JSON (tagged by `kind`); a new product
-//! is a new variant, and old rows keep reading.
+//! all the same way. The stored form is this enum as JSON (tagged by `kind`), versioned
+//! ([`STORED_FORM_VERSION`], kept beside each stored body): a new product is a new variant and
+//! old rows keep reading; a change to what an existing field means or is called is a new
+//! version, read by [`read_stored`] (tests/stored_form.rs holds a body of every shape as each
+//! version wrote it).
 
 use channels::ChannelRequest;
 use money::{Amount, AssetCode};
@@ -282,4 +285,33 @@ impl HasCustomer for Settlement {
 
 fn wrap<F>(transition: Transition<F>, into: fn(F) -> Order) -> Transition<Order> {
     Transition { state: into(transition.state), effects: transition.effects }
+}
+
+/// The version of the stored form this release writes.
+pub const STORED_FORM_VERSION: u32 = 1;
+
+/// A stored body that this release cannot read as an order.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredFormError {
+    #[error("stored form {0} is newer than this release's ({STORED_FORM_VERSION})")]
+    Newer(u32),
+    #[error("no stored form {0}")]
+    Unknown(u32),
+    #[error("stored form {version}: {error}")]
+    Json { version: u32, error: serde_json::Error },
+}
+
+/// An order stored in form `version`, as this release's [`Order`]: each older form is
+/// upgraded here; a newer one (a newer release wrote it) is refused, never guessed at.
+pub fn read_stored(version: u32, body: &str) -> Result<Order, StoredFormError> {
+    match version {
+        1 => serde_json::from_str(body).map_err(|error| StoredFormError::Json { version, error }),
+        0 => Err(StoredFormError::Unknown(version)),
+        newer => Err(StoredFormError::Newer(newer)),
+    }
+}
+
+/// The body of `order` in this release's stored form ([`STORED_FORM_VERSION`]).
+pub fn write_stored(order: &Order) -> Result<String, serde_json::Error> {
+    serde_json::to_string(order)
 }

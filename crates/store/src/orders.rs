@@ -20,37 +20,40 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::postgres::PgTarget;
 
+mod columns;
 mod import;
 mod legs;
 mod queries;
+use columns::{event_params, insert_params, update_params};
 use queries::{created_between_query, list_sql, unfinished_params, MERCHANT_TOTALS, REFUND_TOTALS};
 
 pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_orders.sql")),
     (2, include_str!("sqlite/0002_orders_by_created.sql")),
     (3, include_str!("sqlite/0003_orders_channel_legs.sql")),
+    (4, include_str!("sqlite/0004_orders_body_version.sql")),
 ];
 
 const INSERT: &str =
     "INSERT INTO orders (id, tenant, kind, reference, request_fingerprint, parent, \
      status, is_final, customer, merchant, amount_minor, fee_minor, body, version, created_at_ms, \
      updated_at_ms, asset, leg_minor, from_settled, channel, channel_status, channel_ref, \
-     channel_fee_minor, channel_at_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?14) \
+     channel_fee_minor, body_version, channel_at_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+     ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?14) \
      ON CONFLICT (id) DO NOTHING";
 // The amount too: a captured authorisation's amount is what was captured. The channel
 // columns are stamped with the version they were computed at (see `legs`).
 const UPDATE: &str = "UPDATE orders SET status = ?2, is_final = ?3, fee_minor = ?4, body = ?5, \
      version = ?6, updated_at_ms = ?7, amount_minor = ?9, channel = ?10, channel_status = ?11, \
-     channel_ref = ?12, channel_fee_minor = ?13, channel_at_version = ?6 \
+     channel_ref = ?12, channel_fee_minor = ?13, body_version = ?14, channel_at_version = ?6 \
      WHERE id = ?1 AND version = ?8";
 const SELECT: &str = "SELECT tenant, reference, request_fingerprint, parent, body, version, \
-     created_at_ms, updated_at_ms FROM orders";
+     created_at_ms, updated_at_ms, body_version FROM orders";
 const INSERT_EVENT: &str = "INSERT INTO order_events (tenant, order_id, event_type, payload, \
      created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
 /// Unfinished orders from a cursor `(?2, ?3)`, oldest change first.
 const UNFINISHED: &str = "SELECT tenant, reference, request_fingerprint, parent, body, version, \
-     created_at_ms, updated_at_ms FROM orders WHERE is_final = 0 AND updated_at_ms <= ?1 \
+     created_at_ms, updated_at_ms, body_version FROM orders WHERE is_final = 0 AND updated_at_ms <= ?1 \
      AND (updated_at_ms > ?2 OR (updated_at_ms = ?2 AND id > ?3)) \
      ORDER BY updated_at_ms, id LIMIT ?4";
 const SELECT_PARTIES: &str = "SELECT body FROM parties WHERE kind = ?1 ORDER BY tenant, id";
@@ -129,101 +132,6 @@ fn refund_totals([refunded, fee, leg]: [i64; 3]) -> Result<RefundTotals, OrderSt
     })
 }
 
-/// The second-leg column: a payment's points or FX funding amount, what a refund returns of
-/// it, else zero (so a payment's refunds can be summed leg by leg).
-fn leg_of(order: &Order) -> Amount {
-    match order {
-        Order::Payment(payment) => payment.second_leg(),
-        Order::Refund(refund) => refund.second_leg(),
-        _ => Amount::ZERO,
-    }
-}
-
-/// A refund that takes from the merchant's settled takings (not counted by settlement).
-fn from_settled(order: &Order) -> bool {
-    match order {
-        Order::Refund(refund) => refund.from_settled,
-        Order::CardRefund(refund) => refund.from_settled,
-        _ => false,
-    }
-}
-
-/// The fee column: a payment's fee, a refund's returned fee share, else zero.
-fn fee_of(order: &Order) -> Amount {
-    match order {
-        Order::Payment(payment) => payment.fee,
-        Order::Refund(refund) => refund.fee_returned,
-        Order::CardPayment(card) => {
-            card.merchant.as_ref().map_or(Amount::ZERO, |credit| credit.fee)
-        }
-        Order::CardRefund(refund) => refund.fee_returned,
-        _ => Amount::ZERO,
-    }
-}
-
-fn body_of(order: &Order) -> Result<String, OrderStoreError> {
-    serde_json::to_string(order).map_err(backend)
-}
-
-fn insert_params(record: &OrderRecord) -> Result<Vec<Param>, OrderStoreError> {
-    let order = &record.order;
-    Ok(vec![
-        Param::Text(order.id().to_string()),
-        Param::Text(record.tenant.clone()),
-        Param::Text(order.kind().as_str().into()),
-        Param::Text(record.reference.clone()),
-        Param::Text(record.request_fingerprint.clone()),
-        Param::OptText(record.parent.as_ref().map(OrderId::to_string)),
-        Param::Text(order.status().into()),
-        Param::Int(i64::from(order.is_final())),
-        Param::Text(order.customer().into()),
-        Param::OptText(order.merchant().map(str::to_owned)),
-        Param::Int(order.amount().to_stored()),
-        Param::Int(fee_of(order).to_stored()),
-        Param::Text(body_of(order)?),
-        Param::Int(i64_of(record.version)),
-        Param::Int(i64_of(record.created_at_ms)),
-        Param::Int(i64_of(record.updated_at_ms)),
-        Param::Text(order.asset().as_str().to_owned()),
-        Param::Int(leg_of(order).to_stored()),
-        Param::Int(i64::from(from_settled(order))),
-    ]
-    .into_iter()
-    .chain(legs::columns(order))
-    .collect())
-}
-
-fn update_params(
-    record: &OrderRecord,
-    expected_version: u64,
-) -> Result<Vec<Param>, OrderStoreError> {
-    let order = &record.order;
-    Ok(vec![
-        Param::Text(order.id().to_string()),
-        Param::Text(order.status().into()),
-        Param::Int(i64::from(order.is_final())),
-        Param::Int(fee_of(order).to_stored()),
-        Param::Text(body_of(order)?),
-        Param::Int(i64_of(record.version)),
-        Param::Int(i64_of(record.updated_at_ms)),
-        Param::Int(i64_of(expected_version)),
-        Param::Int(order.amount().to_stored()),
-    ]
-    .into_iter()
-    .chain(legs::columns(order))
-    .collect())
-}
-
-fn event_params(record: &OrderRecord, event: &NewEvent) -> Vec<Param> {
-    vec![
-        Param::Text(record.tenant.clone()),
-        Param::Text(record.id().to_string()),
-        Param::Text(event.event_type.clone()),
-        Param::Text(event.payload.to_string()),
-        Param::Int(i64_of(record.updated_at_ms)),
-    ]
-}
-
 /// The columns of [`SELECT`], as read.
 struct RawOrder {
     tenant: String,
@@ -234,6 +142,8 @@ struct RawOrder {
     version: i64,
     created_at_ms: i64,
     updated_at_ms: i64,
+    /// The body's stored form (`payments::order::STORED_FORM_VERSION` when this release wrote it).
+    body_version: i64,
 }
 
 impl RawOrder {
@@ -243,12 +153,18 @@ impl RawOrder {
             reference: self.reference,
             request_fingerprint: self.request_fingerprint,
             parent: self.parent.map(OrderId::new).transpose().map_err(corrupt)?,
-            order: serde_json::from_str(&self.body).map_err(corrupt)?,
+            order: read_body(self.body_version, &self.body)?,
             version: u64_of(self.version)?,
             created_at_ms: u64_of(self.created_at_ms)?,
             updated_at_ms: u64_of(self.updated_at_ms)?,
         })
     }
+}
+
+/// A stored body as an order, by the form it was written in.
+fn read_body(body_version: i64, body: &str) -> Result<Order, OrderStoreError> {
+    let version = u32::try_from(body_version).map_err(corrupt)?;
+    payments::order::read_stored(version, body).map_err(corrupt)
 }
 
 fn party_body(party: &Party) -> Result<String, OrderStoreError> {
@@ -392,6 +308,7 @@ fn sqlite_order(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
         version: row.get(5)?,
         created_at_ms: row.get(6)?,
         updated_at_ms: row.get(7)?,
+        body_version: row.get(8)?,
     })
 }
 
@@ -699,6 +616,7 @@ fn pg_order(row: &postgres::Row) -> Result<OrderRecord, OrderStoreError> {
         version: row.try_get(5).map_err(backend)?,
         created_at_ms: row.try_get(6).map_err(backend)?,
         updated_at_ms: row.try_get(7).map_err(backend)?,
+        body_version: row.try_get(8).map_err(backend)?,
     }
     .into_record()
 }

@@ -35,7 +35,7 @@ impl PgOrderStore {
     /// stored is left as it is); returns how many were new. For imports and benchmarks, not
     /// the payment path: the payment core's orders go through [`executor::OrderStore::insert`].
     pub fn import(&self, records: &[OrderRecord]) -> Result<u64, OrderStoreError> {
-        // 23 parameters a row; PostgreSQL takes at most 65,535 per statement.
+        // 24 parameters a row; PostgreSQL takes at most 65,535 per statement.
         const ROWS_PER_STATEMENT: usize = 1_000;
         let (head, tail) = INSERT.split_once(" VALUES ").ok_or_else(|| corrupt("INSERT"))?;
         let (tuple, conflict) = tail.split_once(") ").ok_or_else(|| corrupt("INSERT"))?;
@@ -51,7 +51,7 @@ impl PgOrderStore {
             let mut tx = client.transaction().map_err(backend)?;
             let mut created = 0;
             for chunk in records.chunks(ROWS_PER_STATEMENT) {
-                let mut params = Vec::with_capacity(chunk.len() * 23);
+                let mut params = Vec::with_capacity(chunk.len() * 24);
                 let mut rows = Vec::with_capacity(chunk.len());
                 for record in chunk {
                     let row = insert_params(record)?;

@@ -48,8 +48,8 @@ pub(super) fn query(
         CHANNEL_KINDS.iter().map(|kind| format!("'{}'", kind.as_str())).collect();
     let sql = format!(
         "SELECT id, kind, asset, amount_minor, created_at_ms, channel_status, channel_ref, \
-         channel_fee_minor, CASE WHEN channel_at_version = version THEN NULL ELSE body END \
-         FROM orders WHERE kind IN ({}) AND created_at_ms >= ?1 AND created_at_ms < ?2 \
+         channel_fee_minor, CASE WHEN channel_at_version = version THEN NULL ELSE body END, \
+         body_version FROM orders WHERE kind IN ({}) AND created_at_ms >= ?1 AND created_at_ms < ?2 \
          AND {} AND (channel = ?6 OR channel_at_version <> version) \
          ORDER BY created_at_ms, id LIMIT ?5",
         kinds.join(", "),
@@ -82,6 +82,7 @@ pub(super) struct RawLeg {
     pub fee_minor: Option<i64>,
     /// The order itself, for a row whose columns are not current.
     pub body: Option<String>,
+    pub body_version: i64,
 }
 
 impl RawLeg {
@@ -90,7 +91,7 @@ impl RawLeg {
     fn into_record(self, channel: &ChannelId) -> Result<Option<ChannelLegRecord>, OrderStoreError> {
         let created_at_ms = u64_of(self.created_at_ms)?;
         if let Some(body) = self.body {
-            let order: Order = serde_json::from_str(&body).map_err(corrupt)?;
+            let order: Order = super::read_body(self.body_version, &body)?;
             let Some(leg) = order.channel_leg().filter(|leg| leg.channel == *channel) else {
                 return Ok(None);
             };
@@ -177,6 +178,7 @@ pub(super) fn sqlite_leg(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawLeg> {
         channel_ref: row.get(6)?,
         fee_minor: row.get(7)?,
         body: row.get(8)?,
+        body_version: row.get(9)?,
     })
 }
 
@@ -191,5 +193,6 @@ pub(super) fn pg_leg(row: &postgres::Row) -> Result<RawLeg, postgres::Error> {
         channel_ref: row.try_get(6)?,
         fee_minor: row.try_get(7)?,
         body: row.try_get(8)?,
+        body_version: row.try_get(9)?,
     })
 }

@@ -13,4 +13,5 @@ mod layouts_props;
 mod model;
 mod orders;
 mod recon;
+mod stored_form;
 mod webhooks;
