@@ -106,7 +106,18 @@ pub trait InquiryOwner: Send + Sync + 'static {
         &'a self,
         task: &'a InquiryTask,
         outcome: &'a Outcome,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), DeliveryError>>;
+}
+
+/// Why an owner did not take an outcome; the task stays undelivered and is offered again.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The task names an owner this receiver cannot have (not one of its ids).
+    #[error("no such owner {0:?}")]
+    NoSuchOwner(String),
+    /// The owner failed to take it (its store, a conflict): its own error, kept whole.
+    #[error(transparent)]
+    Owner(Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -216,7 +216,7 @@ async fn an_unknown_outcome_is_never_sent_elsewhere_and_inquiry_settles_it() {
             &'a self,
             task: &'a InquiryTask,
             outcome: &'a Outcome,
-        ) -> BoxFuture<'a, Result<(), String>> {
+        ) -> BoxFuture<'a, Result<(), channels::inquiry::DeliveryError>> {
             Box::pin(async move {
                 self.0.lock().unwrap().push((task.owner.clone(), outcome.clone()));
                 Ok(())
@@ -259,7 +259,7 @@ async fn not_found_is_final_only_after_the_late_window_and_attempts_escalate() {
             &'a self,
             _: &'a InquiryTask,
             _: &'a Outcome,
-        ) -> BoxFuture<'a, Result<(), String>> {
+        ) -> BoxFuture<'a, Result<(), channels::inquiry::DeliveryError>> {
             Box::pin(async { Ok(()) })
         }
     }

@@ -421,14 +421,19 @@ impl<S: LedgerStore> Writer<S> {
                     self.metrics.batch_commands.record(commands.len() as u64);
                     break Ok(outcomes);
                 }
-                Err(StoreError::Conflict(reason)) if attempt < self.config.conflict_retries_max => {
+                // Not a conflict: nothing was written, and the next try locks the rows it
+                // now knows of. Each such try learns a new account's layout, so they end.
+                Err(Attempt::LayoutsLearned) => continue,
+                Err(Attempt::Store(StoreError::Conflict(reason)))
+                    if attempt < self.config.conflict_retries_max =>
+                {
                     self.metrics.batch_conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%reason, attempt, "batch conflicted with another writer; retrying");
                     attempt += 1;
                     // Back off a little so two nodes do not collide in lockstep.
                     std::thread::sleep(Duration::from_micros(200 * u64::from(attempt)));
                 }
-                Err(error) => {
+                Err(Attempt::Store(error)) => {
                     self.metrics.batch_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(%error, n_commands = commands.len(), "batch failed");
                     break Err(error);
@@ -473,7 +478,7 @@ impl<S: LedgerStore> Writer<S> {
         }
     }
 
-    fn try_commit(&mut self, commands: &[Command]) -> Result<(Vec<Outcome>, u64), StoreError> {
+    fn try_commit(&mut self, commands: &[Command]) -> Result<(Vec<Outcome>, u64), Attempt> {
         let needs = needs(commands);
         self.turn = self.turn.wrapping_add(1);
         let expiry_batch_max = self.config.expiry_batch_max;
@@ -518,7 +523,7 @@ impl<S: LedgerStore> Writer<S> {
         }
         if discovered {
             // The batch locked the account's own row only; run it again with its rows.
-            return Err(StoreError::Conflict("an account with a layout was first seen".into()));
+            return Err(Attempt::LayoutsLearned);
         }
         for id in &needs.account_ids {
             if let Some(layout) = self.layouts.get(id) {
@@ -602,5 +607,19 @@ fn assert_batch_balances(before: &Before, write: &crate::apply::BatchWrite) {
             "batch {:?} does not balance in {asset}: posted {posted}, pending {pending}",
             write.header.batch_seq
         );
+    }
+}
+/// Why one try of a batch did not commit.
+enum Attempt {
+    /// The store refused it (a conflict is tried again, up to its bound).
+    Store(StoreError),
+    /// An account with a layout was first seen: the batch had locked its own row only, so it
+    /// runs again, locking the rows it now knows of. Nothing was written.
+    LayoutsLearned,
+}
+
+impl From<StoreError> for Attempt {
+    fn from(error: StoreError) -> Attempt {
+        Attempt::Store(error)
     }
 }

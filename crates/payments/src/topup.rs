@@ -149,6 +149,20 @@ impl TopUp {
     }
 
     /// The channel request of this top-up's debit (the same on every retry).
+    /// For a card payment: the share of the merchant's fee a refund of `amount` returns,
+    /// given what earlier live refunds took (`refunded`, `fee_returned`), by the rule of a
+    /// wallet payment's refunds (the shares of a full refund sum to the fee). `None` for a
+    /// top-up, or past the amount paid.
+    pub fn refund_fee_share(
+        &self,
+        amount: Amount,
+        refunded: Amount,
+        fee_returned: Amount,
+    ) -> Option<Amount> {
+        let credit = self.merchant.as_ref()?;
+        crate::booking::proportional_share(credit.fee, self.amount, amount, refunded, fee_returned)
+    }
+
     pub fn debit_request(&self) -> ChannelRequest {
         ChannelRequest {
             request_id: request_id(&self.order, Step::TopUpDebit),
@@ -389,5 +403,49 @@ impl TopUp {
             (S::Succeeded { .. } | S::Suspended { .. }, TopUpEvent::LedgerPosted) => stay(),
             _ => return Err(illegal()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amount(minor: u64) -> Amount {
+        Amount::new(minor).unwrap()
+    }
+
+    #[test]
+    fn a_card_payments_refunds_return_its_fee_in_shares_that_sum_to_it() {
+        let card = |merchant| {
+            let topup = TopUp::new(
+                OrderId::new("cp_1").unwrap(),
+                "alice".into(),
+                "card".into(),
+                AssetCode::new("CNY").unwrap(),
+                amount(1_000),
+            );
+            match merchant {
+                Some(fee) => topup.paying(MerchantCredit {
+                    merchant: "shop".into(),
+                    fee: amount(fee),
+                    fee_bps: 70,
+                }),
+                None => topup,
+            }
+        };
+        assert_eq!(card(None).refund_fee_share(amount(10), Amount::ZERO, Amount::ZERO), None);
+        let paid = card(Some(7));
+        let (mut refunded, mut fee_returned) = (Amount::ZERO, Amount::ZERO);
+        for part in [333, 333, 334] {
+            let share = paid.refund_fee_share(amount(part), refunded, fee_returned).unwrap();
+            refunded = refunded.checked_add(amount(part)).unwrap();
+            fee_returned = fee_returned.checked_add(share).unwrap();
+        }
+        assert_eq!(fee_returned, amount(7), "the last refund takes what is left of the fee");
+        assert_eq!(
+            paid.refund_fee_share(amount(1), refunded, fee_returned),
+            None,
+            "past the amount"
+        );
     }
 }

@@ -17,4 +17,4 @@ pub use egress::EgressPolicy;
 pub use port::{
     Attempt, Delivery, DeliveryState, DueDelivery, Endpoint, WebhookStore, WebhookStoreError,
 };
-pub use worker::{Deliverer, RetryPolicy};
+pub use worker::{Deliverer, RetryPolicy, WorkerError};

@@ -100,13 +100,23 @@ fn now_ms() -> u64 {
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
+/// Why the worker could not start or finish a sweep.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The HTTP client (or the proxy's address) could not be set up.
+    #[error("webhook client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Store(#[from] crate::port::WebhookStoreError),
+}
+
 impl Deliverer {
     /// Delivers `store`'s outbox with `policy`'s retries, to the addresses `egress` permits.
     pub fn new(
         store: Arc<dyn WebhookStore>,
         policy: RetryPolicy,
         egress: EgressPolicy,
-    ) -> Result<Deliverer, String> {
+    ) -> Result<Deliverer, WorkerError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(policy.timeout_ms))
             // A redirect would be a second target, unchecked.
@@ -115,8 +125,7 @@ impl Deliverer {
             // behalf, past the resolver's check.
             .no_proxy()
             .dns_resolver(Arc::new(PublicResolver::new(egress)))
-            .build()
-            .map_err(|error| error.to_string())?;
+            .build()?;
         Ok(Deliverer { store, client, policy, egress, batch: 64 })
     }
 
@@ -130,16 +139,15 @@ impl Deliverer {
         policy: RetryPolicy,
         egress: EgressPolicy,
         proxy_url: &str,
-    ) -> Result<Deliverer, String> {
-        let proxy = reqwest::Proxy::all(proxy_url).map_err(|error| error.to_string())?;
+    ) -> Result<Deliverer, WorkerError> {
+        let proxy = reqwest::Proxy::all(proxy_url)?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(policy.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .proxy(proxy)
             .dns_resolver(Arc::new(PublicResolver::new(egress)))
-            .build()
-            .map_err(|error| error.to_string())?;
+            .build()?;
         Ok(Deliverer { store, client, policy, egress, batch: 64 })
     }
 
@@ -148,11 +156,11 @@ impl Deliverer {
     }
 
     /// Fans out new events, then sends every due delivery (up to one batch).
-    pub async fn sweep(&self) -> Result<SweepCounts, String> {
+    pub async fn sweep(&self) -> Result<SweepCounts, WorkerError> {
         let mut counts = SweepCounts::default();
         let now = now_ms();
-        counts.fanned_out = self.store.fan_out(now, 1_000).map_err(|e| e.to_string())?;
-        let due = self.store.due(now, self.batch).map_err(|e| e.to_string())?;
+        counts.fanned_out = self.store.fan_out(now, 1_000)?;
+        let due = self.store.due(now, self.batch)?;
         let mut sending = JoinSet::new();
         for item in due {
             let client = self.client.clone();
@@ -188,9 +196,7 @@ impl Deliverer {
                     tracing::warn!(delivery = %item.delivery.id, url = %item.url, "webhook delivery failed for good");
                 }
             }
-            self.store
-                .record_attempt(&item.delivery.id, &attempt, now_ms())
-                .map_err(|e| e.to_string())?;
+            self.store.record_attempt(&item.delivery.id, &attempt, now_ms())?;
         }
         Ok(counts)
     }

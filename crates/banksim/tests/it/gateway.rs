@@ -102,7 +102,7 @@ impl InquiryOwner for Owner {
         &'a self,
         task: &'a InquiryTask,
         outcome: &'a Outcome,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), channels::inquiry::DeliveryError>> {
         Box::pin(async move {
             self.deliveries.fetch_add(1, Ordering::SeqCst);
             self.delivered.lock().unwrap().insert(task.request_id.to_string(), outcome.clone());

@@ -1,5 +1,7 @@
 //! The gateway's status inquiry delivers final outcomes to their orders through this adapter.
 
+use channels::inquiry::DeliveryError;
+
 use super::*;
 
 /// Delivers status inquiry's final outcomes to the orders that own them.
@@ -10,14 +12,15 @@ impl InquiryOwner for InquiryOwnerAdapter {
         &'a self,
         task: &'a InquiryTask,
         outcome: &'a Outcome,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
-            let order = OrderId::new(task.owner.as_str()).map_err(|e| e.to_string())?;
+            let order = OrderId::new(task.owner.as_str())
+                .map_err(|_| DeliveryError::NoSuchOwner(task.owner.clone()))?;
             self.0
                 .on_channel_answer(&order, task.channel.clone(), outcome.clone())
                 .await
                 .map(|_| ())
-                .map_err(|error| error.to_string())
+                .map_err(|error| DeliveryError::Owner(Box::new(error)))
         })
     }
 }

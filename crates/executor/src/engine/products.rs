@@ -252,27 +252,12 @@ impl Executor {
         );
         let print = fingerprint(&[request.payment.as_str(), &request.amount.minor().to_string()]);
         let now_ms = self.clock.now_ms();
-        // The fee shares follow the same rule as a wallet payment's: a Payment of the same
-        // amount and fee computes them.
         let from_settled = self
             .settled_before(tenant, &credit.merchant, card.asset)?
             .is_some_and(|cutoff_ms| payment_created_at_ms < cutoff_ms);
-        let mut as_payment = Payment::new(
-            card.order.clone(),
-            card.customer.clone(),
-            credit.merchant.clone(),
-            card.asset,
-            card.amount,
-            0,
-        );
-        as_payment.fee = credit.fee;
         let mut build = |totals: RefundTotals| -> Option<OrderRecord> {
-            let shares = as_payment.refund_shares(
-                request.amount,
-                totals.refunded,
-                totals.fee_returned,
-                totals.leg_returned,
-            )?;
+            let fee_returned =
+                card.refund_fee_share(request.amount, totals.refunded, totals.fee_returned)?;
             let refund = payments::card::CardRefund {
                 from_settled,
                 order: id.clone(),
@@ -282,7 +267,7 @@ impl Executor {
                 card: card.card.clone(),
                 asset: card.asset,
                 amount: request.amount,
-                fee_returned: shares.fee_returned,
+                fee_returned,
                 channel: channel.clone(),
                 debit_request_id: card.debit_request().request_id,
                 state: payments::card::CardRefundState::Created,

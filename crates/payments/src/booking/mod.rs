@@ -54,6 +54,7 @@ mod settlement;
 mod tests;
 mod transfer;
 
+pub(crate) use payment::proportional_share;
 pub use payment::{
     Authorization, FxLeg, Payment, PaymentState, PointsLeg, Rate, RefundShares, RATE_DECIMALS_MAX,
     RATE_WHOLE_DIGITS_MAX,

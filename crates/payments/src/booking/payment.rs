@@ -588,7 +588,7 @@ impl Payment {
 
 /// `part` of `total`'s share of `whole`, rounded down; the part that completes `whole` takes
 /// what is left, so the shares of a whole sum to `total` exactly. `None` past the whole.
-fn proportional_share(
+pub(crate) fn proportional_share(
     total: Amount,
     whole: Amount,
     part: Amount,
