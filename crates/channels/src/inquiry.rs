@@ -5,7 +5,10 @@
 //!
 //! When the attempts run out the task is escalated to an operator and stays unknown. It is
 //! never assumed failed: a payout the bank did execute, marked failed and refunded, is money
-//! lost twice. A callback can still resolve an escalated task.
+//! lost twice. An escalated task is still asked, on a slow schedule
+//! ([`InquiryPolicy::escalated_delay_ms`], hourly by default), until the bank answers — a bank
+//! down for a day then finishes its orders by itself when it is back — and an operator can
+//! have it asked now ([`InquiryStore::ask_now`]). A callback can still resolve it.
 //!
 //! Delivery to the owner is at least once: the resolved outcome is stored first, delivered,
 //! then marked delivered, so a crash in between delivers it again (owners are idempotent).
@@ -43,6 +46,13 @@ pub struct InquiryTask {
     pub state: InquiryState,
 }
 
+impl InquiryTask {
+    /// Still asked about: open, or escalated (on the slow schedule).
+    pub fn is_asked(&self) -> bool {
+        matches!(self.state, InquiryState::Open | InquiryState::Escalated { .. })
+    }
+}
+
 /// Counts for metrics and the console.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct InquiryBacklog {
@@ -67,8 +77,9 @@ pub trait InquiryStore: Send + Sync + 'static {
         channel: &ChannelId,
         request_id: &RequestId,
     ) -> Result<Option<InquiryTask>, InquiryError>;
-    /// Open tasks due at `now_ms`, soonest first.
+    /// Open and escalated tasks due at `now_ms`, soonest first.
     fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<InquiryTask>, InquiryError>;
+    /// Sets an open or escalated task's attempts and next inquiry (its state stays).
     fn reschedule(
         &self,
         channel: &ChannelId,
@@ -98,6 +109,16 @@ pub trait InquiryStore: Send + Sync + 'static {
         request_id: &RequestId,
     ) -> Result<(), InquiryError>;
     fn backlog(&self) -> Result<InquiryBacklog, InquiryError>;
+    /// Escalated tasks, oldest first: what operators look at.
+    fn escalated(&self, limit: usize) -> Result<Vec<InquiryTask>, InquiryError>;
+    /// Makes an open or escalated task due at `now_ms` (an operator's "ask now"); false if
+    /// there is no such task or it is resolved.
+    fn ask_now(
+        &self,
+        channel: &ChannelId,
+        request_id: &RequestId,
+        now_ms: u64,
+    ) -> Result<bool, InquiryError>;
 }
 
 /// Receives final outcomes. Must be idempotent: after a crash it may get one again.
@@ -128,6 +149,9 @@ pub struct InquiryPolicy {
     pub delay_max_ms: u64,
     /// After this many inquiries the task is escalated.
     pub attempts_max: u32,
+    /// An escalated task is asked again this long after each answer that is not final.
+    #[serde(default = "InquiryPolicy::escalated_delay_default_ms")]
+    pub escalated_delay_ms: u64,
     /// A "not found" answer is final (the channel never got the request) only once the task
     /// is this old: before that the request may still arrive late. `None`: never final.
     pub not_found_final_after_ms: Option<u64>,
@@ -140,12 +164,17 @@ impl Default for InquiryPolicy {
             backoff_factor: 2,
             delay_max_ms: 60_000,
             attempts_max: 30,
+            escalated_delay_ms: InquiryPolicy::escalated_delay_default_ms(),
             not_found_final_after_ms: Some(10 * 60_000),
         }
     }
 }
 
 impl InquiryPolicy {
+    fn escalated_delay_default_ms() -> u64 {
+        3_600_000
+    }
+
     /// The wait after the `attempts`-th inquiry.
     pub fn delay_ms(&self, attempts: u32) -> u64 {
         let mut delay = self.first_delay_ms;
@@ -278,13 +307,18 @@ impl Inquirer {
                     }
                 }
                 None if attempts >= self.policy.attempts_max => {
-                    let detail = format!("still not final after {attempts} inquiries");
-                    tracing::warn!(
-                        channel = %task.channel, request_id = %task.request_id, owner = %task.owner,
-                        %detail, "inquiry escalated to an operator"
-                    );
-                    self.store.escalate(&task.channel, &task.request_id, &detail)?;
-                    report.escalated += 1;
+                    if task.state == InquiryState::Open {
+                        let detail = format!("still not final after {attempts} inquiries");
+                        tracing::warn!(
+                            channel = %task.channel, request_id = %task.request_id,
+                            owner = %task.owner, %detail, "inquiry escalated to an operator"
+                        );
+                        self.store.escalate(&task.channel, &task.request_id, &detail)?;
+                        report.escalated += 1;
+                    }
+                    // Escalated, and still asked: slowly, until the bank answers.
+                    let next_at_ms = now_ms.saturating_add(self.policy.escalated_delay_ms);
+                    self.store.reschedule(&task.channel, &task.request_id, attempts, next_at_ms)?;
                 }
                 None => {
                     let next_at_ms = now_ms.saturating_add(self.policy.delay_ms(attempts));
@@ -368,7 +402,7 @@ impl InquiryStore for MemoryInquiryStore {
         Ok(self.with(|tasks| {
             let mut due: Vec<InquiryTask> = tasks
                 .values()
-                .filter(|t| t.state == InquiryState::Open && t.next_at_ms <= now_ms)
+                .filter(|t| t.is_asked() && t.next_at_ms <= now_ms)
                 .cloned()
                 .collect();
             due.sort_by_key(|t| t.next_at_ms);
@@ -386,7 +420,7 @@ impl InquiryStore for MemoryInquiryStore {
     ) -> Result<(), InquiryError> {
         self.with(|tasks| {
             if let Some(task) = tasks.get_mut(&(channel.clone(), request_id.clone())) {
-                if task.state == InquiryState::Open {
+                if task.is_asked() {
                     task.attempts = attempts;
                     task.next_at_ms = next_at_ms;
                 }
@@ -463,6 +497,40 @@ impl InquiryStore for MemoryInquiryStore {
                 }
                 backlog
             })
+        }))
+    }
+
+    fn escalated(&self, limit: usize) -> Result<Vec<InquiryTask>, InquiryError> {
+        Ok(self.with(|tasks| {
+            let mut escalated: Vec<InquiryTask> = tasks
+                .values()
+                .filter(|t| matches!(t.state, InquiryState::Escalated { .. }))
+                .cloned()
+                .collect();
+            escalated.sort_by(|a, b| {
+                (a.created_at_ms, &a.channel, &a.request_id).cmp(&(
+                    b.created_at_ms,
+                    &b.channel,
+                    &b.request_id,
+                ))
+            });
+            escalated.truncate(limit);
+            escalated
+        }))
+    }
+
+    fn ask_now(
+        &self,
+        channel: &ChannelId,
+        request_id: &RequestId,
+        now_ms: u64,
+    ) -> Result<bool, InquiryError> {
+        Ok(self.with(|tasks| match tasks.get_mut(&(channel.clone(), request_id.clone())) {
+            Some(task) if task.is_asked() => {
+                task.next_at_ms = now_ms;
+                true
+            }
+            _ => false,
         }))
     }
 }

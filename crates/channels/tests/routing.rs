@@ -301,4 +301,23 @@ async fn not_found_is_final_only_after_the_late_window_and_attempts_escalate() {
     let task = store.get(&channel, &stuck).unwrap().unwrap();
     assert!(matches!(task.state, InquiryState::Escalated { .. }), "{task:?}");
     assert_eq!(store.backlog().unwrap().escalated, 1);
+
+    // Escalated is not abandoned: it is asked again on the slow schedule (hourly), and when
+    // the bank is back with its answer, the task resolves by itself.
+    let slow_ms = InquiryPolicy::default().escalated_delay_ms;
+    assert_eq!(task.next_at_ms, f.clock.now_ms() + slow_ms, "the next ask is an hour away");
+    f.clock.advance(slow_ms - 1);
+    assert_eq!(inquirer.sweep().await.unwrap().asked, 0, "not before the hour");
+    f.cheap.set(Behaviour::Healthy);
+    let paid = Outcome::Succeeded(channels::Settled {
+        channel_ref: "late".into(),
+        fee: money::Amount::ZERO,
+    });
+    f.cheap.executed.lock().unwrap().insert(stuck.clone(), paid.clone());
+    f.clock.advance(1);
+    let report = inquirer.sweep().await.unwrap();
+    assert_eq!((report.asked, report.resolved, report.escalated), (1, 1, 0));
+    let task = store.get(&channel, &stuck).unwrap().unwrap();
+    assert!(matches!(&task.state, InquiryState::Resolved { outcome, .. } if *outcome == paid));
+    assert_eq!(store.backlog().unwrap().escalated, 0);
 }

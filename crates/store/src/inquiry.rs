@@ -9,6 +9,7 @@ use channels::inquiry::{InquiryBacklog, InquiryError, InquiryState, InquiryStore
 use channels::{ChannelId, Operation, Outcome, RequestId};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::orders::limit_of;
 use crate::postgres::PgTarget;
 
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_gateway.sql"))];
@@ -164,7 +165,7 @@ impl InquiryStore for SqliteInquiryStore {
     fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<InquiryTask>, InquiryError> {
         self.query(
             &format!(
-                "SELECT {COLUMNS} FROM inquiries WHERE state = 'open' AND next_at_ms <= ?1 \
+                "SELECT {COLUMNS} FROM inquiries WHERE state IN ('open', 'escalated') AND next_at_ms <= ?1 \
                  ORDER BY next_at_ms LIMIT ?2"
             ),
             params![ms(now_ms), limit as i64],
@@ -181,7 +182,7 @@ impl InquiryStore for SqliteInquiryStore {
         self.with(|c| {
             c.execute(
                 "UPDATE inquiries SET attempts = ?3, next_at_ms = ?4 \
-                 WHERE channel = ?1 AND request_id = ?2 AND state = 'open'",
+                 WHERE channel = ?1 AND request_id = ?2 AND state IN ('open', 'escalated')",
                 params![channel.as_str(), request_id.as_str(), i64::from(attempts), ms(next_at_ms)],
             )
         })?;
@@ -262,6 +263,32 @@ impl InquiryStore for SqliteInquiryStore {
             .optional()
             .map(Option::unwrap_or_default)
         })
+    }
+
+    fn escalated(&self, limit: usize) -> Result<Vec<InquiryTask>, InquiryError> {
+        self.query(
+            &format!(
+                "SELECT {COLUMNS} FROM inquiries WHERE state = 'escalated' \
+                 ORDER BY created_at_ms, channel, request_id LIMIT ?1"
+            ),
+            params![limit_of(limit)],
+        )
+    }
+
+    fn ask_now(
+        &self,
+        channel: &ChannelId,
+        request_id: &RequestId,
+        now_ms: u64,
+    ) -> Result<bool, InquiryError> {
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE inquiries SET next_at_ms = ?3 \
+                 WHERE channel = ?1 AND request_id = ?2 AND state IN ('open', 'escalated')",
+                params![channel.as_str(), request_id.as_str(), ms(now_ms)],
+            )
+        })?;
+        Ok(n == 1)
     }
 }
 
@@ -354,7 +381,8 @@ impl InquiryStore for PgInquiryStore {
         crate::off_runtime(|| {
             self.query(
                 &format!(
-                    "SELECT {COLUMNS} FROM inquiries WHERE state = 'open' AND next_at_ms <= $1 \
+                    "SELECT {COLUMNS} FROM inquiries WHERE state IN ('open', 'escalated') \
+                     AND next_at_ms <= $1 \
                      ORDER BY next_at_ms LIMIT $2"
                 ),
                 &[&ms(now_ms), &(limit as i64)],
@@ -373,7 +401,7 @@ impl InquiryStore for PgInquiryStore {
             self.with(|c| {
                 c.execute(
                     "UPDATE inquiries SET attempts = $3, next_at_ms = $4 \
-                     WHERE channel = $1 AND request_id = $2 AND state = 'open'",
+                     WHERE channel = $1 AND request_id = $2 AND state IN ('open', 'escalated')",
                     &[
                         &channel.as_str(),
                         &request_id.as_str(),
@@ -464,6 +492,36 @@ impl InquiryStore for PgInquiryStore {
                 Ok(row.try_get::<_, i64>(index).map_err(store_error)?.max(0) as u64)
             };
             Ok(InquiryBacklog { open: count(0)?, escalated: count(1)?, undelivered: count(2)? })
+        })
+    }
+
+    fn escalated(&self, limit: usize) -> Result<Vec<InquiryTask>, InquiryError> {
+        crate::off_runtime(|| {
+            self.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM inquiries WHERE state = 'escalated' \
+                     ORDER BY created_at_ms, channel, request_id LIMIT $1"
+                ),
+                &[&limit_of(limit)],
+            )
+        })
+    }
+
+    fn ask_now(
+        &self,
+        channel: &ChannelId,
+        request_id: &RequestId,
+        now_ms: u64,
+    ) -> Result<bool, InquiryError> {
+        crate::off_runtime(|| {
+            let n = self.with(|c| {
+                c.execute(
+                    "UPDATE inquiries SET next_at_ms = $3 \
+                     WHERE channel = $1 AND request_id = $2 AND state IN ('open', 'escalated')",
+                    &[&channel.as_str(), &request_id.as_str(), &ms(now_ms)],
+                )
+            })?;
+            Ok(n == 1)
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The inquiry-task store on SQLite and PostgreSQL: idempotent opening, due order, one
-//! resolution only, escalation that a callback can still resolve, at-least-once delivery
+//! resolution only, escalation that a callback can still resolve and that is still asked on
+//! its slow schedule or at once when an operator says so, at-least-once delivery
 //! bookkeeping, and tasks that survive reopening the store (a gateway restart).
 
 use channels::inquiry::{InquiryBacklog, InquiryState, InquiryStore, InquiryTask};
@@ -53,6 +54,26 @@ fn exercise(store: &dyn InquiryStore) {
         store.backlog().expect("backlog"),
         InquiryBacklog { open: 1, escalated: 1, undelivered: 1 }
     );
+    // An escalated task is listed for operators, is still asked when due (on its slow
+    // schedule), keeps its state when rescheduled, and an operator can have it asked now.
+    let escalated = store.escalated(10).expect("escalated");
+    assert_eq!(escalated.len(), 1);
+    assert_eq!(escalated[0].request_id, c.request_id);
+    assert!(matches!(escalated[0].state, InquiryState::Escalated { .. }));
+    let due_ids = |at_ms| -> Vec<String> {
+        store.due(at_ms, 10).expect("due").iter().map(|t| t.request_id.to_string()).collect()
+    };
+    assert_eq!(due_ids(9_000), ["a", "c"], "escalated tasks come due too");
+    store.reschedule(&c.channel, &c.request_id, 31, 3_609_000).expect("slow schedule");
+    let c_now = store.get(&c.channel, &c.request_id).expect("get").expect("c");
+    assert_eq!((c_now.attempts, c_now.next_at_ms), (31, 3_609_000));
+    assert!(matches!(c_now.state, InquiryState::Escalated { .. }), "still escalated");
+    assert_eq!(due_ids(10_000), ["a"]);
+    assert!(store.ask_now(&c.channel, &c.request_id, 10_000).expect("ask now"));
+    assert_eq!(due_ids(10_000), ["a", "c"], "asked now");
+    assert!(!store.ask_now(&b.channel, &b.request_id, 10_000).expect("ask now"), "resolved");
+    let nobody = RequestId::new("nobody").expect("request id");
+    assert!(!store.ask_now(&c.channel, &nobody, 10_000).expect("ask now"), "no such task");
     // A callback can still settle an escalated task.
     assert!(store.resolve(&c.channel, &c.request_id, &succeeded()).expect("resolve c"));
     let undelivered: Vec<String> = store
@@ -93,4 +114,9 @@ fn postgres_inquiry_store_keeps_its_promises_across_a_restart() {
         InquiryBacklog { open: 1, escalated: 0, undelivered: 1 }
     );
     drop_schema(&target);
+}
+
+#[test]
+fn the_in_memory_inquiry_store_keeps_the_same_promises() {
+    exercise(&channels::inquiry::MemoryInquiryStore::default());
 }
