@@ -551,6 +551,7 @@ async fn world(case: &Case) -> World {
         backoff_factor: 2,
         delay_max_ms: 4_000,
         attempts_max: 10_000,
+        escalated_delay_ms: 4_000,
         not_found_final_after_ms: Some(6_000),
     };
     let inquirer = Arc::new(Inquirer::new(

@@ -117,6 +117,7 @@ fn fast_policy() -> InquiryPolicy {
         backoff_factor: 2,
         delay_max_ms: 400,
         attempts_max: 60,
+        escalated_delay_ms: 400,
         not_found_final_after_ms: Some(1_500),
     }
 }
