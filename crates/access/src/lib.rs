@@ -60,6 +60,12 @@ pub enum Scope {
     /// Reconciliation: approve or reject another key's proposed resolution (the checker).
     #[serde(rename = "recon:approve")]
     ReconApprove,
+    /// Operations (运维): read what needs an operator (escalated inquiries, stuck orders).
+    #[serde(rename = "ops:read")]
+    OpsRead,
+    /// Operations: act on it (have an inquiry asked now).
+    #[serde(rename = "ops:write")]
+    OpsWrite,
 }
 
 impl Scope {
@@ -71,23 +77,34 @@ impl Scope {
             Scope::ReconRead => "recon:read",
             Scope::ReconWrite => "recon:write",
             Scope::ReconApprove => "recon:approve",
+            Scope::OpsRead => "ops:read",
+            Scope::OpsWrite => "ops:write",
         }
     }
 
     /// Every scope, in the order the documentation lists them.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 8] = [
         Scope::LedgerRead,
         Scope::LedgerWrite,
         Scope::Admin,
         Scope::ReconRead,
         Scope::ReconWrite,
         Scope::ReconApprove,
+        Scope::OpsRead,
+        Scope::OpsWrite,
     ];
 
-    /// Scopes over the platform's own books (reconciliation), not a tenant's: only keys of
-    /// the platform (admin) tenant may hold them.
+    /// Scopes over the platform's own books and operations (reconciliation, operators'
+    /// work), not a tenant's: only keys of the platform (admin) tenant may hold them.
     pub fn is_platform(self) -> bool {
-        matches!(self, Scope::ReconRead | Scope::ReconWrite | Scope::ReconApprove)
+        matches!(
+            self,
+            Scope::ReconRead
+                | Scope::ReconWrite
+                | Scope::ReconApprove
+                | Scope::OpsRead
+                | Scope::OpsWrite
+        )
     }
 
     pub fn parse(raw: &str) -> Option<Scope> {

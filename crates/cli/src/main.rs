@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod api_client;
 mod bench;
 mod keys;
 mod load;
+mod ops;
 mod payments;
 mod recon;
 mod recon_bench;
@@ -26,7 +28,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the HTTP service.
-    Serve(serve::ServeArgs),
+    // Boxed: the service's flags outweigh every other command's.
+    Serve(Box<serve::ServeArgs>),
     /// API keys, offline, on the host (recovery when no admin key is left).
     Keys {
         #[command(subcommand)]
@@ -34,6 +37,8 @@ enum Command {
     },
     /// Reconciliation (对账), over the API of a running service.
     Recon(recon::ReconArgs),
+    /// Operators' actions (escalated inquiries), over the API of a running service.
+    Ops(ops::OpsArgs),
     /// The accounting core.
     Ledger {
         #[command(subcommand)]
@@ -168,9 +173,10 @@ fn main() -> anyhow::Result<()> {
         builder.init();
     }
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Keys { command } => keys::run(command),
         Command::Recon(args) => recon::run(args),
+        Command::Ops(args) => ops::run(args),
         Command::Ledger { command: LedgerCommand::Bench(args) } => bench::run(args),
         Command::Ledger { command: LedgerCommand::Verify { store, json } } => verify(&store, json),
         Command::Ledger { command: LedgerCommand::Load(args) } => load::run(args),

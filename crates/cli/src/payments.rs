@@ -38,6 +38,8 @@ pub struct PaymentSettings {
     pub channels: Vec<String>,
     pub assets: Vec<String>,
     pub inquiry_not_found_final_ms: u64,
+    pub inquiry_attempts_max: u32,
+    pub inquiry_escalated_delay_ms: u64,
     pub inspect_after_ms: u64,
     pub webhook_retry_first_ms: u64,
     /// Let webhook deliveries reach loopback and private addresses (development only).
@@ -208,6 +210,8 @@ pub fn start(
             };
             let policy = InquiryPolicy {
                 not_found_final_after_ms: Some(settings.inquiry_not_found_final_ms),
+                attempts_max: settings.inquiry_attempts_max,
+                escalated_delay_ms: settings.inquiry_escalated_delay_ms,
                 ..InquiryPolicy::default()
             };
             let inquirer = Arc::new(Inquirer::new(

@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
+use crate::api_client::Client;
+
 #[derive(Args)]
 pub struct ReconArgs {
     /// The service's base URL.
@@ -135,7 +137,7 @@ pub fn run(args: ReconArgs) -> anyhow::Result<()> {
         return crate::recon_bench::run(bench);
     }
     let key = args.key.clone().context("an API key is needed: --key or QIANBAO_API_KEY")?;
-    let client = Client { base: args.url.trim_end_matches('/').to_owned(), key };
+    let client = Client::new(&args.url, key);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let answer = runtime.block_on(call(&client, &args.command))?;
     if args.json {
@@ -144,57 +146,6 @@ pub fn run(args: ReconArgs) -> anyhow::Result<()> {
         print_human(&args.command, &answer);
     }
     Ok(())
-}
-
-struct Client {
-    base: String,
-    key: String,
-}
-
-impl Client {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(600))
-            .build()
-            .context("an HTTP client")?;
-        let mut request =
-            http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(&self.key);
-        if let Some(body) = body {
-            // A fresh key per invocation: a retry of this command is a new request, and the
-            // API's own idempotency (same file, same break state) keeps it harmless.
-            request = request
-                .header("Idempotency-Key", idempotency_key())
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.with_context(|| format!("{method} {path}"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if !status.is_success() {
-            let error = &value["error"];
-            anyhow::bail!(
-                "{method} {path}: {} {}: {}",
-                status.as_u16(),
-                error["code"].as_str().unwrap_or("?"),
-                error["message"].as_str().unwrap_or("")
-            );
-        }
-        Ok(value)
-    }
-}
-
-fn idempotency_key() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("cli-recon-{}-{nanos}", std::process::id())
 }
 
 /// `?a=1&b=2` of the parameters that are set (values are plain ids and dates).

@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// A channel's "no such request" ends an inquiry only after this long (late arrivals).
     #[arg(long, env = "QIANBAO_INQUIRY_NOT_FOUND_FINAL_MS", default_value_t = 600_000)]
     inquiry_not_found_final_ms: u64,
+    /// Inquiries made about an unknown outcome before it is escalated to an operator.
+    #[arg(long, env = "QIANBAO_INQUIRY_ATTEMPTS_MAX", default_value_t = 30)]
+    inquiry_attempts_max: u32,
+    /// An escalated inquiry is still asked, this long apart, until the bank answers.
+    #[arg(long, env = "QIANBAO_INQUIRY_ESCALATED_DELAY_MS", default_value_t = 3_600_000)]
+    inquiry_escalated_delay_ms: u64,
     /// Inspection resumes an unfinished order once it has not moved for this long.
     #[arg(long, env = "QIANBAO_INSPECT_AFTER_MS", default_value_t = 30_000)]
     inspect_after_ms: u64,
@@ -102,6 +108,8 @@ struct ConfigFile {
     channels: Option<Vec<String>>,
     assets: Option<Vec<String>>,
     inquiry_not_found_final_ms: Option<u64>,
+    inquiry_attempts_max: Option<u32>,
+    inquiry_escalated_delay_ms: Option<u64>,
     inspect_after_ms: Option<u64>,
     webhook_retry_first_ms: Option<u64>,
     webhook_private_urls: Option<bool>,
@@ -163,6 +171,14 @@ impl ServeArgs {
             (unset("inquiry_not_found_final_ms"), file.inquiry_not_found_final_ms)
         {
             self.inquiry_not_found_final_ms = value;
+        }
+        if let (true, Some(value)) = (unset("inquiry_attempts_max"), file.inquiry_attempts_max) {
+            self.inquiry_attempts_max = value;
+        }
+        if let (true, Some(value)) =
+            (unset("inquiry_escalated_delay_ms"), file.inquiry_escalated_delay_ms)
+        {
+            self.inquiry_escalated_delay_ms = value;
         }
         if let (true, Some(value)) = (unset("inspect_after_ms"), file.inspect_after_ms) {
             self.inspect_after_ms = value;
@@ -247,6 +263,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             channels: args.channels.clone(),
             assets: args.assets.clone(),
             inquiry_not_found_final_ms: args.inquiry_not_found_final_ms,
+            inquiry_attempts_max: args.inquiry_attempts_max,
+            inquiry_escalated_delay_ms: args.inquiry_escalated_delay_ms,
             inspect_after_ms: args.inspect_after_ms,
             webhook_retry_first_ms: args.webhook_retry_first_ms,
             webhook_private_urls: args.webhook_private_urls,

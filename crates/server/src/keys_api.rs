@@ -24,8 +24,8 @@ pub struct KeyRequest {
     tenant: String,
     #[schema(value_type = wire::KeyMode)]
     mode: KeyMode,
-    /// 1 to 6 different scopes; a merchant's key cannot hold `admin` (422
-    /// `merchant_key_admin`); the `recon:*` scopes are for keys of the platform tenant only
+    /// 1 to 8 different scopes; a merchant's key cannot hold `admin` (422
+    /// `merchant_key_admin`); the `recon:*` and `ops:*` scopes are for keys of the platform tenant only
     /// (422 `platform_scope`).
     #[schema(value_type = wire::NewKeyScopes)]
     scopes: Vec<Scope>,

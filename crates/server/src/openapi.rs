@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    breaks_api, checks_api, days_api, formats, keys_api, ledger_api, ops, orders_api, parties_api,
-    payments_api, recon_api, webhooks_api,
+    breaks_api, checks_api, days_api, formats, inquiries_api, keys_api, ledger_api, ops,
+    orders_api, parties_api, payments_api, recon_api, webhooks_api,
 };
 
 #[derive(OpenApi)]
@@ -88,6 +88,8 @@ use crate::{
         days_api::get_merchants_csv,
         days_api::get_channels_csv,
         days_api::close_day,
+        inquiries_api::list_escalated,
+        inquiries_api::ask_now,
         keys_api::create_key,
         keys_api::list_keys,
         keys_api::revoke_key,
@@ -114,7 +116,7 @@ use crate::{
         (name = "webhooks", description = "Webhook endpoints and the delivery log"),
         (name = "reconciliation", description = "Reconciliation (对账) for the platform's operators: channel statements, runs, breaks and their maker–checker resolution, the loss register (`recon:*` scopes)"),
         (name = "keys", description = "API keys (admin)"),
-        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "operations", description = "Health, readiness, metrics; for the platform's operators (`ops:*` scopes), status inquiries that need them"),
     ),
 )]
 pub struct ApiDoc;

@@ -101,6 +101,15 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         if let Some(gateway) = payments.gateway() {
             gateway.render_metrics(&mut out);
         }
+        // Open, escalated and undelivered inquiries: escalated ones need an operator.
+        if let Some(inquirer) = payments.inquirer().cloned() {
+            let backlog = tokio::task::spawn_blocking(move || inquirer.store().backlog()).await;
+            match backlog {
+                Ok(Ok(backlog)) => backlog.render_metrics(&mut out),
+                Ok(Err(error)) => tracing::warn!(%error, "the inquiry backlog could not be read"),
+                Err(error) => tracing::warn!(%error, "the inquiry backlog could not be read"),
+            }
+        }
     }
     if let Some(reconciler) = &state.recon {
         reconciler.render_metrics(&mut out);

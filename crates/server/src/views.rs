@@ -154,7 +154,7 @@ pub mod wire {
         }
     }
 
-    /// The scopes of a new key: 1 to 6, each once.
+    /// The scopes of a new key: 1 to 8, each once.
     pub struct NewKeyScopes;
 
     impl utoipa::PartialSchema for NewKeyScopes {
@@ -300,6 +300,10 @@ pub mod wire {
         ReconWrite,
         #[serde(rename = "recon:approve")]
         ReconApprove,
+        #[serde(rename = "ops:read")]
+        OpsRead,
+        #[serde(rename = "ops:write")]
+        OpsWrite,
     }
 }
 
@@ -731,6 +735,8 @@ mod tests {
             (json!(access::Scope::ReconRead), json!(wire::Scope::ReconRead)),
             (json!(access::Scope::ReconWrite), json!(wire::Scope::ReconWrite)),
             (json!(access::Scope::ReconApprove), json!(wire::Scope::ReconApprove)),
+            (json!(access::Scope::OpsRead), json!(wire::Scope::OpsRead)),
+            (json!(access::Scope::OpsWrite), json!(wire::Scope::OpsWrite)),
             (
                 json!(recon::breaks::Resolution::CreditCustomer { customer: "t/c".into() }),
                 json!(wire::Resolution::CreditCustomer { customer: "t/c".into() }),

@@ -3,6 +3,7 @@
 mod config;
 mod crash;
 mod edge;
+mod ops;
 mod payments;
 mod recon;
 mod refund_outage;

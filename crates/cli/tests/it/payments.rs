@@ -232,7 +232,7 @@ impl World {
         assert_eq!(run["settlement"]["amount"], json!(paid.to_string()), "{run}");
     }
 
-    fn topup(&self, reference: &str, amount: u64) -> Value {
+    pub(crate) fn topup(&self, reference: &str, amount: u64) -> Value {
         self.ok(
             "POST",
             "/v1/topups",
@@ -242,7 +242,7 @@ impl World {
     }
 
     /// Polls the order until it is final.
-    fn wait_final(&self, id: &str, within: Duration) -> Value {
+    pub(crate) fn wait_final(&self, id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let order = self.ok("GET", &format!("/v1/orders/{id}"), Value::Null);

@@ -75,7 +75,7 @@ fn planted(bill: &str, operations: &[Value]) -> Vec<(String, String)> {
     expected
 }
 
-fn key(world: &World, scopes: &[&str]) -> String {
+pub(crate) fn key(world: &World, scopes: &[&str]) -> String {
     let made = world.ok(
         "POST",
         "/v1/keys",

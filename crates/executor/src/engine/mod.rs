@@ -436,6 +436,11 @@ impl Executor {
 
     /// Gives the executor the status-inquiry service whose owner it is (see
     /// [`InquiryOwnerAdapter`]); without one, unknown outcomes wait for inspection.
+    /// Status inquiry, when the executor has one (see [`Executor::set_inquirer`]).
+    pub fn inquirer(&self) -> Option<&Arc<Inquirer>> {
+        self.inquirer.get()
+    }
+
     pub fn set_inquirer(&self, inquirer: Arc<Inquirer>) {
         let _ = self.inquirer.set(inquirer);
     }

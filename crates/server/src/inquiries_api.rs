@@ -1,0 +1,151 @@
+//! `/v1/ops/inquiries`: status inquiries (调单) that need an operator. An inquiry whose
+//! attempts ran out is escalated — still unknown, never assumed failed — and still asked on a
+//! slow schedule until the bank answers; an operator lists them and can have one asked now
+//! (after a bank says it is back, say). Platform keys only (`ops:read`, `ops:write`).
+
+use std::sync::Arc;
+
+use access::Scope;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use channels::inquiry::{Inquirer, InquiryState, InquiryTask};
+use channels::{ChannelId, RequestId};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::idempotency::IdempotencyKey;
+use crate::payments_api::executor;
+use crate::recon_api::{require_platform, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
+use crate::request::{blocking, limit_within};
+use crate::views::{to_value, ErrorBody};
+use crate::{idempotency, AppState};
+
+/// One inquiry task.
+#[derive(Serialize, ToSchema)]
+pub struct InquiryView {
+    #[schema(example = "inquiry")]
+    pub object: &'static str,
+    pub channel: String,
+    /// The request id we sent the channel (`<order>:<step>`).
+    pub request_id: String,
+    /// `debit`, `payout` or `refund`.
+    pub operation: String,
+    /// Who gets the answer: the order's id.
+    pub owner: String,
+    /// `open`, `escalated` or `resolved`.
+    pub state: String,
+    /// Why it was escalated.
+    pub detail: Option<String>,
+    /// Inquiries made so far.
+    pub attempts: u32,
+    pub created_at_ms: u64,
+    /// When it is asked next (milliseconds since the epoch).
+    pub next_at_ms: u64,
+}
+
+impl From<InquiryTask> for InquiryView {
+    fn from(task: InquiryTask) -> InquiryView {
+        let (state, detail) = match task.state {
+            InquiryState::Open => ("open", None),
+            InquiryState::Escalated { detail } => ("escalated", Some(detail)),
+            InquiryState::Resolved { .. } => ("resolved", None),
+        };
+        InquiryView {
+            object: "inquiry",
+            channel: task.channel.to_string(),
+            request_id: task.request_id.to_string(),
+            operation: task.operation.as_str().to_owned(),
+            owner: task.owner,
+            state: state.to_owned(),
+            detail,
+            attempts: task.attempts,
+            created_at_ms: task.created_at_ms,
+            next_at_ms: task.next_at_ms,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InquiryList {
+    pub object: &'static str,
+    pub data: Vec<InquiryView>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EscalatedQuery {
+    /// 1 to 500, default 50.
+    #[param(nullable = false, minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+}
+
+fn inquirer(state: &AppState) -> Result<Arc<Inquirer>, ApiError> {
+    executor(state)?.inquirer().cloned().ok_or_else(|| {
+        ApiError::unavailable("inquiry_disabled", "this node runs no status inquiry")
+    })
+}
+
+/// Escalated inquiries, oldest first: requests whose outcome no inquiry has settled, each
+/// still asked on the slow schedule.
+#[utoipa::path(get, path = "/v1/ops/inquiries/escalated", tag = "operations",
+    params(EscalatedQuery),
+    responses((status = 200, body = InquiryList), (status = "4XX", body = ErrorBody)))]
+pub async fn list_escalated(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<EscalatedQuery>,
+) -> Result<axum::Json<InquiryList>, ApiError> {
+    require_platform(&state, &caller, Scope::OpsRead)?;
+    let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
+    let inquirer = inquirer(&state)?;
+    let tasks =
+        blocking(move || inquirer.store().escalated(limit).map_err(ApiError::internal)).await?;
+    Ok(axum::Json(InquiryList {
+        object: "list",
+        data: tasks.into_iter().map(InquiryView::from).collect(),
+    }))
+}
+
+/// Have an open or escalated inquiry asked now (its next sweep, within seconds), not at its
+/// scheduled time: after the bank says it is back, say. The answer, when final, reaches the
+/// order as a callback would.
+#[utoipa::path(post, path = "/v1/ops/inquiries/{channel}/{request_id}/ask", tag = "operations",
+    params(("channel" = String, Path), ("request_id" = String, Path), IdempotencyKey),
+    responses((status = 200, body = InquiryView), (status = "4XX", body = ErrorBody)))]
+pub async fn ask_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((channel, request_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let route = format!("POST /v1/ops/inquiries/{channel}/{request_id}/ask");
+    idempotency::once(&state, &caller, Scope::OpsWrite, &headers, &route, &body, async {
+        require_platform(&state, &caller, Scope::OpsWrite)?;
+        let missing = || ApiError::not_found("inquiry");
+        let channel = ChannelId::new(channel.as_str()).map_err(|_| missing())?;
+        let request_id = RequestId::new(request_id.as_str()).map_err(|_| missing())?;
+        let inquirer = inquirer(&state)?;
+        let now_ms = state.clock.now().0 / 1_000;
+        let task = blocking(move || {
+            let store = inquirer.store();
+            let internal = |error: channels::inquiry::InquiryError| ApiError::internal(error);
+            if !store.ask_now(&channel, &request_id, now_ms).map_err(internal)? {
+                return Err(missing());
+            }
+            store.get(&channel, &request_id).map_err(internal)?.ok_or_else(missing)
+        })
+        .await?;
+        tracing::info!(
+            channel = %task.channel, request_id = %task.request_id, by = %caller.key.id,
+            "an operator had an inquiry asked now"
+        );
+        Ok((StatusCode::OK, to_value(InquiryView::from(task))?))
+    })
+    .await
+}
