@@ -84,10 +84,9 @@ pub struct EscalatedQuery {
     limit: Option<usize>,
 }
 
-fn inquirer(state: &AppState) -> Result<Arc<Inquirer>, ApiError> {
-    executor(state)?.inquirer().cloned().ok_or_else(|| {
-        ApiError::unavailable("inquiry_disabled", "this node runs no status inquiry")
-    })
+/// The node's status inquiry; `None` on a node without channels, which has no inquiries.
+fn inquirer(state: &AppState) -> Result<Option<Arc<Inquirer>>, ApiError> {
+    Ok(executor(state)?.inquirer().cloned())
 }
 
 /// Escalated inquiries, oldest first: requests whose outcome no inquiry has settled, each
@@ -102,7 +101,9 @@ pub async fn list_escalated(
 ) -> Result<axum::Json<InquiryList>, ApiError> {
     require_platform(&state, &caller, Scope::OpsRead)?;
     let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
-    let inquirer = inquirer(&state)?;
+    let Some(inquirer) = inquirer(&state)? else {
+        return Ok(axum::Json(InquiryList { object: "list", data: Vec::new() }));
+    };
     let tasks =
         blocking(move || inquirer.store().escalated(limit).map_err(ApiError::internal)).await?;
     Ok(axum::Json(InquiryList {
@@ -130,7 +131,7 @@ pub async fn ask_now(
         let missing = || ApiError::not_found("inquiry");
         let channel = ChannelId::new(channel.as_str()).map_err(|_| missing())?;
         let request_id = RequestId::new(request_id.as_str()).map_err(|_| missing())?;
-        let inquirer = inquirer(&state)?;
+        let inquirer = inquirer(&state)?.ok_or_else(missing)?;
         let now_ms = state.clock.now().0 / 1_000;
         let task = blocking(move || {
             let store = inquirer.store();
