@@ -35,6 +35,9 @@ enum OpsCommand {
         #[arg(long)]
         request_id: String,
     },
+    /// Lists the orders unfinished past their deadline (or an hour after they last moved),
+    /// of every tenant, the longest unmoved first.
+    Overdue,
 }
 
 pub fn run(args: OpsArgs) -> anyhow::Result<()> {
@@ -50,15 +53,39 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
                 let path = format!("/v1/ops/inquiries/{channel}/{request_id}/ask");
                 client.send(reqwest::Method::POST, &path, Some(Value::Null)).await
             }
+            OpsCommand::Overdue => {
+                client.send(reqwest::Method::GET, "/v1/ops/orders/overdue", None).await
+            }
         }
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }
+    if let OpsCommand::Overdue = args.command {
+        let orders = answer["data"].as_array().cloned().unwrap_or_default();
+        println!(
+            "{:<32} {:<12} {:<12} {:<16} {:>15}",
+            "order", "tenant", "kind", "status", "updated_at_ms"
+        );
+        for order in &orders {
+            println!(
+                "{:<32} {:<12} {:<12} {:<16} {:>15}",
+                order["id"].as_str().unwrap_or(""),
+                order["tenant"].as_str().unwrap_or(""),
+                order["kind"].as_str().unwrap_or(""),
+                order["status"].as_str().unwrap_or(""),
+                order["updated_at_ms"],
+            );
+        }
+        if orders.is_empty() {
+            println!("(no overdue order)");
+        }
+        return Ok(());
+    }
     let tasks = match &args.command {
         OpsCommand::Inquiries => answer["data"].as_array().cloned().unwrap_or_default(),
-        OpsCommand::Ask { .. } => vec![answer],
+        OpsCommand::Ask { .. } | OpsCommand::Overdue => vec![answer],
     };
     println!(
         "{:<10} {:<40} {:<8} {:<10} {:>8} {:>15}",

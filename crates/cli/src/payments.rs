@@ -41,6 +41,7 @@ pub struct PaymentSettings {
     pub inquiry_attempts_max: u32,
     pub inquiry_escalated_delay_ms: u64,
     pub inspect_after_ms: u64,
+    pub stuck_after_ms: u64,
     pub webhook_retry_first_ms: u64,
     /// Let webhook deliveries reach loopback and private addresses (development only).
     pub webhook_private_urls: bool,
@@ -250,7 +251,10 @@ pub fn start(
                 .context("opening recon.db")?,
         ),
     };
-    let config = ReconConfig::new(assets.iter().map(Asset::code).collect());
+    let config = ReconConfig {
+        stuck_after_ms: settings.stuck_after_ms,
+        ..ReconConfig::new(assets.iter().map(Asset::code).collect())
+    };
     let reconciler = Arc::new(
         Reconciler::new(
             recon_store,

@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// Inspection resumes an unfinished order once it has not moved for this long.
     #[arg(long, env = "QIANBAO_INSPECT_AFTER_MS", default_value_t = 30_000)]
     inspect_after_ms: u64,
+    /// An unfinished order without a deadline is overdue (for operators, the cross-check and
+    /// the monitor) once it has not moved for this long.
+    #[arg(long, env = "QIANBAO_STUCK_AFTER_MS", default_value_t = 3_600_000)]
+    stuck_after_ms: u64,
     /// Points (积分): `POINTS_ASSET:CASH_ASSET:MINOR_PER_POINT`; empty for none.
     #[arg(long, env = "QIANBAO_POINTS", default_value = "POINTS:CNY:1")]
     points: String,
@@ -111,6 +115,7 @@ struct ConfigFile {
     inquiry_attempts_max: Option<u32>,
     inquiry_escalated_delay_ms: Option<u64>,
     inspect_after_ms: Option<u64>,
+    stuck_after_ms: Option<u64>,
     webhook_retry_first_ms: Option<u64>,
     webhook_private_urls: Option<bool>,
     webhook_egress_proxy: Option<String>,
@@ -182,6 +187,9 @@ impl ServeArgs {
         }
         if let (true, Some(value)) = (unset("inspect_after_ms"), file.inspect_after_ms) {
             self.inspect_after_ms = value;
+        }
+        if let (true, Some(value)) = (unset("stuck_after_ms"), file.stuck_after_ms) {
+            self.stuck_after_ms = value;
         }
         if let (true, Some(value)) = (unset("webhook_retry_first_ms"), file.webhook_retry_first_ms)
         {
@@ -266,6 +274,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             inquiry_attempts_max: args.inquiry_attempts_max,
             inquiry_escalated_delay_ms: args.inquiry_escalated_delay_ms,
             inspect_after_ms: args.inspect_after_ms,
+            stuck_after_ms: args.stuck_after_ms,
             webhook_retry_first_ms: args.webhook_retry_first_ms,
             webhook_private_urls: args.webhook_private_urls,
             webhook_egress_proxy: args.webhook_egress_proxy.clone(),

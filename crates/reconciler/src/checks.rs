@@ -47,7 +47,8 @@ const FINDINGS_KEPT_MAX: usize = 100;
 const RECORDS_PER_READ: u64 = 20_000;
 /// Accounts, holds and orders read per page.
 const PAGE: usize = 1_000;
-/// An order without a deadline is overdue this long after it last moved.
+/// An order without a deadline is overdue this long after it last moved, by default
+/// ([`ReconConfig::stuck_after_ms`](crate::ReconConfig::stuck_after_ms)).
 pub const STUCK_AFTER_MS: u64 = 3_600_000;
 
 /// The business codes under which the payment core books orders.
@@ -107,6 +108,29 @@ impl Collect {
 }
 
 impl Reconciler {
+    /// The unfinished orders past their deadline (or without one, `stuck_after_ms` after they
+    /// last moved), at most `limit`, the longest waiting first: the orders an operator looks
+    /// at when inspection has not finished them.
+    pub async fn overdue_orders(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<executor::OrderRecord>, ReconError> {
+        let orders = self.orders.clone();
+        let now_ms = self.clock.now_ms();
+        let stuck_after_ms = self.config.stuck_after_ms;
+        tokio::task::spawn_blocking(move || {
+            let mut late = Vec::new();
+            overdue_orders(orders.as_ref(), now_ms, stuck_after_ms, |record| {
+                if late.len() < limit {
+                    late.push(record.clone());
+                }
+            })?;
+            Ok(late)
+        })
+        .await
+        .map_err(|error| ReconError::Ledger(error.to_string()))?
+    }
+
     /// Runs every cross-check now and stores the run.
     pub async fn cross_check(&self, by: &str) -> Result<CheckRun, ReconError> {
         let books = self.books.clone().ok_or_else(|| {
@@ -125,8 +149,10 @@ impl Reconciler {
         let store = self.store.clone();
         let channels: Vec<String> = self.channels().iter().map(|c| c.as_str().to_owned()).collect();
         let currencies = self.config.currencies.clone();
+        let stuck_after_ms = self.config.stuck_after_ms;
         let (checks, checkpoint) = tokio::task::spawn_blocking(move || {
-            let mut results = run_checks(books.as_ref(), orders.as_ref(), started_at_ms, from)?;
+            let mut results =
+                run_checks(books.as_ref(), orders.as_ref(), started_at_ms, stuck_after_ms, from)?;
             let suspense = suspense_check(books.as_ref(), store.as_ref(), channels, &currencies)?;
             results.0.insert(6, suspense.result(CHECKS[6]));
             Ok::<_, ReconError>(results)
@@ -240,12 +266,12 @@ fn suspense_check(
     Ok(check)
 }
 
-/// An unfinished order past its deadline (or, without one, [`STUCK_AFTER_MS`] after it last
+/// An unfinished order past its deadline (or, without one, `stuck_after_ms` after it last
 /// moved).
-pub(crate) fn is_overdue(record: &executor::OrderRecord, now_ms: u64) -> bool {
+pub(crate) fn is_overdue(record: &executor::OrderRecord, now_ms: u64, stuck_after_ms: u64) -> bool {
     match record.order.deadline_ms() {
         Some(deadline) => deadline < now_ms,
-        None => record.updated_at_ms.saturating_add(STUCK_AFTER_MS) < now_ms,
+        None => record.updated_at_ms.saturating_add(stuck_after_ms) < now_ms,
     }
 }
 
@@ -253,6 +279,7 @@ pub(crate) fn is_overdue(record: &executor::OrderRecord, now_ms: u64) -> bool {
 pub(crate) fn overdue_orders(
     orders: &dyn OrderStore,
     now_ms: u64,
+    stuck_after_ms: u64,
     mut each: impl FnMut(&executor::OrderRecord),
 ) -> Result<u64, ReconError> {
     let mut examined = 0;
@@ -261,7 +288,7 @@ pub(crate) fn overdue_orders(
         let page = orders.unfinished_after(now_ms, cursor, PAGE)?;
         for record in &page {
             examined += 1;
-            if is_overdue(record, now_ms) {
+            if is_overdue(record, now_ms, stuck_after_ms) {
                 each(record);
             }
         }
@@ -276,6 +303,7 @@ fn run_checks(
     books: &dyn LedgerReader,
     orders: &dyn OrderStore,
     now_ms: u64,
+    stuck_after_ms: u64,
     journal_from: ChainCheckpoint,
 ) -> Result<(Vec<CheckResult>, ChainCheckpoint), ReconError> {
     let codes: HashSet<BusinessCode> = ORDER_BUSINESS_CODES.into_iter().collect();
@@ -451,7 +479,7 @@ fn run_checks(
     // Orders past their deadline.
     let mut overdue = Collect::default();
     let mut late = Vec::new();
-    overdue.examined = overdue_orders(orders, now_ms, |record| {
+    overdue.examined = overdue_orders(orders, now_ms, stuck_after_ms, |record| {
         late.push((
             record.id().to_string(),
             format!(

@@ -58,6 +58,8 @@ pub struct ReconConfig {
     pub policy: Policy,
     /// The fund-safety monitors' thresholds.
     pub monitors: monitors::MonitorConfig,
+    /// An unfinished order without a deadline is overdue this long after it last moved.
+    pub stuck_after_ms: u64,
 }
 
 impl ReconConfig {
@@ -69,6 +71,7 @@ impl ReconConfig {
             currencies,
             policy: Policy::default(),
             monitors: monitors::MonitorConfig::default(),
+            stuck_after_ms: checks::STUCK_AFTER_MS,
         }
     }
 }

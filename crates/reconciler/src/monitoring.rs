@@ -161,7 +161,7 @@ fn snapshot(
     }
     snapshot.overdue_orders = {
         let mut late = 0;
-        crate::checks::overdue_orders(orders, now_ms, |_| late += 1)?;
+        crate::checks::overdue_orders(orders, now_ms, config.stuck_after_ms, |_| late += 1)?;
         late
     };
     // Withdrawals: the last hour against the hourly average of the 24 before it.

@@ -26,11 +26,11 @@ pub mod days_api;
 pub mod error;
 pub mod formats;
 pub mod idempotency;
-pub mod inquiries_api;
 pub mod keys_api;
 pub mod ledger_api;
 pub mod limits;
 pub mod openapi;
+pub mod operators_api;
 pub mod ops;
 pub mod orders_api;
 pub mod parties_api;
@@ -244,8 +244,9 @@ pub fn router(state: AppState) -> Router {
         .route("/recon/days/{day}/trial-balance.csv", get(days_api::get_day_csv))
         .route("/recon/days/{day}/merchants.csv", get(days_api::get_merchants_csv))
         .route("/recon/days/{day}/channels.csv", get(days_api::get_channels_csv))
-        .route("/ops/inquiries/escalated", get(inquiries_api::list_escalated))
-        .route("/ops/inquiries/{channel}/{request_id}/ask", post(inquiries_api::ask_now))
+        .route("/ops/inquiries/escalated", get(operators_api::list_escalated))
+        .route("/ops/inquiries/{channel}/{request_id}/ask", post(operators_api::ask_now))
+        .route("/ops/orders/overdue", get(operators_api::list_overdue))
         .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
         .route("/keys/{id}", delete(keys_api::revoke_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));

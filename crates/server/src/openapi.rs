@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    breaks_api, checks_api, days_api, formats, inquiries_api, keys_api, ledger_api, ops,
+    breaks_api, checks_api, days_api, formats, keys_api, ledger_api, operators_api, ops,
     orders_api, parties_api, payments_api, recon_api, webhooks_api,
 };
 
@@ -88,8 +88,9 @@ use crate::{
         days_api::get_merchants_csv,
         days_api::get_channels_csv,
         days_api::close_day,
-        inquiries_api::list_escalated,
-        inquiries_api::ask_now,
+        operators_api::list_escalated,
+        operators_api::ask_now,
+        operators_api::list_overdue,
         keys_api::create_key,
         keys_api::list_keys,
         keys_api::revoke_key,

@@ -1,7 +1,8 @@
 //! Operators' work on money that is stuck (`qianbao ops`, `/v1/ops`): a payout the bank made
 //! but never confirmed, whose status inquiries all go unanswered, is escalated — not failed —
 //! is shown to operators and at /metrics, and completes as the bank did it once an operator
-//! has it asked again after the bank is back (without waiting for the hourly retry).
+//! has it asked again after the bank is back (without waiting for the hourly retry). While it
+//! waits it is listed as overdue.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -34,7 +35,14 @@ fn qianbao_ops(ops: &World, args: &[&str]) -> String {
 fn an_escalated_payout_is_shown_asked_again_by_an_operator_and_completes_as_the_bank_did_it() {
     let world = World::start(
         &["bank_a"],
-        &["--inquiry-attempts-max", "2", "--inquiry-escalated-delay-ms", "3600000"],
+        &[
+            "--inquiry-attempts-max",
+            "2",
+            "--inquiry-escalated-delay-ms",
+            "3600000",
+            "--stuck-after-ms",
+            "1000",
+        ],
     );
     assert_eq!(world.topup("funds", 50_000)["status"], json!("succeeded"));
     // Operations are the platform's: a tenant's key cannot hold their scopes.
@@ -81,6 +89,15 @@ fn an_escalated_payout_is_shown_asked_again_by_an_operator_and_completes_as_the_
     );
     let listed = qianbao_ops(&ops, &["inquiries"]);
     assert!(listed.contains(task["request_id"].as_str().expect("request id")), "{listed}");
+    // Unmoved for longer than --stuck-after-ms: an overdue order, for operators too.
+    let overdue = ops.ok("GET", "/v1/ops/orders/overdue", Value::Null)["data"].clone();
+    let late = overdue.as_array().expect("overdue").iter().find(|o| o["id"] == json!(id));
+    let late = late.unwrap_or_else(|| panic!("the stuck payout is not overdue: {overdue}"));
+    assert_eq!(
+        (late["kind"].clone(), late["status"].clone()),
+        (json!("withdrawal"), json!("paying"))
+    );
+    assert!(qianbao_ops(&ops, &["overdue"]).contains(&id));
 
     // The bank is back. Its next scheduled inquiry is an hour away; an operator asks now.
     world.sim.faults("bank_a", json!({}));
@@ -91,6 +108,7 @@ fn an_escalated_payout_is_shown_asked_again_by_an_operator_and_completes_as_the_
     assert_eq!(done["status"], json!("succeeded"), "the bank paid it: {done}");
     assert!(escalated(&ops).is_empty());
     assert!(qianbao_ops(&ops, &["inquiries"]).contains("(no escalated inquiry)"));
+    assert!(qianbao_ops(&ops, &["overdue"]).contains("(no overdue order)"));
     // An inquiry that is no more cannot be asked.
     let (status, gone) =
         ops.call("POST", &format!("/v1/ops/inquiries/bank_a/{request_id}/ask"), Value::Null);

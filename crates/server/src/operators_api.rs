@@ -1,7 +1,12 @@
-//! `/v1/ops/inquiries`: status inquiries (调单) that need an operator. An inquiry whose
-//! attempts ran out is escalated — still unknown, never assumed failed — and still asked on a
-//! slow schedule until the bank answers; an operator lists them and can have one asked now
-//! (after a bank says it is back, say). Platform keys only (`ops:read`, `ops:write`).
+//! `/v1/ops`: what needs the platform's operators. Platform keys only (`ops:read`,
+//! `ops:write`).
+//!
+//! - `/v1/ops/inquiries`: status inquiries (调单) that need an operator. An inquiry whose
+//!   attempts ran out is escalated — still unknown, never assumed failed — and still asked on
+//!   a slow schedule until the bank answers; an operator lists them and can have one asked
+//!   now (after a bank says it is back, say).
+//! - `/v1/ops/orders/overdue`: orders unfinished past their deadline (or, without one, an hour
+//!   after they last moved: `--stuck-after-ms`) that inspection has not finished.
 
 use std::sync::Arc;
 
@@ -149,4 +154,68 @@ pub async fn ask_now(
         Ok((StatusCode::OK, to_value(InquiryView::from(task))?))
     })
     .await
+}
+
+/// An order unfinished past its deadline.
+#[derive(Serialize, ToSchema)]
+pub struct OverdueOrderView {
+    #[schema(example = "overdue_order")]
+    pub object: &'static str,
+    pub id: String,
+    pub tenant: String,
+    #[schema(value_type = crate::views::wire::OrderKind)]
+    pub kind: String,
+    /// The state it waits in (docs/payments.md).
+    pub status: String,
+    pub created_at_ms: u64,
+    /// When it last moved.
+    pub updated_at_ms: u64,
+    /// Its own deadline (an authorisation's expiry), if it has one.
+    pub deadline_ms: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OverdueOrderList {
+    pub object: &'static str,
+    pub data: Vec<OverdueOrderView>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OverdueQuery {
+    /// 1 to 500, default 50.
+    #[param(nullable = false, minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+}
+
+/// Orders unfinished past their deadline, of every tenant, the longest unmoved first: what
+/// inspection (巡检) has not finished — a bank that never answered, a refund waiting for its
+/// channel. The same orders make the cross-check `no_overdue_orders` fail and the fund alert
+/// `overdue_orders` fire.
+#[utoipa::path(get, path = "/v1/ops/orders/overdue", tag = "operations", params(OverdueQuery),
+    responses((status = 200, body = OverdueOrderList), (status = "4XX", body = ErrorBody)))]
+pub async fn list_overdue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<OverdueQuery>,
+) -> Result<axum::Json<OverdueOrderList>, ApiError> {
+    require_platform(&state, &caller, Scope::OpsRead)?;
+    let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
+    let reconciler = crate::recon_api::reconciler(&state)?;
+    let records = reconciler.overdue_orders(limit).await?;
+    let data = records
+        .into_iter()
+        .map(|record| OverdueOrderView {
+            object: "overdue_order",
+            id: record.id().to_string(),
+            kind: record.order.kind().as_str().to_owned(),
+            status: record.order.status().to_owned(),
+            deadline_ms: record.order.deadline_ms(),
+            created_at_ms: record.created_at_ms,
+            updated_at_ms: record.updated_at_ms,
+            tenant: record.tenant,
+        })
+        .collect();
+    Ok(axum::Json(OverdueOrderList { object: "list", data }))
 }
