@@ -38,6 +38,9 @@ enum OpsCommand {
     /// Lists the orders unfinished past their deadline (or an hour after they last moved),
     /// of every tenant, the longest unmoved first.
     Overdue,
+    /// Lists the final orders an operator must act on (异常单): suspended top-ups, disputed
+    /// withdrawals and card refunds.
+    Exceptions,
 }
 
 pub fn run(args: OpsArgs) -> anyhow::Result<()> {
@@ -56,13 +59,16 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
             OpsCommand::Overdue => {
                 client.send(reqwest::Method::GET, "/v1/ops/orders/overdue", None).await
             }
+            OpsCommand::Exceptions => {
+                client.send(reqwest::Method::GET, "/v1/ops/orders/exceptions", None).await
+            }
         }
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
     }
-    if let OpsCommand::Overdue = args.command {
+    if let OpsCommand::Overdue | OpsCommand::Exceptions = args.command {
         let orders = answer["data"].as_array().cloned().unwrap_or_default();
         println!(
             "{:<32} {:<12} {:<12} {:<16} {:>15}",
@@ -79,13 +85,13 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
             );
         }
         if orders.is_empty() {
-            println!("(no overdue order)");
+            println!("(none)");
         }
         return Ok(());
     }
     let tasks = match &args.command {
         OpsCommand::Inquiries => answer["data"].as_array().cloned().unwrap_or_default(),
-        OpsCommand::Ask { .. } | OpsCommand::Overdue => vec![answer],
+        OpsCommand::Ask { .. } | OpsCommand::Overdue | OpsCommand::Exceptions => vec![answer],
     };
     println!(
         "{:<10} {:<40} {:<8} {:<10} {:>8} {:>15}",

@@ -247,6 +247,15 @@ pub trait OrderStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<ChannelLegPage, OrderStoreError>;
 
+    /// Final orders an operator must act on (`payments::Order::needs_operator`: suspended
+    /// top-ups, disputed withdrawals and card refunds), of every tenant, after the cursor
+    /// `(updated_at_ms, id)`, oldest change first.
+    fn needing_operator(
+        &self,
+        after: Option<(u64, OrderId)>,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, OrderStoreError>;
+
     /// The orders whose parent is `parent` (a payment's refunds, a payout batch's items),
     /// oldest first.
     fn children_of(&self, parent: &OrderId) -> Result<Vec<OrderRecord>, OrderStoreError>;

@@ -233,6 +233,28 @@ impl Order {
         }
     }
 
+    /// Final, yet an operator must act: a top-up whose money sits in suspense because the
+    /// wallet refused it (`suspended`: return it to the card), a withdrawal or card refund the
+    /// bank paid after we had released the money (`disputed`: recover it). The order store
+    /// lists them by these states' names (`NEEDS_OPERATOR`).
+    pub fn needs_operator(&self) -> bool {
+        use crate::card::CardRefundState;
+        use crate::topup::TopUpState;
+        use crate::withdrawal::WithdrawalState;
+        match self {
+            Order::Topup(flow) | Order::CardPayment(flow) => {
+                matches!(flow.state, TopUpState::Suspended { .. })
+            }
+            Order::Withdrawal(flow) => matches!(flow.state, WithdrawalState::Disputed { .. }),
+            Order::CardRefund(refund) => matches!(refund.state, CardRefundState::Disputed { .. }),
+            Order::Payment(_)
+            | Order::Refund(_)
+            | Order::WalletTransfer(_)
+            | Order::Settlement(_)
+            | Order::PointsGrant(_) => false,
+        }
+    }
+
     /// When the order must be acted on by itself (an authorisation's expiry), if ever.
     pub fn deadline_ms(&self) -> Option<u64> {
         match self {

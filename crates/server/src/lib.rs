@@ -247,6 +247,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ops/inquiries/escalated", get(operators_api::list_escalated))
         .route("/ops/inquiries/{channel}/{request_id}/ask", post(operators_api::ask_now))
         .route("/ops/orders/overdue", get(operators_api::list_overdue))
+        .route("/ops/orders/exceptions", get(operators_api::list_exceptions))
         .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
         .route("/keys/{id}", delete(keys_api::revoke_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));

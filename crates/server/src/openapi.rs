@@ -91,6 +91,7 @@ use crate::{
         operators_api::list_escalated,
         operators_api::ask_now,
         operators_api::list_overdue,
+        operators_api::list_exceptions,
         keys_api::create_key,
         keys_api::list_keys,
         keys_api::revoke_key,

@@ -7,6 +7,8 @@
 //!   now (after a bank says it is back, say).
 //! - `/v1/ops/orders/overdue`: orders unfinished past their deadline (or, without one, an hour
 //!   after they last moved: `--stuck-after-ms`) that inspection has not finished.
+//! - `/v1/ops/orders/exceptions`: final orders an operator must act on (异常单): suspended
+//!   top-ups, disputed withdrawals and card refunds.
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use channels::inquiry::{Inquirer, InquiryState, InquiryTask};
 use channels::{ChannelId, RequestId};
+use executor::ExecError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -156,9 +159,11 @@ pub async fn ask_now(
     .await
 }
 
-/// An order unfinished past its deadline.
+/// An order that needs an operator: unfinished past its deadline (`overdue_order`), or final
+/// in a state an operator must act on (`order_exception`).
 #[derive(Serialize, ToSchema)]
 pub struct OverdueOrderView {
+    /// `overdue_order` or `order_exception`.
     #[schema(example = "overdue_order")]
     pub object: &'static str,
     pub id: String,
@@ -204,18 +209,47 @@ pub async fn list_overdue(
     let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
     let reconciler = crate::recon_api::reconciler(&state)?;
     let records = reconciler.overdue_orders(limit).await?;
-    let data = records
-        .into_iter()
-        .map(|record| OverdueOrderView {
-            object: "overdue_order",
-            id: record.id().to_string(),
-            kind: record.order.kind().as_str().to_owned(),
-            status: record.order.status().to_owned(),
-            deadline_ms: record.order.deadline_ms(),
-            created_at_ms: record.created_at_ms,
-            updated_at_ms: record.updated_at_ms,
-            tenant: record.tenant,
-        })
-        .collect();
+    let data = records.into_iter().map(|record| order_view(record, "overdue_order")).collect();
     Ok(axum::Json(OverdueOrderList { object: "list", data }))
+}
+
+/// Final orders an operator must act on (异常单), of every tenant, oldest change first: a
+/// top-up `suspended` because the wallet refused the money (it sits in suspense, to go back
+/// to the card), a withdrawal or card refund `disputed` because the bank paid after the money
+/// had been released (to recover). Each as `/v1/ops/orders/overdue` shows an order.
+#[utoipa::path(get, path = "/v1/ops/orders/exceptions", tag = "operations",
+    params(OverdueQuery),
+    responses((status = 200, body = OverdueOrderList), (status = "4XX", body = ErrorBody)))]
+pub async fn list_exceptions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<OverdueQuery>,
+) -> Result<axum::Json<OverdueOrderList>, ApiError> {
+    require_platform(&state, &caller, Scope::OpsRead)?;
+    let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
+    let executor = executor(&state)?;
+    let records = blocking(move || {
+        executor
+            .store()
+            .needing_operator(None, limit)
+            .map_err(|e| ApiError::from(ExecError::from(e)))
+    })
+    .await?;
+    Ok(axum::Json(OverdueOrderList {
+        object: "list",
+        data: records.into_iter().map(|record| order_view(record, "order_exception")).collect(),
+    }))
+}
+
+fn order_view(record: executor::OrderRecord, object: &'static str) -> OverdueOrderView {
+    OverdueOrderView {
+        object,
+        id: record.id().to_string(),
+        kind: record.order.kind().as_str().to_owned(),
+        status: record.order.status().to_owned(),
+        deadline_ms: record.order.deadline_ms(),
+        created_at_ms: record.created_at_ms,
+        updated_at_ms: record.updated_at_ms,
+        tenant: record.tenant,
+    }
 }

@@ -25,13 +25,17 @@ mod import;
 mod legs;
 mod queries;
 use columns::{event_params, insert_params, update_params};
-use queries::{created_between_query, list_sql, unfinished_params, MERCHANT_TOTALS, REFUND_TOTALS};
+use queries::{
+    created_between_query, cursor_params, list_sql, unfinished_params, MERCHANT_TOTALS,
+    NEEDING_OPERATOR, REFUND_TOTALS,
+};
 
 pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_orders.sql")),
     (2, include_str!("sqlite/0002_orders_by_created.sql")),
     (3, include_str!("sqlite/0003_orders_channel_legs.sql")),
     (4, include_str!("sqlite/0004_orders_body_version.sql")),
+    (5, include_str!("sqlite/0005_orders_needing_operator.sql")),
 ];
 
 const INSERT: &str =
@@ -493,6 +497,15 @@ impl OrderStore for SqliteOrderStore {
         sqlite_orders(&self.lock(), UNFINISHED, &unfinished_params(updated_before_ms, after, limit))
     }
 
+    fn needing_operator(
+        &self,
+        after: Option<(u64, OrderId)>,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        let records = sqlite_orders(&self.lock(), NEEDING_OPERATOR, &cursor_params(after, limit))?;
+        Ok(records.into_iter().filter(|r| r.order.needs_operator()).collect())
+    }
+
     fn created_between(
         &self,
         kinds: &[OrderKind],
@@ -794,6 +807,18 @@ impl OrderStore for PgOrderStore {
         crate::off_runtime(|| {
             let params = unfinished_params(updated_before_ms, after, limit);
             pg_orders(&mut *self.lock(), UNFINISHED, &params)
+        })
+    }
+
+    fn needing_operator(
+        &self,
+        after: Option<(u64, OrderId)>,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>, OrderStoreError> {
+        crate::off_runtime(|| {
+            let records =
+                pg_orders(&mut *self.lock(), NEEDING_OPERATOR, &cursor_params(after, limit))?;
+            Ok(records.into_iter().filter(|r| r.order.needs_operator()).collect())
         })
     }
 

@@ -45,6 +45,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("postgres/0014_orders_channel_legs.sql")),
     (15, include_str!("postgres/0015_recon_statement_lz4.sql")),
     (16, include_str!("postgres/0016_orders_body_version.sql")),
+    (17, include_str!("postgres/0017_orders_needing_operator.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

@@ -21,6 +21,16 @@ pub(super) const MERCHANT_TOTALS: &str = "SELECT \
      CAST(COALESCE(SUM(CASE WHEN kind = 'settlement' AND status <> 'failed' \
          THEN amount_minor ELSE 0 END), 0) AS BIGINT) \
      FROM orders WHERE merchant = ?1 AND asset = ?2";
+/// Final orders an operator must act on, from a cursor `(?1, ?2)`, oldest change first. The
+/// states are named as SQL literals (a partial index covers them: migrations SQLite 5,
+/// PostgreSQL 17); `needing_operator_names_the_states_that_need_one` ties them to
+/// `payments::Order::needs_operator`.
+pub(super) const NEEDING_OPERATOR: &str = "SELECT tenant, reference, request_fingerprint, parent, \
+     body, version, created_at_ms, updated_at_ms, body_version FROM orders \
+     WHERE status IN ('suspended', 'disputed') \
+     AND (updated_at_ms > ?1 OR (updated_at_ms = ?1 AND id > ?2)) \
+     ORDER BY updated_at_ms, id LIMIT ?3";
+
 /// The SQL and parameters of a listing.
 pub(super) fn list_sql(query: &OrderQuery) -> (String, Vec<Param>) {
     let mut sql = format!("{SELECT} WHERE tenant = ?1");
@@ -111,6 +121,15 @@ pub(super) fn created_between_query(
     (sql, params)
 }
 
+/// A cursor `(at_ms, id)` and a limit, as `?1, ?2, ?3`.
+pub(super) fn cursor_params(after: Option<(u64, OrderId)>, limit: usize) -> Vec<Param> {
+    let (after_ms, after_id) = match after {
+        Some((at_ms, id)) => (i64_of(at_ms), id.to_string()),
+        None => (-1, String::new()),
+    };
+    vec![Param::Int(after_ms), Param::Text(after_id), Param::Int(limit_of(limit))]
+}
+
 pub(super) fn unfinished_params(
     updated_before_ms: u64,
     after: Option<(u64, OrderId)>,
@@ -137,11 +156,63 @@ mod tests {
     use payments::topup::TopUpState;
     use payments::OrderKind;
 
-    use super::{MERCHANT_TOTALS, REFUND_TOTALS};
+    use super::{MERCHANT_TOTALS, NEEDING_OPERATOR, REFUND_TOTALS};
 
     /// Every quoted literal of `sql`.
     fn literals(sql: &str) -> Vec<&str> {
         sql.split('\'').skip(1).step_by(2).collect()
+    }
+
+    #[test]
+    fn needing_operator_names_the_states_that_need_one() {
+        use payments::card::CardRefund;
+        use payments::topup::TopUp;
+        use payments::withdrawal::Withdrawal;
+        use payments::{Order, OrderId};
+        let settled = Settled { channel_ref: "r".into(), fee: Amount::ZERO };
+        let channel = ChannelId::new("bank_a").expect("channel");
+        let cny = money::AssetCode::new("CNY").expect("asset");
+        let id = |raw: &str| OrderId::new(raw).expect("id");
+        let one = Amount::new(1).expect("amount");
+        let topup = TopUp {
+            state: TopUpState::Suspended {
+                channel: channel.clone(),
+                settled: settled.clone(),
+                code: "account_frozen".into(),
+            },
+            ..TopUp::new(id("t"), "c".into(), "card".into(), cny, one)
+        };
+        let withdrawal = Withdrawal {
+            state: payments::withdrawal::WithdrawalState::Disputed {
+                channel: channel.clone(),
+                settled: settled.clone(),
+            },
+            ..Withdrawal::new(id("w"), "c".into(), "acct".into(), cny, one)
+        };
+        let refund = CardRefund {
+            order: id("r"),
+            payment: id("p"),
+            customer: "c".into(),
+            merchant: "m".into(),
+            card: "card".into(),
+            asset: cny,
+            amount: one,
+            fee_returned: Amount::ZERO,
+            channel,
+            debit_request_id: channels::RequestId::new("p:debit").expect("request"),
+            from_settled: false,
+            state: CardRefundState::Disputed { settled },
+        };
+        let orders =
+            [Order::Topup(topup), Order::Withdrawal(withdrawal), Order::CardRefund(refund)];
+        let names: Vec<&str> = orders.iter().map(Order::status).collect();
+        assert!(orders.iter().all(Order::needs_operator));
+        for name in &names {
+            assert!(literals(NEEDING_OPERATOR).contains(name), "{name} is not listed");
+        }
+        for literal in literals(NEEDING_OPERATOR) {
+            assert!(names.contains(&literal), "'{literal}' is no state that needs an operator");
+        }
     }
 
     #[test]

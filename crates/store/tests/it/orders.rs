@@ -173,6 +173,51 @@ fn exercise(store: &dyn OrderStore) {
     refunds(store);
     settlements(store);
     parties(store);
+    needing_operator(store);
+}
+
+fn needing_operator(store: &dyn OrderStore) {
+    // Final orders an operator must act on, of every tenant, oldest change first; nothing else.
+    let suspended = TopUp {
+        state: TopUpState::Suspended {
+            channel: channel(),
+            settled: settled(),
+            code: "account_frozen".into(),
+        },
+        ..topup("top_no1", "alice")
+    };
+    let disputed = Withdrawal {
+        state: WithdrawalState::Disputed { channel: channel(), settled: settled() },
+        ..withdrawal("wd_no1", "bob")
+    };
+    let succeeded = TopUp {
+        state: TopUpState::Succeeded { channel: channel(), settled: settled() },
+        ..topup("top_no2", "alice")
+    };
+    let failed = Withdrawal {
+        state: WithdrawalState::Failed { channel: None, reason: "no channel".into() },
+        ..withdrawal("wd_no2", "bob")
+    };
+    for (tenant, order, at_ms) in [
+        ("no_a", Order::Topup(suspended), 2_000_002),
+        ("no_b", Order::Withdrawal(disputed), 2_000_001),
+        ("no_a", Order::Topup(succeeded), 2_000_000),
+        ("no_b", Order::Withdrawal(failed), 2_000_003),
+    ] {
+        insert(store, &record(tenant, order, at_ms));
+    }
+    let listed = |after, limit| -> Vec<String> {
+        store
+            .needing_operator(after, limit)
+            .expect("needing operator")
+            .iter()
+            .filter(|r| r.tenant.starts_with("no_"))
+            .map(|r| r.id().to_string())
+            .collect()
+    };
+    assert_eq!(listed(None, 100), ["wd_no1", "top_no1"]);
+    assert_eq!(listed(Some((2_000_001, oid("wd_no1"))), 100), ["top_no1"], "after the cursor");
+    assert!(store.needing_operator(None, 1).expect("page").len() <= 1);
 }
 
 fn inserts_updates_and_the_outbox(store: &dyn OrderStore) {
