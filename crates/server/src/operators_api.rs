@@ -86,7 +86,8 @@ pub struct InquiryList {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct EscalatedQuery {
+/// The one parameter of the operators' lists.
+pub struct OpsListQuery {
     /// 1 to 500, default 50.
     #[param(nullable = false, minimum = 1, maximum = 500)]
     limit: Option<usize>,
@@ -100,12 +101,12 @@ fn inquirer(state: &AppState) -> Result<Option<Arc<Inquirer>>, ApiError> {
 /// Escalated inquiries, oldest first: requests whose outcome no inquiry has settled, each
 /// still asked on the slow schedule.
 #[utoipa::path(get, path = "/v1/ops/inquiries/escalated", tag = "operations",
-    params(EscalatedQuery),
+    params(OpsListQuery),
     responses((status = 200, body = InquiryList), (status = "4XX", body = ErrorBody)))]
 pub async fn list_escalated(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<EscalatedQuery>,
+    Query(query): Query<OpsListQuery>,
 ) -> Result<axum::Json<InquiryList>, ApiError> {
     require_platform(&state, &caller, Scope::OpsRead)?;
     let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
@@ -185,25 +186,16 @@ pub struct OverdueOrderList {
     pub data: Vec<OverdueOrderView>,
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OverdueQuery {
-    /// 1 to 500, default 50.
-    #[param(nullable = false, minimum = 1, maximum = 500)]
-    limit: Option<usize>,
-}
-
 /// Orders unfinished past their deadline, of every tenant, the longest unmoved first: what
 /// inspection (巡检) has not finished — a bank that never answered, a refund waiting for its
 /// channel. The same orders make the cross-check `no_overdue_orders` fail and the fund alert
 /// `overdue_orders` fire.
-#[utoipa::path(get, path = "/v1/ops/orders/overdue", tag = "operations", params(OverdueQuery),
+#[utoipa::path(get, path = "/v1/ops/orders/overdue", tag = "operations", params(OpsListQuery),
     responses((status = 200, body = OverdueOrderList), (status = "4XX", body = ErrorBody)))]
 pub async fn list_overdue(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<OverdueQuery>,
+    Query(query): Query<OpsListQuery>,
 ) -> Result<axum::Json<OverdueOrderList>, ApiError> {
     require_platform(&state, &caller, Scope::OpsRead)?;
     let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
@@ -218,12 +210,12 @@ pub async fn list_overdue(
 /// to the card), a withdrawal or card refund `disputed` because the bank paid after the money
 /// had been released (to recover). Each as `/v1/ops/orders/overdue` shows an order.
 #[utoipa::path(get, path = "/v1/ops/orders/exceptions", tag = "operations",
-    params(OverdueQuery),
+    params(OpsListQuery),
     responses((status = 200, body = OverdueOrderList), (status = "4XX", body = ErrorBody)))]
 pub async fn list_exceptions(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<OverdueQuery>,
+    Query(query): Query<OpsListQuery>,
 ) -> Result<axum::Json<OverdueOrderList>, ApiError> {
     require_platform(&state, &caller, Scope::OpsRead)?;
     let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;

@@ -19,8 +19,8 @@ use payments::reconciled::{ChannelLeg, CHANNEL_KINDS};
 use payments::{Order, OrderId, OrderKind};
 use recon::OurStatus;
 
-use super::queries::{cursor_sql, Dialect};
-use super::{corrupt, i64_of, limit_of, u64_of, Param};
+use super::queries::{cursor_sql, window_params, Dialect};
+use super::{corrupt, u64_of, Param};
 
 /// The channel columns of `order`, as bound after the others by `INSERT` and `UPDATE`.
 pub(super) fn columns(order: &Order) -> [Param; 4] {
@@ -55,18 +55,8 @@ pub(super) fn query(
         kinds.join(", "),
         cursor_sql(dialect),
     );
-    let (after_ms, after_id) = match after {
-        Some((at_ms, id)) => (i64_of(at_ms), id.to_string()),
-        None => (-1, String::new()),
-    };
-    let params = vec![
-        Param::Int(i64_of(from_ms)),
-        Param::Int(i64_of(to_ms)),
-        Param::Int(after_ms),
-        Param::Text(after_id),
-        Param::Int(limit_of(limit)),
-        Param::Text(channel.to_string()),
-    ];
+    let mut params = window_params(from_ms, to_ms, after, limit);
+    params.push(Param::Text(channel.to_string()));
     (sql, params)
 }
 

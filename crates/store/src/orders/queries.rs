@@ -107,18 +107,20 @@ pub(super) fn created_between_query(
         "{SELECT} WHERE kind IN ({kinds}) AND created_at_ms >= ?1 AND created_at_ms < ?2 \
          AND {cursor} ORDER BY created_at_ms, id LIMIT ?5"
     );
-    let (after_ms, after_id) = match after {
-        Some((at_ms, id)) => (i64_of(at_ms), id.to_string()),
-        None => (-1, String::new()),
-    };
-    let params = vec![
-        Param::Int(i64_of(from_ms)),
-        Param::Int(i64_of(to_ms)),
-        Param::Int(after_ms),
-        Param::Text(after_id),
-        Param::Int(limit_of(limit)),
-    ];
-    (sql, params)
+    (sql, window_params(from_ms, to_ms, after, limit))
+}
+
+/// `[from_ms, to_ms)` then a cursor and a limit, as `?1` to `?5`: a scan of
+/// `orders_by_created` from a cursor.
+pub(super) fn window_params(
+    from_ms: u64,
+    to_ms: u64,
+    after: Option<(u64, OrderId)>,
+    limit: usize,
+) -> Vec<Param> {
+    let mut params = vec![Param::Int(i64_of(from_ms)), Param::Int(i64_of(to_ms))];
+    params.extend(cursor_params(after, limit));
+    params
 }
 
 /// A cursor `(at_ms, id)` and a limit, as `?1, ?2, ?3`.
@@ -135,16 +137,9 @@ pub(super) fn unfinished_params(
     after: Option<(u64, OrderId)>,
     limit: usize,
 ) -> Vec<Param> {
-    let (after_ms, after_id) = match after {
-        Some((at_ms, id)) => (i64_of(at_ms), id.to_string()),
-        None => (-1, String::new()),
-    };
-    vec![
-        Param::Int(i64_of(updated_before_ms)),
-        Param::Int(after_ms),
-        Param::Text(after_id),
-        Param::Int(limit_of(limit)),
-    ]
+    let mut params = vec![Param::Int(i64_of(updated_before_ms))];
+    params.extend(cursor_params(after, limit));
+    params
 }
 
 #[cfg(test)]
