@@ -806,10 +806,10 @@ async fn check(world: &World, case: &Case) {
         let Order::Payment(payment) = &record.order else {
             continue;
         };
-        let refunds = refunds_of(&orders, &payment.order);
+        let refunds = refunds_of(&orders, payment.order());
         let refunded: u64 =
             refunds.iter().filter(|r| succeeded(&r.order)).map(|r| r.order.amount().minor()).sum();
-        assert!(refunded <= payment.amount.minor(), "{}: refunded {refunded}", payment.order);
+        assert!(refunded <= payment.amount().minor(), "{}: refunded {refunded}", payment.order());
         if !succeeded(&record.order) {
             assert!(refunds.is_empty(), "refunds of a failed payment: {refunds:?}");
         }
@@ -817,10 +817,10 @@ async fn check(world: &World, case: &Case) {
             let Order::Refund(refund) = &refund.order else {
                 panic!("a child of a payment is not a refund: {refund:?}")
             };
-            assert_eq!(refund.payment, payment.order);
+            assert_eq!(&refund.payment, payment.order());
             assert_eq!(
-                (&refund.customer, &refund.merchant),
-                (&payment.customer, &payment.merchant)
+                (refund.customer.as_str(), refund.merchant.as_str()),
+                (payment.customer(), payment.merchant())
             );
         }
     }
@@ -845,7 +845,7 @@ async fn check(world: &World, case: &Case) {
                 other => panic!("{}: unexpected final state {other:?}", withdrawal.order),
             },
             Order::Payment(payment) if succeeded(&record.order) => {
-                credit(&payment.customer, minor, -1)
+                credit(payment.customer(), minor, -1)
             }
             Order::Refund(refund) if succeeded(&record.order) => {
                 let paid = by_id.get(&refund.payment).expect("the refund's payment");

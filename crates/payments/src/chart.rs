@@ -24,7 +24,9 @@
 
 use channels::ChannelId;
 use ledger::apply::Command;
-use ledger::model::{AccountClass, BalanceRule, BoundedText, ChartCode, ChartEntry, NewAccount};
+use ledger::model::{
+    AccountClass, BalanceRule, BoundedText, ChartCode, ChartEntry, NewAccount, METADATA_LEN_MAX,
+};
 use ledger::AccountId;
 use money::AssetCode;
 use sha2::{Digest, Sha256};
@@ -174,6 +176,16 @@ fn derived(kind: &str, key: &str, asset: AssetCode, internal: bool) -> AccountId
     }
 }
 
+/// An account's label in the ledger. Labels are built from party keys and channel ids, which
+/// the payment core bounds far below the ledger's limit before they reach the chart; a longer
+/// one is a bug upstream, stopped here rather than stored as an empty label.
+fn account_label(text: String) -> BoundedText<METADATA_LEN_MAX> {
+    match BoundedText::<METADATA_LEN_MAX>::new(text) {
+        Ok(label) => label,
+        Err(too_long) => panic!("an account label: {too_long}"),
+    }
+}
+
 pub fn internal_account_id(account: &Internal, asset: AssetCode) -> AccountId {
     derived("internal", &account.key(), asset, true)
 }
@@ -186,7 +198,7 @@ pub fn internal_account(account: &Internal, asset: AssetCode) -> NewAccount {
         asset,
         chart_code: ChartCode(account.line().code),
         rule: BalanceRule::Unbounded,
-        metadata: BoundedText::new(account.key()).unwrap_or_default(),
+        metadata: account_label(account.key()),
         layout: Default::default(),
     }
 }
@@ -212,7 +224,7 @@ fn wallet_account_on(customer: &str, asset: AssetCode, line: ChartLine) -> NewAc
         asset,
         chart_code: ChartCode(line.code),
         rule: BalanceRule::NO_OVERDRAFT,
-        metadata: BoundedText::new(format!("wallet:{customer}")).unwrap_or_default(),
+        metadata: account_label(format!("wallet:{customer}")),
         layout: Default::default(),
     }
 }
@@ -233,11 +245,10 @@ pub fn merchant_accounts(merchant: &str, asset: AssetCode) -> [NewAccount; 2] {
             MERCHANT_UNSETTLED.code
         }),
         rule: BalanceRule::NO_OVERDRAFT,
-        metadata: BoundedText::new(format!(
+        metadata: account_label(format!(
             "merchant:{merchant}:{}",
             if settled { "settled" } else { "unsettled" }
-        ))
-        .unwrap_or_default(),
+        )),
         layout: Default::default(),
     })
 }

@@ -21,7 +21,7 @@ use payments::card::{CardRefund, CardRefundState, ChannelWait};
 use payments::order::STORED_FORM_VERSION;
 use payments::topup::{MerchantCredit, TopUp, TopUpState};
 use payments::withdrawal::{Withdrawal, WithdrawalState};
-use payments::{Order, OrderId};
+use payments::{Event, Order, OrderId};
 
 fn id(raw: &str) -> OrderId {
     OrderId::new(raw).unwrap()
@@ -95,9 +95,10 @@ fn orders() -> Vec<Order> {
     )
     .with_fx(cny, Rate::parse("7.1").unwrap())
     .unwrap();
-    let authorized = Payment {
-        state: PaymentState::Capturing { until_ms: 1_800_000_000_000, amount: amount(400) },
-        ..Payment::new(
+    // Payments reach their states through their own machine: their fields are the domain's.
+    let authorized_at_ms = 1_800_000_000_000 - 600_000;
+    let authorized = through(
+        Payment::new(
             id("pay_v1c"),
             "acme/alice".into(),
             "acme/shop".into(),
@@ -106,8 +107,14 @@ fn orders() -> Vec<Order> {
             60,
         )
         .with_authorization(600, 60)
-        .unwrap()
-    };
+        .unwrap(),
+        &[Event::Submit, Event::LedgerPosted, Event::Capture { amount: amount(400) }],
+        authorized_at_ms,
+    );
+    assert!(matches!(
+        authorized.state(),
+        PaymentState::Capturing { until_ms: 1_800_000_000_000, .. }
+    ));
     let refund = Refund {
         order: id("rf_v1a"),
         payment: id("pay_v1a"),
@@ -163,7 +170,7 @@ fn orders() -> Vec<Order> {
             WithdrawalState::Voiding { channel: Some(bank("bank_b")), reason: "declined".into() },
         )),
         Order::Withdrawal(payout),
-        Order::Payment(Payment { state: PaymentState::Succeeded, ..with_points }),
+        Order::Payment(through(with_points, &[Event::Submit, Event::LedgerPosted], 0)),
         Order::Payment(with_fx),
         Order::Payment(authorized),
         Order::Refund(refund),
@@ -249,4 +256,9 @@ fn a_form_newer_than_this_release_is_refused_not_guessed() {
     let body = serde_json::to_string(&orders()[0]).unwrap();
     assert!(payments::order::read_stored(STORED_FORM_VERSION + 1, &body).is_err());
     assert!(payments::order::read_stored(0, &body).is_err());
+}
+
+/// `payment` after `events`, each taken at `now_ms`.
+fn through(payment: Payment, events: &[Event], now_ms: u64) -> Payment {
+    events.iter().fold(payment, |payment, event| payment.apply_at(event, now_ms).unwrap().state)
 }

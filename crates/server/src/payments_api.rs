@@ -432,9 +432,7 @@ pub async fn capture_payment(
         let amount = match request.amount {
             Some(amount) => amount,
             None => match &executor.get(tenant, &id)?.order {
-                payments::Order::Payment(payment) => {
-                    payment.authorization.map_or(payment.amount, |auth| auth.authorized)
-                }
+                payments::Order::Payment(payment) => payment.capturable(),
                 _ => return Err(ExecError::OrderNotFound(id.clone()).into()),
             },
         };

@@ -1,13 +1,26 @@
+mod error;
 mod inquiry;
 mod inspection;
 mod parties;
 mod payload;
 mod products;
+mod requests;
 mod settlement;
 
+pub use error::ExecError;
 pub use inquiry::InquiryOwnerAdapter;
 pub use inspection::InspectionReport;
 pub use payload::order_payload;
+use requests::{
+    check_amount, check_bank_account, check_id, derive_order_id, fingerprint,
+    PAYOUT_BATCH_CONCURRENCY,
+};
+pub use requests::{
+    payout_batch_id, CardPaymentRequest, NewParty, PaymentRequest, PayoutBatchRequest, PayoutItem,
+    Placed, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
+    AUTHORIZATION_SECS_MAX, BANK_ACCOUNT_LEN_MAX, FEE_BPS_MAX, PARTY_ASSETS_MAX, PARTY_ID_LEN_MAX,
+    PARTY_NAME_LEN_MAX, PAYOUT_BATCH_ITEMS_MAX, SETTLE_AFTER_DAYS_MAX,
+};
 pub use settlement::{PayoutBatchTotals, PayoutTotal};
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -20,14 +33,13 @@ use channels::{BoxFuture, ChannelId, Gateway, Outcome};
 use ledger::apply::Command;
 use ledger::{LedgerHandle, NewTransfer, TransferRejection};
 use money::{Amount, AssetCode};
-use payments::booking::{BookingState, Payment, PaymentState, Rate, Refund, WalletTransfer};
+use payments::booking::{BookingState, Payment, PaymentState, Rate, RefundedSoFar, WalletTransfer};
 use payments::chart::{
     chart_commands, internal_accounts, merchant_accounts, points_account, wallet_account,
 };
 use payments::topup::TopUp;
 use payments::withdrawal::Withdrawal;
 use payments::{Effect, Event, Order, OrderId, OrderKind};
-use sha2::{Digest, Sha256};
 
 use crate::port::{
     GuardedInsert, Inserted, NewEvent, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
@@ -40,20 +52,8 @@ const RUN_STEPS_MAX: usize = 256;
 /// Version conflicts one transition retries at most before it gives up as unavailable.
 const VERSION_CONFLICTS_MAX: u32 = 64;
 
-/// Longest customer, merchant or reference id.
-pub const PARTY_ID_LEN_MAX: usize = 64;
-/// A merchant's fee can be at most the whole payment.
-pub const FEE_BPS_MAX: u32 = payments::booking::BPS_ONE as u32;
 /// Parties kept in memory at most (the cache starts over when full).
 const PARTY_CACHE_MAX: usize = 100_000;
-/// The longest settlement cycle (T+N) a merchant can have.
-pub const SETTLE_AFTER_DAYS_MAX: u32 = 90;
-/// The longest customer or merchant name, in characters (as JSON Schema counts them).
-pub const PARTY_NAME_LEN_MAX: usize = 200;
-/// Assets a customer or merchant holds accounts in, at most.
-pub const PARTY_ASSETS_MAX: usize = 16;
-/// The longest card or bank account number at a channel, in characters.
-pub const BANK_ACCOUNT_LEN_MAX: usize = 64;
 
 /// The platform's points (积分): which asset they are, and what one is worth in cash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,172 +82,6 @@ impl Default for ExecutorConfig {
     }
 }
 
-/// Why a request to the payment core was refused, or could not be carried out.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExecError {
-    /// A field is malformed or out of its range: something the API's schema states.
-    #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
-    /// A well-formed field refused by another field of the request (points worth more than
-    /// the price) or by the state (no FX rate, more than was authorised): no schema can say it.
-    #[error("{field}: {message}")]
-    Refused { field: &'static str, message: String },
-    #[error("no {kind} {id}", kind = kind.as_str())]
-    PartyNotFound { kind: PartyKind, id: String },
-    #[error("a {kind} {id} exists with different fields", kind = kind.as_str())]
-    PartyExistsWithDifferentFields { kind: PartyKind, id: String },
-    #[error("{kind} {id} has no {asset} account", kind = kind.as_str())]
-    AssetNotOpened { kind: PartyKind, id: String, asset: AssetCode },
-    #[error("an order with this reference exists with different fields")]
-    OrderExistsWithDifferentFields,
-    #[error("no order {0}")]
-    OrderNotFound(String),
-    #[error("payment {0} cannot be refunded: {1}")]
-    NotRefundable(String, &'static str),
-    #[error("the refund would return more than the payment's remaining amount")]
-    RefundExceedsPayment,
-    #[error("an order in state {state} cannot take {event}")]
-    NotAllowed { state: &'static str, event: &'static str },
-    #[error("the capture was refused: {0}")]
-    CaptureRefused(String),
-    #[error("no channel {0}")]
-    ChannelNotFound(String),
-    #[error("callback refused: {0}")]
-    CallbackRefused(String),
-    #[error("ledger setup refused: {0}")]
-    LedgerSetup(&'static str),
-    #[error("ledger: {0}")]
-    Ledger(#[from] ledger::LedgerError),
-    #[error(transparent)]
-    Store(#[from] OrderStoreError),
-}
-
-impl ExecError {
-    /// The stable code of the error, for the API.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ExecError::Invalid { .. } => "invalid_field",
-            ExecError::Refused { .. } => "field_refused",
-            ExecError::PartyNotFound { kind: PartyKind::Customer, .. } => "customer_not_found",
-            ExecError::PartyNotFound { kind: PartyKind::Merchant, .. } => "merchant_not_found",
-            ExecError::PartyExistsWithDifferentFields { .. } => {
-                "party_exists_with_different_fields"
-            }
-            ExecError::AssetNotOpened { .. } => "asset_not_opened",
-            ExecError::OrderExistsWithDifferentFields => "order_exists_with_different_fields",
-            ExecError::OrderNotFound(_) => "order_not_found",
-            ExecError::NotRefundable(..) => "payment_not_refundable",
-            ExecError::RefundExceedsPayment => "refund_exceeds_payment",
-            ExecError::NotAllowed { .. } => "order_state_conflict",
-            ExecError::CaptureRefused(_) => "capture_refused",
-            ExecError::ChannelNotFound(_) => "channel_not_found",
-            ExecError::CallbackRefused(_) => "callback_refused",
-            ExecError::LedgerSetup(code) => code,
-            ExecError::Ledger(_) => "ledger_unavailable",
-            ExecError::Store(_) => "store_unavailable",
-        }
-    }
-}
-
-pub struct TopUpRequest {
-    pub reference: String,
-    pub customer: String,
-    pub card: String,
-    pub asset: AssetCode,
-    pub amount: Amount,
-}
-
-pub struct WithdrawalRequest {
-    pub reference: String,
-    pub customer: String,
-    pub bank_account: String,
-    pub asset: AssetCode,
-    pub amount: Amount,
-}
-
-pub struct PaymentRequest {
-    pub reference: String,
-    pub customer: String,
-    pub merchant: String,
-    pub asset: AssetCode,
-    pub amount: Amount,
-    /// Points paying part of the amount (积分+支付), at the platform's rate.
-    pub points: Option<Amount>,
-    /// Pay from the customer's wallet in this asset, converted at the platform's rate.
-    pub pay_from: Option<AssetCode>,
-    /// Authorise now and capture later, the hold living this long; `None`: capture now.
-    pub authorize_for_secs: Option<u32>,
-}
-
-/// The longest an authorisation may hold money (预授权): 30 days.
-pub const AUTHORIZATION_SECS_MAX: u32 = 30 * 86_400;
-
-pub struct CardPaymentRequest {
-    pub reference: String,
-    pub customer: String,
-    pub merchant: String,
-    /// The payer's card at the channel.
-    pub card: String,
-    pub asset: AssetCode,
-    pub amount: Amount,
-}
-
-pub struct RefundRequest {
-    pub reference: String,
-    pub payment: OrderId,
-    pub amount: Amount,
-}
-
-pub struct PayoutItem {
-    /// Unique within the batch.
-    pub reference: String,
-    pub bank_account: String,
-    pub amount: Amount,
-}
-
-/// A merchant's batch payout (代付): each item is its own payout order.
-pub struct PayoutBatchRequest {
-    pub reference: String,
-    pub merchant: String,
-    pub asset: AssetCode,
-    pub items: Vec<PayoutItem>,
-}
-
-/// Items in one payout batch at most.
-pub const PAYOUT_BATCH_ITEMS_MAX: usize = 1_000;
-/// Items of a batch carried out at once.
-const PAYOUT_BATCH_CONCURRENCY: usize = 8;
-
-pub struct WalletTransferRequest {
-    pub reference: String,
-    pub from: String,
-    pub to: String,
-    pub asset: AssetCode,
-    pub amount: Amount,
-}
-
-/// A customer or merchant to open.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewParty {
-    pub kind: PartyKind,
-    pub id: String,
-    pub name: String,
-    pub assets: Vec<AssetCode>,
-    /// Merchants: the platform's fee, basis points of each payment.
-    pub fee_bps: u32,
-    /// Merchants: the settlement cycle (T+N).
-    pub settle_after_days: u32,
-}
-
-/// A created (or, for a retry, found) order.
-#[derive(Clone, Debug)]
-pub struct Placed {
-    pub record: OrderRecord,
-    /// False when the order existed: the request was a retry and did nothing.
-    pub created: bool,
-}
-
 #[derive(Debug, Default)]
 struct Counters {
     orders_created: AtomicU64,
@@ -270,77 +104,6 @@ pub fn party_key(tenant: &str, id: &str) -> String {
 /// The part of a party key after the tenant.
 fn party_id(key: &str) -> &str {
     key.split_once('/').map_or(key, |(_, id)| id)
-}
-
-fn check_id(field: &'static str, raw: &str) -> Result<(), ExecError> {
-    let ok = !raw.is_empty()
-        && raw.len() <= PARTY_ID_LEN_MAX
-        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-    if ok {
-        Ok(())
-    } else {
-        Err(ExecError::Invalid {
-            field,
-            message: format!("1 to {PARTY_ID_LEN_MAX} characters of [A-Za-z0-9_.-]"),
-        })
-    }
-}
-
-/// A card or bank account number at a channel: 1 to 64 characters (the channel checks the
-/// rest).
-fn check_bank_account(field: &'static str, raw: &str) -> Result<(), ExecError> {
-    if raw.is_empty() || raw.chars().count() > BANK_ACCOUNT_LEN_MAX {
-        return Err(ExecError::Invalid {
-            field,
-            message: format!("1 to {BANK_ACCOUNT_LEN_MAX} characters"),
-        });
-    }
-    Ok(())
-}
-
-fn check_amount(amount: Amount) -> Result<(), ExecError> {
-    if amount.is_zero() {
-        return Err(ExecError::Invalid { field: "amount", message: "must be above zero".into() });
-    }
-    Ok(())
-}
-
-/// The order id of a client's reference: derived, so a retried create names the same order
-/// even if every other record of the first attempt is lost.
-fn derive_order_id(tenant: &str, kind: OrderKind, scope: &str, reference: &str) -> OrderId {
-    derive_id(tenant, kind.as_str(), kind.id_prefix(), scope, reference)
-}
-
-/// A payout batch's id (`pb_…`), derived like an order's.
-pub fn payout_batch_id(tenant: &str, merchant: &str, reference: &str) -> OrderId {
-    derive_id(tenant, "payout_batch", "pb", merchant, reference)
-}
-
-fn derive_id(tenant: &str, kind: &str, prefix: &str, scope: &str, reference: &str) -> OrderId {
-    let digest = Sha256::new()
-        .chain_update(b"qianbao.order\0")
-        .chain_update(tenant)
-        .chain_update([0])
-        .chain_update(kind)
-        .chain_update([0])
-        .chain_update(scope)
-        .chain_update([0])
-        .chain_update(reference)
-        .finalize();
-    let id = format!("{prefix}_{}", &hex::encode(digest)[..24]);
-    match OrderId::new(id) {
-        Ok(id) => id,
-        Err(_) => unreachable!("a short prefix and hex digits"),
-    }
-}
-
-fn fingerprint(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
-    }
-    hex::encode(&hasher.finalize()[..16])
 }
 
 /// The first rejection of a linked group that is its cause (the others say the group failed).

@@ -157,7 +157,7 @@ impl Executor {
         let _order = self.order_locks.lock(&order).await;
         let record = self.payment(tenant, id)?;
         if let Order::Payment(payment) = &record.order {
-            if payment.authorization.is_some_and(|auth| amount > auth.authorized) {
+            if payment.authorization().is_some_and(|auth| amount > auth.authorized) {
                 return Err(ExecError::Refused {
                     field: "amount",
                     message: "more than was authorized".into(),
@@ -168,7 +168,9 @@ impl Executor {
             self.transition_checked(record, &Event::Capture { amount }, true).await?;
         let after = self.run(record, effects.into()).await?;
         match &after.order {
-            Order::Payment(payment) if matches!(payment.state, PaymentState::Authorized { .. }) => {
+            Order::Payment(payment)
+                if matches!(payment.state(), PaymentState::Authorized { .. }) =>
+            {
                 Err(ExecError::CaptureRefused("the ledger refused the capture".into()))
             }
             _ => Ok(after),
@@ -398,14 +400,14 @@ impl Executor {
         let Order::Payment(payment) = &payment_record.order else {
             return Err(ExecError::NotRefundable(request.payment.to_string(), "not a payment"));
         };
-        if payment.state != PaymentState::Succeeded {
+        if *payment.state() != PaymentState::Succeeded {
             return Err(ExecError::NotRefundable(
                 request.payment.to_string(),
                 "only a succeeded payment can be refunded",
             ));
         }
         let from_settled = self
-            .settled_before(tenant, &payment.merchant, payment.asset)?
+            .settled_before(tenant, payment.merchant(), payment.asset())?
             .is_some_and(|cutoff_ms| payment_record.created_at_ms < cutoff_ms);
         let id = derive_order_id(
             tenant,
@@ -416,38 +418,18 @@ impl Executor {
         let print = fingerprint(&[request.payment.as_str(), &request.amount.minor().to_string()]);
         let now_ms = self.clock.now_ms();
         let mut build = |totals: RefundTotals| -> Option<OrderRecord> {
-            let shares = payment.refund_shares(
-                request.amount,
-                totals.refunded,
-                totals.fee_returned,
-                totals.leg_returned,
-            )?;
-            let refund = Refund {
-                from_settled,
-                order: id.clone(),
-                payment: payment.order.clone(),
-                customer: payment.customer.clone(),
-                merchant: payment.merchant.clone(),
-                asset: payment.asset,
-                amount: request.amount,
-                fee_returned: shares.fee_returned,
-                points: payment.points.map(|leg| payments::booking::RefundedPoints {
-                    asset: leg.asset,
-                    points: shares.points_returned,
-                    value: shares.points_value_returned,
-                }),
-                fx: payment.fx.map(|fx| payments::booking::RefundedFx {
-                    from_asset: fx.from_asset,
-                    amount: shares.fx_returned,
-                }),
-                state: BookingState::Created,
+            let earlier = RefundedSoFar {
+                amount: totals.refunded,
+                fee: totals.fee_returned,
+                second_leg: totals.leg_returned,
             };
+            let refund = payment.refund(id.clone(), request.amount, earlier, from_settled)?;
             let order = submitted(Order::Refund(refund));
             Some(OrderRecord {
                 tenant: tenant.to_owned(),
                 reference: request.reference.clone(),
                 request_fingerprint: print.clone(),
-                parent: Some(payment.order.clone()),
+                parent: Some(payment.order().clone()),
                 order,
                 version: 1,
                 created_at_ms: now_ms,

@@ -56,8 +56,8 @@ mod transfer;
 
 pub(crate) use payment::proportional_share;
 pub use payment::{
-    Authorization, FxLeg, Payment, PaymentState, PointsLeg, Rate, RefundShares, RATE_DECIMALS_MAX,
-    RATE_WHOLE_DIGITS_MAX,
+    Authorization, FxLeg, Payment, PaymentState, PointsLeg, Rate, RefundShares, RefundedSoFar,
+    RATE_DECIMALS_MAX, RATE_WHOLE_DIGITS_MAX,
 };
 pub use refund::{Refund, RefundedFx, RefundedPoints};
 pub use settlement::{settlement_cutoff_ms, Settlement, DAY_MS};

@@ -4,7 +4,9 @@
 use ledger::model::{Movement, NewTransfer, TransferAction};
 use money::{Amount, AssetCode};
 
-use super::{fee_for, post, BUSINESS_CODE_PAYMENT};
+use super::{
+    fee_for, post, BookingState, Refund, RefundedFx, RefundedPoints, BUSINESS_CODE_PAYMENT,
+};
 use crate::chart::{internal_account_id, merchant_account_id, wallet_account_id, Internal};
 use crate::ids::{transfer_id, OrderId, Step};
 use crate::{Effect, Event, IllegalTransition, Transition};
@@ -176,22 +178,31 @@ pub struct Authorization {
 /// in another asset.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Payment {
-    pub order: OrderId,
-    pub customer: String,
-    pub merchant: String,
-    pub asset: AssetCode,
+    pub(crate) order: OrderId,
+    pub(crate) customer: String,
+    pub(crate) merchant: String,
+    pub(crate) asset: AssetCode,
     /// The whole price, which the merchant is credited with.
-    pub amount: Amount,
+    pub(crate) amount: Amount,
     /// The platform's fee on the whole amount, fixed when the payment is created.
-    pub fee: Amount,
+    pub(crate) fee: Amount,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub points: Option<PointsLeg>,
+    pub(crate) points: Option<PointsLeg>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fx: Option<FxLeg>,
+    pub(crate) fx: Option<FxLeg>,
     /// Present when the payment is authorised first and captured later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authorization: Option<Authorization>,
-    pub state: PaymentState,
+    pub(crate) authorization: Option<Authorization>,
+    pub(crate) state: PaymentState,
+}
+
+/// What earlier live refunds of a payment took: of its amount, its fee, and its second leg
+/// (points, or the funding asset of a cross-currency payment).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefundedSoFar {
+    pub amount: Amount,
+    pub fee: Amount,
+    pub second_leg: Amount,
 }
 
 /// How a refund goes back along a payment's legs.
@@ -206,6 +217,55 @@ pub struct RefundShares {
 }
 
 impl Payment {
+    pub fn order(&self) -> &OrderId {
+        &self.order
+    }
+
+    /// The paying customer's party key.
+    pub fn customer(&self) -> &str {
+        &self.customer
+    }
+
+    /// The paid merchant's party key.
+    pub fn merchant(&self) -> &str {
+        &self.merchant
+    }
+
+    pub fn asset(&self) -> AssetCode {
+        self.asset
+    }
+
+    /// The whole price, which the merchant is credited with.
+    pub fn amount(&self) -> Amount {
+        self.amount
+    }
+
+    /// The platform's fee on the whole amount.
+    pub fn fee(&self) -> Amount {
+        self.fee
+    }
+
+    pub fn points(&self) -> Option<&PointsLeg> {
+        self.points.as_ref()
+    }
+
+    pub fn fx(&self) -> Option<&FxLeg> {
+        self.fx.as_ref()
+    }
+
+    pub fn authorization(&self) -> Option<&Authorization> {
+        self.authorization.as_ref()
+    }
+
+    pub fn state(&self) -> &PaymentState {
+        &self.state
+    }
+
+    /// What a capture that names no amount takes: everything authorised.
+    pub fn capturable(&self) -> Amount {
+        self.authorization.map_or(self.amount, |auth| auth.authorized)
+    }
+
     pub fn new(
         order: OrderId,
         customer: String,
@@ -531,6 +591,41 @@ impl Payment {
         fee_returned: Amount,
     ) -> Option<Amount> {
         proportional_share(self.fee, self.amount, amount, refunded, fee_returned)
+    }
+
+    /// A refund of `amount` of this payment, given what earlier live refunds took (of the
+    /// amount, the fee, and the second leg): each leg gives back its share
+    /// ([`Payment::refund_shares`]). `None` unless the payment succeeded, or past what is left.
+    pub fn refund(
+        &self,
+        order: OrderId,
+        amount: Amount,
+        earlier: RefundedSoFar,
+        from_settled: bool,
+    ) -> Option<Refund> {
+        if self.state != PaymentState::Succeeded {
+            return None;
+        }
+        let shares = self.refund_shares(amount, earlier.amount, earlier.fee, earlier.second_leg)?;
+        Some(Refund {
+            from_settled,
+            order,
+            payment: self.order.clone(),
+            customer: self.customer.clone(),
+            merchant: self.merchant.clone(),
+            asset: self.asset,
+            amount,
+            fee_returned: shares.fee_returned,
+            points: self.points.map(|leg| RefundedPoints {
+                asset: leg.asset,
+                points: shares.points_returned,
+                value: shares.points_value_returned,
+            }),
+            fx: self
+                .fx
+                .map(|fx| RefundedFx { from_asset: fx.from_asset, amount: shares.fx_returned }),
+            state: BookingState::Created,
+        })
     }
 
     /// How a refund of `amount` goes back, given what earlier live refunds took (of the

@@ -32,7 +32,7 @@ fn from_settled(order: &Order) -> bool {
 /// The fee column: a payment's fee, a refund's returned fee share, else zero.
 fn fee_of(order: &Order) -> Amount {
     match order {
-        Order::Payment(payment) => payment.fee,
+        Order::Payment(payment) => payment.fee(),
         Order::Refund(refund) => refund.fee_returned,
         Order::CardPayment(card) => {
             card.merchant.as_ref().map_or(Amount::ZERO, |credit| credit.fee)
