@@ -557,17 +557,17 @@ fn refunds(store: &dyn OrderStore) {
     let first = child(
         "r",
         Order::Refund(with_points(refund("rf_r1", &paid, 300, 3), 15)),
-        &paid.order(),
+        paid.order(),
         1_100,
     );
     assert_eq!(
-        try_refund(store, "rf_r1", &paid.order(), Some(&first)),
+        try_refund(store, "rf_r1", paid.order(), Some(&first)),
         (GuardedInsert::Created(first.clone()), totals(0, 0, 0))
     );
     assert_eq!(store.get(first.id()).expect("get"), Some(first.clone()));
-    let changed = child("r", Order::Refund(refund("rf_r1", &paid, 999, 9)), &paid.order(), 1_150);
+    let changed = child("r", Order::Refund(refund("rf_r1", &paid, 999, 9)), paid.order(), 1_150);
     assert_eq!(
-        try_refund(store, "rf_r1", &paid.order(), Some(&changed)),
+        try_refund(store, "rf_r1", paid.order(), Some(&changed)),
         (GuardedInsert::Existing(first.clone()), None),
         "a retry gets the stored refund without building another"
     );
@@ -575,15 +575,15 @@ fn refunds(store: &dyn OrderStore) {
     let second = child(
         "r",
         Order::Refund(with_points(refund("rf_r5", &paid, 200, 2), 10)),
-        &paid.order(),
+        paid.order(),
         1_200,
     );
     assert_eq!(
-        try_refund(store, "rf_r5", &paid.order(), Some(&second)),
+        try_refund(store, "rf_r5", paid.order(), Some(&second)),
         (GuardedInsert::Created(second.clone()), totals(300, 3, 15))
     );
     assert_eq!(
-        try_refund(store, "rf_r3", &paid.order(), None),
+        try_refund(store, "rf_r3", paid.order(), None),
         (GuardedInsert::Refused, totals(500, 5, 25))
     );
     assert_eq!(store.get(&oid("rf_r3")).expect("get"), None, "a refused refund is not stored");
@@ -594,25 +594,25 @@ fn refunds(store: &dyn OrderStore) {
         Refund { state: BookingState::Failed { code: "exceeds_credits".into() }, ..flow.clone() };
     let second = advanced(&second, Order::Refund(failed), 1_250);
     update(store, &second, &[]);
-    let third = child("r", Order::Refund(refund("rf_r3", &paid, 100, 1)), &paid.order(), 1_200);
+    let third = child("r", Order::Refund(refund("rf_r3", &paid, 100, 1)), paid.order(), 1_200);
     assert_eq!(
-        try_refund(store, "rf_r3", &paid.order(), Some(&third)),
+        try_refund(store, "rf_r3", paid.order(), Some(&third)),
         (GuardedInsert::Created(third.clone()), totals(300, 3, 15)),
         "the failed refund does not count; the refused one was never there"
     );
     assert_eq!(
-        try_refund(store, "rf_r9", &paid.order(), None),
+        try_refund(store, "rf_r9", paid.order(), None),
         (GuardedInsert::Refused, totals(400, 4, 15))
     );
 
     // Another payment's refunds are its own.
-    let fourth = child("r", Order::Refund(refund("rf_r4", &other, 500, 5)), &other.order(), 1_300);
+    let fourth = child("r", Order::Refund(refund("rf_r4", &other, 500, 5)), other.order(), 1_300);
     assert_eq!(
-        try_refund(store, "rf_r4", &other.order(), Some(&fourth)),
+        try_refund(store, "rf_r4", other.order(), Some(&fourth)),
         (GuardedInsert::Created(fourth.clone()), totals(0, 0, 0))
     );
     assert_eq!(
-        try_refund(store, "rf_r9", &other.order(), None),
+        try_refund(store, "rf_r9", other.order(), None),
         (GuardedInsert::Refused, totals(500, 5, 0))
     );
 
@@ -635,7 +635,7 @@ fn refunds(store: &dyn OrderStore) {
     );
 
     // A payment's children, oldest first (by id at the same time).
-    assert_eq!(store.children_of(&paid.order()).expect("children"), [first, third, second]);
+    assert_eq!(store.children_of(paid.order()).expect("children"), [first, third, second]);
     assert_eq!(store.children_of(other.order()).expect("children"), [fourth]);
     assert_eq!(store.children_of(&card.order).expect("children"), [disputed]);
     assert!(store.children_of(&oid("rf_r1")).expect("children").is_empty());
@@ -700,9 +700,9 @@ fn settlements(store: &dyn OrderStore) {
         record("s", Order::Payment(succeeded(payment("pay_s5", "alice", "bakery", 8_000))), 10_000),
         record("s", Order::CardPayment(card.clone()), 12_000),
         // Refunds count whenever they were made: each takes from what is unsettled.
-        child("s", Order::Refund(refund("rf_s1", &pay_s1, 1_000, 10)), &pay_s1.order(), 30_000),
-        child("s", Order::Refund(from_settled), &pay_s1.order(), 30_000),
-        child("s", Order::Refund(failed_refund), &pay_s1.order(), 30_000),
+        child("s", Order::Refund(refund("rf_s1", &pay_s1, 1_000, 10)), pay_s1.order(), 30_000),
+        child("s", Order::Refund(from_settled), pay_s1.order(), 30_000),
+        child("s", Order::Refund(failed_refund), pay_s1.order(), 30_000),
         child(
             "s",
             card_refund("cr_s1", &card, 200, 2, CardRefundState::Booked),
@@ -904,10 +904,10 @@ fn races(store: &dyn OrderStore) {
         let refunds = race(RACERS, |n| {
             let refund_id = format!("rf_x{round}_{n}");
             store
-                .insert_refund(&oid(&refund_id), &paid.order(), &mut |totals| {
+                .insert_refund(&oid(&refund_id), paid.order(), &mut |totals| {
                     (totals.refunded.minor() + 150 <= 1_000).then(|| {
                         let refund = refund(&refund_id, &paid, 150, 0);
-                        child("x", Order::Refund(refund), &paid.order(), 2_000 + n as u64)
+                        child("x", Order::Refund(refund), paid.order(), 2_000 + n as u64)
                     })
                 })
                 .expect("refund")
@@ -917,7 +917,7 @@ fn races(store: &dyn OrderStore) {
         assert!(refunds
             .iter()
             .all(|r| matches!(r, GuardedInsert::Created(_) | GuardedInsert::Refused)));
-        let children = store.children_of(&paid.order()).expect("children");
+        let children = store.children_of(paid.order()).expect("children");
         assert_eq!(children.iter().map(|r| r.order.amount().minor()).sum::<u64>(), 900);
 
         let settlements = race(RACERS, |n| {
