@@ -17,7 +17,7 @@ pub mod port;
 
 pub use engine::{
     order_payload, party_key, payout_batch_id, CardPaymentRequest, ExecError, Executor,
-    ExecutorConfig, InquiryOwnerAdapter, InspectionReport, NewParty, PaymentRequest,
+    ExecutorConfig, InquiryOwnerAdapter, InspectionReport, NewParty, OrderPayload, PaymentRequest,
     PayoutBatchRequest, PayoutBatchTotals, PayoutItem, PayoutTotal, Placed, PointsConfig,
     RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest, AUTHORIZATION_SECS_MAX,
     BANK_ACCOUNT_LEN_MAX, FEE_BPS_MAX, PARTY_ASSETS_MAX, PARTY_ID_LEN_MAX, PARTY_NAME_LEN_MAX,

@@ -15,8 +15,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use executor::{
-    order_payload, party_key, ExecError, Executor, OrderRecord, PartyKind, PaymentRequest, Placed,
-    RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
+    order_payload, party_key, ExecError, Executor, OrderPayload, OrderRecord, PartyKind,
+    PaymentRequest, Placed, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
 };
 use money::{Amount, AssetCode};
 use payments::OrderId;
@@ -129,8 +129,25 @@ pub struct OrderView {
     pub updated_at_ms: u64,
 }
 
-pub(crate) fn view(record: &OrderRecord) -> Result<OrderView, ApiError> {
-    serde_json::from_value(order_payload(record)).map_err(ApiError::internal)
+pub(crate) fn view(record: &OrderRecord) -> OrderView {
+    let payload = OrderPayload::of(record);
+    OrderView {
+        id: payload.id,
+        object: payload.object.to_owned(),
+        kind: payload.kind.to_owned(),
+        status: payload.status.to_owned(),
+        is_final: payload.is_final,
+        reference: payload.reference,
+        customer: payload.customer,
+        merchant: payload.merchant,
+        asset: payload.asset,
+        amount: payload.amount,
+        parent: payload.parent,
+        state: payload.state,
+        detail: payload.detail,
+        created_at_ms: payload.created_at_ms,
+        updated_at_ms: payload.updated_at_ms,
+    }
 }
 
 // ---- merchants' keys ----------------------------------------------------------------------
@@ -666,7 +683,7 @@ pub async fn settle_merchant(
         let (status, settlement) = match run {
             Some(placed) => (
                 if placed.created { StatusCode::CREATED } else { StatusCode::OK },
-                Some(view(&placed.record)?),
+                Some(view(&placed.record)),
             ),
             None => (StatusCode::OK, None),
         };
@@ -743,7 +760,7 @@ fn batch_view(
         succeeded: total(totals.succeeded),
         failed: total(totals.failed),
         processing: total(totals.processing),
-        items: items.iter().map(view).collect::<Result<_, _>>()?,
+        items: items.iter().map(view).collect(),
     })
 }
 

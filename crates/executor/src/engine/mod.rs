@@ -10,7 +10,7 @@ mod settlement;
 pub use error::ExecError;
 pub use inquiry::InquiryOwnerAdapter;
 pub use inspection::InspectionReport;
-pub use payload::order_payload;
+pub use payload::{order_payload, OrderPayload};
 use requests::{
     check_amount, check_bank_account, check_id, derive_order_id, fingerprint,
     PAYOUT_BATCH_CONCURRENCY,

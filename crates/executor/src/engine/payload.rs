@@ -1,15 +1,77 @@
-//! The API's and webhooks' view of an order: its stored form with the derived fields a
-//! reader needs (a card payment's fees).
+//! The API's and webhooks' view of an order: typed at the top level, with the kind's state
+//! and terms from its stored form plus the derived fields a reader needs (a card payment's
+//! fees).
 
 use super::*;
 
-/// The public JSON of an order: what webhooks carry and the API shows.
+/// The public form of an order: what webhooks carry and the API shows. The top level is built
+/// from the order's typed accessors; `state` and `detail` are the kind's own state and terms,
+/// whose JSON is pinned for every shape by the golden test below (a renamed field in
+/// `payments` fails it, instead of silently changing the API and the webhooks).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct OrderPayload {
+    pub id: String,
+    /// Always `order`.
+    pub object: &'static str,
+    pub kind: &'static str,
+    pub status: &'static str,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    pub reference: String,
+    /// The customer's id (not its party key); none for a settlement.
+    pub customer: Option<String>,
+    pub merchant: Option<String>,
+    pub asset: String,
+    /// Minor units, as a decimal string.
+    pub amount: String,
+    pub parent: Option<String>,
+    pub state: serde_json::Value,
+    pub detail: serde_json::Value,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl OrderPayload {
+    pub fn of(record: &OrderRecord) -> OrderPayload {
+        let order = &record.order;
+        let (state, detail) = state_and_terms(order);
+        OrderPayload {
+            id: order.id().as_str().to_owned(),
+            object: "order",
+            kind: order.kind().as_str(),
+            status: order.status(),
+            is_final: order.is_final(),
+            reference: record.reference.clone(),
+            customer: Some(order.customer())
+                .filter(|key| !key.is_empty())
+                .map(|key| party_id(key).to_owned()),
+            merchant: order.merchant().map(|key| party_id(key).to_owned()),
+            asset: order.asset().as_str().to_owned(),
+            amount: order.amount().minor().to_string(),
+            parent: record.parent.as_ref().map(|id| id.as_str().to_owned()),
+            state,
+            detail,
+            created_at_ms: record.created_at_ms,
+            updated_at_ms: record.updated_at_ms,
+        }
+    }
+}
+
+/// The public JSON of an order ([`OrderPayload`]).
 pub fn order_payload(record: &OrderRecord) -> serde_json::Value {
-    let order = &record.order;
-    let mut detail = serde_json::to_value(order).unwrap_or(serde_json::Value::Null);
+    match serde_json::to_value(OrderPayload::of(record)) {
+        Ok(value) => value,
+        Err(_) => unreachable!("strings, numbers and JSON values always serialise"),
+    }
+}
+
+/// The order's state with its details, and the kind's own terms (fee, points, card,
+/// cut-off…) less what the top level already says.
+fn state_and_terms(order: &Order) -> (serde_json::Value, serde_json::Value) {
+    let Ok(mut detail) = serde_json::to_value(order) else {
+        unreachable!("an order is plain data: it always serialises")
+    };
     let state = detail.get_mut("state").map(serde_json::Value::take).unwrap_or_default();
-    // What is left is the kind's own terms (fee, points, card, cut-off…), minus what the
-    // top level already says.
     if let Some(fields) = detail.as_object_mut() {
         for said in ["kind", "order", "customer", "merchant", "asset", "amount", "state"] {
             fields.remove(said);
@@ -18,23 +80,7 @@ pub fn order_payload(record: &OrderRecord) -> serde_json::Value {
             card_payment_terms(flow, fields);
         }
     }
-    serde_json::json!({
-        "id": order.id().as_str(),
-        "object": "order",
-        "kind": order.kind().as_str(),
-        "status": order.status(),
-        "final": order.is_final(),
-        "reference": record.reference,
-        "customer": Some(order.customer()).filter(|key| !key.is_empty()).map(party_id),
-        "merchant": order.merchant().map(party_id),
-        "asset": order.asset().as_str(),
-        "amount": order.amount().minor().to_string(),
-        "parent": record.parent.as_ref().map(OrderId::as_str),
-        "state": state,
-        "detail": detail,
-        "created_at_ms": record.created_at_ms,
-        "updated_at_ms": record.updated_at_ms,
-    })
+    (state, detail)
 }
 
 /// A card payment's terms as a wallet payment shows them: the merchant's fee as `fee` (its
@@ -113,5 +159,37 @@ mod tests {
         assert_eq!(paid["detail"]["fee"], serde_json::json!("30"), "the merchant's: {paid}");
         assert_eq!(paid["detail"]["channel_fee"], serde_json::json!("7"), "{paid}");
         assert_eq!(paid["state"]["settled"]["fee"], serde_json::json!("7"), "{paid}");
+    }
+
+    /// The API's and webhooks' JSON of every stored shape (the stored-form fixture of
+    /// `payments`), pinned: a change to it is a change of the public API, seen in review.
+    /// `QIANBAO_WRITE_PAYLOADS=1 cargo test -p executor --lib` rewrites the file.
+    #[test]
+    fn the_public_json_of_every_stored_shape_is_pinned() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let stored = std::fs::read_to_string(root.join("../payments/tests/stored/orders-v1.json"))
+            .unwrap();
+        let bodies: Vec<serde_json::Value> = serde_json::from_str(&stored).unwrap();
+        let payloads: Vec<serde_json::Value> = bodies
+            .iter()
+            .enumerate()
+            .map(|(n, body)| {
+                let order = payments::order::read_stored(1, &body.to_string()).unwrap();
+                let parent = matches!(order.kind(), OrderKind::Refund | OrderKind::CardRefund)
+                    .then(|| OrderId::new(format!("parent_{n}")).unwrap());
+                order_payload(&OrderRecord { parent, ..record(order) })
+            })
+            .collect();
+        let actual = serde_json::to_string_pretty(&payloads).unwrap() + "\n";
+        let golden = root.join("tests/golden/order-payloads.json");
+        if std::env::var_os("QIANBAO_WRITE_PAYLOADS").is_some() {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap();
+        assert!(
+            actual == expected,
+            "the public JSON of orders changed (QIANBAO_WRITE_PAYLOADS=1 to accept it):\n{actual}"
+        );
     }
 }
