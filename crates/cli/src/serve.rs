@@ -308,9 +308,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", args.listen))?;
         eprintln!("qianbao listening on http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let executor = core.executor.clone();
         let background = tokio::spawn(crate::payments::run_background(core, stopped.clone()));
         let purge = tokio::spawn(purge_idempotency(access, rate_limits, clock, stopped));
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        executor.finish_batches(PAYOUT_BATCHES_GRACE).await;
         let _ = stop.send(true);
         let _ = purge.await;
         let _ = background.await;
@@ -323,6 +325,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     eprintln!("qianbao stopped");
     Ok(())
 }
+
+/// How long a stopping server lets payout batches already accepted carry on before it stops
+/// them (inspection resumes their items at the next start).
+const PAYOUT_BATCHES_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `<host name>:<listen port>`: stable across restarts of the same service on the same host.
 fn default_node_name(listen: SocketAddr) -> String {

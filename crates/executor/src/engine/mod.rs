@@ -171,6 +171,9 @@ pub struct Executor {
     /// Exchange rates by (payment asset, funding asset): operators set them; each payment
     /// records the rate it used.
     fx_rates: Mutex<HashMap<(AssetCode, AssetCode), Rate>>,
+    /// Payout batches being carried out after their request was answered: joined at
+    /// shutdown ([`Executor::finish_batches`]), reaped as they end.
+    batches: Mutex<tokio::task::JoinSet<()>>,
     counters: Counters,
 }
 
@@ -193,6 +196,7 @@ impl Executor {
             fx_rates: Mutex::new(HashMap::new()),
             parties: Mutex::new(HashMap::new()),
             order_locks: OrderLocks::default(),
+            batches: Mutex::new(tokio::task::JoinSet::new()),
             counters: Counters::default(),
         }
     }

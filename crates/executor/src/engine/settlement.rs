@@ -67,7 +67,7 @@ impl Executor {
         }
         self.counters.orders_created.fetch_add(created.len() as u64, Ordering::Relaxed);
         let executor = Arc::clone(self);
-        tokio::spawn(async move {
+        let run = async move {
             let gate = Arc::new(tokio::sync::Semaphore::new(PAYOUT_BATCH_CONCURRENCY));
             let mut items = tokio::task::JoinSet::new();
             for record in created {
@@ -82,8 +82,26 @@ impl Executor {
                 });
             }
             while items.join_next().await.is_some() {}
-        });
+        };
+        let mut batches = self.batches.lock().unwrap_or_else(|p| p.into_inner());
+        while batches.try_join_next().is_some() {}
+        batches.spawn(run);
         Ok(batch)
+    }
+
+    /// Waits up to `grace` for the payout batches still being carried out, then stops the
+    /// rest. Stopping one is safe: every item is stored before it is driven, each effect is
+    /// idempotent, and inspection resumes what was left.
+    pub async fn finish_batches(&self, grace: std::time::Duration) {
+        let mut batches =
+            std::mem::take(&mut *self.batches.lock().unwrap_or_else(|p| p.into_inner()));
+        let all = async { while batches.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                left = batches.len(),
+                "payout batches still running at shutdown; inspection resumes their items"
+            );
+        }
     }
 
     /// A payout batch's items, oldest first.
