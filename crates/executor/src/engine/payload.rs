@@ -167,8 +167,8 @@ mod tests {
     #[test]
     fn the_public_json_of_every_stored_shape_is_pinned() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let stored = std::fs::read_to_string(root.join("../payments/tests/stored/orders-v1.json"))
-            .unwrap();
+        let stored =
+            std::fs::read_to_string(root.join("../payments/tests/stored/orders-v1.json")).unwrap();
         let bodies: Vec<serde_json::Value> = serde_json::from_str(&stored).unwrap();
         let payloads: Vec<serde_json::Value> = bodies
             .iter()

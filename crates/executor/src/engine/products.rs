@@ -9,24 +9,18 @@ impl Executor {
         tenant: &str,
         request: TopUpRequest,
     ) -> Result<Placed, ExecError> {
-        check_id("reference", &request.reference)?;
-        check_amount(request.amount)?;
-        check_bank_account("card", &request.card)?;
-        self.party_with(tenant, PartyKind::Customer, &request.customer, request.asset)?;
-        let id = derive_order_id(tenant, OrderKind::Topup, "", &request.reference);
-        let print = fingerprint(&[
-            &request.customer,
-            &request.card,
-            request.asset.as_str(),
-            &request.amount.minor().to_string(),
-        ]);
-        let order = Order::Topup(TopUp::new(
-            id,
-            party_key(tenant, &request.customer),
-            request.card,
-            request.asset,
-            request.amount,
-        ));
+        let leg = BankLeg {
+            kind: OrderKind::Topup,
+            account_field: "card",
+            reference: &request.reference,
+            customer: &request.customer,
+            account: &request.card,
+            asset: request.asset,
+            amount: request.amount,
+        };
+        let (id, print, customer) = self.bank_leg(tenant, &leg)?;
+        let order =
+            Order::Topup(TopUp::new(id, customer, request.card, request.asset, request.amount));
         self.create(tenant, request.reference, print, None, order).await
     }
 
@@ -35,25 +29,45 @@ impl Executor {
         tenant: &str,
         request: WithdrawalRequest,
     ) -> Result<Placed, ExecError> {
-        check_id("reference", &request.reference)?;
-        check_amount(request.amount)?;
-        check_bank_account("bank_account", &request.bank_account)?;
-        self.party_with(tenant, PartyKind::Customer, &request.customer, request.asset)?;
-        let id = derive_order_id(tenant, OrderKind::Withdrawal, "", &request.reference);
-        let print = fingerprint(&[
-            &request.customer,
-            &request.bank_account,
-            request.asset.as_str(),
-            &request.amount.minor().to_string(),
-        ]);
+        let leg = BankLeg {
+            kind: OrderKind::Withdrawal,
+            account_field: "bank_account",
+            reference: &request.reference,
+            customer: &request.customer,
+            account: &request.bank_account,
+            asset: request.asset,
+            amount: request.amount,
+        };
+        let (id, print, customer) = self.bank_leg(tenant, &leg)?;
         let order = Order::Withdrawal(Withdrawal::new(
             id,
-            party_key(tenant, &request.customer),
+            customer,
             request.bank_account,
             request.asset,
             request.amount,
         ));
         self.create(tenant, request.reference, print, None, order).await
+    }
+
+    /// What a customer's order against its own bank account (a top-up, a withdrawal) checks
+    /// and derives: the order id, the request's fingerprint, and the customer's party key.
+    fn bank_leg(
+        &self,
+        tenant: &str,
+        leg: &BankLeg<'_>,
+    ) -> Result<(OrderId, String, String), ExecError> {
+        check_id("reference", leg.reference)?;
+        check_amount(leg.amount)?;
+        check_bank_account(leg.account_field, leg.account)?;
+        self.party_with(tenant, PartyKind::Customer, leg.customer, leg.asset)?;
+        let id = derive_order_id(tenant, leg.kind, "", leg.reference);
+        let print = fingerprint(&[
+            leg.customer,
+            leg.account,
+            leg.asset.as_str(),
+            &leg.amount.minor().to_string(),
+        ]);
+        Ok((id, print, party_key(tenant, leg.customer)))
     }
 
     pub async fn create_payment(
@@ -446,4 +460,16 @@ impl Executor {
         self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
         Ok(Placed { record: self.drive_new(record).await?, created: true })
     }
+}
+
+/// The fields of a customer's order against its own bank account.
+struct BankLeg<'a> {
+    kind: OrderKind,
+    /// The request's name for the account, for errors.
+    account_field: &'static str,
+    reference: &'a str,
+    customer: &'a str,
+    account: &'a str,
+    asset: AssetCode,
+    amount: Amount,
 }
