@@ -243,6 +243,21 @@ pub struct ClosedDay {
     pub closed_at_ms: u64,
 }
 
+impl ClosedDay {
+    /// Whether every asset's posted debits equal its posted credits over the day (试算平衡).
+    pub fn is_balanced(&self) -> bool {
+        let mut per_asset: std::collections::BTreeMap<AssetCode, (u128, u128)> =
+            Default::default();
+        for line in &self.lines {
+            let totals = per_asset.entry(line.asset).or_default();
+            // Sums of u64 postings over one day's lines: u128 does not overflow.
+            totals.0 += line.debits_minor;
+            totals.1 += line.credits_minor;
+        }
+        per_asset.values().all(|(debits, credits)| debits == credits)
+    }
+}
+
 /// One thing a cross-check found wrong.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
@@ -362,4 +377,45 @@ pub trait ReconStore: Send + Sync + 'static {
 
     /// Losses written off in `[from_ms, to_ms)`, oldest first.
     fn losses(&self, from_ms: u64, to_ms: u64) -> Result<Vec<LossRecord>, ReconStoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(asset: &str, chart_code: u32, debits_minor: u128, credits_minor: u128) -> DayLine {
+        DayLine {
+            asset: AssetCode::new(asset).expect("asset"),
+            chart_code,
+            opening_net_minor: 0,
+            debits_minor,
+            credits_minor,
+            closing_net_minor: 0,
+        }
+    }
+
+    #[test]
+    fn a_day_balances_per_asset_not_across_assets() {
+        let day = |lines| ClosedDay {
+            business_day: 0,
+            utc_offset_minutes: 480,
+            from_seq: 0,
+            to_seq: 1,
+            lines,
+            previous_hash: String::new(),
+            hash: String::new(),
+            closed_by: "test".into(),
+            closed_at_ms: 0,
+        };
+        assert!(day(vec![line("CNY", 1002, 500, 0), line("CNY", 2241, 0, 500)]).is_balanced());
+        assert!(day(vec![]).is_balanced());
+        // Each asset is off by the same amount the other way: the sums across assets agree.
+        let crossed = vec![
+            line("CNY", 1002, 500, 0),
+            line("CNY", 2241, 0, 400),
+            line("USD", 1002, 400, 0),
+            line("USD", 2241, 0, 500),
+        ];
+        assert!(!day(crossed).is_balanced());
+    }
 }

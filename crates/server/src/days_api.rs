@@ -62,19 +62,13 @@ pub struct ClosedDayView {
 
 impl ClosedDayView {
     fn of(day: ClosedDay, with_lines: bool) -> ClosedDayView {
-        let mut per_asset: std::collections::BTreeMap<String, (u128, u128)> = Default::default();
-        for line in &day.lines {
-            let totals = per_asset.entry(line.asset.to_string()).or_default();
-            totals.0 += line.debits_minor;
-            totals.1 += line.credits_minor;
-        }
         ClosedDayView {
             business_day: BusinessDay::from_days(day.business_day).to_string(),
             object: "recon_day",
             utc_offset_minutes: day.utc_offset_minutes,
             from_seq: day.from_seq,
             to_seq: day.to_seq,
-            balanced: per_asset.values().all(|(debits, credits)| debits == credits),
+            balanced: day.is_balanced(),
             hash: day.hash,
             previous_hash: day.previous_hash,
             closed_by: day.closed_by,
