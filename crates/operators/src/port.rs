@@ -1,0 +1,42 @@
+//! The store operators' work needs: the audit chain and the actions. One port, implemented
+//! on SQLite and PostgreSQL by the `store` crate, with one conformance suite for both.
+
+use crate::actions::OperatorAction;
+use crate::audit::{AuditEntry, NewAuditEntry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsStoreError {
+    #[error("ops store unavailable: {0}")]
+    Backend(String),
+    #[error("ops store corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub trait OpsStore: Send + Sync {
+    /// Appends `entry` at the end of the chain (numbered and linked in the same transaction:
+    /// concurrent appenders from any node form one chain).
+    fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry, OpsStoreError>;
+
+    /// Entries after `after_seq`, oldest first, at most `limit`.
+    fn audit(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, OpsStoreError>;
+
+    /// Inserts a new action; `false` (and nothing written) when its id exists.
+    fn insert_action(&self, action: &OperatorAction) -> Result<bool, OpsStoreError>;
+
+    fn action(&self, id: &str) -> Result<Option<OperatorAction>, OpsStoreError>;
+
+    /// Replaces the action if it is still at `expected_version`; `false` when another
+    /// writer got there first.
+    fn update_action(
+        &self,
+        action: &OperatorAction,
+        expected_version: u64,
+    ) -> Result<bool, OpsStoreError>;
+
+    /// Actions in `state` (any when `None`), newest first, at most `limit`.
+    fn actions(
+        &self,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OperatorAction>, OpsStoreError>;
+}
