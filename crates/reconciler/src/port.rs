@@ -246,8 +246,7 @@ pub struct ClosedDay {
 impl ClosedDay {
     /// Whether every asset's posted debits equal its posted credits over the day (试算平衡).
     pub fn is_balanced(&self) -> bool {
-        let mut per_asset: std::collections::BTreeMap<AssetCode, (u128, u128)> =
-            Default::default();
+        let mut per_asset: std::collections::BTreeMap<AssetCode, (u128, u128)> = Default::default();
         for line in &self.lines {
             let totals = per_asset.entry(line.asset).or_default();
             // Sums of u64 postings over one day's lines: u128 does not overflow.

@@ -6,14 +6,17 @@ pub mod access;
 mod codec;
 pub mod inquiry;
 pub mod naive;
+pub mod ops;
 pub mod orders;
 pub mod postgres;
 pub mod recon;
+mod sql;
 pub mod sqlite;
 pub mod webhooks;
 
 pub use access::{PgAccess, SqliteAccess};
 pub use inquiry::{PgInquiryStore, SqliteInquiryStore};
+pub use ops::{PgOpsStore, SqliteOpsStore};
 pub use orders::{PgOrderStore, SqliteOrderStore};
 pub use postgres::{PgReader, PgStore, PgTarget};
 pub use recon::{PgReconStore, SqliteReconStore};

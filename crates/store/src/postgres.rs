@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("postgres/0015_recon_statement_lz4.sql")),
     (16, include_str!("postgres/0016_orders_body_version.sql")),
     (17, include_str!("postgres/0017_orders_needing_operator.sql")),
+    (18, include_str!("postgres/0018_ops.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

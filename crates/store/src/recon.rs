@@ -4,15 +4,15 @@
 //! on its own transaction; records are stored as JSON bodies beside the columns queries use.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use reconciler::port::{
     BreakEvent, BreakQuery, BreakRecord, CheckRun, ClosedDay, DayQuery, LossRecord, PutStatement,
     ReconStore, ReconStoreError, RegisterEntry, RunRecord, StatementRecord, Updated,
 };
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use crate::postgres::PgTarget;
+use crate::sql::{bodies, int, json, pg_transaction, Db, PgKit, SqlError, SqliteKit, V};
 
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_recon.sql")),
@@ -29,53 +29,13 @@ fn corrupt(error: impl std::fmt::Display) -> ReconStoreError {
     ReconStoreError::Corrupt(error.to_string())
 }
 
-/// A bound value or a read column.
-#[derive(Clone, Debug, PartialEq)]
-enum V {
-    Null,
-    Int(i64),
-    Text(String),
-    Blob(Vec<u8>),
-}
-
-impl V {
-    fn text(self) -> Result<String, ReconStoreError> {
-        match self {
-            V::Text(text) => Ok(text),
-            other => Err(corrupt(format!("expected text, read {other:?}"))),
+impl From<SqlError> for ReconStoreError {
+    fn from(error: SqlError) -> ReconStoreError {
+        match error {
+            SqlError::Backend(detail) => ReconStoreError::Backend(detail),
+            SqlError::Corrupt(detail) => ReconStoreError::Corrupt(detail),
         }
     }
-
-    fn int(self) -> Result<i64, ReconStoreError> {
-        match self {
-            V::Int(value) => Ok(value),
-            other => Err(corrupt(format!("expected an integer, read {other:?}"))),
-        }
-    }
-}
-
-fn int(value: u64) -> V {
-    V::Int(crate::orders::i64_of(value))
-}
-
-/// What the shared logic needs of a transaction: run a statement, read rows.
-trait Db {
-    fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, ReconStoreError>;
-    fn rows(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, ReconStoreError>;
-    /// Serialises writers of one key until commit (PostgreSQL; SQLite has one writer).
-    fn lock_key(&mut self, key: &str) -> Result<(), ReconStoreError>;
-}
-
-fn body<T: serde::de::DeserializeOwned>(value: V) -> Result<T, ReconStoreError> {
-    serde_json::from_str(&value.text()?).map_err(corrupt)
-}
-
-fn json(value: &impl serde::Serialize) -> Result<V, ReconStoreError> {
-    serde_json::to_string(value).map(V::Text).map_err(backend)
-}
-
-fn bodies<T: serde::de::DeserializeOwned>(rows: Vec<Vec<V>>) -> Result<Vec<T>, ReconStoreError> {
-    rows.into_iter().map(|row| body(row.into_iter().next().unwrap_or(V::Null))).collect()
 }
 
 fn put_statement(
@@ -212,7 +172,7 @@ fn breaks(db: &mut dyn Db, query: &BreakQuery) -> Result<Vec<BreakRecord>, Recon
         clauses.join(" AND "),
         params.len()
     );
-    bodies(db.rows(&sql, &params)?)
+    Ok(bodies(db.rows(&sql, &params)?)?)
 }
 
 fn update_break(
@@ -320,7 +280,7 @@ macro_rules! recon_store {
                             &[limit],
                         )?,
                     };
-                    bodies(rows)
+                    Ok(bodies(rows)?)
                 })
             }
 
@@ -351,7 +311,7 @@ macro_rules! recon_store {
                         "SELECT body FROM recon_check_runs ORDER BY started_at_ms DESC, id DESC LIMIT ?1",
                         &[int(limit as u64)],
                     )?;
-                    bodies(rows)
+                    Ok(bodies(rows)?)
                 })
             }
 
@@ -389,7 +349,7 @@ macro_rules! recon_store {
                         "SELECT body FROM recon_closed_days ORDER BY business_day DESC LIMIT ?1",
                         &[int(limit as u64)],
                     )?;
-                    bodies(rows)
+                    Ok(bodies(rows)?)
                 })
             }
 
@@ -448,7 +408,7 @@ macro_rules! recon_store {
                          ORDER BY received_at_ms DESC, id DESC LIMIT ?{}",
                         params.len()
                     );
-                    bodies(db.rows(&sql, &params)?)
+                    Ok(bodies(db.rows(&sql, &params)?)?)
                 })
             }
 
@@ -476,7 +436,7 @@ macro_rules! recon_store {
                          ORDER BY started_at_ms DESC, id DESC LIMIT ?{}",
                         params.len()
                     );
-                    bodies(db.rows(&sql, &params)?)
+                    Ok(bodies(db.rows(&sql, &params)?)?)
                 })
             }
 
@@ -499,7 +459,7 @@ macro_rules! recon_store {
                          ORDER BY updated_at_ms, id LIMIT ?1",
                         &[V::Int(crate::orders::limit_of(limit))],
                     )?;
-                    bodies(rows)
+                    Ok(bodies(rows)?)
                 })
             }
 
@@ -519,7 +479,7 @@ macro_rules! recon_store {
                         "SELECT body FROM recon_break_events WHERE break_id = ?1 ORDER BY seq",
                         &[V::Text(id.into())],
                     )?;
-                    bodies(rows)
+                    Ok(bodies(rows)?)
                 })
             }
 
@@ -538,7 +498,7 @@ macro_rules! recon_store {
                          AND written_off_at_ms < ?2 ORDER BY written_off_at_ms, id",
                         &[int(from_ms), int(to_ms)],
                     )?;
-                    bodies(rows)
+                    Ok(bodies(rows)?)
                 })
             }
         }
@@ -547,7 +507,7 @@ macro_rules! recon_store {
 
 /// Reconciliation on SQLite: `recon.db` beside the ledger, `synchronous = FULL`.
 pub struct SqliteReconStore {
-    connection: Mutex<Connection>,
+    kit: SqliteKit,
 }
 
 impl SqliteReconStore {
@@ -559,58 +519,7 @@ impl SqliteReconStore {
             )
             .map_err(backend)?;
         crate::sqlite::migrate(&mut connection, SQLITE_MIGRATIONS).map_err(backend)?;
-        Ok(SqliteReconStore { connection: Mutex::new(connection) })
-    }
-}
-
-struct SqliteDb<'a>(&'a rusqlite::Transaction<'a>);
-
-/// Bound by reference: a statement file (up to a gigabyte) is not copied to be bound.
-impl rusqlite::ToSql for V {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        use rusqlite::types::{ToSqlOutput, ValueRef};
-        Ok(ToSqlOutput::Borrowed(match self {
-            V::Null => ValueRef::Null,
-            V::Int(v) => ValueRef::Integer(*v),
-            V::Text(v) => ValueRef::Text(v.as_bytes()),
-            V::Blob(v) => ValueRef::Blob(v),
-        }))
-    }
-}
-
-impl Db for SqliteDb<'_> {
-    fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, ReconStoreError> {
-        let mut statement = self.0.prepare_cached(sql).map_err(backend)?;
-        let changed = statement.execute(rusqlite::params_from_iter(params)).map_err(backend)?;
-        Ok(changed as u64)
-    }
-
-    fn rows(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, ReconStoreError> {
-        let mut statement = self.0.prepare_cached(sql).map_err(backend)?;
-        let columns = statement.column_count();
-        let rows = statement
-            .query_map(rusqlite::params_from_iter(params), |row| {
-                (0..columns)
-                    .map(|i| {
-                        Ok(match row.get::<_, rusqlite::types::Value>(i)? {
-                            rusqlite::types::Value::Null => V::Null,
-                            rusqlite::types::Value::Integer(v) => V::Int(v),
-                            rusqlite::types::Value::Text(v) => V::Text(v),
-                            rusqlite::types::Value::Blob(v) => V::Blob(v),
-                            rusqlite::types::Value::Real(v) => V::Text(v.to_string()),
-                        })
-                    })
-                    .collect::<rusqlite::Result<Vec<V>>>()
-            })
-            .map_err(backend)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(backend)?;
-        Ok(rows)
-    }
-
-    fn lock_key(&mut self, _key: &str) -> Result<(), ReconStoreError> {
-        // An immediate transaction already holds the database's one write lock.
-        Ok(())
+        Ok(SqliteReconStore { kit: SqliteKit::new(connection) })
     }
 }
 
@@ -620,16 +529,7 @@ impl Backend for SqliteReconStore {
         write: bool,
         work: impl FnOnce(&mut dyn Db) -> Result<T, ReconStoreError>,
     ) -> Result<T, ReconStoreError> {
-        crate::off_runtime(|| {
-            let mut connection =
-                self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let behavior =
-                if write { TransactionBehavior::Immediate } else { TransactionBehavior::Deferred };
-            let tx = connection.transaction_with_behavior(behavior).map_err(backend)?;
-            let result = work(&mut SqliteDb(&tx))?;
-            tx.commit().map_err(backend)?;
-            Ok(result)
-        })
+        self.kit.with(write, work)
     }
 }
 
@@ -637,7 +537,7 @@ recon_store!(SqliteReconStore);
 
 /// Reconciliation on PostgreSQL, beside the other domains' tables.
 pub struct PgReconStore {
-    client: Mutex<postgres::Client>,
+    kit: PgKit,
     target: PgTarget,
 }
 
@@ -646,80 +546,7 @@ impl PgReconStore {
     pub fn connect(target: &PgTarget) -> Result<PgReconStore, ReconStoreError> {
         target.migrate().map_err(backend)?;
         let client = target.connect_client().map_err(backend)?;
-        Ok(PgReconStore { client: Mutex::new(client), target: target.clone() })
-    }
-}
-
-struct PgDb<'a, 'b>(&'a mut postgres::Transaction<'b>);
-
-/// Bound by reference, as on SQLite: each variant writes itself as its own type does.
-impl postgres::types::ToSql for V {
-    fn to_sql(
-        &self,
-        ty: &postgres::types::Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match self {
-            V::Null => Ok(postgres::types::IsNull::Yes),
-            V::Int(v) => v.to_sql_checked(ty, out),
-            V::Text(v) => v.to_sql_checked(ty, out),
-            V::Blob(v) => v.as_slice().to_sql_checked(ty, out),
-        }
-    }
-
-    /// Any column type: each variant checks its own in `to_sql`.
-    fn accepts(_: &postgres::types::Type) -> bool {
-        true
-    }
-
-    postgres::types::to_sql_checked!();
-}
-
-fn pg_params(params: &[V]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
-    params.iter().map(|value| value as &(dyn postgres::types::ToSql + Sync)).collect()
-}
-
-impl Db for PgDb<'_, '_> {
-    fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, ReconStoreError> {
-        let refs = pg_params(params);
-        self.0.execute(&crate::orders::pg(sql), &refs).map_err(backend)
-    }
-
-    fn rows(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, ReconStoreError> {
-        use postgres::types::Type;
-        let refs = pg_params(params);
-        let rows = self.0.query(&crate::orders::pg(sql), &refs).map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                (0..row.len())
-                    .map(|i| {
-                        let kind = row.columns()[i].type_().clone();
-                        Ok(if kind == Type::INT8 {
-                            row.try_get::<_, Option<i64>>(i)
-                                .map_err(corrupt)?
-                                .map_or(V::Null, V::Int)
-                        } else if kind == Type::INT4 {
-                            row.try_get::<_, Option<i32>>(i)
-                                .map_err(corrupt)?
-                                .map_or(V::Null, |v| V::Int(i64::from(v)))
-                        } else if kind == Type::BYTEA {
-                            row.try_get::<_, Option<Vec<u8>>>(i)
-                                .map_err(corrupt)?
-                                .map_or(V::Null, V::Blob)
-                        } else {
-                            row.try_get::<_, Option<String>>(i)
-                                .map_err(corrupt)?
-                                .map_or(V::Null, V::Text)
-                        })
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    fn lock_key(&mut self, key: &str) -> Result<(), ReconStoreError> {
-        self.0.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&key]).map_err(backend)?;
-        Ok(())
+        Ok(PgReconStore { kit: PgKit::new(client), target: target.clone() })
     }
 }
 
@@ -729,13 +556,7 @@ impl Backend for PgReconStore {
         _write: bool,
         work: impl FnOnce(&mut dyn Db) -> Result<T, ReconStoreError>,
     ) -> Result<T, ReconStoreError> {
-        crate::off_runtime(|| {
-            let mut client = self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let mut tx = client.transaction().map_err(backend)?;
-            let result = work(&mut PgDb(&mut tx))?;
-            tx.commit().map_err(backend)?;
-            Ok(result)
-        })
+        self.kit.with(work)
     }
 
     /// On a connection of its own, closed afterwards: the client keeps its send buffer as
@@ -747,10 +568,7 @@ impl Backend for PgReconStore {
     ) -> Result<T, ReconStoreError> {
         crate::off_runtime(|| {
             let mut client = self.target.connect_client().map_err(backend)?;
-            let mut tx = client.transaction().map_err(backend)?;
-            let result = work(&mut PgDb(&mut tx))?;
-            tx.commit().map_err(backend)?;
-            Ok(result)
+            pg_transaction(&mut client, work)
         })
     }
 }

@@ -11,6 +11,7 @@ mod inquiry;
 mod layouts;
 mod layouts_props;
 mod model;
+mod ops;
 mod orders;
 mod recon;
 mod stored_form;

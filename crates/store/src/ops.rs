@@ -1,0 +1,200 @@
+//! Operators' work (`operators::OpsStore`) on SQLite (`ops.db`, `synchronous = FULL`) and
+//! PostgreSQL (migration 18): the audit chain and the actions, through the SQL kit
+//! ([`crate::sql`]). An entry is numbered and linked to the one before inside the transaction
+//! that appends it, under a lock every node takes (PostgreSQL: an advisory lock; SQLite: its
+//! one writer), so appenders on any node form one chain.
+
+use std::path::Path;
+
+use operators::audit::{link, GENESIS_HASH};
+use operators::{AuditEntry, NewAuditEntry, OperatorAction, OpsStore, OpsStoreError};
+use rusqlite::Connection;
+
+use crate::postgres::PgTarget;
+use crate::sql::{bodies, int, json, Db, PgKit, SqlError, SqliteKit, V};
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_ops.sql"))];
+
+impl From<SqlError> for OpsStoreError {
+    fn from(error: SqlError) -> OpsStoreError {
+        match error {
+            SqlError::Backend(detail) => OpsStoreError::Backend(detail),
+            SqlError::Corrupt(detail) => OpsStoreError::Corrupt(detail),
+        }
+    }
+}
+
+fn backend(error: impl std::fmt::Display) -> OpsStoreError {
+    OpsStoreError::Backend(error.to_string())
+}
+
+fn append_audit(db: &mut dyn Db, entry: &NewAuditEntry) -> Result<AuditEntry, OpsStoreError> {
+    db.lock_key("qianbao.ops.audit")?;
+    let last = db.rows("SELECT seq, hash FROM ops_audit ORDER BY seq DESC LIMIT 1", &[])?;
+    let (seq, hash) = match last.into_iter().next() {
+        Some(row) => {
+            let mut row = row.into_iter();
+            let seq = row.next().unwrap_or(V::Null).int()?;
+            let hash = row.next().unwrap_or(V::Null).text()?;
+            (u64::try_from(seq).map_err(|e| SqlError::Corrupt(e.to_string()))?, hash)
+        }
+        None => (0, GENESIS_HASH.to_owned()),
+    };
+    let linked = link(seq, &hash, entry.clone());
+    db.exec(
+        "INSERT INTO ops_audit (seq, at_ms, actor, action, hash, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &[
+            int(linked.seq),
+            int(linked.entry.at_ms),
+            V::Text(linked.entry.actor.clone()),
+            V::Text(linked.entry.action.clone()),
+            V::Text(linked.hash.clone()),
+            json(&linked)?,
+        ],
+    )?;
+    Ok(linked)
+}
+
+fn action_params(action: &OperatorAction) -> Result<Vec<V>, SqlError> {
+    Ok(vec![
+        V::Text(action.id.clone()),
+        V::Text(action.state.name().into()),
+        int(action.version),
+        int(action.created_at_ms),
+        json(action)?,
+    ])
+}
+
+macro_rules! ops_store {
+    ($store:ty) => {
+        impl OpsStore for $store {
+            fn append_audit(&self, entry: &NewAuditEntry) -> Result<AuditEntry, OpsStoreError> {
+                self.with(true, |db| append_audit(db, entry))
+            }
+
+            fn audit(
+                &self,
+                after_seq: u64,
+                limit: usize,
+            ) -> Result<Vec<AuditEntry>, OpsStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM ops_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                        &[int(after_seq), V::Int(crate::orders::limit_of(limit))],
+                    )?;
+                    Ok(bodies(rows)?)
+                })
+            }
+
+            fn insert_action(&self, action: &OperatorAction) -> Result<bool, OpsStoreError> {
+                self.with(true, |db| {
+                    let inserted = db.exec(
+                        "INSERT INTO ops_actions (id, state, version, created_at_ms, body) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                        &action_params(action)?,
+                    )?;
+                    Ok(inserted == 1)
+                })
+            }
+
+            fn action(&self, id: &str) -> Result<Option<OperatorAction>, OpsStoreError> {
+                self.with(false, |db| {
+                    let rows = db
+                        .rows("SELECT body FROM ops_actions WHERE id = ?1", &[V::Text(id.into())])?;
+                    Ok(bodies(rows)?.pop())
+                })
+            }
+
+            fn update_action(
+                &self,
+                action: &OperatorAction,
+                expected_version: u64,
+            ) -> Result<bool, OpsStoreError> {
+                self.with(true, |db| {
+                    let mut params = action_params(action)?;
+                    params.push(int(expected_version));
+                    let updated = db.exec(
+                        "UPDATE ops_actions SET state = ?2, version = ?3, created_at_ms = ?4, body = ?5 \
+                         WHERE id = ?1 AND version = ?6",
+                        &params,
+                    )?;
+                    Ok(updated == 1)
+                })
+            }
+
+            fn actions(
+                &self,
+                state: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<OperatorAction>, OpsStoreError> {
+                self.with(false, |db| {
+                    let limit = V::Int(crate::orders::limit_of(limit));
+                    let rows = match state {
+                        Some(state) => db.rows(
+                            "SELECT body FROM ops_actions WHERE state = ?1 \
+                             ORDER BY created_at_ms DESC, id DESC LIMIT ?2",
+                            &[V::Text(state.into()), limit],
+                        )?,
+                        None => db.rows(
+                            "SELECT body FROM ops_actions ORDER BY created_at_ms DESC, id DESC LIMIT ?1",
+                            &[limit],
+                        )?,
+                    };
+                    Ok(bodies(rows)?)
+                })
+            }
+        }
+    };
+}
+
+/// Operators' work on SQLite: `ops.db` beside the ledger, `synchronous = FULL`.
+pub struct SqliteOpsStore {
+    kit: SqliteKit,
+}
+
+impl SqliteOpsStore {
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteOpsStore, OpsStoreError> {
+        let mut connection = Connection::open(path.as_ref()).map_err(backend)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+            )
+            .map_err(backend)?;
+        crate::sqlite::migrate(&mut connection, SQLITE_MIGRATIONS).map_err(backend)?;
+        Ok(SqliteOpsStore { kit: SqliteKit::new(connection) })
+    }
+
+    fn with<T>(
+        &self,
+        write: bool,
+        work: impl FnOnce(&mut dyn Db) -> Result<T, OpsStoreError>,
+    ) -> Result<T, OpsStoreError> {
+        self.kit.with(write, work)
+    }
+}
+
+ops_store!(SqliteOpsStore);
+
+/// Operators' work on PostgreSQL, beside the other domains' tables.
+pub struct PgOpsStore {
+    kit: PgKit,
+}
+
+impl PgOpsStore {
+    /// Connects, migrating the schema first.
+    pub fn connect(target: &PgTarget) -> Result<PgOpsStore, OpsStoreError> {
+        target.migrate().map_err(backend)?;
+        let client = target.connect_client().map_err(backend)?;
+        Ok(PgOpsStore { kit: PgKit::new(client) })
+    }
+
+    fn with<T>(
+        &self,
+        _write: bool,
+        work: impl FnOnce(&mut dyn Db) -> Result<T, OpsStoreError>,
+    ) -> Result<T, OpsStoreError> {
+        self.kit.with(work)
+    }
+}
+
+ops_store!(PgOpsStore);

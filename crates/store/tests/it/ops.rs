@@ -1,0 +1,110 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed unwrap is a failed test
+//! Operators' port (`OpsStore`) on both backends: one audit chain however many appenders,
+//! readable in pages and verifiable from any entry; actions inserted once, updated only at
+//! their version, listed by state.
+
+use std::sync::Arc;
+
+use channels::{ChannelId, RequestId};
+use money::{Amount, AssetCode};
+use operators::actions::Proposal;
+use operators::audit::{verify, GENESIS_HASH};
+use operators::{ApprovalPolicy, NewAuditEntry, OperatorAction, OpsStore, OutcomeClaim};
+use store::{PgOpsStore, SqliteOpsStore};
+
+use crate::backends::{drop_schema, pg_target};
+
+fn entry(actor: &str, n: u64) -> NewAuditEntry {
+    NewAuditEntry {
+        at_ms: 1_000 + n,
+        actor: actor.into(),
+        action: "inquiry.ask".into(),
+        subject: format!("bank_a/wd_{n}:payout"),
+        reason: "the bank is back".into(),
+        ticket: Some(format!("INC-{n}")),
+        before: serde_json::json!({"state": "escalated"}),
+        after: serde_json::Value::Null,
+    }
+}
+
+fn proposal(id: &str, at_ms: u64) -> OperatorAction {
+    let proposal = Proposal {
+        id: id.into(),
+        channel: ChannelId::new("bank_a").unwrap(),
+        request_id: RequestId::new(format!("{id}:payout")).unwrap(),
+        order: format!("wd_{id}"),
+        asset: AssetCode::new("CNY").unwrap(),
+        amount: Amount::new(50_000).unwrap(),
+        claim: OutcomeClaim::Failed { detail: "no record at the bank".into() },
+        evidence: "bank_a ops desk, call 10:02".into(),
+        reason: "escalated for 3 days".into(),
+        ticket: None,
+        maker: "key_maker".into(),
+    };
+    OperatorAction::propose(proposal, ApprovalPolicy::default(), at_ms)
+}
+
+fn exercise(store: Arc<dyn OpsStore>) {
+    // Appenders on several threads: one chain, numbered without gaps.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for n in 0..10 {
+                    store.append_audit(&entry(&format!("key_{t}"), n)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let all = store.audit(0, 1_000).unwrap();
+    assert_eq!(all.len(), 40);
+    assert_eq!(verify(0, GENESIS_HASH, &all).unwrap(), (40, all[39].hash.clone()));
+    // Pages continue the chain: verified from the last entry of the page before.
+    let page = store.audit(25, 10).unwrap();
+    assert_eq!(page.first().map(|e| e.seq), Some(26));
+    assert_eq!(verify(25, &all[24].hash, &page).unwrap().0, 35);
+    assert_eq!(store.audit(40, 10).unwrap(), []);
+
+    let pending = proposal("opa_a", 5_000);
+    assert!(store.insert_action(&pending).unwrap());
+    assert!(!store.insert_action(&proposal("opa_a", 6_000)).unwrap(), "the id exists");
+    assert_eq!(store.action("opa_a").unwrap(), Some(pending.clone()));
+    assert_eq!(store.action("opa_none").unwrap(), None);
+    let later = proposal("opa_b", 7_000);
+    assert!(store.insert_action(&later).unwrap());
+
+    let approved = pending.approve("key_checker", "statement seen", 8_000).unwrap();
+    assert!(store.update_action(&approved, 1).unwrap());
+    assert!(!store.update_action(&approved, 1).unwrap(), "a stale version changes nothing");
+    assert_eq!(store.action("opa_a").unwrap(), Some(approved.clone()));
+
+    let ids = |state| -> Vec<String> {
+        store.actions(state, 10).unwrap().into_iter().map(|a| a.id).collect()
+    };
+    assert_eq!(ids(Some("pending_approval")), ["opa_b"]);
+    assert_eq!(ids(Some("approved")), ["opa_a"]);
+    assert_eq!(ids(None), ["opa_b", "opa_a"], "newest first");
+}
+
+#[test]
+fn sqlite_ops_store_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ops.db");
+    exercise(Arc::new(SqliteOpsStore::open(&path).expect("open")));
+    let reopened = SqliteOpsStore::open(&path).expect("reopen");
+    assert_eq!(reopened.audit(0, 100).unwrap().len(), 40);
+}
+
+#[test]
+fn postgres_ops_store_conforms() {
+    let Some(target) = pg_target("ops") else { return };
+    exercise(Arc::new(PgOpsStore::connect(&target).expect("connect")));
+    // A second node's store continues the same chain.
+    let other = PgOpsStore::connect(&target).expect("reconnect");
+    let appended = other.append_audit(&entry("key_other", 99)).unwrap();
+    assert_eq!(appended.seq, 41);
+    drop_schema(&target);
+}
