@@ -129,7 +129,7 @@ mod tests {
             action: "inquiry.ask".into(),
             subject: format!("bank_a/wd_{n}:payout"),
             reason: reason.into(),
-            ticket: (n % 2 == 0).then(|| format!("INC-{n}")),
+            ticket: n.is_multiple_of(2).then(|| format!("INC-{n}")),
             before: serde_json::json!({"state": "escalated"}),
             after: serde_json::json!({"state": "open"}),
         }
