@@ -63,9 +63,12 @@ pub enum Scope {
     /// Operations (运维): read what needs an operator (escalated inquiries, stuck orders).
     #[serde(rename = "ops:read")]
     OpsRead,
-    /// Operations: act on it (have an inquiry asked now).
+    /// Operations: act on it (have an inquiry asked now, propose an inquiry's outcome).
     #[serde(rename = "ops:write")]
     OpsWrite,
+    /// Operations: approve or reject another key's money-moving action (the checker).
+    #[serde(rename = "ops:approve")]
+    OpsApprove,
 }
 
 impl Scope {
@@ -79,11 +82,12 @@ impl Scope {
             Scope::ReconApprove => "recon:approve",
             Scope::OpsRead => "ops:read",
             Scope::OpsWrite => "ops:write",
+            Scope::OpsApprove => "ops:approve",
         }
     }
 
     /// Every scope, in the order the documentation lists them.
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 9] = [
         Scope::LedgerRead,
         Scope::LedgerWrite,
         Scope::Admin,
@@ -92,6 +96,7 @@ impl Scope {
         Scope::ReconApprove,
         Scope::OpsRead,
         Scope::OpsWrite,
+        Scope::OpsApprove,
     ];
 
     /// Scopes over the platform's own books and operations (reconciliation, operators'
@@ -104,11 +109,51 @@ impl Scope {
                 | Scope::ReconApprove
                 | Scope::OpsRead
                 | Scope::OpsWrite
+                | Scope::OpsApprove
         )
     }
 
     pub fn parse(raw: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// The platform's operators' roles, each a set of scopes a key is made with: a viewer reads
+/// the books and what needs an operator; an operator also acts (the maker); an approver also
+/// approves or rejects another key's money-moving action (the checker); an admin does all.
+/// A maker and a checker are two keys, so two people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Approver,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Operator, Role::Approver, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == raw)
+    }
+
+    pub fn scopes(self) -> Vec<Scope> {
+        let viewer = [Scope::LedgerRead, Scope::ReconRead, Scope::OpsRead];
+        match self {
+            Role::Viewer => viewer.to_vec(),
+            Role::Operator => [&viewer[..], &[Scope::ReconWrite, Scope::OpsWrite]].concat(),
+            Role::Approver => [&viewer[..], &[Scope::ReconApprove, Scope::OpsApprove]].concat(),
+            Role::Admin => vec![Scope::Admin],
+        }
     }
 }
 

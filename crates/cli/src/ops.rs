@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::api_client::Client;
 
@@ -41,27 +41,129 @@ enum OpsCommand {
     /// Lists the final orders an operator must act on (异常单): suspended top-ups, disputed
     /// withdrawals and card refunds.
     Exceptions,
+    /// Sets the outcome of an inquiry the bank never answered, from the bank's evidence (the
+    /// maker). At or above the approval threshold it waits for a second key (`ops approve`).
+    Outcome {
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        request_id: String,
+        /// The money moved; give the bank's reference (and fee).
+        #[arg(long, conflicts_with = "failed", required_unless_present = "failed")]
+        succeeded: bool,
+        /// The bank never carried it out.
+        #[arg(long)]
+        failed: bool,
+        /// For a success: the bank's reference.
+        #[arg(long, required_if_eq("succeeded", "true"))]
+        channel_ref: Option<String>,
+        /// For a success: the bank's fee, in minor units.
+        #[arg(long, default_value_t = 0)]
+        fee: u64,
+        /// Where the bank's answer is: a statement line, a portal screen, a call.
+        #[arg(long)]
+        evidence: String,
+        #[arg(long)]
+        reason: String,
+        /// The incident ticket.
+        #[arg(long)]
+        ticket: Option<String>,
+    },
+    /// Lists operators' actions, newest first (`--state pending_approval`: what waits for a
+    /// checker).
+    Actions {
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Shows one action.
+    Action { id: String },
+    /// Approves another key's pending action (the checker); it is carried out at once.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Rejects another key's pending action.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Prints the audit log as JSON lines, oldest first (the whole log unless `--limit`), or
+    /// with `--verify` recomputes its hash chain.
+    Audit {
+        /// Entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after_seq: u64,
+        /// At most this many entries.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long)]
+        verify: bool,
+    },
 }
 
 pub fn run(args: OpsArgs) -> anyhow::Result<()> {
     let key = args.key.clone().context("an API key is needed: --key or QIANBAO_API_KEY")?;
     let client = Client::new(&args.url, key);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if let OpsCommand::Audit { after_seq, limit, verify: false } = &args.command {
+        return runtime.block_on(export_audit(&client, *after_seq, *limit));
+    }
     let answer = runtime.block_on(async {
+        use reqwest::Method;
         match &args.command {
             OpsCommand::Inquiries => {
-                client.send(reqwest::Method::GET, "/v1/ops/inquiries/escalated", None).await
+                client.send(Method::GET, "/v1/ops/inquiries/escalated", None).await
             }
             OpsCommand::Ask { channel, request_id } => {
                 let path = format!("/v1/ops/inquiries/{channel}/{request_id}/ask");
-                client.send(reqwest::Method::POST, &path, Some(Value::Null)).await
+                client.send(Method::POST, &path, Some(Value::Null)).await
             }
-            OpsCommand::Overdue => {
-                client.send(reqwest::Method::GET, "/v1/ops/orders/overdue", None).await
-            }
+            OpsCommand::Overdue => client.send(Method::GET, "/v1/ops/orders/overdue", None).await,
             OpsCommand::Exceptions => {
-                client.send(reqwest::Method::GET, "/v1/ops/orders/exceptions", None).await
+                client.send(Method::GET, "/v1/ops/orders/exceptions", None).await
             }
+            OpsCommand::Outcome {
+                channel,
+                request_id,
+                succeeded,
+                failed: _,
+                channel_ref,
+                fee,
+                evidence,
+                reason,
+                ticket,
+            } => {
+                let result = if *succeeded {
+                    json!({"outcome": "succeeded", "channel_ref": channel_ref, "fee": fee.to_string()})
+                } else {
+                    json!({"outcome": "failed"})
+                };
+                let mut body = json!({"result": result, "evidence": evidence, "reason": reason});
+                if let Some(ticket) = ticket {
+                    body["ticket"] = json!(ticket);
+                }
+                let path = format!("/v1/ops/inquiries/{channel}/{request_id}/outcome");
+                client.send(Method::POST, &path, Some(body)).await
+            }
+            OpsCommand::Actions { state } => {
+                let query = state.as_ref().map(|s| format!("?state={s}")).unwrap_or_default();
+                client.send(Method::GET, &format!("/v1/ops/actions{query}"), None).await
+            }
+            OpsCommand::Action { id } => {
+                client.send(Method::GET, &format!("/v1/ops/actions/{id}"), None).await
+            }
+            OpsCommand::Approve { id, reason } | OpsCommand::Reject { id, reason } => {
+                let verb = if matches!(args.command, OpsCommand::Approve { .. }) {
+                    "approve"
+                } else {
+                    "reject"
+                };
+                let path = format!("/v1/ops/actions/{id}/{verb}");
+                client.send(Method::POST, &path, Some(json!({"reason": reason}))).await
+            }
+            OpsCommand::Audit { .. } => client.send(Method::GET, "/v1/ops/audit/verify", None).await,
         }
     })?;
     if args.json {
@@ -89,9 +191,39 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    match &args.command {
+        OpsCommand::Outcome { .. }
+        | OpsCommand::Actions { .. }
+        | OpsCommand::Action { .. }
+        | OpsCommand::Approve { .. }
+        | OpsCommand::Reject { .. } => {
+            let actions = match answer["data"].as_array() {
+                Some(list) => list.clone(),
+                None => vec![answer],
+            };
+            print_actions(&actions);
+            return Ok(());
+        }
+        OpsCommand::Audit { .. } => {
+            if answer["ok"] == json!(true) {
+                println!(
+                    "audit log verified: {} entries, head {}",
+                    answer["entries"],
+                    answer["head_hash"].as_str().unwrap_or("")
+                );
+                return Ok(());
+            }
+            anyhow::bail!(
+                "the audit log does not verify at entry {}: {}",
+                answer["broken_seq"],
+                answer["detail"].as_str().unwrap_or("")
+            );
+        }
+        _ => {}
+    }
     let tasks = match &args.command {
         OpsCommand::Inquiries => answer["data"].as_array().cloned().unwrap_or_default(),
-        OpsCommand::Ask { .. } | OpsCommand::Overdue | OpsCommand::Exceptions => vec![answer],
+        _ => vec![answer],
     };
     println!(
         "{:<10} {:<40} {:<8} {:<10} {:>8} {:>15}",
@@ -110,6 +242,48 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
     }
     if tasks.is_empty() {
         println!("(no escalated inquiry)");
+    }
+    Ok(())
+}
+
+fn print_actions(actions: &[Value]) {
+    println!(
+        "{:<28} {:<17} {:<10} {:<32} {:>12} {:<14} {:<14}",
+        "action", "state", "outcome", "order", "amount", "maker", "checker"
+    );
+    for action in actions {
+        println!(
+            "{:<28} {:<17} {:<10} {:<32} {:>12} {:<14} {:<14}",
+            action["id"].as_str().unwrap_or(""),
+            action["state"].as_str().unwrap_or(""),
+            action["outcome"].as_str().unwrap_or(""),
+            action["order"].as_str().unwrap_or(""),
+            action["amount"].as_str().unwrap_or(""),
+            action["maker"].as_str().unwrap_or(""),
+            action["checker"].as_str().unwrap_or("-"),
+        );
+    }
+    if actions.is_empty() {
+        println!("(none)");
+    }
+}
+
+/// The audit log as JSON lines, page by page: an export to keep elsewhere.
+async fn export_audit(client: &Client, after_seq: u64, limit: Option<u64>) -> anyhow::Result<()> {
+    let (mut after, mut left) = (after_seq, limit.unwrap_or(u64::MAX));
+    while left > 0 {
+        let page = left.min(500);
+        let path = format!("/v1/ops/audit?after_seq={after}&limit={page}");
+        let answer = client.send(reqwest::Method::GET, &path, None).await?;
+        let entries = answer["data"].as_array().cloned().unwrap_or_default();
+        for entry in &entries {
+            println!("{entry}");
+        }
+        left = left.saturating_sub(entries.len() as u64);
+        match answer["next_after_seq"].as_u64() {
+            Some(next) => after = next,
+            None => break,
+        }
     }
     Ok(())
 }

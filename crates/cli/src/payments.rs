@@ -42,6 +42,8 @@ pub struct PaymentSettings {
     pub inquiry_escalated_delay_ms: u64,
     pub inspect_after_ms: u64,
     pub stuck_after_ms: u64,
+    /// Operators' actions moving this much or more need a second key.
+    pub ops_approval_minor: u64,
     pub webhook_retry_first_ms: u64,
     /// Let webhook deliveries reach loopback and private addresses (development only).
     pub webhook_private_urls: bool,
@@ -61,6 +63,8 @@ pub struct PaymentCore {
     pub ops_webhook: Option<(String, String)>,
     pub inquirer: Option<Arc<Inquirer>>,
     pub webhooks: Arc<dyn WebhookStore>,
+    /// The operators' desk: their actions with approval, and the audit log.
+    pub desk: Arc<operators::Desk>,
     deliverer: Arc<Deliverer>,
 }
 
@@ -265,12 +269,28 @@ pub fn start(
         )
         .with_books(books),
     );
+    let ops_store: Arc<dyn operators::OpsStore> = match store.pg_target() {
+        Some(target) => Arc::new(
+            store::PgOpsStore::connect(&target).context("connecting the operators' store")?,
+        ),
+        None => Arc::new(
+            store::SqliteOpsStore::open(store.data_dir.join("ops.db")).context("opening ops.db")?,
+        ),
+    };
+    let desk = Arc::new(operators::Desk::new(
+        ops_store,
+        executor.store().clone(),
+        inquirer.clone(),
+        operators::ApprovalPolicy { approval_minor: settings.ops_approval_minor },
+        Arc::new(SystemMillis),
+    ));
     Ok(PaymentCore {
         executor,
         reconciler,
         ops_webhook: settings.ops_webhook.clone(),
         inquirer,
         webhooks,
+        desk,
         deliverer,
     })
 }
@@ -467,6 +487,12 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
                 }
                 Err(error) => tracing::warn!(code = error.code(), %error, "cross-checks failed"),
             }
+        }
+        // Operators' actions approved but not carried out (a crash between the two).
+        match core.desk.resume().await {
+            Ok(0) => {}
+            Ok(resumed) => tracing::info!(resumed, "operators' approved actions carried out"),
+            Err(error) => tracing::warn!(%error, "carrying out operators' approved actions"),
         }
         let report = core.executor.inspect(1_000).await;
         if report.examined > 0 {

@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// the monitor) once it has not moved for this long.
     #[arg(long, env = "QIANBAO_STUCK_AFTER_MS", default_value_t = 3_600_000)]
     stuck_after_ms: u64,
+    /// Operators' money-moving actions moving this much or more (minor units) need a second
+    /// key's approval (maker–checker); 0: every one does.
+    #[arg(long, env = "QIANBAO_OPS_APPROVAL_MINOR", default_value_t = 0)]
+    ops_approval_minor: u64,
     /// Points (积分): `POINTS_ASSET:CASH_ASSET:MINOR_PER_POINT`; empty for none.
     #[arg(long, env = "QIANBAO_POINTS", default_value = "POINTS:CNY:1")]
     points: String,
@@ -116,6 +120,7 @@ struct ConfigFile {
     inquiry_escalated_delay_ms: Option<u64>,
     inspect_after_ms: Option<u64>,
     stuck_after_ms: Option<u64>,
+    ops_approval_minor: Option<u64>,
     webhook_retry_first_ms: Option<u64>,
     webhook_private_urls: Option<bool>,
     webhook_egress_proxy: Option<String>,
@@ -191,6 +196,9 @@ impl ServeArgs {
         if let (true, Some(value)) = (unset("stuck_after_ms"), file.stuck_after_ms) {
             self.stuck_after_ms = value;
         }
+        if let (true, Some(value)) = (unset("ops_approval_minor"), file.ops_approval_minor) {
+            self.ops_approval_minor = value;
+        }
         if let (true, Some(value)) = (unset("webhook_retry_first_ms"), file.webhook_retry_first_ms)
         {
             self.webhook_retry_first_ms = value;
@@ -250,6 +258,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         channels = %args.channels.join(","),
         assets = %args.assets.join(","),
         webhook_private_urls = args.webhook_private_urls,
+        ops_approval_minor = args.ops_approval_minor,
+        stuck_after_ms = args.stuck_after_ms,
         config = args.config.as_ref().map(|path| path.display().to_string()).unwrap_or_default(),
         "effective configuration"
     );
@@ -275,6 +285,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             inquiry_escalated_delay_ms: args.inquiry_escalated_delay_ms,
             inspect_after_ms: args.inspect_after_ms,
             stuck_after_ms: args.stuck_after_ms,
+            ops_approval_minor: args.ops_approval_minor,
             webhook_retry_first_ms: args.webhook_retry_first_ms,
             webhook_private_urls: args.webhook_private_urls,
             webhook_egress_proxy: args.webhook_egress_proxy.clone(),
@@ -299,6 +310,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_key_rate_limit(args.key_rate_limit())
         .with_payments(core.executor.clone())
         .with_recon(core.reconciler.clone())
+        .with_desk(core.desk.clone())
         .with_webhooks(core.webhooks.clone(), args.webhook_private_urls);
     let rate_limits = state.rate_limits.clone();
     let app = server::router(state);

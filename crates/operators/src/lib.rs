@@ -1,4 +1,5 @@
-//! Operators' work (运维), pure: no I/O here.
+//! Operators' work (运维). `audit` and `actions` are pure; `desk` carries actions out
+//! through the ports.
 //!
 //! - [`audit`]: the audit log — every operator action and configuration change (who, when,
 //!   what, why, the ticket, before → after), append-only and hash-chained so that an edit or
@@ -6,15 +7,19 @@
 //! - [`actions`]: money-moving operator actions (setting the outcome of a status inquiry the
 //!   bank never answered, with its evidence), proposed by one operator and, at or above the
 //!   configured amount, approved by a second (maker–checker) before they are carried out.
+//! - [`desk`]: the operators' desk: proposes, approves, rejects and carries out actions,
+//!   each change committed with its audit entry.
 //! - [`port`]: the store both need (`OpsStore`), implemented on SQLite and PostgreSQL in the
 //!   `store` crate.
 
 pub mod actions;
 pub mod audit;
+pub mod desk;
 pub mod port;
 
 pub use actions::{
     ActionError, ActionState, ApprovalPolicy, OperatorAction, OutcomeClaim, Proposal,
 };
 pub use audit::{AuditEntry, AuditError, NewAuditEntry};
+pub use desk::{AuditCheck, Desk, DeskError, OutcomeRequest};
 pub use port::{OpsStore, OpsStoreError};

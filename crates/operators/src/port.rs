@@ -1,4 +1,5 @@
-//! The store operators' work needs: the audit chain and the actions. One port, implemented
+//! The store operators' work needs: the audit chain and the actions, each change of an action
+//! committed with its audit entry. One port, implemented
 //! on SQLite and PostgreSQL by the `store` crate, with one conformance suite for both.
 
 use crate::actions::OperatorAction;
@@ -20,17 +21,23 @@ pub trait OpsStore: Send + Sync {
     /// Entries after `after_seq`, oldest first, at most `limit`.
     fn audit(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, OpsStoreError>;
 
-    /// Inserts a new action; `false` (and nothing written) when its id exists.
-    fn insert_action(&self, action: &OperatorAction) -> Result<bool, OpsStoreError>;
+    /// Inserts a new action and appends `audit` in the same transaction; `false` (and
+    /// nothing written) when its id exists.
+    fn insert_action(
+        &self,
+        action: &OperatorAction,
+        audit: &NewAuditEntry,
+    ) -> Result<bool, OpsStoreError>;
 
     fn action(&self, id: &str) -> Result<Option<OperatorAction>, OpsStoreError>;
 
-    /// Replaces the action if it is still at `expected_version`; `false` when another
-    /// writer got there first.
+    /// Replaces the action if it is still at `expected_version`, appending `audit` in the
+    /// same transaction; `false` (and nothing written) when another writer got there first.
     fn update_action(
         &self,
         action: &OperatorAction,
         expected_version: u64,
+        audit: &NewAuditEntry,
     ) -> Result<bool, OpsStoreError>;
 
     /// Actions in `state` (any when `None`), newest first, at most `limit`.

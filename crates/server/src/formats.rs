@@ -464,6 +464,47 @@ format_schema!(
         .into()
 );
 
+/// The longest evidence an operator records, in characters.
+pub const EVIDENCE_LEN_MAX: usize = operators::desk::EVIDENCE_LEN_MAX;
+
+format_schema!(
+    /// The bank's evidence for an operator's action.
+    Evidence => ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .description(Some("1 to 2,000 characters, without C0 control characters or DEL: where \
+            the bank's answer is (a statement line, a portal screen, a call with its desk)."))
+        .pattern(Some(reason_pattern()))
+        .min_length(Some(1))
+        .max_length(Some(EVIDENCE_LEN_MAX))
+        .examples([serde_json::json!("bank_a statement 2026-12-06 line 4471: PAID a-8812")])
+        .into()
+);
+
+/// Whether `text` is valid [`Evidence`].
+pub fn is_evidence(text: &str) -> bool {
+    let length = text.chars().count();
+    (1..=EVIDENCE_LEN_MAX).contains(&length)
+        && !text.chars().any(|c| c.is_control() && c < '\u{80}')
+}
+
+/// The longest ticket reference, in characters.
+pub const TICKET_LEN_MAX: usize = 64;
+
+format_schema!(
+    /// An incident or change ticket.
+    Ticket => string(
+        "A ticket: 1 to 64 of `A-Z a-z 0-9 _ . : # / -`.",
+        format!("^[A-Za-z0-9_.:#/-]{{1,{TICKET_LEN_MAX}}}$"),
+        "INC-4471",
+    )
+);
+
+/// Whether `text` is a valid [`Ticket`].
+pub fn is_ticket(text: &str) -> bool {
+    (1..=TICKET_LEN_MAX).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:#/-".contains(&b))
+}
+
 /// No C0 control character and no DEL: an operator's text is shown, logged and stored as
 /// JSON, where a NUL is refused by PostgreSQL.
 pub fn reason_pattern() -> String {

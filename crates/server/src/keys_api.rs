@@ -24,7 +24,7 @@ pub struct KeyRequest {
     tenant: String,
     #[schema(value_type = wire::KeyMode)]
     mode: KeyMode,
-    /// 1 to 8 different scopes; a merchant's key cannot hold `admin` (422
+    /// 1 to 9 different scopes; a merchant's key cannot hold `admin` (422
     /// `merchant_key_admin`); the `recon:*` and `ops:*` scopes are for keys of the platform tenant only
     /// (422 `platform_scope`).
     #[schema(value_type = wire::NewKeyScopes)]
@@ -92,7 +92,7 @@ pub async fn create_key(
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "platform_scope",
-                "the recon:* scopes are for keys of the platform tenant (not a merchant's)",
+                "the recon:* and ops:* scopes are for keys of the platform tenant (not a merchant's)",
             )
             .with_param("scopes"));
         }
@@ -111,6 +111,9 @@ pub async fn create_key(
             .await
             .map_err(ApiError::internal)??;
         tracing::info!(key_id = %key.id, tenant = %key.tenant, "api key created");
+        // The key's view without its secret: what it may do, never how to use it.
+        let said = serde_json::to_value(KeyView::from(&key)).map_err(ApiError::internal)?;
+        crate::actions_api::audit(&state, &caller, "key.create", key.id.to_string(), serde_json::Value::Null, said).await?;
         let view = KeyView { secret: Some(secret.expose().to_string()), ..KeyView::from(&key) };
         Ok((StatusCode::CREATED, to_value(view)?))
     })
@@ -170,5 +173,15 @@ pub async fn revoke_key(
     }
     state.caches.forget_key(&id);
     tracing::info!(key_id = %id, "api key revoked");
+    let after = serde_json::json!({ "revoked": true });
+    crate::actions_api::audit(
+        &state,
+        &caller,
+        "key.revoke",
+        id.clone(),
+        serde_json::Value::Null,
+        after,
+    )
+    .await?;
     Ok(axum::Json(RevokedKeyView { object: "api_key", id, revoked: true }))
 }

@@ -18,6 +18,7 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
+pub mod actions_api;
 pub mod auth;
 pub mod breaks_api;
 pub mod cache;
@@ -67,6 +68,9 @@ pub struct AppState {
     pub namespaces: Arc<access::namespace::Namespaces>,
     /// Reconciliation (对账); `None` on a node that does not run it.
     pub recon: Option<Arc<reconciler::Reconciler>>,
+    /// The operators' desk (actions with approval, the audit log); `None` on a node that
+    /// does not run it.
+    pub desk: Option<Arc<operators::Desk>>,
 }
 
 /// The admin tenant when none is configured, as `qianbao serve` defaults it.
@@ -100,6 +104,7 @@ impl AppState {
             node: NODE_DEFAULT.to_string(),
             namespaces: Arc::new(access::namespace::Namespaces::new(secret, admin_tenant)),
             recon: None,
+            desk: None,
         })
     }
 
@@ -137,6 +142,13 @@ impl AppState {
     /// Serves reconciliation (`/v1/recon`) through `reconciler`.
     pub fn with_recon(mut self, reconciler: Arc<reconciler::Reconciler>) -> AppState {
         self.recon = Some(reconciler);
+        self
+    }
+
+    /// Serves operators' actions and the audit log (`/v1/ops/actions`, `/v1/ops/audit`)
+    /// through `desk`, and audits operators' other actions there.
+    pub fn with_desk(mut self, desk: Arc<operators::Desk>) -> AppState {
+        self.desk = Some(desk);
         self
     }
 
@@ -248,6 +260,13 @@ pub fn router(state: AppState) -> Router {
         .route("/ops/inquiries/{channel}/{request_id}/ask", post(operators_api::ask_now))
         .route("/ops/orders/overdue", get(operators_api::list_overdue))
         .route("/ops/orders/exceptions", get(operators_api::list_exceptions))
+        .route("/ops/inquiries/{channel}/{request_id}/outcome", post(actions_api::propose_outcome))
+        .route("/ops/actions", get(actions_api::list_actions))
+        .route("/ops/actions/{id}", get(actions_api::get_action))
+        .route("/ops/actions/{id}/approve", post(actions_api::approve_action))
+        .route("/ops/actions/{id}/reject", post(actions_api::reject_action))
+        .route("/ops/audit", get(actions_api::list_audit))
+        .route("/ops/audit/verify", get(actions_api::verify_audit))
         .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
         .route("/keys/{id}", delete(keys_api::revoke_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));

@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    breaks_api, checks_api, days_api, formats, keys_api, ledger_api, operators_api, ops,
-    orders_api, parties_api, payments_api, recon_api, webhooks_api,
+    actions_api, breaks_api, checks_api, days_api, formats, keys_api, ledger_api, operators_api,
+    ops, orders_api, parties_api, payments_api, recon_api, webhooks_api,
 };
 
 #[derive(OpenApi)]
@@ -92,6 +92,13 @@ use crate::{
         operators_api::ask_now,
         operators_api::list_overdue,
         operators_api::list_exceptions,
+        actions_api::propose_outcome,
+        actions_api::list_actions,
+        actions_api::get_action,
+        actions_api::approve_action,
+        actions_api::reject_action,
+        actions_api::list_audit,
+        actions_api::verify_audit,
         keys_api::create_key,
         keys_api::list_keys,
         keys_api::revoke_key,
@@ -107,6 +114,7 @@ use crate::{
         formats::OrderId,
         formats::Seq,
         crate::views::wire::AlertState,
+        actions_api::ActionStateName,
     )),
     modifiers(&BearerKeys, &ClosedVariants, &OptionalBodies),
     security(("api_key" = [])),
@@ -118,7 +126,7 @@ use crate::{
         (name = "webhooks", description = "Webhook endpoints and the delivery log"),
         (name = "reconciliation", description = "Reconciliation (对账) for the platform's operators: channel statements, runs, breaks and their maker–checker resolution, the loss register (`recon:*` scopes)"),
         (name = "keys", description = "API keys (admin)"),
-        (name = "operations", description = "Health, readiness, metrics; for the platform's operators (`ops:*` scopes), status inquiries that need them"),
+        (name = "operations", description = "Health, readiness, metrics; for the platform's operators (`ops:*` scopes), status inquiries and orders that need them, their actions with maker–checker approval (`ops:approve`), the hash-chained audit log"),
     ),
 )]
 pub struct ApiDoc;

@@ -155,7 +155,18 @@ pub async fn ask_now(
             channel = %task.channel, request_id = %task.request_id, by = %caller.key.id,
             "an operator had an inquiry asked now"
         );
-        Ok((StatusCode::OK, to_value(InquiryView::from(task))?))
+        let subject = format!("{}/{}", task.channel, task.request_id);
+        let view = to_value(InquiryView::from(task))?;
+        crate::actions_api::audit(
+            &state,
+            &caller,
+            "inquiry.ask",
+            subject,
+            serde_json::Value::Null,
+            view.clone(),
+        )
+        .await?;
+        Ok((StatusCode::OK, view))
     })
     .await
 }

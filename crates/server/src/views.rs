@@ -304,6 +304,8 @@ pub mod wire {
         OpsRead,
         #[serde(rename = "ops:write")]
         OpsWrite,
+        #[serde(rename = "ops:approve")]
+        OpsApprove,
     }
 }
 
@@ -737,6 +739,7 @@ mod tests {
             (json!(access::Scope::ReconApprove), json!(wire::Scope::ReconApprove)),
             (json!(access::Scope::OpsRead), json!(wire::Scope::OpsRead)),
             (json!(access::Scope::OpsWrite), json!(wire::Scope::OpsWrite)),
+            (json!(access::Scope::OpsApprove), json!(wire::Scope::OpsApprove)),
             (
                 json!(recon::breaks::Resolution::CreditCustomer { customer: "t/c".into() }),
                 json!(wire::Resolution::CreditCustomer { customer: "t/c".into() }),

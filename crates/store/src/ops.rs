@@ -86,13 +86,20 @@ macro_rules! ops_store {
                 })
             }
 
-            fn insert_action(&self, action: &OperatorAction) -> Result<bool, OpsStoreError> {
+            fn insert_action(
+                &self,
+                action: &OperatorAction,
+                audit: &NewAuditEntry,
+            ) -> Result<bool, OpsStoreError> {
                 self.with(true, |db| {
                     let inserted = db.exec(
                         "INSERT INTO ops_actions (id, state, version, created_at_ms, body) \
                          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
                         &action_params(action)?,
                     )?;
+                    if inserted == 1 {
+                        append_audit(db, audit)?;
+                    }
                     Ok(inserted == 1)
                 })
             }
@@ -109,6 +116,7 @@ macro_rules! ops_store {
                 &self,
                 action: &OperatorAction,
                 expected_version: u64,
+                audit: &NewAuditEntry,
             ) -> Result<bool, OpsStoreError> {
                 self.with(true, |db| {
                     let mut params = action_params(action)?;
@@ -118,6 +126,9 @@ macro_rules! ops_store {
                          WHERE id = ?1 AND version = ?6",
                         &params,
                     )?;
+                    if updated == 1 {
+                        append_audit(db, audit)?;
+                    }
                     Ok(updated == 1)
                 })
             }

@@ -68,17 +68,44 @@ fn exercise(store: Arc<dyn OpsStore>) {
     assert_eq!(verify(25, &all[24].hash, &page).unwrap().0, 35);
     assert_eq!(store.audit(40, 10).unwrap(), []);
 
+    let said = |what: &str, id: &str| NewAuditEntry {
+        action: what.into(),
+        subject: id.into(),
+        ..entry("key_maker", 0)
+    };
     let pending = proposal("opa_a", 5_000);
-    assert!(store.insert_action(&pending).unwrap());
-    assert!(!store.insert_action(&proposal("opa_a", 6_000)).unwrap(), "the id exists");
+    assert!(store.insert_action(&pending, &said("action.propose", "opa_a")).unwrap());
+    assert!(
+        !store.insert_action(&proposal("opa_a", 6_000), &said("action.propose", "again")).unwrap(),
+        "the id exists"
+    );
     assert_eq!(store.action("opa_a").unwrap(), Some(pending.clone()));
     assert_eq!(store.action("opa_none").unwrap(), None);
     let later = proposal("opa_b", 7_000);
-    assert!(store.insert_action(&later).unwrap());
+    assert!(store.insert_action(&later, &said("action.propose", "opa_b")).unwrap());
 
     let approved = pending.approve("key_checker", "statement seen", 8_000).unwrap();
-    assert!(store.update_action(&approved, 1).unwrap());
-    assert!(!store.update_action(&approved, 1).unwrap(), "a stale version changes nothing");
+    assert!(store.update_action(&approved, 1, &said("action.approve", "opa_a")).unwrap());
+    assert!(
+        !store.update_action(&approved, 1, &said("action.approve", "stale")).unwrap(),
+        "a stale version changes nothing"
+    );
+    // Each change that took is in the chain, in order; the refused ones are not.
+    let trail: Vec<(String, String)> = store
+        .audit(40, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.entry.action, e.entry.subject))
+        .collect();
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(
+        trail,
+        [
+            pair("action.propose", "opa_a"),
+            pair("action.propose", "opa_b"),
+            pair("action.approve", "opa_a")
+        ]
+    );
     assert_eq!(store.action("opa_a").unwrap(), Some(approved.clone()));
 
     let ids = |state| -> Vec<String> {
@@ -95,7 +122,7 @@ fn sqlite_ops_store_conforms() {
     let path = dir.path().join("ops.db");
     exercise(Arc::new(SqliteOpsStore::open(&path).expect("open")));
     let reopened = SqliteOpsStore::open(&path).expect("reopen");
-    assert_eq!(reopened.audit(0, 100).unwrap().len(), 40);
+    assert_eq!(reopened.audit(0, 100).unwrap().len(), 43);
 }
 
 #[test]
@@ -105,6 +132,6 @@ fn postgres_ops_store_conforms() {
     // A second node's store continues the same chain.
     let other = PgOpsStore::connect(&target).expect("reconnect");
     let appended = other.append_audit(&entry("key_other", 99)).unwrap();
-    assert_eq!(appended.seq, 41);
+    assert_eq!(appended.seq, 44);
     drop_schema(&target);
 }

@@ -1,0 +1,345 @@
+//! The operators' desk: carries operators' actions out through the ports — the ops store,
+//! the status inquiry and the order store. Every change it makes is committed with its audit
+//! entry (`OpsStore`), and a money-moving action reaches the books only as the bank's answer
+//! would: through the inquiry, to the order's own state machine.
+
+use std::sync::Arc;
+
+use channels::gateway::Millis;
+use channels::inquiry::{Inquirer, InquiryError, InquiryState};
+use channels::{ChannelId, RequestId};
+use executor::{OrderStore, OrderStoreError};
+use payments::OrderId;
+use sha2::{Digest, Sha256};
+
+use crate::actions::{ActionError, ApprovalPolicy, OperatorAction, OutcomeClaim, Proposal};
+use crate::audit::{verify, AuditEntry, NewAuditEntry, GENESIS_HASH, TEXT_LEN_MAX};
+use crate::port::{OpsStore, OpsStoreError};
+
+/// The longest evidence an operator records, in characters.
+pub const EVIDENCE_LEN_MAX: usize = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("no inquiry {0}")]
+    InquiryNotFound(String),
+    #[error("the inquiry {0} is resolved already: the bank's answer stands")]
+    InquiryResolved(String),
+    #[error("no order {0}")]
+    OrderNotFound(String),
+    #[error("no action {0}")]
+    ActionNotFound(String),
+    #[error(transparent)]
+    Action(#[from] ActionError),
+    #[error(transparent)]
+    Store(#[from] OpsStoreError),
+    #[error("orders: {0}")]
+    Orders(#[from] OrderStoreError),
+    #[error("inquiry: {0}")]
+    Inquiry(#[from] InquiryError),
+}
+
+impl DeskError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeskError::Invalid { .. } => "invalid_field",
+            DeskError::InquiryNotFound(_) => "inquiry_not_found",
+            DeskError::InquiryResolved(_) => "inquiry_resolved",
+            DeskError::OrderNotFound(_) => "order_not_found",
+            DeskError::ActionNotFound(_) => "action_not_found",
+            DeskError::Action(error) => error.code(),
+            DeskError::Store(_) | DeskError::Orders(_) | DeskError::Inquiry(_) => {
+                "store_unavailable"
+            }
+        }
+    }
+}
+
+/// An operator's word on a status inquiry the bank never answered.
+#[derive(Clone, Debug)]
+pub struct OutcomeRequest {
+    pub channel: ChannelId,
+    pub request_id: RequestId,
+    pub claim: OutcomeClaim,
+    pub evidence: String,
+    pub reason: String,
+    pub ticket: Option<String>,
+}
+
+/// What the audit chain looks like now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditCheck {
+    pub entries: u64,
+    pub head_hash: String,
+    /// The first entry that does not fit, and why; `None` when the chain verifies.
+    pub broken: Option<(u64, String)>,
+}
+
+/// The JSON of plain data (strings, numbers, enums): it always serialises.
+fn plain_json(value: &impl serde::Serialize) -> serde_json::Value {
+    match serde_json::to_value(value) {
+        Ok(json) => json,
+        Err(error) => unreachable!("plain data serialises: {error}"),
+    }
+}
+
+/// A page of the chain read at once when verifying it.
+const AUDIT_PAGE: usize = 1_000;
+
+pub struct Desk {
+    store: Arc<dyn OpsStore>,
+    orders: Arc<dyn OrderStore>,
+    inquirer: Option<Arc<Inquirer>>,
+    policy: ApprovalPolicy,
+    clock: Arc<dyn Millis>,
+}
+
+fn text(field: &'static str, raw: &str, max: usize, required: bool) -> Result<(), DeskError> {
+    let len = raw.chars().count();
+    if (required && raw.trim().is_empty()) || len > max {
+        let least = if required { 1 } else { 0 };
+        return Err(DeskError::Invalid { field, message: format!("{least} to {max} characters") });
+    }
+    Ok(())
+}
+
+impl Desk {
+    pub fn new(
+        store: Arc<dyn OpsStore>,
+        orders: Arc<dyn OrderStore>,
+        inquirer: Option<Arc<Inquirer>>,
+        policy: ApprovalPolicy,
+        clock: Arc<dyn Millis>,
+    ) -> Desk {
+        Desk { store, orders, inquirer, policy, clock }
+    }
+
+    pub fn policy(&self) -> ApprovalPolicy {
+        self.policy
+    }
+
+    /// Records an operator's action or configuration change done elsewhere (an inquiry asked
+    /// now, a key made): who, what, why, before → after.
+    #[allow(clippy::too_many_arguments)] // each is a column of the entry
+    pub fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        reason: &str,
+        ticket: Option<&str>,
+        before: serde_json::Value,
+        after: serde_json::Value,
+    ) -> Result<AuditEntry, DeskError> {
+        Ok(self.store.append_audit(&NewAuditEntry {
+            at_ms: self.clock.now_ms(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            subject: subject.to_owned(),
+            reason: reason.to_owned(),
+            ticket: ticket.map(str::to_owned),
+            before,
+            after,
+        })?)
+    }
+
+    fn entry(
+        &self,
+        actor: &str,
+        what: &str,
+        before: Option<&OperatorAction>,
+        after: &OperatorAction,
+        reason: &str,
+    ) -> NewAuditEntry {
+        let json = |action: &OperatorAction| plain_json(action);
+        NewAuditEntry {
+            at_ms: self.clock.now_ms(),
+            actor: actor.to_owned(),
+            action: what.to_owned(),
+            subject: after.id.clone(),
+            reason: reason.to_owned(),
+            ticket: after.ticket.clone(),
+            before: before.map(json).unwrap_or_default(),
+            after: json(after),
+        }
+    }
+
+    /// Proposes setting an unanswered inquiry's outcome. Below the approval threshold it is
+    /// carried out at once; otherwise it waits for a second key. The same proposal by the
+    /// same maker again is the same action (`false`: it existed).
+    pub async fn propose_outcome(
+        &self,
+        maker: &str,
+        request: OutcomeRequest,
+    ) -> Result<(OperatorAction, bool), DeskError> {
+        text("evidence", &request.evidence, EVIDENCE_LEN_MAX, true)?;
+        text("reason", &request.reason, TEXT_LEN_MAX, true)?;
+        if let Some(ticket) = &request.ticket {
+            text("ticket", ticket, TEXT_LEN_MAX, false)?;
+        }
+        if let OutcomeClaim::Succeeded { channel_ref, .. } = &request.claim {
+            text("channel_ref", channel_ref, TEXT_LEN_MAX, true)?;
+        }
+        let name = format!("{}/{}", request.channel, request.request_id);
+        let inquirer =
+            self.inquirer.as_ref().ok_or_else(|| DeskError::InquiryNotFound(name.clone()))?;
+        let task = inquirer
+            .store()
+            .get(&request.channel, &request.request_id)?
+            .ok_or_else(|| DeskError::InquiryNotFound(name.clone()))?;
+        if matches!(task.state, InquiryState::Resolved { .. }) {
+            return Err(DeskError::InquiryResolved(name));
+        }
+        let order_id = OrderId::new(task.owner.as_str())
+            .map_err(|_| DeskError::OrderNotFound(task.owner.clone()))?;
+        let order = self
+            .orders
+            .get(&order_id)?
+            .ok_or_else(|| DeskError::OrderNotFound(task.owner.clone()))?;
+        let claim_json = plain_json(&request.claim).to_string();
+        let digest = Sha256::new()
+            .chain_update(b"qianbao.ops.action\0")
+            .chain_update(&name)
+            .chain_update([0])
+            .chain_update(&claim_json)
+            .chain_update([0])
+            .chain_update(maker)
+            .finalize();
+        let proposal = Proposal {
+            id: format!("opa_{}", &hex::encode(digest)[..24]),
+            channel: request.channel,
+            request_id: request.request_id,
+            order: task.owner.clone(),
+            asset: order.order.asset(),
+            amount: order.order.amount(),
+            claim: request.claim,
+            evidence: request.evidence,
+            reason: request.reason,
+            ticket: request.ticket,
+            maker: maker.to_owned(),
+        };
+        let action = OperatorAction::propose(proposal, self.policy, self.clock.now_ms());
+        let said = self.entry(maker, "action.propose", None, &action, &action.reason);
+        if !self.store.insert_action(&action, &said)? {
+            let existing = self.action(&action.id)?;
+            return Ok((existing, false));
+        }
+        let action = if action.is_due() { self.carry_out(action).await? } else { action };
+        Ok((action, true))
+    }
+
+    pub fn action(&self, id: &str) -> Result<OperatorAction, DeskError> {
+        self.store.action(id)?.ok_or_else(|| DeskError::ActionNotFound(id.to_owned()))
+    }
+
+    pub fn actions(
+        &self,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OperatorAction>, DeskError> {
+        Ok(self.store.actions(state, limit)?)
+    }
+
+    /// A second key approves a pending action, which is then carried out.
+    pub async fn approve(
+        &self,
+        checker: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<OperatorAction, DeskError> {
+        text("reason", reason, TEXT_LEN_MAX, true)?;
+        let action = self.action(id)?;
+        let approved = action.approve(checker, reason, self.clock.now_ms())?;
+        let said = self.entry(checker, "action.approve", Some(&action), &approved, reason);
+        if !self.store.update_action(&approved, action.version, &said)? {
+            // Another approver or a restart got there first: its result stands.
+            return self.action(id);
+        }
+        self.carry_out(approved).await
+    }
+
+    pub fn reject(
+        &self,
+        checker: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<OperatorAction, DeskError> {
+        text("reason", reason, TEXT_LEN_MAX, true)?;
+        let action = self.action(id)?;
+        let rejected = action.reject(checker, reason, self.clock.now_ms())?;
+        let said = self.entry(checker, "action.reject", Some(&action), &rejected, reason);
+        if !self.store.update_action(&rejected, action.version, &said)? {
+            return self.action(id);
+        }
+        Ok(rejected)
+    }
+
+    /// Hands an approved action's outcome to its inquiry, as the bank's callback would: the
+    /// order completes through its own state machine. Idempotent (a resolved inquiry takes
+    /// nothing twice), so a crash before the action is marked is resumed safely.
+    async fn carry_out(&self, action: OperatorAction) -> Result<OperatorAction, DeskError> {
+        let name = format!("{}/{}", action.channel, action.request_id);
+        let inquirer = self.inquirer.as_ref().ok_or_else(|| DeskError::InquiryNotFound(name))?;
+        let outcome = action.claim.outcome();
+        let taken = inquirer.on_callback(&action.channel, &action.request_id, &outcome).await?;
+        let result = if taken {
+            Ok(())
+        } else {
+            match inquirer.store().get(&action.channel, &action.request_id)? {
+                // Taken before a crash that came before this action was marked.
+                Some(task) if matches!(&task.state, InquiryState::Resolved { outcome: o, .. } if *o == outcome) => {
+                    Ok(())
+                }
+                _ => Err((
+                    "inquiry_resolved".to_owned(),
+                    "the inquiry was resolved by the bank's own answer first".to_owned(),
+                )),
+            }
+        };
+        let what = if result.is_ok() { "action.apply" } else { "action.fail" };
+        let finished = action.finished(result, self.clock.now_ms());
+        let said = self.entry("system", what, Some(&action), &finished, "carried out");
+        if !self.store.update_action(&finished, action.version, &said)? {
+            return self.action(&action.id);
+        }
+        Ok(finished)
+    }
+
+    /// Carries out actions approved but not yet carried out (a crash between the two).
+    pub async fn resume(&self) -> Result<usize, DeskError> {
+        let due = self.store.actions(Some("approved"), 100)?;
+        let count = due.len();
+        for action in due {
+            self.carry_out(action).await?;
+        }
+        Ok(count)
+    }
+
+    /// A page of the audit chain, oldest first.
+    pub fn audit(&self, after_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, DeskError> {
+        Ok(self.store.audit(after_seq, limit)?)
+    }
+
+    /// Recomputes the whole chain from its first entry.
+    pub fn verify_audit(&self) -> Result<AuditCheck, DeskError> {
+        let (mut seq, mut hash) = (0, GENESIS_HASH.to_owned());
+        loop {
+            let page = self.store.audit(seq, AUDIT_PAGE)?;
+            if page.is_empty() {
+                return Ok(AuditCheck { entries: seq, head_hash: hash, broken: None });
+            }
+            match verify(seq, &hash, &page) {
+                Ok(head) => (seq, hash) = head,
+                Err(error) => {
+                    return Ok(AuditCheck {
+                        entries: seq,
+                        head_hash: hash,
+                        broken: Some((error.seq(), error.to_string())),
+                    })
+                }
+            }
+        }
+    }
+}
