@@ -281,7 +281,7 @@ impl Desk {
     /// nothing twice), so a crash before the action is marked is resumed safely.
     async fn carry_out(&self, action: OperatorAction) -> Result<OperatorAction, DeskError> {
         let name = format!("{}/{}", action.channel, action.request_id);
-        let inquirer = self.inquirer.as_ref().ok_or_else(|| DeskError::InquiryNotFound(name))?;
+        let inquirer = self.inquirer.as_ref().ok_or(DeskError::InquiryNotFound(name))?;
         let outcome = action.claim.outcome();
         let taken = inquirer.on_callback(&action.channel, &action.request_id, &outcome).await?;
         let result = if taken {

@@ -51,6 +51,14 @@ pub const AMOUNT_MAX: u64 = i64::MAX as u64;
 
 /// Every error code of the table in docs/api.md.
 pub const DOCUMENTED_CODES: &[&str] = &[
+    "invalid_evidence",
+    "invalid_ticket",
+    "invalid_channel_ref",
+    "inquiry_not_found",
+    "inquiry_resolved",
+    "action_not_found",
+    "action_not_pending",
+    "operations_disabled",
     "malformed_json",
     "invalid_body",
     "invalid_id",

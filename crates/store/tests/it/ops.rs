@@ -123,6 +123,18 @@ fn sqlite_ops_store_conforms() {
     exercise(Arc::new(SqliteOpsStore::open(&path).expect("open")));
     let reopened = SqliteOpsStore::open(&path).expect("reopen");
     assert_eq!(reopened.audit(0, 100).unwrap().len(), 43);
+    // Someone with the database file rewrites an entry's reason: the chain names the entry.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let changed = raw
+        .execute(
+            "UPDATE ops_audit SET body = replace(body, 'the bank is back', 'the bank is gone') \
+             WHERE seq = 7",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let error = verify(0, GENESIS_HASH, &reopened.audit(0, 100).unwrap()).unwrap_err();
+    assert_eq!(error.seq(), 7, "{error}");
 }
 
 #[test]
