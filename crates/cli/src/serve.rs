@@ -301,9 +301,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         reader.clone(),
         &runtime,
     )?;
-    // Likewise the payment core's stores (orders, webhooks, inquiries).
-    let keep_alive =
-        (keep_alive, core.executor.clone(), core.webhooks.clone(), core.inquirer.clone());
+    // Likewise the payment core's stores (orders, webhooks, inquiries, reconciliation, the
+    // operators' desk).
+    let keep_alive = (
+        keep_alive,
+        core.executor.clone(),
+        core.webhooks.clone(),
+        core.inquirer.clone(),
+        core.reconciler.clone(),
+        core.desk.clone(),
+    );
     let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())?
         .with_admin_tenant(admin_tenant)
         .with_node(node)

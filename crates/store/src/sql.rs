@@ -232,12 +232,22 @@ impl SqliteKit {
 
 /// One PostgreSQL client, each unit of work a transaction on it.
 pub(crate) struct PgKit {
-    client: Mutex<postgres::Client>,
+    /// `None` only while dropping.
+    client: Mutex<Option<postgres::Client>>,
+}
+
+/// The blocking client's drop blocks on a runtime of its own, which panics on a tokio worker
+/// (a store is often dropped with the last task holding it): dropped off the runtime.
+impl Drop for PgKit {
+    fn drop(&mut self) {
+        let client = self.client.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        crate::off_runtime(move || drop(client));
+    }
 }
 
 impl PgKit {
     pub(crate) fn new(client: postgres::Client) -> PgKit {
-        PgKit { client: Mutex::new(client) }
+        PgKit { client: Mutex::new(Some(client)) }
     }
 
     pub(crate) fn with<T, E: From<SqlError>>(
@@ -246,7 +256,8 @@ impl PgKit {
     ) -> Result<T, E> {
         crate::off_runtime(|| {
             let mut client = self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            pg_transaction(&mut client, work)
+            let client = client.as_mut().ok_or_else(|| backend("the store is closing"))?;
+            pg_transaction(client, work)
         })
     }
 }

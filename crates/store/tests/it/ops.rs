@@ -147,3 +147,16 @@ fn postgres_ops_store_conforms() {
     assert_eq!(appended.seq, 44);
     drop_schema(&target);
 }
+
+/// A store is often dropped by the last task holding it, on a runtime worker: its blocking
+/// client must not panic there (it blocks on a runtime of its own as it closes).
+#[test]
+fn a_postgres_ops_store_drops_on_a_runtime_worker() {
+    let Some(target) = pg_target("ops_drop") else { return };
+    let store = PgOpsStore::connect(&target).expect("connect");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+    runtime.block_on(async move {
+        tokio::spawn(async move { drop(store) }).await.expect("dropped without a panic")
+    });
+    drop_schema(&target);
+}
