@@ -356,6 +356,11 @@ impl Gateway {
         self.router.write().unwrap_or_else(|poisoned| poisoned.into_inner()).apply(change)
     }
 
+    /// A channel's operator controls now.
+    pub fn channel_control(&self, channel: &ChannelId) -> Option<ChannelControl> {
+        self.router().control(channel)
+    }
+
     /// Every operator change so far.
     pub fn control_changes(&self) -> Vec<ControlChange> {
         self.router().changes().to_vec()

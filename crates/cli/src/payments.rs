@@ -25,6 +25,8 @@ use crate::StoreArgs;
 const INQUIRY_POLL_MS: u64 = 500;
 const WEBHOOK_POLL_MS: u64 = 200;
 const INSPECTION_INTERVAL_MS: u64 = 10_000;
+/// How often each node reads the operators' switches: a change is obeyed within this.
+const SWITCH_POLL_MS: u64 = 1_000;
 const SETTLEMENT_INTERVAL: Duration = Duration::from_secs(3_600);
 /// How often yesterday's statements are fetched: the first pass at start, then hourly, so a
 /// statement published late (or republished) is picked up the same day.
@@ -63,8 +65,10 @@ pub struct PaymentCore {
     pub ops_webhook: Option<(String, String)>,
     pub inquirer: Option<Arc<Inquirer>>,
     pub webhooks: Arc<dyn WebhookStore>,
-    /// The operators' desk: their actions with approval, and the audit log.
+    /// The operators' desk: their actions with approval, the switches, the audit log.
     pub desk: Arc<operators::Desk>,
+    /// The switches as this node last read them (every `SWITCH_POLL_MS`).
+    pub switches: Arc<operators::SharedBoard>,
     deliverer: Arc<Deliverer>,
 }
 
@@ -291,6 +295,7 @@ pub fn start(
         inquirer,
         webhooks,
         desk,
+        switches: Arc::default(),
         deliverer,
     })
 }
@@ -460,6 +465,13 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
         .clone()
         .map(|inquirer| tokio::spawn(inquirer.run(INQUIRY_POLL_MS, stop.clone())));
     let webhooks = tokio::spawn(core.deliverer.clone().run(WEBHOOK_POLL_MS, stop.clone()));
+    let switches = tokio::spawn(obey_switches(
+        core.desk.clone(),
+        core.switches.clone(),
+        core.executor.clone(),
+        core.deliverer.clone(),
+        stop.clone(),
+    ));
     let mut stop = stop;
     let mut last_settlement_run = None;
     let mut last_reconciliation = None;
@@ -499,8 +511,13 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
             tracing::info!(?report, "inspection pass");
         }
         // Settlement (T+N) runs once an hour; each run settles each merchant at most once
-        // per cut-off day, so a restart or a second node changes nothing.
-        if last_settlement_run
+        // per cut-off day, so a restart or a second node changes nothing. An operators'
+        // switch pauses it; it runs at the first pass after the switch is off.
+        let paused =
+            core.switches.is_on(&operators::Switch::SettlementPaused, SystemMillis.now_ms());
+        if paused {
+            tracing::debug!("settlement paused by an operators' switch");
+        } else if last_settlement_run
             .is_none_or(|at: std::time::Instant| at.elapsed() >= SETTLEMENT_INTERVAL)
         {
             last_settlement_run = Some(std::time::Instant::now());
@@ -518,8 +535,80 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
         let _ = inquiry.await;
     }
     let _ = webhooks.await;
+    let _ = switches.await;
     if let Some((sender, notifier)) = ops {
         drop(sender);
         let _ = notifier.await;
+    }
+}
+
+/// Reads the operators' switches every `SWITCH_POLL_MS` (so every node obeys a change within
+/// a second or so), turns off the expired ones, and applies what is not obeyed at the edge:
+/// channels' routing controls, payouts frozen on a channel, webhooks held.
+async fn obey_switches(
+    desk: Arc<operators::Desk>,
+    switches: Arc<operators::SharedBoard>,
+    executor: Arc<Executor>,
+    deliverer: Arc<Deliverer>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let read = {
+            let desk = desk.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = desk.expire() {
+                    tracing::warn!(%error, "expiring operators' switches");
+                }
+                desk.board()
+            })
+            .await
+        };
+        match read {
+            Ok(Ok(board)) => {
+                let now_ms = SystemMillis.now_ms();
+                apply_routes(&board, &executor, now_ms);
+                executor.set_frozen_payout_channels(board.frozen_payout_channels(now_ms));
+                deliverer.set_paused(board.is_on(&operators::Switch::WebhooksDelayed, now_ms));
+                switches.set(board);
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "reading the operators' switches"),
+            Err(error) => tracing::warn!(%error, "reading the operators' switches"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(SWITCH_POLL_MS)) => {}
+        }
+    }
+}
+
+/// Brings each channel's routing controls to what the switches say (only what differs).
+fn apply_routes(board: &operators::Board, executor: &Executor, now_ms: u64) {
+    use channels::router::{ControlAction, ControlChange};
+    let Some(gateway) = executor.gateway() else { return };
+    for channel in gateway.channel_ids() {
+        let (disabled, pinned, weight_permille) = board.route(&channel, now_ms);
+        let current = gateway.channel_control(&channel).unwrap_or_default();
+        let mut actions = Vec::new();
+        if current.disabled != disabled {
+            actions.push(if disabled { ControlAction::Disable } else { ControlAction::Enable });
+        }
+        if current.pinned != pinned {
+            actions.push(if pinned { ControlAction::Pin } else { ControlAction::Unpin });
+        }
+        if current.weight_permille != weight_permille {
+            actions.push(ControlAction::Weight { permille: weight_permille });
+        }
+        for action in actions {
+            let change = ControlChange {
+                at_ms: now_ms,
+                channel: channel.clone(),
+                action,
+                operator: "switches".into(),
+                reason: "the operators' switches".into(),
+            };
+            if let Err(error) = gateway.control(change) {
+                tracing::warn!(%channel, %error, "applying a routing switch");
+            }
+        }
     }
 }

@@ -317,7 +317,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_key_rate_limit(args.key_rate_limit())
         .with_payments(core.executor.clone())
         .with_recon(core.reconciler.clone())
-        .with_desk(core.desk.clone())
+        .with_desk(core.desk.clone(), core.switches.clone())
         .with_webhooks(core.webhooks.clone(), args.webhook_private_urls);
     let rate_limits = state.rate_limits.clone();
     let app = server::router(state);

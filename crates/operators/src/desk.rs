@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::actions::{ActionError, ApprovalPolicy, OperatorAction, OutcomeClaim, Proposal};
 use crate::audit::{verify, AuditEntry, NewAuditEntry, GENESIS_HASH, TEXT_LEN_MAX};
 use crate::port::{OpsStore, OpsStoreError};
+use crate::switches::{Board, Switch, SwitchChange, SwitchError, SwitchState};
 
 /// The longest evidence an operator records, in characters.
 pub const EVIDENCE_LEN_MAX: usize = 2_000;
@@ -39,6 +40,12 @@ pub enum DeskError {
     Orders(#[from] OrderStoreError),
     #[error("inquiry: {0}")]
     Inquiry(#[from] InquiryError),
+    #[error(transparent)]
+    Switch(#[from] SwitchError),
+    #[error("a switch changed meanwhile (another node): read the switches again")]
+    SwitchContended,
+    #[error("switch {0} was never set")]
+    SwitchNotFound(String),
 }
 
 impl DeskError {
@@ -50,6 +57,9 @@ impl DeskError {
             DeskError::OrderNotFound(_) => "order_not_found",
             DeskError::ActionNotFound(_) => "action_not_found",
             DeskError::Action(error) => error.code(),
+            DeskError::Switch(error) => error.code(),
+            DeskError::SwitchContended => "switch_contended",
+            DeskError::SwitchNotFound(_) => "switch_not_found",
             DeskError::Store(_) | DeskError::Orders(_) | DeskError::Inquiry(_) => {
                 "store_unavailable"
             }
@@ -315,6 +325,162 @@ impl Desk {
             self.carry_out(action).await?;
         }
         Ok(count)
+    }
+
+    /// Every switch at its current version.
+    pub fn board(&self) -> Result<Board, DeskError> {
+        Ok(Board::new(self.store.switches()?))
+    }
+
+    /// A switch's versions, newest first.
+    pub fn switch_versions(&self, key: &str, limit: usize) -> Result<Vec<SwitchState>, DeskError> {
+        Ok(self.store.switch_versions(key, limit)?)
+    }
+
+    /// Sets switches in one audited step (`what`: `switch.set`, `plan.run`): each becomes its
+    /// next version. 409 `switch_contended` if one changed meanwhile (another node).
+    #[allow(clippy::too_many_arguments)] // each is a column of the change or its entry
+    pub fn set_switches(
+        &self,
+        actor: &str,
+        what: &str,
+        subject: &str,
+        changes: &[SwitchChange],
+        expires_in_ms: Option<u64>,
+        reason: &str,
+        ticket: Option<&str>,
+        plan: Option<&str>,
+    ) -> Result<Vec<SwitchState>, DeskError> {
+        text("reason", reason, TEXT_LEN_MAX, true)?;
+        for change in changes {
+            change.switch.check(change.value.filter(|_| change.on))?;
+        }
+        let now_ms = self.clock.now_ms();
+        let current = self.store.switches()?;
+        let next: Vec<SwitchState> = changes
+            .iter()
+            .map(|change| {
+                let before = current.iter().find(|state| state.switch == change.switch);
+                SwitchState {
+                    switch: change.switch.clone(),
+                    on: change.on,
+                    value: change.value.filter(|_| change.on),
+                    expires_at_ms: expires_in_ms
+                        .filter(|_| change.on)
+                        .map(|ms| now_ms.saturating_add(ms)),
+                    version: before.map_or(1, |state| state.version + 1),
+                    set_by: actor.to_owned(),
+                    reason: reason.to_owned(),
+                    ticket: ticket.map(str::to_owned),
+                    plan: plan.map(str::to_owned),
+                    set_at_ms: now_ms,
+                }
+            })
+            .collect();
+        let before: Vec<&SwitchState> = next
+            .iter()
+            .filter_map(|state| current.iter().find(|c| c.switch == state.switch))
+            .collect();
+        self.write_switches(actor, what, subject, &before, next, reason, ticket)
+    }
+
+    #[allow(clippy::too_many_arguments)] // each is a column of the entry
+    fn write_switches(
+        &self,
+        actor: &str,
+        what: &str,
+        subject: &str,
+        before: &[&SwitchState],
+        next: Vec<SwitchState>,
+        reason: &str,
+        ticket: Option<&str>,
+    ) -> Result<Vec<SwitchState>, DeskError> {
+        let said = NewAuditEntry {
+            at_ms: self.clock.now_ms(),
+            actor: actor.to_owned(),
+            action: what.to_owned(),
+            subject: subject.to_owned(),
+            reason: reason.to_owned(),
+            ticket: ticket.map(str::to_owned),
+            before: plain_json(&before),
+            after: plain_json(&next),
+        };
+        if !self.store.set_switches(&next, &said)? {
+            return Err(DeskError::SwitchContended);
+        }
+        Ok(next)
+    }
+
+    /// Sets each named switch back to its previous version (off, for one set only once), as
+    /// its next version, in one audited step (`what`: `switch.rollback`, `plan.rollback`).
+    #[allow(clippy::too_many_arguments)] // each is a column of the change or its entry
+    pub fn rollback_switches(
+        &self,
+        actor: &str,
+        what: &str,
+        subject: &str,
+        switches: &[Switch],
+        reason: &str,
+        ticket: Option<&str>,
+        plan: Option<&str>,
+    ) -> Result<Vec<SwitchState>, DeskError> {
+        text("reason", reason, TEXT_LEN_MAX, true)?;
+        let now_ms = self.clock.now_ms();
+        let mut before = Vec::new();
+        let mut next = Vec::new();
+        for switch in switches {
+            let versions = self.store.switch_versions(&switch.key(), 2)?;
+            let Some(current) = versions.first() else {
+                return Err(DeskError::SwitchNotFound(switch.key()));
+            };
+            let previous = versions.get(1);
+            next.push(SwitchState {
+                switch: switch.clone(),
+                on: previous.is_some_and(|p| p.on),
+                value: previous.and_then(|p| p.value),
+                expires_at_ms: previous.and_then(|p| p.expires_at_ms),
+                version: current.version + 1,
+                set_by: actor.to_owned(),
+                reason: reason.to_owned(),
+                ticket: ticket.map(str::to_owned),
+                plan: plan.map(str::to_owned),
+                set_at_ms: now_ms,
+            });
+            before.push(current.clone());
+        }
+        let before: Vec<&SwitchState> = before.iter().collect();
+        self.write_switches(actor, what, subject, &before, next, reason, ticket)
+    }
+
+    /// Turns off every switch past its expiry (the auto-revert); how many.
+    pub fn expire(&self) -> Result<usize, DeskError> {
+        let now_ms = self.clock.now_ms();
+        let expired: Vec<SwitchChange> = self
+            .store
+            .switches()?
+            .into_iter()
+            .filter(|state| state.is_expired_at(now_ms))
+            .map(|state| SwitchChange { switch: state.switch, on: false, value: None })
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let subject = expired.iter().map(|c| c.switch.key()).collect::<Vec<_>>().join(",");
+        match self.set_switches(
+            "system",
+            "switch.expire",
+            &subject,
+            &expired,
+            None,
+            "expired",
+            None,
+            None,
+        ) {
+            Ok(states) => Ok(states.len()),
+            // Another node reverted it first.
+            Err(DeskError::SwitchContended) => Ok(0),
+            Err(error) => Err(error),
+        }
     }
 
     /// A page of the audit chain, oldest first.

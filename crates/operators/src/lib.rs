@@ -9,13 +9,16 @@
 //!   configured amount, approved by a second (maker–checker) before they are carried out.
 //! - [`desk`]: the operators' desk: proposes, approves, rejects and carries out actions,
 //!   each change committed with its audit entry.
-//! - [`port`]: the store both need (`OpsStore`), implemented on SQLite and PostgreSQL in the
+//! - [`switches`]: run-time switches (kill, degrade, route) with versions and expiry, and the
+//!   contingency plans (预案) made of them, pure.
+//! - [`port`]: the store they all need (`OpsStore`), implemented on SQLite and PostgreSQL in the
 //!   `store` crate.
 
 pub mod actions;
 pub mod audit;
 pub mod desk;
 pub mod port;
+pub mod switches;
 
 pub use actions::{
     ActionError, ActionState, ApprovalPolicy, OperatorAction, OutcomeClaim, Proposal,
@@ -23,3 +26,6 @@ pub use actions::{
 pub use audit::{AuditEntry, AuditError, NewAuditEntry};
 pub use desk::{AuditCheck, Desk, DeskError, OutcomeRequest};
 pub use port::{OpsStore, OpsStoreError};
+pub use switches::{
+    Board, Plan, SharedBoard, Switch, SwitchChange, SwitchError, SwitchState, Traffic,
+};

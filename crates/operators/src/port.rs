@@ -4,6 +4,7 @@
 
 use crate::actions::OperatorAction;
 use crate::audit::{AuditEntry, NewAuditEntry};
+use crate::switches::SwitchState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsStoreError {
@@ -46,4 +47,19 @@ pub trait OpsStore: Send + Sync {
         state: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OperatorAction>, OpsStoreError>;
+
+    /// Every switch ever set, at its current version.
+    fn switches(&self) -> Result<Vec<SwitchState>, OpsStoreError>;
+
+    /// The versions of the switch `key`, newest first, at most `limit`.
+    fn switch_versions(&self, key: &str, limit: usize) -> Result<Vec<SwitchState>, OpsStoreError>;
+
+    /// Writes each state as the next version of its switch — if every switch is still at the
+    /// version before (none for version 1) — all or none, with `audit` in the same
+    /// transaction; `false` (nothing written) when a switch moved meanwhile.
+    fn set_switches(
+        &self,
+        states: &[SwitchState],
+        audit: &NewAuditEntry,
+    ) -> Result<bool, OpsStoreError>;
 }

@@ -41,7 +41,9 @@ impl From<DeskError> for ApiError {
             | DeskError::ActionNotFound(_) => StatusCode::NOT_FOUND,
             DeskError::InquiryResolved(_) => StatusCode::CONFLICT,
             DeskError::Action(operators::ActionError::ApproverIsMaker) => StatusCode::FORBIDDEN,
-            DeskError::Action(_) => StatusCode::CONFLICT,
+            DeskError::Action(_) | DeskError::SwitchContended => StatusCode::CONFLICT,
+            DeskError::SwitchNotFound(_) => StatusCode::NOT_FOUND,
+            DeskError::Switch(error) => return ApiError::from(error.clone()),
             DeskError::Store(_) | DeskError::Orders(_) | DeskError::Inquiry(_) => {
                 tracing::error!(%error, "operators' desk unavailable");
                 return ApiError::unavailable(code, "the operators' store is unreachable; retry");
@@ -415,9 +417,10 @@ pub struct AuditEntryView {
     pub subject: String,
     pub reason: String,
     pub ticket: Option<String>,
-    #[schema(value_type = Object)]
+    /// What it was before: an object, a list (of switches) or `null` (nothing).
+    #[schema(value_type = Value)]
     pub before: serde_json::Value,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub after: serde_json::Value,
     pub previous_hash: String,
     /// SHA-256 (hex) over the previous hash, the sequence number and every field.

@@ -38,6 +38,7 @@ pub mod parties_api;
 pub mod payments_api;
 pub mod recon_api;
 pub mod request;
+pub mod switches_api;
 pub mod tenancy;
 pub mod views;
 pub mod webhooks_api;
@@ -71,6 +72,8 @@ pub struct AppState {
     /// The operators' desk (actions with approval, the audit log); `None` on a node that
     /// does not run it.
     pub desk: Option<Arc<operators::Desk>>,
+    /// The operators' switches as this node last read them: the edge obeys them.
+    pub switches: Arc<operators::SharedBoard>,
 }
 
 /// The admin tenant when none is configured, as `qianbao serve` defaults it.
@@ -105,6 +108,7 @@ impl AppState {
             namespaces: Arc::new(access::namespace::Namespaces::new(secret, admin_tenant)),
             recon: None,
             desk: None,
+            switches: Arc::default(),
         })
     }
 
@@ -147,8 +151,13 @@ impl AppState {
 
     /// Serves operators' actions and the audit log (`/v1/ops/actions`, `/v1/ops/audit`)
     /// through `desk`, and audits operators' other actions there.
-    pub fn with_desk(mut self, desk: Arc<operators::Desk>) -> AppState {
+    pub fn with_desk(
+        mut self,
+        desk: Arc<operators::Desk>,
+        switches: Arc<operators::SharedBoard>,
+    ) -> AppState {
         self.desk = Some(desk);
+        self.switches = switches;
         self
     }
 
@@ -267,6 +276,12 @@ pub fn router(state: AppState) -> Router {
         .route("/ops/actions/{id}/reject", post(actions_api::reject_action))
         .route("/ops/audit", get(actions_api::list_audit))
         .route("/ops/audit/verify", get(actions_api::verify_audit))
+        .route("/ops/switches", get(switches_api::list_switches).post(switches_api::set_switch))
+        .route("/ops/switches/versions", get(switches_api::switch_versions))
+        .route("/ops/switches/rollback", post(switches_api::rollback_switch))
+        .route("/ops/plans", get(switches_api::list_plans))
+        .route("/ops/plans/{name}/run", post(switches_api::run_plan))
+        .route("/ops/plans/{name}/rollback", post(switches_api::rollback_plan))
         .route("/keys", post(keys_api::create_key).get(keys_api::list_keys))
         .route("/keys/{id}", delete(keys_api::revoke_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::verify_signature));
@@ -278,6 +293,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), switches_api::obey_switches))
         .layer(axum::middleware::from_fn(request::refuse_control_characters))
         .layer(axum::middleware::from_fn(ops::uniform_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::{
     actions_api, breaks_api, checks_api, days_api, formats, keys_api, ledger_api, operators_api,
-    ops, orders_api, parties_api, payments_api, recon_api, webhooks_api,
+    ops, orders_api, parties_api, payments_api, recon_api, switches_api, webhooks_api,
 };
 
 #[derive(OpenApi)]
@@ -99,6 +99,13 @@ use crate::{
         actions_api::reject_action,
         actions_api::list_audit,
         actions_api::verify_audit,
+        switches_api::list_switches,
+        switches_api::switch_versions,
+        switches_api::set_switch,
+        switches_api::rollback_switch,
+        switches_api::list_plans,
+        switches_api::run_plan,
+        switches_api::rollback_plan,
         keys_api::create_key,
         keys_api::list_keys,
         keys_api::revoke_key,
@@ -115,6 +122,7 @@ use crate::{
         formats::Seq,
         crate::views::wire::AlertState,
         actions_api::ActionStateName,
+        switches_api::ProductName,
     )),
     modifiers(&BearerKeys, &ClosedVariants, &OptionalBodies),
     security(("api_key" = [])),
@@ -153,7 +161,8 @@ impl Modify for BearerKeys {
 struct ClosedVariants;
 
 /// Request enums read with `#[serde(deny_unknown_fields)]`.
-const CLOSED_ENUMS: &[&str] = &["TransferRequest", "ResolutionRequest"];
+const CLOSED_ENUMS: &[&str] =
+    &["TransferRequest", "ResolutionRequest", "OutcomeBody", "SwitchBody"];
 
 impl Modify for ClosedVariants {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -114,6 +114,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(reconciler) = &state.recon {
         reconciler.render_metrics(&mut out);
     }
+    crate::switches_api::render_metrics(&state, &mut out);
     let pipeline = state.ledger.metrics();
     for (name, value) in [
         (

@@ -1,5 +1,5 @@
 //! Operators' work (`operators::OpsStore`) on SQLite (`ops.db`, `synchronous = FULL`) and
-//! PostgreSQL (migration 18): the audit chain and the actions, through the SQL kit
+//! PostgreSQL (migrations 18, 19): the audit chain, the actions and the switches, through the SQL kit
 //! ([`crate::sql`]). An entry is numbered and linked to the one before inside the transaction
 //! that appends it, under a lock every node takes (PostgreSQL: an advisory lock; SQLite: its
 //! one writer), so appenders on any node form one chain.
@@ -7,13 +7,14 @@
 use std::path::Path;
 
 use operators::audit::{link, GENESIS_HASH};
-use operators::{AuditEntry, NewAuditEntry, OperatorAction, OpsStore, OpsStoreError};
+use operators::{AuditEntry, NewAuditEntry, OperatorAction, OpsStore, OpsStoreError, SwitchState};
 use rusqlite::Connection;
 
 use crate::postgres::PgTarget;
 use crate::sql::{bodies, int, json, Db, PgKit, SqlError, SqliteKit, V};
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_ops.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("sqlite/0001_ops.sql")), (2, include_str!("sqlite/0002_ops_switches.sql"))];
 
 impl From<SqlError> for OpsStoreError {
     fn from(error: SqlError) -> OpsStoreError {
@@ -63,6 +64,42 @@ fn action_params(action: &OperatorAction) -> Result<Vec<V>, SqlError> {
         int(action.created_at_ms),
         json(action)?,
     ])
+}
+
+fn set_switches(
+    db: &mut dyn Db,
+    states: &[SwitchState],
+    audit: &NewAuditEntry,
+) -> Result<bool, OpsStoreError> {
+    db.lock_key("qianbao.ops.switches")?;
+    // Every switch checked before anything is written: all or none.
+    for state in states {
+        let rows = db.rows(
+            "SELECT version FROM ops_switches WHERE key = ?1",
+            &[V::Text(state.switch.key())],
+        )?;
+        let current = match rows.into_iter().next().and_then(|row| row.into_iter().next()) {
+            Some(version) => version.int()?,
+            None => 0,
+        };
+        if current != crate::orders::i64_of(state.version) - 1 {
+            return Ok(false);
+        }
+    }
+    for state in states {
+        let (key, version, body) = (V::Text(state.switch.key()), int(state.version), json(state)?);
+        db.exec(
+            "INSERT INTO ops_switches (key, version, body) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (key) DO UPDATE SET version = excluded.version, body = excluded.body",
+            &[key.clone(), version.clone(), body.clone()],
+        )?;
+        db.exec(
+            "INSERT INTO ops_switch_versions (key, version, body) VALUES (?1, ?2, ?3)",
+            &[key, version, body],
+        )?;
+    }
+    append_audit(db, audit)?;
+    Ok(true)
 }
 
 macro_rules! ops_store {
@@ -153,6 +190,36 @@ macro_rules! ops_store {
                     };
                     Ok(bodies(rows)?)
                 })
+            }
+
+            fn switches(&self) -> Result<Vec<SwitchState>, OpsStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows("SELECT body FROM ops_switches ORDER BY key", &[])?;
+                    Ok(bodies(rows)?)
+                })
+            }
+
+            fn switch_versions(
+                &self,
+                key: &str,
+                limit: usize,
+            ) -> Result<Vec<SwitchState>, OpsStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows(
+                        "SELECT body FROM ops_switch_versions WHERE key = ?1 \
+                         ORDER BY version DESC LIMIT ?2",
+                        &[V::Text(key.into()), V::Int(crate::orders::limit_of(limit))],
+                    )?;
+                    Ok(bodies(rows)?)
+                })
+            }
+
+            fn set_switches(
+                &self,
+                states: &[SwitchState],
+                audit: &NewAuditEntry,
+            ) -> Result<bool, OpsStoreError> {
+                self.with(true, |db| set_switches(db, states, audit))
             }
         }
     };

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("postgres/0016_orders_body_version.sql")),
     (17, include_str!("postgres/0017_orders_needing_operator.sql")),
     (18, include_str!("postgres/0018_ops.sql")),
+    (19, include_str!("postgres/0019_ops_switches.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

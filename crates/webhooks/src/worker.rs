@@ -76,6 +76,8 @@ pub struct Deliverer {
     policy: RetryPolicy,
     egress: EgressPolicy,
     batch: usize,
+    /// Deliveries held back by an operators' switch.
+    paused: std::sync::atomic::AtomicBool,
 }
 
 /// Why an attempt got no answer.
@@ -126,7 +128,7 @@ impl Deliverer {
             .no_proxy()
             .dns_resolver(Arc::new(PublicResolver::new(egress)))
             .build()?;
-        Ok(Deliverer { store, client, policy, egress, batch: 64 })
+        Ok(Deliverer { store, client, policy, egress, batch: 64, paused: Default::default() })
     }
 
     /// Delivers through an egress proxy (`http://host:port`): every delivery goes to the
@@ -148,7 +150,7 @@ impl Deliverer {
             .proxy(proxy)
             .dns_resolver(Arc::new(PublicResolver::new(egress)))
             .build()?;
-        Ok(Deliverer { store, client, policy, egress, batch: 64 })
+        Ok(Deliverer { store, client, policy, egress, batch: 64, paused: Default::default() })
     }
 
     pub fn store(&self) -> &Arc<dyn WebhookStore> {
@@ -201,10 +203,18 @@ impl Deliverer {
         Ok(counts)
     }
 
-    /// Sweeps every `poll_ms` until `stop` turns true.
+    /// Holds deliveries back (an operators' switch: the database is slow, say) or lets
+    /// them go again. Held deliveries stay in the outbox and are sent once released.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sweeps every `poll_ms` until `stop` turns true (none while paused).
     pub async fn run(self: Arc<Self>, poll_ms: u64, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            if let Err(error) = self.sweep().await {
+            if self.paused.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::debug!("webhook deliveries held by a switch");
+            } else if let Err(error) = self.sweep().await {
                 tracing::error!(%error, "webhook sweep failed");
             }
             tokio::select! {

@@ -8,3 +8,4 @@ mod payments;
 mod recon;
 mod refund_outage;
 mod serve;
+mod switches;

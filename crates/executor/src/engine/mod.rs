@@ -174,6 +174,8 @@ pub struct Executor {
     /// Payout batches being carried out after their request was answered: joined at
     /// shutdown ([`Executor::finish_batches`]), reaped as they end.
     batches: Mutex<tokio::task::JoinSet<()>>,
+    /// Channels no payout may be sent to (an operators' switch, `PayoutsFrozen`).
+    frozen_payouts: Mutex<Vec<ChannelId>>,
     counters: Counters,
 }
 
@@ -197,8 +199,15 @@ impl Executor {
             parties: Mutex::new(HashMap::new()),
             order_locks: OrderLocks::default(),
             batches: Mutex::new(tokio::task::JoinSet::new()),
+            frozen_payouts: Mutex::new(Vec::new()),
             counters: Counters::default(),
         }
+    }
+
+    /// Channels no payout may be sent to from now on (the operators' switches say which):
+    /// payouts waiting for a channel go to another, or fail as having none.
+    pub fn set_frozen_payout_channels(&self, channels: Vec<ChannelId>) {
+        *self.frozen_payouts.lock().unwrap_or_else(|p| p.into_inner()) = channels;
     }
 
     /// Gives the executor the status-inquiry service whose owner it is (see
@@ -404,6 +413,18 @@ impl Executor {
             } else if let Some((request, refused)) =
                 record.order.awaiting_route(self.clock.now_ms())
             {
+                // Channels an operator froze payouts on are no candidates for a payout.
+                let mut refused = refused.to_vec();
+                if request.operation == channels::Operation::Payout {
+                    refused.extend(
+                        self.frozen_payouts
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .iter()
+                            .cloned(),
+                    );
+                }
+                let refused = refused.as_slice();
                 let choice = match (record.order.pinned_channel(), &self.gateway) {
                     (Some(pinned), Some(_)) => {
                         Some(pinned.clone()).filter(|c| !refused.contains(c))
