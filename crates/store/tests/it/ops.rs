@@ -9,7 +9,9 @@ use channels::{ChannelId, RequestId};
 use money::{Amount, AssetCode};
 use operators::actions::Proposal;
 use operators::audit::{verify, GENESIS_HASH};
-use operators::{ApprovalPolicy, NewAuditEntry, OperatorAction, OpsStore, OutcomeClaim};
+use operators::{
+    ApprovalPolicy, NewAuditEntry, OperatorAction, OpsStore, OutcomeClaim, Switch, SwitchState,
+};
 use store::{PgOpsStore, SqliteOpsStore};
 
 use crate::backends::{drop_schema, pg_target};
@@ -114,6 +116,49 @@ fn exercise(store: Arc<dyn OpsStore>) {
     assert_eq!(ids(Some("pending_approval")), ["opa_b"]);
     assert_eq!(ids(Some("approved")), ["opa_a"]);
     assert_eq!(ids(None), ["opa_b", "opa_a"], "newest first");
+
+    // Switches: each change is the next version, all of a set or none, with its entry.
+    let switch = |on: bool, version: u64, plan: Option<&str>| SwitchState {
+        switch: Switch::BulkOff,
+        on,
+        value: None,
+        expires_at_ms: None,
+        version,
+        set_by: "key_ops".into(),
+        reason: "drill".into(),
+        ticket: None,
+        plan: plan.map(str::to_owned),
+        set_at_ms: 9_000 + version,
+    };
+    let disabled = |version: u64| SwitchState {
+        switch: Switch::ChannelDisabled { channel: ChannelId::new("bank_a").unwrap() },
+        ..switch(true, version, Some("channel_down"))
+    };
+    assert!(store.switches().unwrap().is_empty());
+    assert!(store.set_switches(&[switch(true, 1, None)], &said("switch.set", "bulk")).unwrap());
+    assert!(
+        !store.set_switches(&[switch(false, 1, None)], &said("switch.set", "stale")).unwrap(),
+        "version 1 exists"
+    );
+    // A plan: one switch new, one at a stale version: nothing of it is written.
+    assert!(!store
+        .set_switches(&[disabled(1), switch(true, 5, None)], &said("plan.run", "stale"))
+        .unwrap());
+    assert_eq!(store.switches().unwrap(), [switch(true, 1, None)]);
+    assert!(store
+        .set_switches(&[disabled(1), switch(false, 2, None)], &said("plan.run", "down"))
+        .unwrap());
+    let keys: Vec<String> = store.switches().unwrap().into_iter().map(|s| s.switch.key()).collect();
+    assert_eq!(keys, ["degrade/bulk", "route/disabled:bank_a"]);
+    assert_eq!(
+        store.switch_versions("degrade/bulk", 10).unwrap(),
+        [switch(false, 2, None), switch(true, 1, None)],
+        "newest first"
+    );
+    assert_eq!(store.switch_versions("degrade/bulk", 1).unwrap().len(), 1);
+    let trail: Vec<String> =
+        store.audit(43, 100).unwrap().into_iter().map(|e| e.entry.subject).collect();
+    assert_eq!(trail, ["bulk", "down"], "only the changes that took are in the chain");
 }
 
 #[test]
@@ -122,7 +167,7 @@ fn sqlite_ops_store_conforms() {
     let path = dir.path().join("ops.db");
     exercise(Arc::new(SqliteOpsStore::open(&path).expect("open")));
     let reopened = SqliteOpsStore::open(&path).expect("reopen");
-    assert_eq!(reopened.audit(0, 100).unwrap().len(), 43);
+    assert_eq!(reopened.audit(0, 100).unwrap().len(), 45);
     // Someone with the database file rewrites an entry's reason: the chain names the entry.
     let raw = rusqlite::Connection::open(&path).unwrap();
     let changed = raw
@@ -144,7 +189,7 @@ fn postgres_ops_store_conforms() {
     // A second node's store continues the same chain.
     let other = PgOpsStore::connect(&target).expect("reconnect");
     let appended = other.append_audit(&entry("key_other", 99)).unwrap();
-    assert_eq!(appended.seq, 44);
+    assert_eq!(appended.seq, 46);
     drop_schema(&target);
 }
 
