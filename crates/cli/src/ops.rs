@@ -89,6 +89,56 @@ enum OpsCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Lists the switches ever set, at their current version (`in_force`: obeyed now).
+    Switches,
+    /// Sets a switch on or off: `kill_all`, `kill_product --product withdrawal`,
+    /// `history_reads_off`, `bulk_off`, `settlement_paused`, `webhooks_delayed`,
+    /// `payouts_frozen --channel bank_a`, `channel_disabled|channel_pinned --channel bank_a`,
+    /// `channel_weight --channel bank_a --value 500`.
+    Switch {
+        #[command(flatten)]
+        target: SwitchTarget,
+        /// Turn it on (without: off).
+        #[arg(long)]
+        on: bool,
+        /// A channel weight's permille.
+        #[arg(long)]
+        value: Option<u32>,
+        /// Turn it back off after this long.
+        #[arg(long)]
+        expires_in_ms: Option<u64>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+    },
+    /// Sets a switch back to its previous version.
+    RollbackSwitch {
+        #[command(flatten)]
+        target: SwitchTarget,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+    },
+    /// Lists the contingency plans (预案).
+    Plans,
+    /// Runs a plan (`run`) or rolls it back (`rollback`): `qianbao ops plan run channel_down
+    /// --channel bank_a --reason …`.
+    Plan {
+        /// `run` or `rollback`.
+        #[arg(value_parser = ["run", "rollback"])]
+        step: String,
+        name: String,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        expires_in_ms: Option<u64>,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+    },
     /// Prints the audit log as JSON lines, oldest first (the whole log unless `--limit`), or
     /// with `--verify` recomputes its hash chain.
     Audit {
@@ -101,6 +151,42 @@ enum OpsCommand {
         #[arg(long)]
         verify: bool,
     },
+}
+
+/// A switch as the command line names it.
+#[derive(Args)]
+struct SwitchTarget {
+    /// The switch: kill_all, kill_product, history_reads_off, bulk_off, settlement_paused,
+    /// webhooks_delayed, payouts_frozen, channel_disabled, channel_pinned, channel_weight.
+    switch: String,
+    /// For kill_product.
+    #[arg(long)]
+    product: Option<String>,
+    /// For the channel switches.
+    #[arg(long)]
+    channel: Option<String>,
+}
+
+impl SwitchTarget {
+    fn json(&self) -> Value {
+        let mut target = json!({"switch": self.switch});
+        if let Some(product) = &self.product {
+            target["product"] = json!(product);
+        }
+        if let Some(channel) = &self.channel {
+            target["channel"] = json!(channel);
+        }
+        target
+    }
+}
+
+/// `reason` and, when given, `ticket` into `body`.
+fn with_words(mut body: Value, reason: &str, ticket: Option<&String>) -> Value {
+    body["reason"] = json!(reason);
+    if let Some(ticket) = ticket {
+        body["ticket"] = json!(ticket);
+    }
+    body
 }
 
 pub fn run(args: OpsArgs) -> anyhow::Result<()> {
@@ -164,6 +250,35 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
                 client.send(Method::POST, &path, Some(json!({"reason": reason}))).await
             }
             OpsCommand::Audit { .. } => client.send(Method::GET, "/v1/ops/audit/verify", None).await,
+            OpsCommand::Switches => client.send(Method::GET, "/v1/ops/switches", None).await,
+            OpsCommand::Switch { target, on, value, expires_in_ms, reason, ticket } => {
+                let mut body = json!({"target": target.json(), "on": on});
+                if let Some(value) = value {
+                    body["value"] = json!(value);
+                }
+                if let Some(ms) = expires_in_ms {
+                    body["expires_in_ms"] = json!(ms);
+                }
+                let body = with_words(body, reason, ticket.as_ref());
+                client.send(Method::POST, "/v1/ops/switches", Some(body)).await
+            }
+            OpsCommand::RollbackSwitch { target, reason, ticket } => {
+                let body = with_words(json!({"target": target.json()}), reason, ticket.as_ref());
+                client.send(Method::POST, "/v1/ops/switches/rollback", Some(body)).await
+            }
+            OpsCommand::Plans => client.send(Method::GET, "/v1/ops/plans", None).await,
+            OpsCommand::Plan { step, name, channel, expires_in_ms, reason, ticket } => {
+                let mut body = json!({});
+                if let Some(channel) = channel {
+                    body["channel"] = json!(channel);
+                }
+                if let Some(ms) = expires_in_ms {
+                    body["expires_in_ms"] = json!(ms);
+                }
+                let body = with_words(body, reason, ticket.as_ref());
+                let path = format!("/v1/ops/plans/{name}/{step}");
+                client.send(Method::POST, &path, Some(body)).await
+            }
         }
     })?;
     if args.json {
@@ -202,6 +317,26 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
                 None => vec![answer],
             };
             print_actions(&actions);
+            return Ok(());
+        }
+        OpsCommand::Switches
+        | OpsCommand::Switch { .. }
+        | OpsCommand::RollbackSwitch { .. }
+        | OpsCommand::Plan { .. } => {
+            print_switches(answer["data"].as_array().map_or(&[][..], Vec::as_slice));
+            return Ok(());
+        }
+        OpsCommand::Plans => {
+            for plan in answer["data"].as_array().map_or(&[][..], Vec::as_slice) {
+                println!(
+                    "{:<16} {}\n{:<16} switches: {}; alert: {}",
+                    plan["name"].as_str().unwrap_or(""),
+                    plan["description"].as_str().unwrap_or(""),
+                    "",
+                    plan["switches"],
+                    plan["alert"].as_str().unwrap_or(""),
+                );
+            }
             return Ok(());
         }
         OpsCommand::Audit { .. } => {
@@ -286,4 +421,26 @@ async fn export_audit(client: &Client, after_seq: u64, limit: Option<u64>) -> an
         }
     }
     Ok(())
+}
+
+fn print_switches(switches: &[Value]) {
+    println!(
+        "{:<36} {:<8} {:<9} {:>7} {:>15} {:<16} {:<14}",
+        "switch", "on", "in_force", "version", "expires_at_ms", "plan", "set_by"
+    );
+    for switch in switches {
+        println!(
+            "{:<36} {:<8} {:<9} {:>7} {:>15} {:<16} {:<14}",
+            switch["key"].as_str().unwrap_or(""),
+            switch["on"],
+            switch["in_force"],
+            switch["version"],
+            switch["expires_at_ms"].as_u64().map_or("-".to_owned(), |ms| ms.to_string()),
+            switch["plan"].as_str().unwrap_or("-"),
+            switch["set_by"].as_str().unwrap_or(""),
+        );
+    }
+    if switches.is_empty() {
+        println!("(no switch set)");
+    }
 }

@@ -19,7 +19,7 @@ fn escalated(ops: &World) -> Vec<Value> {
         .expect("escalated inquiries")
 }
 
-fn qianbao_ops(ops: &World, args: &[&str]) -> String {
+pub(crate) fn qianbao_ops(ops: &World, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_qianbao"))
         .arg("ops")
         .args(args)

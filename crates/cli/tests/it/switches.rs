@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::ops::qianbao_ops;
 use crate::payments::{World, CARD};
 use crate::recon::key;
 
@@ -120,6 +121,17 @@ fn switches_and_plans_are_obeyed_rolled_back_and_audited() {
     assert_eq!((status, missing["error"]["code"].clone()), (422, json!("channel_needed")));
     let plans = ops.ok("GET", "/v1/ops/plans", Value::Null);
     assert_eq!(plans["data"].as_array().map(Vec::len), Some(4), "{plans}");
+    // From a shell: the database is slow — shed bulk and history reads, hold webhooks.
+    let run = qianbao_ops(&ops, &["plan", "run", "database_slow", "--reason", "db p99 up"]);
+    for key in ["degrade/bulk", "degrade/history_reads", "degrade/webhooks"] {
+        assert!(run.contains(key), "{run}");
+    }
+    let (status, _) = world.call("GET", "/v1/orders", Value::Null);
+    assert_eq!(status, 503, "history reads shed");
+    qianbao_ops(&ops, &["plan", "rollback", "database_slow", "--reason", "db recovered"]);
+    assert_eq!(world.call("GET", "/v1/orders", Value::Null).0, 200);
+    let listed = qianbao_ops(&ops, &["switches"]);
+    assert!(listed.contains("route/disabled:bank_a"), "{listed}");
 
     // Every change is in the audit chain, which verifies.
     let audit = ops.ok("GET", "/v1/ops/audit?limit=500", Value::Null);
@@ -137,7 +149,15 @@ fn switches_and_plans_are_obeyed_rolled_back_and_audited() {
     let others: Vec<&str> = actions.into_iter().filter(|a| *a != "switch.expire").collect();
     assert_eq!(
         others,
-        ["switch.set", "switch.rollback", "switch.set", "plan.run", "plan.rollback"]
+        [
+            "switch.set",
+            "switch.rollback",
+            "switch.set",
+            "plan.run",
+            "plan.rollback",
+            "plan.run",
+            "plan.rollback"
+        ]
     );
     assert_eq!(ops.ok("GET", "/v1/ops/audit/verify", Value::Null)["ok"], json!(true));
     world.assert_balanced();
