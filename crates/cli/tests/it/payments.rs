@@ -96,7 +96,7 @@ impl Sim {
 
 /// The PostgreSQL URL of the tests, or `None` (after saying so) when the server is out of
 /// reach outside CI; under CI an unreachable server fails the test.
-fn postgres_url() -> Option<String> {
+pub(crate) fn postgres_url() -> Option<String> {
     let url = std::env::var("QIANBAO_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
     match store::PgReader::connect(store::PgTarget::new(url.as_str(), "qb_test_probe")) {
@@ -178,6 +178,24 @@ impl World {
         match &self.server {
             Some(server) => &server.addr,
             None => self.shared_addr.as_deref().expect("server running"),
+        }
+    }
+
+    /// A second node of the same deployment: another `qianbao serve` with the same arguments
+    /// (so on the same PostgreSQL schema, when the world runs on one), called with this
+    /// view's key; stopped when dropped.
+    pub(crate) fn another_node(&self) -> World {
+        let (server, _) = start_with(&self.args, &[], false);
+        World {
+            sim: Sim {
+                child: Command::new("true").spawn().expect("spawn"),
+                base: self.sim.base.clone(),
+            },
+            server: Some(server),
+            shared_addr: None,
+            key: self.key.clone(),
+            args: self.args.clone(),
+            _dir: tempfile::tempdir().expect("tempdir"),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::ops::qianbao_ops;
-use crate::payments::{World, CARD};
+use crate::payments::{postgres_url, World, CARD};
 use crate::recon::key;
 
 fn set(ops: &World, target: Value, on: bool, extra: Value) -> Value {
@@ -161,4 +161,48 @@ fn switches_and_plans_are_obeyed_rolled_back_and_audited() {
     );
     assert_eq!(ops.ok("GET", "/v1/ops/audit/verify", Value::Null)["ok"], json!(true));
     world.assert_balanced();
+}
+
+/// Two nodes on one PostgreSQL: a switch set through one is obeyed by the other within
+/// seconds, and rolled back through the other, the first obeys that too.
+#[test]
+fn a_switch_set_through_one_node_is_obeyed_by_another_within_seconds() {
+    let Some(url) = postgres_url() else { return };
+    let schema = format!("qb_test_switches_{}", std::process::id());
+    let first = World::start(&["bank_a"], &["--database-url", &url, "--database-schema", &schema]);
+    let second = first.another_node();
+    let ops = first.share(&key(&first, &["ops:read", "ops:write"]));
+    let topup = |world: &World, reference: &str| {
+        world.call(
+            "POST",
+            "/v1/topups",
+            json!({"reference": reference, "customer": "alice", "card": CARD,
+                   "asset": "CNY", "amount": "100"}),
+        )
+    };
+    assert_eq!(topup(&second, "before").0, 201);
+    let kill = json!({"switch": "kill_product", "product": "topup"});
+    set(&ops, kill.clone(), true, json!({}));
+    let started = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let (status, answer) = topup(&second, &format!("during-{n}"));
+        if status == 503 {
+            assert_eq!(answer["error"]["code"], json!("switched_off"), "{answer}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the second node never obeyed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Rolled back through the second node: the first obeys within seconds too.
+    let on_second = second.share(ops.key());
+    on_second.ok("POST", "/v1/ops/switches/rollback", json!({"target": kill, "reason": "over"}));
+    let started = Instant::now();
+    while topup(&first, &format!("after-{}", started.elapsed().as_millis())).0 != 201 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the first node never obeyed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop((second, first));
+    store::postgres::drop_schema(&store::PgTarget::new(url, schema)).expect("drop schema");
 }
