@@ -409,24 +409,28 @@ impl Gateway {
                 }
             }
         }
-        let _ = writeln!(out, "# TYPE qianbao_channel_call_duration_ms histogram");
+        // In seconds, Prometheus's base unit; the window keeps milliseconds.
+        let _ = writeln!(out, "# TYPE qianbao_channel_call_duration_seconds histogram");
         for (id, slot) in &self.slots {
             let cumulative = slot.latency_ms.cumulative();
             for (bound, count) in &cumulative {
-                let le = if *bound == u64::MAX { "+Inf".to_string() } else { bound.to_string() };
+                let le =
+                    if *bound == u64::MAX { "+Inf".to_string() } else { seconds_of_ms(*bound) };
                 let _ = writeln!(
                     out,
-                    "qianbao_channel_call_duration_ms_bucket{{channel=\"{id}\",le=\"{le}\"}} {count}"
+                    "qianbao_channel_call_duration_seconds_bucket{{channel=\"{id}\",le=\"{le}\"}} {count}"
                 );
             }
             let count = cumulative.last().map_or(0, |(_, count)| *count);
             let _ = writeln!(
                 out,
-                "qianbao_channel_call_duration_ms_sum{{channel=\"{id}\"}} {}",
-                slot.latency_ms.sum_ms()
+                "qianbao_channel_call_duration_seconds_sum{{channel=\"{id}\"}} {}",
+                seconds_of_ms(slot.latency_ms.sum_ms())
             );
-            let _ =
-                writeln!(out, "qianbao_channel_call_duration_ms_count{{channel=\"{id}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "qianbao_channel_call_duration_seconds_count{{channel=\"{id}\"}} {count}"
+            );
         }
         let _ = writeln!(out, "# TYPE qianbao_channel_breaker_state gauge");
         for (id, slot) in &self.slots {
@@ -441,4 +445,29 @@ impl Gateway {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Milliseconds as decimal seconds, exactly (`1500` → `1.5`, `5` → `0.005`): integer
+/// arithmetic, no float rounding in what Prometheus reads.
+pub fn seconds_of_ms(ms: u64) -> String {
+    let (whole, millis) = (ms / 1_000, ms % 1_000);
+    if millis == 0 {
+        return whole.to_string();
+    }
+    let fraction = format!("{millis:03}");
+    format!("{whole}.{}", fraction.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod seconds_tests {
+    use super::seconds_of_ms;
+
+    #[test]
+    fn milliseconds_print_as_exact_seconds() {
+        for (ms, seconds) in
+            [(0, "0"), (5, "0.005"), (50, "0.05"), (1_000, "1"), (1_500, "1.5"), (60_001, "60.001")]
+        {
+            assert_eq!(seconds_of_ms(ms), seconds);
+        }
+    }
 }

@@ -337,7 +337,7 @@ pub fn plans(channel: Option<&ChannelId>) -> Vec<Plan> {
             name: "recon_shortfall",
             description: "Reconciliation found a shortfall on a channel: freeze payouts there \
                           until the breaks are resolved.",
-            alert: "QianbaoReconciliationBreaks",
+            alert: "QianbaoCriticalBreaks",
             per_channel: true,
             changes: vec![on(Switch::PayoutsFrozen { channel: channel.clone() })],
         });
@@ -465,6 +465,15 @@ mod tests {
             }
         }
         assert_eq!(plan("panic", None), Err(SwitchError::UnknownPlan("panic".into())));
+        // Each plan's alert is one the shipped Prometheus rules raise.
+        let rules = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../deploy/prometheus/qianbao-alerts.yml"),
+        )
+        .expect("the rules file");
+        for plan in plans(Some(&a)) {
+            assert!(rules.contains(&format!("alert: {}\n", plan.alert)), "{}", plan.alert);
+        }
         let down = plan("channel_down", Some(&a)).expect("plan");
         assert_eq!(down.changes[0].switch, Switch::ChannelDisabled { channel: a });
     }

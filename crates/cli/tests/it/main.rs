@@ -3,6 +3,7 @@
 mod config;
 mod crash;
 mod edge;
+mod monitoring;
 mod ops;
 mod payments;
 mod recon;

@@ -32,7 +32,7 @@ impl World {
     }
 
     /// The service's `/metrics` line of `name` (no labels), as a number.
-    fn gauge(&self, name: &str) -> u64 {
+    fn gauge(&self, name: &str) -> f64 {
         let (status, text) = request(self.addr(), "GET", "/metrics", "-", "").expect("metrics");
         assert_eq!(status, 200, "{text}");
         let prefix = format!("{name} ");
@@ -88,8 +88,8 @@ fn a_card_refund_waits_while_its_channel_is_down_and_completes_once_it_is_back()
     assert_eq!(world.balance("merchants", "shop", "unsettled"), held);
     let report = world.ok("POST", "/v1/inspection", Value::Null);
     assert_eq!(report["awaiting_channel"], json!(1), "{report}");
-    assert_eq!(world.gauge("qianbao_refunds_awaiting_channel"), 1);
-    assert!(world.gauge("qianbao_refunds_awaiting_channel_age_ms_max") > 0);
+    assert_eq!(world.gauge("qianbao_refunds_awaiting_channel"), 1.0);
+    assert!(world.gauge("qianbao_refunds_awaiting_channel_age_seconds_max") > 0.0);
     assert!(world.sim.operations("bank_a").iter().all(|op| op["operation"] != json!("refund")));
 
     world.sim.faults("bank_a", json!({}));
@@ -112,5 +112,5 @@ fn a_card_refund_waits_while_its_channel_is_down_and_completes_once_it_is_back()
     world.sim.assert_each_request_once("bank_a");
     assert_eq!(world.sim.card_balance("bank_a"), CARD_BALANCE_MINOR - 5_000 + 2_000);
     world.ok("POST", "/v1/inspection", Value::Null);
-    assert_eq!(world.gauge("qianbao_refunds_awaiting_channel"), 0);
+    assert_eq!(world.gauge("qianbao_refunds_awaiting_channel"), 0.0);
 }

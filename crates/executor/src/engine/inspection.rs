@@ -156,15 +156,18 @@ impl Executor {
                 "Card refunds waiting for their channel to come back (money held) at the last inspection.",
                 &c.awaiting_channel,
             ),
-            (
-                "qianbao_refunds_awaiting_channel_age_ms_max",
-                "How long the oldest card refund waiting for its channel had waited, at the last inspection.",
-                &c.awaiting_channel_age_ms_max,
-            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
+        let name = "qianbao_refunds_awaiting_channel_age_seconds_max";
+        let _ = writeln!(
+            out,
+            "# HELP {name} How long the oldest card refund waiting for its channel had waited, \
+             at the last inspection.\n# TYPE {name} gauge"
+        );
+        let age_ms = c.awaiting_channel_age_ms_max.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name} {}", channels::gateway::seconds_of_ms(age_ms));
     }
 }
 
