@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// the monitor) once it has not moved for this long.
     #[arg(long, env = "QIANBAO_STUCK_AFTER_MS", default_value_t = 3_600_000)]
     stuck_after_ms: u64,
+    /// Do not shed load by priority class (on by default: under overload, bulk and then
+    /// reads are refused with 503 `overloaded` before money-moving writes).
+    #[arg(long, env = "QIANBAO_NO_ADMISSION")]
+    no_admission: bool,
     /// Operators' money-moving actions moving this much or more (minor units) need a second
     /// key's approval (maker–checker); 0: every one does.
     #[arg(long, env = "QIANBAO_OPS_APPROVAL_MINOR", default_value_t = 0)]
@@ -318,6 +322,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_payments(core.executor.clone())
         .with_recon(core.reconciler.clone())
         .with_desk(core.desk.clone(), core.switches.clone())
+        .with_admission(server::admission::AdmissionConfig {
+            enabled: !args.no_admission,
+            ..Default::default()
+        })
         .with_webhooks(core.webhooks.clone(), args.webhook_private_urls);
     let rate_limits = state.rate_limits.clone();
     let app = server::router(state);

@@ -19,6 +19,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 pub mod actions_api;
+pub mod admission;
 pub mod auth;
 pub mod breaks_api;
 pub mod cache;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub desk: Option<Arc<operators::Desk>>,
     /// The operators' switches as this node last read them: the edge obeys them.
     pub switches: Arc<operators::SharedBoard>,
+    /// Admission by priority class under overload (降级, 限流).
+    pub admission: Arc<admission::Admission>,
 }
 
 /// The admin tenant when none is configured, as `qianbao serve` defaults it.
@@ -109,6 +112,7 @@ impl AppState {
             recon: None,
             desk: None,
             switches: Arc::default(),
+            admission: Arc::new(admission::Admission::new(Default::default())),
         })
     }
 
@@ -158,6 +162,12 @@ impl AppState {
     ) -> AppState {
         self.desk = Some(desk);
         self.switches = switches;
+        self
+    }
+
+    /// Admits requests by priority class with these limits (on by default).
+    pub fn with_admission(mut self, config: admission::AdmissionConfig) -> AppState {
+        self.admission = Arc::new(admission::Admission::new(config));
         self
     }
 
@@ -294,6 +304,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), switches_api::obey_switches))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admission::admit))
         .layer(axum::middleware::from_fn(request::refuse_control_characters))
         .layer(axum::middleware::from_fn(ops::uniform_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))

@@ -115,6 +115,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         reconciler.render_metrics(&mut out);
     }
     crate::switches_api::render_metrics(&state, &mut out);
+    state.admission.render_metrics(&mut out);
     let pipeline = state.ledger.metrics();
     for (name, value) in [
         (

@@ -60,6 +60,7 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "action_not_pending",
     "operations_disabled",
     "switched_off",
+    "overloaded",
     "degraded",
     "switch_contended",
     "switch_not_found",
