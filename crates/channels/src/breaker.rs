@@ -6,6 +6,7 @@
 use crate::health::{CallEvent, HealthSnapshot, Window};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     pub window_ms: u64,
     /// No verdict on fewer calls than this in the window.

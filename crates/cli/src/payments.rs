@@ -55,6 +55,8 @@ pub struct PaymentSettings {
     pub ops_webhook: Option<(String, String)>,
     pub points: Option<String>,
     pub fx_rates: Vec<String>,
+    /// Each channel's terms, from the configuration file.
+    pub channel_settings: std::collections::BTreeMap<String, ChannelSettings>,
 }
 
 pub struct PaymentCore {
@@ -116,20 +118,61 @@ fn channel_secret(name: &str) -> String {
         .unwrap_or_else(|_| format!("{name}-dev-secret"))
 }
 
-fn profile(id: ChannelId, assets: &[AssetCode]) -> ChannelProfile {
-    ChannelProfile {
+/// A channel's terms from the configuration file (`[channel_terms.<name>]`): what it charges,
+/// the amounts and accounts it takes, how long a call may take, its limits (限流) and its
+/// breaker. Unset keys keep the defaults (no fee, any amount, 5 s, 256 calls at once, the
+/// breaker's defaults). Routing by cost uses the fees.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSettings {
+    pub fee_bps: Option<u32>,
+    pub fee_fixed_minor: Option<u64>,
+    pub amount_min_minor: Option<u64>,
+    pub amount_max_minor: Option<u64>,
+    pub account_prefixes: Option<Vec<String>>,
+    pub timeout_ms: Option<u64>,
+    pub limits: Option<channels::limits::LimitsConfig>,
+    pub breaker: Option<channels::breaker::BreakerConfig>,
+}
+
+fn amount_of(key: &str, minor: u64) -> anyhow::Result<Amount> {
+    Amount::new(minor).ok_or_else(|| anyhow::anyhow!("{key}: {minor} is past the largest amount"))
+}
+
+fn profile(
+    id: ChannelId,
+    assets: &[AssetCode],
+    settings: &ChannelSettings,
+) -> anyhow::Result<ChannelProfile> {
+    let table = format!("[channel_terms.{id}]");
+    let key = |name: &str| format!("{table} {name}");
+    let fee_bps = settings.fee_bps.unwrap_or(0);
+    anyhow::ensure!(fee_bps <= 10_000, "{}: at most 10000 (the whole amount)", key("fee_bps"));
+    let timeout_ms = settings.timeout_ms.unwrap_or(CHANNEL_TIMEOUT_MS);
+    anyhow::ensure!(timeout_ms > 0, "{}: above zero", key("timeout_ms"));
+    let amount_min = amount_of(&key("amount_min_minor"), settings.amount_min_minor.unwrap_or(1))?;
+    let amount_max = match settings.amount_max_minor {
+        Some(minor) => amount_of(&key("amount_max_minor"), minor)?,
+        None => Amount::MAX,
+    };
+    anyhow::ensure!(
+        amount_min <= amount_max,
+        "{}: below amount_min_minor",
+        key("amount_max_minor")
+    );
+    Ok(ChannelProfile {
         id,
         operations: Operation::ALL.to_vec(),
         assets: assets.to_vec(),
-        amount_min: Amount::new(1).unwrap_or(Amount::ZERO),
-        amount_max: Amount::MAX,
-        account_prefixes: Vec::new(),
-        fee_fixed: Amount::ZERO,
-        fee_bps: 0,
-        timeout_ms: CHANNEL_TIMEOUT_MS,
-        limits: Default::default(),
-        breaker: Default::default(),
-    }
+        amount_min,
+        amount_max,
+        account_prefixes: settings.account_prefixes.clone().unwrap_or_default(),
+        fee_fixed: amount_of(&key("fee_fixed_minor"), settings.fee_fixed_minor.unwrap_or(0))?,
+        fee_bps,
+        timeout_ms,
+        limits: settings.limits.unwrap_or_default(),
+        breaker: settings.breaker.unwrap_or_default(),
+    })
 }
 
 pub fn start(
@@ -167,6 +210,11 @@ pub fn start(
     let deliverer = Arc::new(deliverer.map_err(anyhow::Error::msg)?);
     let assets =
         settings.assets.iter().map(|raw| parse_asset(raw)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(stray) =
+        settings.channel_settings.keys().find(|name| !settings.channels.contains(name))
+    {
+        anyhow::bail!("[channel_terms.{stray}] in the config file names no channel of --channels");
+    }
     let clock: Arc<dyn Millis> = Arc::new(SystemMillis);
     let gateway = match &settings.banksim_url {
         None => None,
@@ -177,13 +225,15 @@ pub fn start(
             for name in &settings.channels {
                 let id = ChannelId::new(name.as_str())
                     .map_err(|e| anyhow::anyhow!("--channels {name:?}: {e}"))?;
+                let terms = settings.channel_settings.get(name).cloned().unwrap_or_default();
+                let profile = profile(id.clone(), &codes, &terms)?;
                 channels.push(Arc::new(SimulatorChannel::new(SimulatorChannelConfig {
-                    id: id.clone(),
+                    id,
                     base_url: base_url.trim_end_matches('/').to_owned(),
                     secret: channel_secret(name),
-                    timeout_ms: CHANNEL_TIMEOUT_MS,
+                    timeout_ms: profile.timeout_ms,
                 })?));
-                profiles.push(profile(id, &codes));
+                profiles.push(profile);
             }
             Some(Arc::new(Gateway::new(
                 channels,

@@ -15,6 +15,9 @@ use crate::StoreArgs;
 pub struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
+    /// Each channel's terms, from the config file's `[channel_terms.<name>]` tables.
+    #[arg(skip)]
+    channel_settings: std::collections::BTreeMap<String, crate::payments::ChannelSettings>,
     /// Address to listen on.
     #[arg(long, env = "QIANBAO_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -133,6 +136,10 @@ struct ConfigFile {
     points: Option<String>,
     fx_rates: Option<Vec<String>>,
     node_name: Option<String>,
+    /// Each channel's terms (`[channel_terms.bank_a]`: fees, amounts, timeout, limits,
+    /// breaker); only in the file.
+    #[serde(default)]
+    channel_terms: std::collections::BTreeMap<String, crate::payments::ChannelSettings>,
 }
 
 impl ServeArgs {
@@ -144,6 +151,7 @@ impl ServeArgs {
             .with_context(|| format!("reading the config file {}", path.display()))?;
         let file: ConfigFile = toml::from_str(&text)
             .with_context(|| format!("parsing the config file {}", path.display()))?;
+        self.channel_settings = file.channel_terms;
         // Only values clap took from a default (or nowhere) yield to the file.
         let unset = |id: &str| {
             matches!(matches.value_source(id), None | Some(clap::parser::ValueSource::DefaultValue))
@@ -300,6 +308,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             },
             points: Some(args.points.clone()),
             fx_rates: args.fx_rates.clone(),
+            channel_settings: args.channel_settings.clone(),
         },
         ledger.handle(),
         reader.clone(),

@@ -62,3 +62,43 @@ fn a_bad_config_file_stops_the_start() {
     assert!(stderr.contains("qianbao.toml") && stderr.contains("ratelimit"), "{stderr}");
     assert!(!dir.path().join("data").exists(), "nothing may start on a bad config");
 }
+
+/// Channels' terms come from the file: with bank_a charging 0.8% and bank_b 0.1%, equally
+/// healthy, the router sends top-ups to the cheaper one (routing by cost).
+#[test]
+fn channel_terms_from_the_file_route_by_cost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("qianbao.toml");
+    std::fs::write(
+        &config,
+        "[channel_terms.bank_a]\nfee_bps = 80\ntimeout_ms = 4000\n\
+         [channel_terms.bank_a.limits]\nconcurrency_max = 32\n\
+         [channel_terms.bank_b]\nfee_bps = 10\nfee_fixed_minor = 0\n\
+         [channel_terms.bank_b.breaker]\nerror_permille_open = 400\n",
+    )
+    .expect("write config");
+    let config = config.display().to_string();
+    let world = crate::payments::World::start(&["bank_a", "bank_b"], &["--config", &config]);
+    for n in 0..4 {
+        let topup = world.topup(&format!("cheap-{n}"), 10_000);
+        assert_eq!(topup["state"]["channel"], serde_json::json!("bank_b"), "{topup}");
+    }
+}
+
+#[test]
+fn channel_terms_for_a_channel_not_served_stop_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("qianbao.toml");
+    std::fs::write(&config, "[channel_terms.bank_z]\nfee_bps = 10\n").expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_qianbao"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--banksim-url", "http://127.0.0.1:9"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run qianbao");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("[channel_terms.bank_z]"), "{stderr}");
+}
