@@ -592,9 +592,10 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
     }
 }
 
-/// Reads the operators' switches every `SWITCH_POLL_MS` (so every node obeys a change within
-/// a second or so), turns off the expired ones, and applies what is not obeyed at the edge:
-/// channels' routing controls, payouts frozen on a channel, webhooks held.
+/// Reads the operators' switches and exchange rates every `SWITCH_POLL_MS` (so every node
+/// obeys a change within a second or so), turns off the expired switches, and applies what is
+/// not obeyed at the edge: channels' routing controls, payouts frozen on a channel, webhooks
+/// held, and the rates payments are priced at.
 async fn obey_switches(
     desk: Arc<operators::Desk>,
     switches: Arc<operators::SharedBoard>,
@@ -609,25 +610,50 @@ async fn obey_switches(
                 if let Err(error) = desk.expire() {
                     tracing::warn!(%error, "expiring operators' switches");
                 }
-                desk.board()
+                (desk.board(), desk.fx_rates())
             })
             .await
         };
         match read {
-            Ok(Ok(board)) => {
-                let now_ms = SystemMillis.now_ms();
-                apply_routes(&board, &executor, now_ms);
-                executor.set_frozen_payout_channels(board.frozen_payout_channels(now_ms));
-                deliverer.set_paused(board.is_on(&operators::Switch::WebhooksDelayed, now_ms));
-                switches.set(board);
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "reading the operators' switches"),
+            Ok((board, rates)) => obey(board, rates, &executor, &deliverer, &switches),
             Err(error) => tracing::warn!(%error, "reading the operators' switches"),
         }
         tokio::select! {
             _ = stop.changed() => return,
             _ = tokio::time::sleep(Duration::from_millis(SWITCH_POLL_MS)) => {}
         }
+    }
+}
+
+/// Applies what was read: the switches (each part on its own, so a failure to read one
+/// leaves the other in force).
+fn obey(
+    board: Result<operators::Board, operators::DeskError>,
+    rates: Result<Vec<operators::FxRateState>, operators::DeskError>,
+    executor: &Executor,
+    deliverer: &Deliverer,
+    switches: &operators::SharedBoard,
+) {
+    match board {
+        Ok(board) => {
+            let now_ms = SystemMillis.now_ms();
+            apply_routes(&board, executor, now_ms);
+            executor.set_frozen_payout_channels(board.frozen_payout_channels(now_ms));
+            deliverer.set_paused(board.is_on(&operators::Switch::WebhooksDelayed, now_ms));
+            switches.set(board);
+        }
+        Err(error) => tracing::warn!(%error, "reading the operators' switches"),
+    }
+    // The stored exchange rates, as operators last set them on any node.
+    match rates {
+        Ok(rates) => {
+            for stored in rates {
+                if executor.fx_rate(stored.asset, stored.funding) != Some(stored.rate) {
+                    executor.set_fx_rate(stored.asset, stored.funding, stored.rate);
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "reading the exchange rates"),
     }
 }
 

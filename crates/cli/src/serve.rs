@@ -74,8 +74,8 @@ pub struct ServeArgs {
     #[arg(long, env = "QIANBAO_POINTS", default_value = "POINTS:CNY:1")]
     points: String,
     /// Exchange rates at start, `ASSET/FUNDING=RATE` (`USD/CNY=7.1234`: a payment in USD
-    /// from a CNY wallet costs 7.1234 fen per cent). `PUT /v1/fx-rates` changes them at run
-    /// time, in memory.
+    /// from a CNY wallet costs 7.1234 fen per cent), for pairs never set at run time:
+    /// `PUT /v1/fx-rates` stores a pair's rate (versioned, audited) and every node follows it.
     #[arg(long, env = "QIANBAO_FX_RATES", value_delimiter = ',')]
     fx_rates: Vec<String>,
     /// Wait before the second attempt of a webhook delivery; doubles per attempt (to 1 h).

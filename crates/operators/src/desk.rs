@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::actions::{ActionError, ApprovalPolicy, OperatorAction, OutcomeClaim, Proposal};
 use crate::audit::{verify, AuditEntry, NewAuditEntry, GENESIS_HASH, TEXT_LEN_MAX};
+use crate::fx::FxRateState;
 use crate::port::{OpsStore, OpsStoreError};
 use crate::switches::{Board, Switch, SwitchChange, SwitchError, SwitchState};
 
@@ -46,6 +47,8 @@ pub enum DeskError {
     SwitchContended,
     #[error("switch {0} was never set")]
     SwitchNotFound(String),
+    #[error("the exchange rate changed meanwhile (another node): read it and set it again")]
+    FxRateContended,
 }
 
 impl DeskError {
@@ -60,6 +63,7 @@ impl DeskError {
             DeskError::Switch(error) => error.code(),
             DeskError::SwitchContended => "switch_contended",
             DeskError::SwitchNotFound(_) => "switch_not_found",
+            DeskError::FxRateContended => "fx_rate_contended",
             DeskError::Store(_) | DeskError::Orders(_) | DeskError::Inquiry(_) => {
                 "store_unavailable"
             }
@@ -481,6 +485,48 @@ impl Desk {
             Err(DeskError::SwitchContended) => Ok(0),
             Err(error) => Err(error),
         }
+    }
+
+    /// Every exchange rate ever set, at its current version.
+    pub fn fx_rates(&self) -> Result<Vec<FxRateState>, DeskError> {
+        Ok(self.store.fx_rates()?)
+    }
+
+    /// Sets a pair's exchange rate as its next version, audited (`fx.set`, before → after).
+    pub fn set_fx_rate(
+        &self,
+        actor: &str,
+        asset: money::AssetCode,
+        funding: money::AssetCode,
+        rate: payments::booking::Rate,
+        reason: &str,
+    ) -> Result<FxRateState, DeskError> {
+        text("reason", reason, TEXT_LEN_MAX, true)?;
+        let before =
+            self.store.fx_rates()?.into_iter().find(|r| r.asset == asset && r.funding == funding);
+        let next = FxRateState {
+            asset,
+            funding,
+            rate,
+            version: before.as_ref().map_or(1, |r| r.version + 1),
+            set_by: actor.to_owned(),
+            reason: reason.to_owned(),
+            set_at_ms: self.clock.now_ms(),
+        };
+        let said = NewAuditEntry {
+            at_ms: next.set_at_ms,
+            actor: actor.to_owned(),
+            action: "fx.set".to_owned(),
+            subject: next.pair(),
+            reason: reason.to_owned(),
+            ticket: None,
+            before: before.as_ref().map(plain_json).unwrap_or_default(),
+            after: plain_json(&next),
+        };
+        if !self.store.set_fx_rate(&next, &said)? {
+            return Err(DeskError::FxRateContended);
+        }
+        Ok(next)
     }
 
     /// A page of the audit chain, oldest first.

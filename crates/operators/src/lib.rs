@@ -11,12 +11,14 @@
 //!   each change committed with its audit entry.
 //! - [`switches`]: run-time switches (kill, degrade, route) with versions and expiry, and the
 //!   contingency plans (预案) made of them, pure.
+//! - [`fx`]: exchange rates as operators set them, versioned.
 //! - [`port`]: the store they all need (`OpsStore`), implemented on SQLite and PostgreSQL in the
 //!   `store` crate.
 
 pub mod actions;
 pub mod audit;
 pub mod desk;
+pub mod fx;
 pub mod port;
 pub mod switches;
 
@@ -25,6 +27,7 @@ pub use actions::{
 };
 pub use audit::{AuditEntry, AuditError, NewAuditEntry};
 pub use desk::{AuditCheck, Desk, DeskError, OutcomeRequest};
+pub use fx::FxRateState;
 pub use port::{OpsStore, OpsStoreError};
 pub use switches::{
     Board, Plan, SharedBoard, Switch, SwitchChange, SwitchError, SwitchState, Traffic,

@@ -4,6 +4,7 @@
 
 use crate::actions::OperatorAction;
 use crate::audit::{AuditEntry, NewAuditEntry};
+use crate::fx::FxRateState;
 use crate::switches::SwitchState;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,4 +63,13 @@ pub trait OpsStore: Send + Sync {
         states: &[SwitchState],
         audit: &NewAuditEntry,
     ) -> Result<bool, OpsStoreError>;
+
+    /// Every exchange rate ever set, at its current version.
+    fn fx_rates(&self) -> Result<Vec<FxRateState>, OpsStoreError>;
+
+    /// Writes `rate` as the next version of its pair if the pair is still at the version
+    /// before (none for version 1), with `audit` in the same transaction; `false` (nothing
+    /// written) when it moved meanwhile.
+    fn set_fx_rate(&self, rate: &FxRateState, audit: &NewAuditEntry)
+        -> Result<bool, OpsStoreError>;
 }

@@ -551,14 +551,33 @@ pub struct FxRateView {
     pub rate: String,
 }
 
+/// An exchange rate to set, and why (kept in the audit log).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FxRateRequest {
+    /// The payment's asset.
+    #[schema(value_type = formats::AssetCode)]
+    pub asset: String,
+    /// The wallet's asset that funds it: another asset than `asset`.
+    #[schema(value_type = formats::AssetCode)]
+    pub funding: String,
+    #[schema(value_type = formats::FxRate)]
+    pub rate: String,
+    /// Why (the audit log keeps it); `set through the API` when not given.
+    #[serde(default)]
+    #[schema(value_type = Option<formats::Reason>)]
+    pub reason: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct FxRateList {
     pub object: &'static str,
     pub data: Vec<FxRateView>,
 }
 
-/// Set an exchange rate (admin). Payments record the rate they used; changes are logged.
-#[utoipa::path(put, path = "/v1/fx-rates", tag = "payments", request_body = FxRateView,
+/// Set an exchange rate (admin). Stored as the pair's next version and audited (`fx.set`),
+/// so every node prices alike within a second; payments record the rate they used.
+#[utoipa::path(put, path = "/v1/fx-rates", tag = "payments", request_body = FxRateRequest,
     responses((status = 200, body = FxRateView), (status = "4XX", body = ErrorBody)))]
 pub async fn set_fx_rate(
     State(state): State<AppState>,
@@ -566,7 +585,15 @@ pub async fn set_fx_rate(
     body: Bytes,
 ) -> Result<axum::Json<FxRateView>, ApiError> {
     caller.require(Scope::Admin)?;
-    let request: FxRateView = parse(&body)?;
+    let request: FxRateRequest = parse(&body)?;
+    let reason = request.reason.clone().unwrap_or_else(|| "set through the API".to_owned());
+    if !formats::is_reason(&reason) {
+        return Err(ApiError::invalid(
+            "invalid_reason",
+            "a reason is 1 to 500 characters, without control characters",
+        )
+        .with_param("reason"));
+    }
     let asset = |raw: &str, field: &str| {
         AssetCode::new(raw)
             .map_err(|e| ApiError::invalid("invalid_asset", e.to_string()).with_param(field))
@@ -586,8 +613,20 @@ pub async fn set_fx_rate(
         ApiError::invalid("invalid_rate", "a positive decimal with at most 10 decimals")
             .with_param("rate")
     })?;
-    executor(&state)?.set_fx_rate(payment_asset, funding, rate);
-    Ok(axum::Json(FxRateView { rate: rate.to_string(), ..request }))
+    let executor = executor(&state)?;
+    if let Some(desk) = state.desk.clone() {
+        let actor = caller.key.id.to_string();
+        crate::request::blocking(move || {
+            Ok(desk.set_fx_rate(&actor, payment_asset, funding, rate, &reason)?)
+        })
+        .await?;
+    }
+    executor.set_fx_rate(payment_asset, funding, rate);
+    Ok(axum::Json(FxRateView {
+        asset: request.asset,
+        funding: request.funding,
+        rate: rate.to_string(),
+    }))
 }
 
 /// The exchange rates in force.

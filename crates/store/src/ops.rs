@@ -1,5 +1,6 @@
 //! Operators' work (`operators::OpsStore`) on SQLite (`ops.db`, `synchronous = FULL`) and
-//! PostgreSQL (migrations 18, 19): the audit chain, the actions and the switches, through the SQL kit
+//! PostgreSQL (migrations 18–20): the audit chain, the actions, the switches and the
+//! exchange rates, through the SQL kit
 //! ([`crate::sql`]). An entry is numbered and linked to the one before inside the transaction
 //! that appends it, under a lock every node takes (PostgreSQL: an advisory lock; SQLite: its
 //! one writer), so appenders on any node form one chain.
@@ -7,14 +8,19 @@
 use std::path::Path;
 
 use operators::audit::{link, GENESIS_HASH};
-use operators::{AuditEntry, NewAuditEntry, OperatorAction, OpsStore, OpsStoreError, SwitchState};
+use operators::{
+    AuditEntry, FxRateState, NewAuditEntry, OperatorAction, OpsStore, OpsStoreError, SwitchState,
+};
 use rusqlite::Connection;
 
 use crate::postgres::PgTarget;
 use crate::sql::{bodies, int, json, Db, PgKit, SqlError, SqliteKit, V};
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("sqlite/0001_ops.sql")), (2, include_str!("sqlite/0002_ops_switches.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sqlite/0001_ops.sql")),
+    (2, include_str!("sqlite/0002_ops_switches.sql")),
+    (3, include_str!("sqlite/0003_ops_fx_rates.sql")),
+];
 
 impl From<SqlError> for OpsStoreError {
     fn from(error: SqlError) -> OpsStoreError {
@@ -98,6 +104,35 @@ fn set_switches(
             &[key, version, body],
         )?;
     }
+    append_audit(db, audit)?;
+    Ok(true)
+}
+
+fn set_fx_rate(
+    db: &mut dyn Db,
+    rate: &FxRateState,
+    audit: &NewAuditEntry,
+) -> Result<bool, OpsStoreError> {
+    db.lock_key("qianbao.ops.fx_rates")?;
+    let rows =
+        db.rows("SELECT version FROM ops_fx_rates WHERE pair = ?1", &[V::Text(rate.pair())])?;
+    let current = match rows.into_iter().next().and_then(|row| row.into_iter().next()) {
+        Some(version) => version.int()?,
+        None => 0,
+    };
+    if current != crate::orders::i64_of(rate.version) - 1 {
+        return Ok(false);
+    }
+    let (pair, version, body) = (V::Text(rate.pair()), int(rate.version), json(rate)?);
+    db.exec(
+        "INSERT INTO ops_fx_rates (pair, version, body) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (pair) DO UPDATE SET version = excluded.version, body = excluded.body",
+        &[pair.clone(), version.clone(), body.clone()],
+    )?;
+    db.exec(
+        "INSERT INTO ops_fx_rate_versions (pair, version, body) VALUES (?1, ?2, ?3)",
+        &[pair, version, body],
+    )?;
     append_audit(db, audit)?;
     Ok(true)
 }
@@ -220,6 +255,21 @@ macro_rules! ops_store {
                 audit: &NewAuditEntry,
             ) -> Result<bool, OpsStoreError> {
                 self.with(true, |db| set_switches(db, states, audit))
+            }
+
+            fn fx_rates(&self) -> Result<Vec<FxRateState>, OpsStoreError> {
+                self.with(false, |db| {
+                    let rows = db.rows("SELECT body FROM ops_fx_rates ORDER BY pair", &[])?;
+                    Ok(bodies(rows)?)
+                })
+            }
+
+            fn set_fx_rate(
+                &self,
+                rate: &FxRateState,
+                audit: &NewAuditEntry,
+            ) -> Result<bool, OpsStoreError> {
+                self.with(true, |db| set_fx_rate(db, rate, audit))
             }
         }
     };

@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (17, include_str!("postgres/0017_orders_needing_operator.sql")),
     (18, include_str!("postgres/0018_ops.sql")),
     (19, include_str!("postgres/0019_ops_switches.sql")),
+    (20, include_str!("postgres/0020_ops_fx_rates.sql")),
 ];
 
 fn backend(error: postgres::Error) -> StoreError {

@@ -203,6 +203,30 @@ fn a_switch_set_through_one_node_is_obeyed_by_another_within_seconds() {
         assert!(started.elapsed() < Duration::from_secs(5), "the first node never obeyed");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // An exchange rate set through one node prices payments on the other within seconds,
+    // and is in the audit log.
+    first.ok(
+        "PUT",
+        "/v1/fx-rates",
+        json!({"asset": "USD", "funding": "CNY", "rate": "7.25", "reason": "morning fixing"}),
+    );
+    let started = Instant::now();
+    loop {
+        let rates = second.ok("GET", "/v1/fx-rates", Value::Null);
+        if rates["data"].as_array().is_some_and(|all| {
+            all.iter().any(|r| r["asset"] == json!("USD") && r["rate"] == json!("7.25"))
+        }) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the rate never reached node 2");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let audit = ops.ok("GET", "/v1/ops/audit?limit=500", Value::Null);
+    let set =
+        audit["data"].as_array().expect("entries").iter().any(|entry| {
+            entry["action"] == json!("fx.set") && entry["subject"] == json!("USD/CNY")
+        });
+    assert!(set, "{audit}");
     drop((second, first));
     store::postgres::drop_schema(&store::PgTarget::new(url, schema)).expect("drop schema");
 }

@@ -63,6 +63,7 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "overloaded",
     "degraded",
     "switch_contended",
+    "fx_rate_contended",
     "switch_not_found",
     "unknown_product",
     "weight_needed",

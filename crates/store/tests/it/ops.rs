@@ -10,7 +10,8 @@ use money::{Amount, AssetCode};
 use operators::actions::Proposal;
 use operators::audit::{verify, GENESIS_HASH};
 use operators::{
-    ApprovalPolicy, NewAuditEntry, OperatorAction, OpsStore, OutcomeClaim, Switch, SwitchState,
+    ApprovalPolicy, FxRateState, NewAuditEntry, OperatorAction, OpsStore, OutcomeClaim, Switch,
+    SwitchState,
 };
 use store::{PgOpsStore, SqliteOpsStore};
 
@@ -159,6 +160,22 @@ fn exercise(store: Arc<dyn OpsStore>) {
     let trail: Vec<String> =
         store.audit(43, 100).unwrap().into_iter().map(|e| e.entry.subject).collect();
     assert_eq!(trail, ["bulk", "down"], "only the changes that took are in the chain");
+
+    // Exchange rates: versioned per pair, each change with its entry.
+    let rate = |raw: &str, version: u64| FxRateState {
+        asset: AssetCode::new("USD").unwrap(),
+        funding: AssetCode::new("CNY").unwrap(),
+        rate: payments::booking::Rate::parse(raw).unwrap(),
+        version,
+        set_by: "key_admin".into(),
+        reason: "morning fixing".into(),
+        set_at_ms: 10_000 + version,
+    };
+    assert!(store.fx_rates().unwrap().is_empty());
+    assert!(store.set_fx_rate(&rate("7.1", 1), &said("fx.set", "USD/CNY")).unwrap());
+    assert!(!store.set_fx_rate(&rate("7.3", 1), &said("fx.set", "stale")).unwrap());
+    assert!(store.set_fx_rate(&rate("7.2", 2), &said("fx.set", "USD/CNY")).unwrap());
+    assert_eq!(store.fx_rates().unwrap(), [rate("7.2", 2)]);
 }
 
 #[test]
@@ -167,7 +184,7 @@ fn sqlite_ops_store_conforms() {
     let path = dir.path().join("ops.db");
     exercise(Arc::new(SqliteOpsStore::open(&path).expect("open")));
     let reopened = SqliteOpsStore::open(&path).expect("reopen");
-    assert_eq!(reopened.audit(0, 100).unwrap().len(), 45);
+    assert_eq!(reopened.audit(0, 100).unwrap().len(), 47);
     // Someone with the database file rewrites an entry's reason: the chain names the entry.
     let raw = rusqlite::Connection::open(&path).unwrap();
     let changed = raw
@@ -189,7 +206,7 @@ fn postgres_ops_store_conforms() {
     // A second node's store continues the same chain.
     let other = PgOpsStore::connect(&target).expect("reconnect");
     let appended = other.append_audit(&entry("key_other", 99)).unwrap();
-    assert_eq!(appended.seq, 46);
+    assert_eq!(appended.seq, 48);
     drop_schema(&target);
 }
 
