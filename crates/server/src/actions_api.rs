@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::formats;
 use crate::idempotency::IdempotencyKey;
 use crate::recon_api::{require_platform, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
-use crate::request::{blocking, limit_within, parse};
+use crate::request::{blocking, checked_words, limit_within, parse};
 use crate::views::{to_value, ErrorBody};
 use crate::{idempotency, AppState};
 
@@ -220,20 +220,7 @@ pub async fn propose_outcome(
             "evidence",
             "evidence is 1 to 2,000 characters, without control characters",
         )?;
-        checked_text(
-            formats::is_reason(&request.reason),
-            "invalid_reason",
-            "reason",
-            "a reason is 1 to 500 characters, without control characters",
-        )?;
-        if let Some(ticket) = &request.ticket {
-            checked_text(
-                formats::is_ticket(ticket),
-                "invalid_ticket",
-                "ticket",
-                "a ticket is 1 to 64 of A-Z a-z 0-9 _ . : # / -",
-            )?;
-        }
+        checked_words(&request.reason, request.ticket.as_deref())?;
         let claim = match request.result {
             OutcomeBody::Succeeded { channel_ref, fee } => {
                 checked_text(
@@ -384,12 +371,7 @@ async fn decide(
     idempotency::once(&state, &caller, Scope::OpsApprove, &headers, &route, &body, async {
         require_platform(&state, &caller, Scope::OpsApprove)?;
         let request: DecisionBody = parse(&body)?;
-        checked_text(
-            formats::is_reason(&request.reason),
-            "invalid_reason",
-            "reason",
-            "a reason is 1 to 500 characters, without control characters",
-        )?;
+        checked_words(&request.reason, None)?;
         let desk = desk(&state)?;
         let checker = caller.key.id.as_str();
         let action = if approve {

@@ -429,18 +429,6 @@ pub struct ProposeRequest {
     reason: String,
 }
 
-fn checked_reason(reason: &str) -> Result<(), ApiError> {
-    if formats::is_reason(reason) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "invalid_reason",
-            "a reason is 1 to 500 characters, without control characters",
-        )
-        .with_param("reason"))
-    }
-}
-
 /// The answer after a resolution was decided: a booking the ledger refused (a closed wallet,
 /// say) sent the break back to its operator, and is a 422 with the ledger's code.
 async fn decided(
@@ -490,7 +478,7 @@ pub async fn propose_resolution(
         require_platform(&state, &caller, Scope::ReconWrite)?;
         recon_id(&id)?;
         let request: ProposeRequest = parse(&body)?;
-        checked_reason(&request.reason)?;
+        crate::request::checked_words(&request.reason, None)?;
         let resolution = request.resolution.into_resolution()?;
         let reconciler = reconciler(&state)?;
         let record = reconciler.propose(&id, resolution, &request.reason, &caller.key.id).await?;
@@ -553,7 +541,7 @@ pub async fn reject_resolution(
         require_platform(&state, &caller, Scope::ReconApprove)?;
         recon_id(&id)?;
         let request: RejectRequest = parse(&body)?;
-        checked_reason(&request.reason)?;
+        crate::request::checked_words(&request.reason, None)?;
         let reconciler = reconciler(&state)?;
         reconciler.reject(&id, &request.reason, &caller.key.id).await?;
         Ok((StatusCode::OK, to_value(with_trail(&state, &reconciler, id.clone()).await?)?))

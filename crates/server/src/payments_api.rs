@@ -587,13 +587,7 @@ pub async fn set_fx_rate(
     caller.require(Scope::Admin)?;
     let request: FxRateRequest = parse(&body)?;
     let reason = request.reason.clone().unwrap_or_else(|| "set through the API".to_owned());
-    if !formats::is_reason(&reason) {
-        return Err(ApiError::invalid(
-            "invalid_reason",
-            "a reason is 1 to 500 characters, without control characters",
-        )
-        .with_param("reason"));
-    }
+    crate::request::checked_words(&reason, None)?;
     let asset = |raw: &str, field: &str| {
         AssetCode::new(raw)
             .map_err(|e| ApiError::invalid("invalid_asset", e.to_string()).with_param(field))

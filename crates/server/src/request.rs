@@ -164,6 +164,26 @@ pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
 }
 
 /// A page size: `default` when absent, else 1 to `max` (`invalid_limit` otherwise).
+/// An operator's `reason` (and `ticket`, when given), as `formats` states them: 400
+/// `invalid_reason` / `invalid_ticket` otherwise.
+pub(crate) fn checked_words(reason: &str, ticket: Option<&str>) -> Result<(), ApiError> {
+    if !crate::formats::is_reason(reason) {
+        return Err(ApiError::invalid(
+            "invalid_reason",
+            "a reason is 1 to 500 characters, without control characters",
+        )
+        .with_param("reason"));
+    }
+    if ticket.is_some_and(|ticket| !crate::formats::is_ticket(ticket)) {
+        return Err(ApiError::invalid(
+            "invalid_ticket",
+            "a ticket is 1 to 64 of A-Z a-z 0-9 _ . : # / -",
+        )
+        .with_param("ticket"));
+    }
+    Ok(())
+}
+
 pub(crate) fn limit_within(
     limit: Option<usize>,
     default: usize,

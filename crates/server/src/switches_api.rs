@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::formats;
 use crate::idempotency::IdempotencyKey;
 use crate::recon_api::require_platform;
-use crate::request::{blocking, parse};
+use crate::request::{blocking, checked_words, parse};
 use crate::views::{to_value, ErrorBody};
 use crate::{idempotency, AppState};
 
@@ -328,24 +328,6 @@ pub struct RollbackSwitchBody {
     #[serde(default)]
     #[schema(value_type = Option<formats::Ticket>)]
     ticket: Option<String>,
-}
-
-fn checked_words(reason: &str, ticket: Option<&str>) -> Result<(), ApiError> {
-    if !formats::is_reason(reason) {
-        return Err(ApiError::invalid(
-            "invalid_reason",
-            "a reason is 1 to 500 characters, without control characters",
-        )
-        .with_param("reason"));
-    }
-    if ticket.is_some_and(|ticket| !formats::is_ticket(ticket)) {
-        return Err(ApiError::invalid(
-            "invalid_ticket",
-            "a ticket is 1 to 64 of A-Z a-z 0-9 _ . : # / -",
-        )
-        .with_param("ticket"));
-    }
-    Ok(())
 }
 
 /// After a change here: this node obeys at once (the others within a second).

@@ -72,40 +72,77 @@ fn action_params(action: &OperatorAction) -> Result<Vec<V>, SqlError> {
     ])
 }
 
+/// A setting kept with every version: the current row per key and the history, written
+/// under one lock. (Table and column names are constants, never input.)
+struct Versioned {
+    current: &'static str,
+    history: &'static str,
+    key: &'static str,
+    lock: &'static str,
+}
+
+const SWITCHES: Versioned = Versioned {
+    current: "ops_switches",
+    history: "ops_switch_versions",
+    key: "key",
+    lock: "qianbao.ops.switches",
+};
+
+const FX_RATES: Versioned = Versioned {
+    current: "ops_fx_rates",
+    history: "ops_fx_rate_versions",
+    key: "pair",
+    lock: "qianbao.ops.fx_rates",
+};
+
+/// Writes each (key, version, body) as the next version of its key — if every key is still
+/// at the version before (none for version 1) — all or none, with `audit`.
+fn write_versions(
+    db: &mut dyn Db,
+    table: &Versioned,
+    rows: Vec<(String, u64, V)>,
+    audit: &NewAuditEntry,
+) -> Result<bool, OpsStoreError> {
+    db.lock_key(table.lock)?;
+    let read = format!("SELECT version FROM {} WHERE {} = ?1", table.current, table.key);
+    // Every key checked before anything is written.
+    for (key, version, _) in &rows {
+        let found = db.rows(&read, &[V::Text(key.clone())])?;
+        let current = match found.into_iter().next().and_then(|row| row.into_iter().next()) {
+            Some(version) => version.int()?,
+            None => 0,
+        };
+        if current != crate::orders::i64_of(*version) - 1 {
+            return Ok(false);
+        }
+    }
+    let upsert = format!(
+        "INSERT INTO {current} ({key}, version, body) VALUES (?1, ?2, ?3) \
+         ON CONFLICT ({key}) DO UPDATE SET version = excluded.version, body = excluded.body",
+        current = table.current,
+        key = table.key,
+    );
+    let append =
+        format!("INSERT INTO {} ({}, version, body) VALUES (?1, ?2, ?3)", table.history, table.key);
+    for (key, version, body) in rows {
+        let params = [V::Text(key), int(version), body];
+        db.exec(&upsert, &params)?;
+        db.exec(&append, &params)?;
+    }
+    append_audit(db, audit)?;
+    Ok(true)
+}
+
 fn set_switches(
     db: &mut dyn Db,
     states: &[SwitchState],
     audit: &NewAuditEntry,
 ) -> Result<bool, OpsStoreError> {
-    db.lock_key("qianbao.ops.switches")?;
-    // Every switch checked before anything is written: all or none.
-    for state in states {
-        let rows = db.rows(
-            "SELECT version FROM ops_switches WHERE key = ?1",
-            &[V::Text(state.switch.key())],
-        )?;
-        let current = match rows.into_iter().next().and_then(|row| row.into_iter().next()) {
-            Some(version) => version.int()?,
-            None => 0,
-        };
-        if current != crate::orders::i64_of(state.version) - 1 {
-            return Ok(false);
-        }
-    }
-    for state in states {
-        let (key, version, body) = (V::Text(state.switch.key()), int(state.version), json(state)?);
-        db.exec(
-            "INSERT INTO ops_switches (key, version, body) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (key) DO UPDATE SET version = excluded.version, body = excluded.body",
-            &[key.clone(), version.clone(), body.clone()],
-        )?;
-        db.exec(
-            "INSERT INTO ops_switch_versions (key, version, body) VALUES (?1, ?2, ?3)",
-            &[key, version, body],
-        )?;
-    }
-    append_audit(db, audit)?;
-    Ok(true)
+    let rows = states
+        .iter()
+        .map(|state| Ok((state.switch.key(), state.version, json(state)?)))
+        .collect::<Result<Vec<_>, SqlError>>()?;
+    write_versions(db, &SWITCHES, rows, audit)
 }
 
 fn set_fx_rate(
@@ -113,28 +150,7 @@ fn set_fx_rate(
     rate: &FxRateState,
     audit: &NewAuditEntry,
 ) -> Result<bool, OpsStoreError> {
-    db.lock_key("qianbao.ops.fx_rates")?;
-    let rows =
-        db.rows("SELECT version FROM ops_fx_rates WHERE pair = ?1", &[V::Text(rate.pair())])?;
-    let current = match rows.into_iter().next().and_then(|row| row.into_iter().next()) {
-        Some(version) => version.int()?,
-        None => 0,
-    };
-    if current != crate::orders::i64_of(rate.version) - 1 {
-        return Ok(false);
-    }
-    let (pair, version, body) = (V::Text(rate.pair()), int(rate.version), json(rate)?);
-    db.exec(
-        "INSERT INTO ops_fx_rates (pair, version, body) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (pair) DO UPDATE SET version = excluded.version, body = excluded.body",
-        &[pair.clone(), version.clone(), body.clone()],
-    )?;
-    db.exec(
-        "INSERT INTO ops_fx_rate_versions (pair, version, body) VALUES (?1, ?2, ?3)",
-        &[pair, version, body],
-    )?;
-    append_audit(db, audit)?;
-    Ok(true)
+    write_versions(db, &FX_RATES, vec![(rate.pair(), rate.version, json(rate)?)], audit)
 }
 
 macro_rules! ops_store {
