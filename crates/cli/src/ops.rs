@@ -432,9 +432,9 @@ fn print_switches(switches: &[Value]) {
         println!(
             "{:<36} {:<8} {:<9} {:>7} {:>15} {:<16} {:<14}",
             switch["key"].as_str().unwrap_or(""),
-            switch["on"],
-            switch["in_force"],
-            switch["version"],
+            switch["on"].to_string(),
+            switch["in_force"].to_string(),
+            switch["version"].to_string(),
             switch["expires_at_ms"].as_u64().map_or("-".to_owned(), |ms| ms.to_string()),
             switch["plan"].as_str().unwrap_or("-"),
             switch["set_by"].as_str().unwrap_or(""),
