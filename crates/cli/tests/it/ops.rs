@@ -87,6 +87,11 @@ fn an_escalated_payout_is_shown_asked_again_by_an_operator_and_completes_as_the_
         metrics.contains("qianbao_channel_inquiry_backlog{state=\"escalated\"} 1"),
         "{metrics}"
     );
+    // Inspection counts it among the unfinished orders of its kind, with its age.
+    world.ok("POST", "/v1/inspection", Value::Null);
+    let (_, metrics) =
+        crate::serve::request(world.addr(), "GET", "/metrics", "", "").expect("metrics");
+    assert!(metrics.contains("qianbao_orders_open{kind=\"withdrawal\"} 1"), "{metrics}");
     let listed = qianbao_ops(&ops, &["inquiries"]);
     assert!(listed.contains(task["request_id"].as_str().expect("request id")), "{listed}");
     // Unmoved for longer than --stuck-after-ms: an overdue order, for operators too.

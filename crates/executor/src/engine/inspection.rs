@@ -21,6 +21,7 @@ impl Executor {
         // them. Orders changed during the pass are past `now_ms` (or listed again at most
         // once, at `now_ms`), so the listing ends.
         let mut after = None;
+        let mut open = [(0u64, 0u64); OrderKind::ALL.len()];
         loop {
             let listed = match self.store.unfinished_after(now_ms, after.clone(), page.max(1)) {
                 Ok(listed) => listed,
@@ -33,6 +34,10 @@ impl Executor {
             let full_page = listed.len() >= page.max(1);
             after = listed.last().map(|record| (record.updated_at_ms, record.id().clone()));
             for record in listed {
+                if let Some(at) = OrderKind::ALL.iter().position(|k| *k == record.order.kind()) {
+                    let age_ms = now_ms.saturating_sub(record.created_at_ms);
+                    open[at] = (open[at].0 + 1, open[at].1.max(age_ms));
+                }
                 let due = match record.order.next_attempt_at_ms() {
                     Some(next_attempt_at_ms) => now_ms >= next_attempt_at_ms,
                     None => record.updated_at_ms <= updated_before_ms,
@@ -60,6 +65,7 @@ impl Executor {
             );
         }
         let c = &self.counters;
+        *c.open_by_kind.lock().unwrap_or_else(|p| p.into_inner()) = open;
         c.overdue.store(report.overdue, Ordering::Relaxed);
         c.awaiting_channel.store(report.awaiting_channel, Ordering::Relaxed);
         c.awaiting_channel_age_ms_max.store(report.awaiting_channel_age_ms_max, Ordering::Relaxed);
@@ -159,6 +165,29 @@ impl Executor {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        // Unfinished orders by kind and the age of the oldest, at the last inspection pass.
+        let open = *c.open_by_kind.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP qianbao_orders_open Unfinished orders by kind at the last inspection.\n\
+             # TYPE qianbao_orders_open gauge"
+        );
+        for (kind, (count, _)) in OrderKind::ALL.iter().zip(open) {
+            let _ = writeln!(out, "qianbao_orders_open{{kind=\"{}\"}} {count}", kind.as_str());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP qianbao_orders_open_age_seconds_max How old the oldest unfinished order of \
+             each kind was at the last inspection.\n# TYPE qianbao_orders_open_age_seconds_max gauge"
+        );
+        for (kind, (_, age_ms)) in OrderKind::ALL.iter().zip(open) {
+            let _ = writeln!(
+                out,
+                "qianbao_orders_open_age_seconds_max{{kind=\"{}\"}} {}",
+                kind.as_str(),
+                channels::gateway::seconds_of_ms(age_ms)
+            );
         }
         let name = "qianbao_refunds_awaiting_channel_age_seconds_max";
         let _ = writeln!(

@@ -94,6 +94,9 @@ struct Counters {
     /// of the oldest.
     awaiting_channel: AtomicU64,
     awaiting_channel_age_ms_max: AtomicU64,
+    /// Unfinished orders by kind at the last inspection pass: (count, age of the oldest, ms),
+    /// indexed as `OrderKind::ALL`.
+    open_by_kind: Mutex<[(u64, u64); OrderKind::ALL.len()]>,
 }
 
 /// The customer or merchant key the payment core books under: tenants never share accounts.
