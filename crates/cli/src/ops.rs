@@ -92,6 +92,7 @@ enum OpsCommand {
     /// Lists the switches ever set, at their current version (`in_force`: obeyed now).
     Switches,
     /// Sets a switch on or off: `kill_all`, `kill_product --product withdrawal`,
+    /// `kill_merchant --tenant acme --merchant shop`,
     /// `history_reads_off`, `bulk_off`, `settlement_paused`, `webhooks_delayed`,
     /// `payouts_frozen --channel bank_a`, `channel_disabled|channel_pinned --channel bank_a`,
     /// `channel_weight --channel bank_a --value 500`.
@@ -156,7 +157,7 @@ enum OpsCommand {
 /// A switch as the command line names it.
 #[derive(Args)]
 struct SwitchTarget {
-    /// The switch: kill_all, kill_product, history_reads_off, bulk_off, settlement_paused,
+    /// The switch: kill_all, kill_product, kill_merchant, history_reads_off, bulk_off, settlement_paused,
     /// webhooks_delayed, payouts_frozen, channel_disabled, channel_pinned, channel_weight.
     switch: String,
     /// For kill_product.
@@ -165,6 +166,11 @@ struct SwitchTarget {
     /// For the channel switches.
     #[arg(long)]
     channel: Option<String>,
+    /// For kill_merchant: the merchant's tenant and id.
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    merchant: Option<String>,
 }
 
 impl SwitchTarget {
@@ -175,6 +181,12 @@ impl SwitchTarget {
         }
         if let Some(channel) = &self.channel {
             target["channel"] = json!(channel);
+        }
+        if let Some(tenant) = &self.tenant {
+            target["tenant"] = json!(tenant);
+        }
+        if let Some(merchant) = &self.merchant {
+            target["merchant"] = json!(merchant);
         }
         target
     }

@@ -33,6 +33,9 @@ pub enum Switch {
     KillAll,
     /// Refuse new requests of one product (`PRODUCTS`).
     KillProduct { product: String },
+    /// Refuse new payments to one merchant, and its payout batches and settlements (refunds
+    /// to its customers still go).
+    KillMerchant { tenant: String, merchant: String },
     /// Degrade: history and list reads answer 503 (balances and single reads stay).
     HistoryReadsOff,
     /// Degrade: bulk endpoints (ledger batches, payout batches, statement uploads) answer 503.
@@ -58,6 +61,9 @@ impl Switch {
         match self {
             Switch::KillAll => "kill/all".into(),
             Switch::KillProduct { product } => format!("kill/product:{product}"),
+            Switch::KillMerchant { tenant, merchant } => {
+                format!("kill/merchant:{tenant}/{merchant}")
+            }
             Switch::HistoryReadsOff => "degrade/history_reads".into(),
             Switch::BulkOff => "degrade/bulk".into(),
             Switch::SettlementPaused => "degrade/settlement".into(),
@@ -72,7 +78,7 @@ impl Switch {
     /// `kill`, `degrade` or `route`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Switch::KillAll | Switch::KillProduct { .. } => "kill",
+            Switch::KillAll | Switch::KillProduct { .. } | Switch::KillMerchant { .. } => "kill",
             Switch::ChannelDisabled { .. }
             | Switch::ChannelPinned { .. }
             | Switch::ChannelWeight { .. } => "route",
@@ -231,6 +237,16 @@ impl Board {
             };
             Some(Refusal { code: refused, switch: state.switch.key() })
         })
+    }
+
+    /// Merchants (`tenant/merchant`, their party keys) refused new business now.
+    pub fn killed_merchants(&self, now_ms: u64) -> Vec<String> {
+        self.on(now_ms)
+            .filter_map(|state| match &state.switch {
+                Switch::KillMerchant { tenant, merchant } => Some(format!("{tenant}/{merchant}")),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Channels no payout may be sent to now.
@@ -432,6 +448,15 @@ mod tests {
         assert_eq!(board.route(&bank("bank_b"), 0), (false, false, 250));
         assert_eq!(board.route(&bank("fastpay"), 0), (false, false, 1000));
         assert_eq!(board.frozen_payout_channels(0), [bank("bank_b")]);
+        let shop = Switch::KillMerchant { tenant: "acme".into(), merchant: "shop".into() };
+        assert_eq!(shop.key(), "kill/merchant:acme/shop");
+        let board = Board::new(vec![state(shop, true, None)]);
+        assert_eq!(board.killed_merchants(0), ["acme/shop"]);
+        assert_eq!(
+            board.refuses(Traffic::Write { product: "payment" }, 0),
+            None,
+            "by merchant only"
+        );
     }
 
     #[test]

@@ -66,6 +66,11 @@ impl From<ExecError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
             ExecError::ChannelNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, code, message),
+            ExecError::SwitchedOff(_) => {
+                let mut refused = ApiError::unavailable(code, message);
+                refused.retry_after_secs = Some(30);
+                refused
+            }
             ExecError::CallbackRefused(_) => ApiError::new(StatusCode::UNAUTHORIZED, code, message),
             ExecError::Ledger(_) | ExecError::Store(_) => {
                 tracing::error!(%error, "payment core unavailable");

@@ -107,6 +107,14 @@ pub enum SwitchBody {
         #[schema(value_type = ProductName)]
         product: String,
     },
+    /// Kill: refuse new payments to one merchant of a tenant, its payout batches and
+    /// settlements (refunds to its customers still go).
+    KillMerchant {
+        #[schema(value_type = formats::TenantName)]
+        tenant: String,
+        #[schema(value_type = formats::PartyId)]
+        merchant: String,
+    },
     /// Degrade: list and history reads answer 503 `degraded`.
     HistoryReadsOff {},
     /// Degrade: bulk endpoints (ledger batches, payout batches, statement uploads, CSV
@@ -175,6 +183,22 @@ impl SwitchBody {
         Ok(match self {
             SwitchBody::KillAll {} => Switch::KillAll,
             SwitchBody::KillProduct { product } => Switch::KillProduct { product },
+            SwitchBody::KillMerchant { tenant, merchant } => {
+                access::TenantId::new(&tenant).map_err(|e| {
+                    ApiError::invalid("invalid_tenant", e.to_string()).with_param("tenant")
+                })?;
+                let ok = !merchant.is_empty()
+                    && merchant.len() <= 64
+                    && merchant.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                if !ok {
+                    return Err(ApiError::invalid(
+                        "invalid_merchant",
+                        "a merchant id of 1 to 64 of [A-Za-z0-9_.-]",
+                    )
+                    .with_param("merchant"));
+                }
+                Switch::KillMerchant { tenant, merchant }
+            }
             SwitchBody::HistoryReadsOff {} => Switch::HistoryReadsOff,
             SwitchBody::BulkOff {} => Switch::BulkOff,
             SwitchBody::SettlementPaused {} => Switch::SettlementPaused,

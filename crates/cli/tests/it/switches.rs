@@ -71,6 +71,35 @@ fn switches_and_plans_are_obeyed_rolled_back_and_audited() {
         ops.ok("GET", "/v1/ops/switches/versions?key=kill/product:withdrawal", Value::Null);
     assert_eq!(versions["data"].as_array().map(Vec::len), Some(2), "{versions}");
 
+    // A merchant switched off: no new payment to it (the serve loop tells the payment core
+    // within a second); its customers' top-ups go on. Rolled back, it takes payments again.
+    let shop = json!({"switch": "kill_merchant", "tenant": "platform", "merchant": "shop"});
+    set(&ops, shop.clone(), true, json!({}));
+    let pay = |reference: &str| {
+        world.call(
+            "POST",
+            "/v1/payments",
+            json!({"reference": reference, "customer": "alice", "merchant": "shop",
+                   "asset": "CNY", "amount": "100"}),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let (status, answer) = pay("pay-killed");
+        if status == 503 {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "the merchant was never switched off: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(refused["error"]["code"], json!("switched_off"), "{refused}");
+    ops.ok("POST", "/v1/ops/switches/rollback", json!({"target": shop, "reason": "cleared"}));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pay("pay-cleared").0 != 201 {
+        assert!(Instant::now() < deadline, "the merchant was never switched back on");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // An expiring switch turns itself off (the serve loop reverts it and audits it).
     set(&ops, json!({"switch": "history_reads_off"}), true, json!({"expires_in_ms": 1500}));
     let (status, shed) = world.call("GET", "/v1/orders", Value::Null);
@@ -150,6 +179,8 @@ fn switches_and_plans_are_obeyed_rolled_back_and_audited() {
     assert_eq!(
         others,
         [
+            "switch.set",
+            "switch.rollback",
             "switch.set",
             "switch.rollback",
             "switch.set",

@@ -37,6 +37,9 @@ pub enum ExecError {
     ChannelNotFound(String),
     #[error("callback refused: {0}")]
     CallbackRefused(String),
+    /// An operators' switch refuses this now (`kill/merchant:…`).
+    #[error("turned off by the operators' switch {0}; retry later")]
+    SwitchedOff(String),
     #[error("ledger setup refused: {0}")]
     LedgerSetup(&'static str),
     #[error("ledger: {0}")]
@@ -65,6 +68,7 @@ impl ExecError {
             ExecError::CaptureRefused(_) => "capture_refused",
             ExecError::ChannelNotFound(_) => "channel_not_found",
             ExecError::CallbackRefused(_) => "callback_refused",
+            ExecError::SwitchedOff(_) => "switched_off",
             ExecError::LedgerSetup(code) => code,
             ExecError::Ledger(_) => "ledger_unavailable",
             ExecError::Store(_) => "store_unavailable",

@@ -179,6 +179,8 @@ pub struct Executor {
     batches: Mutex<tokio::task::JoinSet<()>>,
     /// Channels no payout may be sent to (an operators' switch, `PayoutsFrozen`).
     frozen_payouts: Mutex<Vec<ChannelId>>,
+    /// Merchants' party keys refused new business (an operators' switch, `KillMerchant`).
+    killed_merchants: Mutex<Vec<String>>,
     counters: Counters,
 }
 
@@ -203,6 +205,7 @@ impl Executor {
             order_locks: OrderLocks::default(),
             batches: Mutex::new(tokio::task::JoinSet::new()),
             frozen_payouts: Mutex::new(Vec::new()),
+            killed_merchants: Mutex::new(Vec::new()),
             counters: Counters::default(),
         }
     }
@@ -211,6 +214,12 @@ impl Executor {
     /// payouts waiting for a channel go to another, or fail as having none.
     pub fn set_frozen_payout_channels(&self, channels: Vec<ChannelId>) {
         *self.frozen_payouts.lock().unwrap_or_else(|p| p.into_inner()) = channels;
+    }
+
+    /// Merchants (party keys, `tenant/merchant`) refused new payments, payout batches and
+    /// settlements from now on (the operators' switches say which).
+    pub fn set_killed_merchants(&self, merchants: Vec<String>) {
+        *self.killed_merchants.lock().unwrap_or_else(|p| p.into_inner()) = merchants;
     }
 
     /// Gives the executor the status-inquiry service whose owner it is (see

@@ -101,6 +101,8 @@ impl Executor {
         Ok(party)
     }
 
+    /// The party, with an account in `asset`; a merchant switched off by an operator is
+    /// refused (`switched_off`).
     pub(super) fn party_with(
         &self,
         tenant: &str,
@@ -109,6 +111,15 @@ impl Executor {
         asset: AssetCode,
     ) -> Result<Party, ExecError> {
         let party = self.party(tenant, kind, id)?;
+        if kind == PartyKind::Merchant {
+            // New business with a merchant an operator has switched off is refused; refunds to
+            // its customers do not come through here and still go.
+            let key = party_key(tenant, id);
+            let killed = self.killed_merchants.lock().unwrap_or_else(|p| p.into_inner());
+            if killed.contains(&key) {
+                return Err(ExecError::SwitchedOff(format!("kill/merchant:{key}")));
+            }
+        }
         if !party.assets.contains(&asset) {
             return Err(ExecError::AssetNotOpened { kind, id: id.to_owned(), asset });
         }
