@@ -338,6 +338,12 @@ pub fn start(
         operators::ApprovalPolicy { approval_minor: settings.ops_approval_minor },
         Arc::new(SystemMillis),
     ));
+    // The switches and rates in force before the first request: a node must never serve
+    // (or settle, or send a payout) with none of them obeyed.
+    let switches: Arc<operators::SharedBoard> = Arc::default();
+    let board = desk.board().context("reading the operators' switches")?;
+    let rates = desk.fx_rates().context("reading the stored exchange rates")?;
+    obey(Ok(board), Ok(rates), &executor, &deliverer, &switches);
     Ok(PaymentCore {
         executor,
         reconciler,
@@ -345,7 +351,7 @@ pub fn start(
         inquirer,
         webhooks,
         desk,
-        switches: Arc::default(),
+        switches,
         deliverer,
     })
 }

@@ -357,7 +357,7 @@ impl Desk {
     ) -> Result<Vec<SwitchState>, DeskError> {
         text("reason", reason, TEXT_LEN_MAX, true)?;
         for change in changes {
-            change.switch.check(change.value.filter(|_| change.on))?;
+            change.switch.check(change.on, change.value)?;
         }
         let now_ms = self.clock.now_ms();
         let current = self.store.switches()?;

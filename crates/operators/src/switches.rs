@@ -97,13 +97,14 @@ impl Switch {
         }
     }
 
-    /// Whether the switch is well formed: a known product, a weight switch with a value.
-    pub fn check(&self, value: Option<u32>) -> Result<(), SwitchError> {
+    /// Whether a change to the switch is well formed: a known product; a weight switch
+    /// turned on with a value (turned off, it needs none).
+    pub fn check(&self, on: bool, value: Option<u32>) -> Result<(), SwitchError> {
         match self {
             Switch::KillProduct { product } if !PRODUCTS.contains(&product.as_str()) => {
                 Err(SwitchError::UnknownProduct(product.clone()))
             }
-            Switch::ChannelWeight { .. } => match value {
+            Switch::ChannelWeight { .. } if on => match value {
                 Some(permille) if (1..=100_000).contains(&permille) => Ok(()),
                 _ => Err(SwitchError::WeightNeeded),
             },
@@ -462,18 +463,19 @@ mod tests {
     #[test]
     fn switches_are_checked_and_named() {
         assert_eq!(
-            Switch::KillProduct { product: "lottery".into() }.check(None),
+            Switch::KillProduct { product: "lottery".into() }.check(true, None),
             Err(SwitchError::UnknownProduct("lottery".into()))
         );
         let weight = Switch::ChannelWeight { channel: bank("bank_a") };
-        assert_eq!(weight.check(None), Err(SwitchError::WeightNeeded));
-        assert_eq!(weight.check(Some(0)), Err(SwitchError::WeightNeeded));
-        assert_eq!(weight.check(Some(500)), Ok(()));
+        assert_eq!(weight.check(true, None), Err(SwitchError::WeightNeeded));
+        assert_eq!(weight.check(true, Some(0)), Err(SwitchError::WeightNeeded));
+        assert_eq!(weight.check(true, Some(500)), Ok(()));
+        assert_eq!(weight.check(false, None), Ok(()), "turned off, a weight needs no value");
         assert_eq!(weight.key(), "route/weight:bank_a");
         assert_eq!(weight.kind(), "route");
         for product in PRODUCTS {
             let kill = Switch::KillProduct { product: product.into() };
-            assert_eq!(kill.check(None), Ok(()));
+            assert_eq!(kill.check(true, None), Ok(()));
             assert_eq!(kill.kind(), "kill");
         }
     }

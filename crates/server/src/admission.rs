@@ -269,10 +269,16 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
         return error.into_response();
     };
     let response = next.run(request).await;
-    // The ledger's queue full (429) or a store unavailable (503) is overload too.
-    let status = response.status().as_u16();
-    permit.finish(status == 429 || status == 503);
+    permit.finish(is_overload(&response));
     response
+}
+
+/// Whether an answer says the service is overloaded: the ledger's queue full, a store or the
+/// ledger unreachable. A refusal by a switch, a rate limit or a rule is not.
+fn is_overload(response: &Response) -> bool {
+    response.extensions().get::<crate::error::ErrorCode>().is_some_and(|code| {
+        matches!(code.0.as_str(), "ledger_overloaded" | "ledger_unavailable" | "store_unavailable")
+    })
 }
 
 #[cfg(test)]
@@ -347,6 +353,23 @@ mod tests {
             ),
             (8, 4, 1)
         );
+    }
+
+    #[test]
+    fn only_overload_answers_count_as_overload() {
+        let answer = |code: &str| ApiError::unavailable(code, "x").into_response();
+        assert!(is_overload(&answer("store_unavailable")));
+        assert!(is_overload(&answer("ledger_unavailable")));
+        assert!(is_overload(
+            &ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "ledger_overloaded", "x")
+                .into_response()
+        ));
+        // A switch's refusal, a per-key rate limit: not this service being overloaded.
+        assert!(!is_overload(&answer("switched_off")));
+        assert!(!is_overload(
+            &ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", "x")
+                .into_response()
+        ));
     }
 
     #[test]

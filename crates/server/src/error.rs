@@ -97,9 +97,15 @@ impl ApiError {
     }
 }
 
+/// The stable code of an error answer, kept on the response for the layers around the
+/// handlers (admission tells overload from a refusal by it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorCode(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code.clone()));
         if let Some(secs) = self.retry_after_secs {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }

@@ -303,8 +303,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(|| async { error::ApiError::not_found("route") })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), switches_api::obey_switches))
+        // Admission inside the switches: what a switch refuses never reaches admission (and
+        // never counts as overload).
         .layer(axum::middleware::from_fn_with_state(state.clone(), admission::admit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), switches_api::obey_switches))
         .layer(axum::middleware::from_fn(request::refuse_control_characters))
         .layer(axum::middleware::from_fn(ops::uniform_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))

@@ -329,7 +329,7 @@ impl PgOpsStore {
     pub fn connect(target: &PgTarget) -> Result<PgOpsStore, OpsStoreError> {
         target.migrate().map_err(backend)?;
         let client = target.connect_client().map_err(backend)?;
-        Ok(PgOpsStore { kit: PgKit::new(client) })
+        Ok(PgOpsStore { kit: PgKit::new(client, target.clone()) })
     }
 
     fn with<T>(

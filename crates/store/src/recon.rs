@@ -546,7 +546,7 @@ impl PgReconStore {
     pub fn connect(target: &PgTarget) -> Result<PgReconStore, ReconStoreError> {
         target.migrate().map_err(backend)?;
         let client = target.connect_client().map_err(backend)?;
-        Ok(PgReconStore { kit: PgKit::new(client), target: target.clone() })
+        Ok(PgReconStore { kit: PgKit::new(client, target.clone()), target: target.clone() })
     }
 }
 

@@ -230,10 +230,12 @@ impl SqliteKit {
     }
 }
 
-/// One PostgreSQL client, each unit of work a transaction on it.
+/// One PostgreSQL client, each unit of work a transaction on it; a connection found closed
+/// (a failover, a restarted server, an idle timeout) is opened again before the next unit.
 pub(crate) struct PgKit {
     /// `None` only while dropping.
     client: Mutex<Option<postgres::Client>>,
+    target: crate::postgres::PgTarget,
 }
 
 /// The blocking client's drop blocks on a runtime of its own, which panics on a tokio worker
@@ -246,8 +248,8 @@ impl Drop for PgKit {
 }
 
 impl PgKit {
-    pub(crate) fn new(client: postgres::Client) -> PgKit {
-        PgKit { client: Mutex::new(Some(client)) }
+    pub(crate) fn new(client: postgres::Client, target: crate::postgres::PgTarget) -> PgKit {
+        PgKit { client: Mutex::new(Some(client)), target }
     }
 
     pub(crate) fn with<T, E: From<SqlError>>(
@@ -255,8 +257,11 @@ impl PgKit {
         work: impl FnOnce(&mut dyn Db) -> Result<T, E>,
     ) -> Result<T, E> {
         crate::off_runtime(|| {
-            let mut client = self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let client = client.as_mut().ok_or_else(|| backend("the store is closing"))?;
+            let mut slot = self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if slot.as_ref().is_none_or(postgres::Client::is_closed) {
+                *slot = Some(self.target.connect_client().map_err(backend)?);
+            }
+            let client = slot.as_mut().ok_or_else(|| backend("the store is closing"))?;
             pg_transaction(client, work)
         })
     }

@@ -261,3 +261,34 @@ fn a_switch_set_through_one_node_is_obeyed_by_another_within_seconds() {
     drop((second, first));
     store::postgres::drop_schema(&store::PgTarget::new(url, schema)).expect("drop schema");
 }
+
+/// Payouts frozen on the only channel (the `recon_shortfall` plan): a withdrawal waits with
+/// its money held — never failed for it — and is paid once the freeze is rolled back.
+#[test]
+fn a_payout_waits_while_its_channel_is_frozen_and_goes_once_it_thaws() {
+    let world = World::start(&["bank_a"], &["--inspect-after-ms", "0"]);
+    assert_eq!(world.topup("funds", 10_000)["status"], json!("succeeded"));
+    let ops = world.share(&key(&world, &["ops:read", "ops:write"]));
+    ops.ok(
+        "POST",
+        "/v1/ops/plans/recon_shortfall/run",
+        json!({"channel": "bank_a", "reason": "shortfall on bank_a"}),
+    );
+    std::thread::sleep(Duration::from_millis(1_500)); // every node obeys within a second
+    let (status, placed) = withdraw(&world, "wd-frozen");
+    assert_eq!(status, 201, "{placed}");
+    let id = placed["id"].as_str().expect("id").to_owned();
+    world.ok("POST", "/v1/inspection", Value::Null);
+    let held = world.ok("GET", &format!("/v1/orders/{id}"), Value::Null);
+    assert_eq!(held["status"], json!("held"), "waits with the money held: {held}");
+    ops.ok(
+        "POST",
+        "/v1/ops/plans/recon_shortfall/rollback",
+        json!({"channel": "bank_a", "reason": "breaks resolved"}),
+    );
+    std::thread::sleep(Duration::from_millis(1_500));
+    world.ok("POST", "/v1/inspection", Value::Null);
+    let done = world.wait_final(&id, Duration::from_secs(30));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    world.assert_balanced();
+}

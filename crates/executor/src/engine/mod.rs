@@ -425,27 +425,29 @@ impl Executor {
             } else if let Some((request, refused)) =
                 record.order.awaiting_route(self.clock.now_ms())
             {
-                // Channels an operator froze payouts on are no candidates for a payout.
-                let mut refused = refused.to_vec();
-                if request.operation == channels::Operation::Payout {
-                    refused.extend(
-                        self.frozen_payouts
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .iter()
-                            .cloned(),
-                    );
-                }
-                let refused = refused.as_slice();
-                let choice = match (record.order.pinned_channel(), &self.gateway) {
-                    (Some(pinned), Some(_)) => {
-                        Some(pinned.clone()).filter(|c| !refused.contains(c))
-                    }
-                    (None, Some(gateway)) => gateway.choose(&request, refused),
-                    (_, None) => None,
+                let choose =
+                    |refused: &[ChannelId]| match (record.order.pinned_channel(), &self.gateway) {
+                        (Some(pinned), Some(_)) => {
+                            Some(pinned.clone()).filter(|c| !refused.contains(c))
+                        }
+                        (None, Some(gateway)) => gateway.choose(&request, refused),
+                        (_, None) => None,
+                    };
+                // Channels an operator froze payouts on are no candidates for a payout. If only
+                // the freeze stands in the way, the payout waits (its money held) for the freeze
+                // to lift: inspection routes it again; it is never failed for it.
+                let frozen: Vec<ChannelId> = if request.operation == channels::Operation::Payout {
+                    self.frozen_payouts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+                } else {
+                    Vec::new()
                 };
-                match choice {
+                let excluded: Vec<ChannelId> = refused.iter().chain(&frozen).cloned().collect();
+                match choose(&excluded) {
                     Some(channel) => Event::Route { channel },
+                    None if !frozen.is_empty() && choose(refused).is_some() => {
+                        tracing::info!(order = %record.id(), "payout held: its channels are frozen");
+                        return Ok(record);
+                    }
                     None => Event::Abandon {
                         reason: if self.gateway.is_none() {
                             "no channels are configured".into()
