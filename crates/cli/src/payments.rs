@@ -646,6 +646,8 @@ fn obey(
             apply_routes(&board, executor, now_ms);
             executor.set_frozen_payout_channels(board.frozen_payout_channels(now_ms));
             executor.set_killed_merchants(board.killed_merchants(now_ms));
+            executor
+                .set_settlement_paused(board.is_on(&operators::Switch::SettlementPaused, now_ms));
             deliverer.set_paused(board.is_on(&operators::Switch::WebhooksDelayed, now_ms));
             switches.set(board);
         }

@@ -14,12 +14,13 @@ use channels::ChannelId;
 use serde::{Deserialize, Serialize};
 
 /// The products a kill switch can name: the API's money-moving writes.
-pub const PRODUCTS: [&str; 8] = [
+pub const PRODUCTS: [&str; 9] = [
     "topup",
     "withdrawal",
     "payment",
     "refund",
     "payout_batch",
+    "settlement",
     "wallet_transfer",
     "points_grant",
     "transfer",
@@ -115,7 +116,7 @@ impl Switch {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SwitchError {
-    #[error("no product {0} (one of: topup, withdrawal, payment, refund, payout_batch, wallet_transfer, points_grant, transfer)")]
+    #[error("no product {0} (one of: topup, withdrawal, payment, refund, payout_batch, settlement, wallet_transfer, points_grant, transfer)")]
     UnknownProduct(String),
     #[error("a channel weight needs a value of 1 to 100000 permille")]
     WeightNeeded,

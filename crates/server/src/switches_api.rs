@@ -49,11 +49,14 @@ pub fn traffic(method: &Method, path: &str) -> Vec<Traffic<'static>> {
         return match parts.as_slice() {
             ["v1", "topups"] => vec![write("topup")],
             ["v1", "withdrawals"] => vec![write("withdrawal")],
-            ["v1", "payments"] => vec![write("payment")],
+            // A capture completes a payment (money moves); a cancel only releases a hold.
+            ["v1", "payments"] | ["v1", "payments", _, "capture"] => vec![write("payment")],
             ["v1", "payments", _, "refunds"] => vec![write("refund")],
             ["v1", "wallet-transfers"] => vec![write("wallet_transfer")],
             ["v1", "customers", _, "points"] => vec![write("points_grant")],
-            ["v1", "transfers"] => vec![write("transfer")],
+            // Posting a pending transfer moves money; voiding one only releases it.
+            ["v1", "transfers"] | ["v1", "transfers", _, "post"] => vec![write("transfer")],
+            ["v1", "merchants", _, "settlements"] => vec![write("settlement")],
             ["v1", "transfers", "batch"] => vec![Traffic::Bulk, write("transfer")],
             ["v1", "merchants", _, "payout-batches"] => {
                 vec![Traffic::Bulk, write("payout_batch")]
@@ -156,6 +159,7 @@ pub enum ProductName {
     Payment,
     Refund,
     PayoutBatch,
+    Settlement,
     WalletTransfer,
     PointsGrant,
     Transfer,
@@ -644,7 +648,11 @@ mod tests {
         let write = |product| vec![Traffic::Write { product }];
         assert_eq!(traffic(&Method::POST, "/v1/topups"), write("topup"));
         assert_eq!(traffic(&Method::POST, "/v1/payments/pay_1/refunds"), write("refund"));
-        assert_eq!(traffic(&Method::POST, "/v1/payments/pay_1/cancel"), vec![], "not new");
+        assert_eq!(traffic(&Method::POST, "/v1/payments/pay_1/cancel"), vec![], "releases only");
+        assert_eq!(traffic(&Method::POST, "/v1/payments/pay_1/capture"), write("payment"));
+        assert_eq!(traffic(&Method::POST, "/v1/transfers/7/post"), write("transfer"));
+        assert_eq!(traffic(&Method::POST, "/v1/transfers/7/void"), vec![], "releases only");
+        assert_eq!(traffic(&Method::POST, "/v1/merchants/shop/settlements"), write("settlement"));
         assert_eq!(
             traffic(&Method::POST, "/v1/merchants/m/payout-batches"),
             vec![Traffic::Bulk, Traffic::Write { product: "payout_batch" }]

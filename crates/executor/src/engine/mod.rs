@@ -181,6 +181,8 @@ pub struct Executor {
     frozen_payouts: Mutex<Vec<ChannelId>>,
     /// Merchants' party keys refused new business (an operators' switch, `KillMerchant`).
     killed_merchants: Mutex<Vec<String>>,
+    /// Settlement paused by an operators' switch (`SettlementPaused`).
+    settlement_paused: std::sync::atomic::AtomicBool,
     counters: Counters,
 }
 
@@ -206,6 +208,7 @@ impl Executor {
             batches: Mutex::new(tokio::task::JoinSet::new()),
             frozen_payouts: Mutex::new(Vec::new()),
             killed_merchants: Mutex::new(Vec::new()),
+            settlement_paused: Default::default(),
             counters: Counters::default(),
         }
     }
@@ -220,6 +223,11 @@ impl Executor {
     /// settlements from now on (the operators' switches say which).
     pub fn set_killed_merchants(&self, merchants: Vec<String>) {
         *self.killed_merchants.lock().unwrap_or_else(|p| p.into_inner()) = merchants;
+    }
+
+    /// Pauses settlement runs, scheduled or asked for (the operators' switches say so).
+    pub fn set_settlement_paused(&self, paused: bool) {
+        self.settlement_paused.store(paused, Ordering::Relaxed);
     }
 
     /// Gives the executor the status-inquiry service whose owner it is (see

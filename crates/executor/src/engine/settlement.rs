@@ -154,6 +154,9 @@ impl Executor {
         merchant: &str,
         asset: AssetCode,
     ) -> Result<Option<Placed>, ExecError> {
+        if self.settlement_paused.load(Ordering::Relaxed) {
+            return Err(ExecError::SwitchedOff("degrade/settlement".into()));
+        }
         let party = self.party_with(tenant, PartyKind::Merchant, merchant, asset)?;
         let now_ms = self.clock.now_ms();
         let cutoff_ms = payments::booking::settlement_cutoff_ms(now_ms, party.settle_after_days);
