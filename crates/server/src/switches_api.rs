@@ -358,6 +358,19 @@ pub struct RollbackSwitchBody {
     ticket: Option<String>,
 }
 
+/// What the document states of `value` and `expires_in_ms`: 400 otherwise.
+fn checked_numbers(value: Option<u32>, expires_in_ms: Option<u64>) -> Result<(), ApiError> {
+    if value.is_some_and(|permille| !(1..=100_000).contains(&permille)) {
+        return Err(ApiError::invalid("invalid_value", "a weight is 1 to 100000 permille")
+            .with_param("value"));
+    }
+    if expires_in_ms == Some(0) {
+        return Err(ApiError::invalid("invalid_expiry", "expires_in_ms is above zero")
+            .with_param("expires_in_ms"));
+    }
+    Ok(())
+}
+
 /// After a change here: this node obeys at once (the others within a second).
 async fn refresh(state: &AppState) -> Result<(), ApiError> {
     let desk = desk(state)?;
@@ -392,6 +405,7 @@ pub async fn set_switch(
         require_platform(&state, &caller, Scope::OpsWrite)?;
         let request: SetSwitchBody = parse(&body)?;
         checked_words(&request.reason, request.ticket.as_deref())?;
+        checked_numbers(request.value, request.expires_in_ms)?;
         let switch = request.target.switch(&state)?;
         let change = SwitchChange { switch, on: request.on, value: request.value };
         let desk = desk(&state)?;
@@ -562,6 +576,7 @@ async fn plan_step(
         require_platform(&state, &caller, Scope::OpsWrite)?;
         let request: PlanBody = parse(&body)?;
         checked_words(&request.reason, request.ticket.as_deref())?;
+        checked_numbers(None, request.expires_in_ms)?;
         let channel = request.channel.as_deref().map(|raw| channel_of(&state, raw)).transpose()?;
         let plan = plan(&name, channel.as_ref())?;
         let subject = match &channel {

@@ -63,6 +63,8 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "overloaded",
     "degraded",
     "switch_contended",
+    "invalid_value",
+    "invalid_expiry",
     "fx_rate_contended",
     "switch_not_found",
     "unknown_product",
