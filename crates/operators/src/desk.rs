@@ -324,11 +324,16 @@ impl Desk {
     /// Carries out actions approved but not yet carried out (a crash between the two).
     pub async fn resume(&self) -> Result<usize, DeskError> {
         let due = self.store.actions(Some("approved"), 100)?;
-        let count = due.len();
+        let mut carried = 0;
+        // One action that cannot be carried out now does not hold back the others.
         for action in due {
-            self.carry_out(action).await?;
+            let id = action.id.clone();
+            match self.carry_out(action).await {
+                Ok(_) => carried += 1,
+                Err(error) => tracing::warn!(action = %id, %error, "an approved action waits"),
+            }
         }
-        Ok(count)
+        Ok(carried)
     }
 
     /// Every switch at its current version.
@@ -459,29 +464,44 @@ impl Desk {
     /// Turns off every switch past its expiry (the auto-revert); how many.
     pub fn expire(&self) -> Result<usize, DeskError> {
         let now_ms = self.clock.now_ms();
-        let expired: Vec<SwitchChange> = self
+        let expired: Vec<SwitchState> = self
             .store
             .switches()?
             .into_iter()
             .filter(|state| state.is_expired_at(now_ms))
-            .map(|state| SwitchChange { switch: state.switch, on: false, value: None })
             .collect();
         if expired.is_empty() {
             return Ok(0);
         }
-        let subject = expired.iter().map(|c| c.switch.key()).collect::<Vec<_>>().join(",");
-        match self.set_switches(
+        // Each turned off as the next version of the version seen expired: if an operator
+        // changed it meanwhile (on another node), the write is refused, never overwrites.
+        let next: Vec<SwitchState> = expired
+            .iter()
+            .map(|state| SwitchState {
+                on: false,
+                value: None,
+                expires_at_ms: None,
+                version: state.version + 1,
+                set_by: "system".to_owned(),
+                reason: "expired".to_owned(),
+                ticket: None,
+                set_at_ms: now_ms,
+                ..state.clone()
+            })
+            .collect();
+        let subject = expired.iter().map(|s| s.switch.key()).collect::<Vec<_>>().join(",");
+        let before: Vec<&SwitchState> = expired.iter().collect();
+        match self.write_switches(
             "system",
             "switch.expire",
             &subject,
-            &expired,
-            None,
+            &before,
+            next,
             "expired",
-            None,
             None,
         ) {
             Ok(states) => Ok(states.len()),
-            // Another node reverted it first.
+            // Changed meanwhile, or another node reverted it first: read again next pass.
             Err(DeskError::SwitchContended) => Ok(0),
             Err(error) => Err(error),
         }
