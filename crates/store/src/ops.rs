@@ -11,7 +11,6 @@ use operators::audit::{link, GENESIS_HASH};
 use operators::{
     AuditEntry, FxRateState, NewAuditEntry, OperatorAction, OpsStore, OpsStoreError, SwitchState,
 };
-use rusqlite::Connection;
 
 use crate::postgres::PgTarget;
 use crate::sql::{bodies, int, json, Db, PgKit, SqlError, SqliteKit, V};
@@ -298,14 +297,7 @@ pub struct SqliteOpsStore {
 
 impl SqliteOpsStore {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteOpsStore, OpsStoreError> {
-        let mut connection = Connection::open(path.as_ref()).map_err(backend)?;
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-            )
-            .map_err(backend)?;
-        crate::sqlite::migrate(&mut connection, SQLITE_MIGRATIONS).map_err(backend)?;
-        Ok(SqliteOpsStore { kit: SqliteKit::new(connection) })
+        Ok(SqliteOpsStore { kit: SqliteKit::open(path.as_ref(), SQLITE_MIGRATIONS)? })
     }
 
     fn with<T>(

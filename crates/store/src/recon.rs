@@ -9,7 +9,6 @@ use reconciler::port::{
     BreakEvent, BreakQuery, BreakRecord, CheckRun, ClosedDay, DayQuery, LossRecord, PutStatement,
     ReconStore, ReconStoreError, RegisterEntry, RunRecord, StatementRecord, Updated,
 };
-use rusqlite::Connection;
 
 use crate::postgres::PgTarget;
 use crate::sql::{bodies, int, json, pg_transaction, Db, PgKit, SqlError, SqliteKit, V};
@@ -512,14 +511,7 @@ pub struct SqliteReconStore {
 
 impl SqliteReconStore {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteReconStore, ReconStoreError> {
-        let mut connection = Connection::open(path.as_ref()).map_err(backend)?;
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-            )
-            .map_err(backend)?;
-        crate::sqlite::migrate(&mut connection, SQLITE_MIGRATIONS).map_err(backend)?;
-        Ok(SqliteReconStore { kit: SqliteKit::new(connection) })
+        Ok(SqliteReconStore { kit: SqliteKit::open(path.as_ref(), SQLITE_MIGRATIONS)? })
     }
 }
 

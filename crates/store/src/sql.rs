@@ -208,8 +208,20 @@ pub(crate) struct SqliteKit {
 }
 
 impl SqliteKit {
-    pub(crate) fn new(connection: Connection) -> SqliteKit {
-        SqliteKit { connection: Mutex::new(connection) }
+    /// Opens (or creates) the database file: WAL, `synchronous = FULL` (a commit is on disk
+    /// before it is acknowledged), then its migrations.
+    pub(crate) fn open(
+        path: &std::path::Path,
+        migrations: &[(i64, &str)],
+    ) -> Result<SqliteKit, SqlError> {
+        let mut connection = Connection::open(path).map_err(backend)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+            )
+            .map_err(backend)?;
+        crate::sqlite::migrate(&mut connection, migrations).map_err(backend)?;
+        Ok(SqliteKit { connection: Mutex::new(connection) })
     }
 
     pub(crate) fn with<T, E: From<SqlError>>(

@@ -31,6 +31,31 @@ pub(crate) fn qianbao_ops(ops: &World, args: &[&str]) -> String {
     printed
 }
 
+/// A payout the bank makes but never confirms (its answer lost, every status query timing
+/// out), waited for until its inquiry is escalated: the order's id and the escalated task.
+fn unconfirmed_payout(world: &World, ops: &World, reference: &str, minor: u64) -> (String, Value) {
+    world.sim.faults(
+        "bank_a",
+        json!({"payout": {"lost_response_rate": 1.0, "hold_ms": 50},
+               "query": {"timeout_rate": 1.0, "hold_ms": 50}}),
+    );
+    let withdrawal = world.ok(
+        "POST",
+        "/v1/withdrawals",
+        json!({"reference": reference, "customer": "alice", "bank_account": CARD,
+               "asset": "CNY", "amount": minor.to_string()}),
+    );
+    let id = withdrawal["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(task) = escalated(ops).into_iter().find(|t| t["owner"] == json!(id)) {
+            return (id, task);
+        }
+        assert!(Instant::now() < deadline, "the inquiry was never escalated");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn an_escalated_payout_is_shown_asked_again_by_an_operator_and_completes_as_the_bank_did_it() {
     let world = World::start(
@@ -56,26 +81,7 @@ fn an_escalated_payout_is_shown_asked_again_by_an_operator_and_completes_as_the_
     assert!(escalated(&ops).is_empty());
 
     // The bank pays out, but its answer is lost and every status query of it times out.
-    world.sim.faults(
-        "bank_a",
-        json!({"payout": {"lost_response_rate": 1.0, "hold_ms": 50},
-               "query": {"timeout_rate": 1.0, "hold_ms": 50}}),
-    );
-    let withdrawal = world.ok(
-        "POST",
-        "/v1/withdrawals",
-        json!({"reference": "stuck", "customer": "alice", "bank_account": CARD,
-               "asset": "CNY", "amount": "1000"}),
-    );
-    let id = withdrawal["id"].as_str().expect("id").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let task = loop {
-        if let Some(task) = escalated(&ops).into_iter().find(|t| t["owner"] == json!(id)) {
-            break task;
-        }
-        assert!(Instant::now() < deadline, "the inquiry was never escalated");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (id, task) = unconfirmed_payout(&world, &ops, "stuck", 1000);
     assert_eq!(task["state"], json!("escalated"), "{task}");
     assert_eq!(task["operation"], json!("payout"), "{task}");
     // Never assumed failed: the money stays held while the bank may have paid.
@@ -138,26 +144,7 @@ fn an_unanswered_payout_is_finished_by_an_operator_with_a_second_keys_approval()
     assert_eq!(world.topup("funds", 50_000)["status"], json!("succeeded"));
     let maker = world.share(&key(&world, &["ops:read", "ops:write"]));
     let checker = world.share(&key(&world, &["ops:read", "ops:approve"]));
-    world.sim.faults(
-        "bank_a",
-        json!({"payout": {"lost_response_rate": 1.0, "hold_ms": 50},
-               "query": {"timeout_rate": 1.0, "hold_ms": 50}}),
-    );
-    let withdrawal = world.ok(
-        "POST",
-        "/v1/withdrawals",
-        json!({"reference": "unanswered", "customer": "alice", "bank_account": CARD,
-               "asset": "CNY", "amount": "1200"}),
-    );
-    let id = withdrawal["id"].as_str().expect("id").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let task = loop {
-        if let Some(task) = escalated(&maker).into_iter().find(|t| t["owner"] == json!(id)) {
-            break task;
-        }
-        assert!(Instant::now() < deadline, "the inquiry was never escalated");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (id, task) = unconfirmed_payout(&world, &maker, "unanswered", 1200);
     let request_id = task["request_id"].as_str().expect("request id").to_owned();
     // The bank's evidence: its own record of the payout (its portal, here the simulator's log).
     let paid = world
