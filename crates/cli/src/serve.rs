@@ -70,6 +70,12 @@ pub struct ServeArgs {
     /// key's approval (maker–checker); 0: every one does.
     #[arg(long, env = "QIANBAO_OPS_APPROVAL_MINOR", default_value_t = 0)]
     ops_approval_minor: u64,
+    /// The secret (64 hex characters) the web console's sessions are sealed under. Give
+    /// every node the same one so that a session signed in on one is good on all, and
+    /// survives a restart; without it each process draws its own. Keep it out of the
+    /// database: whoever holds it can forge an operator's session.
+    #[arg(long, env = "QIANBAO_CONSOLE_SECRET", hide_env_values = true)]
+    console_secret: Option<String>,
     /// Points (积分): `POINTS_ASSET:CASH_ASSET:MINOR_PER_POINT`; empty for none.
     #[arg(long, env = "QIANBAO_POINTS", default_value = "POINTS:CNY:1")]
     points: String,
@@ -324,7 +330,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         core.reconciler.clone(),
         core.desk.clone(),
     );
-    let state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())?
+    let mut state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())?;
+    if let Some(secret) = &args.console_secret {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(secret.trim(), &mut bytes)
+            .context("--console-secret must be 64 hex characters (32 bytes)")?;
+        state = state.with_console_secret(bytes);
+    }
+    let state = state
         .with_admin_tenant(admin_tenant)
         .with_node(node)
         .with_key_rate_limit(args.key_rate_limit())

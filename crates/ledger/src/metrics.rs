@@ -51,6 +51,20 @@ impl Histogram {
             })
             .collect()
     }
+
+    /// The bucket bound at or below which `permille` of the values lie (`990` for p99): an
+    /// upper bound on that quantile, within a factor of two. `None` when empty.
+    pub fn quantile_bound(&self, permille: u64) -> Option<u64> {
+        quantile_bound(&self.cumulative(), permille)
+    }
+}
+
+/// [`Histogram::quantile_bound`] over cumulative buckets, so that histograms can be merged
+/// (by adding their cumulative counts) before the quantile is read.
+pub fn quantile_bound(cumulative: &[(u64, u64)], permille: u64) -> Option<u64> {
+    let total = cumulative.last().map(|(_, count)| *count).filter(|count| *count > 0)?;
+    let wanted = (total * permille.min(1000)).div_ceil(1000).max(1);
+    cumulative.iter().find(|(_, count)| *count >= wanted).map(|(bound, _)| *bound)
 }
 
 #[cfg(test)]
@@ -70,5 +84,8 @@ mod tests {
         assert_eq!(cumulative[3], (8, 6)); // 5
         assert_eq!(cumulative[10], (1024, 7)); // 1000
         assert_eq!(histogram.sum(), 1015);
+        assert_eq!(histogram.quantile_bound(500), Some(4), "the 4th of 7 values is 3");
+        assert_eq!(histogram.quantile_bound(990), Some(1024));
+        assert_eq!(Histogram::default().quantile_bound(990), None);
     }
 }

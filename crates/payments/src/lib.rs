@@ -14,6 +14,7 @@ pub mod chart;
 pub mod ids;
 pub mod order;
 pub mod reconciled;
+pub mod sheet;
 pub mod tombstone;
 pub mod topup;
 pub mod withdrawal;

@@ -2,12 +2,15 @@
 //! tenant and scopes. Authorization of each resource is done by the handlers through
 //! [`Caller::require`] and the ownership checks in `ledger_api`.
 //!
+//! The console (`console_api`) presents the same keys through a sealed session cookie, which
+//! counts only together with its CSRF header.
+//!
 //! Keys created with `"signed": true` must also sign every request ([`verify_signature`]):
 //! an HMAC-SHA256 over method, path, timestamp, nonce and body hash, inside a five-minute
 //! window, each nonce once. The scheme is [`access::signature`]; docs/api.md has an example.
 
 use access::signature::{self, NONCE_LEN_MAX, NONCE_LEN_MIN, SIGNATURE_WINDOW_SECS};
-use access::{ApiKey, Scope, Secret, TenantId};
+use access::{ApiKey, KeyHash, Scope, Secret, TenantId};
 use axum::extract::{FromRequestParts, OriginalUri, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -73,17 +76,58 @@ impl FromRequestParts<AppState> for Caller {
 #[derive(Clone)]
 struct Resolved(ApiKey);
 
-/// The live (unrevoked) key presented in the `Authorization` header.
+/// How a request presented its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Presented {
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// The console's session cookie with its CSRF header (`console::session`).
+    Console,
+}
+
+/// The live (unrevoked) key of a request: presented in the `Authorization` header or, from
+/// the console, named by its session cookie (which counts only with its CSRF header).
 async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<ApiKey, ApiError> {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
+    resolve_presented(state, headers).await.map(|(key, _)| key)
+}
+
+async fn resolve_presented(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(ApiKey, Presented), ApiError> {
+    if let Some(authorization) = headers.get(axum::http::header::AUTHORIZATION) {
+        let presented = authorization
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(ApiError::unauthenticated)?;
+        if presented.len() > PRESENTED_KEY_LEN_MAX {
+            return Err(ApiError::unauthenticated());
+        }
+        let key = live_key(state, Secret::new(presented).hash()).await?;
+        return Ok((key, Presented::Bearer));
+    }
+    let cookie = headers
+        .get(axum::http::header::COOKIE)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(console::session::cookie_in)
         .ok_or_else(ApiError::unauthenticated)?;
-    if presented.len() > PRESENTED_KEY_LEN_MAX {
+    let now_ms = state.clock.now().0 / 1_000;
+    let session = state
+        .console
+        .open_with_csrf(cookie, header(headers, console::session::CSRF_HEADER), now_ms)
+        .map_err(|_| ApiError::unauthenticated())?;
+    let key = live_key(state, KeyHash(session.key_hash)).await?;
+    // Signing keys never get a session (`console_api::sign_in`); one found here is refused
+    // rather than let a cookie stand in for its signatures.
+    if key.signed {
         return Err(ApiError::unauthenticated());
     }
-    let hash = Secret::new(presented).hash();
+    Ok((key, Presented::Console))
+}
+
+/// The live key with this hash, through the cache.
+pub(crate) async fn live_key(state: &AppState, hash: KeyHash) -> Result<ApiKey, ApiError> {
     let key = match state.caches.key(&hash) {
         Some(key) => Some(key),
         None => {
@@ -120,9 +164,9 @@ pub async fn verify_signature(
     next: Next,
 ) -> Response {
     let mut request = request;
-    let key = match resolve(&state, request.headers()).await {
-        Ok(key) if key.signed => key,
-        Ok(key) => {
+    let key = match resolve_presented(&state, request.headers()).await {
+        Ok((key, Presented::Bearer)) if key.signed => key,
+        Ok((key, _)) => {
             // Resolved once per request: the `Caller` extractor takes it from here.
             request.extensions_mut().insert(Resolved(key));
             return next.run(request).await;

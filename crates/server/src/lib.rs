@@ -24,6 +24,7 @@ pub mod auth;
 pub mod breaks_api;
 pub mod cache;
 pub mod checks_api;
+pub mod console_api;
 pub mod days_api;
 pub mod error;
 pub mod formats;
@@ -35,6 +36,7 @@ pub mod openapi;
 pub mod operators_api;
 pub mod ops;
 pub mod orders_api;
+pub mod overview_api;
 pub mod parties_api;
 pub mod payments_api;
 pub mod recon_api;
@@ -77,6 +79,8 @@ pub struct AppState {
     pub switches: Arc<operators::SharedBoard>,
     /// Admission by priority class under overload (降级, 限流).
     pub admission: Arc<admission::Admission>,
+    /// Seals the console's session cookies (`console_api`).
+    pub console: Arc<console::session::Sealer>,
 }
 
 /// The admin tenant when none is configured, as `qianbao serve` defaults it.
@@ -96,6 +100,12 @@ impl AppState {
         getrandom::fill(&mut candidate).map_err(|e| access::AccessError::Backend(e.to_string()))?;
         let secret = access.namespace_secret(candidate)?;
         let admin_tenant = access::TenantId::new(ADMIN_TENANT_DEFAULT).ok();
+        // The console's sessions are sealed under a secret of this process unless one is
+        // configured (`with_console_secret`): never one kept in the store, so that reading
+        // the database is not enough to forge an operator's session.
+        let mut console_secret = [0u8; 32];
+        getrandom::fill(&mut console_secret)
+            .map_err(|e| access::AccessError::Backend(e.to_string()))?;
         Ok(AppState {
             ledger,
             reader,
@@ -113,6 +123,7 @@ impl AppState {
             desk: None,
             switches: Arc::default(),
             admission: Arc::new(admission::Admission::new(Default::default())),
+            console: Arc::new(console::session::Sealer::new(console_secret)),
         })
     }
 
@@ -162,6 +173,13 @@ impl AppState {
     ) -> AppState {
         self.desk = Some(desk);
         self.switches = switches;
+        self
+    }
+
+    /// Seals console sessions under `secret`, so that every node that shares it accepts a
+    /// session signed in on any of them, and sessions outlive a restart.
+    pub fn with_console_secret(mut self, secret: [u8; 32]) -> AppState {
+        self.console = Arc::new(console::session::Sealer::new(secret));
         self
     }
 
@@ -279,6 +297,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ops/inquiries/{channel}/{request_id}/ask", post(operators_api::ask_now))
         .route("/ops/orders/overdue", get(operators_api::list_overdue))
         .route("/ops/orders/exceptions", get(operators_api::list_exceptions))
+        .route("/ops/overview", get(overview_api::overview))
+        .route("/ops/balance-sheet", get(overview_api::balance_sheet_view))
         .route("/ops/inquiries/{channel}/{request_id}/outcome", post(actions_api::propose_outcome))
         .route("/ops/actions", get(actions_api::list_actions))
         .route("/ops/actions/{id}", get(actions_api::get_action))
@@ -302,6 +322,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/console", get(console_api::index))
+        .route("/console/", get(console_api::index))
+        .route("/console/assets/{file}", get(console_api::asset))
+        .route(
+            "/console/session",
+            post(console_api::sign_in).get(console_api::current).delete(console_api::sign_out),
+        )
         .fallback(|| async { error::ApiError::not_found("route") })
         // Admission inside the switches: what a switch refuses never reaches admission (and
         // never counts as overload).

@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::{
     actions_api, breaks_api, checks_api, days_api, formats, keys_api, ledger_api, operators_api,
-    ops, orders_api, parties_api, payments_api, recon_api, switches_api, webhooks_api,
+    ops, orders_api, overview_api, parties_api, payments_api, recon_api, switches_api,
+    webhooks_api,
 };
 
 #[derive(OpenApi)]
@@ -92,6 +93,8 @@ use crate::{
         operators_api::ask_now,
         operators_api::list_overdue,
         operators_api::list_exceptions,
+        overview_api::overview,
+        overview_api::balance_sheet_view,
         actions_api::propose_outcome,
         actions_api::list_actions,
         actions_api::get_action,

@@ -29,6 +29,52 @@ impl HttpMetrics {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         routes.entry((route, status)).or_default().record(latency_us);
     }
+
+    /// Per route since the node started: requests, client and server errors, and the
+    /// latency bound of its 99th percentile (RED, as the console shows it).
+    pub fn summary(&self) -> Vec<RouteSummary> {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_route: BTreeMap<&str, (RouteSummary, Vec<(u64, u64)>)> = BTreeMap::new();
+        for ((route, status), histogram) in routes.iter() {
+            let (summary, merged) = by_route.entry(route).or_insert_with(|| {
+                (RouteSummary { route: route.clone(), ..Default::default() }, Vec::new())
+            });
+            let count = histogram.count();
+            summary.requests += count;
+            match status {
+                400..=499 => summary.client_errors += count,
+                500..=599 => summary.server_errors += count,
+                _ => {}
+            }
+            let cumulative = histogram.cumulative();
+            if merged.is_empty() {
+                *merged = cumulative;
+            } else {
+                for (into, (_, add)) in merged.iter_mut().zip(cumulative) {
+                    into.1 += add;
+                }
+            }
+        }
+        by_route
+            .into_values()
+            .map(|(mut summary, merged)| {
+                summary.p99_us_at_most = ledger::metrics::quantile_bound(&merged, 990);
+                summary
+            })
+            .collect()
+    }
+}
+
+/// One route's requests since the node started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteSummary {
+    /// `METHOD /path/{param}`.
+    pub route: String,
+    pub requests: u64,
+    pub client_errors: u64,
+    pub server_errors: u64,
+    /// An upper bound (within a factor of two) on the 99th percentile, microseconds.
+    pub p99_us_at_most: Option<u64>,
 }
 
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {

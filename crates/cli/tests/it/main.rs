@@ -1,6 +1,7 @@
 //! Tests of the `qianbao` binary as a process.
 
 mod config;
+mod console;
 mod crash;
 mod edge;
 mod monitoring;

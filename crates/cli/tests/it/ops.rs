@@ -33,7 +33,12 @@ pub(crate) fn qianbao_ops(ops: &World, args: &[&str]) -> String {
 
 /// A payout the bank makes but never confirms (its answer lost, every status query timing
 /// out), waited for until its inquiry is escalated: the order's id and the escalated task.
-fn unconfirmed_payout(world: &World, ops: &World, reference: &str, minor: u64) -> (String, Value) {
+pub(crate) fn unconfirmed_payout(
+    world: &World,
+    ops: &World,
+    reference: &str,
+    minor: u64,
+) -> (String, Value) {
     world.sim.faults(
         "bank_a",
         json!({"payout": {"lost_response_rate": 1.0, "hold_ms": 50},

@@ -51,6 +51,9 @@ pub const AMOUNT_MAX: u64 = i64::MAX as u64;
 
 /// Every error code of the table in docs/api.md.
 pub const DOCUMENTED_CODES: &[&str] = &[
+    "console_scope",
+    "console_signing_key",
+    "cross_origin",
     "invalid_evidence",
     "invalid_ticket",
     "invalid_channel_ref",
