@@ -34,7 +34,9 @@ impl HttpMetrics {
     /// latency bound of its 99th percentile (RED, as the console shows it).
     pub fn summary(&self) -> Vec<RouteSummary> {
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let mut by_route: BTreeMap<&str, (RouteSummary, Vec<(u64, u64)>)> = BTreeMap::new();
+        // Per route: its summary, and its histograms' cumulative buckets added up.
+        type Merged = (RouteSummary, Vec<(u64, u64)>);
+        let mut by_route: BTreeMap<&str, Merged> = BTreeMap::new();
         for ((route, status), histogram) in routes.iter() {
             let (summary, merged) = by_route.entry(route).or_insert_with(|| {
                 (RouteSummary { route: route.clone(), ..Default::default() }, Vec::new())
