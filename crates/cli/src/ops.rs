@@ -108,6 +108,10 @@ enum OpsCommand {
         /// Turn it back off after this long.
         #[arg(long)]
         expires_in_ms: Option<u64>,
+        /// The version you saw (`qianbao ops switches`; 0: never set): refused if it is at
+        /// another, so no one overwrites a change they have not seen.
+        #[arg(long)]
+        expected_version: Option<u64>,
         #[arg(long)]
         reason: String,
         #[arg(long)]
@@ -117,6 +121,9 @@ enum OpsCommand {
     RollbackSwitch {
         #[command(flatten)]
         target: SwitchTarget,
+        /// The version you saw: refused if it is at another.
+        #[arg(long)]
+        expected_version: Option<u64>,
         #[arg(long)]
         reason: String,
         #[arg(long)]
@@ -263,10 +270,21 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
             }
             OpsCommand::Audit { .. } => client.send(Method::GET, "/v1/ops/audit/verify", None).await,
             OpsCommand::Switches => client.send(Method::GET, "/v1/ops/switches", None).await,
-            OpsCommand::Switch { target, on, value, expires_in_ms, reason, ticket } => {
+            OpsCommand::Switch {
+                target,
+                on,
+                value,
+                expires_in_ms,
+                expected_version,
+                reason,
+                ticket,
+            } => {
                 let mut body = json!({"target": target.json(), "on": on});
                 if let Some(value) = value {
                     body["value"] = json!(value);
+                }
+                if let Some(version) = expected_version {
+                    body["expected_version"] = json!(version);
                 }
                 if let Some(ms) = expires_in_ms {
                     body["expires_in_ms"] = json!(ms);
@@ -274,8 +292,12 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
                 let body = with_words(body, reason, ticket.as_ref());
                 client.send(Method::POST, "/v1/ops/switches", Some(body)).await
             }
-            OpsCommand::RollbackSwitch { target, reason, ticket } => {
-                let body = with_words(json!({"target": target.json()}), reason, ticket.as_ref());
+            OpsCommand::RollbackSwitch { target, expected_version, reason, ticket } => {
+                let mut body = json!({"target": target.json()});
+                if let Some(version) = expected_version {
+                    body["expected_version"] = json!(version);
+                }
+                let body = with_words(body, reason, ticket.as_ref());
                 client.send(Method::POST, "/v1/ops/switches/rollback", Some(body)).await
             }
             OpsCommand::Plans => client.send(Method::GET, "/v1/ops/plans", None).await,

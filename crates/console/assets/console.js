@@ -446,7 +446,9 @@ async function renderSwitches() {
     const reason = document.getElementById('rollback-reason-' + s.key).value.trim();
     if (!reason) return toast('Give a reason.', true);
     try {
-      await api('POST', '/v1/ops/switches/rollback', { target: s.target, reason });
+      // The version on screen: if someone changed the switch since, the server refuses
+      // (409 switch_contended) rather than roll back a change this operator has not seen.
+      await api('POST', '/v1/ops/switches/rollback', { target: s.target, reason, expected_version: s.version });
       toast(s.key + ' rolled back.');
       await renderSwitches();
     } catch (error) { toast(error.message, true); }

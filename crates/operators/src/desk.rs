@@ -45,6 +45,8 @@ pub enum DeskError {
     Switch(#[from] SwitchError),
     #[error("a switch changed meanwhile (another node): read the switches again")]
     SwitchContended,
+    #[error("switch {key} is at version {current}, not {expected}: read it again")]
+    SwitchVersion { key: String, expected: u64, current: u64 },
     #[error("switch {0} was never set")]
     SwitchNotFound(String),
     #[error("the exchange rate changed meanwhile (another node): read it and set it again")]
@@ -61,7 +63,7 @@ impl DeskError {
             DeskError::ActionNotFound(_) => "action_not_found",
             DeskError::Action(error) => error.code(),
             DeskError::Switch(error) => error.code(),
-            DeskError::SwitchContended => "switch_contended",
+            DeskError::SwitchContended | DeskError::SwitchVersion { .. } => "switch_contended",
             DeskError::SwitchNotFound(_) => "switch_not_found",
             DeskError::FxRateContended => "fx_rate_contended",
             DeskError::Store(_) | DeskError::Orders(_) | DeskError::Inquiry(_) => {
@@ -366,6 +368,10 @@ impl Desk {
         }
         let now_ms = self.clock.now_ms();
         let current = self.store.switches()?;
+        for change in changes {
+            let seen = current.iter().find(|state| state.switch == change.switch);
+            at_version(&change.switch, seen, change.expected_version)?;
+        }
         let next: Vec<SwitchState> = changes
             .iter()
             .map(|change| {
@@ -422,13 +428,14 @@ impl Desk {
 
     /// Sets each named switch back to its previous version (off, for one set only once), as
     /// its next version, in one audited step (`what`: `switch.rollback`, `plan.rollback`).
+    /// Each switch comes with the version its caller saw, checked as in `set_switches`.
     #[allow(clippy::too_many_arguments)] // each is a column of the change or its entry
     pub fn rollback_switches(
         &self,
         actor: &str,
         what: &str,
         subject: &str,
-        switches: &[Switch],
+        switches: &[(Switch, Option<u64>)],
         reason: &str,
         ticket: Option<&str>,
         plan: Option<&str>,
@@ -437,11 +444,12 @@ impl Desk {
         let now_ms = self.clock.now_ms();
         let mut before = Vec::new();
         let mut next = Vec::new();
-        for switch in switches {
+        for (switch, expected_version) in switches {
             let versions = self.store.switch_versions(&switch.key(), 2)?;
             let Some(current) = versions.first() else {
                 return Err(DeskError::SwitchNotFound(switch.key()));
             };
+            at_version(switch, Some(current), *expected_version)?;
             let previous = versions.get(1);
             next.push(SwitchState {
                 switch: switch.clone(),
@@ -573,5 +581,21 @@ impl Desk {
                 }
             }
         }
+    }
+}
+
+/// Refuses a change made on a version of the switch other than the one its caller saw
+/// (race-free: the store takes only the version after the one read, see `write_switches`).
+fn at_version(
+    switch: &Switch,
+    current: Option<&SwitchState>,
+    expected_version: Option<u64>,
+) -> Result<(), DeskError> {
+    let current_version = current.map_or(0, |state| state.version);
+    match expected_version {
+        Some(expected) if expected != current_version => {
+            Err(DeskError::SwitchVersion { key: switch.key(), expected, current: current_version })
+        }
+        _ => Ok(()),
     }
 }

@@ -180,6 +180,11 @@ pub struct SwitchChange {
     pub on: bool,
     #[serde(default)]
     pub value: Option<u32>,
+    /// The version the operator saw (0: never set); the change is refused if the switch is
+    /// at another one, so that no one overwrites a change they have not seen. `None`: no
+    /// check (a plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
 }
 
 /// Every switch as this node last read it: what the service obeys.
@@ -319,7 +324,8 @@ pub struct Plan {
 
 /// The shipped plans, for `channel` where a plan is per channel.
 pub fn plans(channel: Option<&ChannelId>) -> Vec<Plan> {
-    let on = |switch: Switch| SwitchChange { switch, on: true, value: None };
+    let on =
+        |switch: Switch| SwitchChange { switch, on: true, value: None, expected_version: None };
     let mut plans = vec![
         Plan {
             name: "inquiry_backlog",

@@ -41,9 +41,10 @@ impl From<DeskError> for ApiError {
             | DeskError::ActionNotFound(_) => StatusCode::NOT_FOUND,
             DeskError::InquiryResolved(_) => StatusCode::CONFLICT,
             DeskError::Action(operators::ActionError::ApproverIsMaker) => StatusCode::FORBIDDEN,
-            DeskError::Action(_) | DeskError::SwitchContended | DeskError::FxRateContended => {
-                StatusCode::CONFLICT
-            }
+            DeskError::Action(_)
+            | DeskError::SwitchContended
+            | DeskError::SwitchVersion { .. }
+            | DeskError::FxRateContended => StatusCode::CONFLICT,
             DeskError::SwitchNotFound(_) => StatusCode::NOT_FOUND,
             DeskError::Switch(error) => return ApiError::from(error.clone()),
             DeskError::Store(_) | DeskError::Orders(_) | DeskError::Inquiry(_) => {

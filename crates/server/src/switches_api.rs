@@ -345,12 +345,19 @@ pub struct SetSwitchBody {
     #[serde(default)]
     #[schema(value_type = Option<formats::Ticket>)]
     ticket: Option<String>,
+    /// The version of the switch you saw (0: never set): 409 `switch_contended` if it is at
+    /// another, so no one overwrites a change they have not seen. None: no check.
+    #[serde(default)]
+    expected_version: Option<u64>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackSwitchBody {
     target: SwitchBody,
+    /// The version of the switch you saw: 409 `switch_contended` if it is at another.
+    #[serde(default)]
+    expected_version: Option<u64>,
     #[schema(value_type = formats::Reason)]
     reason: String,
     #[serde(default)]
@@ -407,7 +414,12 @@ pub async fn set_switch(
         checked_words(&request.reason, request.ticket.as_deref())?;
         checked_numbers(request.value, request.expires_in_ms)?;
         let switch = request.target.switch(&state)?;
-        let change = SwitchChange { switch, on: request.on, value: request.value };
+        let change = SwitchChange {
+            switch,
+            on: request.on,
+            value: request.value,
+            expected_version: request.expected_version,
+        };
         let desk = desk(&state)?;
         let actor = caller.key.id.to_string();
         let states = blocking(move || {
@@ -455,7 +467,7 @@ pub async fn rollback_switch(
                 &actor,
                 "switch.rollback",
                 &subject,
-                &[switch],
+                &[(switch, request.expected_version)],
                 &request.reason,
                 request.ticket.as_deref(),
                 None,
@@ -599,8 +611,8 @@ async fn plan_step(
                     Some(plan.name),
                 )?
             } else {
-                let switches: Vec<Switch> =
-                    plan.changes.iter().map(|change| change.switch.clone()).collect();
+                let switches: Vec<(Switch, Option<u64>)> =
+                    plan.changes.iter().map(|change| (change.switch.clone(), None)).collect();
                 desk.rollback_switches(
                     &actor,
                     "plan.rollback",

@@ -57,11 +57,30 @@ fn switches_and_plans_are_obeyed_rolled_back_and_audited() {
         metrics.contains("qianbao_switch_in_force{switch=\"kill/product:withdrawal\"} 1"),
         "{metrics}"
     );
+    // A change made on a version other than the one its operator saw is refused: no one
+    // overwrites (or rolls back) a change they have not seen.
+    for (path, body) in [
+        (
+            "/v1/ops/switches",
+            json!({"target": kill, "on": false, "expected_version": 0, "reason": "stale"}),
+        ),
+        (
+            "/v1/ops/switches/rollback",
+            json!({"target": kill, "expected_version": 2, "reason": "stale"}),
+        ),
+    ] {
+        let (status, stale) = ops.call("POST", path, body);
+        assert_eq!(
+            (status, stale["error"]["code"].clone()),
+            (409, json!("switch_contended")),
+            "{stale}"
+        );
+    }
     // Rolled back: its previous state (none: off), as version 2.
     let back = ops.ok(
         "POST",
         "/v1/ops/switches/rollback",
-        json!({"target": kill, "reason": "drill over"}),
+        json!({"target": kill, "expected_version": 1, "reason": "drill over"}),
     )["data"][0]
         .clone();
     assert_eq!((back["on"].clone(), back["version"].clone()), (json!(false), json!(2)));
