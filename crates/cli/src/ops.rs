@@ -69,6 +69,20 @@ enum OpsCommand {
         #[arg(long)]
         ticket: Option<String>,
     },
+    /// Returns a suspended top-up to the card it came from (原路退回): the wallet refused
+    /// the money, which waits in suspense. Needs a second key's approval like an outcome.
+    Return {
+        /// The suspended top-up (`qianbao ops exceptions`).
+        #[arg(long)]
+        order: String,
+        /// Why the money cannot go to the wallet (closed for good, say).
+        #[arg(long)]
+        evidence: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+    },
     /// Lists operators' actions, newest first (`--state pending_approval`: what waits for a
     /// checker).
     Actions {
@@ -252,6 +266,11 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
                 let path = format!("/v1/ops/inquiries/{channel}/{request_id}/outcome");
                 client.send(Method::POST, &path, Some(body)).await
             }
+            OpsCommand::Return { order, evidence, reason, ticket } => {
+                let body = with_words(json!({"evidence": evidence}), reason, ticket.as_ref());
+                let path = format!("/v1/ops/orders/{order}/return");
+                client.send(Method::POST, &path, Some(body)).await
+            }
             OpsCommand::Actions { state } => {
                 let query = state.as_ref().map(|s| format!("?state={s}")).unwrap_or_default();
                 client.send(Method::GET, &format!("/v1/ops/actions{query}"), None).await
@@ -342,6 +361,7 @@ pub fn run(args: OpsArgs) -> anyhow::Result<()> {
     }
     match &args.command {
         OpsCommand::Outcome { .. }
+        | OpsCommand::Return { .. }
         | OpsCommand::Actions { .. }
         | OpsCommand::Action { .. }
         | OpsCommand::Approve { .. }

@@ -331,13 +331,16 @@ pub fn start(
             store::SqliteOpsStore::open(store.data_dir.join("ops.db")).context("opening ops.db")?,
         ),
     };
-    let desk = Arc::new(operators::Desk::new(
-        ops_store,
-        executor.store().clone(),
-        inquirer.clone(),
-        operators::ApprovalPolicy { approval_minor: settings.ops_approval_minor },
-        Arc::new(SystemMillis),
-    ));
+    let desk = Arc::new(
+        operators::Desk::new(
+            ops_store,
+            executor.store().clone(),
+            inquirer.clone(),
+            operators::ApprovalPolicy { approval_minor: settings.ops_approval_minor },
+            Arc::new(SystemMillis),
+        )
+        .with_executor(executor.clone()),
+    );
     // The switches and rates in force before the first request: a node must never serve
     // (or settle, or send a payout) with none of them obeyed.
     let switches: Arc<operators::SharedBoard> = Arc::default();

@@ -334,15 +334,21 @@ async function renderStuck() {
       el('h2', {}, 'Overdue orders (unfinished past their deadline)'),
       orderTable(overdue.data.filter(keep), 'overdue'),
       el('h2', {}, 'Exceptions (suspended top-ups, disputed payouts and refunds)'),
-      orderTable(exceptions.data.filter(keep), 'exceptions'));
+      el('p', { class: 'muted' }, 'A suspended top-up goes back to its card (a second person approves). A disputed payout or refund is settled with its reconciliation break (Breaks): written off as a loss, or recovered.'),
+      orderTable(exceptions.data.filter(keep), 'exceptions', (o) => [
+        o.return_order ? [badge('return ' + o.return_status, 'warn'), ' ', el('code', {}, o.return_order)] : null,
+        o.kind === 'topup' && o.status === 'suspended' && !o.return_order && can('ops:write')
+          ? el('button', { type: 'button', 'data-action': 'return', on: { click: () => returnForm(panel, o) } }, 'Return to card…')
+          : null,
+      ]));
   };
   filter.addEventListener('input', drawSections);
   drawSections();
   show(el('h1', {}, 'Stuck orders'), el('div', { class: 'card' }, filter), panel, sections);
 }
 
-function orderTable(rows, name) {
-  return table([
+function orderTable(rows, name, actions) {
+  const columns = [
     ['Order', (o) => el('code', {}, o.id)],
     ['Tenant', (o) => o.tenant],
     ['Kind', (o) => o.kind],
@@ -350,7 +356,28 @@ function orderTable(rows, name) {
     ['Age', (o) => age(o.created_at_ms), 'num'],
     ['Last moved', (o) => age(o.updated_at_ms) + ' ago', 'num'],
     ['Deadline', (o) => when(o.deadline_ms)],
-  ], rows, { name, id: (o) => o.id });
+  ];
+  if (actions) columns.push(['', actions]);
+  return table(columns, rows, { name, id: (o) => o.id });
+}
+
+// A suspended top-up back to the card it came from: proposed here, carried out after a
+// second person approves, as a card refund from suspense through the top-up's channel.
+function returnForm(panel, order) {
+  panel.replaceChildren(el('div', { class: 'card panel' },
+    el('h2', {}, 'Return ', el('code', {}, order.id), ' to its card'),
+    el('p', { class: 'muted' }, 'The wallet refused this top-up; its money waits in suspense. Approved, it goes back through the channel it came by.'),
+    form('return', [
+      ['evidence', 'Why the wallet cannot take it', { required: true, size: 40 }],
+      ['reason', 'Reason', { required: true, size: 30 }],
+      ['ticket', 'Ticket', {}],
+    ], 'Propose', async (values) => {
+      const action = await api('POST', '/v1/ops/orders/' + encodeURIComponent(order.id) + '/return',
+        { evidence: values.evidence, reason: values.reason, ticket: values.ticket || null });
+      toast('Action ' + action.id + ' is ' + action.state + '.');
+      panel.replaceChildren(el('div', { class: 'card', 'data-proposed': action.id },
+        'Proposed: action ', el('code', {}, action.id), ' — ', badge(action.state, action.state === 'applied' ? 'ok' : 'warn')));
+    })));
 }
 
 async function askNow(task) {
@@ -409,7 +436,9 @@ async function renderApprovals() {
     el('div', { class: 'card' }, el('label', { for: 'approvals-state' }, 'Show', picker)),
     table([
       ['Action', (a) => el('code', {}, a.id)],
-      ['What', (a) => [a.kind, ': ', el('code', {}, a.request_id), ' on ', a.channel, ' → ', badge(a.outcome, a.outcome === 'succeeded' ? 'ok' : 'bad')]],
+      ['What', (a) => a.kind === 'return_suspended'
+        ? ['return to card: ', el('code', {}, a.order), ' via ', a.channel]
+        : [a.kind, ': ', el('code', {}, a.request_id), ' on ', a.channel, ' → ', badge(a.outcome, a.outcome === 'succeeded' ? 'ok' : 'bad')]],
       ['Order', (a) => el('code', {}, a.order)],
       ['Amount', (a) => a.amount + ' ' + a.asset, 'num'],
       ['Evidence', (a) => a.evidence],

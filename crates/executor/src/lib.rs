@@ -16,12 +16,12 @@ mod engine;
 pub mod port;
 
 pub use engine::{
-    order_payload, party_key, payout_batch_id, CardPaymentRequest, ExecError, Executor,
-    ExecutorConfig, InquiryOwnerAdapter, InspectionReport, NewParty, OrderPayload, PaymentRequest,
-    PayoutBatchRequest, PayoutBatchTotals, PayoutItem, PayoutTotal, Placed, PointsConfig,
-    RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest, AUTHORIZATION_SECS_MAX,
-    BANK_ACCOUNT_LEN_MAX, FEE_BPS_MAX, PARTY_ASSETS_MAX, PARTY_ID_LEN_MAX, PARTY_NAME_LEN_MAX,
-    PAYOUT_BATCH_ITEMS_MAX, SETTLE_AFTER_DAYS_MAX,
+    order_payload, party_key, payout_batch_id, return_order_id, CardPaymentRequest, ExecError,
+    Executor, ExecutorConfig, InquiryOwnerAdapter, InspectionReport, NewParty, OrderPayload,
+    PaymentRequest, PayoutBatchRequest, PayoutBatchTotals, PayoutItem, PayoutTotal, Placed,
+    PointsConfig, RefundRequest, TopUpRequest, WalletTransferRequest, WithdrawalRequest,
+    AUTHORIZATION_SECS_MAX, BANK_ACCOUNT_LEN_MAX, FEE_BPS_MAX, PARTY_ASSETS_MAX, PARTY_ID_LEN_MAX,
+    PARTY_NAME_LEN_MAX, PAYOUT_BATCH_ITEMS_MAX, SETTLE_AFTER_DAYS_MAX,
 };
 pub use port::{
     ChannelLegPage, ChannelLegRecord, GuardedInsert, Inserted, MerchantTotals, NewEvent,

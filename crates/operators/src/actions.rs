@@ -1,9 +1,12 @@
 //! Money-moving operator actions, with maker–checker approval.
 //!
-//! Today's one kind: the outcome of a status inquiry (调单) that the bank never answered,
-//! set by an operator from the bank's evidence (a statement line, a call with the bank's
-//! operations desk). The outcome is handed to the inquiry as if the bank had called back, so
-//! the order completes through its own state machine — never by a direct ledger edit.
+//! Two kinds ([`ActionKind`]), each carried out through the orders' own state machines —
+//! never by a direct ledger edit:
+//! - the outcome of a status inquiry (调单) that the bank never answered, set by an operator
+//!   from the bank's evidence (a statement line, a call with the bank's operations desk),
+//!   handed to the inquiry as if the bank had called back;
+//! - a suspended top-up (the wallet refused the money, now in suspense) returned to the card
+//!   it came from (原路退回): a card refund from suspense, through the channel it came by.
 //!
 //! States: `pending_approval` → `approved` → `applied` | `failed`, or `pending_approval` →
 //! `rejected`. Below [`ApprovalPolicy::approval_minor`] a proposal is approved as it is made
@@ -70,11 +73,36 @@ impl ActionState {
         ["pending_approval", "approved", "applied", "rejected", "failed"];
 }
 
+/// What an action does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Set the outcome of an inquiry the bank never answered (`claim`).
+    #[default]
+    SetInquiryOutcome,
+    /// Return a suspended top-up (`order`) to its card. `channel` is the channel it came
+    /// by, `request_id` the return's request there, and `claim` what the bank did with the
+    /// top-up (it took the money: its reference).
+    ReturnSuspended,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::SetInquiryOutcome => "set_inquiry_outcome",
+            ActionKind::ReturnSuspended => "return_suspended",
+        }
+    }
+}
+
 /// An operator's money-moving action.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorAction {
     /// `opa_…`, derived from what it acts on and the maker's idempotency: see the server.
     pub id: String,
+    /// Actions stored before there were two kinds are inquiry outcomes.
+    #[serde(default)]
+    pub kind: ActionKind,
     pub channel: ChannelId,
     pub request_id: RequestId,
     /// The order the inquiry answers.
@@ -102,6 +130,7 @@ pub struct OperatorAction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proposal {
     pub id: String,
+    pub kind: ActionKind,
     pub channel: ChannelId,
     pub request_id: RequestId,
     pub order: String,
@@ -160,6 +189,7 @@ impl OperatorAction {
         let needs = policy.needs_approval(proposal.amount);
         let Proposal {
             id,
+            kind,
             channel,
             request_id,
             order,
@@ -173,6 +203,7 @@ impl OperatorAction {
         } = proposal;
         OperatorAction {
             id,
+            kind,
             channel,
             request_id,
             order,
@@ -259,6 +290,7 @@ mod tests {
 
     fn proposal(minor: u64, policy: ApprovalPolicy) -> OperatorAction {
         let proposal = Proposal {
+            kind: ActionKind::SetInquiryOutcome,
             id: "opa_1".into(),
             channel: ChannelId::new("bank_a").expect("channel"),
             request_id: RequestId::new("wd_1:payout").expect("request"),

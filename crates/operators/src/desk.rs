@@ -12,7 +12,9 @@ use executor::{OrderStore, OrderStoreError};
 use payments::OrderId;
 use sha2::{Digest, Sha256};
 
-use crate::actions::{ActionError, ApprovalPolicy, OperatorAction, OutcomeClaim, Proposal};
+use crate::actions::{
+    ActionError, ActionKind, ApprovalPolicy, OperatorAction, OutcomeClaim, Proposal,
+};
 use crate::audit::{verify, AuditEntry, NewAuditEntry, GENESIS_HASH, TEXT_LEN_MAX};
 use crate::fx::FxRateState;
 use crate::port::{OpsStore, OpsStoreError};
@@ -31,6 +33,8 @@ pub enum DeskError {
     InquiryResolved(String),
     #[error("no order {0}")]
     OrderNotFound(String),
+    #[error("order {0} is not a suspended top-up: only one goes back to its card")]
+    NotSuspended(String),
     #[error("no action {0}")]
     ActionNotFound(String),
     #[error(transparent)]
@@ -60,6 +64,7 @@ impl DeskError {
             DeskError::InquiryNotFound(_) => "inquiry_not_found",
             DeskError::InquiryResolved(_) => "inquiry_resolved",
             DeskError::OrderNotFound(_) => "order_not_found",
+            DeskError::NotSuspended(_) => "order_not_suspended",
             DeskError::ActionNotFound(_) => "action_not_found",
             DeskError::Action(error) => error.code(),
             DeskError::Switch(error) => error.code(),
@@ -72,6 +77,19 @@ impl DeskError {
         }
     }
 }
+
+/// Return a suspended top-up to its card: why the wallet cannot take it, and the ticket.
+#[derive(Clone, Debug)]
+pub struct ReturnRequest {
+    pub order: OrderId,
+    /// Why the money cannot go to the wallet (closed for good, say), as recorded.
+    pub evidence: String,
+    pub reason: String,
+    pub ticket: Option<String>,
+}
+
+/// An action's result: carried out, or why not (`code`, `detail`).
+type Applied = Result<(), (String, String)>;
 
 /// An operator's word on a status inquiry the bank never answered.
 #[derive(Clone, Debug)]
@@ -108,6 +126,8 @@ pub struct Desk {
     store: Arc<dyn OpsStore>,
     orders: Arc<dyn OrderStore>,
     inquirer: Option<Arc<Inquirer>>,
+    /// Carries out returns of suspended top-ups; `None` on a desk without the payment core.
+    executor: Option<Arc<executor::Executor>>,
     policy: ApprovalPolicy,
     clock: Arc<dyn Millis>,
 }
@@ -129,7 +149,13 @@ impl Desk {
         policy: ApprovalPolicy,
         clock: Arc<dyn Millis>,
     ) -> Desk {
-        Desk { store, orders, inquirer, policy, clock }
+        Desk { store, orders, inquirer, executor: None, policy, clock }
+    }
+
+    /// Returns suspended top-ups to their cards through `executor`.
+    pub fn with_executor(mut self, executor: Arc<executor::Executor>) -> Desk {
+        self.executor = Some(executor);
+        self
     }
 
     pub fn policy(&self) -> ApprovalPolicy {
@@ -224,6 +250,7 @@ impl Desk {
             .chain_update(maker)
             .finalize();
         let proposal = Proposal {
+            kind: ActionKind::SetInquiryOutcome,
             id: format!("opa_{}", &hex::encode(digest)[..24]),
             channel: request.channel,
             request_id: request.request_id,
@@ -231,6 +258,74 @@ impl Desk {
             asset: order.order.asset(),
             amount: order.order.amount(),
             claim: request.claim,
+            evidence: request.evidence,
+            reason: request.reason,
+            ticket: request.ticket,
+            maker: maker.to_owned(),
+        };
+        let action = OperatorAction::propose(proposal, self.policy, self.clock.now_ms());
+        let said = self.entry(maker, "action.propose", None, &action, &action.reason);
+        if !self.store.insert_action(&action, &said)? {
+            let existing = self.action(&action.id)?;
+            return Ok((existing, false));
+        }
+        let action = if action.is_due() { self.carry_out(action).await? } else { action };
+        Ok((action, true))
+    }
+
+    /// Proposes returning a suspended top-up to the card it came from (原路退回): the wallet
+    /// refused the money, which waits in suspense. Approved, it becomes a card refund from
+    /// suspense through the top-up's channel. The same proposal by the same maker again is
+    /// the same action; after a return that failed (its money back in suspense) a new
+    /// proposal is a new action.
+    pub async fn propose_return(
+        &self,
+        maker: &str,
+        request: ReturnRequest,
+    ) -> Result<(OperatorAction, bool), DeskError> {
+        text("evidence", &request.evidence, EVIDENCE_LEN_MAX, true)?;
+        text("reason", &request.reason, TEXT_LEN_MAX, true)?;
+        if let Some(ticket) = &request.ticket {
+            text("ticket", ticket, TEXT_LEN_MAX, false)?;
+        }
+        let name = request.order.to_string();
+        let record = self
+            .orders
+            .get(&request.order)?
+            .ok_or_else(|| DeskError::OrderNotFound(name.clone()))?;
+        let payments::Order::Topup(flow) = &record.order else {
+            return Err(DeskError::NotSuspended(name));
+        };
+        let payments::topup::TopUpState::Suspended { channel, settled, .. } = &flow.state else {
+            return Err(DeskError::NotSuspended(name));
+        };
+        // Returns tried before: after a failed one, the next proposal is another action.
+        let tried = self.orders.children_of(&request.order)?.len();
+        let digest = Sha256::new()
+            .chain_update(b"qianbao.ops.return\0")
+            .chain_update(&name)
+            .chain_update([0])
+            .chain_update(tried.to_string())
+            .chain_update([0])
+            .chain_update(maker)
+            .finalize();
+        let id = format!("opa_{}", &hex::encode(digest)[..24]);
+        let refund = executor::return_order_id(&record.tenant, &request.order, &id);
+        let request_id =
+            RequestId::new(format!("{refund}:{}", payments::Step::RefundReturn.as_str()))
+                .map_err(|_| DeskError::OrderNotFound(name.clone()))?;
+        let proposal = Proposal {
+            id,
+            kind: ActionKind::ReturnSuspended,
+            channel: channel.clone(),
+            request_id,
+            order: name,
+            asset: flow.asset,
+            amount: flow.amount,
+            claim: OutcomeClaim::Succeeded {
+                channel_ref: settled.channel_ref.clone(),
+                fee: settled.fee,
+            },
             evidence: request.evidence,
             reason: request.reason,
             ticket: request.ticket,
@@ -296,6 +391,41 @@ impl Desk {
     /// order completes through its own state machine. Idempotent (a resolved inquiry takes
     /// nothing twice), so a crash before the action is marked is resumed safely.
     async fn carry_out(&self, action: OperatorAction) -> Result<OperatorAction, DeskError> {
+        let result = match action.kind {
+            ActionKind::SetInquiryOutcome => self.answer_inquiry(&action).await?,
+            ActionKind::ReturnSuspended => self.return_to_card(&action).await?,
+        };
+        let what = if result.is_ok() { "action.apply" } else { "action.fail" };
+        let finished = action.finished(result, self.clock.now_ms());
+        let said = self.entry("system", what, Some(&action), &finished, "carried out");
+        if !self.store.update_action(&finished, action.version, &said)? {
+            return self.action(&action.id);
+        }
+        Ok(finished)
+    }
+
+    /// Places the return of a suspended top-up: a card refund from suspense, named by the
+    /// action (so a retry after a crash finds the same one). `Err((code, detail))`: it
+    /// cannot be done (no longer suspended, or a return of it is live already).
+    async fn return_to_card(&self, action: &OperatorAction) -> Result<Applied, DeskError> {
+        let executor = self.executor.as_ref().ok_or_else(|| {
+            DeskError::Orders(OrderStoreError::Backend("this node runs no payment core".into()))
+        })?;
+        let topup = OrderId::new(action.order.as_str())
+            .map_err(|_| DeskError::OrderNotFound(action.order.clone()))?;
+        match executor.return_suspended(&topup, &action.id).await {
+            Ok(_) => Ok(Ok(())),
+            Err(
+                error @ (executor::ExecError::NotRefundable(..)
+                | executor::ExecError::RefundExceedsPayment),
+            ) => Ok(Err(("return_refused".to_owned(), error.to_string()))),
+            Err(error) => Err(DeskError::Orders(OrderStoreError::Backend(error.to_string()))),
+        }
+    }
+
+    /// Hands an inquiry outcome to its inquiry; `Err((code, detail))` when the inquiry took
+    /// another answer first.
+    async fn answer_inquiry(&self, action: &OperatorAction) -> Result<Applied, DeskError> {
         let name = format!("{}/{}", action.channel, action.request_id);
         let inquirer = self.inquirer.as_ref().ok_or(DeskError::InquiryNotFound(name))?;
         let outcome = action.claim.outcome();
@@ -314,13 +444,7 @@ impl Desk {
                 )),
             }
         };
-        let what = if result.is_ok() { "action.apply" } else { "action.fail" };
-        let finished = action.finished(result, self.clock.now_ms());
-        let said = self.entry("system", what, Some(&action), &finished, "carried out");
-        if !self.store.update_action(&finished, action.version, &said)? {
-            return self.action(&action.id);
-        }
-        Ok(finished)
+        Ok(result)
     }
 
     /// Carries out actions approved but not yet carried out (a crash between the two).

@@ -23,10 +23,10 @@ pub mod port;
 pub mod switches;
 
 pub use actions::{
-    ActionError, ActionState, ApprovalPolicy, OperatorAction, OutcomeClaim, Proposal,
+    ActionError, ActionKind, ActionState, ApprovalPolicy, OperatorAction, OutcomeClaim, Proposal,
 };
 pub use audit::{AuditEntry, AuditError, NewAuditEntry};
-pub use desk::{AuditCheck, Desk, DeskError, OutcomeRequest};
+pub use desk::{AuditCheck, Desk, DeskError, OutcomeRequest, ReturnRequest};
 pub use fx::FxRateState;
 pub use port::{OpsStore, OpsStoreError};
 pub use switches::{

@@ -242,6 +242,7 @@ mod tests {
         };
         says_what_it_booked(Order::PointsGrant(grant), &[Event::Submit]);
         let card_refund = CardRefund {
+            source: Default::default(),
             order: id("crf_1"),
             payment: id("cp_1"),
             customer: "alice".into(),

@@ -44,6 +44,11 @@
 //!
 //! A bank that reports success after we reversed leaves the refund Disputed: an operator
 //! books it (loss accounting), as for a withdrawal.
+//!
+//! The same flow returns a suspended top-up to its card ([`RefundSource::Suspense`]): the
+//! money comes from suspense instead of a merchant, `Dr 2299 suspense / Cr 2245 in flight`,
+//! with no fee share; success and failure are as above (a failure puts it back in
+//! suspense).
 
 use channels::{ChannelId, ChannelRequest, FailureReason, Operation, Outcome, RequestId, Settled};
 use ledger::model::{Movement, NewTransfer, TransferAction};
@@ -54,6 +59,24 @@ use crate::booking::BUSINESS_CODE_REFUND;
 use crate::chart::{internal_account_id, merchant_account_id, Internal};
 use crate::ids::{request_id, transfer_id, OrderId, Step};
 use crate::{Effect, Event, IllegalTransition, Transition};
+
+/// Whose money a card refund gives back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundSource {
+    /// A card payment's merchant: its takings (unsettled, or settled with `from_settled`).
+    #[default]
+    Merchant,
+    /// A suspended top-up's money, held in suspense (2299) since the wallet refused it:
+    /// returned to the card it came from (原路退回). No fee share: the platform took none.
+    Suspense,
+}
+
+impl RefundSource {
+    fn is_merchant(&self) -> bool {
+        *self == RefundSource::Merchant
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CardRefund {
@@ -72,6 +95,10 @@ pub struct CardRefund {
     /// The payment was already settled: the refund takes from settled takings.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub from_settled: bool,
+    /// Whose money goes back: the merchant's (a card payment's refund) or suspense's (a
+    /// suspended top-up returned to its card; `merchant` is empty then).
+    #[serde(default, skip_serializing_if = "RefundSource::is_merchant")]
+    pub source: RefundSource,
     pub state: CardRefundState,
 }
 
@@ -181,9 +208,16 @@ impl CardRefund {
         }
     }
 
+    /// The account the money comes from, in flight (2245), and fee income.
     fn accounts(&self) -> (AccountId, AccountId, AccountId) {
+        let source = match self.source {
+            RefundSource::Merchant => {
+                merchant_account_id(&self.merchant, self.asset, self.from_settled)
+            }
+            RefundSource::Suspense => internal_account_id(&Internal::Suspense, self.asset),
+        };
         (
-            merchant_account_id(&self.merchant, self.asset, self.from_settled),
+            source,
             internal_account_id(&Internal::WithdrawalsInFlight, self.asset),
             internal_account_id(&Internal::FeeIncome, self.asset),
         )
@@ -451,6 +485,7 @@ mod tests {
     fn booked() -> CardRefund {
         let amount = |minor| Amount::new(minor).unwrap();
         CardRefund {
+            source: Default::default(),
             order: OrderId::new("cr_1").unwrap(),
             payment: OrderId::new("cp_1").unwrap(),
             customer: "t/alice".into(),
@@ -464,6 +499,37 @@ mod tests {
             from_settled: false,
             state: CardRefundState::Booked,
         }
+    }
+
+    #[test]
+    fn a_suspended_top_up_goes_back_from_suspense_and_a_failure_puts_it_back_there() {
+        let returning = CardRefund {
+            source: RefundSource::Suspense,
+            merchant: String::new(),
+            fee_returned: Amount::ZERO,
+            ..booked()
+        };
+        let asset = returning.asset;
+        let suspense = internal_account_id(&Internal::Suspense, asset);
+        let in_flight = internal_account_id(&Internal::WithdrawalsInFlight, asset);
+        let moves = |group: Vec<NewTransfer>| -> Vec<(AccountId, AccountId, u64)> {
+            group
+                .into_iter()
+                .map(|transfer| match transfer.action {
+                    TransferAction::Post(m) => {
+                        (m.debit_account_id, m.credit_account_id, m.amount.minor())
+                    }
+                    other => panic!("a posting: {other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(moves(returning.booking_group()), [(suspense, in_flight, 3_000)]);
+        assert_eq!(moves(returning.reversal_group()), [(in_flight, suspense, 3_000)]);
+        // The stored form of a merchant's refund is as before: no `source` field.
+        let stored = serde_json::to_value(booked()).unwrap();
+        assert!(stored.get("source").is_none(), "{stored}");
+        let stored = serde_json::to_value(&returning).unwrap();
+        assert_eq!(stored["source"], serde_json::json!("suspense"));
     }
 
     fn answered(outcome: Outcome) -> Event {

@@ -133,6 +133,7 @@ fn orders() -> Vec<Order> {
         state: BookingState::Failed { code: "exceeds_debits".into() },
     };
     let card_refund = |raw: &str, state| CardRefund {
+        source: Default::default(),
         order: id(raw),
         payment: id("cp_v1a"),
         customer: "acme/alice".into(),

@@ -18,7 +18,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use channels::{ChannelId, RequestId};
 use money::Amount;
-use operators::{ActionState, Desk, DeskError, OperatorAction, OutcomeClaim, OutcomeRequest};
+use operators::{
+    ActionState, Desk, DeskError, OperatorAction, OutcomeClaim, OutcomeRequest, ReturnRequest,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -39,7 +41,7 @@ impl From<DeskError> for ApiError {
             DeskError::InquiryNotFound(_)
             | DeskError::OrderNotFound(_)
             | DeskError::ActionNotFound(_) => StatusCode::NOT_FOUND,
-            DeskError::InquiryResolved(_) => StatusCode::CONFLICT,
+            DeskError::InquiryResolved(_) | DeskError::NotSuspended(_) => StatusCode::CONFLICT,
             DeskError::Action(operators::ActionError::ApproverIsMaker) => StatusCode::FORBIDDEN,
             DeskError::Action(_)
             | DeskError::SwitchContended
@@ -100,6 +102,19 @@ pub struct OutcomeRequestBody {
     ticket: Option<String>,
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnRequestBody {
+    /// Why the money cannot go to the wallet (closed for good, say).
+    #[schema(value_type = formats::Evidence)]
+    evidence: String,
+    #[schema(value_type = formats::Reason)]
+    reason: String,
+    #[serde(default)]
+    #[schema(value_type = Option<formats::Ticket>)]
+    ticket: Option<String>,
+}
+
 /// An operator's money-moving action.
 #[derive(Serialize, ToSchema)]
 pub struct ActionView {
@@ -107,7 +122,10 @@ pub struct ActionView {
     pub object: &'static str,
     /// `opa_…`.
     pub id: String,
-    /// Always `set_inquiry_outcome` today.
+    /// `set_inquiry_outcome` (an inquiry's outcome, from the bank's evidence) or
+    /// `return_suspended` (a suspended top-up back to its card: `channel` is the one it came
+    /// by, `request_id` the return's request there, `outcome` what the bank did with the
+    /// top-up).
     pub kind: &'static str,
     pub channel: String,
     pub request_id: String,
@@ -153,7 +171,7 @@ impl From<OperatorAction> for ActionView {
         };
         ActionView {
             object: "operator_action",
-            kind: "set_inquiry_outcome",
+            kind: action.kind.as_str(),
             channel: action.channel.to_string(),
             request_id: action.request_id.to_string(),
             asset: action.asset.to_string(),
@@ -191,6 +209,55 @@ fn checked_text(ok: bool, code: &str, param: &str, message: &str) -> Result<(), 
     } else {
         Err(ApiError::invalid(code, message).with_param(param))
     }
+}
+
+/// Return a suspended top-up to the card it came from (原路退回; `ops:write`: the maker):
+/// the wallet refused the money, which waits in suspense. With approval as for an
+/// inquiry's outcome; carried out, it is a card refund from suspense through the top-up's
+/// channel (an order of its own, whose id is the action's `request_id` before `:`). 409
+/// `order_not_suspended` for any other order; the action fails with `return_refused` if a
+/// return of it is under way already.
+#[utoipa::path(post, path = "/v1/ops/orders/{id}/return", tag = "operations",
+    request_body = ReturnRequestBody, params(("id" = String, Path), IdempotencyKey),
+    responses((status = 201, body = ActionView),
+        (status = 200, description = "the same proposal again", body = ActionView),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn propose_return(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let route = format!("POST /v1/ops/orders/{id}/return");
+    idempotency::once(&state, &caller, Scope::OpsWrite, &headers, &route, &body, async {
+        require_platform(&state, &caller, Scope::OpsWrite)?;
+        let request: ReturnRequestBody = parse(&body)?;
+        checked_text(
+            formats::is_evidence(&request.evidence),
+            "invalid_evidence",
+            "evidence",
+            "evidence is 1 to 2,000 characters, without control characters",
+        )?;
+        checked_words(&request.reason, request.ticket.as_deref())?;
+        let order = payments::OrderId::new(id.as_str())
+            .map_err(|_| DeskError::OrderNotFound(id.clone()))?;
+        let desk = desk(&state)?;
+        let proposal = ReturnRequest {
+            order,
+            evidence: request.evidence,
+            reason: request.reason,
+            ticket: request.ticket,
+        };
+        let (action, created) = desk.propose_return(caller.key.id.as_str(), proposal).await?;
+        tracing::info!(
+            action = %action.id, order = %action.order, state = action.state.name(),
+            by = %caller.key.id, "an operator proposed returning a suspended top-up"
+        );
+        let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+        Ok((status, to_value(ActionView::from(action))?))
+    })
+    .await
 }
 
 /// Set the outcome of a status inquiry the bank never answered, from the bank's evidence

@@ -297,6 +297,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ops/inquiries/{channel}/{request_id}/ask", post(operators_api::ask_now))
         .route("/ops/orders/overdue", get(operators_api::list_overdue))
         .route("/ops/orders/exceptions", get(operators_api::list_exceptions))
+        .route("/ops/orders/{id}/return", post(actions_api::propose_return))
         .route("/ops/overview", get(overview_api::overview))
         .route("/ops/balance-sheet", get(overview_api::balance_sheet_view))
         .route("/ops/inquiries/{channel}/{request_id}/outcome", post(actions_api::propose_outcome))

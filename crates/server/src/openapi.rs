@@ -96,6 +96,7 @@ use crate::{
         overview_api::overview,
         overview_api::balance_sheet_view,
         actions_api::propose_outcome,
+        actions_api::propose_return,
         actions_api::list_actions,
         actions_api::get_action,
         actions_api::approve_action,

@@ -189,6 +189,10 @@ pub struct OverdueOrderView {
     pub updated_at_ms: u64,
     /// Its own deadline (an authorisation's expiry), if it has one.
     pub deadline_ms: Option<u64>,
+    /// A suspended top-up being returned to its card: the return (a card refund) and its
+    /// status. A top-up whose return succeeded is no longer listed.
+    pub return_order: Option<String>,
+    pub return_status: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -231,17 +235,35 @@ pub async fn list_exceptions(
     require_platform(&state, &caller, Scope::OpsRead)?;
     let limit = limit_within(query.limit, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
     let executor = executor(&state)?;
-    let records = blocking(move || {
-        executor
-            .store()
-            .needing_operator(None, limit)
-            .map_err(|e| ApiError::from(ExecError::from(e)))
+    let data = blocking(move || {
+        let store = executor.store();
+        let failed = |e| ApiError::from(ExecError::from(e));
+        let mut data = Vec::new();
+        for record in store.needing_operator(None, limit).map_err(failed)? {
+            let returns = if record.order.kind() == payments::OrderKind::Topup {
+                store.children_of(record.id()).map_err(failed)?
+            } else {
+                Vec::new()
+            };
+            // A top-up back on its card is done; a return under way is shown with it.
+            if returns.iter().any(|r| r.order.status() == "succeeded") {
+                continue;
+            }
+            let live = returns.iter().find(|r| r.order.status() != "failed");
+            let (return_order, return_status) = match live {
+                Some(r) => (Some(r.id().to_string()), Some(r.order.status().to_owned())),
+                None => (None, None),
+            };
+            data.push(OverdueOrderView {
+                return_order,
+                return_status,
+                ..order_view(record, "order_exception")
+            });
+        }
+        Ok(data)
     })
     .await?;
-    Ok(axum::Json(OverdueOrderList {
-        object: "list",
-        data: records.into_iter().map(|record| order_view(record, "order_exception")).collect(),
-    }))
+    Ok(axum::Json(OverdueOrderList { object: "list", data }))
 }
 
 fn order_view(record: executor::OrderRecord, object: &'static str) -> OverdueOrderView {
@@ -254,5 +276,7 @@ fn order_view(record: executor::OrderRecord, object: &'static str) -> OverdueOrd
         created_at_ms: record.created_at_ms,
         updated_at_ms: record.updated_at_ms,
         tenant: record.tenant,
+        return_order: None,
+        return_status: None,
     }
 }

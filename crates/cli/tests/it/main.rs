@@ -4,6 +4,7 @@ mod config;
 mod console;
 mod crash;
 mod edge;
+mod exceptions;
 mod monitoring;
 mod ops;
 mod payments;

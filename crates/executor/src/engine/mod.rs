@@ -11,6 +11,7 @@ pub use error::ExecError;
 pub use inquiry::InquiryOwnerAdapter;
 pub use inspection::InspectionReport;
 pub use payload::{order_payload, OrderPayload};
+pub use products::return_order_id;
 use requests::{
     check_amount, check_bank_account, check_id, derive_order_id, fingerprint,
     PAYOUT_BATCH_CONCURRENCY,

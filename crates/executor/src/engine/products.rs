@@ -275,6 +275,7 @@ impl Executor {
             let fee_returned =
                 card.refund_fee_share(request.amount, totals.refunded, totals.fee_returned)?;
             let refund = payments::card::CardRefund {
+                source: Default::default(),
                 from_settled,
                 order: id.clone(),
                 payment: card.order.clone(),
@@ -300,6 +301,76 @@ impl Executor {
             })
         };
         let record = match self.store.insert_refund(&id, &request.payment, &mut build)? {
+            GuardedInsert::Created(record) => record,
+            GuardedInsert::Existing(existing) => {
+                return Ok(Placed { record: self.existing(existing, &print)?, created: false })
+            }
+            GuardedInsert::Refused => return Err(ExecError::RefundExceedsPayment),
+        };
+        self.counters.orders_created.fetch_add(1, Ordering::Relaxed);
+        Ok(Placed { record: self.drive_new(record).await?, created: true })
+    }
+
+    /// Returns a suspended top-up's money to the card it came from (原路退回), through the
+    /// channel it came by: a card refund whose money comes from suspense (2299). For
+    /// operators (any tenant's top-up); `reference` names the return (the operator's
+    /// action). At most one return of a top-up is live at a time and together they never
+    /// pass it (the refund guard, as for a payment's refunds); a failed return puts the
+    /// money back in suspense, to be returned again.
+    pub async fn return_suspended(
+        &self,
+        topup: &OrderId,
+        reference: &str,
+    ) -> Result<Placed, ExecError> {
+        check_id("reference", reference)?;
+        let record =
+            self.store.get(topup)?.ok_or_else(|| ExecError::OrderNotFound(topup.to_string()))?;
+        let not_suspended = || {
+            ExecError::NotRefundable(
+                topup.to_string(),
+                "only a suspended top-up goes back to its card",
+            )
+        };
+        let Order::Topup(flow) = &record.order else { return Err(not_suspended()) };
+        let payments::topup::TopUpState::Suspended { channel, .. } = &flow.state else {
+            return Err(not_suspended());
+        };
+        let tenant = record.tenant.clone();
+        let id = return_order_id(&tenant, topup, reference);
+        let print = fingerprint(&[topup.as_str(), &flow.amount.minor().to_string()]);
+        let now_ms = self.clock.now_ms();
+        let mut build = |totals: RefundTotals| -> Option<OrderRecord> {
+            // The whole amount, once: nothing of it may be in another live return.
+            if !totals.refunded.is_zero() {
+                return None;
+            }
+            let refund = payments::card::CardRefund {
+                order: id.clone(),
+                payment: flow.order.clone(),
+                customer: flow.customer.clone(),
+                merchant: String::new(),
+                card: flow.card.clone(),
+                asset: flow.asset,
+                amount: flow.amount,
+                fee_returned: Amount::ZERO,
+                channel: channel.clone(),
+                debit_request_id: flow.debit_request().request_id,
+                from_settled: false,
+                source: payments::card::RefundSource::Suspense,
+                state: payments::card::CardRefundState::Created,
+            };
+            Some(OrderRecord {
+                tenant: tenant.clone(),
+                reference: reference.to_owned(),
+                request_fingerprint: print.clone(),
+                parent: Some(flow.order.clone()),
+                order: submitted(Order::CardRefund(refund)),
+                version: 1,
+                created_at_ms: now_ms,
+                updated_at_ms: now_ms,
+            })
+        };
+        let record = match self.store.insert_refund(&id, topup, &mut build)? {
             GuardedInsert::Created(record) => record,
             GuardedInsert::Existing(existing) => {
                 return Ok(Placed { record: self.existing(existing, &print)?, created: false })
@@ -472,4 +543,10 @@ struct BankLeg<'a> {
     account: &'a str,
     asset: AssetCode,
     amount: Amount,
+}
+
+/// The id of the card refund that returns suspended top-up `topup` of `tenant` under
+/// `reference` (see [`Executor::return_suspended`]): known before it exists.
+pub fn return_order_id(tenant: &str, topup: &OrderId, reference: &str) -> OrderId {
+    derive_order_id(tenant, OrderKind::CardRefund, topup.as_str(), reference)
 }

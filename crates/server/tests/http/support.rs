@@ -52,6 +52,7 @@ pub const AMOUNT_MAX: u64 = i64::MAX as u64;
 /// Every error code of the table in docs/api.md.
 pub const DOCUMENTED_CODES: &[&str] = &[
     "console_scope",
+    "order_not_suspended",
     "console_signing_key",
     "cross_origin",
     "invalid_evidence",

@@ -185,6 +185,7 @@ mod tests {
             ..Withdrawal::new(id("w"), "c".into(), "acct".into(), cny, one)
         };
         let refund = CardRefund {
+            source: Default::default(),
             order: id("r"),
             payment: id("p"),
             customer: "c".into(),

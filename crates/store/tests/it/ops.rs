@@ -32,6 +32,7 @@ fn entry(actor: &str, n: u64) -> NewAuditEntry {
 
 fn proposal(id: &str, at_ms: u64) -> OperatorAction {
     let proposal = Proposal {
+        kind: operators::ActionKind::SetInquiryOutcome,
         id: id.into(),
         channel: ChannelId::new("bank_a").unwrap(),
         request_id: RequestId::new(format!("{id}:payout")).unwrap(),

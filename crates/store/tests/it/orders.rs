@@ -122,6 +122,7 @@ fn card_payment(id: &str, merchant: &str, minor: u64, fee: u64) -> TopUp {
 fn card_refund(id: &str, payment: &TopUp, minor: u64, fee: u64, state: CardRefundState) -> Order {
     let merchant = payment.merchant.as_ref().expect("a card payment");
     Order::CardRefund(CardRefund {
+        source: Default::default(),
         order: oid(id),
         payment: payment.order.clone(),
         customer: payment.customer.clone(),
