@@ -9,6 +9,7 @@ mod api_client;
 mod bench;
 mod keys;
 mod load;
+mod loadtest;
 mod ops;
 mod payments;
 mod recon;
@@ -39,6 +40,9 @@ enum Command {
     Recon(recon::ReconArgs),
     /// Operators' actions (escalated inquiries), over the API of a running service.
     Ops(ops::OpsArgs),
+    /// Loads a running service with a scenario's product mix in steps of fixed arrival
+    /// rates (open loop), and writes a JSON and an HTML report with the knee.
+    Loadtest(Box<loadtest::LoadtestArgs>),
     /// The accounting core.
     Ledger {
         #[command(subcommand)]
@@ -177,6 +181,7 @@ fn main() -> anyhow::Result<()> {
         Command::Keys { command } => keys::run(command),
         Command::Recon(args) => recon::run(args),
         Command::Ops(args) => ops::run(args),
+        Command::Loadtest(args) => loadtest::run(*args),
         Command::Ledger { command: LedgerCommand::Bench(args) } => bench::run(args),
         Command::Ledger { command: LedgerCommand::Verify { store, json } } => verify(&store, json),
         Command::Ledger { command: LedgerCommand::Load(args) } => load::run(args),

@@ -1,0 +1,590 @@
+//! `qianbao loadtest`: drives a running deployment with a scenario's product mix at fixed
+//! arrival rates, in steps, and writes a JSON and an HTML report (crate `loadtest`).
+//!
+//! Open loop: each request is sent at its intended instant whether or not earlier ones have
+//! answered, and its latency is counted from that instant (never from when it was actually
+//! sent), so a slow service cannot hide its queueing by slowing the load down (no
+//! coordinated omission). Every write carries its own idempotency key, so a retry would be
+//! safe; the tool does not retry, it counts.
+//!
+//! Set-up, before the first step: customers `<prefix>_c<i>` and merchants `<prefix>_m<j>`
+//! are created (an existing one is kept) and each customer is topped up through a channel,
+//! so that payments, transfers and withdrawals have money to move. A rerun with the same
+//! prefix reuses them.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use loadtest::report::Report;
+use loadtest::scenario::{Operation, Scenario};
+use loadtest::schedule::{self, Completion, CustomerPicker, MerchantPicker, OperationPicker};
+use loadtest::stats::{ErrorCode, Outcome, StepStats, StepSummary};
+use rand::Rng;
+use serde_json::{json, Value};
+
+#[derive(Args, Debug)]
+pub struct LoadtestArgs {
+    /// The scenario file (TOML; `crates/loadtest/scenarios/` has examples).
+    #[arg(long)]
+    scenario: PathBuf,
+    /// The service.
+    #[arg(long, env = "QIANBAO_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A key that creates parties and moves money (an admin key of the platform, or a
+    /// tenant's key with the payment scopes).
+    #[arg(long, env = "QIANBAO_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Where `report.json` and `report.html` go.
+    #[arg(long, default_value = "target/loadtest")]
+    out: PathBuf,
+    /// The asset every order moves.
+    #[arg(long, default_value = "CNY")]
+    asset: String,
+    /// The service's points asset (customers get one account of it, and points to pay
+    /// with); empty: none, and points+cash payments fail.
+    #[arg(long, default_value = "POINTS")]
+    points_asset: String,
+    /// The card or bank account at the channel for top-ups, card payments and withdrawals.
+    #[arg(long, default_value = "6222020000000001")]
+    card: String,
+    /// Instead of the scenario's steps: these rates per second, one step each.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<u32>,
+    /// Instead of the scenario's step duration, seconds.
+    #[arg(long)]
+    step_duration_s: Option<u32>,
+    /// Instead of the scenario's warm-up, seconds (at the first step's rate, not counted).
+    #[arg(long)]
+    warmup_s: Option<u32>,
+    /// Instead of the scenario's numbers of customers and merchants.
+    #[arg(long)]
+    customers: Option<u32>,
+    #[arg(long)]
+    merchants: Option<u32>,
+    /// A request not answered within this long counts as a `timeout`.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// The parties' id prefix: runs with another prefix use other parties.
+    #[arg(long, default_value = "lt")]
+    prefix: String,
+    /// Each customer's top-up at set-up, minor units.
+    #[arg(long, default_value_t = 10_000_000)]
+    fund_minor: u64,
+    /// Skip the set-up (the parties exist and have money).
+    #[arg(long)]
+    no_setup: bool,
+}
+
+/// The scenario file with the command line's overrides, checked as the file would be.
+fn scenario_of(args: &LoadtestArgs) -> anyhow::Result<Scenario> {
+    let text = std::fs::read_to_string(&args.scenario)
+        .with_context(|| format!("reading {}", args.scenario.display()))?;
+    let mut file: toml::Table = toml::from_str(&text).context("the scenario is not TOML")?;
+    let table = |file: &mut toml::Table, name: &str| -> anyhow::Result<toml::Table> {
+        match file.remove(name) {
+            Some(toml::Value::Table(table)) => Ok(table),
+            None => Ok(toml::Table::new()),
+            Some(_) => anyhow::bail!("[{name}] must be a table"),
+        }
+    };
+    let mut steps = table(&mut file, "steps")?;
+    if !args.rates.is_empty() {
+        for key in ["start_rate_per_s", "factor", "factor_permille", "n_steps"] {
+            steps.remove(key);
+        }
+        let rates = args.rates.iter().map(|r| toml::Value::Integer(i64::from(*r))).collect();
+        steps.insert("rates_per_s".into(), toml::Value::Array(rates));
+    }
+    if let Some(duration_s) = args.step_duration_s {
+        steps.insert("duration_s".into(), toml::Value::Integer(i64::from(duration_s)));
+    }
+    file.insert("steps".into(), toml::Value::Table(steps));
+    let mut parties = table(&mut file, "parties")?;
+    for (key, value) in [("n_customers", args.customers), ("n_merchants", args.merchants)] {
+        if let Some(value) = value {
+            parties.insert(key.into(), toml::Value::Integer(i64::from(value)));
+        }
+    }
+    file.insert("parties".into(), toml::Value::Table(parties));
+    if let Some(warmup_s) = args.warmup_s {
+        file.insert("warmup_s".into(), toml::Value::Integer(i64::from(warmup_s)));
+    }
+    let text = toml::to_string(&file).context("the scenario with its overrides")?;
+    Ok(Scenario::from_toml(&text)?)
+}
+
+/// The service, as the load sees it.
+#[derive(Clone)]
+struct Target {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    asset: String,
+    points_asset: String,
+    card: String,
+    prefix: String,
+}
+
+impl Target {
+    fn customer(&self, index: u32) -> String {
+        format!("{}_c{index}", self.prefix)
+    }
+
+    fn merchant(&self, index: u32) -> String {
+        format!("{}_m{index}", self.prefix)
+    }
+
+    /// One call: its outcome as the report counts it, and its JSON answer.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (Outcome, Value) {
+        let mut request =
+            self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.key);
+        if let Some(body) = body {
+            // The reference doubles as the idempotency key: a retry would be the same request.
+            let key = body["reference"].as_str().map(str::to_owned).unwrap_or_else(fresh_key);
+            request = request
+                .header("idempotency-key", key)
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                let value: Value = response.json().await.unwrap_or(Value::Null);
+                if status.is_success() {
+                    return (Outcome::Ok, value);
+                }
+                let code = value["error"]["code"]
+                    .as_str()
+                    .and_then(|code| ErrorCode::new(code).ok())
+                    .unwrap_or_else(|| ErrorCode::http_status(status.as_u16()));
+                (Outcome::Failed(code), value)
+            }
+            Err(error) if error.is_timeout() => (Outcome::Failed(ErrorCode::TIMEOUT), Value::Null),
+            Err(_) => (Outcome::Failed(ErrorCode::CONNECTION), Value::Null),
+        }
+    }
+}
+
+fn fresh_key() -> String {
+    let mut raw = [0u8; 12];
+    // A key that cannot be drawn is a key that collides: fall back on the clock.
+    if getrandom::fill(&mut raw).is_err() {
+        return format!("lt-{}", now_ms());
+    }
+    format!("lt-{}", hex::encode(raw))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Creates the parties (an existing one is kept) and funds each customer.
+async fn set_up(target: &Target, scenario: &Scenario, fund_minor: u64) -> anyhow::Result<()> {
+    let parties = scenario.parties();
+    let asset = target.asset.clone();
+    let total = u64::from(parties.n_customers()) + u64::from(parties.n_merchants());
+    eprintln!(
+        "set-up: {} customers (each topped up with {fund_minor}), {} merchants",
+        parties.n_customers(),
+        parties.n_merchants()
+    );
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut jobs = tokio::task::JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(32));
+    for index in 0..parties.n_merchants() {
+        let (target, asset, limit, done) =
+            (target.clone(), asset.clone(), limit.clone(), done.clone());
+        jobs.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let body = json!({"id": target.merchant(index), "assets": [asset], "fee_bps": 60});
+            let answer = created_or_exists(&target, "/v1/merchants", body).await;
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            answer
+        });
+    }
+    for index in 0..parties.n_customers() {
+        let (target, asset, limit, done) =
+            (target.clone(), asset.clone(), limit.clone(), done.clone());
+        jobs.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let customer = target.customer(index);
+            let mut assets = vec![asset];
+            if !target.points_asset.is_empty() {
+                assets.push(target.points_asset.clone());
+            }
+            created_or_exists(&target, "/v1/customers", json!({"id": customer, "assets": assets}))
+                .await?;
+            let topup = json!({"reference": format!("{customer}-fund"), "customer": customer,
+                               "card": target.card, "asset": target.asset,
+                               "amount": fund_minor.to_string()});
+            let (outcome, answer) =
+                target.call(reqwest::Method::POST, "/v1/topups", Some(topup)).await;
+            anyhow::ensure!(outcome == Outcome::Ok, "funding {customer}: {answer}");
+            // Points for points+cash payments (the service's points asset, when it has one).
+            let points = json!({"reference": format!("{customer}-points"), "points": "1000000"});
+            let path = format!("/v1/customers/{customer}/points");
+            if !target.points_asset.is_empty() {
+                let (outcome, answer) =
+                    target.call(reqwest::Method::POST, &path, Some(points)).await;
+                anyhow::ensure!(outcome == Outcome::Ok, "points for {customer}: {answer}");
+            }
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        });
+    }
+    let ticker = progress("set-up", total, done.clone());
+    while let Some(joined) = jobs.join_next().await {
+        joined.context("a set-up task")??;
+    }
+    ticker.abort();
+    eprintln!("set-up: done");
+    Ok(())
+}
+
+async fn created_or_exists(target: &Target, path: &str, body: Value) -> anyhow::Result<()> {
+    let (outcome, answer) = target.call(reqwest::Method::POST, path, Some(body)).await;
+    match outcome {
+        Outcome::Ok => Ok(()),
+        Outcome::Failed(code) => anyhow::bail!("{path}: {} {answer}", code.as_str()),
+    }
+}
+
+/// Prints `done of total` each second to stderr until aborted.
+fn progress(
+    what: &'static str,
+    total: u64,
+    done: Arc<std::sync::atomic::AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let done = done.load(std::sync::atomic::Ordering::Relaxed);
+            eprintln!("  {what}: {done} of {total}");
+        }
+    })
+}
+
+/// Orders made during the run, for refunds and reads: the most recent few thousand.
+#[derive(Default)]
+struct Recent {
+    payments: VecDeque<String>,
+    orders: VecDeque<String>,
+}
+
+const RECENT_MAX: usize = 4096;
+
+impl Recent {
+    fn push(queue: &mut VecDeque<String>, id: String) {
+        if queue.len() == RECENT_MAX {
+            queue.pop_front();
+        }
+        queue.push_back(id);
+    }
+}
+
+/// What one request is: its operation, method, path and body.
+struct Planned {
+    operation: Operation,
+    method: reqwest::Method,
+    path: String,
+    body: Option<Value>,
+}
+
+/// The request for `operation`, with parties drawn by the scenario's laws.
+fn plan(
+    target: &Target,
+    operation: Operation,
+    reference: String,
+    rng: &mut impl Rng,
+    customers: &CustomerPicker,
+    merchants: &MerchantPicker,
+    recent: &Mutex<Recent>,
+) -> Planned {
+    let customer_index = customers.pick(rng);
+    let customers_n = customers.n_customers();
+    let customer = target.customer(customer_index);
+    let merchant = target.merchant(merchants.pick(rng));
+    let post = |path: &str, body: Value| Planned {
+        operation,
+        method: reqwest::Method::POST,
+        path: path.to_owned(),
+        body: Some(body),
+    };
+    let (asset, card) = (&target.asset, &target.card);
+    let recent_of = |pick: fn(&Recent) -> &VecDeque<String>, rng: &mut dyn rand::RngCore| {
+        let recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = pick(&recent);
+        (!queue.is_empty()).then(|| queue[rng.random_range(0..queue.len())].clone())
+    };
+    match operation {
+        Operation::Topup => post(
+            "/v1/topups",
+            json!({"reference": reference, "customer": customer,
+            "card": card, "asset": asset, "amount": "500"}),
+        ),
+        Operation::WalletPayment => post(
+            "/v1/payments",
+            json!({"reference": reference,
+            "customer": customer, "merchant": merchant, "asset": asset, "amount": "100"}),
+        ),
+        Operation::PointsCashPayment => post(
+            "/v1/payments",
+            json!({"reference": reference,
+            "customer": customer, "merchant": merchant, "asset": asset, "amount": "100",
+            "points": "10"}),
+        ),
+        Operation::CardPayment => post(
+            "/v1/payments",
+            json!({"reference": reference,
+            "customer": customer, "merchant": merchant, "asset": asset, "amount": "300",
+            "card": card}),
+        ),
+        Operation::Refund => match recent_of(|r| &r.payments, rng) {
+            Some(payment) => post(
+                &format!("/v1/payments/{payment}/refunds"),
+                json!({"reference": reference, "amount": "1"}),
+            ),
+            // Nothing to refund yet: a payment instead, so the offered rate holds.
+            None => post(
+                "/v1/payments",
+                json!({"reference": reference, "customer": customer,
+                "merchant": merchant, "asset": asset, "amount": "100"}),
+            ),
+        },
+        Operation::WalletTransfer => {
+            // Never to oneself (refused as such): the next customer instead.
+            let (from, n_customers) = (customer_index, customers_n);
+            let mut to_index = customers.pick(rng);
+            if to_index == from {
+                to_index = (from + 1) % n_customers.max(1);
+            }
+            let to = target.customer(to_index);
+            post(
+                "/v1/wallet-transfers",
+                json!({"reference": reference, "from": customer,
+                "to": to, "asset": asset, "amount": "10"}),
+            )
+        }
+        Operation::Withdrawal => post(
+            "/v1/withdrawals",
+            json!({"reference": reference,
+            "customer": customer, "bank_account": card, "asset": asset, "amount": "200"}),
+        ),
+        Operation::ReadOrder => match recent_of(|r| &r.orders, rng) {
+            Some(order) => Planned {
+                operation,
+                method: reqwest::Method::GET,
+                path: format!("/v1/orders/{order}"),
+                body: None,
+            },
+            None => Planned {
+                operation,
+                method: reqwest::Method::GET,
+                path: format!("/v1/customers/{customer}"),
+                body: None,
+            },
+        },
+        Operation::ReadBalance => Planned {
+            operation,
+            method: reqwest::Method::GET,
+            path: format!("/v1/customers/{customer}"),
+            body: None,
+        },
+    }
+}
+
+/// Runs one step (or the warm-up, `record: false`): requests at their intended instants,
+/// each recorded from that instant.
+#[allow(clippy::too_many_arguments)] // the run's shared parts, passed down once per step
+async fn run_step(
+    target: &Target,
+    step: loadtest::scenario::Step,
+    scenario: &Scenario,
+    step_idx: usize,
+    rng: &mut rand::rngs::StdRng,
+    recent: &Arc<Mutex<Recent>>,
+    run_id: &str,
+    label: &str,
+) -> StepStats {
+    let operations = OperationPicker::new(scenario.mix());
+    let customers = CustomerPicker::new(scenario.parties());
+    let merchants = MerchantPicker::new(scenario.parties());
+    let arrivals = schedule::arrivals(step, scenario.arrivals(), rng);
+    let total = arrivals.len() as u64;
+    let stats = Arc::new(Mutex::new(StepStats::new(step)));
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ticker = progress_step(label.to_owned(), total, done.clone());
+    let started = tokio::time::Instant::now();
+    let mut in_flight = tokio::task::JoinSet::new();
+    for (index, arrival) in arrivals.into_iter().enumerate() {
+        let intended = started + Duration::from_micros(arrival.intended_us());
+        tokio::time::sleep_until(intended).await;
+        let operation = operations.pick(rng);
+        let reference = format!("{run_id}-{step_idx}-{index}");
+        let planned = plan(target, operation, reference, rng, &customers, &merchants, recent);
+        let (target, stats, done, recent) =
+            (target.clone(), stats.clone(), done.clone(), recent.clone());
+        in_flight.spawn(async move {
+            let is_write = planned.method == reqwest::Method::POST;
+            let (outcome, answer) = target.call(planned.method, &planned.path, planned.body).await;
+            let completed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            // Orders only: a read's answer has an id too (a customer's), which is no order.
+            if outcome == Outcome::Ok && is_write {
+                if let Some(id) = answer["id"].as_str() {
+                    let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+                    if matches!(planned.operation, Operation::WalletPayment) {
+                        Recent::push(&mut recent.payments, id.to_owned());
+                    }
+                    Recent::push(&mut recent.orders, id.to_owned());
+                }
+            }
+            let completion = Completion::new(arrival, completed_us, outcome);
+            stats.lock().unwrap_or_else(|p| p.into_inner()).record(planned.operation, &completion);
+            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        // Reap what has finished as we go, so the set holds only what is in flight.
+        while in_flight.try_join_next().is_some() {}
+    }
+    while in_flight.join_next().await.is_some() {}
+    ticker.abort();
+    let stats = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    stats
+}
+
+fn progress_step(
+    label: String,
+    total: u64,
+    done: Arc<std::sync::atomic::AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let done = done.load(std::sync::atomic::Ordering::Relaxed);
+            eprintln!("  {label}: {done} of {total} answered");
+        }
+    })
+}
+
+fn print_step(summary: &StepSummary) {
+    let all = &summary.all;
+    let errors: Vec<String> =
+        all.n_errors_by_code.iter().map(|(code, n)| format!("{}={n}", code.as_str())).collect();
+    eprintln!(
+        "  offered {:>6}/s  achieved {:>9.1}/s  p50 {:>7.1} ms  p99 {:>7.1} ms  errors {}",
+        summary.offered_per_s,
+        milli(all.achieved_milli_per_s),
+        micros_ms(all.latency_us_p50),
+        micros_ms(all.latency_us_p99),
+        if errors.is_empty() { "none".to_owned() } else { errors.join(" ") },
+    );
+}
+
+// Display only: thousandths and microseconds as decimals for a person to read.
+#[allow(clippy::float_arithmetic)]
+fn milli(value: u64) -> f64 {
+    value as f64 / 1000.0
+}
+
+#[allow(clippy::float_arithmetic)]
+fn micros_ms(value: u64) -> f64 {
+    value as f64 / 1000.0
+}
+
+pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
+    let key = args.key.clone().context("an API key is needed: --key or QIANBAO_API_KEY")?;
+    let scenario = scenario_of(&args)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(args.timeout_ms))
+        .pool_max_idle_per_host(1024)
+        .build()
+        .context("an HTTP client")?;
+    let target = Target {
+        http,
+        base: args.url.trim_end_matches('/').to_owned(),
+        key,
+        asset: args.asset.clone(),
+        points_asset: args.points_asset.clone(),
+        card: args.card.clone(),
+        prefix: args.prefix.clone(),
+    };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("a runtime")?;
+    runtime.block_on(async {
+        if !args.no_setup {
+            set_up(&target, &scenario, args.fund_minor).await?;
+        }
+        let mut rng = schedule::seeded_rng(scenario.seed());
+        let recent = Arc::new(Mutex::new(Recent::default()));
+        let run_id = format!("{}-{}", args.prefix, fresh_key());
+        if let (true, Some(first)) = (scenario.warmup_s() > 0, scenario.steps().first()) {
+            let warmup = loadtest::scenario::Step::new(first.rate_per_s(), scenario.warmup_s())?;
+            eprintln!(
+                "warm-up: {}/s for {} s (not counted)",
+                first.rate_per_s(),
+                scenario.warmup_s()
+            );
+            run_step(&target, warmup, &scenario, usize::MAX, &mut rng, &recent, &run_id, "warm-up")
+                .await;
+        }
+        let started_at_ms = now_ms();
+        let wall = Instant::now();
+        let mut summaries = Vec::new();
+        let n_steps = scenario.steps().len();
+        for (step_idx, step) in scenario.steps().iter().enumerate() {
+            eprintln!(
+                "step {} of {n_steps}: {}/s for {} s",
+                step_idx + 1,
+                step.rate_per_s(),
+                step.duration_s()
+            );
+            let label = format!("step {}", step_idx + 1);
+            let stats =
+                run_step(&target, *step, &scenario, step_idx, &mut rng, &recent, &run_id, &label)
+                    .await;
+            let summary = stats.summary();
+            print_step(&summary);
+            summaries.push(summary);
+        }
+        let report = Report::new(&scenario, started_at_ms, summaries);
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let json_path = args.out.join("report.json");
+        let html_path = args.out.join("report.html");
+        std::fs::write(&json_path, report.to_json()?).context("writing report.json")?;
+        std::fs::write(&html_path, report.to_html()?).context("writing report.html")?;
+        match &report.knee {
+            Some(knee) => eprintln!(
+                "knee: step {} at {}/s offered, sustainable {:.1}/s; peak {:.1}/s (SLO p99 {} ms)",
+                knee.step_idx + 1,
+                knee.offered_per_s,
+                milli(knee.sustainable_milli_per_s),
+                milli(report.peak_milli_per_s),
+                report.slo_p99_ms
+            ),
+            None => eprintln!(
+                "knee: no step kept up within the SLO (p99 {} ms); peak {:.1}/s",
+                report.slo_p99_ms,
+                milli(report.peak_milli_per_s)
+            ),
+        }
+        eprintln!(
+            "{} steps in {} s; report: {} and {}",
+            n_steps,
+            wall.elapsed().as_secs(),
+            json_path.display(),
+            html_path.display()
+        );
+        Ok(())
+    })
+}

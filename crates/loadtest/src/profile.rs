@@ -1,0 +1,187 @@
+//! The simulator profile of one channel in a scenario: how slow, how picky, how big and
+//! when broken the simulated bank should be while the load runs.
+//!
+//! The profile is plain data read from the scenario file; [`crate::scenario::Scenario`]
+//! checks it (see `ChannelProfile::check`) before anyone else sees it.
+
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::ScenarioError;
+
+/// The simulated answer time of a channel, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LatencyMs {
+    /// Always the same.
+    Fixed { ms: u32 },
+    /// Uniform over `[min_ms, max_ms]`.
+    Uniform { min_ms: u32, max_ms: u32 },
+    /// Log-normal, fitted so that its median is `p50_ms` and its 99th percentile `p99_ms`:
+    /// the long right tail real banks have, described by the two numbers people quote.
+    Lognormal { p50_ms: u32, p99_ms: u32 },
+}
+
+/// The standard normal's 99th percentile: a log-normal's p99 is `p50 * exp(Z_P99 * sigma)`.
+const Z_P99: f64 = 2.326_347_874_040_840_8;
+
+impl LatencyMs {
+    /// Draws one answer time.
+    // Sampling a continuous distribution: the floats never touch money, and the result is
+    // rounded to whole milliseconds at once.
+    #[allow(clippy::float_arithmetic)]
+    pub fn sample_ms(&self, rng: &mut impl Rng) -> u32 {
+        match *self {
+            LatencyMs::Fixed { ms } => ms,
+            LatencyMs::Uniform { min_ms, max_ms } => rng.random_range(min_ms..=max_ms),
+            LatencyMs::Lognormal { p50_ms, p99_ms } => {
+                let median_ms = f64::from(p50_ms.max(1));
+                let sigma = (f64::from(p99_ms.max(1)) / median_ms).ln().max(0.0) / Z_P99;
+                let normal: f64 = StandardNormal.sample(rng);
+                let ms = median_ms * (sigma * normal).exp();
+                // `as` saturates, so a freak draw becomes u32::MAX rather than wrapping.
+                ms.round() as u32
+            }
+        }
+    }
+
+    fn check(&self, field: &str) -> Result<(), ScenarioError> {
+        match *self {
+            LatencyMs::Fixed { .. } => Ok(()),
+            LatencyMs::Uniform { min_ms, max_ms } if min_ms > max_ms => {
+                Err(ScenarioError::Reversed {
+                    field: format!("{field}.min_ms/max_ms"),
+                    first: min_ms.into(),
+                    second: max_ms.into(),
+                })
+            }
+            LatencyMs::Uniform { .. } => Ok(()),
+            LatencyMs::Lognormal { p50_ms: 0, .. } => {
+                Err(ScenarioError::Zero { field: format!("{field}.p50_ms") })
+            }
+            // A log-normal needs a spread; equal percentiles mean `fixed`.
+            LatencyMs::Lognormal { p50_ms, p99_ms } if p50_ms >= p99_ms => {
+                Err(ScenarioError::Reversed {
+                    field: format!("{field}.p50_ms/p99_ms"),
+                    first: p50_ms.into(),
+                    second: p99_ms.into(),
+                })
+            }
+            LatencyMs::Lognormal { .. } => Ok(()),
+        }
+    }
+}
+
+/// A window in which the channel is down, in seconds from the start of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "[u32; 2]", into = "[u32; 2]")]
+pub struct Outage {
+    pub start_s: u32,
+    pub end_s: u32,
+}
+
+impl From<[u32; 2]> for Outage {
+    fn from([start_s, end_s]: [u32; 2]) -> Outage {
+        Outage { start_s, end_s }
+    }
+}
+
+impl From<Outage> for [u32; 2] {
+    fn from(outage: Outage) -> [u32; 2] {
+        [outage.start_s, outage.end_s]
+    }
+}
+
+/// How the simulated channel behaves during the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelProfile {
+    pub latency: LatencyMs,
+    /// Share of requests the channel declines, in thousandths.
+    #[serde(default)]
+    pub decline_rate_permille: u32,
+    /// Requests per second above which the channel refuses work; none means unlimited.
+    #[serde(default)]
+    pub capacity_per_s: Option<u32>,
+    /// Windows `[start_s, end_s)` in which every request fails.
+    #[serde(default)]
+    pub outages: Vec<Outage>,
+}
+
+impl ChannelProfile {
+    pub(crate) fn check(&self, channel: &str) -> Result<(), ScenarioError> {
+        let field = format!("channels.{channel}");
+        if channel.is_empty() {
+            return Err(ScenarioError::Empty { field: "channels.<name>".to_owned() });
+        }
+        self.latency.check(&format!("{field}.latency"))?;
+        if self.decline_rate_permille > 1000 {
+            return Err(ScenarioError::TooLarge {
+                field: format!("{field}.decline_rate_permille"),
+                value: self.decline_rate_permille.into(),
+                max: 1000,
+            });
+        }
+        if self.capacity_per_s == Some(0) {
+            return Err(ScenarioError::Zero { field: format!("{field}.capacity_per_s") });
+        }
+        for (outage_idx, outage) in self.outages.iter().enumerate() {
+            if outage.start_s >= outage.end_s {
+                return Err(ScenarioError::Reversed {
+                    field: format!("{field}.outages[{outage_idx}]"),
+                    first: outage.start_s.into(),
+                    second: outage.end_s.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the channel is down at `at_s` seconds from the start of the run.
+    pub fn is_down_at(&self, at_s: u32) -> bool {
+        self.outages.iter().any(|outage| outage.start_s <= at_s && at_s < outage.end_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn sorted_samples(latency: LatencyMs, n_samples: usize) -> Vec<u32> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut samples: Vec<u32> = (0..n_samples).map(|_| latency.sample_ms(&mut rng)).collect();
+        samples.sort_unstable();
+        samples
+    }
+
+    #[test]
+    fn lognormal_hits_its_percentiles() {
+        let samples = sorted_samples(LatencyMs::Lognormal { p50_ms: 80, p99_ms: 400 }, 100_000);
+        let p50_ms = samples[50_000];
+        let p99_ms = samples[99_000];
+        assert!((76..=84).contains(&p50_ms), "p50 {p50_ms}");
+        assert!((370..=430).contains(&p99_ms), "p99 {p99_ms}");
+    }
+
+    #[test]
+    fn uniform_and_fixed_stay_in_bounds() {
+        let samples = sorted_samples(LatencyMs::Uniform { min_ms: 10, max_ms: 20 }, 10_000);
+        assert_eq!((samples[0], samples[9_999]), (10, 20));
+        assert_eq!(sorted_samples(LatencyMs::Fixed { ms: 5 }, 10), vec![5; 10]);
+    }
+
+    #[test]
+    fn outages_are_half_open() {
+        let profile = ChannelProfile {
+            latency: LatencyMs::Fixed { ms: 1 },
+            decline_rate_permille: 0,
+            capacity_per_s: None,
+            outages: vec![Outage { start_s: 10, end_s: 20 }],
+        };
+        let down: Vec<bool> = [9, 10, 19, 20].iter().map(|&s| profile.is_down_at(s)).collect();
+        assert_eq!(down, [false, true, true, false]);
+    }
+}
