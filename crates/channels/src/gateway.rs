@@ -295,10 +295,10 @@ impl Gateway {
             );
         };
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(
+        let outcome = match crate::wait::timed(tokio::time::timeout(
             Duration::from_millis(timeout_ms),
             slot.channel.execute(request),
-        )
+        ))
         .await
         {
             Ok(outcome) => outcome,

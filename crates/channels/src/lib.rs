@@ -19,6 +19,7 @@ pub mod inquiry;
 pub mod limits;
 pub mod model;
 pub mod router;
+pub mod wait;
 
 pub use channel::{BoxFuture, CallbackReport, Channel, ChannelError, StatementFile};
 pub use gateway::{Gateway, GatewayConfig, Routed};

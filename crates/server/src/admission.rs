@@ -85,8 +85,9 @@ pub struct ClassConfig {
     pub min: u64,
     pub max: u64,
     /// Answered within this, a request lets the limit grow; slower, it shrinks. `None`: only
-    /// an overloaded answer shrinks it (a money-moving write waits on a bank, whose latency
-    /// says nothing of this service's load).
+    /// an overloaded answer shrinks it. The latency is the service's own: the time the
+    /// request waited on channels (a bank's latency says nothing of this node's load) is
+    /// taken off first (`channels::wait`).
     pub target_latency_us: Option<u64>,
 }
 
@@ -98,14 +99,16 @@ pub struct AdmissionConfig {
 }
 
 impl Default for AdmissionConfig {
-    /// Targets far above this service's normal latencies (single-digit milliseconds), so
-    /// the limits stay at their top until the service is really slowed; writes shrink only
-    /// when the ledger or a store says it is overloaded.
+    /// Targets well above this service's normal latencies (single-digit milliseconds,
+    /// without the banks'), so the limits stay at their top until the service is really
+    /// slowed, and then hold the queue inside the service to about the target's worth of
+    /// work: beyond it, a request waits longer than a client should, and is better answered
+    /// `overloaded` at once.
     fn default() -> AdmissionConfig {
         AdmissionConfig {
             enabled: true,
             classes: [
-                ClassConfig { min: 8, max: 1_024, target_latency_us: None },
+                ClassConfig { min: 8, max: 1_024, target_latency_us: Some(100_000) },
                 ClassConfig { min: 4, max: 512, target_latency_us: Some(100_000) },
                 ClassConfig { min: 1, max: 64, target_latency_us: Some(2_000_000) },
             ],
@@ -166,10 +169,12 @@ pub struct Permit<'a> {
 }
 
 impl Permit<'_> {
-    /// The request is answered: `overloaded` when the ledger or the store said so.
-    pub fn finish(self, overloaded: bool) {
+    /// The request is answered: `overloaded` when the ledger or the store said so;
+    /// `channel_wait_us` of its latency was spent waiting on channels, not on this service.
+    pub fn finish(self, overloaded: bool, channel_wait_us: u64) {
         let latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.admission.record(self.class, latency_us, overloaded);
+        let service_us = latency_us.saturating_sub(channel_wait_us);
+        self.admission.record(self.class, service_us, overloaded);
         // Dropped below: released.
     }
 }
@@ -268,8 +273,9 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
         error.retry_after_secs = Some(1);
         return error.into_response();
     };
-    let response = next.run(request).await;
-    permit.finish(is_overload(&response));
+    let channel_wait_us = std::sync::Arc::new(AtomicU64::new(0));
+    let response = channels::wait::scope(channel_wait_us.clone(), next.run(request)).await;
+    permit.finish(is_overload(&response), channel_wait_us.load(Ordering::Relaxed));
     response
 }
 
@@ -326,10 +332,11 @@ mod tests {
     fn pressure_flows_down_bulk_is_shed_first_then_reads_and_writes_last() {
         let admission = Admission::new(AdmissionConfig::default());
         // Reads slow to 150 ms (over their 100 ms target); writes wait seconds on a bank
-        // (not pressure: only overload is); bulk answers are within their own (seconds)
-        // target. Reads shrink, bulk shrinks faster, writes keep their whole limit.
+        // but take 20 ms of the service's own (the middleware takes the bank's part off);
+        // bulk answers are within their own (seconds) target. Reads shrink, bulk shrinks
+        // faster, writes keep their whole limit.
         for _ in 0..20 {
-            admission.record(Class::Write, 5_000_000, false);
+            admission.record(Class::Write, 20_000, false);
             admission.record(Class::Bulk, 150_000, false);
             admission.record(Class::Read, 150_000, false);
         }
@@ -353,6 +360,22 @@ mod tests {
             ),
             (8, 4, 1)
         );
+    }
+
+    #[test]
+    fn writes_slowed_by_the_service_itself_shrink_and_a_banks_wait_does_not_count() {
+        let admission = Admission::new(AdmissionConfig::default());
+        for _ in 0..20 {
+            admission.record(Class::Write, 400_000, false);
+        }
+        assert!(admission.limit(Class::Write) < 200, "{}", admission.limit(Class::Write));
+        // Through a permit: 2 s waited on a bank, the rest quick — no pressure.
+        let admission = Admission::new(AdmissionConfig::default());
+        for _ in 0..20 {
+            let permit = admission.admit(Class::Write).expect("admitted");
+            permit.finish(false, 2_000_000);
+        }
+        assert_eq!(admission.limit(Class::Write), 1_024);
     }
 
     #[test]
