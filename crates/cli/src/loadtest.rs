@@ -24,7 +24,6 @@ use loadtest::scenario::{Operation, Scenario};
 use loadtest::schedule::{self, Completion, CustomerPicker, MerchantPicker, OperationPicker};
 use loadtest::stats::{ErrorCode, Outcome, StepStats, StepSummary};
 use rand::Rng;
-use serde_json::{json, Value};
 
 #[derive(Args, Debug)]
 pub struct LoadtestArgs {
@@ -117,12 +116,10 @@ fn scenario_of(args: &LoadtestArgs) -> anyhow::Result<Scenario> {
     Ok(Scenario::from_toml(&text)?)
 }
 
-/// The service, as the load sees it.
+/// The service, as the load sees it: through the typed client users have too.
 #[derive(Clone)]
 struct Target {
-    http: reqwest::Client,
-    base: String,
-    key: String,
+    client: client::Client,
     asset: String,
     points_asset: String,
     card: String,
@@ -137,41 +134,35 @@ impl Target {
     fn merchant(&self, index: u32) -> String {
         format!("{}_m{index}", self.prefix)
     }
+}
 
-    /// One call: its outcome as the report counts it, and its JSON answer.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (Outcome, Value) {
-        let mut request =
-            self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.key);
-        if let Some(body) = body {
-            // The reference doubles as the idempotency key: a retry would be the same request.
-            let key = body["reference"].as_str().map(str::to_owned).unwrap_or_else(fresh_key);
-            request = request
-                .header("idempotency-key", key)
-                .header("content-type", "application/json")
-                .body(body.to_string());
+/// What a call's answer counts as in the report.
+fn outcome_of<T>(answer: &Result<T, client::ClientError>) -> Outcome {
+    let error = match answer {
+        Ok(_) => return Outcome::Ok,
+        Err(error) => error,
+    };
+    match error {
+        client::ClientError::Transport(transport) if transport.is_timeout() => {
+            Outcome::Failed(ErrorCode::TIMEOUT)
         }
-        match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                let value: Value = response.json().await.unwrap_or(Value::Null);
-                if status.is_success() {
-                    return (Outcome::Ok, value);
-                }
-                let code = value["error"]["code"]
-                    .as_str()
-                    .and_then(|code| ErrorCode::new(code).ok())
-                    .unwrap_or_else(|| ErrorCode::http_status(status.as_u16()));
-                (Outcome::Failed(code), value)
-            }
-            Err(error) if error.is_timeout() => (Outcome::Failed(ErrorCode::TIMEOUT), Value::Null),
-            Err(_) => (Outcome::Failed(ErrorCode::CONNECTION), Value::Null),
-        }
+        client::ClientError::Transport(_) => Outcome::Failed(ErrorCode::CONNECTION),
+        other => Outcome::Failed(
+            other
+                .code()
+                .and_then(|code| ErrorCode::new(code).ok())
+                .unwrap_or_else(|| ErrorCode::http_status(other.status().unwrap_or(0))),
+        ),
     }
+}
+
+/// The idempotency key of a request: its reference, so a retry would be the same request.
+fn key_of(reference: &str) -> Option<client::IdempotencyKey> {
+    client::IdempotencyKey::new(reference).ok()
+}
+
+fn minor(amount_minor: u64) -> client::Amount {
+    client::Amount::new(amount_minor).unwrap_or(client::Amount::ZERO)
 }
 
 fn fresh_key() -> String {
@@ -192,7 +183,6 @@ fn now_ms() -> u64 {
 /// Creates the parties (an existing one is kept) and funds each customer.
 async fn set_up(target: &Target, scenario: &Scenario, fund_minor: u64) -> anyhow::Result<()> {
     let parties = scenario.parties();
-    let asset = target.asset.clone();
     let total = u64::from(parties.n_customers()) + u64::from(parties.n_merchants());
     eprintln!(
         "set-up: {} customers (each topped up with {fund_minor}), {} merchants",
@@ -203,41 +193,49 @@ async fn set_up(target: &Target, scenario: &Scenario, fund_minor: u64) -> anyhow
     let mut jobs = tokio::task::JoinSet::new();
     let limit = Arc::new(tokio::sync::Semaphore::new(32));
     for index in 0..parties.n_merchants() {
-        let (target, asset, limit, done) =
-            (target.clone(), asset.clone(), limit.clone(), done.clone());
+        let (target, limit, done) = (target.clone(), limit.clone(), done.clone());
         jobs.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let body = json!({"id": target.merchant(index), "assets": [asset], "fee_bps": 60});
-            let answer = created_or_exists(&target, "/v1/merchants", body).await;
+            let mut merchant = client::parties::MerchantRequest::new(
+                &target.merchant(index),
+                &[target.asset.as_str()],
+            );
+            merchant.fee_bps = Some(60);
+            target.client.create_merchant(&merchant, None).await?;
             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            answer
+            Ok::<(), anyhow::Error>(())
         });
     }
     for index in 0..parties.n_customers() {
-        let (target, asset, limit, done) =
-            (target.clone(), asset.clone(), limit.clone(), done.clone());
+        let (target, limit, done) = (target.clone(), limit.clone(), done.clone());
         jobs.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let customer = target.customer(index);
-            let mut assets = vec![asset];
+            let mut assets = vec![target.asset.as_str()];
             if !target.points_asset.is_empty() {
-                assets.push(target.points_asset.clone());
+                assets.push(target.points_asset.as_str());
             }
-            created_or_exists(&target, "/v1/customers", json!({"id": customer, "assets": assets}))
+            let client = &target.client;
+            client
+                .create_customer(&client::parties::CustomerRequest::new(&customer, &assets), None)
                 .await?;
-            let topup = json!({"reference": format!("{customer}-fund"), "customer": customer,
-                               "card": target.card, "asset": target.asset,
-                               "amount": fund_minor.to_string()});
-            let (outcome, answer) =
-                target.call(reqwest::Method::POST, "/v1/topups", Some(topup)).await;
-            anyhow::ensure!(outcome == Outcome::Ok, "funding {customer}: {answer}");
+            let reference = format!("{customer}-fund");
+            let topup = client::payments::TopUpBody {
+                reference: reference.clone(),
+                customer: customer.clone(),
+                card: target.card.clone(),
+                asset: target.asset.clone(),
+                amount: minor(fund_minor),
+            };
+            client.create_topup(&topup, key_of(&reference)).await?;
             // Points for points+cash payments (the service's points asset, when it has one).
-            let points = json!({"reference": format!("{customer}-points"), "points": "1000000"});
-            let path = format!("/v1/customers/{customer}/points");
             if !target.points_asset.is_empty() {
-                let (outcome, answer) =
-                    target.call(reqwest::Method::POST, &path, Some(points)).await;
-                anyhow::ensure!(outcome == Outcome::Ok, "points for {customer}: {answer}");
+                let reference = format!("{customer}-points");
+                let grant = client::payments::PointsGrantBody {
+                    reference: reference.clone(),
+                    points: minor(1_000_000),
+                };
+                client.grant_points(&customer, &grant, key_of(&reference)).await?;
             }
             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(())
@@ -245,19 +243,11 @@ async fn set_up(target: &Target, scenario: &Scenario, fund_minor: u64) -> anyhow
     }
     let ticker = progress("set-up", total, done.clone());
     while let Some(joined) = jobs.join_next().await {
-        joined.context("a set-up task")??;
+        joined.context("a set-up task")?.context("setting up the parties")?;
     }
     ticker.abort();
     eprintln!("set-up: done");
     Ok(())
-}
-
-async fn created_or_exists(target: &Target, path: &str, body: Value) -> anyhow::Result<()> {
-    let (outcome, answer) = target.call(reqwest::Method::POST, path, Some(body)).await;
-    match outcome {
-        Outcome::Ok => Ok(()),
-        Outcome::Failed(code) => anyhow::bail!("{path}: {} {answer}", code.as_str()),
-    }
 }
 
 /// Prints `done of total` each second to stderr until aborted.
@@ -293,12 +283,45 @@ impl Recent {
     }
 }
 
-/// What one request is: its operation, method, path and body.
-struct Planned {
-    operation: Operation,
-    method: reqwest::Method,
-    path: String,
-    body: Option<Value>,
+/// One request, typed.
+enum Call {
+    Topup(client::payments::TopUpBody),
+    Payment(client::payments::PaymentBody),
+    Refund(String, client::payments::RefundBody),
+    WalletTransfer(client::payments::WalletTransferBody),
+    Withdrawal(client::payments::WithdrawalBody),
+    ReadOrder(String),
+    ReadCustomer(String),
+}
+
+/// A write's outcome, and the order it made.
+fn written(
+    answer: Result<client::Reply<client::orders::OrderView>, client::ClientError>,
+) -> (Outcome, Option<String>) {
+    (outcome_of(&answer), answer.ok().map(|reply| reply.value.id))
+}
+
+impl Call {
+    /// Sends it: what the report counts, and the order made, if one was.
+    async fn send(self, client: &client::Client) -> (Outcome, Option<String>) {
+        match self {
+            Call::Topup(body) => written(client.create_topup(&body, key_of(&body.reference)).await),
+            Call::Payment(body) => {
+                written(client.create_payment(&body, key_of(&body.reference)).await)
+            }
+            Call::Refund(payment, body) => {
+                written(client.create_refund(&payment, &body, key_of(&body.reference)).await)
+            }
+            Call::WalletTransfer(body) => {
+                written(client.create_wallet_transfer(&body, key_of(&body.reference)).await)
+            }
+            Call::Withdrawal(body) => {
+                written(client.create_withdrawal(&body, key_of(&body.reference)).await)
+            }
+            Call::ReadOrder(id) => (outcome_of(&client.get_order(&id).await), None),
+            Call::ReadCustomer(id) => (outcome_of(&client.get_customer(&id).await), None),
+        }
+    }
 }
 
 /// The request for `operation`, with parties drawn by the scenario's laws.
@@ -310,97 +333,75 @@ fn plan(
     customers: &CustomerPicker,
     merchants: &MerchantPicker,
     recent: &Mutex<Recent>,
-) -> Planned {
+) -> Call {
     let customer_index = customers.pick(rng);
-    let customers_n = customers.n_customers();
     let customer = target.customer(customer_index);
     let merchant = target.merchant(merchants.pick(rng));
-    let post = |path: &str, body: Value| Planned {
-        operation,
-        method: reqwest::Method::POST,
-        path: path.to_owned(),
-        body: Some(body),
-    };
-    let (asset, card) = (&target.asset, &target.card);
+    let asset = target.asset.clone();
     let recent_of = |pick: fn(&Recent) -> &VecDeque<String>, rng: &mut dyn rand::RngCore| {
         let recent = recent.lock().unwrap_or_else(|p| p.into_inner());
         let queue = pick(&recent);
         (!queue.is_empty()).then(|| queue[rng.random_range(0..queue.len())].clone())
     };
+    let payment = |amount_minor| {
+        client::payments::PaymentBody::new(
+            &reference,
+            &customer,
+            &merchant,
+            &asset,
+            minor(amount_minor),
+        )
+    };
     match operation {
-        Operation::Topup => post(
-            "/v1/topups",
-            json!({"reference": reference, "customer": customer,
-            "card": card, "asset": asset, "amount": "500"}),
-        ),
-        Operation::WalletPayment => post(
-            "/v1/payments",
-            json!({"reference": reference,
-            "customer": customer, "merchant": merchant, "asset": asset, "amount": "100"}),
-        ),
-        Operation::PointsCashPayment => post(
-            "/v1/payments",
-            json!({"reference": reference,
-            "customer": customer, "merchant": merchant, "asset": asset, "amount": "100",
-            "points": "10"}),
-        ),
-        Operation::CardPayment => post(
-            "/v1/payments",
-            json!({"reference": reference,
-            "customer": customer, "merchant": merchant, "asset": asset, "amount": "300",
-            "card": card}),
-        ),
+        Operation::Topup => Call::Topup(client::payments::TopUpBody {
+            reference: reference.clone(),
+            customer: customer.clone(),
+            card: target.card.clone(),
+            asset: asset.clone(),
+            amount: minor(500),
+        }),
+        Operation::WalletPayment => Call::Payment(payment(100)),
+        Operation::PointsCashPayment => {
+            Call::Payment(client::payments::PaymentBody { points: Some(minor(10)), ..payment(100) })
+        }
+        Operation::CardPayment => Call::Payment(client::payments::PaymentBody {
+            card: Some(target.card.clone()),
+            ..payment(300)
+        }),
         Operation::Refund => match recent_of(|r| &r.payments, rng) {
-            Some(payment) => post(
-                &format!("/v1/payments/{payment}/refunds"),
-                json!({"reference": reference, "amount": "1"}),
+            Some(paid) => Call::Refund(
+                paid,
+                client::payments::RefundBody { reference: reference.clone(), amount: minor(1) },
             ),
             // Nothing to refund yet: a payment instead, so the offered rate holds.
-            None => post(
-                "/v1/payments",
-                json!({"reference": reference, "customer": customer,
-                "merchant": merchant, "asset": asset, "amount": "100"}),
-            ),
+            None => Call::Payment(payment(100)),
         },
         Operation::WalletTransfer => {
             // Never to oneself (refused as such): the next customer instead.
-            let (from, n_customers) = (customer_index, customers_n);
             let mut to_index = customers.pick(rng);
-            if to_index == from {
-                to_index = (from + 1) % n_customers.max(1);
+            if to_index == customer_index {
+                to_index = (customer_index + 1) % customers.n_customers().max(1);
             }
-            let to = target.customer(to_index);
-            post(
-                "/v1/wallet-transfers",
-                json!({"reference": reference, "from": customer,
-                "to": to, "asset": asset, "amount": "10"}),
-            )
+            Call::WalletTransfer(client::payments::WalletTransferBody {
+                reference: reference.clone(),
+                from: customer.clone(),
+                to: target.customer(to_index),
+                asset: asset.clone(),
+                amount: minor(10),
+            })
         }
-        Operation::Withdrawal => post(
-            "/v1/withdrawals",
-            json!({"reference": reference,
-            "customer": customer, "bank_account": card, "asset": asset, "amount": "200"}),
-        ),
+        Operation::Withdrawal => Call::Withdrawal(client::payments::WithdrawalBody {
+            reference: reference.clone(),
+            customer: customer.clone(),
+            bank_account: target.card.clone(),
+            asset: asset.clone(),
+            amount: minor(200),
+        }),
         Operation::ReadOrder => match recent_of(|r| &r.orders, rng) {
-            Some(order) => Planned {
-                operation,
-                method: reqwest::Method::GET,
-                path: format!("/v1/orders/{order}"),
-                body: None,
-            },
-            None => Planned {
-                operation,
-                method: reqwest::Method::GET,
-                path: format!("/v1/customers/{customer}"),
-                body: None,
-            },
+            Some(order) => Call::ReadOrder(order),
+            None => Call::ReadCustomer(customer.clone()),
         },
-        Operation::ReadBalance => Planned {
-            operation,
-            method: reqwest::Method::GET,
-            path: format!("/v1/customers/{customer}"),
-            body: None,
-        },
+        Operation::ReadBalance => Call::ReadCustomer(customer.clone()),
     }
 }
 
@@ -433,24 +434,20 @@ async fn run_step(
         let operation = operations.pick(rng);
         let reference = format!("{run_id}-{step_idx}-{index}");
         let planned = plan(target, operation, reference, rng, &customers, &merchants, recent);
-        let (target, stats, done, recent) =
-            (target.clone(), stats.clone(), done.clone(), recent.clone());
+        let (client, stats, done, recent) =
+            (target.client.clone(), stats.clone(), done.clone(), recent.clone());
         in_flight.spawn(async move {
-            let is_write = planned.method == reqwest::Method::POST;
-            let (outcome, answer) = target.call(planned.method, &planned.path, planned.body).await;
+            let (outcome, order) = planned.send(&client).await;
             let completed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            // Orders only: a read's answer has an id too (a customer's), which is no order.
-            if outcome == Outcome::Ok && is_write {
-                if let Some(id) = answer["id"].as_str() {
-                    let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
-                    if matches!(planned.operation, Operation::WalletPayment) {
-                        Recent::push(&mut recent.payments, id.to_owned());
-                    }
-                    Recent::push(&mut recent.orders, id.to_owned());
+            if let Some(id) = order {
+                let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+                if matches!(operation, Operation::WalletPayment) {
+                    Recent::push(&mut recent.payments, id.clone());
                 }
+                Recent::push(&mut recent.orders, id);
             }
             let completion = Completion::new(arrival, completed_us, outcome);
-            stats.lock().unwrap_or_else(|p| p.into_inner()).record(planned.operation, &completion);
+            stats.lock().unwrap_or_else(|p| p.into_inner()).record(operation, &completion);
             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
         // Reap what has finished as we go, so the set holds only what is in flight.
@@ -504,15 +501,13 @@ fn micros_ms(value: u64) -> f64 {
 pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let key = args.key.clone().context("an API key is needed: --key or QIANBAO_API_KEY")?;
     let scenario = scenario_of(&args)?;
-    let http = reqwest::Client::builder()
+    let client = client::Client::builder(&args.url, &key)
         .timeout(Duration::from_millis(args.timeout_ms))
-        .pool_max_idle_per_host(1024)
+        .user_agent("qianbao-loadtest")
         .build()
-        .context("an HTTP client")?;
+        .context("a client of the service")?;
     let target = Target {
-        http,
-        base: args.url.trim_end_matches('/').to_owned(),
-        key,
+        client,
         asset: args.asset.clone(),
         points_asset: args.points_asset.clone(),
         card: args.card.clone(),

@@ -1,0 +1,83 @@
+//! `qianbao loadtest` against a running service, briefly and at small rates (the capacity
+//! runs are in docs/capacity.md): it sets up its parties, drives the product mix through
+//! the typed client, writes the JSON and HTML reports with a knee, and afterwards the books
+//! balance and our records equal the bank's.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::payments::World;
+
+const SCENARIO: &str = r#"
+name = "ci-smoke"
+seed = 3
+warmup_s = 0
+
+[slo]
+p99_ms = 2000
+
+[steps]
+duration_s = 2
+arrivals = "even"
+rates_per_s = [10, 20]
+
+[mix]
+topup = 10
+wallet_payment = 30
+points_cash_payment = 5
+card_payment = 5
+refund = 5
+wallet_transfer = 15
+withdrawal = 5
+read_order = 10
+read_balance = 15
+
+[parties]
+n_customers = 6
+n_merchants = 2
+hot_merchant_share_permille = 500
+zipf_exponent = "1.0"
+"#;
+
+#[test]
+fn a_short_load_run_reports_its_knee_and_moves_money_exactly() {
+    let world = World::start(&["bank_a"], &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(&scenario, SCENARIO).expect("scenario");
+    let out = dir.path().join("report");
+    let output = Command::new(env!("CARGO_BIN_EXE_qianbao"))
+        .arg("loadtest")
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(["--url", &format!("http://{}", world.addr()), "--key", world.key()])
+        .args(["--fund-minor", "50000"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("qianbao loadtest");
+    let printed = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("knee: step 2 at 20/s"), "{printed}");
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("json"))
+            .expect("a JSON report");
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2);
+    for step in steps {
+        let all = &step["all"];
+        assert_eq!(all["n_errors_by_code"], serde_json::json!({}), "{step}");
+        let offered = step["offered_per_s"].as_u64().expect("offered");
+        assert_eq!(all["n_ok"].as_u64(), Some(offered * 2), "every request answered: {step}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    assert_eq!(html.matches("<svg").count(), 3, "three plots");
+    assert!(!html.contains("<script"), "self-contained, no script");
+
+    // Fund safety after the run: every asset balances, nothing is held, and what we booked
+    // at the bank is what the bank did.
+    world.assert_balanced();
+    world.assert_matches_simulator("bank_a");
+}
