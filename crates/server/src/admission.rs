@@ -81,7 +81,8 @@ pub fn class_of(method: &Method, path: &str) -> Option<Class> {
 /// One class's limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClassConfig {
-    /// The limit never goes below this (the class always gets some service) nor above `max`.
+    /// The limit never goes below this (the class always gets some service) nor above `max`;
+    /// while a class above is under pressure, the class admits no more than this.
     pub min: u64,
     pub max: u64,
     /// Answered within this, a request lets the limit grow; slower, it shrinks. `None`: only
@@ -109,7 +110,7 @@ impl Default for AdmissionConfig {
             enabled: true,
             classes: [
                 ClassConfig { min: 8, max: 1_024, target_latency_us: Some(100_000) },
-                ClassConfig { min: 4, max: 512, target_latency_us: Some(100_000) },
+                ClassConfig { min: 2, max: 512, target_latency_us: Some(100_000) },
                 ClassConfig { min: 1, max: 64, target_latency_us: Some(2_000_000) },
             ],
         }
@@ -151,13 +152,49 @@ impl Limit {
     }
 }
 
+/// How long pressure on a class keeps the classes below it from growing back: without this
+/// hold, cheap reads answered quickly regrow their limit within milliseconds of being cut,
+/// and take back the capacity the writes above them were short of.
+pub const PRESSURE_HOLD_MS: u64 = 1_000;
+
+/// Each class's limit, and when each last met pressure.
+#[derive(Debug)]
+struct Limits {
+    limits: [Limit; 3],
+    pressure_at: [Option<Instant>; 3],
+}
+
+impl Limits {
+    /// Whether a class above `class` met pressure within [`PRESSURE_HOLD_MS`] of `now`.
+    fn held(&self, class: Class, now: Instant) -> bool {
+        let hold = std::time::Duration::from_millis(PRESSURE_HOLD_MS);
+        self.pressure_at[..class.index()]
+            .iter()
+            .flatten()
+            .any(|at| now.saturating_duration_since(*at) < hold)
+    }
+
+    /// What `class` may have in flight now: its limit, or while a class above it is under
+    /// pressure, its floor. Measured (docs/bench/overload.md): admitting nothing below a
+    /// class under pressure starves the lower class and does not help the one above, whose
+    /// latency under overload comes from refusing the excess, not from the few cheap reads.
+    fn admitting(&self, class: Class, now: Instant) -> u64 {
+        let limit = &self.limits[class.index()];
+        if self.held(class, now) {
+            limit.whole().min(limit.config.min)
+        } else {
+            limit.whole()
+        }
+    }
+}
+
 /// The admission of one node: each class's in-flight count and limit.
 #[derive(Debug)]
 pub struct Admission {
     enabled: bool,
     in_flight: [AtomicU64; 3],
     /// Together: an answer of one class changes the classes below it too.
-    limits: Mutex<[Limit; 3]>,
+    limits: Mutex<Limits>,
     rejected: [AtomicU64; 3],
 }
 
@@ -190,26 +227,37 @@ impl Admission {
         Admission {
             enabled: config.enabled,
             in_flight: Default::default(),
-            limits: Mutex::new(config.classes.map(Limit::new)),
+            limits: Mutex::new(Limits {
+                limits: config.classes.map(Limit::new),
+                pressure_at: [None; 3],
+            }),
             rejected: Default::default(),
         }
     }
 
     pub fn limit(&self, class: Class) -> u64 {
-        self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner())[class.index()].whole()
+        self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).limits[class.index()]
+            .whole()
     }
 
     /// Records one answer of `class`: its limit grows or shrinks by a tenth; pressure also
-    /// halves every class below it.
+    /// halves every class below it, and keeps them from growing for [`PRESSURE_HOLD_MS`].
     fn record(&self, class: Class, latency_us: u64, overloaded: bool) {
-        let mut limits = self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.record_at(class, latency_us, overloaded, Instant::now());
+    }
+
+    fn record_at(&self, class: Class, latency_us: u64, overloaded: bool, now: Instant) {
+        let mut state = self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let index = class.index();
-        if !limits[index].is_pressure(latency_us, overloaded) {
-            limits[index].grow();
+        if !state.limits[index].is_pressure(latency_us, overloaded) {
+            if !state.held(class, now) {
+                state.limits[index].grow();
+            }
             return;
         }
-        limits[index].shrink(1);
-        for lower in limits.iter_mut().skip(index + 1) {
+        state.pressure_at[index] = Some(now);
+        state.limits[index].shrink(1);
+        for lower in state.limits.iter_mut().skip(index + 1) {
             lower.shrink(5);
         }
     }
@@ -217,7 +265,11 @@ impl Admission {
     /// Admits a request of `class` if its class is under its limit.
     pub fn admit(&self, class: Class) -> Option<Permit<'_>> {
         let index = class.index();
-        let limit = self.limit(class);
+        let limit = self
+            .limits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .admitting(class, Instant::now());
         let admitted = self.in_flight[index]
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (!self.enabled || n < limit).then_some(n + 1)
@@ -358,7 +410,7 @@ mod tests {
                 admission.limit(Class::Read),
                 admission.limit(Class::Bulk)
             ),
-            (8, 4, 1)
+            (8, 2, 1)
         );
     }
 
@@ -376,6 +428,36 @@ mod tests {
             permit.finish(false, 2_000_000);
         }
         assert_eq!(admission.limit(Class::Write), 1_024);
+    }
+
+    #[test]
+    fn below_a_class_under_pressure_nothing_grows_back_until_the_pressure_is_over() {
+        let admission = Admission::new(AdmissionConfig::default());
+        let start = Instant::now();
+        admission.record_at(Class::Write, 400_000, false, start);
+        let read_cut = admission.limit(Class::Read);
+        assert!(read_cut <= 256, "halved: {read_cut}");
+        // Reads answered fast right after: held where they are.
+        for _ in 0..10_000 {
+            admission.record_at(Class::Read, 1_000, false, start);
+        }
+        assert_eq!(admission.limit(Class::Read), read_cut);
+        // Writes themselves may grow back meanwhile; reads once the hold is over.
+        let later = start + std::time::Duration::from_millis(PRESSURE_HOLD_MS + 1);
+        for _ in 0..10_000 {
+            admission.record_at(Class::Read, 1_000, false, later);
+        }
+        assert!(admission.limit(Class::Read) > read_cut);
+    }
+
+    #[test]
+    fn while_writes_are_under_pressure_reads_are_admitted_only_to_their_floor() {
+        let admission = Admission::new(AdmissionConfig::default());
+        admission.record(Class::Write, 400_000, false);
+        let floor = AdmissionConfig::default().classes[Class::Read.index()].min;
+        let admitted: Vec<_> = (0..10).map_while(|_| admission.admit(Class::Read)).collect();
+        assert_eq!(admitted.len() as u64, floor);
+        assert!(admission.admit(Class::Write).is_some(), "writes are not held by themselves");
     }
 
     #[test]

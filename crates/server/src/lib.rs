@@ -223,6 +223,22 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     )
 }
 
+/// Logs a failed request, except a 503: a request shed under load or refused by an
+/// operators' switch is the service working as meant, and at thousands a second their log
+/// lines would cost the very CPU the shedding saves. Internal errors are logged where they
+/// happen (`error::ApiError::internal`), with their cause.
+fn log_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass;
+    if matches!(class, ServerErrorsFailureClass::StatusCode(status) if status.as_u16() == 503) {
+        return;
+    }
+    tracing::error!(classification = %class, latency_ms = latency.as_millis() as u64, "response failed");
+}
+
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/assets", post(ledger_api::create_asset))
@@ -340,7 +356,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         // Inside the layer that sets the request id, so every log line of a request carries it.
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(log_failure))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .with_state(state)
