@@ -294,16 +294,17 @@ enum Call {
     ReadCustomer(String),
 }
 
-/// A write's outcome, and the order it made.
+/// A write's outcome, and the order it made with whether it succeeded.
 fn written(
     answer: Result<client::Reply<client::orders::OrderView>, client::ClientError>,
-) -> (Outcome, Option<String>) {
-    (outcome_of(&answer), answer.ok().map(|reply| reply.value.id))
+) -> (Outcome, Option<(String, bool)>) {
+    let outcome = outcome_of(&answer);
+    (outcome, answer.ok().map(|reply| (reply.value.id, reply.value.status == "succeeded")))
 }
 
 impl Call {
-    /// Sends it: what the report counts, and the order made, if one was.
-    async fn send(self, client: &client::Client) -> (Outcome, Option<String>) {
+    /// Sends it: what the report counts, and the order made (and whether it succeeded).
+    async fn send(self, client: &client::Client) -> (Outcome, Option<(String, bool)>) {
         match self {
             Call::Topup(body) => written(client.create_topup(&body, key_of(&body.reference)).await),
             Call::Payment(body) => {
@@ -439,9 +440,10 @@ async fn run_step(
         in_flight.spawn(async move {
             let (outcome, order) = planned.send(&client).await;
             let completed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            if let Some(id) = order {
+            if let Some((id, succeeded)) = order {
                 let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
-                if matches!(operation, Operation::WalletPayment) {
+                // Only a succeeded payment can be refunded.
+                if succeeded && matches!(operation, Operation::WalletPayment) {
                     Recent::push(&mut recent.payments, id.clone());
                 }
                 Recent::push(&mut recent.orders, id);
