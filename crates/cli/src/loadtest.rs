@@ -30,9 +30,14 @@ pub struct LoadtestArgs {
     /// The scenario file (TOML; `crates/loadtest/scenarios/` has examples).
     #[arg(long)]
     scenario: PathBuf,
-    /// The service.
-    #[arg(long, env = "QIANBAO_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// The service; several nodes comma-separated, each taking requests in turn.
+    #[arg(
+        long,
+        env = "QIANBAO_URL",
+        default_value = "http://127.0.0.1:8080",
+        value_delimiter = ','
+    )]
+    url: Vec<String>,
     /// A key that creates parties and moves money (an admin key of the platform, or a
     /// tenant's key with the payment scopes).
     #[arg(long, env = "QIANBAO_API_KEY", hide_env_values = true)]
@@ -119,7 +124,8 @@ fn scenario_of(args: &LoadtestArgs) -> anyhow::Result<Scenario> {
 /// The service, as the load sees it: through the typed client users have too.
 #[derive(Clone)]
 struct Target {
-    client: client::Client,
+    /// One per node; the set-up uses the first.
+    clients: Vec<client::Client>,
     asset: String,
     points_asset: String,
     card: String,
@@ -180,6 +186,14 @@ fn now_ms() -> u64 {
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// How the set-up retries what the service sheds or cannot answer now.
+const SETUP_RETRY: client::RetryPolicy = client::RetryPolicy {
+    attempts_max: 20,
+    backoff_initial_ms: 100,
+    backoff_max_ms: 2_000,
+    retry_after_max_ms: 2_000,
+};
+
 /// Creates the parties (an existing one is kept) and funds each customer.
 async fn set_up(target: &Target, scenario: &Scenario, fund_minor: u64) -> anyhow::Result<()> {
     let parties = scenario.parties();
@@ -201,7 +215,10 @@ async fn set_up(target: &Target, scenario: &Scenario, fund_minor: u64) -> anyhow
                 &[target.asset.as_str()],
             );
             merchant.fee_bps = Some(60);
-            target.client.create_merchant(&merchant, None).await?;
+            let client = &target.clients[0];
+            // The set-up is not measured: what the service sheds is sent again, same key.
+            client::retry(&SETUP_RETRY, None, |key| client.create_merchant(&merchant, Some(key)))
+                .await?;
             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok::<(), anyhow::Error>(())
         });
@@ -215,9 +232,9 @@ async fn set_up(target: &Target, scenario: &Scenario, fund_minor: u64) -> anyhow
             if !target.points_asset.is_empty() {
                 assets.push(target.points_asset.as_str());
             }
-            let client = &target.client;
-            client
-                .create_customer(&client::parties::CustomerRequest::new(&customer, &assets), None)
+            let client = &target.clients[0];
+            let request = client::parties::CustomerRequest::new(&customer, &assets);
+            client::retry(&SETUP_RETRY, None, |key| client.create_customer(&request, Some(key)))
                 .await?;
             let reference = format!("{customer}-fund");
             let topup = client::payments::TopUpBody {
@@ -227,7 +244,10 @@ async fn set_up(target: &Target, scenario: &Scenario, fund_minor: u64) -> anyhow
                 asset: target.asset.clone(),
                 amount: minor(fund_minor),
             };
-            client.create_topup(&topup, key_of(&reference)).await?;
+            client::retry(&SETUP_RETRY, key_of(&reference), |key| {
+                client.create_topup(&topup, Some(key))
+            })
+            .await?;
             // Points for points+cash payments (the service's points asset, when it has one).
             if !target.points_asset.is_empty() {
                 let reference = format!("{customer}-points");
@@ -235,7 +255,10 @@ async fn set_up(target: &Target, scenario: &Scenario, fund_minor: u64) -> anyhow
                     reference: reference.clone(),
                     points: minor(1_000_000),
                 };
-                client.grant_points(&customer, &grant, key_of(&reference)).await?;
+                client::retry(&SETUP_RETRY, key_of(&reference), |key| {
+                    client.grant_points(&customer, &grant, Some(key))
+                })
+                .await?;
             }
             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(())
@@ -435,8 +458,9 @@ async fn run_step(
         let operation = operations.pick(rng);
         let reference = format!("{run_id}-{step_idx}-{index}");
         let planned = plan(target, operation, reference, rng, &customers, &merchants, recent);
+        let node = &target.clients[index % target.clients.len()];
         let (client, stats, done, recent) =
-            (target.client.clone(), stats.clone(), done.clone(), recent.clone());
+            (node.clone(), stats.clone(), done.clone(), recent.clone());
         in_flight.spawn(async move {
             let (outcome, order) = planned.send(&client).await;
             let completed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -503,13 +527,20 @@ fn micros_ms(value: u64) -> f64 {
 pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let key = args.key.clone().context("an API key is needed: --key or QIANBAO_API_KEY")?;
     let scenario = scenario_of(&args)?;
-    let client = client::Client::builder(&args.url, &key)
-        .timeout(Duration::from_millis(args.timeout_ms))
-        .user_agent("qianbao-loadtest")
-        .build()
-        .context("a client of the service")?;
+    let clients = args
+        .url
+        .iter()
+        .map(|url| {
+            client::Client::builder(url, &key)
+                .timeout(Duration::from_millis(args.timeout_ms))
+                .user_agent("qianbao-loadtest")
+                .build()
+                .with_context(|| format!("a client of {url}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!clients.is_empty(), "--url names no service");
     let target = Target {
-        client,
+        clients,
         asset: args.asset.clone(),
         points_asset: args.points_asset.clone(),
         card: args.card.clone(),

@@ -202,8 +202,12 @@ pub struct StepSummary {
 impl StepSummary {
     /// The numbers the knee finder looks at.
     pub fn point(&self) -> StepPoint {
+        // Every arrival of a step is answered (or timed out) before the step ends: the
+        // answers counted are the requests sent.
+        let sent = self.all.n_ok + self.all.n_errors();
         StepPoint {
             offered_per_s: self.offered_per_s,
+            sent_milli_per_s: sent * 1000 / u64::from(self.duration_s.max(1)),
             achieved_milli_per_s: self.all.achieved_milli_per_s,
             latency_us_p99: self.all.latency_us_p99,
         }
