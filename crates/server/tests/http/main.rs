@@ -1,6 +1,7 @@
 //! HTTP-level tests of the `server` crate through the real router, on a temporary SQLite
 //! store built the way `qianbao serve` builds it. Checked against docs/api.md.
 
+mod admission;
 mod console;
 mod edge;
 mod endpoints;
