@@ -179,8 +179,12 @@ enum OpsCommand {
 #[derive(Args)]
 struct SwitchTarget {
     /// The switch: kill_all, kill_product, kill_merchant, history_reads_off, bulk_off, settlement_paused,
-    /// webhooks_delayed, payouts_frozen, channel_disabled, channel_pinned, channel_weight.
+    /// webhooks_delayed, payouts_frozen, channel_disabled, channel_pinned, channel_weight,
+    /// order_held (pause one order: `--order`).
     switch: String,
+    /// For order_held: the order's id.
+    #[arg(long)]
+    order: Option<String>,
     /// For kill_product.
     #[arg(long)]
     product: Option<String>,
@@ -208,6 +212,9 @@ impl SwitchTarget {
         }
         if let Some(merchant) = &self.merchant {
             target["merchant"] = json!(merchant);
+        }
+        if let Some(order) = &self.order {
+            target["order"] = json!(order);
         }
         target
     }

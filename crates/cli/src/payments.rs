@@ -648,6 +648,7 @@ fn obey(
             let now_ms = SystemMillis.now_ms();
             apply_routes(&board, executor, now_ms);
             executor.set_frozen_payout_channels(board.frozen_payout_channels(now_ms));
+            executor.set_held_orders(board.held_orders(now_ms));
             executor.set_killed_merchants(board.killed_merchants(now_ms));
             executor
                 .set_settlement_paused(board.is_on(&operators::Switch::SettlementPaused, now_ms));

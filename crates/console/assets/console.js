@@ -460,7 +460,7 @@ const SWITCH_KINDS = {
   kill_all: [], kill_product: ['product'], kill_merchant: ['tenant', 'merchant'],
   history_reads_off: [], bulk_off: [], settlement_paused: [], webhooks_delayed: [],
   payouts_frozen: ['channel'], channel_disabled: ['channel'], channel_pinned: ['channel'],
-  channel_weight: ['channel'],
+  channel_weight: ['channel'], order_held: ['order'],
 };
 const PRODUCTS = ['topup', 'withdrawal', 'payment', 'refund', 'payout_batch', 'settlement', 'wallet_transfer', 'points_grant', 'transfer'];
 
@@ -488,6 +488,7 @@ async function renderSwitches() {
     ['tenant', 'Tenant', { size: 10 }],
     ['merchant', 'Merchant', { size: 10 }],
     ['channel', 'Channel', { size: 10 }],
+    ['order', 'Order', { size: 14 }],
     ['on', 'Set', { options: ['on', 'off'] }],
     ['value', 'Weight ‰', { inputmode: 'numeric', size: 6 }],
     ['expires_min', 'Expires in (min)', { inputmode: 'numeric', size: 6 }],

@@ -53,6 +53,12 @@ pub enum Switch {
     ChannelPinned { channel: ChannelId },
     /// Route: the channel's routing score is multiplied by `permille` / 1000 (a switch's value).
     ChannelWeight { channel: ChannelId },
+    /// Hold: one order is paused. Nothing new is sent to a channel for it — no first send,
+    /// no retry, no failover — while what is under way completes: a bank's answer is taken
+    /// and booked, and status inquiry keeps asking. Turned off, the order resumes at the
+    /// next inspection. For an order under investigation (a suspected fraud, a customer's
+    /// dispute).
+    OrderHeld { order: String },
 }
 
 impl Switch {
@@ -73,13 +79,15 @@ impl Switch {
             Switch::ChannelDisabled { channel } => format!("route/disabled:{channel}"),
             Switch::ChannelPinned { channel } => format!("route/pinned:{channel}"),
             Switch::ChannelWeight { channel } => format!("route/weight:{channel}"),
+            Switch::OrderHeld { order } => format!("hold/order:{order}"),
         }
     }
 
-    /// `kill`, `degrade` or `route`.
+    /// `kill`, `degrade`, `route` or `hold`.
     pub fn kind(&self) -> &'static str {
         match self {
             Switch::KillAll | Switch::KillProduct { .. } | Switch::KillMerchant { .. } => "kill",
+            Switch::OrderHeld { .. } => "hold",
             Switch::ChannelDisabled { .. }
             | Switch::ChannelPinned { .. }
             | Switch::ChannelWeight { .. } => "route",
@@ -251,6 +259,16 @@ impl Board {
         self.on(now_ms)
             .filter_map(|state| match &state.switch {
                 Switch::KillMerchant { tenant, merchant } => Some(format!("{tenant}/{merchant}")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Orders paused now: nothing new goes to a channel for them.
+    pub fn held_orders(&self, now_ms: u64) -> Vec<String> {
+        self.on(now_ms)
+            .filter_map(|state| match &state.switch {
+                Switch::OrderHeld { order } => Some(order.clone()),
                 _ => None,
             })
             .collect()

@@ -147,6 +147,13 @@ pub enum SwitchBody {
         #[schema(value_type = formats::ChannelName)]
         channel: String,
     },
+    /// Hold: pause one order. Nothing new is sent to a channel for it (no first send, retry
+    /// or failover); what is under way completes, a bank's answer is still taken and
+    /// status inquiry keeps asking. Off, the order resumes at the next inspection.
+    OrderHeld {
+        #[schema(value_type = formats::OrderId)]
+        order: String,
+    },
 }
 
 /// The products a kill switch can name.
@@ -219,6 +226,13 @@ impl SwitchBody {
             SwitchBody::ChannelWeight { channel } => {
                 Switch::ChannelWeight { channel: channel_of(state, &channel)? }
             }
+            SwitchBody::OrderHeld { order } => {
+                let id = payments::OrderId::new(order.as_str()).map_err(|_| {
+                    ApiError::invalid("invalid_order_id", "an order's id: 1 to 48 of [A-Za-z0-9_-]")
+                        .with_param("order")
+                })?;
+                Switch::OrderHeld { order: id.to_string() }
+            }
         })
     }
 }
@@ -231,7 +245,7 @@ pub struct SwitchView {
     /// Its stable name: `kill/all`, `kill/product:topup`, `degrade/bulk`,
     /// `route/disabled:bank_a`…
     pub key: String,
-    /// `kill`, `degrade` or `route`.
+    /// `kill`, `degrade`, `route` or `hold`.
     pub kind: &'static str,
     /// The switch as a request names it (`{"switch": "kill_product", "product": "topup"}`).
     #[schema(value_type = Object)]

@@ -114,3 +114,55 @@ fn a_card_refund_waits_while_its_channel_is_down_and_completes_once_it_is_back()
     world.ok("POST", "/v1/inspection", Value::Null);
     assert_eq!(world.gauge("qianbao_refunds_awaiting_channel"), 0.0);
 }
+
+/// An operator pauses a refund that waits for its channel (a dispute to look into): when the
+/// channel is back nothing is sent while it is held, however often inspection runs, and
+/// once released it goes, once.
+#[test]
+fn a_held_refund_is_not_sent_until_an_operator_releases_it() {
+    let world = World::start(&["bank_a"], &[]);
+    let payment = world.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "card-h", "customer": "alice", "merchant": "shop", "asset": "CNY",
+               "amount": "4000", "card": CARD}),
+    );
+    world.sim.faults("bank_a", json!({"down": "refuse"}));
+    let refunds = format!("/v1/payments/{}/refunds", payment["id"].as_str().expect("id"));
+    let refund = world.ok("POST", &refunds, json!({"reference": "r-h", "amount": "1000"}));
+    let id = refund["id"].as_str().expect("id").to_owned();
+    assert_eq!(refund["status"], json!("awaiting_channel"), "{refund}");
+
+    let ops = world.share(&crate::recon::key(&world, &["ops:read", "ops:write"]));
+    let hold = json!({"switch": "order_held", "order": id});
+    let held = ops.ok(
+        "POST",
+        "/v1/ops/switches",
+        json!({"target": hold, "on": true, "reason": "dispute INC-5 under review"}),
+    );
+    assert_eq!(
+        (held["data"][0]["key"].clone(), held["data"][0]["kind"].clone()),
+        (json!(format!("hold/order:{id}")), json!("hold"))
+    );
+    // The serve loop reads the switches each second.
+    std::thread::sleep(Duration::from_millis(1_500));
+    world.sim.faults("bank_a", json!({}));
+    // The channel is back and the next send is due (attempts back off from 1 s): still held.
+    for _ in 0..15 {
+        world.ok("POST", "/v1/inspection", Value::Null);
+        std::thread::sleep(POLL_EVERY);
+    }
+    let waiting = world.ok("GET", &format!("/v1/orders/{id}"), Value::Null);
+    assert_eq!(waiting["status"], json!("awaiting_channel"), "held: {waiting}");
+    assert!(
+        world.sim.operations("bank_a").iter().all(|op| op["operation"] != json!("refund")),
+        "nothing sent to the bank while held"
+    );
+
+    ops.ok("POST", "/v1/ops/switches/rollback", json!({"target": hold, "reason": "reviewed"}));
+    let done = world.inspect_until(&id, CHANNEL_BACK_WITHIN, |order| order["final"] == json!(true));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    world.sim.assert_each_request_once("bank_a");
+    world.assert_balanced();
+    world.assert_matches_simulator("bank_a");
+}

@@ -180,6 +180,8 @@ pub struct Executor {
     batches: Mutex<tokio::task::JoinSet<()>>,
     /// Channels no payout may be sent to (an operators' switch, `PayoutsFrozen`).
     frozen_payouts: Mutex<Vec<ChannelId>>,
+    /// Orders an operator paused: nothing new is sent to a channel for them.
+    held_orders: Mutex<std::collections::HashSet<String>>,
     /// Merchants' party keys refused new business (an operators' switch, `KillMerchant`).
     killed_merchants: Mutex<Vec<String>>,
     /// Settlement paused by an operators' switch (`SettlementPaused`).
@@ -208,6 +210,7 @@ impl Executor {
             order_locks: OrderLocks::default(),
             batches: Mutex::new(tokio::task::JoinSet::new()),
             frozen_payouts: Mutex::new(Vec::new()),
+            held_orders: Mutex::new(Default::default()),
             killed_merchants: Mutex::new(Vec::new()),
             settlement_paused: Default::default(),
             counters: Counters::default(),
@@ -216,6 +219,16 @@ impl Executor {
 
     /// Channels no payout may be sent to from now on (the operators' switches say which):
     /// payouts waiting for a channel go to another, or fail as having none.
+    /// The orders operators paused (the switches' `order_held`): none of them is routed to a
+    /// channel — first send, retry or failover — until released; answers are still taken.
+    pub fn set_held_orders(&self, orders: Vec<String>) {
+        *self.held_orders.lock().unwrap_or_else(|p| p.into_inner()) = orders.into_iter().collect();
+    }
+
+    fn is_held(&self, order: &OrderId) -> bool {
+        self.held_orders.lock().unwrap_or_else(|p| p.into_inner()).contains(order.as_str())
+    }
+
     pub fn set_frozen_payout_channels(&self, channels: Vec<ChannelId>) {
         *self.frozen_payouts.lock().unwrap_or_else(|p| p.into_inner()) = channels;
     }
@@ -434,6 +447,12 @@ impl Executor {
             } else if let Some((request, refused)) =
                 record.order.awaiting_route(self.clock.now_ms())
             {
+                // Paused by an operator: it waits here, where it waits for a channel anyway;
+                // inspection routes it once it is released.
+                if self.is_held(record.id()) {
+                    tracing::info!(order = %record.id(), "held by an operator: not routed");
+                    return Ok(record);
+                }
                 let choose =
                     |refused: &[ChannelId]| match (record.order.pinned_channel(), &self.gateway) {
                         (Some(pinned), Some(_)) => {

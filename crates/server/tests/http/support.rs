@@ -84,6 +84,7 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "invalid_idempotency_key",
     "invalid_scale",
     "invalid_tenant",
+    "invalid_order_id",
     "invalid_scopes",
     "invalid_batch_size",
     "batch_too_large",
