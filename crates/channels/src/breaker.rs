@@ -87,6 +87,16 @@ impl Breaker {
         }
     }
 
+    /// Opens at `permille` errors per thousand calls from now on (an operator's switch);
+    /// the window and the state are kept.
+    pub fn set_error_permille_open(&mut self, permille: u64) {
+        self.config.error_permille_open = permille;
+    }
+
+    pub fn error_permille_open(&self) -> u64 {
+        self.config.error_permille_open
+    }
+
     pub fn state(&self, now_ms: u64) -> BreakerState {
         match self.state {
             State::Closed => BreakerState::Closed,

@@ -130,10 +130,16 @@ pub struct ChannelStatus {
     pub window_calls: u64,
     pub window_errors: u64,
     pub window_mean_latency_ms: Option<u64>,
+    /// The fee rate routing weighs (per 10,000), as configured or set by a switch.
+    pub fee_bps: u32,
+    /// Errors per thousand calls that open the breaker, as configured or set by a switch.
+    pub breaker_error_permille_open: u64,
 }
 
 pub struct Gateway {
     slots: BTreeMap<ChannelId, Slot>,
+    /// Each channel's profile as configured, so a switch turned off restores it.
+    configured: BTreeMap<ChannelId, ChannelProfile>,
     router: RwLock<Router>,
     config: GatewayConfig,
     clock: Arc<dyn Millis>,
@@ -185,6 +191,7 @@ impl Gateway {
         }
         Ok(Gateway {
             slots,
+            configured: profiles.iter().map(|p| (p.id.clone(), p.clone())).collect(),
             router: RwLock::new(Router::new(profiles, config.scoring)),
             config,
             clock,
@@ -356,6 +363,38 @@ impl Gateway {
         self.router.write().unwrap_or_else(|poisoned| poisoned.into_inner()).apply(change)
     }
 
+    /// Sets a channel's terms from the operators' switches: the fee rate routing weighs
+    /// (per 10,000) and the error rate (per thousand calls) that opens its breaker; `None`
+    /// for either restores the configured value. Idempotent: called on every read of the
+    /// switches.
+    pub fn set_terms(
+        &self,
+        channel: &ChannelId,
+        fee_bps: Option<u32>,
+        breaker_error_permille: Option<u64>,
+    ) {
+        let Some(configured) = self.configured.get(channel) else { return };
+        let fee_bps = fee_bps.unwrap_or(configured.fee_bps);
+        if self.router().profile(channel).is_some_and(|p| p.fee_bps != fee_bps) {
+            let mut router = self.router.write().unwrap_or_else(|p| p.into_inner());
+            router.set_fee_bps(channel, fee_bps);
+            tracing::info!(%channel, fee_bps, "channel fee rate set");
+        }
+        if let Some(slot) = self.slots.get(channel) {
+            let permille = breaker_error_permille.unwrap_or(configured.breaker.error_permille_open);
+            let mut breaker = lock(&slot.breaker);
+            if breaker.error_permille_open() != permille {
+                breaker.set_error_permille_open(permille);
+                tracing::info!(%channel, permille, "channel breaker threshold set");
+            }
+        }
+    }
+
+    /// A channel's configured profile, before any operator's switch.
+    pub fn configured_profile(&self, channel: &ChannelId) -> Option<&ChannelProfile> {
+        self.configured.get(channel)
+    }
+
     /// A channel's operator controls now.
     pub fn channel_control(&self, channel: &ChannelId) -> Option<ChannelControl> {
         self.router().control(channel)
@@ -374,9 +413,12 @@ impl Gateway {
             .iter()
             .map(|(id, slot)| {
                 let health = lock(&slot.health).snapshot(now_ms);
+                let breaker = lock(&slot.breaker);
                 ChannelStatus {
                     channel: id.clone(),
-                    breaker: lock(&slot.breaker).state(now_ms),
+                    breaker: breaker.state(now_ms),
+                    breaker_error_permille_open: breaker.error_permille_open(),
+                    fee_bps: router.profile(id).map_or(0, |profile| profile.fee_bps),
                     control: router.control(id).unwrap_or_default(),
                     window_calls: health.calls,
                     window_errors: health.errors,

@@ -160,6 +160,15 @@ impl Router {
         self.profiles.get(channel)
     }
 
+    /// Routes by this fee rate for `channel` (what it charges us, per 10,000) instead of
+    /// its configured one; `None` restores the configured rate. An operator's switch, for
+    /// a channel that announced new prices before its configuration is changed.
+    pub fn set_fee_bps(&mut self, channel: &ChannelId, fee_bps: u32) {
+        if let Some(profile) = self.profiles.get_mut(channel) {
+            profile.fee_bps = fee_bps;
+        }
+    }
+
     pub fn profiles(&self) -> impl Iterator<Item = &ChannelProfile> {
         self.profiles.values()
     }

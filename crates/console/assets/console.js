@@ -276,6 +276,8 @@ async function renderHealth() {
         ['Errors', (c) => c.window_errors, 'num'],
         ['Success', (c) => c.window_calls ? (100 * (c.window_calls - c.window_errors) / c.window_calls).toFixed(1) + ' %' : '–', 'num'],
         ['Mean latency', (c) => c.window_mean_latency_ms === null ? '–' : c.window_mean_latency_ms + ' ms', 'num'],
+        ['Fee', (c) => (c.fee_bps / 100).toFixed(2) + ' %', 'num'],
+        ['Breaker opens at', (c) => (c.breaker_error_permille_open / 10).toFixed(1) + ' % errors', 'num'],
       ], overview.channels, { name: 'channels', id: (c) => c.channel, empty: 'No channels on this node.' }),
       el('h2', {}, 'Requests by route (RED)'),
       table([
@@ -460,7 +462,8 @@ const SWITCH_KINDS = {
   kill_all: [], kill_product: ['product'], kill_merchant: ['tenant', 'merchant'],
   history_reads_off: [], bulk_off: [], settlement_paused: [], webhooks_delayed: [],
   payouts_frozen: ['channel'], channel_disabled: ['channel'], channel_pinned: ['channel'],
-  channel_weight: ['channel'], order_held: ['order'],
+  channel_weight: ['channel'], channel_fee: ['channel'], channel_breaker_errors: ['channel'],
+  order_held: ['order'],
 };
 const PRODUCTS = ['topup', 'withdrawal', 'payment', 'refund', 'payout_batch', 'settlement', 'wallet_transfer', 'points_grant', 'transfer'];
 
@@ -490,7 +493,7 @@ async function renderSwitches() {
     ['channel', 'Channel', { size: 10 }],
     ['order', 'Order', { size: 14 }],
     ['on', 'Set', { options: ['on', 'off'] }],
-    ['value', 'Weight ‰', { inputmode: 'numeric', size: 6 }],
+    ['value', 'Value (weight ‰, fee per 10,000, errors ‰)', { inputmode: 'numeric', size: 6 }],
     ['expires_min', 'Expires in (min)', { inputmode: 'numeric', size: 6 }],
     ['reason', 'Reason', { required: true, size: 24 }],
     ['ticket', 'Ticket', { size: 10 }],

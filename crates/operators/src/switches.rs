@@ -53,6 +53,12 @@ pub enum Switch {
     ChannelPinned { channel: ChannelId },
     /// Route: the channel's routing score is multiplied by `permille` / 1000 (a switch's value).
     ChannelWeight { channel: ChannelId },
+    /// Route: routing weighs this fee rate for the channel (per 10,000 of the amount, the
+    /// switch's value) instead of its configured one.
+    ChannelFee { channel: ChannelId },
+    /// Route: the channel's breaker opens at this many errors per thousand calls (the
+    /// switch's value) instead of its configured threshold.
+    ChannelBreakerErrors { channel: ChannelId },
     /// Hold: one order is paused. Nothing new is sent to a channel for it — no first send,
     /// no retry, no failover — while what is under way completes: a bank's answer is taken
     /// and booked, and status inquiry keeps asking. Turned off, the order resumes at the
@@ -79,6 +85,8 @@ impl Switch {
             Switch::ChannelDisabled { channel } => format!("route/disabled:{channel}"),
             Switch::ChannelPinned { channel } => format!("route/pinned:{channel}"),
             Switch::ChannelWeight { channel } => format!("route/weight:{channel}"),
+            Switch::ChannelFee { channel } => format!("route/fee:{channel}"),
+            Switch::ChannelBreakerErrors { channel } => format!("route/breaker_errors:{channel}"),
             Switch::OrderHeld { order } => format!("hold/order:{order}"),
         }
     }
@@ -90,7 +98,9 @@ impl Switch {
             Switch::OrderHeld { .. } => "hold",
             Switch::ChannelDisabled { .. }
             | Switch::ChannelPinned { .. }
-            | Switch::ChannelWeight { .. } => "route",
+            | Switch::ChannelWeight { .. }
+            | Switch::ChannelFee { .. }
+            | Switch::ChannelBreakerErrors { .. } => "route",
             _ => "degrade",
         }
     }
@@ -101,7 +111,9 @@ impl Switch {
             Switch::PayoutsFrozen { channel }
             | Switch::ChannelDisabled { channel }
             | Switch::ChannelPinned { channel }
-            | Switch::ChannelWeight { channel } => Some(channel),
+            | Switch::ChannelWeight { channel }
+            | Switch::ChannelFee { channel }
+            | Switch::ChannelBreakerErrors { channel } => Some(channel),
             _ => None,
         }
     }
@@ -117,6 +129,14 @@ impl Switch {
                 Some(permille) if (1..=100_000).contains(&permille) => Ok(()),
                 _ => Err(SwitchError::WeightNeeded),
             },
+            Switch::ChannelFee { .. } if on => match value {
+                Some(bps) if (1..=10_000).contains(&bps) => Ok(()),
+                _ => Err(SwitchError::ValueNeeded("a fee rate of 1 to 10000 per 10,000")),
+            },
+            Switch::ChannelBreakerErrors { .. } if on => match value {
+                Some(permille) if (1..=1_000).contains(&permille) => Ok(()),
+                _ => Err(SwitchError::ValueNeeded("an error rate of 1 to 1000 per thousand calls")),
+            },
             _ => Ok(()),
         }
     }
@@ -128,6 +148,8 @@ pub enum SwitchError {
     UnknownProduct(String),
     #[error("a channel weight needs a value of 1 to 100000 permille")]
     WeightNeeded,
+    #[error("this switch needs a value: {0}")]
+    ValueNeeded(&'static str),
     #[error("no channel {0}")]
     UnknownChannel(String),
     #[error("no plan {0}")]
@@ -141,6 +163,7 @@ impl SwitchError {
         match self {
             SwitchError::UnknownProduct(_) => "unknown_product",
             SwitchError::WeightNeeded => "weight_needed",
+            SwitchError::ValueNeeded(_) => "value_needed",
             SwitchError::UnknownChannel(_) => "channel_not_found",
             SwitchError::UnknownPlan(_) => "plan_not_found",
             SwitchError::ChannelNeeded(_) => "channel_needed",
@@ -262,6 +285,22 @@ impl Board {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A channel's terms as the switches set them: the fee rate routing weighs (per
+    /// 10,000) and its breaker's error threshold (per thousand); `None`: as configured.
+    pub fn channel_terms(&self, channel: &ChannelId, now_ms: u64) -> (Option<u32>, Option<u64>) {
+        let mut terms = (None, None);
+        for state in self.on(now_ms) {
+            match &state.switch {
+                Switch::ChannelFee { channel: c } if c == channel => terms.0 = state.value,
+                Switch::ChannelBreakerErrors { channel: c } if c == channel => {
+                    terms.1 = state.value.map(u64::from)
+                }
+                _ => {}
+            }
+        }
+        terms
     }
 
     /// Orders paused now: nothing new goes to a channel for them.
@@ -450,6 +489,33 @@ mod tests {
         let all = Board::new(vec![state(Switch::KillAll, true, None)]);
         assert!(all.refuses(Traffic::Write { product: "payment" }, 10).is_some());
         assert_eq!(all.refuses(Traffic::Bulk, 10), None, "kill is for writes; bulk has its own");
+    }
+
+    #[test]
+    fn channel_terms_come_from_their_switches_with_checked_values() {
+        let fee = Switch::ChannelFee { channel: bank("bank_a") };
+        let errors = Switch::ChannelBreakerErrors { channel: bank("bank_a") };
+        assert_eq!(
+            fee.check(true, None),
+            Err(SwitchError::ValueNeeded("a fee rate of 1 to 10000 per 10,000"))
+        );
+        assert!(fee.check(true, Some(10_001)).is_err() && fee.check(true, Some(25)).is_ok());
+        assert!(errors.check(true, Some(1_001)).is_err() && errors.check(true, Some(300)).is_ok());
+        assert!(fee.check(false, None).is_ok(), "turned off, it needs no value");
+        let mut fee_on = state(fee, true, None);
+        fee_on.value = Some(25);
+        let mut errors_on = state(errors, true, None);
+        errors_on.value = Some(300);
+        let board = Board::new(vec![fee_on, errors_on]);
+        assert_eq!(board.channel_terms(&bank("bank_a"), 0), (Some(25), Some(300)));
+        assert_eq!(board.channel_terms(&bank("bank_b"), 0), (None, None), "per channel");
+        assert_eq!(
+            (
+                Switch::ChannelFee { channel: bank("bank_a") }.key(),
+                Switch::ChannelFee { channel: bank("bank_a") }.kind()
+            ),
+            ("route/fee:bank_a".to_owned(), "route")
+        );
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub struct ChannelHealthView {
     pub window_calls: u64,
     pub window_errors: u64,
     pub window_mean_latency_ms: Option<u64>,
+    /// The fee rate routing weighs, per 10,000 (configured, or a `channel_fee` switch).
+    pub fee_bps: u32,
+    /// Errors per thousand calls that open the breaker (configured, or a
+    /// `channel_breaker_errors` switch).
+    pub breaker_error_permille_open: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -111,6 +116,8 @@ pub async fn overview(
             window_calls: status.window_calls,
             window_errors: status.window_errors,
             window_mean_latency_ms: status.window_mean_latency_ms,
+            fee_bps: status.fee_bps,
+            breaker_error_permille_open: status.breaker_error_permille_open,
         })
         .collect();
     let inquirer = state.payments.as_ref().and_then(|payments| payments.inquirer().cloned());

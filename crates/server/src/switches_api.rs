@@ -147,6 +147,18 @@ pub enum SwitchBody {
         #[schema(value_type = formats::ChannelName)]
         channel: String,
     },
+    /// Route: routing weighs this fee rate for the channel (`value`: per 10,000, 1 to
+    /// 10,000) instead of its configured one.
+    ChannelFee {
+        #[schema(value_type = formats::ChannelName)]
+        channel: String,
+    },
+    /// Route: the channel's breaker opens at `value` errors per thousand calls (1 to 1,000)
+    /// instead of its configured threshold.
+    ChannelBreakerErrors {
+        #[schema(value_type = formats::ChannelName)]
+        channel: String,
+    },
     /// Hold: pause one order. Nothing new is sent to a channel for it (no first send, retry
     /// or failover); what is under way completes, a bank's answer is still taken and
     /// status inquiry keeps asking. Off, the order resumes at the next inspection.
@@ -225,6 +237,12 @@ impl SwitchBody {
             }
             SwitchBody::ChannelWeight { channel } => {
                 Switch::ChannelWeight { channel: channel_of(state, &channel)? }
+            }
+            SwitchBody::ChannelFee { channel } => {
+                Switch::ChannelFee { channel: channel_of(state, &channel)? }
+            }
+            SwitchBody::ChannelBreakerErrors { channel } => {
+                Switch::ChannelBreakerErrors { channel: channel_of(state, &channel)? }
             }
             SwitchBody::OrderHeld { order } => {
                 let id = payments::OrderId::new(order.as_str()).map_err(|_| {
@@ -346,7 +364,8 @@ pub async fn switch_versions(
 pub struct SetSwitchBody {
     target: SwitchBody,
     on: bool,
-    /// A channel weight's permille (1 to 100,000; 1,000 is neutral).
+    /// A channel weight's permille (1 to 100,000; 1,000 is neutral); a channel fee's rate per
+    /// 10,000 (1 to 10,000); a breaker's error threshold per thousand calls (1 to 1,000).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 100000)]
     value: Option<u32>,

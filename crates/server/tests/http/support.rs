@@ -85,6 +85,7 @@ pub const DOCUMENTED_CODES: &[&str] = &[
     "invalid_scale",
     "invalid_tenant",
     "invalid_order_id",
+    "value_needed",
     "invalid_scopes",
     "invalid_batch_size",
     "batch_too_large",
