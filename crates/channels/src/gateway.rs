@@ -134,6 +134,8 @@ pub struct ChannelStatus {
     pub fee_bps: u32,
     /// Errors per thousand calls that open the breaker, as configured or set by a switch.
     pub breaker_error_permille_open: u64,
+    /// Calls a second it takes at most (`None`: unlimited), as configured or set by a switch.
+    pub rate_per_sec: Option<u32>,
 }
 
 pub struct Gateway {
@@ -364,14 +366,15 @@ impl Gateway {
     }
 
     /// Sets a channel's terms from the operators' switches: the fee rate routing weighs
-    /// (per 10,000) and the error rate (per thousand calls) that opens its breaker; `None`
-    /// for either restores the configured value. Idempotent: called on every read of the
+    /// (per 10,000), the error rate (per thousand calls) that opens its breaker and the
+    /// calls a second it takes; `None` for any restores the configured value. Idempotent: called on every read of the
     /// switches.
     pub fn set_terms(
         &self,
         channel: &ChannelId,
         fee_bps: Option<u32>,
         breaker_error_permille: Option<u64>,
+        rate_per_sec: Option<u32>,
     ) {
         let Some(configured) = self.configured.get(channel) else { return };
         let fee_bps = fee_bps.unwrap_or(configured.fee_bps);
@@ -386,6 +389,13 @@ impl Gateway {
             if breaker.error_permille_open() != permille {
                 breaker.set_error_permille_open(permille);
                 tracing::info!(%channel, permille, "channel breaker threshold set");
+            }
+            drop(breaker);
+            let rate =
+                rate_per_sec.and_then(std::num::NonZeroU32::new).or(configured.limits.rate_per_sec);
+            if slot.limits.rate_per_sec() != rate {
+                slot.limits.set_rate_per_sec(rate);
+                tracing::info!(%channel, rate_per_sec = ?rate, "channel rate limit set");
             }
         }
     }
@@ -419,6 +429,7 @@ impl Gateway {
                     breaker: breaker.state(now_ms),
                     breaker_error_permille_open: breaker.error_permille_open(),
                     fee_bps: router.profile(id).map_or(0, |profile| profile.fee_bps),
+                    rate_per_sec: slot.limits.rate_per_sec().map(|rate| rate.get()),
                     control: router.control(id).unwrap_or_default(),
                     window_calls: health.calls,
                     window_errors: health.errors,

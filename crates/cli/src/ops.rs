@@ -180,7 +180,7 @@ enum OpsCommand {
 struct SwitchTarget {
     /// The switch: kill_all, kill_product, kill_merchant, history_reads_off, bulk_off, settlement_paused,
     /// webhooks_delayed, payouts_frozen, channel_disabled, channel_pinned, channel_weight,
-    /// channel_fee and channel_breaker_errors (with `--value`), order_held (pause one order:
+    /// channel_fee, channel_breaker_errors and channel_rate_limit (with `--value`), order_held (pause one order:
     /// `--order`).
     switch: String,
     /// For order_held: the order's id.

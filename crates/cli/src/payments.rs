@@ -675,8 +675,13 @@ fn apply_routes(board: &operators::Board, executor: &Executor, now_ms: u64) {
     use channels::router::{ControlAction, ControlChange};
     let Some(gateway) = executor.gateway() else { return };
     for channel in gateway.channel_ids() {
-        let (fee_bps, breaker_error_permille) = board.channel_terms(&channel, now_ms);
-        gateway.set_terms(&channel, fee_bps, breaker_error_permille);
+        let terms = board.channel_terms(&channel, now_ms);
+        gateway.set_terms(
+            &channel,
+            terms.fee_bps,
+            terms.breaker_error_permille,
+            terms.rate_per_sec,
+        );
         let (disabled, pinned, weight_permille) = board.route(&channel, now_ms);
         let current = gateway.channel_control(&channel).unwrap_or_default();
         let mut actions = Vec::new();

@@ -278,6 +278,7 @@ async function renderHealth() {
         ['Mean latency', (c) => c.window_mean_latency_ms === null ? '–' : c.window_mean_latency_ms + ' ms', 'num'],
         ['Fee', (c) => (c.fee_bps / 100).toFixed(2) + ' %', 'num'],
         ['Breaker opens at', (c) => (c.breaker_error_permille_open / 10).toFixed(1) + ' % errors', 'num'],
+        ['Rate limit', (c) => c.rate_per_sec === null ? 'none' : c.rate_per_sec + '/s', 'num'],
       ], overview.channels, { name: 'channels', id: (c) => c.channel, empty: 'No channels on this node.' }),
       el('h2', {}, 'Requests by route (RED)'),
       table([
@@ -462,7 +463,7 @@ const SWITCH_KINDS = {
   kill_all: [], kill_product: ['product'], kill_merchant: ['tenant', 'merchant'],
   history_reads_off: [], bulk_off: [], settlement_paused: [], webhooks_delayed: [],
   payouts_frozen: ['channel'], channel_disabled: ['channel'], channel_pinned: ['channel'],
-  channel_weight: ['channel'], channel_fee: ['channel'], channel_breaker_errors: ['channel'],
+  channel_weight: ['channel'], channel_fee: ['channel'], channel_breaker_errors: ['channel'], channel_rate_limit: ['channel'],
   order_held: ['order'],
 };
 const PRODUCTS = ['topup', 'withdrawal', 'payment', 'refund', 'payout_batch', 'settlement', 'wallet_transfer', 'points_grant', 'transfer'];

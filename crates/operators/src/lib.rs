@@ -30,5 +30,5 @@ pub use desk::{AuditCheck, Desk, DeskError, OutcomeRequest, ReturnRequest};
 pub use fx::FxRateState;
 pub use port::{OpsStore, OpsStoreError};
 pub use switches::{
-    Board, Plan, SharedBoard, Switch, SwitchChange, SwitchError, SwitchState, Traffic,
+    Board, ChannelTerms, Plan, SharedBoard, Switch, SwitchChange, SwitchError, SwitchState, Traffic,
 };

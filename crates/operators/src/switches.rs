@@ -59,6 +59,9 @@ pub enum Switch {
     /// Route: the channel's breaker opens at this many errors per thousand calls (the
     /// switch's value) instead of its configured threshold.
     ChannelBreakerErrors { channel: ChannelId },
+    /// Route: at most this many calls a second go to the channel (the switch's value)
+    /// instead of its configured limit: a bank that asked for less, for now.
+    ChannelRateLimit { channel: ChannelId },
     /// Hold: one order is paused. Nothing new is sent to a channel for it — no first send,
     /// no retry, no failover — while what is under way completes: a bank's answer is taken
     /// and booked, and status inquiry keeps asking. Turned off, the order resumes at the
@@ -87,6 +90,7 @@ impl Switch {
             Switch::ChannelWeight { channel } => format!("route/weight:{channel}"),
             Switch::ChannelFee { channel } => format!("route/fee:{channel}"),
             Switch::ChannelBreakerErrors { channel } => format!("route/breaker_errors:{channel}"),
+            Switch::ChannelRateLimit { channel } => format!("route/rate_limit:{channel}"),
             Switch::OrderHeld { order } => format!("hold/order:{order}"),
         }
     }
@@ -100,7 +104,8 @@ impl Switch {
             | Switch::ChannelPinned { .. }
             | Switch::ChannelWeight { .. }
             | Switch::ChannelFee { .. }
-            | Switch::ChannelBreakerErrors { .. } => "route",
+            | Switch::ChannelBreakerErrors { .. }
+            | Switch::ChannelRateLimit { .. } => "route",
             _ => "degrade",
         }
     }
@@ -113,7 +118,8 @@ impl Switch {
             | Switch::ChannelPinned { channel }
             | Switch::ChannelWeight { channel }
             | Switch::ChannelFee { channel }
-            | Switch::ChannelBreakerErrors { channel } => Some(channel),
+            | Switch::ChannelBreakerErrors { channel }
+            | Switch::ChannelRateLimit { channel } => Some(channel),
             _ => None,
         }
     }
@@ -132,6 +138,10 @@ impl Switch {
             Switch::ChannelFee { .. } if on => match value {
                 Some(bps) if (1..=10_000).contains(&bps) => Ok(()),
                 _ => Err(SwitchError::ValueNeeded("a fee rate of 1 to 10000 per 10,000")),
+            },
+            Switch::ChannelRateLimit { .. } if on => match value {
+                Some(rate) if (1..=100_000).contains(&rate) => Ok(()),
+                _ => Err(SwitchError::ValueNeeded("a rate of 1 to 100000 calls a second")),
             },
             Switch::ChannelBreakerErrors { .. } if on => match value {
                 Some(permille) if (1..=1_000).contains(&permille) => Ok(()),
@@ -218,6 +228,17 @@ pub struct SwitchChange {
     pub expected_version: Option<u64>,
 }
 
+/// A channel's terms set by switches over its configured ones (`None`: as configured).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelTerms {
+    /// The fee rate routing weighs, per 10,000.
+    pub fee_bps: Option<u32>,
+    /// Errors per thousand calls that open the breaker.
+    pub breaker_error_permille: Option<u64>,
+    /// Calls a second the channel takes at most.
+    pub rate_per_sec: Option<u32>,
+}
+
 /// Every switch as this node last read it: what the service obeys.
 #[derive(Clone, Debug, Default)]
 pub struct Board {
@@ -287,15 +308,17 @@ impl Board {
             .collect()
     }
 
-    /// A channel's terms as the switches set them: the fee rate routing weighs (per
-    /// 10,000) and its breaker's error threshold (per thousand); `None`: as configured.
-    pub fn channel_terms(&self, channel: &ChannelId, now_ms: u64) -> (Option<u32>, Option<u64>) {
-        let mut terms = (None, None);
+    /// A channel's terms as the switches set them; each `None`: as configured.
+    pub fn channel_terms(&self, channel: &ChannelId, now_ms: u64) -> ChannelTerms {
+        let mut terms = ChannelTerms::default();
         for state in self.on(now_ms) {
             match &state.switch {
-                Switch::ChannelFee { channel: c } if c == channel => terms.0 = state.value,
+                Switch::ChannelFee { channel: c } if c == channel => terms.fee_bps = state.value,
                 Switch::ChannelBreakerErrors { channel: c } if c == channel => {
-                    terms.1 = state.value.map(u64::from)
+                    terms.breaker_error_permille = state.value.map(u64::from)
+                }
+                Switch::ChannelRateLimit { channel: c } if c == channel => {
+                    terms.rate_per_sec = state.value
                 }
                 _ => {}
             }
@@ -507,8 +530,12 @@ mod tests {
         let mut errors_on = state(errors, true, None);
         errors_on.value = Some(300);
         let board = Board::new(vec![fee_on, errors_on]);
-        assert_eq!(board.channel_terms(&bank("bank_a"), 0), (Some(25), Some(300)));
-        assert_eq!(board.channel_terms(&bank("bank_b"), 0), (None, None), "per channel");
+        let terms = board.channel_terms(&bank("bank_a"), 0);
+        assert_eq!(
+            (terms.fee_bps, terms.breaker_error_permille, terms.rate_per_sec),
+            (Some(25), Some(300), None)
+        );
+        assert_eq!(board.channel_terms(&bank("bank_b"), 0), ChannelTerms::default(), "per channel");
         assert_eq!(
             (
                 Switch::ChannelFee { channel: bank("bank_a") }.key(),

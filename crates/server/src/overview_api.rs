@@ -55,6 +55,9 @@ pub struct ChannelHealthView {
     /// Errors per thousand calls that open the breaker (configured, or a
     /// `channel_breaker_errors` switch).
     pub breaker_error_permille_open: u64,
+    /// Calls a second the channel takes at most; `null`: unlimited (configured, or a
+    /// `channel_rate_limit` switch).
+    pub rate_per_sec: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -118,6 +121,7 @@ pub async fn overview(
             window_mean_latency_ms: status.window_mean_latency_ms,
             fee_bps: status.fee_bps,
             breaker_error_permille_open: status.breaker_error_permille_open,
+            rate_per_sec: status.rate_per_sec,
         })
         .collect();
     let inquirer = state.payments.as_ref().and_then(|payments| payments.inquirer().cloned());

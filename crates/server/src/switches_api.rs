@@ -159,6 +159,12 @@ pub enum SwitchBody {
         #[schema(value_type = formats::ChannelName)]
         channel: String,
     },
+    /// Route: at most `value` calls a second go to the channel (1 to 100,000) instead of
+    /// its configured limit.
+    ChannelRateLimit {
+        #[schema(value_type = formats::ChannelName)]
+        channel: String,
+    },
     /// Hold: pause one order. Nothing new is sent to a channel for it (no first send, retry
     /// or failover); what is under way completes, a bank's answer is still taken and
     /// status inquiry keeps asking. Off, the order resumes at the next inspection.
@@ -243,6 +249,9 @@ impl SwitchBody {
             }
             SwitchBody::ChannelBreakerErrors { channel } => {
                 Switch::ChannelBreakerErrors { channel: channel_of(state, &channel)? }
+            }
+            SwitchBody::ChannelRateLimit { channel } => {
+                Switch::ChannelRateLimit { channel: channel_of(state, &channel)? }
             }
             SwitchBody::OrderHeld { order } => {
                 let id = payments::OrderId::new(order.as_str()).map_err(|_| {
@@ -365,7 +374,8 @@ pub struct SetSwitchBody {
     target: SwitchBody,
     on: bool,
     /// A channel weight's permille (1 to 100,000; 1,000 is neutral); a channel fee's rate per
-    /// 10,000 (1 to 10,000); a breaker's error threshold per thousand calls (1 to 1,000).
+    /// 10,000 (1 to 10,000); a breaker's error threshold per thousand calls (1 to 1,000); a
+    /// channel's rate limit in calls a second (1 to 100,000).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 100000)]
     value: Option<u32>,

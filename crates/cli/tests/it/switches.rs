@@ -93,25 +93,31 @@ fn switches_and_plans_are_obeyed_rolled_back_and_audited() {
     // A channel's terms from switches: the fee rate routing weighs and its breaker's
     // threshold, in force on the node within seconds, and back to the configured ones when
     // rolled back.
-    let terms = |name: &str| -> (Value, Value) {
+    let terms = |name: &str| -> (Value, Value, Value) {
         let overview = ops.ok("GET", "/v1/ops/overview", Value::Null);
         let channel = overview["channels"]
             .as_array()
             .and_then(|channels| channels.iter().find(|c| c["channel"] == json!(name)).cloned())
             .expect("the channel");
-        (channel["fee_bps"].clone(), channel["breaker_error_permille_open"].clone())
+        (
+            channel["fee_bps"].clone(),
+            channel["breaker_error_permille_open"].clone(),
+            channel["rate_per_sec"].clone(),
+        )
     };
     let configured = terms("bank_a");
     let fee = json!({"switch": "channel_fee", "channel": "bank_a"});
     let breaker = json!({"switch": "channel_breaker_errors", "channel": "bank_a"});
+    let rate = json!({"switch": "channel_rate_limit", "channel": "bank_a"});
     set(&ops, fee.clone(), true, json!({"value": 250}));
     set(&ops, breaker.clone(), true, json!({"value": 150}));
+    set(&ops, rate.clone(), true, json!({"value": 40}));
     let started = Instant::now();
-    while terms("bank_a") != (json!(250), json!(150)) {
+    while terms("bank_a") != (json!(250), json!(150), json!(40)) {
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", terms("bank_a"));
         std::thread::sleep(Duration::from_millis(100));
     }
-    for target in [fee, breaker] {
+    for target in [fee, breaker, rate] {
         ops.ok("POST", "/v1/ops/switches/rollback", json!({"target": target, "reason": "done"}));
     }
     let started = Instant::now();
@@ -230,9 +236,11 @@ fn switches_and_plans_are_obeyed_rolled_back_and_audited() {
         [
             "switch.set",
             "switch.rollback",
-            // The channel's terms: fee and breaker set, then rolled back.
+            // The channel's terms: fee, breaker and rate limit set, then rolled back.
             "switch.set",
             "switch.set",
+            "switch.set",
+            "switch.rollback",
             "switch.rollback",
             "switch.rollback",
             "switch.set",
