@@ -263,14 +263,7 @@ impl Desk {
             ticket: request.ticket,
             maker: maker.to_owned(),
         };
-        let action = OperatorAction::propose(proposal, self.policy, self.clock.now_ms());
-        let said = self.entry(maker, "action.propose", None, &action, &action.reason);
-        if !self.store.insert_action(&action, &said)? {
-            let existing = self.action(&action.id)?;
-            return Ok((existing, false));
-        }
-        let action = if action.is_due() { self.carry_out(action).await? } else { action };
-        Ok((action, true))
+        self.file(maker, proposal).await
     }
 
     /// Proposes returning a suspended top-up to the card it came from (原路退回): the wallet
@@ -331,6 +324,17 @@ impl Desk {
             ticket: request.ticket,
             maker: maker.to_owned(),
         };
+        self.file(maker, proposal).await
+    }
+
+    /// Stores a proposal with its audit entry, in the state the approval policy gives it,
+    /// and carries it out at once when no second key is needed. The same proposal again is
+    /// the action already stored (`false`).
+    async fn file(
+        &self,
+        maker: &str,
+        proposal: Proposal,
+    ) -> Result<(OperatorAction, bool), DeskError> {
         let action = OperatorAction::propose(proposal, self.policy, self.clock.now_ms());
         let said = self.entry(maker, "action.propose", None, &action, &action.reason);
         if !self.store.insert_action(&action, &said)? {
