@@ -109,7 +109,10 @@ enum OpsCommand {
     /// `kill_merchant --tenant acme --merchant shop`,
     /// `history_reads_off`, `bulk_off`, `settlement_paused`, `webhooks_delayed`,
     /// `payouts_frozen --channel bank_a`, `channel_disabled|channel_pinned --channel bank_a`,
-    /// `channel_weight --channel bank_a --value 500`.
+    /// `channel_weight --channel bank_a --value 500`, `channel_fee --channel bank_a --value 25`
+    /// (per 10,000), `channel_breaker_errors --channel bank_a --value 300` (per thousand
+    /// calls), `channel_rate_limit --channel bank_a --value 200` (a second),
+    /// `order_held --order wd_…` (pause one order).
     Switch {
         #[command(flatten)]
         target: SwitchTarget,
