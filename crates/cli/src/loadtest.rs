@@ -81,6 +81,76 @@ pub struct LoadtestArgs {
     /// Skip the set-up (the parties exist and have money).
     #[arg(long)]
     no_setup: bool,
+    /// The bank simulator the service's channels are: the scenario's `[channels.<name>]`
+    /// profiles (latency, declines, outages) are played on it for the run, after the
+    /// set-up, and cleared at the end. Without it, the profiles are not played.
+    #[arg(long, env = "QIANBAO_BANKSIM_URL")]
+    banksim_url: Option<String>,
+}
+
+/// Plays the scenario's channel profiles on the simulator: each channel's faults now, its
+/// outages on a timer from `started`; `restore` clears them.
+struct Profiles {
+    http: reqwest::Client,
+    base: String,
+    channels: Vec<(String, loadtest::profile::ChannelProfile)>,
+}
+
+impl Profiles {
+    async fn put(&self, channel: &str, faults: &serde_json::Value) -> anyhow::Result<()> {
+        let url = format!("{}/admin/channels/{channel}/faults", self.base);
+        let response = self.http.put(&url).json(faults).send().await.context("the simulator")?;
+        anyhow::ensure!(response.status().is_success(), "{url}: {}", response.status());
+        Ok(())
+    }
+
+    async fn apply(&self) -> anyhow::Result<()> {
+        for (channel, profile) in &self.channels {
+            self.put(channel, &profile.banksim_faults(false)).await?;
+            if let Some(capacity) = profile.capacity_per_s {
+                eprintln!(
+                    "profile {channel}: capacity_per_s {capacity} is not played (the simulator \
+                     has no capacity limit; a channel_rate_limit switch limits our side)"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Each outage as a task: down at its start, the profile again at its end.
+    fn outages(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let started = tokio::time::Instant::now();
+        let mut timers = Vec::new();
+        for (channel, profile) in &self.channels {
+            for outage in &profile.outages {
+                let (profiles, channel, profile) = (self.clone(), channel.clone(), profile.clone());
+                let (start_s, end_s) = (outage.start_s, outage.end_s);
+                timers.push(tokio::spawn(async move {
+                    tokio::time::sleep_until(started + Duration::from_secs(start_s.into())).await;
+                    eprintln!("  {channel}: outage from {start_s} s");
+                    if let Err(error) = profiles.put(&channel, &profile.banksim_faults(true)).await
+                    {
+                        eprintln!("  {channel}: the outage could not start: {error:#}");
+                    }
+                    tokio::time::sleep_until(started + Duration::from_secs(end_s.into())).await;
+                    eprintln!("  {channel}: back at {end_s} s");
+                    if let Err(error) = profiles.put(&channel, &profile.banksim_faults(false)).await
+                    {
+                        eprintln!("  {channel}: the outage could not end: {error:#}");
+                    }
+                }));
+            }
+        }
+        timers
+    }
+
+    async fn restore(&self) {
+        for (channel, _) in &self.channels {
+            if let Err(error) = self.put(channel, &serde_json::json!({})).await {
+                eprintln!("profile {channel}: could not clear its faults: {error:#}");
+            }
+        }
+    }
 }
 
 /// The scenario file with the command line's overrides, checked as the file would be.
@@ -552,6 +622,27 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         if !args.no_setup {
             set_up(&target, &scenario, args.fund_minor).await?;
         }
+        let profiles = match (&args.banksim_url, scenario.channels().is_empty()) {
+            (Some(base), false) => {
+                let profiles = Arc::new(Profiles {
+                    http: reqwest::Client::new(),
+                    base: base.trim_end_matches('/').to_owned(),
+                    channels: scenario
+                        .channels()
+                        .iter()
+                        .map(|(name, profile)| (name.clone(), profile.clone()))
+                        .collect(),
+                });
+                profiles.apply().await?;
+                eprintln!("profiles played on the simulator: {}", scenario.channels().len());
+                Some(profiles)
+            }
+            (None, false) => {
+                eprintln!("the scenario's channel profiles are not played: no --banksim-url");
+                None
+            }
+            _ => None,
+        };
         let mut rng = schedule::seeded_rng(scenario.seed());
         let recent = Arc::new(Mutex::new(Recent::default()));
         let run_id = format!("{}-{}", args.prefix, fresh_key());
@@ -565,6 +656,7 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             run_step(&target, warmup, &scenario, usize::MAX, &mut rng, &recent, &run_id, "warm-up")
                 .await;
         }
+        let outage_timers = profiles.as_ref().map(|p| p.outages()).unwrap_or_default();
         let started_at_ms = now_ms();
         let wall = Instant::now();
         let mut summaries = Vec::new();
@@ -583,6 +675,12 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             let summary = stats.summary();
             print_step(&summary);
             summaries.push(summary);
+        }
+        for timer in outage_timers {
+            timer.abort();
+        }
+        if let Some(profiles) = &profiles {
+            profiles.restore().await;
         }
         let report = Report::new(&scenario, started_at_ms, summaries);
         std::fs::create_dir_all(&args.out)

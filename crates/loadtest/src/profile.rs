@@ -142,6 +142,44 @@ impl ChannelProfile {
     pub fn is_down_at(&self, at_s: u32) -> bool {
         self.outages.iter().any(|outage| outage.start_s <= at_s && at_s < outage.end_s)
     }
+
+    /// The bank simulator's faults that play this profile (`PUT
+    /// /admin/channels/{channel}/faults`), `down` as given (outages are played by switching
+    /// it over time). The simulator draws a latency as a base plus an exponential tail, so
+    /// each distribution is fitted by its shape: a fixed latency exactly; a uniform one by
+    /// its minimum and a tail of half its width, capped at its maximum; a lognormal one by
+    /// the exponential through its p50 and p99 (`p = base + mean·ln(1/(1-q))`). The
+    /// simulator has no capacity limit: `capacity_per_s` is not played (say so to the user).
+    pub fn banksim_faults(&self, down: bool) -> serde_json::Value {
+        let (base_ms, tail_mean_ms, max_ms) = match self.latency {
+            LatencyMs::Fixed { ms } => (ms, 0, ms),
+            LatencyMs::Uniform { min_ms, max_ms } => (min_ms, (max_ms - min_ms) / 2, max_ms),
+            LatencyMs::Lognormal { p50_ms, p99_ms } => {
+                // ln(100) − ln(2) = 3.912; ln(2) = 0.693, both in thousandths.
+                let mean_ms = (p99_ms - p50_ms) * 1000 / 3912;
+                let base_ms = p50_ms.saturating_sub(mean_ms * 693 / 1000);
+                (base_ms, mean_ms, p99_ms.saturating_mul(4))
+            }
+        };
+        let operation = serde_json::json!({
+            "latency": {"base_ms": base_ms, "tail_mean_ms": tail_mean_ms, "max_ms": max_ms},
+            "declined_rate": rate(self.decline_rate_permille),
+        });
+        serde_json::json!({
+            "down": if down { "refuse" } else { "off" },
+            "debit": operation,
+            "payout": operation,
+            "refund": operation,
+            "query": {"latency": operation["latency"]},
+        })
+    }
+}
+
+/// A permille as the simulator's probability.
+// A probability for the simulator's draws, never money.
+#[allow(clippy::float_arithmetic)]
+fn rate(permille: u32) -> f64 {
+    f64::from(permille) / 1000.0
 }
 
 #[cfg(test)]
@@ -183,5 +221,27 @@ mod tests {
         };
         let down: Vec<bool> = [9, 10, 19, 20].iter().map(|&s| profile.is_down_at(s)).collect();
         assert_eq!(down, [false, true, true, false]);
+    }
+
+    #[test]
+    fn a_profile_becomes_the_simulators_faults() {
+        let profile = ChannelProfile {
+            latency: LatencyMs::Lognormal { p50_ms: 100, p99_ms: 500 },
+            decline_rate_permille: 30,
+            capacity_per_s: None,
+            outages: Vec::new(),
+        };
+        let faults = profile.banksim_faults(false);
+        assert_eq!(faults["down"], serde_json::json!("off"));
+        assert_eq!(faults["debit"]["declined_rate"], serde_json::json!(0.03));
+        // mean = 400 / 3.912 = 102; base = 100 − 0.693 × 102 = 30.
+        assert_eq!(faults["payout"]["latency"]["tail_mean_ms"], serde_json::json!(102));
+        assert_eq!(faults["payout"]["latency"]["base_ms"], serde_json::json!(30));
+        assert_eq!(profile.banksim_faults(true)["down"], serde_json::json!("refuse"));
+        let fixed = ChannelProfile { latency: LatencyMs::Fixed { ms: 40 }, ..profile };
+        assert_eq!(
+            fixed.banksim_faults(false)["refund"]["latency"],
+            serde_json::json!({"base_ms": 40, "tail_mean_ms": 0, "max_ms": 40})
+        );
     }
 }

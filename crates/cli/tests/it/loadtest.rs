@@ -81,3 +81,63 @@ fn a_short_load_run_reports_its_knee_and_moves_money_exactly() {
     world.assert_balanced();
     world.assert_matches_simulator("bank_a");
 }
+
+/// A scenario's channel profile is played on the simulator for the run and cleared after:
+/// top-ups through a channel 150 ms slow take at least that long; reads do not.
+#[test]
+fn a_channel_profile_is_played_on_the_simulator_for_the_run() {
+    let world = World::start(&["bank_a"], &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+name = "ci-profile"
+seed = 5
+warmup_s = 0
+[slo]
+p99_ms = 2000
+[steps]
+duration_s = 2
+arrivals = "even"
+rates_per_s = [10]
+[mix]
+topup = 1
+read_balance = 1
+[parties]
+n_customers = 3
+n_merchants = 1
+hot_merchant_share_permille = 0
+zipf_exponent = "0"
+[channels.bank_a]
+latency = { kind = "fixed", ms = 150 }
+"#,
+    )
+    .expect("scenario");
+    let out = dir.path().join("report");
+    let output = Command::new(env!("CARGO_BIN_EXE_qianbao"))
+        .arg("loadtest")
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(["--url", &format!("http://{}", world.addr()), "--key", world.key()])
+        .args(["--fund-minor", "50000", "--banksim-url", &format!("http://{}", world.sim.base)])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("qianbao loadtest");
+    let printed = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("profiles played on the simulator: 1"), "{printed}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("json"))
+            .expect("a JSON report");
+    let step = &report["steps"][0]["by_operation"];
+    let p50 = |operation: &str| step[operation]["latency_us_p50"].as_u64().expect("p50");
+    assert!(p50("topup") >= 150_000, "through the slow channel: {step}");
+    assert!(p50("read_balance") < 150_000, "reads never touch it: {step}");
+    // Cleared after the run: the channel answers at once again.
+    let faults = world.sim.call("GET", "/admin/channels/bank_a/faults", Value::Null);
+    assert_eq!(faults["debit"]["latency"]["base_ms"], serde_json::json!(0), "{faults}");
+    world.assert_balanced();
+    world.assert_matches_simulator("bank_a");
+}

@@ -51,10 +51,10 @@ fn example_scenarios_parse() {
     assert!(merchant.steps().iter().all(|step| step.duration_s() == 45));
     // A zero weight leaves the operation out of the mix.
     assert!(merchant.mix().weights().all(|(op, _)| op != Operation::WalletTransfer));
-    let unionpay = &merchant.channels()["unionpay"];
+    let unionpay = &merchant.channels()["bank_a"];
     assert_eq!(unionpay.latency, LatencyMs::Lognormal { p50_ms: 90, p99_ms: 600 });
     assert_eq!(unionpay.outages, [Outage { start_s: 150, end_s: 165 }]);
-    assert_eq!(merchant.channels()["wallet_topup"].latency, LatencyMs::Fixed { ms: 25 });
+    assert_eq!(merchant.channels()["fastpay"].latency, LatencyMs::Fixed { ms: 25 });
 }
 
 #[test]
