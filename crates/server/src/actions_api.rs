@@ -211,6 +211,17 @@ fn checked_text(ok: bool, code: &str, param: &str, message: &str) -> Result<(), 
     }
 }
 
+/// What every proposal carries: the evidence, the reason and the ticket, checked.
+fn checked_proposal(evidence: &str, reason: &str, ticket: Option<&str>) -> Result<(), ApiError> {
+    checked_text(
+        formats::is_evidence(evidence),
+        "invalid_evidence",
+        "evidence",
+        "evidence is 1 to 2,000 characters, without control characters",
+    )?;
+    checked_words(reason, ticket)
+}
+
 /// Return a suspended top-up to the card it came from (原路退回; `ops:write`: the maker):
 /// the wallet refused the money, which waits in suspense. With approval as for an
 /// inquiry's outcome; carried out, it is a card refund from suspense through the top-up's
@@ -233,13 +244,7 @@ pub async fn propose_return(
     idempotency::once(&state, &caller, Scope::OpsWrite, &headers, &route, &body, async {
         require_platform(&state, &caller, Scope::OpsWrite)?;
         let request: ReturnRequestBody = parse(&body)?;
-        checked_text(
-            formats::is_evidence(&request.evidence),
-            "invalid_evidence",
-            "evidence",
-            "evidence is 1 to 2,000 characters, without control characters",
-        )?;
-        checked_words(&request.reason, request.ticket.as_deref())?;
+        checked_proposal(&request.evidence, &request.reason, request.ticket.as_deref())?;
         let order = payments::OrderId::new(id.as_str())
             .map_err(|_| DeskError::OrderNotFound(id.clone()))?;
         let desk = desk(&state)?;
@@ -282,13 +287,7 @@ pub async fn propose_outcome(
     idempotency::once(&state, &caller, Scope::OpsWrite, &headers, &route, &body, async {
         require_platform(&state, &caller, Scope::OpsWrite)?;
         let request: OutcomeRequestBody = parse(&body)?;
-        checked_text(
-            formats::is_evidence(&request.evidence),
-            "invalid_evidence",
-            "evidence",
-            "evidence is 1 to 2,000 characters, without control characters",
-        )?;
-        checked_words(&request.reason, request.ticket.as_deref())?;
+        checked_proposal(&request.evidence, &request.reason, request.ticket.as_deref())?;
         let claim = match request.result {
             OutcomeBody::Succeeded { channel_ref, fee } => {
                 checked_text(

@@ -40,30 +40,37 @@ hot_merchant_share_permille = 500
 zipf_exponent = "1.0"
 "#;
 
-#[test]
-fn a_short_load_run_reports_its_knee_and_moves_money_exactly() {
-    let world = World::start(&["bank_a"], &[]);
+/// Runs `qianbao loadtest` with `scenario` (TOML text) against `world`, plus `extra` flags:
+/// what it printed, its JSON report, and the report's directory (kept while `_dir` lives).
+fn load(world: &World, scenario: &str, extra: &[&str]) -> (String, Value, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let scenario = dir.path().join("scenario.toml");
-    std::fs::write(&scenario, SCENARIO).expect("scenario");
+    let path = dir.path().join("scenario.toml");
+    std::fs::write(&path, scenario).expect("scenario");
     let out = dir.path().join("report");
     let output = Command::new(env!("CARGO_BIN_EXE_qianbao"))
         .arg("loadtest")
         .arg("--scenario")
-        .arg(&scenario)
+        .arg(&path)
         .args(["--url", &format!("http://{}", world.addr()), "--key", world.key()])
         .args(["--fund-minor", "50000"])
+        .args(extra)
         .arg("--out")
         .arg(&out)
         .output()
         .expect("qianbao loadtest");
     let printed = String::from_utf8_lossy(&output.stderr).to_string();
     assert!(output.status.success(), "{printed}");
-    assert!(printed.contains("knee: step 2 at 20/s"), "{printed}");
-
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("json"))
             .expect("a JSON report");
+    (printed, report, dir)
+}
+
+#[test]
+fn a_short_load_run_reports_its_knee_and_moves_money_exactly() {
+    let world = World::start(&["bank_a"], &[]);
+    let (printed, report, dir) = load(&world, SCENARIO, &[]);
+    assert!(printed.contains("knee: step 2 at 20/s"), "{printed}");
     let steps = report["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 2);
     for step in steps {
@@ -72,7 +79,7 @@ fn a_short_load_run_reports_its_knee_and_moves_money_exactly() {
         let offered = step["offered_per_s"].as_u64().expect("offered");
         assert_eq!(all["n_ok"].as_u64(), Some(offered * 2), "every request answered: {step}");
     }
-    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    let html = std::fs::read_to_string(dir.path().join("report/report.html")).expect("html");
     assert_eq!(html.matches("<svg").count(), 3, "three plots");
     assert!(!html.contains("<script"), "self-contained, no script");
 
@@ -87,10 +94,9 @@ fn a_short_load_run_reports_its_knee_and_moves_money_exactly() {
 #[test]
 fn a_channel_profile_is_played_on_the_simulator_for_the_run() {
     let world = World::start(&["bank_a"], &[]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let scenario = dir.path().join("scenario.toml");
-    std::fs::write(
-        &scenario,
+    let banksim = format!("http://{}", world.sim.base);
+    let (printed, report, _dir) = load(
+        &world,
         r#"
 name = "ci-profile"
 seed = 5
@@ -112,25 +118,9 @@ zipf_exponent = "0"
 [channels.bank_a]
 latency = { kind = "fixed", ms = 150 }
 "#,
-    )
-    .expect("scenario");
-    let out = dir.path().join("report");
-    let output = Command::new(env!("CARGO_BIN_EXE_qianbao"))
-        .arg("loadtest")
-        .arg("--scenario")
-        .arg(&scenario)
-        .args(["--url", &format!("http://{}", world.addr()), "--key", world.key()])
-        .args(["--fund-minor", "50000", "--banksim-url", &format!("http://{}", world.sim.base)])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("qianbao loadtest");
-    let printed = String::from_utf8_lossy(&output.stderr).to_string();
-    assert!(output.status.success(), "{printed}");
+        &["--banksim-url", &banksim],
+    );
     assert!(printed.contains("profiles played on the simulator: 1"), "{printed}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("json"))
-            .expect("a JSON report");
     let step = &report["steps"][0]["by_operation"];
     let p50 = |operation: &str| step[operation]["latency_us_p50"].as_u64().expect("p50");
     assert!(p50("topup") >= 150_000, "through the slow channel: {step}");
