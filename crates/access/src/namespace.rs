@@ -24,7 +24,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::TenantId;
+use crate::{KeyMode, TenantId};
 
 const TOP_BIT: u128 = 1 << 127;
 const LOW_MASK: u128 = TOP_BIT - 1;
@@ -82,18 +82,28 @@ impl Namespaces {
         self.admin_tenant.as_ref() == Some(tenant)
     }
 
-    /// The namespace of a key of `tenant`; `is_admin` for a key with the admin scope.
+    /// The namespace of a live key of `tenant`; `is_admin` for a key with the admin scope.
     pub fn of(&self, tenant: &TenantId, is_admin: bool) -> Namespace {
+        self.of_mode(tenant, is_admin, KeyMode::Live)
+    }
+
+    /// The namespace of a key of `tenant` in `mode`. A tenant's test keys get a namespace
+    /// of their own: the test book is another ledger, and giving it other ledger ids too
+    /// means the ownership records both books keep in the one access store never name
+    /// the same id for a live and a test account.
+    pub fn of_mode(&self, tenant: &TenantId, is_admin: bool, mode: KeyMode) -> Namespace {
         if is_admin || self.admin_tenant.as_ref() == Some(tenant) {
             return Namespace::Identity;
         }
-        let key: [u8; 32] = Sha256::new()
+        let mut hasher = Sha256::new()
             .chain_update(b"qianbao.access.namespace\0")
             .chain_update(self.secret)
-            .chain_update(tenant.as_str())
-            .finalize()
-            .into();
-        Namespace::Keyed(key)
+            .chain_update(tenant.as_str());
+        // Live keeps the derivation it always had, so live ids do not move.
+        if mode == KeyMode::Test {
+            hasher = hasher.chain_update(b"\0test");
+        }
+        Namespace::Keyed(hasher.finalize().into())
     }
 }
 
@@ -178,6 +188,16 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_tenants_test_keys_map_its_ids_elsewhere_than_its_live_keys() {
+        let n = namespaces();
+        let live = n.of_mode(&tenant("a"), false, KeyMode::Live);
+        let test = n.of_mode(&tenant("a"), false, KeyMode::Test);
+        assert_eq!(live, n.of(&tenant("a"), false));
+        assert_ne!(live.to_ledger(9001), test.to_ledger(9001));
+        assert_eq!(test.to_client(test.to_ledger(9001)), 9001);
+    }
 
     fn namespaces() -> Namespaces {
         Namespaces::new([7; 32], Some(TenantId::new("platform").unwrap()))

@@ -26,6 +26,7 @@ use crate::config::SimConfig;
 use crate::faults::{ChannelFaults, Down};
 use crate::ids::{AccountName, RequestId};
 use crate::signing::{self, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use crate::throttle::OverCapacity;
 use crate::view::{CallbackBody, OperationView};
 use crate::{statement, time};
 
@@ -113,6 +114,11 @@ pub enum ApiError {
     TooMuchMoney,
     #[error("the channel's operation log is full")]
     CapacityExceeded,
+    /// The capacity limit: the same code as a full log, on purpose. Both are the bank
+    /// refusing at the door for want of capacity, and the gateway's adapter reads
+    /// `503 capacity_exceeded` as "certainly did nothing"; the message tells them apart.
+    #[error("{0}")]
+    OverCapacity(OverCapacity),
 }
 
 impl ApiError {
@@ -126,7 +132,9 @@ impl ApiError {
             ApiError::RequestIdConflict(_) => (StatusCode::CONFLICT, "request_id_conflict"),
             ApiError::AccountExists => (StatusCode::CONFLICT, "account_exists"),
             ApiError::TooMuchMoney => (StatusCode::UNPROCESSABLE_ENTITY, "too_much_money"),
-            ApiError::CapacityExceeded => (StatusCode::SERVICE_UNAVAILABLE, "capacity_exceeded"),
+            ApiError::CapacityExceeded | ApiError::OverCapacity(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "capacity_exceeded")
+            }
         }
     }
 }
@@ -135,7 +143,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let body = serde_json::json!({ "error": { "code": code, "message": self.to_string() } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::OverCapacity(over) = &self {
+            // Whole seconds, rounded up: a client that waits that long finds a token.
+            let retry_after_s = over.retry_after_ms.div_ceil(1_000).max(1);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_s),
+            );
+        }
+        response
     }
 }
 
@@ -335,6 +352,8 @@ async fn money_operation(
             drop_connection(kill, latency_ms.saturating_add(hold_ms)).await
         }
         Plan::CapacityExceeded => ApiError::CapacityExceeded.into_response(),
+        // Refused at once, without the injected latency: a throttle answers before any work.
+        Plan::OverCapacity(over) => ApiError::OverCapacity(over).into_response(),
     }
 }
 

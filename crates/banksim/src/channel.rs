@@ -4,6 +4,7 @@
 //! requests with one request id, exactly one is new and the other is its duplicate.
 
 use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use money::AssetCode;
@@ -13,6 +14,7 @@ use crate::config::ChannelConfig;
 use crate::faults::{ChannelFaults, Draw, Fate, LateAnswer, OperationFaults};
 use crate::ids::{ChannelName, RequestId};
 use crate::signing::Secret;
+use crate::throttle::{OverCapacity, TokenBucket};
 
 /// Bound on the callback delivery log kept per channel; the oldest entries go first.
 pub const DELIVERIES_KEPT_MAX: usize = 10_000;
@@ -38,6 +40,11 @@ pub struct ChannelState {
     pub deliveries: VecDeque<Delivery>,
     attempts: HashMap<(Verb, RequestId), u32>,
     events_created: u64,
+    /// The bucket of `faults.capacity_per_s`, made when the first request meets that
+    /// capacity. Kept while the capacity stays the same, so putting the same faults again
+    /// (the load tool does, at every outage's edges) is not a fresh burst; a new capacity
+    /// starts full.
+    bucket: Option<TokenBucket>,
 }
 
 /// One attempt to deliver a callback.
@@ -66,8 +73,10 @@ pub enum Plan {
     Conflict { latency_ms: u64, existing: Operation },
     /// Wait `latency_ms + hold_ms`, then drop the connection without an answer.
     NoAnswer { latency_ms: u64, hold_ms: u64 },
-    /// The operation log is full.
+    /// The operation log is full (`operations_max`).
     CapacityExceeded,
+    /// Over the channel's `capacity_per_s`: refused before anything else happened.
+    OverCapacity(OverCapacity),
 }
 
 /// A deferred operation to complete after `delay_ms` (a late success).
@@ -98,6 +107,7 @@ impl Channel {
                 deliveries: VecDeque::new(),
                 attempts: HashMap::new(),
                 events_created: 0,
+                bucket: None,
             }),
         }
     }
@@ -122,7 +132,8 @@ impl Channel {
 
     /// Decides what happens to a debit, payout or refund and applies it to the books, all
     /// under the lock, before any waiting: what a request does to the books never depends
-    /// on whether its client is still connected.
+    /// on whether its client is still connected. The capacity limit comes first, so a
+    /// request over it leaves no trace at all: not even its attempt number is used.
     pub fn admit(
         &self,
         seed: u64,
@@ -133,6 +144,9 @@ impl Channel {
     ) -> (Plan, Option<Deferred>) {
         let kind = request.kind();
         let mut state = self.lock();
+        if let Err(over) = state.take_capacity(now_ms) {
+            return (Plan::OverCapacity(over), None);
+        }
         let attempt = state.next_attempt(Verb::Operation(kind), &request_id);
         let faults: OperationFaults = *state.faults.operation(kind);
         let draw = Draw::new(seed, self.name.as_str(), kind.as_str(), request_id.as_str(), attempt);
@@ -203,6 +217,20 @@ impl Channel {
 }
 
 impl ChannelState {
+    /// One unit of the channel's capacity for a money-moving request at `now_ms`.
+    fn take_capacity(&mut self, now_ms: u64) -> Result<(), OverCapacity> {
+        // `validate` refuses 0, so only "no limit" gives `None` here.
+        let Some(capacity_per_s) = self.faults.capacity_per_s.and_then(NonZeroU32::new) else {
+            self.bucket = None;
+            return Ok(());
+        };
+        let bucket = match &mut self.bucket {
+            Some(bucket) if bucket.capacity_per_s() == capacity_per_s => bucket,
+            slot => slot.insert(TokenBucket::full(capacity_per_s, now_ms)),
+        };
+        bucket.take(now_ms)
+    }
+
     fn next_attempt(&mut self, verb: Verb, request_id: &RequestId) -> u32 {
         let counter = self.attempts.entry((verb, request_id.clone())).or_insert(0);
         let attempt = *counter;
@@ -215,5 +243,113 @@ impl ChannelState {
             self.deliveries.pop_front();
         }
         self.deliveries.push_back(delivery);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use money::Amount;
+
+    use super::*;
+    use crate::books::Status;
+    use crate::ids::AccountName;
+
+    const T0_MS: u64 = 1_700_000_000_000;
+    const SEED: u64 = 42;
+    const OPERATIONS_MAX: usize = 1_000;
+
+    fn id(raw: &str) -> RequestId {
+        RequestId::new(raw).unwrap()
+    }
+
+    fn limit(channel: &Channel, capacity_per_s: Option<u32>) {
+        channel.lock().faults = ChannelFaults { capacity_per_s, ..ChannelFaults::none() };
+    }
+
+    /// A fault-free channel limited to `capacity_per_s`, whose customer `c1` has 10 000.
+    fn limited(capacity_per_s: u32) -> Channel {
+        let channel = Channel::new(ChannelName::new("bank_a").unwrap(), &ChannelConfig::default());
+        limit(&channel, Some(capacity_per_s));
+        let c1 = AccountName::new("c1").unwrap();
+        channel.lock().books.open_account(c1, Amount::new(10_000).unwrap()).unwrap();
+        channel
+    }
+
+    fn debit(channel: &Channel, request_id: &str, now_ms: u64) -> Plan {
+        let account = AccountName::new("c1").unwrap();
+        let request = OperationRequest::Debit { account, amount: Amount::new(100).unwrap() };
+        let (plan, deferred) = channel.admit(SEED, OPERATIONS_MAX, id(request_id), request, now_ms);
+        assert_eq!(deferred, None, "no late successes without faults");
+        plan
+    }
+
+    /// The attempt that created the operation, if the plan is to answer that it succeeded.
+    fn succeeded_attempt(plan: &Plan) -> Option<u32> {
+        match plan {
+            Plan::Answer { operation, .. } if operation.status == Status::Succeeded => {
+                Some(operation.attempt)
+            }
+            _ => None,
+        }
+    }
+
+    fn is_over_capacity(plan: &Plan) -> bool {
+        matches!(plan, Plan::OverCapacity(_))
+    }
+
+    #[test]
+    fn a_request_over_capacity_leaves_no_trace_and_can_be_sent_again() {
+        let channel = limited(2);
+        assert_eq!(succeeded_attempt(&debit(&channel, "d1", T0_MS)), Some(0));
+        assert_eq!(succeeded_attempt(&debit(&channel, "d2", T0_MS + 10)), Some(0));
+        let before = channel.lock().books.balances();
+
+        let refused = debit(&channel, "d3", T0_MS + 20);
+        let expected = OverCapacity { capacity_per_s: 2, retry_after_ms: 480 };
+        assert_eq!(refused, Plan::OverCapacity(expected));
+        let state = channel.lock();
+        assert_eq!(state.books.balances(), before, "no money moved");
+        assert_eq!(state.books.operations().len(), 2, "nothing logged");
+        assert!(state.attempts.keys().all(|(_, request_id)| request_id.as_str() != "d3"));
+        drop(state);
+        let queried = channel.admit_query(SEED, &id("d3"));
+        assert!(matches!(queried, QueryPlan::Answer { operation: None, .. }), "{queried:?}");
+
+        // Once a token is back, the same request id is a first execution: attempt 0.
+        assert!(is_over_capacity(&debit(&channel, "d3", T0_MS + 499)));
+        assert_eq!(succeeded_attempt(&debit(&channel, "d3", T0_MS + 500)), Some(0));
+        assert_eq!(channel.lock().books.operations().len(), 3);
+    }
+
+    #[test]
+    fn queries_do_not_count_and_retries_do() {
+        let channel = limited(1);
+        for _ in 0..10 {
+            let queried = channel.admit_query(SEED, &id("d1"));
+            assert!(matches!(queried, QueryPlan::Answer { .. }), "{queried:?}");
+        }
+        assert_eq!(succeeded_attempt(&debit(&channel, "d1", T0_MS)), Some(0));
+        // A retry of a logged request reaches the bank like any request, so it counts.
+        assert!(is_over_capacity(&debit(&channel, "d1", T0_MS + 1)));
+    }
+
+    #[test]
+    fn the_limit_follows_the_faults() {
+        let channel = limited(1);
+        assert!(succeeded_attempt(&debit(&channel, "d1", T0_MS)).is_some());
+        // The same capacity put again keeps the bucket: no fresh burst.
+        limit(&channel, Some(1));
+        assert!(is_over_capacity(&debit(&channel, "d2", T0_MS + 1)));
+        // A new capacity starts with a full second's worth.
+        limit(&channel, Some(3));
+        let plans: Vec<Plan> =
+            ["d2", "d3", "d4", "d5"].iter().map(|r| debit(&channel, r, T0_MS + 2)).collect();
+        let admitted: Vec<bool> = plans.iter().map(|plan| !is_over_capacity(plan)).collect();
+        assert_eq!(admitted, [true, true, true, false]);
+        // No limit (what clearing the faults gives): everything is admitted.
+        limit(&channel, None);
+        for n in 0..50 {
+            assert!(!is_over_capacity(&debit(&channel, &format!("e{n}"), T0_MS + 3)));
+        }
     }
 }

@@ -208,6 +208,7 @@ pub fn default_channel(name: &str) -> Option<ChannelConfig> {
             query,
             duplicate_callback_rate,
             statement: StatementFaults::default(),
+            capacity_per_s: None,
         },
         ..ChannelConfig::default()
     })
@@ -374,6 +375,34 @@ mod tests {
         assert_eq!(bank_a.fees.payout.fixed_minor, 100, "built-in default kept");
         let mybank = &config.channels[&ChannelName::new("mybank").unwrap()];
         assert_eq!(mybank.fees.payout.fixed_minor, 7);
+    }
+
+    #[test]
+    fn the_capacity_limit_is_set_like_any_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.toml");
+        std::fs::write(&path, "[channels.bank_a.faults]\ncapacity_per_s = 50\n[channels.bank_b]\n")
+            .unwrap();
+        let bank = |config: &SimConfig, name: &str| {
+            config.channels[&ChannelName::new(name).unwrap()].faults.capacity_per_s
+        };
+        let from_file =
+            load(&ConfigSources { file: Some(&path), ..ConfigSources::default() }).unwrap();
+        assert_eq!((bank(&from_file, "bank_a"), bank(&from_file, "bank_b")), (Some(50), None));
+
+        let sets = vec!["channels.bank_a.faults.capacity_per_s=100".to_owned()];
+        let sources = ConfigSources { file: Some(&path), sets: &sets, ..ConfigSources::default() };
+        assert_eq!(bank(&load(&sources).unwrap(), "bank_a"), Some(100), "--set over the file");
+        let no_faults = ConfigSources { no_faults: true, ..sources };
+        assert_eq!(bank(&load(&no_faults).unwrap(), "bank_a"), None, "--no-faults clears it");
+
+        let sets = vec!["channels.bank_a.faults.capacity_per_s=0".to_owned()];
+        let error = load(&ConfigSources { sets: &sets, ..ConfigSources::default() }).unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Faults { source: FaultConfigError::ZeroCapacity, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("capacity_per_s must be at least 1"), "{error}");
     }
 
     #[test]

@@ -166,6 +166,15 @@ pub struct ChannelFaults {
     pub duplicate_callback_rate: f64,
     /// What goes wrong on the daily statement.
     pub statement: StatementFaults,
+    /// The most debits, payouts and refunds (together) the channel takes a second; `None` is
+    /// no limit, and 0 is refused (a channel that takes nothing is `down`). A token bucket
+    /// (`crate::throttle`) holding one second's worth: a request over capacity is answered
+    /// `503 capacity_exceeded` before anything else happens to it (not logged, no money
+    /// moved, no attempt counted), so the same request id sent later is a first execution.
+    /// Status queries, statements and callback registrations do not count: real banks
+    /// throttle inquiries apart from payments, and the gateway must be able to ask about an
+    /// unknown outcome while the channel is saturated.
+    pub capacity_per_s: Option<u32>,
 }
 
 /// Faults of the daily statement (对账单): the bill disagrees with the bank's own books, the
@@ -239,11 +248,19 @@ pub enum FaultConfigError {
     Rate { field: String, value: f64 },
     #[error("the outcome rates of {operation} add up to {sum}, more than 1")]
     RateSum { operation: &'static str, sum: f64 },
+    #[error(
+        "capacity_per_s must be at least 1 (leave it out for no limit, or set down = \"refuse\" \
+         for a channel that takes nothing), got 0"
+    )]
+    ZeroCapacity,
 }
 
 impl ChannelFaults {
     #[allow(clippy::float_arithmetic)] // probabilities, not money
     pub fn validate(&self) -> Result<(), FaultConfigError> {
+        if self.capacity_per_s == Some(0) {
+            return Err(FaultConfigError::ZeroCapacity);
+        }
         check_rate("duplicate_callback_rate", self.duplicate_callback_rate)?;
         let operations = [
             ("debit", &self.debit),
@@ -273,7 +290,8 @@ impl ChannelFaults {
         Ok(())
     }
 
-    /// Every rate zero and every latency zero: a channel that behaves perfectly.
+    /// Every rate zero, every latency zero, no capacity limit: a channel that behaves
+    /// perfectly.
     pub fn none() -> ChannelFaults {
         let zero = OperationFaults::default();
         ChannelFaults {
@@ -284,6 +302,7 @@ impl ChannelFaults {
             query: zero,
             duplicate_callback_rate: 0.0,
             statement: StatementFaults::default(),
+            capacity_per_s: None,
         }
     }
 }

@@ -81,9 +81,10 @@ pub struct LoadtestArgs {
     /// Skip the set-up (the parties exist and have money).
     #[arg(long)]
     no_setup: bool,
-    /// The bank simulator the service's channels are: the scenario's `[channels.<name>]`
-    /// profiles (latency, declines, outages) are played on it for the run, after the
-    /// set-up, and cleared at the end. Without it, the profiles are not played.
+    /// The bank simulator the key's book's channels are (for a test key, the service's
+    /// `--test-banksim-url`): the scenario's `[channels.<name>]` profiles (latency,
+    /// declines, capacity, outages) are played on it for the run, after the set-up, and
+    /// cleared at the end. Without it, the profiles are not played.
     #[arg(long, env = "QIANBAO_BANKSIM_URL")]
     banksim_url: Option<String>,
 }
@@ -107,12 +108,6 @@ impl Profiles {
     async fn apply(&self) -> anyhow::Result<()> {
         for (channel, profile) in &self.channels {
             self.put(channel, &profile.banksim_faults(false)).await?;
-            if let Some(capacity) = profile.capacity_per_s {
-                eprintln!(
-                    "profile {channel}: capacity_per_s {capacity} is not played (the simulator \
-                     has no capacity limit; a channel_rate_limit switch limits our side)"
-                );
-            }
         }
         Ok(())
     }

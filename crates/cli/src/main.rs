@@ -93,6 +93,16 @@ impl std::fmt::Debug for StoreArgs {
 }
 
 impl StoreArgs {
+    /// Where the test book is (test mode, `server::books`): the directory `test` inside the
+    /// data directory, or the schema `<schema>_test` beside the live one.
+    pub fn test_book(&self) -> StoreArgs {
+        StoreArgs {
+            data_dir: self.data_dir.join("test"),
+            database_url: self.database_url.clone(),
+            database_schema: format!("{}_test", self.database_schema),
+        }
+    }
+
     pub fn sqlite_path(&self) -> PathBuf {
         self.data_dir.join("ledger.db")
     }

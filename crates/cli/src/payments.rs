@@ -57,6 +57,8 @@ pub struct PaymentSettings {
     pub fx_rates: Vec<String>,
     /// Each channel's terms, from the configuration file.
     pub channel_settings: std::collections::BTreeMap<String, ChannelSettings>,
+    /// False for the test book: its orders and events say so.
+    pub livemode: bool,
 }
 
 pub struct PaymentCore {
@@ -250,6 +252,7 @@ pub fn start(
     let config = ExecutorConfig {
         points,
         inspect_after_ms: settings.inspect_after_ms,
+        livemode: settings.livemode,
         ..ExecutorConfig::default()
     };
     let executor =

@@ -34,6 +34,15 @@ pub struct ServeArgs {
     /// through its channels. Without it, wallet payments, refunds and transfers still work.
     #[arg(long, env = "QIANBAO_BANKSIM_URL")]
     banksim_url: Option<String>,
+    /// The bank simulator the test book's channels go to (test mode: requests made with
+    /// `qb_test_…` keys act on a book of their own). It must be another simulator than
+    /// `--banksim-url`'s: the books must not share a channel's statements, callbacks or
+    /// request ids. Without it, test top-ups and withdrawals have no channel.
+    #[arg(long, env = "QIANBAO_TEST_BANKSIM_URL")]
+    test_banksim_url: Option<String>,
+    /// Run no test book: test keys are then refused (403 `test_mode_off`).
+    #[arg(long, env = "QIANBAO_NO_TEST_BOOK")]
+    no_test_book: bool,
     /// The simulator's channels to use (their secrets: `QIANBAO_CHANNEL_SECRET_<NAME>`, else
     /// the simulator's development secret).
     #[arg(
@@ -126,6 +135,8 @@ struct ConfigFile {
     rate_limit_per_sec: Option<u32>,
     rate_limit_burst: Option<u32>,
     banksim_url: Option<String>,
+    test_banksim_url: Option<String>,
+    no_test_book: Option<bool>,
     channels: Option<Vec<String>>,
     assets: Option<Vec<String>>,
     inquiry_not_found_final_ms: Option<u64>,
@@ -188,6 +199,12 @@ impl ServeArgs {
         }
         if let (true, Some(value)) = (unset("banksim_url"), file.banksim_url) {
             self.banksim_url = Some(value);
+        }
+        if let (true, Some(value)) = (unset("test_banksim_url"), file.test_banksim_url) {
+            self.test_banksim_url = Some(value);
+        }
+        if let (true, Some(value)) = (unset("no_test_book"), file.no_test_book) {
+            self.no_test_book = value;
         }
         if let (true, Some(value)) = (unset("channels"), file.channels) {
             self.channels = value;
@@ -292,34 +309,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // dropped on a runtime thread (their Drop blocks on a runtime of their own): these two
     // references keep them alive until the runtime is gone.
     let keep_alive = (reader.clone(), access.clone());
-    let core = crate::payments::start(
-        &args.store,
-        &crate::payments::PaymentSettings {
-            banksim_url: args.banksim_url.clone(),
-            channels: args.channels.clone(),
-            assets: args.assets.clone(),
-            inquiry_not_found_final_ms: args.inquiry_not_found_final_ms,
-            inquiry_attempts_max: args.inquiry_attempts_max,
-            inquiry_escalated_delay_ms: args.inquiry_escalated_delay_ms,
-            inspect_after_ms: args.inspect_after_ms,
-            stuck_after_ms: args.stuck_after_ms,
-            ops_approval_minor: args.ops_approval_minor,
-            webhook_retry_first_ms: args.webhook_retry_first_ms,
-            webhook_private_urls: args.webhook_private_urls,
-            webhook_egress_proxy: args.webhook_egress_proxy.clone(),
-            ops_webhook: match (&args.ops_webhook_url, &args.ops_webhook_secret) {
-                (Some(url), Some(secret)) => Some((url.clone(), secret.clone())),
-                (None, None) => None,
-                _ => anyhow::bail!("--ops-webhook-url and --ops-webhook-secret go together"),
-            },
-            points: Some(args.points.clone()),
-            fx_rates: args.fx_rates.clone(),
-            channel_settings: args.channel_settings.clone(),
+    let settings = crate::payments::PaymentSettings {
+        banksim_url: args.banksim_url.clone(),
+        channels: args.channels.clone(),
+        assets: args.assets.clone(),
+        inquiry_not_found_final_ms: args.inquiry_not_found_final_ms,
+        inquiry_attempts_max: args.inquiry_attempts_max,
+        inquiry_escalated_delay_ms: args.inquiry_escalated_delay_ms,
+        inspect_after_ms: args.inspect_after_ms,
+        stuck_after_ms: args.stuck_after_ms,
+        ops_approval_minor: args.ops_approval_minor,
+        webhook_retry_first_ms: args.webhook_retry_first_ms,
+        webhook_private_urls: args.webhook_private_urls,
+        webhook_egress_proxy: args.webhook_egress_proxy.clone(),
+        ops_webhook: match (&args.ops_webhook_url, &args.ops_webhook_secret) {
+            (Some(url), Some(secret)) => Some((url.clone(), secret.clone())),
+            (None, None) => None,
+            _ => anyhow::bail!("--ops-webhook-url and --ops-webhook-secret go together"),
         },
-        ledger.handle(),
-        reader.clone(),
-        &runtime,
-    )?;
+        points: Some(args.points.clone()),
+        fx_rates: args.fx_rates.clone(),
+        channel_settings: args.channel_settings.clone(),
+        livemode: true,
+    };
+    let core =
+        crate::payments::start(&args.store, &settings, ledger.handle(), reader.clone(), &runtime)?;
     // Likewise the payment core's stores (orders, webhooks, inquiries, reconciliation, the
     // operators' desk).
     let keep_alive = (
@@ -350,7 +364,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         })
         .with_webhooks(core.webhooks.clone(), args.webhook_private_urls);
     let rate_limits = state.rate_limits.clone();
-    let app = server::router(state);
+    let test_book = if args.no_test_book {
+        None
+    } else {
+        Some(TestBook::start(&args, settings, &state, &runtime)?)
+    };
+    let app = match &test_book {
+        Some(book) => server::books::router_with_test_book(state, book.state.clone()),
+        None => server::router(state),
+    };
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -359,20 +381,121 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let executor = core.executor.clone();
         let background = tokio::spawn(crate::payments::run_background(core, stopped.clone()));
+        let test_background = test_book.as_ref().map(|book| book.run_background(stopped.clone()));
         let purge = tokio::spawn(purge_idempotency(access, rate_limits, clock, stopped));
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         executor.finish_batches(PAYOUT_BATCHES_GRACE).await;
+        if let Some(book) = &test_book {
+            book.executor.finish_batches(PAYOUT_BATCHES_GRACE).await;
+        }
         let _ = stop.send(true);
         let _ = purge.await;
         let _ = background.await;
+        if let Some(test_background) = test_background {
+            let _ = test_background.await;
+        }
         anyhow::Ok(())
     })?;
     drop(runtime);
     drop(keep_alive);
-    // In-flight requests are answered; now drain the posting pipeline.
+    // In-flight requests are answered; now drain the posting pipelines.
     ledger.shutdown();
+    if let Some(book) = test_book {
+        book.shutdown();
+    }
     eprintln!("qianbao stopped");
     Ok(())
+}
+
+/// The test book (test mode, `server::books`): a ledger and payment core of its own, in
+/// `StoreArgs::test_book`, whose channels are only the simulator at `--test-banksim-url`.
+struct TestBook {
+    state: server::AppState,
+    executor: Arc<executor::Executor>,
+    core: std::sync::Mutex<Option<crate::payments::PaymentCore>>,
+    ledger: ledger::Ledger,
+    /// The blocking PostgreSQL clients must not be dropped on a runtime thread.
+    keep_alive: Vec<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl TestBook {
+    fn start(
+        args: &ServeArgs,
+        live: crate::payments::PaymentSettings,
+        live_state: &server::AppState,
+        runtime: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<TestBook> {
+        if let (Some(test), Some(live)) = (&args.test_banksim_url, &args.banksim_url) {
+            anyhow::ensure!(
+                test.trim_end_matches('/') != live.trim_end_matches('/'),
+                "--test-banksim-url must be another simulator than --banksim-url: the books \
+                 must not share a channel's statements, callbacks or request ids"
+            );
+        }
+        let store = args.store.test_book();
+        let ledger = store.start_ledger(PipelineConfig::default())?;
+        let reader: Arc<dyn ledger::port::LedgerReader> = Arc::from(store.reader()?);
+        let settings = crate::payments::PaymentSettings {
+            banksim_url: args.test_banksim_url.clone(),
+            // Fund-safety alerts of the test book page no one.
+            ops_webhook: None,
+            livemode: false,
+            ..live
+        };
+        let core =
+            crate::payments::start(&store, &settings, ledger.handle(), reader.clone(), runtime)
+                .context("starting the test book")?;
+        let state = live_state
+            .test_book(ledger.handle(), reader.clone())
+            .with_payments(core.executor.clone())
+            .with_recon(core.reconciler.clone())
+            .with_desk(core.desk.clone(), core.switches.clone())
+            .with_webhooks(core.webhooks.clone(), args.webhook_private_urls);
+        tracing::info!(
+            data_dir = %store.data_dir.display(),
+            database_schema = %store.database_schema,
+            banksim_url = args.test_banksim_url.as_deref().unwrap_or("-"),
+            "test book started"
+        );
+        let keep_alive: Vec<Arc<dyn std::any::Any + Send + Sync>> = vec![
+            Arc::new(reader),
+            Arc::new(core.webhooks.clone()),
+            Arc::new(core.inquirer.clone()),
+            Arc::new(core.reconciler.clone()),
+            Arc::new(core.desk.clone()),
+        ];
+        Ok(TestBook {
+            state,
+            executor: core.executor.clone(),
+            core: std::sync::Mutex::new(Some(core)),
+            ledger,
+            keep_alive,
+        })
+    }
+
+    /// The test book's background loops, their log lines marked `mode=test`.
+    fn run_background(
+        &self,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        use tracing::Instrument;
+        let core = self.core.lock().unwrap_or_else(|p| p.into_inner()).take();
+        tokio::spawn(
+            async move {
+                if let Some(core) = core {
+                    crate::payments::run_background(core, stopped).await;
+                }
+            }
+            .instrument(tracing::info_span!("book", mode = "test")),
+        )
+    }
+
+    /// Drains the test book's posting pipeline (after the runtime is gone).
+    fn shutdown(self) {
+        drop(self.state);
+        drop(self.keep_alive);
+        self.ledger.shutdown();
+    }
 }
 
 /// How long a stopping server lets payout batches already accepted carry on before it stops

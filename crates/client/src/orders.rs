@@ -54,6 +54,13 @@ pub struct OrderView {
     pub detail: Value,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// False for an order of the test book (made with a test key).
+    #[serde(default = "live")]
+    pub livemode: bool,
+}
+
+fn live() -> bool {
+    true
 }
 
 impl Paged for OrderView {

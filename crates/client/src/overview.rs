@@ -119,4 +119,24 @@ impl Client {
     pub async fn balance_sheet(&self) -> Result<BalanceSheetView, ClientError> {
         self.read(routes::BALANCE_SHEET_VIEW, &[], Query::new()).await
     }
+
+    /// The head of the key's book's journal (operation `journal_head`, `ops:read`): read
+    /// with a live key before and after a test run, it shows the live book did not move.
+    pub async fn journal_head(&self) -> Result<JournalHeadView, ClientError> {
+        self.read(routes::JOURNAL_HEAD, &[], Query::new()).await
+    }
+}
+
+/// The last batch of a book's journal.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct JournalHeadView {
+    /// `live` or `test`: the book of the key that asked.
+    pub mode: String,
+    /// The last committed batch, as a decimal string.
+    pub batch_seq: String,
+    /// The last record's sequence number, as a decimal string.
+    pub last_seq: String,
+    /// The chain's hash at that batch, hex.
+    pub hash: String,
 }

@@ -15,6 +15,7 @@ pub const SET_ACCOUNT_STATUS: Route = ("POST", "/v1/accounts/{id}/status");
 pub const CREATE_ASSET: Route = ("POST", "/v1/assets");
 pub const CREATE_CHART: Route = ("POST", "/v1/chart");
 pub const VERIFY_JOURNAL: Route = ("POST", "/v1/journal/verify");
+pub const JOURNAL_HEAD: Route = ("GET", "/v1/journal/head");
 pub const CREATE_TRANSFER: Route = ("POST", "/v1/transfers");
 pub const CREATE_BATCH: Route = ("POST", "/v1/transfers/batch");
 pub const GET_TRANSFER: Route = ("GET", "/v1/transfers/{id}");
@@ -139,6 +140,7 @@ pub const OPERATIONS: &[Route] = &[
     CREATE_ASSET,
     CREATE_CHART,
     VERIFY_JOURNAL,
+    JOURNAL_HEAD,
     CREATE_TRANSFER,
     CREATE_BATCH,
     GET_TRANSFER,

@@ -101,7 +101,9 @@ pub struct ChannelProfile {
     /// Share of requests the channel declines, in thousandths.
     #[serde(default)]
     pub decline_rate_permille: u32,
-    /// Requests per second above which the channel refuses work; none means unlimited.
+    /// Debits, payouts and refunds per second above which the channel refuses work (`503`
+    /// before doing anything, so the gateway may fail over); status queries do not count.
+    /// None means unlimited.
     #[serde(default)]
     pub capacity_per_s: Option<u32>,
     /// Windows `[start_s, end_s)` in which every request fails.
@@ -148,8 +150,10 @@ impl ChannelProfile {
     /// it over time). The simulator draws a latency as a base plus an exponential tail, so
     /// each distribution is fitted by its shape: a fixed latency exactly; a uniform one by
     /// its minimum and a tail of half its width, capped at its maximum; a lognormal one by
-    /// the exponential through its p50 and p99 (`p = base + mean·ln(1/(1-q))`). The
-    /// simulator has no capacity limit: `capacity_per_s` is not played (say so to the user).
+    /// the exponential through its p50 and p99 (`p = base + mean·ln(1/(1-q))`).
+    /// `capacity_per_s` is played as is (the simulator's token bucket holds one second's
+    /// worth), outages included: the PUT replaces every fault, and the simulator keeps its
+    /// bucket across PUTs that leave the capacity unchanged.
     pub fn banksim_faults(&self, down: bool) -> serde_json::Value {
         let (base_ms, tail_mean_ms, max_ms) = match self.latency {
             LatencyMs::Fixed { ms } => (ms, 0, ms),
@@ -171,6 +175,7 @@ impl ChannelProfile {
             "payout": operation,
             "refund": operation,
             "query": {"latency": operation["latency"]},
+            "capacity_per_s": self.capacity_per_s,
         })
     }
 }
@@ -238,10 +243,25 @@ mod tests {
         assert_eq!(faults["payout"]["latency"]["tail_mean_ms"], serde_json::json!(102));
         assert_eq!(faults["payout"]["latency"]["base_ms"], serde_json::json!(30));
         assert_eq!(profile.banksim_faults(true)["down"], serde_json::json!("refuse"));
+        assert_eq!(faults["capacity_per_s"], serde_json::Value::Null, "unlimited");
         let fixed = ChannelProfile { latency: LatencyMs::Fixed { ms: 40 }, ..profile };
         assert_eq!(
             fixed.banksim_faults(false)["refund"]["latency"],
             serde_json::json!({"base_ms": 40, "tail_mean_ms": 0, "max_ms": 40})
         );
+    }
+
+    #[test]
+    fn the_capacity_is_played_in_and_out_of_outages() {
+        let profile = ChannelProfile {
+            latency: LatencyMs::Fixed { ms: 1 },
+            decline_rate_permille: 0,
+            capacity_per_s: Some(250),
+            outages: vec![Outage { start_s: 10, end_s: 20 }],
+        };
+        for down in [false, true] {
+            let faults = profile.banksim_faults(down);
+            assert_eq!(faults["capacity_per_s"], serde_json::json!(250), "down: {down}");
+        }
     }
 }

@@ -105,6 +105,7 @@ async fn resolve_presented(
             return Err(ApiError::unauthenticated());
         }
         let key = live_key(state, Secret::new(presented).hash()).await?;
+        same_book(state, &key)?;
         return Ok((key, Presented::Bearer));
     }
     let cookie = headers
@@ -118,12 +119,34 @@ async fn resolve_presented(
         .open_with_csrf(cookie, header(headers, console::session::CSRF_HEADER), now_ms)
         .map_err(|_| ApiError::unauthenticated())?;
     let key = live_key(state, KeyHash(session.key_hash)).await?;
+    same_book(state, &key)?;
     // Signing keys never get a session (`console_api::sign_in`); one found here is refused
     // rather than let a cookie stand in for its signatures.
     if key.signed {
         return Err(ApiError::unauthenticated());
     }
     Ok((key, Presented::Console))
+}
+
+/// A key acts on the book of its mode only (`books`): the dispatch sends test keys to the
+/// test book, so this refuses what reaches a book some other way — a test key where no test
+/// book runs, or a key named by a console session.
+pub(crate) fn same_book(state: &AppState, key: &ApiKey) -> Result<(), ApiError> {
+    if key.mode == state.mode {
+        return Ok(());
+    }
+    Err(match key.mode {
+        access::KeyMode::Test => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "test_mode_off",
+            "test keys act on the test book, which this service does not run",
+        ),
+        access::KeyMode::Live => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "live_key_in_test_mode",
+            "a live key acts on the live book only: send it without the /test prefix",
+        ),
+    })
 }
 
 /// The live key with this hash, through the cache.

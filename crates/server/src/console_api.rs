@@ -107,6 +107,8 @@ fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Who may sign in: a platform key with an operator's scope that does not sign requests.
 fn may_sign_in(state: &AppState, key: &ApiKey) -> Result<(), ApiError> {
+    // The console operates the live book (test keys are refused 403 `test_mode_off`).
+    crate::auth::same_book(state, key)?;
     if key.signed {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -39,7 +39,21 @@ pub struct KeyRequest {
     merchant: Option<String>,
 }
 
-/// Create an API key (admin). The secret is in this response only.
+/// Keys are managed from the live book only: a test key able to create keys could create a
+/// live one, and test mode must never reach live money.
+fn from_the_live_book(state: &AppState) -> Result<(), ApiError> {
+    match state.mode {
+        KeyMode::Live => Ok(()),
+        KeyMode::Test => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "keys_live_only",
+            "API keys are created, listed and revoked with a live admin key, not a test key",
+        )),
+    }
+}
+
+/// Create an API key (admin). The secret is in this response only. A test key cannot
+/// manage keys (403 `keys_live_only`).
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = KeyRequest,
     params(IdempotencyKey),
     responses((status = 201, body = KeyView), (status = "4XX", body = ErrorBody)))]
@@ -49,6 +63,9 @@ pub async fn create_key(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(refused) = from_the_live_book(&state) {
+        return axum::response::IntoResponse::into_response(refused);
+    }
     idempotency::once(&state, &caller, Scope::Admin, &headers, "POST /v1/keys", &body, async {
         let request: KeyRequest = crate::request::parse(&body)?;
         let tenant = TenantId::new(&request.tenant)
@@ -128,6 +145,7 @@ pub async fn list_keys(
     caller: Caller,
     Query(query): Query<PageQuery>,
 ) -> Result<axum::Json<KeyList>, ApiError> {
+    from_the_live_book(&state)?;
     caller.require(Scope::Admin)?;
     let (limit, after) = query.parts()?;
     let access = state.access.clone();
@@ -152,6 +170,7 @@ pub async fn revoke_key(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<RevokedKeyView>, ApiError> {
+    from_the_live_book(&state)?;
     caller.require(Scope::Admin)?;
     let access = state.access.clone();
     let now = state.clock.now().0;

@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 pub mod actions_api;
 pub mod admission;
 pub mod auth;
+pub mod books;
 pub mod breaks_api;
 pub mod cache;
 pub mod checks_api;
@@ -81,6 +82,9 @@ pub struct AppState {
     pub admission: Arc<admission::Admission>,
     /// Seals the console's session cookies (`console_api`).
     pub console: Arc<console::session::Sealer>,
+    /// The book this state serves: live money, or the test book (`books`) that test keys
+    /// act on. A key of the other mode is refused here.
+    pub mode: access::KeyMode,
 }
 
 /// The admin tenant when none is configured, as `qianbao serve` defaults it.
@@ -124,6 +128,7 @@ impl AppState {
             switches: Arc::default(),
             admission: Arc::new(admission::Admission::new(Default::default())),
             console: Arc::new(console::session::Sealer::new(console_secret)),
+            mode: access::KeyMode::Live,
         })
     }
 
@@ -210,14 +215,15 @@ impl MakeRequestId for RandomRequestId {
     }
 }
 
-/// The span of one request: its id, method and path (never headers or body: they may hold
-/// keys and signatures).
-fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+/// The span of one request: its id, the book it acts on (`live` or `test`), method and
+/// path (never headers or body: they may hold keys and signatures).
+fn request_span<B>(request: &axum::http::Request<B>, mode: access::KeyMode) -> tracing::Span {
     let request_id =
         request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
     tracing::info_span!(
         "request",
         request_id = %request_id,
+        mode = mode.as_str(),
         method = %request.method(),
         path = %request.uri().path(),
     )
@@ -240,6 +246,7 @@ fn log_failure(
 }
 
 pub fn router(state: AppState) -> Router {
+    let mode = state.mode;
     let v1 = Router::new()
         .route("/assets", post(ledger_api::create_asset))
         .route("/chart", post(ledger_api::create_chart))
@@ -255,6 +262,7 @@ pub fn router(state: AppState) -> Router {
         .route("/transfers/{id}/void", post(ledger_api::void_pending))
         .route("/trial-balance", get(ledger_api::trial_balance))
         .route("/journal/verify", post(ledger_api::verify_journal))
+        .route("/journal/head", get(overview_api::journal_head))
         .route("/customers", post(parties_api::create_customer))
         .route("/customers/{id}", get(parties_api::get_customer))
         .route("/customers/{id}/points", post(payments_api::grant_points))
@@ -356,7 +364,11 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), ops::track))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         // Inside the layer that sets the request id, so every log line of a request carries it.
-        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_failure(log_failure))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(move |request: &axum::http::Request<_>| request_span(request, mode))
+                .on_failure(log_failure),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .with_state(state)

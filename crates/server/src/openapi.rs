@@ -95,6 +95,7 @@ use crate::{
         operators_api::list_exceptions,
         overview_api::overview,
         overview_api::balance_sheet_view,
+        overview_api::journal_head,
         actions_api::propose_outcome,
         actions_api::propose_return,
         actions_api::list_actions,

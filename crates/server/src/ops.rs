@@ -18,26 +18,28 @@ use crate::AppState;
 /// Queue fill above which the service reports not ready, so balancers send traffic elsewhere.
 pub const READY_QUEUE_FILL_MAX: f32 = 0.9;
 
-/// Request counts and latency by route and status.
+/// Request counts and latency by book (`live` or `test`), route and status. The books
+/// share one (`books`): test traffic is told apart by its `mode` label.
 #[derive(Default)]
 pub struct HttpMetrics {
-    routes: Mutex<BTreeMap<(String, u16), Histogram>>,
+    routes: Mutex<BTreeMap<(&'static str, String, u16), Histogram>>,
 }
 
 impl HttpMetrics {
-    fn record(&self, route: String, status: u16, latency_us: u64) {
+    fn record(&self, mode: access::KeyMode, route: String, status: u16, latency_us: u64) {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        routes.entry((route, status)).or_default().record(latency_us);
+        routes.entry((mode.as_str(), route, status)).or_default().record(latency_us);
     }
 
-    /// Per route since the node started: requests, client and server errors, and the
-    /// latency bound of its 99th percentile (RED, as the console shows it).
-    pub fn summary(&self) -> Vec<RouteSummary> {
+    /// Per route of the book of `mode` since the node started: requests, client and server
+    /// errors, and the latency bound of its 99th percentile (RED, as the console shows it).
+    pub fn summary(&self, mode: access::KeyMode) -> Vec<RouteSummary> {
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         // Per route: its summary, and its histograms' cumulative buckets added up.
         type Merged = (RouteSummary, Vec<(u64, u64)>);
         let mut by_route: BTreeMap<&str, Merged> = BTreeMap::new();
-        for ((route, status), histogram) in routes.iter() {
+        let of_mode = routes.iter().filter(|((of, _, _), _)| *of == mode.as_str());
+        for ((_, route, status), histogram) in of_mode {
             let (summary, merged) = by_route.entry(route).or_insert_with(|| {
                 (RouteSummary { route: route.clone(), ..Default::default() }, Vec::new())
             });
@@ -87,6 +89,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let started = Instant::now();
     let response = next.run(request).await;
     state.http_metrics.record(
+        state.mode,
         route,
         response.status().as_u16(),
         started.elapsed().as_micros() as u64,
@@ -139,8 +142,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "# TYPE qianbao_http_request_duration_seconds histogram");
     {
         let routes = state.http_metrics.routes.lock().unwrap_or_else(|p| p.into_inner());
-        for ((route, status), h) in routes.iter() {
-            let labels = format!("route=\"{route}\",status=\"{status}\"");
+        for ((mode, route, status), h) in routes.iter() {
+            let labels = format!("mode=\"{mode}\",route=\"{route}\",status=\"{status}\"");
             histogram(&mut out, "qianbao_http_request_duration_seconds", &labels, h, 1e-6);
         }
     }

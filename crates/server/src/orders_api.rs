@@ -61,7 +61,7 @@ pub async fn get_order(
     Path(id): Path<String>,
 ) -> Result<axum::Json<OrderView>, ApiError> {
     caller.require(Scope::LedgerRead)?;
-    Ok(axum::Json(view(&own_order(&state, &caller, &id)?)))
+    Ok(axum::Json(view(&state, &own_order(&state, &caller, &id)?)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -146,7 +146,7 @@ pub async fn list_orders(
         .map_err(ExecError::from)?;
     let has_more = records.len() > limit;
     records.truncate(limit);
-    let data = records.iter().map(view).collect::<Vec<_>>();
+    let data = records.iter().map(|record| view(&state, record)).collect::<Vec<_>>();
     Ok(axum::Json(OrderList { object: "list", data, has_more }))
 }
 

@@ -1,5 +1,6 @@
-//! `/v1/ops/overview` and `/v1/ops/balance-sheet`: what an operator looks at first, and
-//! what the console's health and books pages draw. Platform keys with `ops:read`.
+//! `/v1/ops/overview`, `/v1/ops/balance-sheet` and `/v1/journal/head`: what an operator
+//! looks at first, and what the console's health and books pages draw. Platform keys with
+//! `ops:read`.
 //!
 //! - The overview: RED per route of this node (requests, errors, p99), every channel's
 //!   breaker, controls and recent window, and the inquiry backlog. Counts are since the node
@@ -90,7 +91,7 @@ pub async fn overview(
     require_platform(&state, &caller, Scope::OpsRead)?;
     let routes = state
         .http_metrics
-        .summary()
+        .summary(state.mode)
         .into_iter()
         .map(|route| RouteView {
             route: route.route,
@@ -285,4 +286,39 @@ pub async fn balance_sheet_view(
         })
         .collect();
     Ok(axum::Json(BalanceSheetView { object: "balance_sheet", assets }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JournalHeadView {
+    #[schema(example = "journal_head")]
+    pub object: &'static str,
+    /// The book read: `live`, or `test` for a test key (`books`).
+    pub mode: &'static str,
+    /// The last committed batch (0 before the first), as a decimal string.
+    pub batch_seq: String,
+    /// The last record's sequence number (0 before the first record), as a decimal string.
+    pub last_seq: String,
+    /// The chain's hash at that batch, hex.
+    pub hash: String,
+}
+
+/// The head of the book's journal (`ops:read`): its last batch and chain hash. Read before
+/// and after a test run, it shows the run left the live book alone — test keys act on a
+/// book of their own.
+#[utoipa::path(get, path = "/v1/journal/head", tag = "books",
+    responses((status = 200, body = JournalHeadView), (status = "4XX", body = ErrorBody)))]
+pub async fn journal_head(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<JournalHeadView>, ApiError> {
+    require_platform(&state, &caller, Scope::OpsRead)?;
+    let reader = state.reader.clone();
+    let head = blocking(move || reader.head().map_err(ApiError::from)).await?;
+    Ok(axum::Json(JournalHeadView {
+        object: "journal_head",
+        mode: state.mode.as_str(),
+        batch_seq: head.batch_seq.0.to_string(),
+        last_seq: head.last_seq.0.to_string(),
+        hash: head.hash.to_hex(),
+    }))
 }

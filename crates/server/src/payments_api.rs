@@ -90,9 +90,18 @@ pub(crate) fn executor(state: &AppState) -> Result<Arc<Executor>, ApiError> {
     })
 }
 
-fn placed(placed: Placed) -> Result<(StatusCode, serde_json::Value), ApiError> {
+fn placed(state: &AppState, placed: Placed) -> Result<(StatusCode, serde_json::Value), ApiError> {
     let status = if placed.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, order_payload(&placed.record)))
+    Ok((status, order_payload(&placed.record, livemode(state))))
+}
+
+fn live() -> bool {
+    true
+}
+
+/// Whether the state's book is the live one: an order's `livemode`.
+pub(crate) fn livemode(state: &AppState) -> bool {
+    state.mode == access::KeyMode::Live
 }
 
 // ---- views ---------------------------------------------------------------------------------
@@ -132,10 +141,14 @@ pub struct OrderView {
     pub detail: serde_json::Value,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// False for an order of the test book (made with a test key, through the test
+    /// book's simulated channels). Events stored before the field existed are live.
+    #[serde(default = "live")]
+    pub livemode: bool,
 }
 
-pub(crate) fn view(record: &OrderRecord) -> OrderView {
-    let payload = OrderPayload::of(record);
+pub(crate) fn view(state: &AppState, record: &OrderRecord) -> OrderView {
+    let payload = OrderPayload::of(record, livemode(state));
     OrderView {
         id: payload.id,
         object: payload.object.to_owned(),
@@ -152,6 +165,7 @@ pub(crate) fn view(record: &OrderRecord) -> OrderView {
         detail: payload.detail,
         created_at_ms: payload.created_at_ms,
         updated_at_ms: payload.updated_at_ms,
+        livemode: payload.livemode,
     }
 }
 
@@ -330,7 +344,7 @@ pub async fn create_topup(
                 asset: request.asset,
                 amount: request.amount,
             };
-            placed(executor(&state)?.create_topup(caller.tenant().as_str(), request).await?)
+            placed(&state, executor(&state)?.create_topup(caller.tenant().as_str(), request).await?)
         },
     )
     .await
@@ -364,7 +378,10 @@ pub async fn create_withdrawal(
                 asset: request.asset,
                 amount: request.amount,
             };
-            placed(executor(&state)?.create_withdrawal(caller.tenant().as_str(), request).await?)
+            placed(
+                &state,
+                executor(&state)?.create_withdrawal(caller.tenant().as_str(), request).await?,
+            )
         },
     )
     .await
@@ -412,6 +429,7 @@ pub async fn create_payment(
                     amount: request.amount,
                 };
                 return placed(
+                    &state,
                     executor(&state)?
                         .create_card_payment(caller.tenant().as_str(), request)
                         .await?,
@@ -427,7 +445,10 @@ pub async fn create_payment(
                 pay_from: request.pay_from,
                 authorize_for_secs: request.authorize_for_secs,
             };
-            placed(executor(&state)?.create_payment(caller.tenant().as_str(), request).await?)
+            placed(
+                &state,
+                executor(&state)?.create_payment(caller.tenant().as_str(), request).await?,
+            )
         },
     )
     .await
@@ -459,7 +480,7 @@ pub async fn capture_payment(
             },
         };
         let record = executor.capture(tenant, &id, amount).await?;
-        Ok((StatusCode::OK, order_payload(&record)))
+        Ok((StatusCode::OK, order_payload(&record, livemode(&state))))
     })
     .await
 }
@@ -479,7 +500,7 @@ pub async fn cancel_payment(
     idempotency::once(&state, &caller, Scope::LedgerWrite, &headers, &route, &body, async {
         own_order(&state, &caller, &id)?;
         let record = executor(&state)?.cancel(caller.tenant().as_str(), &id).await?;
-        Ok((StatusCode::OK, order_payload(&record)))
+        Ok((StatusCode::OK, order_payload(&record, livemode(&state))))
     })
     .await
 }
@@ -504,7 +525,7 @@ pub async fn create_refund(
             OrderId::new(id.as_str()).map_err(|_| ExecError::OrderNotFound(id.clone()))?;
         let request =
             RefundRequest { reference: request.reference, payment, amount: request.amount };
-        placed(executor(&state)?.create_refund(caller.tenant().as_str(), request).await?)
+        placed(&state, executor(&state)?.create_refund(caller.tenant().as_str(), request).await?)
     })
     .await
 }
@@ -535,6 +556,7 @@ pub async fn grant_points(
         not_for_merchant_keys(&caller)?;
         let request: PointsGrantBody = parse(&body)?;
         placed(
+            &state,
             executor(&state)?
                 .grant_points(caller.tenant().as_str(), &id, &request.reference, request.points)
                 .await?,
@@ -677,6 +699,7 @@ pub async fn create_wallet_transfer(
                 amount: request.amount,
             };
             placed(
+                &state,
                 executor(&state)?.create_wallet_transfer(caller.tenant().as_str(), request).await?,
             )
         },
@@ -721,7 +744,7 @@ pub async fn settle_merchant(
         let (status, settlement) = match run {
             Some(placed) => (
                 if placed.created { StatusCode::CREATED } else { StatusCode::OK },
-                Some(view(&placed.record)),
+                Some(view(&state, &placed.record)),
             ),
             None => (StatusCode::OK, None),
         };
@@ -781,6 +804,7 @@ pub struct PayoutBatchView {
 }
 
 fn batch_view(
+    state: &AppState,
     id: &str,
     merchant: &str,
     items: &[OrderRecord],
@@ -798,7 +822,7 @@ fn batch_view(
         succeeded: total(totals.succeeded),
         failed: total(totals.failed),
         processing: total(totals.processing),
-        items: items.iter().map(view).collect(),
+        items: items.iter().map(|item| view(state, item)).collect(),
     })
 }
 
@@ -841,7 +865,7 @@ pub async fn create_payout_batch(
             )
             .await?;
         let items = executor.payout_batch(tenant, batch.as_str())?;
-        Ok((StatusCode::ACCEPTED, to_value(batch_view(batch.as_str(), &id, &items)?)?))
+        Ok((StatusCode::ACCEPTED, to_value(batch_view(&state, batch.as_str(), &id, &items)?)?))
     })
     .await
 }
@@ -865,5 +889,5 @@ pub async fn get_payout_batch(
         .and_then(|item| item.order.merchant())
         .map(|key| key.split_once('/').map_or(key, |(_, id)| id).to_owned())
         .unwrap_or_default();
-    Ok(axum::Json(batch_view(&id, &merchant, &items)?))
+    Ok(axum::Json(batch_view(&state, &id, &merchant, &items)?))
 }

@@ -24,7 +24,7 @@ use crate::AppState;
 
 /// The caller's namespace.
 pub fn namespace(state: &AppState, caller: &Caller) -> Namespace {
-    state.namespaces.of(caller.tenant(), caller.is_admin())
+    state.namespaces.of_mode(caller.tenant(), caller.is_admin(), caller.key.mode)
 }
 
 /// The ledger's id for the caller's account id.

@@ -25,6 +25,28 @@ async fn set_flags_override_the_config_file() {
     assert_eq!(debit["currency"], "USD");
 }
 
+#[test]
+fn faults_are_set_from_the_command_line() {
+    // `config` prints what `serve` would run with (`serve` in the tests adds `--no-faults`,
+    // which clears every fault after the `--set`s).
+    let output = Command::new(env!("CARGO_BIN_EXE_qianbao-banksim"))
+        .args(["config", "--set", "channels.bank_a.faults.capacity_per_s=100"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let config: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(config["channels"]["bank_a"]["faults"]["capacity_per_s"], 100);
+    assert_eq!(config["channels"]["bank_b"]["faults"]["capacity_per_s"], serde_json::Value::Null);
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_qianbao-banksim"))
+        .args(["config", "--set", "channels.bank_a.faults.capacity_per_s=0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("capacity_per_s must be at least 1"), "{stderr}");
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_server() {
     let mut sim = Sim::start().await;

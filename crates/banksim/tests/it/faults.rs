@@ -196,10 +196,51 @@ async fn bad_fault_configs_are_rejected() {
         json!({ "debit": { "timeout_rate": 0.6, "declined_rate": 0.6 } }),
         json!({ "debit": { "no_such_fault": 1 } }),
         json!({ "down": "sometimes" }),
+        json!({ "capacity_per_s": 0 }),
+        json!({ "capacity_per_s": -5 }),
     ] {
         let (status, _) =
             sim.admin(Method::PUT, "/admin/channels/bank_a/faults", Some(faults.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{faults}");
+    }
+}
+
+#[tokio::test]
+async fn capacity_limit_refuses_before_anything_is_recorded() {
+    let sim = Sim::start().await;
+    sim.open_account("bank_a", "c1", 10_000).await;
+    sim.set_faults("bank_a", json!({ "capacity_per_s": 1 })).await;
+    let (_, faults) = sim.admin(Method::GET, "/admin/channels/bank_a/faults", None).await;
+    assert_eq!(faults["capacity_per_s"], 1, "{faults}");
+
+    // One a second: the first is taken, the second (well within the second) refused.
+    let (_, first) = sim.debit("d1", "c1", 100).await.unwrap();
+    assert_eq!(first["status"], "succeeded");
+    let body = debit_body("d2", "c1", 100);
+    let refused = sim.signed(Method::POST, "/channels/bank_a/debits", Some(&body)).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "capacity_exceeded", "{error}");
+
+    // Nothing of d2 was recorded; queries are not limited and find nothing.
+    let (status, queried) = sim.query("bank_a", "d2").await;
+    assert_eq!((status, &queried["error"]["code"]), (StatusCode::NOT_FOUND, &json!("not_found")));
+    assert_eq!(sim.operations("bank_a").await.len(), 1);
+    assert_eq!(sim.books("bank_a").await.customer("c1"), 9_900);
+
+    // A second later the same request id is a first execution; waiting is the feature here.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let (_, retried) = sim.debit("d2", "c1", 100).await.unwrap();
+    assert_eq!((&retried["status"], &retried["attempt"]), (&json!("succeeded"), &json!(0)));
+
+    // Clearing the faults clears the limit.
+    sim.set_faults("bank_a", json!({})).await;
+    let (_, faults) = sim.admin(Method::GET, "/admin/channels/bank_a/faults", None).await;
+    assert_eq!(faults["capacity_per_s"], Value::Null);
+    for n in 0..5 {
+        let (status, _) = sim.debit(&format!("e{n}"), "c1", 1).await.unwrap();
+        assert_eq!(status, StatusCode::OK);
     }
 }
 

@@ -266,6 +266,38 @@ async fn routing_follows_health_and_never_fails_over_an_unknown_outcome() {
 }
 
 #[tokio::test]
+async fn a_request_over_the_banks_capacity_fails_over_because_the_bank_did_nothing() {
+    let sim = Sim::start().await;
+    for channel in ["bank_a", "bank_b"] {
+        sim.open_account(channel, "alice", 1_000_000).await;
+    }
+    let gateway = gateway(&sim);
+    let bank_a = ChannelId::new("bank_a").unwrap();
+    sim.set_faults("bank_a", json!({"capacity_per_s": 1})).await;
+    let first =
+        gateway.execute_on(&bank_a, &request("cap-1", Operation::Debit, "alice", 100)).await;
+    assert!(matches!(first.outcome, Outcome::Succeeded(_)), "{first:?}");
+    // Within the same second: the adapter reads the refusal as "certainly did nothing"...
+    let refused =
+        gateway.execute_on(&bank_a, &request("cap-2", Operation::Debit, "alice", 100)).await;
+    assert!(
+        matches!(
+            refused.outcome,
+            Outcome::Failed { reason: FailureReason::ChannelUnavailable, .. }
+        ),
+        "{refused:?}"
+    );
+    // ...so routing may send the request on to another channel, and bank_a has no trace of it.
+    let routed = gateway.execute(&request("cap-3", Operation::Debit, "alice", 100)).await;
+    assert!(matches!(routed.outcome, Outcome::Succeeded(_)), "{routed:?}");
+    assert_eq!(routed.channel.unwrap().as_str(), "bank_b");
+    for request_id in ["cap-2", "cap-3"] {
+        let (_, op) = sim.query("bank_a", request_id).await;
+        assert_eq!(op["error"]["code"], "not_found", "{request_id}: {op}");
+    }
+}
+
+#[tokio::test]
 async fn inquiry_converges_to_the_simulators_truth_across_a_gateway_restart() {
     let sim = Sim::start().await;
     sim.open_account("bank_a", "bob", 1_000_000).await;

@@ -227,7 +227,7 @@ fn bodies() -> Vec<(Route, Value, Value)> {
         (
             routes::CREATE_KEY,
             json(&key),
-            json(&KeyRequest::new("acme", KeyMode::Test, vec![Scope::Admin])),
+            json(&KeyRequest::new("acme", KeyMode::Live, vec![Scope::Admin])),
         ),
         (routes::CREATE_CUSTOMER, json(&customer), json(&CustomerRequest::new("bob", &["CNY"]))),
         (routes::CREATE_MERCHANT, json(&merchant), json(&MerchantRequest::new("tea", &["CNY"]))),

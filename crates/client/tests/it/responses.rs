@@ -15,7 +15,7 @@ use client::ledger::{
 };
 use client::ops::{ActionView, AuditCheckView, AuditList, InquiryView, OverdueOrderView};
 use client::orders::{EventView, OrderView};
-use client::overview::{BalanceSheetView, OverviewView};
+use client::overview::{BalanceSheetView, JournalHeadView, OverviewView};
 use client::parties::PartyView;
 use client::payments::{FxRateView, PayoutBatchView, SettlementRunView};
 use client::recon::{LossReport, LossView, RunView, StatementReceived, StatementView};
@@ -47,6 +47,7 @@ fn answers() -> Vec<(Route, Decode)> {
         (routes::SET_ACCOUNT_STATUS, decodes::<AccountStatusView>),
         (routes::TRIAL_BALANCE, decodes::<TrialBalanceView>),
         (routes::VERIFY_JOURNAL, decodes::<VerifyView>),
+        (routes::JOURNAL_HEAD, decodes::<JournalHeadView>),
         (routes::CREATE_TRANSFER, decodes::<TransferView>),
         (routes::CREATE_BATCH, decodes::<BatchResultView>),
         (routes::GET_TRANSFER, decodes::<TransferView>),

@@ -63,7 +63,7 @@ impl Service {
         let access = Arc::new(SqliteAccess::open(dir.path().join("access.db")).unwrap());
         let (key, secret) = access::generate_key(
             TenantId::new("platform").unwrap(),
-            KeyMode::Test,
+            KeyMode::Live,
             vec![Scope::Admin],
             false,
             clock.now().0,
@@ -97,7 +97,7 @@ impl Service {
 
     /// A new key of `tenant`, created over the API by the admin; its secret.
     pub async fn key(&self, tenant: &str, scopes: Vec<keys::Scope>, signed: bool) -> String {
-        let request = KeyRequest { signed, ..KeyRequest::new(tenant, keys::KeyMode::Test, scopes) };
+        let request = KeyRequest { signed, ..KeyRequest::new(tenant, keys::KeyMode::Live, scopes) };
         let created = self.admin().create_key(&request, None).await.unwrap();
         assert_eq!(created.http_status, 201);
         created.value.secret.unwrap().expose().to_string()

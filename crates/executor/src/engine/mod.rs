@@ -75,11 +75,18 @@ pub struct ExecutorConfig {
     pub inspect_after_ms: u64,
     /// An unfinished order older than this is reported as overdue (and logged) by inspection.
     pub overdue_after_ms: u64,
+    /// False for the test book's executor: its orders and events say `"livemode": false`.
+    pub livemode: bool,
 }
 
 impl Default for ExecutorConfig {
     fn default() -> ExecutorConfig {
-        ExecutorConfig { points: None, inspect_after_ms: 30_000, overdue_after_ms: 15 * 60_000 }
+        ExecutorConfig {
+            points: None,
+            inspect_after_ms: 30_000,
+            overdue_after_ms: 15 * 60_000,
+            livemode: true,
+        }
     }
 }
 
@@ -539,7 +546,7 @@ impl Executor {
             next.order = transition.state;
             next.version = record.version + 1;
             next.updated_at_ms = self.clock.now_ms();
-            let events = outbox_events(&record.order, &next);
+            let events = outbox_events(&record.order, &next, self.config.livemode);
             if self.store.update(&next, record.version, &events)? {
                 self.counters.transitions.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
@@ -642,12 +649,12 @@ fn submitted(order: Order) -> Order {
 }
 
 /// The events a state change emits: one when an order reaches a final (or operator) state.
-fn outbox_events(before: &Order, after: &OrderRecord) -> Vec<NewEvent> {
+fn outbox_events(before: &Order, after: &OrderRecord, livemode: bool) -> Vec<NewEvent> {
     if before.status() == after.order.status() || !after.order.is_final() {
         return Vec::new();
     }
     vec![NewEvent {
         event_type: format!("{}.{}", after.order.kind().as_str(), after.order.status()),
-        payload: order_payload(after),
+        payload: order_payload(after, livemode),
     }]
 }

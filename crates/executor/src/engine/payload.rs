@@ -29,10 +29,14 @@ pub struct OrderPayload {
     pub detail: serde_json::Value,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// False for an order of the test book (test keys, virtual channels): webhooks and the
+    /// API mark test traffic end to end.
+    pub livemode: bool,
 }
 
 impl OrderPayload {
-    pub fn of(record: &OrderRecord) -> OrderPayload {
+    /// `livemode`: whether the order is in the live book ([`ExecutorConfig::livemode`]).
+    pub fn of(record: &OrderRecord, livemode: bool) -> OrderPayload {
         let order = &record.order;
         let (state, detail) = state_and_terms(order);
         OrderPayload {
@@ -53,13 +57,14 @@ impl OrderPayload {
             detail,
             created_at_ms: record.created_at_ms,
             updated_at_ms: record.updated_at_ms,
+            livemode,
         }
     }
 }
 
 /// The public JSON of an order ([`OrderPayload`]).
-pub fn order_payload(record: &OrderRecord) -> serde_json::Value {
-    match serde_json::to_value(OrderPayload::of(record)) {
+pub fn order_payload(record: &OrderRecord, livemode: bool) -> serde_json::Value {
+    match serde_json::to_value(OrderPayload::of(record, livemode)) {
         Ok(value) => value,
         Err(_) => unreachable!("strings, numbers and JSON values always serialise"),
     }
@@ -136,7 +141,7 @@ mod tests {
             amount,
             60,
         );
-        let wallet = order_payload(&record(Order::Payment(wallet)));
+        let wallet = order_payload(&record(Order::Payment(wallet)), true);
         assert_eq!(wallet["detail"]["fee"], serde_json::json!("30"), "{wallet}");
 
         let mut card =
@@ -146,7 +151,7 @@ mod tests {
                     fee: payments::booking::fee_for(amount, 60),
                     fee_bps: 60,
                 });
-        let before = order_payload(&record(Order::CardPayment(card.clone())));
+        let before = order_payload(&record(Order::CardPayment(card.clone())), true);
         assert_eq!(before["detail"]["fee"], serde_json::json!("30"), "{before}");
         assert_eq!(before["detail"]["fee_bps"], serde_json::json!(60), "{before}");
         assert!(before["detail"].get("channel_fee").is_none(), "not reported yet: {before}");
@@ -154,7 +159,7 @@ mod tests {
         let channel = ChannelId::new("bank_a").unwrap();
         let settled = Settled { channel_ref: "r".into(), fee: Amount::new(7).unwrap() };
         card.state = TopUpState::Succeeded { channel, settled };
-        let paid = order_payload(&record(Order::CardPayment(card)));
+        let paid = order_payload(&record(Order::CardPayment(card)), true);
         assert_eq!(paid["merchant"], serde_json::json!("shop"), "{paid}");
         assert_eq!(paid["detail"]["fee"], serde_json::json!("30"), "the merchant's: {paid}");
         assert_eq!(paid["detail"]["channel_fee"], serde_json::json!("7"), "{paid}");
@@ -177,7 +182,7 @@ mod tests {
                 let order = payments::order::read_stored(1, &body.to_string()).unwrap();
                 let parent = matches!(order.kind(), OrderKind::Refund | OrderKind::CardRefund)
                     .then(|| OrderId::new(format!("parent_{n}")).unwrap());
-                order_payload(&OrderRecord { parent, ..record(order) })
+                order_payload(&OrderRecord { parent, ..record(order) }, true)
             })
             .collect();
         let actual = serde_json::to_string_pretty(&payloads).unwrap() + "\n";

@@ -54,6 +54,7 @@ fn example_scenarios_parse() {
     let unionpay = &merchant.channels()["bank_a"];
     assert_eq!(unionpay.latency, LatencyMs::Lognormal { p50_ms: 90, p99_ms: 600 });
     assert_eq!(unionpay.outages, [Outage { start_s: 150, end_s: 165 }]);
+    assert_eq!(unionpay.banksim_faults(false)["capacity_per_s"], 500, "played on the simulator");
     assert_eq!(merchant.channels()["fastpay"].latency, LatencyMs::Fixed { ms: 25 });
 }
 

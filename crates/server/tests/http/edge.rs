@@ -13,7 +13,7 @@ const BOB: u128 = 3;
 
 /// A key of tenant `acme` bound to merchant `shop`, made through the API.
 async fn merchant_key(app: &App) -> String {
-    let body = json!({"tenant": "acme", "mode": "test", "scopes": ["ledger:read", "ledger:write"],
+    let body = json!({"tenant": "acme", "mode": "live", "scopes": ["ledger:read", "ledger:write"],
         "merchant": "shop"});
     let r = app.post("/v1/keys", &app.admin, &body).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
@@ -41,12 +41,12 @@ async fn another_key_repeating_an_idempotency_key_gets_its_own_authorisation() {
     // The admin's stored answers (a key's secret is never stored anyway) stay the admin's.
     let created = app
         .call(Req::post("/v1/keys").key(&app.admin).idem("mk").json(&json!({"tenant": "acme",
-            "mode": "test", "scopes": ["ledger:read"]})))
+            "mode": "live", "scopes": ["ledger:read"]})))
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
     let r = app
         .call(Req::post("/v1/keys").key(&key).idem("mk").json(&json!({"tenant": "acme",
-            "mode": "test", "scopes": ["ledger:read"]})))
+            "mode": "live", "scopes": ["ledger:read"]})))
         .await;
     assert_error(&r, 403, "missing_scope");
 }

@@ -541,11 +541,11 @@ async fn keys_are_created_listed_and_revoked() {
         .post(
             "/v1/keys",
             &app.admin,
-            &json!({"tenant": "globex", "mode": "test", "scopes": ["ledger:read"]}),
+            &json!({"tenant": "globex", "mode": "live", "scopes": ["ledger:read"]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
-    assert!(r.json["secret"].as_str().is_some_and(|s| s.starts_with("qb_test_")));
+    assert!(r.json["secret"].as_str().is_some_and(|s| s.starts_with("qb_live_")));
     let list = app.get("/v1/keys", &app.admin).await;
     assert_eq!(list.status, StatusCode::OK, "{list:?}");
     assert_eq!(list.json["object"], json!("list"));
@@ -625,7 +625,7 @@ async fn health_readiness_request_ids_and_metrics() {
     let text = String::from_utf8(r.body.to_vec()).expect("utf-8");
     let count = |route: &str, status: u16| -> Option<u64> {
         let prefix = format!(
-            "qianbao_http_request_duration_seconds_count{{route=\"{route}\",status=\"{status}\"}} "
+            "qianbao_http_request_duration_seconds_count{{mode=\"live\",route=\"{route}\",status=\"{status}\"}} "
         );
         text.lines()
             .find_map(|l| l.strip_prefix(prefix.as_str()))
@@ -639,7 +639,7 @@ async fn health_readiness_request_ids_and_metrics() {
     assert_eq!(count("POST /v1/accounts", 201), Some(3), "{text}");
     assert_eq!(count("GET /healthz", 200), Some(2), "{text}");
     assert!(count("unmatched", 404).is_some_and(|n| n >= 1), "{text}");
-    assert!(text.contains("qianbao_http_request_duration_seconds_bucket{route=\"POST /v1/transfers\",status=\"201\",le=\"+Inf\"} 3"), "{text}");
+    assert!(text.contains("qianbao_http_request_duration_seconds_bucket{mode=\"live\",route=\"POST /v1/transfers\",status=\"201\",le=\"+Inf\"} 3"), "{text}");
     for name in [
         "qianbao_ledger_batches_committed_total",
         "qianbao_ledger_records_committed_total",

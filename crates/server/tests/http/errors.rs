@@ -58,7 +58,7 @@ async fn missing_malformed_unknown_and_revoked_keys_are_401() {
         Req::post("/v1/transfers/1/post").json(&json!({})),
         Req::post("/v1/transfers/1/void").json(&json!({})),
         Req::post("/v1/assets").json(&json!({"code": "EUR", "scale": 2})),
-        Req::post("/v1/keys").json(&json!({"tenant": "x", "mode": "test", "scopes": ["admin"]})),
+        Req::post("/v1/keys").json(&json!({"tenant": "x", "mode": "live", "scopes": ["admin"]})),
         Req::get("/v1/keys"),
         Req::get("/v1/trial-balance"),
         Req::post("/v1/journal/verify"),
@@ -404,24 +404,24 @@ async fn asset_tenant_and_scope_validation() {
             .post(
                 "/v1/keys",
                 &app.admin,
-                &json!({"tenant": tenant, "mode": "test", "scopes": ["ledger:read"]}),
+                &json!({"tenant": tenant, "mode": "live", "scopes": ["ledger:read"]}),
             )
             .await;
         assert_error(&r, 400, "invalid_tenant");
         assert_eq!(r.json["error"]["param"], json!("tenant"));
     }
     let r = app
-        .post("/v1/keys", &app.admin, &json!({"tenant": "acme", "mode": "test", "scopes": []}))
+        .post("/v1/keys", &app.admin, &json!({"tenant": "acme", "mode": "live", "scopes": []}))
         .await;
     assert_error(&r, 400, "invalid_scopes");
     assert_eq!(r.json["error"]["param"], json!("scopes"));
     for body in [
-        json!({"tenant": "acme", "mode": "test", "scopes": ["root"]}),
+        json!({"tenant": "acme", "mode": "live", "scopes": ["root"]}),
         json!({"tenant": "acme", "mode": "prod", "scopes": ["admin"]}),
-        json!({"tenant": "acme", "mode": "test", "scopes": "admin"}),
-        json!({"tenant": "acme", "mode": "test", "scopes": ["admin"], "signed": "yes"}),
-        json!({"tenant": "acme", "mode": "test", "scopes": ["admin"], "owner": "me"}),
-        json!({"mode": "test", "scopes": ["admin"]}),
+        json!({"tenant": "acme", "mode": "live", "scopes": "admin"}),
+        json!({"tenant": "acme", "mode": "live", "scopes": ["admin"], "signed": "yes"}),
+        json!({"tenant": "acme", "mode": "live", "scopes": ["admin"], "owner": "me"}),
+        json!({"mode": "live", "scopes": ["admin"]}),
     ] {
         let r = app.post("/v1/keys", &app.admin, &body).await;
         assert_error(&r, 400, "invalid_body");

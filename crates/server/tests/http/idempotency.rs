@@ -79,7 +79,7 @@ async fn every_post_endpoint_replays() {
         Req::post("/v1/transfers/8/void").key(&key),
         Req::post("/v1/keys")
             .key(&app.admin)
-            .json(&json!({"tenant": "acme", "mode": "test", "scopes": ["ledger:read"]})),
+            .json(&json!({"tenant": "acme", "mode": "live", "scopes": ["ledger:read"]})),
     ];
     for (i, request) in requests.into_iter().enumerate() {
         let request = request.idem(&format!("k-{i}"));

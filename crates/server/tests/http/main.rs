@@ -13,3 +13,4 @@ mod signing;
 mod ssrf;
 mod support;
 mod tenancy;
+mod test_mode;

@@ -51,6 +51,9 @@ pub const AMOUNT_MAX: u64 = i64::MAX as u64;
 
 /// Every error code of the table in docs/api.md.
 pub const DOCUMENTED_CODES: &[&str] = &[
+    "test_mode_off",
+    "live_key_in_test_mode",
+    "keys_live_only",
     "console_scope",
     "order_not_suspended",
     "console_signing_key",
@@ -231,6 +234,8 @@ pub struct App {
     /// An admin key of tenant `platform`, as `qianbao serve` creates on first start.
     pub admin: String,
     ledger: Option<Ledger>,
+    /// The test book's ledger, once [`App::serve_test_book`] started one.
+    test_ledger: Option<Ledger>,
     _dir: tempfile::TempDir,
 }
 
@@ -238,6 +243,9 @@ impl Drop for App {
     fn drop(&mut self) {
         self.control.set(Mode::Open);
         if let Some(ledger) = self.ledger.take() {
+            ledger.shutdown();
+        }
+        if let Some(ledger) = self.test_ledger.take() {
             ledger.shutdown();
         }
     }
@@ -275,6 +283,7 @@ impl App {
             control,
             admin: String::new(),
             ledger: Some(ledger),
+            test_ledger: None,
             _dir: dir,
         };
         app.admin = app.key("platform", &[Scope::Admin]);
@@ -313,6 +322,39 @@ impl App {
         webhooks
     }
 
+    /// The same service with a test book (`server::books`) on a ledger of its own in
+    /// `test/ledger.db`, as `qianbao serve` runs it.
+    pub fn serve_test_book(&mut self) {
+        let dir = self._dir.path().join("test");
+        std::fs::create_dir_all(&dir).expect("creating test/");
+        let path = dir.join("ledger.db");
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let ledger = Ledger::start(
+            SqliteStore::open(&path).expect("opening the test book"),
+            clock,
+            PipelineConfig::default(),
+        );
+        let reader: Arc<dyn ledger::port::LedgerReader> =
+            Arc::new(SqliteReader::open(&path).expect("opening the test book's reader"));
+        let test = self.state.test_book(ledger.handle(), reader);
+        self.router = server::books::router_with_test_book(self.state.clone(), test);
+        self.test_ledger = Some(ledger);
+    }
+
+    /// A test key (`qb_test_…`) inserted directly into the access store.
+    pub fn test_key(&self, tenant: &str, scopes: &[Scope]) -> String {
+        let (key, secret) = access::generate_key(
+            TenantId::new(tenant).expect("tenant"),
+            KeyMode::Test,
+            scopes.to_vec(),
+            false,
+            self.clock.now().0,
+        )
+        .expect("generating a key");
+        self.access.insert_key(&key).expect("inserting a key");
+        secret.expose().to_string()
+    }
+
     /// The payment core's file: orders, their outbox, webhooks.
     pub fn orders_path(&self) -> std::path::PathBuf {
         self._dir.path().join("orders.db")
@@ -338,7 +380,7 @@ impl App {
     pub fn key_with(&self, tenant: &str, scopes: &[Scope], signed: bool) -> (String, String) {
         let (key, secret) = access::generate_key(
             TenantId::new(tenant).expect("tenant"),
-            KeyMode::Test,
+            KeyMode::Live,
             scopes.to_vec(),
             signed,
             self.clock.now().0,
