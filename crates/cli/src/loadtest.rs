@@ -11,6 +11,9 @@
 //! are created (an existing one is kept) and each customer is topped up through a channel,
 //! so that payments, transfers and withdrawals have money to move. A rerun with the same
 //! prefix reuses them.
+//!
+//! The run goes through a test key, so it acts on the test book and cannot reach live
+//! money; afterwards the fund-safety check (`loadtest::safety`) proves it.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -25,6 +28,8 @@ use loadtest::schedule::{self, Completion, CustomerPicker, MerchantPicker, Opera
 use loadtest::stats::{ErrorCode, Outcome, StepStats, StepSummary};
 use rand::Rng;
 
+mod safety;
+
 #[derive(Args, Debug)]
 pub struct LoadtestArgs {
     /// The scenario file (TOML; `crates/loadtest/scenarios/` has examples).
@@ -38,10 +43,21 @@ pub struct LoadtestArgs {
         value_delimiter = ','
     )]
     url: Vec<String>,
-    /// A key that creates parties and moves money (an admin key of the platform, or a
-    /// tenant's key with the payment scopes).
+    /// A test key (`qb_test_…`) that creates parties and moves money in the test book (an
+    /// admin test key of the platform, or a tenant's test key with the payment scopes). A
+    /// live key is refused without `--live`.
     #[arg(long, env = "QIANBAO_API_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// Load the live book with a live key, on purpose: it moves real money.
+    #[arg(long)]
+    live: bool,
+    /// A live key with `ops:read`: the live journal's head is read before the set-up and
+    /// after the run, and the fund-safety check fails if it moved.
+    #[arg(long, env = "QIANBAO_LIVE_KEY", hide_env_values = true)]
+    live_key: Option<String>,
+    /// Live traffic runs beside the test: a moved live head is reported, not failed.
+    #[arg(long)]
+    live_traffic: bool,
     /// Where `report.json` and `report.html` go.
     #[arg(long, default_value = "target/loadtest")]
     out: PathBuf,
@@ -591,6 +607,13 @@ fn micros_ms(value: u64) -> f64 {
 
 pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let key = args.key.clone().context("an API key is needed: --key or QIANBAO_API_KEY")?;
+    let book = if key.starts_with("qb_test_") { "test" } else { "live" };
+    anyhow::ensure!(
+        book == "test" || args.live,
+        "--key is not a test key (qb_test_…): a load run with a live key moves real money. \
+         Create a test key (POST /v1/keys with \"mode\": \"test\"), or pass --live to load the \
+         live book on purpose"
+    );
     let scenario = scenario_of(&args)?;
     let clients = args
         .url
@@ -611,9 +634,21 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         card: args.card.clone(),
         prefix: args.prefix.clone(),
     };
+    let live = match &args.live_key {
+        Some(live_key) => {
+            anyhow::ensure!(live_key.starts_with("qb_live_"), "--live-key is not a live key");
+            let url = args.url.first().context("--url names no service")?;
+            Some(client::Client::new(url, live_key).context("a client for --live-key")?)
+        }
+        None => None,
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("a runtime")?;
     runtime.block_on(async {
+        let live_head_before = match &live {
+            Some(live) => Some(safety::live_head(live).await?),
+            None => None,
+        };
         if !args.no_setup {
             set_up(&target, &scenario, args.fund_minor).await?;
         }
@@ -677,7 +712,20 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         if let Some(profiles) = &profiles {
             profiles.restore().await;
         }
-        let report = Report::new(&scenario, started_at_ms, summaries);
+        let mut report = Report::new(&scenario, started_at_ms, summaries);
+        let check = safety::check(&target.clients[0], book, live.as_ref(), live_head_before)
+            .await
+            .map(|check| loadtest::safety::FundCheck { live_traffic: args.live_traffic, ..check });
+        let check = match check {
+            Ok(check) => check,
+            Err(error) => {
+                eprintln!("fund-safety check could not be made: {error:#}");
+                return Err(error);
+            }
+        };
+        eprintln!("{}", check.verdict());
+        let passed = check.passed();
+        report.fund_check = Some(check);
         std::fs::create_dir_all(&args.out)
             .with_context(|| format!("creating {}", args.out.display()))?;
         let json_path = args.out.join("report.json");
@@ -706,6 +754,7 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             json_path.display(),
             html_path.display()
         );
+        anyhow::ensure!(passed, "the fund-safety check failed (see above and the report)");
         Ok(())
     })
 }

@@ -13,6 +13,8 @@
 //! - [`knee`]: the highest step that keeps up (≥ 99% of offered) within the SLO, reported
 //!   as the sustainable rate next to the peak rate.
 //! - [`report`]: the run as JSON and as one self-contained HTML page with three plots.
+//! - [`safety`]: the fund-safety check after a run: the run's book balances, and the live
+//!   journal did not move.
 //!
 //! # No coordinated omission
 //!
@@ -32,6 +34,7 @@
 pub mod knee;
 pub mod profile;
 pub mod report;
+pub mod safety;
 pub mod scenario;
 pub mod schedule;
 pub mod stats;

@@ -34,6 +34,9 @@ pub struct Report {
     /// The highest achieved rate of any step, in thousandths per second; kept apart from
     /// the knee because it exists even when no step qualifies.
     pub peak_milli_per_s: u64,
+    /// The fund-safety check after the run, when it was made.
+    #[serde(default)]
+    pub fund_check: Option<crate::safety::FundCheck>,
 }
 
 impl Report {
@@ -46,6 +49,7 @@ impl Report {
             knee: find_knee(&points, scenario.slo_p99_ms()),
             peak_milli_per_s: peak_milli_per_s(&points),
             steps,
+            fund_check: None,
         }
     }
 
@@ -73,6 +77,9 @@ impl Report {
             self.steps.len()
         ));
         html.push_str(&format!("<p class=\"verdict\">{}</p>\n", escape(&self.verdict())));
+        if let Some(check) = &self.fund_check {
+            html.push_str(&format!("<p class=\"verdict\">{}</p>\n", escape(&check.verdict())));
+        }
         let figures = [
             (
                 plots::latency_against_throughput(&self.steps, self.slo_p99_ms)?,

@@ -110,6 +110,8 @@ fn sigkill_under_load_loses_no_acknowledged_transfer_on_postgres() {
     let args = vec!["--database-url".to_string(), url, "--database-schema".to_string(), schema];
     crash_and_recover(args, || Box::new(store::PgReader::connect(target.clone()).expect("reader")));
     store::postgres::drop_schema(&target).expect("drop schema");
+    let test_book = store::PgTarget::new(target.url.clone(), format!("{}_test", target.schema));
+    store::postgres::drop_schema(&test_book).expect("drop the test book's schema");
 }
 
 fn postgres_reachable(url: &str) -> Result<(), String> {

@@ -1,13 +1,15 @@
 //! `qianbao loadtest` against a running service, briefly and at small rates (the capacity
-//! runs are in docs/capacity.md): it sets up its parties, drives the product mix through
-//! the typed client, writes the JSON and HTML reports with a knee, and afterwards the books
-//! balance and our records equal the bank's.
+//! runs are in docs/capacity.md): with a test key, on the test book and its simulator, it
+//! sets up its parties, drives the product mix through the typed client, writes the JSON
+//! and HTML reports with a knee, and its fund-safety check passes: the test book balances
+//! and the live journal did not move. Afterwards our records equal the bank's.
 
 use std::process::Command;
 
 use serde_json::Value;
 
 use crate::payments::World;
+use crate::test_mode::Books;
 
 const SCENARIO: &str = r#"
 name = "ci-smoke"
@@ -68,9 +70,13 @@ fn load(world: &World, scenario: &str, extra: &[&str]) -> (String, Value, tempfi
 
 #[test]
 fn a_short_load_run_reports_its_knee_and_moves_money_exactly() {
-    let world = World::start(&["bank_a"], &[]);
-    let (printed, report, dir) = load(&world, SCENARIO, &[]);
+    let books = Books::start(&["bank_a"], &[]);
+    let world = &books.test;
+    let (printed, report, dir) = load(world, SCENARIO, &["--live-key", books.live.key()]);
     assert!(printed.contains("knee: step 2 at 20/s"), "{printed}");
+    assert!(printed.contains("Fund-safety check passed: the test book balances"), "{printed}");
+    assert!(printed.contains("the live journal is where it was"), "{printed}");
+    assert_eq!(report["fund_check"]["book"], "test", "{report}");
     let steps = report["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 2);
     for step in steps {
@@ -81,6 +87,7 @@ fn a_short_load_run_reports_its_knee_and_moves_money_exactly() {
     }
     let html = std::fs::read_to_string(dir.path().join("report/report.html")).expect("html");
     assert_eq!(html.matches("<svg").count(), 3, "three plots");
+    assert!(html.contains("Fund-safety check passed"), "the check is in the report");
     assert!(!html.contains("<script"), "self-contained, no script");
 
     // Fund safety after the run: every asset balances, nothing is held, and what we booked
@@ -93,10 +100,11 @@ fn a_short_load_run_reports_its_knee_and_moves_money_exactly() {
 /// top-ups through a channel 150 ms slow take at least that long; reads do not.
 #[test]
 fn a_channel_profile_is_played_on_the_simulator_for_the_run() {
-    let world = World::start(&["bank_a"], &[]);
+    let books = Books::start(&["bank_a"], &[]);
+    let world = &books.test;
     let banksim = format!("http://{}", world.sim.base);
     let (printed, report, _dir) = load(
-        &world,
+        world,
         r#"
 name = "ci-profile"
 seed = 5
@@ -130,4 +138,25 @@ latency = { kind = "fixed", ms = 150 }
     assert_eq!(faults["debit"]["latency"]["base_ms"], serde_json::json!(0), "{faults}");
     world.assert_balanced();
     world.assert_matches_simulator("bank_a");
+}
+
+/// A live key is refused: a load run with it would move real money (unless `--live`).
+#[test]
+fn a_live_key_is_refused_without_live() {
+    let world = World::start(&["bank_a"], &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("scenario.toml");
+    std::fs::write(&path, SCENARIO).expect("scenario");
+    let output = Command::new(env!("CARGO_BIN_EXE_qianbao"))
+        .args(["loadtest", "--scenario"])
+        .arg(&path)
+        .args(["--url", &format!("http://{}", world.addr()), "--key", world.key()])
+        .output()
+        .expect("qianbao loadtest");
+    let printed = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(!output.status.success(), "{printed}");
+    assert!(printed.contains("not a test key"), "{printed}");
+    // Nothing was set up in the live book.
+    let (status, _) = world.call("GET", "/v1/customers/lt_c0", Value::Null);
+    assert_eq!(status, 404);
 }

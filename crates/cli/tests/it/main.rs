@@ -13,3 +13,4 @@ mod recon;
 mod refund_outage;
 mod serve;
 mod switches;
+mod test_mode;

@@ -38,7 +38,7 @@ pub(crate) struct Sim {
 }
 
 impl Sim {
-    fn start() -> Sim {
+    pub(crate) fn start() -> Sim {
         let mut child = Command::new(banksim_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--no-faults", "--seed", "7"])
             .stdin(Stdio::null())
@@ -91,6 +91,13 @@ impl Sim {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), ids.len(), "a request reached {channel} twice");
+    }
+}
+
+/// Drops a deployment's schemas: `schema` and its test book's `<schema>_test`.
+pub(crate) fn drop_schemas(url: &str, schema: &str) {
+    for schema in [schema.to_owned(), format!("{schema}_test")] {
+        store::postgres::drop_schema(&store::PgTarget::new(url, schema)).expect("drop schema");
     }
 }
 
@@ -206,6 +213,19 @@ impl World {
                 child: Command::new("true").spawn().expect("spawn"),
                 base: self.sim.base.clone(),
             },
+            server: None,
+            shared_addr: Some(self.addr().to_owned()),
+            key: key.to_owned(),
+            args: self.args.clone(),
+            _dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A view of the same server for `key` whose channels are `sim`'s (for a test key, the
+    /// test book's simulator): dropping it stops `sim`, not the server.
+    pub(crate) fn share_on(&self, key: &str, sim: Sim) -> World {
+        World {
+            sim,
             server: None,
             shared_addr: Some(self.addr().to_owned()),
             key: key.to_owned(),
@@ -367,7 +387,7 @@ fn topup_pay_refund_withdraw_on_postgres() {
     );
     walkthrough(&world);
     drop(world);
-    store::postgres::drop_schema(&store::PgTarget::new(url, schema)).expect("drop schema");
+    drop_schemas(&url, &schema);
 }
 
 fn walkthrough(world: &World) {
@@ -1427,5 +1447,5 @@ fn two_nodes_driving_the_same_orders_do_everything_once() {
     let _ = second.child.kill();
     let _ = second.child.wait();
     drop(world);
-    store::postgres::drop_schema(&store::PgTarget::new(url, schema)).expect("drop schema");
+    drop_schemas(&url, &schema);
 }

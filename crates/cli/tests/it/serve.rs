@@ -203,4 +203,6 @@ fn sigterm_mid_load_keeps_every_acknowledged_transfer_on_postgres() {
     let target = store::PgTarget::new(url.clone(), schema.clone());
     sigterm_mid_load(vec!["--database-url".into(), url, "--database-schema".into(), schema]);
     store::postgres::drop_schema(&target).expect("drop schema");
+    let test_book = store::PgTarget::new(target.url.clone(), format!("{}_test", target.schema));
+    store::postgres::drop_schema(&test_book).expect("drop the test book's schema");
 }

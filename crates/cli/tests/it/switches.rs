@@ -321,7 +321,7 @@ fn a_switch_set_through_one_node_is_obeyed_by_another_within_seconds() {
         });
     assert!(set, "{audit}");
     drop((second, first));
-    store::postgres::drop_schema(&store::PgTarget::new(url, schema)).expect("drop schema");
+    crate::payments::drop_schemas(&url, &schema);
 }
 
 /// Payouts frozen on the only channel (the `recon_shortfall` plan): a withdrawal waits with
