@@ -75,6 +75,15 @@ pub struct ServeArgs {
     /// reads are refused with 503 `overloaded` before money-moving writes).
     #[arg(long, env = "QIANBAO_NO_ADMISSION")]
     no_admission: bool,
+    /// Admission's latency target for money-moving writes, milliseconds of the service's own
+    /// time (channels' waits taken off): answered slower, a write shrinks the writes' limit.
+    #[arg(long, env = "QIANBAO_ADMISSION_WRITE_TARGET_MS", default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    admission_write_target_ms: u64,
+    /// Admission's latency target for reads, milliseconds.
+    #[arg(long, env = "QIANBAO_ADMISSION_READ_TARGET_MS", default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    admission_read_target_ms: u64,
     /// Operators' money-moving actions moving this much or more (minor units) need a second
     /// key's approval (maker–checker); 0: every one does.
     #[arg(long, env = "QIANBAO_OPS_APPROVAL_MINOR", default_value_t = 0)]
@@ -137,6 +146,8 @@ struct ConfigFile {
     banksim_url: Option<String>,
     test_banksim_url: Option<String>,
     no_test_book: Option<bool>,
+    admission_write_target_ms: Option<u64>,
+    admission_read_target_ms: Option<u64>,
     channels: Option<Vec<String>>,
     assets: Option<Vec<String>>,
     inquiry_not_found_final_ms: Option<u64>,
@@ -206,6 +217,16 @@ impl ServeArgs {
         if let (true, Some(value)) = (unset("no_test_book"), file.no_test_book) {
             self.no_test_book = value;
         }
+        if let (true, Some(value)) =
+            (unset("admission_write_target_ms"), file.admission_write_target_ms)
+        {
+            self.admission_write_target_ms = value;
+        }
+        if let (true, Some(value)) =
+            (unset("admission_read_target_ms"), file.admission_read_target_ms)
+        {
+            self.admission_read_target_ms = value;
+        }
         if let (true, Some(value)) = (unset("channels"), file.channels) {
             self.channels = value;
         }
@@ -257,6 +278,18 @@ impl ServeArgs {
             self.fx_rates = value;
         }
         Ok(())
+    }
+
+    fn admission(&self) -> server::admission::AdmissionConfig {
+        let mut config = server::admission::AdmissionConfig {
+            enabled: !self.no_admission,
+            ..Default::default()
+        };
+        let [writes, reads, _] = &mut config.classes;
+        writes.target_latency_us =
+            Some(self.admission_write_target_ms.max(1).saturating_mul(1_000));
+        reads.target_latency_us = Some(self.admission_read_target_ms.max(1).saturating_mul(1_000));
+        config
     }
 
     fn key_rate_limit(&self) -> Option<server::limits::KeyRateLimit> {
@@ -358,10 +391,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_payments(core.executor.clone())
         .with_recon(core.reconciler.clone())
         .with_desk(core.desk.clone(), core.switches.clone())
-        .with_admission(server::admission::AdmissionConfig {
-            enabled: !args.no_admission,
-            ..Default::default()
-        })
+        .with_admission(args.admission())
         .with_webhooks(core.webhooks.clone(), args.webhook_private_urls);
     let rate_limits = state.rate_limits.clone();
     let test_book = if args.no_test_book {

@@ -8,6 +8,7 @@ pub mod inquiry;
 pub mod naive;
 pub mod ops;
 pub mod orders;
+mod pool;
 pub mod postgres;
 pub mod recon;
 mod sql;

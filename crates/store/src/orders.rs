@@ -18,6 +18,7 @@ use money::{Amount, AssetCode};
 use payments::{Order, OrderId, OrderKind};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
+use crate::pool::Pool;
 use crate::postgres::PgTarget;
 
 mod columns;
@@ -198,12 +199,23 @@ fn event_of(
 /// Orders on SQLite. Inserts and state updates — two per order, each durable before it is
 /// acknowledged — go to one writer thread that commits whatever is waiting as one
 /// transaction (natural batching, as the ledger's pipeline does): concurrent orders share an
-/// fsync instead of queueing for one each. Reads, parties and the guarded inserts of refunds
-/// and settlements use a second connection.
+/// fsync instead of queueing for one each. Reads go to a few read connections; parties and
+/// the guarded inserts of refunds and settlements to one connection of their own, off the
+/// async runtime.
+///
+/// Why reads and guarded writes are apart (measured, docs/capacity.md): on one shared
+/// connection a refund holding SQLite's write lock — or sleeping in its busy handler while
+/// the writer commits — held every read behind its mutex, on the runtime's workers; with a
+/// hot merchant's refunds the node stalled with its cores idle.
 pub struct SqliteOrderStore {
-    connection: Mutex<Connection>,
+    readers: Pool<Connection>,
+    guarded: Mutex<Connection>,
     writes: std::sync::mpsc::SyncSender<WriteOp>,
 }
+
+/// Read connections of one [`SqliteOrderStore`]: WAL readers never wait for the writer, so a
+/// few are enough for the runtime's workers and the blocking threads that read.
+pub const SQLITE_ORDER_READERS: usize = 4;
 
 /// Most writes committed in one transaction.
 const WRITE_BATCH_MAX: usize = 512;
@@ -351,18 +363,27 @@ impl SqliteOrderStore {
             )
             .map_err(backend)?;
         crate::sqlite::migrate(&mut connection, SQLITE_MIGRATIONS).map_err(backend)?;
-        let writer = Connection::open(path.as_ref()).map_err(backend)?;
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
-            )
-            .map_err(backend)?;
+        let open = || -> Result<Connection, OrderStoreError> {
+            let connection = Connection::open(path.as_ref()).map_err(backend)?;
+            connection
+                .execute_batch(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+                )
+                .map_err(backend)?;
+            Ok(connection)
+        };
+        let writer = open()?;
+        let readers = (0..SQLITE_ORDER_READERS).map(|_| open()).collect::<Result<Vec<_>, _>>()?;
         let (writes, ops) = std::sync::mpsc::sync_channel(WRITE_QUEUE_MAX);
         std::thread::Builder::new()
             .name("orders-writer".into())
             .spawn(move || write_loop(writer, ops))
             .map_err(backend)?;
-        Ok(SqliteOrderStore { connection: Mutex::new(connection), writes })
+        Ok(SqliteOrderStore {
+            readers: Pool::new(readers),
+            guarded: Mutex::new(connection),
+            writes,
+        })
     }
 
     /// Hands `op` to the writer and waits for its commit (off the async runtime's workers).
@@ -378,7 +399,13 @@ impl SqliteOrderStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.readers.lock()
+    }
+
+    /// The connection of the guarded writes; its caller is off the runtime, since the
+    /// write lock may be the writer's for a commit's while.
+    fn guarded(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.guarded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -395,28 +422,30 @@ impl OrderStore for SqliteOrderStore {
         payment: &OrderId,
         build: &mut dyn FnMut(RefundTotals) -> Option<OrderRecord>,
     ) -> Result<GuardedInsert, OrderStoreError> {
-        let mut connection = self.lock();
-        // IMMEDIATE: the write lock is taken before the totals are read, so two refunds of
-        // one payment can never both read the same totals.
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        if let Some(existing) = sqlite_get(&tx, refund_id)? {
-            return Ok(GuardedInsert::Existing(existing));
-        }
-        let totals = tx
-            .query_row(REFUND_TOTALS, [payment.as_str()], |row| {
-                Ok([row.get(0)?, row.get(1)?, row.get(2)?])
-            })
-            .map_err(backend)
-            .and_then(refund_totals)?;
-        let Some(record) = build(totals) else {
-            return Ok(GuardedInsert::Refused);
-        };
-        tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?))
-            .map_err(backend)?;
-        tx.commit().map_err(backend)?;
-        Ok(GuardedInsert::Created(record))
+        crate::off_runtime(|| {
+            let mut connection = self.guarded();
+            // IMMEDIATE: the write lock is taken before the totals are read, so two refunds of
+            // one payment can never both read the same totals.
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            if let Some(existing) = sqlite_get(&tx, refund_id)? {
+                return Ok(GuardedInsert::Existing(existing));
+            }
+            let totals = tx
+                .query_row(REFUND_TOTALS, [payment.as_str()], |row| {
+                    Ok([row.get(0)?, row.get(1)?, row.get(2)?])
+                })
+                .map_err(backend)
+                .and_then(refund_totals)?;
+            let Some(record) = build(totals) else {
+                return Ok(GuardedInsert::Refused);
+            };
+            tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?))
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(GuardedInsert::Created(record))
+        })
     }
 
     fn insert_settlement(
@@ -427,34 +456,36 @@ impl OrderStore for SqliteOrderStore {
         cutoff_ms: u64,
         build: &mut dyn FnMut(MerchantTotals) -> Option<OrderRecord>,
     ) -> Result<GuardedInsert, OrderStoreError> {
-        let mut connection = self.lock();
-        // IMMEDIATE: totals and insert under the write lock, so runs never overlap.
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        if let Some(existing) = sqlite_get(&tx, settlement_id)? {
-            return Ok(GuardedInsert::Existing(existing));
-        }
-        let totals = tx
-            .query_row(
-                MERCHANT_TOTALS,
-                rusqlite::params![merchant, asset.as_str(), i64_of(cutoff_ms)],
-                |row| {
-                    Ok(MerchantTotals {
-                        payments_net_minor: row.get(0)?,
-                        refunds_net_minor: row.get(1)?,
-                        settled_minor: row.get(2)?,
-                    })
-                },
-            )
-            .map_err(backend)?;
-        let Some(record) = build(totals) else {
-            return Ok(GuardedInsert::Refused);
-        };
-        tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?))
-            .map_err(backend)?;
-        tx.commit().map_err(backend)?;
-        Ok(GuardedInsert::Created(record))
+        crate::off_runtime(|| {
+            let mut connection = self.guarded();
+            // IMMEDIATE: totals and insert under the write lock, so runs never overlap.
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            if let Some(existing) = sqlite_get(&tx, settlement_id)? {
+                return Ok(GuardedInsert::Existing(existing));
+            }
+            let totals = tx
+                .query_row(
+                    MERCHANT_TOTALS,
+                    rusqlite::params![merchant, asset.as_str(), i64_of(cutoff_ms)],
+                    |row| {
+                        Ok(MerchantTotals {
+                            payments_net_minor: row.get(0)?,
+                            refunds_net_minor: row.get(1)?,
+                            settled_minor: row.get(2)?,
+                        })
+                    },
+                )
+                .map_err(backend)?;
+            let Some(record) = build(totals) else {
+                return Ok(GuardedInsert::Refused);
+            };
+            tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?))
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(GuardedInsert::Created(record))
+        })
     }
 
     fn parties(&self, kind: PartyKind) -> Result<Vec<Party>, OrderStoreError> {
@@ -565,23 +596,25 @@ impl OrderStore for SqliteOrderStore {
 
     fn put_party(&self, party: &Party) -> Result<Option<Party>, OrderStoreError> {
         let body = party_body(party)?;
-        let connection = self.lock();
-        let n = connection
-            .execute(
-                INSERT_PARTY,
-                rusqlite::params![
-                    party.tenant,
-                    party.kind.as_str(),
-                    party.id,
-                    body,
-                    i64_of(party.created_at_ms)
-                ],
-            )
-            .map_err(backend)?;
-        if n == 1 {
-            return Ok(None);
-        }
-        sqlite_party(&connection, &party.tenant, party.kind, &party.id)
+        crate::off_runtime(|| {
+            let connection = self.guarded();
+            let n = connection
+                .execute(
+                    INSERT_PARTY,
+                    rusqlite::params![
+                        party.tenant,
+                        party.kind.as_str(),
+                        party.id,
+                        body,
+                        i64_of(party.created_at_ms)
+                    ],
+                )
+                .map_err(backend)?;
+            if n == 1 {
+                return Ok(None);
+            }
+            sqlite_party(&connection, &party.tenant, party.kind, &party.id)
+        })
     }
 
     fn get_party(
@@ -612,8 +645,7 @@ fn sqlite_party(
 /// Orders on PostgreSQL, over a few connections so that requests write their orders in
 /// parallel (each order write is one short transaction).
 pub struct PgOrderStore {
-    clients: Vec<Mutex<postgres::Client>>,
-    next: std::sync::atomic::AtomicUsize,
+    clients: Pool<postgres::Client>,
 }
 
 /// Connections of one [`PgOrderStore`].
@@ -654,22 +686,13 @@ impl PgOrderStore {
     pub fn connect(target: &PgTarget) -> Result<PgOrderStore, OrderStoreError> {
         target.migrate().map_err(backend)?;
         let clients = (0..PG_ORDER_CONNECTIONS)
-            .map(|_| target.connect_client().map(Mutex::new).map_err(backend))
+            .map(|_| target.connect_client().map_err(backend))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(PgOrderStore { clients, next: Default::default() })
+        Ok(PgOrderStore { clients: Pool::new(clients) })
     }
 
-    /// A free connection if there is one (starting from a rotating index), else wait for
-    /// the next in turn.
     fn lock(&self) -> std::sync::MutexGuard<'_, postgres::Client> {
-        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let n = self.clients.len();
-        for i in 0..n {
-            if let Ok(client) = self.clients[(start + i) % n].try_lock() {
-                return client;
-            }
-        }
-        self.clients[start % n].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.clients.lock()
     }
 }
 

@@ -70,6 +70,35 @@ fn isolation(books: &Books) {
                "amount": "100"}),
     );
     assert_eq!(status, 404, "{body}");
+    for (path, body) in [
+        (
+            "/v1/withdrawals",
+            json!({"reference": "out-of-bob", "customer": "bob", "bank_account": CARD, "asset": "CNY",
+                   "amount": "100"}),
+        ),
+        (
+            "/v1/wallet-transfers",
+            json!({"reference": "bob-to-alice", "from": "bob", "to": "alice", "asset": "CNY",
+                   "amount": "100"}),
+        ),
+    ] {
+        let (status, answer) = test.call("POST", path, body);
+        assert_eq!(status, 404, "{path}: {answer}");
+    }
+    // Nor its ledger accounts: the live wallet's id (the platform names ledger ids as they
+    // are) is not in the test book, to read or to move money from.
+    let bob = live.ok("GET", "/v1/customers/bob", Value::Null);
+    let wallet = bob["balances"][0]["account_id"].as_str().expect("account id").to_owned();
+    assert_eq!(test.call("GET", &format!("/v1/accounts/{wallet}"), Value::Null).0, 404);
+    let test_alice = test.ok("GET", "/v1/customers/alice", Value::Null);
+    let test_wallet = test_alice["balances"][0]["account_id"].clone();
+    let (status, answer) = test.call(
+        "POST",
+        "/v1/transfers",
+        json!({"type": "post", "id": "77", "debit_account_id": wallet, "credit_account_id": test_wallet,
+               "asset": "CNY", "amount": "1"}),
+    );
+    assert_eq!(status, 404, "{answer}");
 
     // The test book's own top-up goes to the test simulator, and says it is test traffic.
     let test_topup = test.topup("test-1", 500);
