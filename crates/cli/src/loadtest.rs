@@ -58,6 +58,10 @@ pub struct LoadtestArgs {
     /// Live traffic runs beside the test: a moved live head is reported, not failed.
     #[arg(long)]
     live_traffic: bool,
+    /// After the last step, how long orders acknowledged before they were final (a top-up
+    /// waiting on its bank) may take to become final; one still not final fails the check.
+    #[arg(long, default_value_t = 30)]
+    settle_s: u64,
     /// Where `report.json` and `report.html` go.
     #[arg(long, default_value = "target/loadtest")]
     out: PathBuf,
@@ -369,11 +373,13 @@ fn progress(
     })
 }
 
-/// Orders made during the run, for refunds and reads: the most recent few thousand.
+/// Orders made during the run: the most recent few thousand, for refunds and reads, and
+/// every one acknowledged, for the fund-safety check.
 #[derive(Default)]
 struct Recent {
     payments: VecDeque<String>,
     orders: VecDeque<String>,
+    acknowledged: safety::Acknowledged,
 }
 
 const RECENT_MAX: usize = 4096;
@@ -398,17 +404,29 @@ enum Call {
     ReadCustomer(String),
 }
 
-/// A write's outcome, and the order it made with whether it succeeded.
+/// An order a write made (or found, retried).
+struct Written {
+    id: String,
+    succeeded: bool,
+    is_final: bool,
+}
+
+/// A write's outcome, and the order it made.
 fn written(
     answer: Result<client::Reply<client::orders::OrderView>, client::ClientError>,
-) -> (Outcome, Option<(String, bool)>) {
+) -> (Outcome, Option<Written>) {
     let outcome = outcome_of(&answer);
-    (outcome, answer.ok().map(|reply| (reply.value.id, reply.value.status == "succeeded")))
+    let order = answer.ok().map(|reply| Written {
+        succeeded: reply.value.status == "succeeded",
+        is_final: reply.value.is_final,
+        id: reply.value.id,
+    });
+    (outcome, order)
 }
 
 impl Call {
-    /// Sends it: what the report counts, and the order made (and whether it succeeded).
-    async fn send(self, client: &client::Client) -> (Outcome, Option<(String, bool)>) {
+    /// Sends it: what the report counts, and the order made.
+    async fn send(self, client: &client::Client) -> (Outcome, Option<Written>) {
         match self {
             Call::Topup(body) => written(client.create_topup(&body, key_of(&body.reference)).await),
             Call::Payment(body) => {
@@ -545,8 +563,12 @@ async fn run_step(
         in_flight.spawn(async move {
             let (outcome, order) = planned.send(&client).await;
             let completed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            if let Some((id, succeeded)) = order {
+            if let Some(Written { id, succeeded, is_final }) = order {
                 let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+                recent.acknowledged.n += 1;
+                if !is_final {
+                    recent.acknowledged.unfinished.push(id.clone());
+                }
                 // Only a succeeded payment can be refunded.
                 if succeeded && matches!(operation, Operation::WalletPayment) {
                     Recent::push(&mut recent.payments, id.clone());
@@ -713,9 +735,26 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             profiles.restore().await;
         }
         let mut report = Report::new(&scenario, started_at_ms, summaries);
-        let check = safety::check(&target.clients[0], book, live.as_ref(), live_head_before)
-            .await
-            .map(|check| loadtest::safety::FundCheck { live_traffic: args.live_traffic, ..check });
+        let acknowledged =
+            std::mem::take(&mut recent.lock().unwrap_or_else(|p| p.into_inner()).acknowledged);
+        if !acknowledged.unfinished.is_empty() {
+            eprintln!(
+                "waiting up to {} s for {} orders acknowledged unfinished",
+                args.settle_s,
+                acknowledged.unfinished.len()
+            );
+        }
+        let settle = Duration::from_secs(args.settle_s);
+        let check = safety::check(
+            &target.clients[0],
+            book,
+            live.as_ref(),
+            live_head_before,
+            acknowledged,
+            settle,
+        )
+        .await
+        .map(|check| loadtest::safety::FundCheck { live_traffic: args.live_traffic, ..check });
         let check = match check {
             Ok(check) => check,
             Err(error) => {

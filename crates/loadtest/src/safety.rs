@@ -1,5 +1,6 @@
-//! The fund-safety check after a run (资金安全核对): the run's book balances, and the live
-//! book's journal is where it was.
+//! The fund-safety check after a run (资金安全核对): the run's book balances, every order
+//! the service acknowledged reached a final state, and the live book's journal is where it
+//! was.
 //!
 //! A load run goes through a test key, so it acts on the test book (the service's test mode)
 //! and cannot reach live money. The check proves it after the fact from what the service
@@ -32,6 +33,15 @@ pub struct FundCheck {
     pub live_head_after: Option<JournalHead>,
     /// Live traffic ran beside the test (declared): a moved live head is then not a failure.
     pub live_traffic: bool,
+    /// Orders the service acknowledged (created or found, 2xx) during the run.
+    #[serde(default)]
+    pub orders_acknowledged: u64,
+    /// Of those, the ones still not final when the check gave up waiting (at most a few
+    /// named; `orders_not_final_n` counts them all).
+    #[serde(default)]
+    pub orders_not_final: Vec<String>,
+    #[serde(default)]
+    pub orders_not_final_n: u64,
 }
 
 impl FundCheck {
@@ -53,6 +63,7 @@ impl FundCheck {
 
     pub fn passed(&self) -> bool {
         self.unbalanced_assets.is_empty()
+            && self.orders_not_final_n == 0
             && (self.live_traffic || self.live_untouched() != Some(false))
     }
 
@@ -78,8 +89,18 @@ impl FundCheck {
             }
             (Some(false), Some(added)) => format!("the live journal MOVED by {added} batches"),
         };
+        let orders = if self.orders_not_final_n == 0 {
+            format!("all {} acknowledged orders are final", self.orders_acknowledged)
+        } else {
+            format!(
+                "{} of {} acknowledged orders are NOT final (e.g. {})",
+                self.orders_not_final_n,
+                self.orders_acknowledged,
+                self.orders_not_final.join(", ")
+            )
+        };
         let verdict = if self.passed() { "passed" } else { "FAILED" };
-        format!("Fund-safety check {verdict}: {books}; {live}.")
+        format!("Fund-safety check {verdict}: {books}; {orders}; {live}.")
     }
 }
 
@@ -99,6 +120,9 @@ mod tests {
             live_head_before: before,
             live_head_after: after,
             live_traffic: false,
+            orders_acknowledged: 10,
+            orders_not_final: Vec::new(),
+            orders_not_final_n: 0,
         }
     }
 
@@ -129,5 +153,18 @@ mod tests {
         assert!(unbalanced.verdict().contains("does NOT balance: CNY"));
         assert!(check(None, None).passed());
         assert!(check(None, None).verdict().contains("not read (no live key)"));
+    }
+
+    #[test]
+    fn an_acknowledged_order_left_unfinished_fails() {
+        let all_final = check(None, None);
+        assert!(all_final.verdict().contains("all 10 acknowledged orders are final"));
+        let stuck = FundCheck {
+            orders_not_final: vec!["pay_1".into()],
+            orders_not_final_n: 3,
+            ..check(head(7, "ab"), head(7, "ab"))
+        };
+        assert!(!stuck.passed());
+        assert!(stuck.verdict().contains("3 of 10 acknowledged orders are NOT final (e.g. pay_1)"));
     }
 }

@@ -207,9 +207,15 @@ fn event_of(
 /// connection a refund holding SQLite's write lock — or sleeping in its busy handler while
 /// the writer commits — held every read behind its mutex, on the runtime's workers; with a
 /// hot merchant's refunds the node stalled with its cores idle.
+///
+/// The writer and the guarded writes take turns (`turn`) rather than meet in SQLite's busy
+/// handler: that handler sleeps and polls, and a writer that commits back to back wins
+/// almost every poll — a refund at the knee waited over a second. The writer hands the
+/// turn on fairly after each commit, so a guarded write waits at most one commit.
 pub struct SqliteOrderStore {
     readers: Pool<Connection>,
     guarded: Mutex<Connection>,
+    turn: std::sync::Arc<parking_lot::Mutex<()>>,
     writes: std::sync::mpsc::SyncSender<WriteOp>,
 }
 
@@ -241,7 +247,11 @@ enum WriteResult {
     Updated(bool),
 }
 
-fn write_loop(mut connection: Connection, ops: std::sync::mpsc::Receiver<WriteOp>) {
+fn write_loop(
+    mut connection: Connection,
+    ops: std::sync::mpsc::Receiver<WriteOp>,
+    turn: std::sync::Arc<parking_lot::Mutex<()>>,
+) {
     while let Ok(first) = ops.recv() {
         let mut batch = vec![first];
         while batch.len() < WRITE_BATCH_MAX {
@@ -250,7 +260,11 @@ fn write_loop(mut connection: Connection, ops: std::sync::mpsc::Receiver<WriteOp
                 Err(_) => break,
             }
         }
-        match commit_writes(&mut connection, &batch) {
+        let my_turn = turn.lock();
+        let committed = commit_writes(&mut connection, &batch);
+        // Fair: a guarded write waiting for the turn gets it before the next batch.
+        parking_lot::MutexGuard::unlock_fair(my_turn);
+        match committed {
             Ok(results) => {
                 for (op, result) in batch.into_iter().zip(results) {
                     match (op, result) {
@@ -375,13 +389,16 @@ impl SqliteOrderStore {
         let writer = open()?;
         let readers = (0..SQLITE_ORDER_READERS).map(|_| open()).collect::<Result<Vec<_>, _>>()?;
         let (writes, ops) = std::sync::mpsc::sync_channel(WRITE_QUEUE_MAX);
+        let turn = std::sync::Arc::new(parking_lot::Mutex::new(()));
+        let writer_turn = turn.clone();
         std::thread::Builder::new()
             .name("orders-writer".into())
-            .spawn(move || write_loop(writer, ops))
+            .spawn(move || write_loop(writer, ops, writer_turn))
             .map_err(backend)?;
         Ok(SqliteOrderStore {
             readers: Pool::new(readers),
             guarded: Mutex::new(connection),
+            turn,
             writes,
         })
     }
@@ -402,10 +419,12 @@ impl SqliteOrderStore {
         self.readers.lock()
     }
 
-    /// The connection of the guarded writes; its caller is off the runtime, since the
-    /// write lock may be the writer's for a commit's while.
-    fn guarded(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.guarded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The connection of the guarded writes, and the writer's turn (so SQLite's write lock
+    /// is free when it begins); its caller is off the runtime, since the turn may be the
+    /// writer's for a commit's while.
+    fn guarded(&self) -> (parking_lot::MutexGuard<'_, ()>, std::sync::MutexGuard<'_, Connection>) {
+        let connection = self.guarded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (self.turn.lock(), connection)
     }
 }
 
@@ -423,7 +442,7 @@ impl OrderStore for SqliteOrderStore {
         build: &mut dyn FnMut(RefundTotals) -> Option<OrderRecord>,
     ) -> Result<GuardedInsert, OrderStoreError> {
         crate::off_runtime(|| {
-            let mut connection = self.guarded();
+            let (_turn, mut connection) = self.guarded();
             // IMMEDIATE: the write lock is taken before the totals are read, so two refunds of
             // one payment can never both read the same totals.
             let tx = connection
@@ -457,7 +476,7 @@ impl OrderStore for SqliteOrderStore {
         build: &mut dyn FnMut(MerchantTotals) -> Option<OrderRecord>,
     ) -> Result<GuardedInsert, OrderStoreError> {
         crate::off_runtime(|| {
-            let mut connection = self.guarded();
+            let (_turn, mut connection) = self.guarded();
             // IMMEDIATE: totals and insert under the write lock, so runs never overlap.
             let tx = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -597,7 +616,7 @@ impl OrderStore for SqliteOrderStore {
     fn put_party(&self, party: &Party) -> Result<Option<Party>, OrderStoreError> {
         let body = party_body(party)?;
         crate::off_runtime(|| {
-            let connection = self.guarded();
+            let (_turn, connection) = self.guarded();
             let n = connection
                 .execute(
                     INSERT_PARTY,

@@ -77,6 +77,14 @@ fn a_short_load_run_reports_its_knee_and_moves_money_exactly() {
     assert!(printed.contains("Fund-safety check passed: the test book balances"), "{printed}");
     assert!(printed.contains("the live journal is where it was"), "{printed}");
     assert_eq!(report["fund_check"]["book"], "test", "{report}");
+    // Every write of the two steps and the warm-up made an order, and each is final.
+    let acknowledged = report["fund_check"]["orders_acknowledged"].as_u64().expect("acked");
+    assert!(acknowledged > 0, "{report}");
+    assert!(
+        printed.contains(&format!("all {acknowledged} acknowledged orders are final")),
+        "{printed}"
+    );
+    assert_eq!(report["fund_check"]["orders_not_final_n"], 0, "{report}");
     let steps = report["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 2);
     for step in steps {
