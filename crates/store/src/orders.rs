@@ -426,6 +426,33 @@ impl SqliteOrderStore {
         let connection = self.guarded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         (self.turn.lock(), connection)
     }
+
+    /// An insert guarded by totals read in the same IMMEDIATE transaction (SQLite's write
+    /// lock held from the start): the order `id` if it exists, else `build` from the totals
+    /// inserted, or refused.
+    fn guarded_insert<T>(
+        &self,
+        id: &OrderId,
+        totals: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, OrderStoreError>,
+        build: &mut dyn FnMut(T) -> Option<OrderRecord>,
+    ) -> Result<GuardedInsert, OrderStoreError> {
+        crate::off_runtime(|| {
+            let (_turn, mut connection) = self.guarded();
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            if let Some(existing) = sqlite_get(&tx, id)? {
+                return Ok(GuardedInsert::Existing(existing));
+            }
+            let Some(record) = build(totals(&tx)?) else {
+                return Ok(GuardedInsert::Refused);
+            };
+            tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?))
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(GuardedInsert::Created(record))
+        })
+    }
 }
 
 impl OrderStore for SqliteOrderStore {
@@ -441,30 +468,16 @@ impl OrderStore for SqliteOrderStore {
         payment: &OrderId,
         build: &mut dyn FnMut(RefundTotals) -> Option<OrderRecord>,
     ) -> Result<GuardedInsert, OrderStoreError> {
-        crate::off_runtime(|| {
-            let (_turn, mut connection) = self.guarded();
-            // IMMEDIATE: the write lock is taken before the totals are read, so two refunds of
-            // one payment can never both read the same totals.
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            if let Some(existing) = sqlite_get(&tx, refund_id)? {
-                return Ok(GuardedInsert::Existing(existing));
-            }
-            let totals = tx
-                .query_row(REFUND_TOTALS, [payment.as_str()], |row| {
-                    Ok([row.get(0)?, row.get(1)?, row.get(2)?])
-                })
-                .map_err(backend)
-                .and_then(refund_totals)?;
-            let Some(record) = build(totals) else {
-                return Ok(GuardedInsert::Refused);
-            };
-            tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?))
-                .map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            Ok(GuardedInsert::Created(record))
-        })
+        // Under the write lock before the totals are read, so two refunds of one payment can
+        // never both read the same totals.
+        let totals = |tx: &rusqlite::Transaction<'_>| {
+            tx.query_row(REFUND_TOTALS, [payment.as_str()], |row| {
+                Ok([row.get(0)?, row.get(1)?, row.get(2)?])
+            })
+            .map_err(backend)
+            .and_then(refund_totals)
+        };
+        self.guarded_insert(refund_id, totals, build)
     }
 
     fn insert_settlement(
@@ -475,36 +488,22 @@ impl OrderStore for SqliteOrderStore {
         cutoff_ms: u64,
         build: &mut dyn FnMut(MerchantTotals) -> Option<OrderRecord>,
     ) -> Result<GuardedInsert, OrderStoreError> {
-        crate::off_runtime(|| {
-            let (_turn, mut connection) = self.guarded();
-            // IMMEDIATE: totals and insert under the write lock, so runs never overlap.
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            if let Some(existing) = sqlite_get(&tx, settlement_id)? {
-                return Ok(GuardedInsert::Existing(existing));
-            }
-            let totals = tx
-                .query_row(
-                    MERCHANT_TOTALS,
-                    rusqlite::params![merchant, asset.as_str(), i64_of(cutoff_ms)],
-                    |row| {
-                        Ok(MerchantTotals {
-                            payments_net_minor: row.get(0)?,
-                            refunds_net_minor: row.get(1)?,
-                            settled_minor: row.get(2)?,
-                        })
-                    },
-                )
-                .map_err(backend)?;
-            let Some(record) = build(totals) else {
-                return Ok(GuardedInsert::Refused);
-            };
-            tx.execute(INSERT, rusqlite::params_from_iter(&insert_params(&record)?))
-                .map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            Ok(GuardedInsert::Created(record))
-        })
+        // Totals and insert under the write lock, so settlement runs never overlap.
+        let totals = |tx: &rusqlite::Transaction<'_>| {
+            tx.query_row(
+                MERCHANT_TOTALS,
+                rusqlite::params![merchant, asset.as_str(), i64_of(cutoff_ms)],
+                |row| {
+                    Ok(MerchantTotals {
+                        payments_net_minor: row.get(0)?,
+                        refunds_net_minor: row.get(1)?,
+                        settled_minor: row.get(2)?,
+                    })
+                },
+            )
+            .map_err(backend)
+        };
+        self.guarded_insert(settlement_id, totals, build)
     }
 
     fn parties(&self, kind: PartyKind) -> Result<Vec<Party>, OrderStoreError> {
