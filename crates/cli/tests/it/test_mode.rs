@@ -49,6 +49,14 @@ fn isolation(books: &Books) {
     assert_eq!(live_topup["status"], json!("succeeded"), "{live_topup}");
     assert_eq!(live_topup["livemode"], json!(true), "{live_topup}");
     live.ok("POST", "/v1/customers", json!({"id": "bob", "assets": ["CNY"]}));
+    live.ok("POST", "/v1/merchants", json!({"id": "mall", "assets": ["CNY"], "fee_bps": 60}));
+    let live_payment = live.ok(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "live-pay", "customer": "alice", "merchant": "shop", "asset": "CNY",
+               "amount": "100"}),
+    );
+    assert_eq!(live_payment["status"], json!("succeeded"), "{live_payment}");
     let head = live.ok("GET", "/v1/journal/head", Value::Null);
     assert_eq!(head["mode"], json!("live"));
 
@@ -69,6 +77,17 @@ fn isolation(books: &Books) {
         json!({"reference": "from-bob", "customer": "bob", "merchant": "shop", "asset": "CNY",
                "amount": "100"}),
     );
+    assert_eq!(status, 404, "{body}");
+    // Nor can a live merchant be paid, or a live payment refunded.
+    let (status, body) = test.call(
+        "POST",
+        "/v1/payments",
+        json!({"reference": "to-mall", "customer": "alice", "merchant": "mall", "asset": "CNY",
+               "amount": "100"}),
+    );
+    assert_eq!(status, 404, "{body}");
+    let refunds = format!("/v1/payments/{}/refunds", live_payment["id"].as_str().expect("id"));
+    let (status, body) = test.call("POST", &refunds, json!({"reference": "back", "amount": "100"}));
     assert_eq!(status, 404, "{body}");
     for (path, body) in [
         (
