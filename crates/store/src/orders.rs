@@ -236,10 +236,19 @@ enum WriteOp {
         reply: std::sync::mpsc::SyncSender<Result<Inserted, OrderStoreError>>,
     },
     Update {
+        id: OrderId,
         params: Vec<Param>,
         events: Vec<Vec<Param>>,
         reply: std::sync::mpsc::SyncSender<Result<bool, OrderStoreError>>,
     },
+}
+
+impl WriteOp {
+    fn order_id(&self) -> &str {
+        match self {
+            WriteOp::Insert { id, .. } | WriteOp::Update { id, .. } => id.as_str(),
+        }
+    }
 }
 
 enum WriteResult {
@@ -247,48 +256,66 @@ enum WriteResult {
     Updated(bool),
 }
 
+/// The next group for a writer: the first write waiting, and whatever else is waiting.
+fn next_batch(ops: &std::sync::mpsc::Receiver<WriteOp>) -> Option<Vec<WriteOp>> {
+    let mut batch = vec![ops.recv().ok()?];
+    while batch.len() < WRITE_BATCH_MAX {
+        match ops.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Answers each write of a group with its own result.
+fn reply(batch: Vec<WriteOp>, results: Vec<Result<WriteResult, OrderStoreError>>) {
+    for (op, result) in batch.into_iter().zip(results) {
+        match (op, result) {
+            (WriteOp::Insert { reply, .. }, Ok(WriteResult::Inserted(inserted))) => {
+                let _ = reply.send(Ok(inserted));
+            }
+            (WriteOp::Update { reply, .. }, Ok(WriteResult::Updated(updated))) => {
+                let _ = reply.send(Ok(updated));
+            }
+            (WriteOp::Insert { reply, .. }, Err(error)) => drop(reply.send(Err(error))),
+            (WriteOp::Update { reply, .. }, Err(error)) => drop(reply.send(Err(error))),
+            _ => unreachable!("one result per write, of its kind"),
+        }
+    }
+}
+
+/// Hands a write to a writer thread and waits for its commit (off the async runtime's
+/// workers).
+fn hand_to_writer<T>(
+    writes: &std::sync::mpsc::SyncSender<WriteOp>,
+    op: impl FnOnce(std::sync::mpsc::SyncSender<Result<T, OrderStoreError>>) -> WriteOp,
+) -> Result<T, OrderStoreError> {
+    crate::off_runtime(|| {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        writes.send(op(reply)).map_err(|_| backend("the order writer stopped"))?;
+        answer.recv().map_err(|_| backend("the order writer stopped"))?
+    })
+}
+
 fn write_loop(
     mut connection: Connection,
     ops: std::sync::mpsc::Receiver<WriteOp>,
     turn: std::sync::Arc<parking_lot::Mutex<()>>,
 ) {
-    while let Ok(first) = ops.recv() {
-        let mut batch = vec![first];
-        while batch.len() < WRITE_BATCH_MAX {
-            match ops.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = next_batch(&ops) {
         let my_turn = turn.lock();
         let committed = commit_writes(&mut connection, &batch);
         // Fair: a guarded write waiting for the turn gets it before the next batch.
         parking_lot::MutexGuard::unlock_fair(my_turn);
-        match committed {
-            Ok(results) => {
-                for (op, result) in batch.into_iter().zip(results) {
-                    match (op, result) {
-                        (WriteOp::Insert { reply, .. }, WriteResult::Inserted(inserted)) => {
-                            let _ = reply.send(Ok(inserted));
-                        }
-                        (WriteOp::Update { reply, .. }, WriteResult::Updated(updated)) => {
-                            let _ = reply.send(Ok(updated));
-                        }
-                        _ => unreachable!("one result per write, in order"),
-                    }
-                }
-            }
+        let results = match committed {
+            Ok(results) => results.into_iter().map(Ok).collect(),
             // Nothing of the batch was committed: every writer gets the error.
             Err(error) => {
-                for op in batch {
-                    let error = OrderStoreError::Backend(error.to_string());
-                    match op {
-                        WriteOp::Insert { reply, .. } => drop(reply.send(Err(error))),
-                        WriteOp::Update { reply, .. } => drop(reply.send(Err(error))),
-                    }
-                }
+                batch.iter().map(|_| Err(OrderStoreError::Backend(error.to_string()))).collect()
             }
-        }
+        };
+        reply(batch, results);
     }
 }
 
@@ -403,16 +430,12 @@ impl SqliteOrderStore {
         })
     }
 
-    /// Hands `op` to the writer and waits for its commit (off the async runtime's workers).
+    /// Hands `op` to the writer and waits for its commit.
     fn write<T>(
         &self,
         op: impl FnOnce(std::sync::mpsc::SyncSender<Result<T, OrderStoreError>>) -> WriteOp,
     ) -> Result<T, OrderStoreError> {
-        crate::off_runtime(|| {
-            let (reply, answer) = std::sync::mpsc::sync_channel(1);
-            self.writes.send(op(reply)).map_err(|_| backend("the order writer stopped"))?;
-            answer.recv().map_err(|_| backend("the order writer stopped"))?
-        })
+        hand_to_writer(&self.writes, op)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -525,7 +548,8 @@ impl OrderStore for SqliteOrderStore {
     ) -> Result<bool, OrderStoreError> {
         let params = update_params(record, expected_version)?;
         let events = events.iter().map(|event| event_params(record, event)).collect();
-        self.write(|reply| WriteOp::Update { params, events, reply })
+        let id = record.id().clone();
+        self.write(|reply| WriteOp::Update { id, params, events, reply })
     }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {
@@ -660,10 +684,19 @@ fn sqlite_party(
 
 // ---- PostgreSQL ----------------------------------------------------------------------------
 
-/// Orders on PostgreSQL, over a few connections so that requests write their orders in
-/// parallel (each order write is one short transaction).
+/// Orders on PostgreSQL. Inserts and state updates go to one writer connection per node
+/// that commits whatever is waiting as one transaction, as on SQLite: concurrent orders
+/// share a commit (one WAL flush, one BEGIN and COMMIT) instead of paying one each — on this
+/// machine PostgreSQL's CPU is what limits a node (docs/capacity.md). Reads, parties and the
+/// guarded inserts use a few more connections.
+///
+/// Several nodes write to one database, so a group takes its rows' locks in order of order
+/// id (no two groups can deadlock on them), and a group that fails — a deadlock all the
+/// same, a constraint — is retried one write per transaction, so only the failing write
+/// fails.
 pub struct PgOrderStore {
     clients: Pool<postgres::Client>,
+    writes: std::sync::mpsc::SyncSender<WriteOp>,
 }
 
 /// Connections of one [`PgOrderStore`].
@@ -699,6 +732,71 @@ fn pg_get(
     Ok(pg_orders(client, &format!("{SELECT} WHERE id = ?1"), &[Param::Text(id.to_string())])?.pop())
 }
 
+fn pg_write_loop(mut client: postgres::Client, ops: std::sync::mpsc::Receiver<WriteOp>) {
+    while let Some(batch) = next_batch(&ops) {
+        // In order of order id (stable: one order's writes keep their order), so that two
+        // nodes' groups lock their rows in one order.
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&a, &b| batch[a].order_id().cmp(batch[b].order_id()));
+        let ordered: Vec<&WriteOp> = order.iter().map(|&i| &batch[i]).collect();
+        let mut results: Vec<Option<Result<WriteResult, OrderStoreError>>> =
+            batch.iter().map(|_| None).collect();
+        match pg_commit_writes(&mut client, &ordered) {
+            Ok(committed) => {
+                for (i, result) in order.iter().zip(committed) {
+                    results[*i] = Some(Ok(result));
+                }
+            }
+            // Nothing of the group was committed: each write again on its own.
+            Err(_) => {
+                for &i in &order {
+                    let alone = pg_commit_writes(&mut client, &[&batch[i]]);
+                    results[i] = Some(alone.map(|mut one| one.remove(0)));
+                }
+            }
+        }
+        let results = results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| Err(backend("a write was not run"))))
+            .collect();
+        reply(batch, results);
+    }
+}
+
+fn pg_commit_writes(
+    client: &mut postgres::Client,
+    batch: &[&WriteOp],
+) -> Result<Vec<WriteResult>, OrderStoreError> {
+    let mut tx = client.transaction().map_err(backend)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for op in batch {
+        results.push(match op {
+            WriteOp::Insert { id, params, .. } => {
+                if tx.execute(&pg(INSERT), &pg_params(params)).map_err(backend)? == 0 {
+                    let existing = pg_get(&mut tx, id)?
+                        .ok_or_else(|| corrupt("an order vanished during its insert"))?;
+                    WriteResult::Inserted(Inserted::Existing(Box::new(existing)))
+                } else {
+                    WriteResult::Inserted(Inserted::Created)
+                }
+            }
+            WriteOp::Update { params, events, .. } => {
+                // A version conflict writes nothing, its events neither.
+                if tx.execute(&pg(UPDATE), &pg_params(params)).map_err(backend)? == 0 {
+                    WriteResult::Updated(false)
+                } else {
+                    for event in events {
+                        tx.execute(&pg(INSERT_EVENT), &pg_params(event)).map_err(backend)?;
+                    }
+                    WriteResult::Updated(true)
+                }
+            }
+        });
+    }
+    tx.commit().map_err(backend)?;
+    Ok(results)
+}
+
 impl PgOrderStore {
     /// Connects, migrating the schema first.
     pub fn connect(target: &PgTarget) -> Result<PgOrderStore, OrderStoreError> {
@@ -706,7 +804,13 @@ impl PgOrderStore {
         let clients = (0..PG_ORDER_CONNECTIONS)
             .map(|_| target.connect_client().map_err(backend))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(PgOrderStore { clients: Pool::new(clients) })
+        let writer = target.connect_client().map_err(backend)?;
+        let (writes, ops) = std::sync::mpsc::sync_channel(WRITE_QUEUE_MAX);
+        std::thread::Builder::new()
+            .name("orders-writer".into())
+            .spawn(move || pg_write_loop(writer, ops))
+            .map_err(backend)?;
+        Ok(PgOrderStore { clients: Pool::new(clients), writes })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, postgres::Client> {
@@ -716,17 +820,9 @@ impl PgOrderStore {
 
 impl OrderStore for PgOrderStore {
     fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
-        crate::off_runtime(|| {
-            let params = insert_params(record)?;
-            let mut client = self.lock();
-            let n = client.execute(&pg(INSERT), &pg_params(&params)).map_err(backend)?;
-            if n == 0 {
-                let existing = pg_get(&mut *client, record.id())?
-                    .ok_or_else(|| corrupt("an order vanished during its insert"))?;
-                return Ok(Inserted::Existing(Box::new(existing)));
-            }
-            Ok(Inserted::Created)
-        })
+        let params = insert_params(record)?;
+        let id = record.id().clone();
+        hand_to_writer(&self.writes, |reply| WriteOp::Insert { id, params, reply })
     }
 
     fn insert_refund(
@@ -812,20 +908,10 @@ impl OrderStore for PgOrderStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<bool, OrderStoreError> {
-        crate::off_runtime(|| {
-            let params = update_params(record, expected_version)?;
-            let mut client = self.lock();
-            let mut tx = client.transaction().map_err(backend)?;
-            if tx.execute(&pg(UPDATE), &pg_params(&params)).map_err(backend)? == 0 {
-                return Ok(false);
-            }
-            for event in events {
-                tx.execute(&pg(INSERT_EVENT), &pg_params(&event_params(record, event)))
-                    .map_err(backend)?;
-            }
-            tx.commit().map_err(backend)?;
-            Ok(true)
-        })
+        let params = update_params(record, expected_version)?;
+        let events = events.iter().map(|event| event_params(record, event)).collect();
+        let id = record.id().clone();
+        hand_to_writer(&self.writes, |reply| WriteOp::Update { id, params, events, reply })
     }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {
