@@ -12,7 +12,9 @@ impl SqliteOrderStore {
     /// returns how many were new. For imports and benchmarks, not the payment path: the
     /// payment core's orders go through [`executor::OrderStore::insert`].
     pub fn import(&self, records: &[OrderRecord]) -> Result<u64, OrderStoreError> {
-        let mut connection = self.lock();
+        // The guarded connection, in the writer's turn: a write on a reader would meet the
+        // writer in SQLite's busy handler.
+        let (_turn, mut connection) = self.guarded();
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;

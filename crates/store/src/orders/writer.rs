@@ -1,0 +1,82 @@
+//! Group commit, shared by both backends: a writer thread per store takes whatever writes
+//! are waiting and commits them as one transaction, answering each with its own result.
+
+use executor::port::{Inserted, OrderStoreError};
+use payments::OrderId;
+
+use super::{backend, Param};
+
+/// Most writes committed in one transaction.
+pub(super) const WRITE_BATCH_MAX: usize = 512;
+/// Most writes waiting for the writer: past it a writer waits for room (each is off the
+/// async runtime), so a slow disk slows the callers instead of growing a queue without end.
+pub(super) const WRITE_QUEUE_MAX: usize = 4 * WRITE_BATCH_MAX;
+
+pub(super) enum WriteOp {
+    Insert {
+        id: OrderId,
+        params: Vec<Param>,
+        reply: std::sync::mpsc::SyncSender<Result<Inserted, OrderStoreError>>,
+    },
+    Update {
+        id: OrderId,
+        params: Vec<Param>,
+        events: Vec<Vec<Param>>,
+        reply: std::sync::mpsc::SyncSender<Result<bool, OrderStoreError>>,
+    },
+}
+
+impl WriteOp {
+    pub(super) fn order_id(&self) -> &str {
+        match self {
+            WriteOp::Insert { id, .. } | WriteOp::Update { id, .. } => id.as_str(),
+        }
+    }
+}
+
+pub(super) enum WriteResult {
+    Inserted(Inserted),
+    Updated(bool),
+}
+
+/// The next group for a writer: the first write waiting, and whatever else is waiting.
+pub(super) fn next_batch(ops: &std::sync::mpsc::Receiver<WriteOp>) -> Option<Vec<WriteOp>> {
+    let mut batch = vec![ops.recv().ok()?];
+    while batch.len() < WRITE_BATCH_MAX {
+        match ops.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Answers each write of a group with its own result.
+pub(super) fn reply(batch: Vec<WriteOp>, results: Vec<Result<WriteResult, OrderStoreError>>) {
+    for (op, result) in batch.into_iter().zip(results) {
+        match (op, result) {
+            (WriteOp::Insert { reply, .. }, Ok(WriteResult::Inserted(inserted))) => {
+                let _ = reply.send(Ok(inserted));
+            }
+            (WriteOp::Update { reply, .. }, Ok(WriteResult::Updated(updated))) => {
+                let _ = reply.send(Ok(updated));
+            }
+            (WriteOp::Insert { reply, .. }, Err(error)) => drop(reply.send(Err(error))),
+            (WriteOp::Update { reply, .. }, Err(error)) => drop(reply.send(Err(error))),
+            _ => unreachable!("one result per write, of its kind"),
+        }
+    }
+}
+
+/// Hands a write to a writer thread and waits for its commit (off the async runtime's
+/// workers).
+pub(super) fn hand_to_writer<T>(
+    writes: &std::sync::mpsc::SyncSender<WriteOp>,
+    op: impl FnOnce(std::sync::mpsc::SyncSender<Result<T, OrderStoreError>>) -> WriteOp,
+) -> Result<T, OrderStoreError> {
+    crate::off_runtime(|| {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        writes.send(op(reply)).map_err(|_| backend("the order writer stopped"))?;
+        answer.recv().map_err(|_| backend("the order writer stopped"))?
+    })
+}
