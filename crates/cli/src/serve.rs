@@ -11,10 +11,10 @@ use ledger::{Clock, PipelineConfig, SystemClock};
 
 use crate::StoreArgs;
 
-/// Admission's default latency targets by store (milliseconds): what docs/capacity.md
-/// measured to keep the admitted p99 at 5× the knee within 2× of the knee's. An order on
-/// the embedded store takes a few milliseconds unloaded; on PostgreSQL three round trips,
-/// and 50 ms there sheds 8 % at its knee.
+/// Admission's default latency targets by store (milliseconds), chosen by measurement
+/// (docs/bench/overload.md): on the embedded store 50 ms gave a higher knee and a lower p99
+/// under overload than 100 ms; on PostgreSQL, where an order is three round trips, 50 ms
+/// shed 8 % at its knee, so it keeps 100 ms.
 const ADMISSION_TARGET_MS_EMBEDDED: u64 = 50;
 const ADMISSION_TARGET_MS_POSTGRES: u64 = 100;
 
@@ -85,8 +85,7 @@ pub struct ServeArgs {
     /// Admission's latency target for money-moving writes, milliseconds of the service's own
     /// time (channels' waits taken off): answered slower, a write shrinks the writes' limit.
     /// Default: 50 on the embedded store, 100 on PostgreSQL, whose orders take three round
-    /// trips (measured in docs/capacity.md: each holds the admitted p99 within 2× of the
-    /// knee's at 5× the knee without lowering the knee).
+    /// trips (docs/bench/overload.md).
     #[arg(long, env = "QIANBAO_ADMISSION_WRITE_TARGET_MS",
         value_parser = clap::value_parser!(u64).range(1..))]
     admission_write_target_ms: Option<u64>,
