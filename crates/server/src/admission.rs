@@ -22,6 +22,8 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 use crate::AppState;
 
+pub mod early;
+
 /// A request's priority, highest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -44,7 +46,7 @@ impl Class {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Class::Write => 0,
             Class::Read => 1,
@@ -56,8 +58,15 @@ impl Class {
 /// What a request is, by method and path; `None`: never shed (operators' endpoints, keys,
 /// channel callbacks, health, metrics, the document).
 pub fn class_of(method: &Method, path: &str) -> Option<Class> {
-    let parts: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    match parts.as_slice() {
+    // The first five segments, without allocating: this runs for every request, refused ones
+    // included. A longer path is seen as its first five, which only the `..` patterns match.
+    let mut segments = [""; 5];
+    let mut n_segments = 0;
+    for (slot, segment) in segments.iter_mut().zip(path.trim_end_matches('/').split('/').skip(1)) {
+        *slot = segment;
+        n_segments += 1;
+    }
+    match &segments[..n_segments] {
         ["v1", "ops", ..] | ["v1", "keys", ..] | ["v1", "openapi.json"] => None,
         ["v1", "transfers", "batch"]
         | ["v1", "merchants", _, "payout-batches"]
@@ -195,6 +204,10 @@ pub struct Admission {
     in_flight: [AtomicU64; 3],
     /// Together: an answer of one class changes the classes below it too.
     limits: Mutex<Limits>,
+    /// What each class admits ([`Limits::admitting`]) as of the last answer, so admitting
+    /// takes no lock: with requests in flight answers come often, and with none in flight
+    /// every class admits at least its floor.
+    admitting: [AtomicU64; 3],
     rejected: [AtomicU64; 3],
 }
 
@@ -231,6 +244,7 @@ impl Admission {
                 limits: config.classes.map(Limit::new),
                 pressure_at: [None; 3],
             }),
+            admitting: config.classes.map(|class| AtomicU64::new(class.max)),
             rejected: Default::default(),
         }
     }
@@ -253,33 +267,46 @@ impl Admission {
             if !state.held(class, now) {
                 state.limits[index].grow();
             }
-            return;
+        } else {
+            state.pressure_at[index] = Some(now);
+            state.limits[index].shrink(1);
+            for lower in state.limits.iter_mut().skip(index + 1) {
+                lower.shrink(5);
+            }
         }
-        state.pressure_at[index] = Some(now);
-        state.limits[index].shrink(1);
-        for lower in state.limits.iter_mut().skip(index + 1) {
-            lower.shrink(5);
+        for class in Class::ALL {
+            self.admitting[class.index()].store(state.admitting(class, now), Ordering::Release);
         }
+    }
+
+    /// Whether a request of `class` would be refused now: its class is at what it admits.
+    /// Lock-free, for [`early::ShedEarlyLayer`], which refuses before any other work.
+    pub fn refuses_now(&self, class: Class) -> bool {
+        let index = class.index();
+        self.enabled
+            && self.in_flight[index].load(Ordering::Acquire)
+                >= self.admitting[index].load(Ordering::Acquire)
     }
 
     /// Admits a request of `class` if its class is under its limit.
     pub fn admit(&self, class: Class) -> Option<Permit<'_>> {
         let index = class.index();
-        let limit = self
-            .limits
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .admitting(class, Instant::now());
+        let limit = self.admitting[index].load(Ordering::Acquire);
         let admitted = self.in_flight[index]
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (!self.enabled || n < limit).then_some(n + 1)
             })
             .is_ok();
         if !admitted {
-            self.rejected[index].fetch_add(1, Ordering::Relaxed);
+            self.count_refused(class);
             return None;
         }
         Some(Permit { admission: self, class, started: Instant::now() })
+    }
+
+    /// Counts a request of `class` refused, here or by [`early::ShedEarlyLayer`].
+    pub(crate) fn count_refused(&self, class: Class) {
+        self.rejected[class.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus text: each class's limit, requests in flight and requests shed.
@@ -315,20 +342,22 @@ pub async fn admit(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     };
     let Some(permit) = state.admission.admit(class) else {
-        let mut error = ApiError::unavailable(
-            "overloaded",
-            format!(
-                "the service is shedding {} requests under load; retry shortly",
-                class.as_str()
-            ),
-        );
-        error.retry_after_secs = Some(1);
-        return error.into_response();
+        return overloaded(class).into_response();
     };
     let channel_wait_us = std::sync::Arc::new(AtomicU64::new(0));
     let response = channels::wait::scope(channel_wait_us.clone(), next.run(request)).await;
     permit.finish(is_overload(&response), channel_wait_us.load(Ordering::Relaxed));
     response
+}
+
+/// The answer to a request of `class` refused: 503 `overloaded`, `Retry-After: 1`.
+fn overloaded(class: Class) -> ApiError {
+    let mut error = ApiError::unavailable(
+        "overloaded",
+        format!("the service is shedding {} requests under load; retry shortly", class.as_str()),
+    );
+    error.retry_after_secs = Some(1);
+    error
 }
 
 /// Whether an answer says the service is overloaded: the ledger's queue full, a store or the
@@ -488,6 +517,18 @@ mod tests {
         assert_eq!(
             class_of(&Method::GET, "/v1/recon/days/2026-12-06/merchants.csv"),
             Some(Class::Bulk)
+        );
+        // Paths longer than the five segments looked at, and trailing slashes.
+        assert_eq!(
+            class_of(&Method::POST, "/v1/ops/inquiries/bank_a/req_1/outcome"),
+            None,
+            "operators' endpoints are never shed"
+        );
+        assert_eq!(class_of(&Method::GET, "/v1/a/b/c/d/e/f"), Some(Class::Read));
+        assert_eq!(class_of(&Method::POST, "/v1/merchants/m_1/payout-batches/"), Some(Class::Bulk));
+        assert_eq!(
+            class_of(&Method::POST, "/v1/merchants/m_1/payout-batches/x"),
+            Some(Class::Write)
         );
         for (method, path) in [
             (Method::POST, "/v1/ops/switches"),

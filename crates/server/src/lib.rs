@@ -203,7 +203,7 @@ impl AppState {
 
 /// Request ids: `req_` and 16 random hex characters, on every response and log line.
 #[derive(Clone, Copy, Default)]
-struct RandomRequestId;
+pub(crate) struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
@@ -371,5 +371,11 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
+        // Outermost: a request its class has no room for is refused before any work above.
+        .layer(admission::early::ShedEarlyLayer::new(
+            state.admission.clone(),
+            state.http_metrics.clone(),
+            mode,
+        ))
         .with_state(state)
 }

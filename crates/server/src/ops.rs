@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ledger::metrics::Histogram;
 
+use crate::admission::Class;
 use crate::AppState;
 
 /// Queue fill above which the service reports not ready, so balancers send traffic elsewhere.
@@ -23,12 +24,37 @@ pub const READY_QUEUE_FILL_MAX: f32 = 0.9;
 #[derive(Default)]
 pub struct HttpMetrics {
     routes: Mutex<BTreeMap<(&'static str, String, u16), Histogram>>,
+    /// Requests refused before routing (`admission::early`), by book and class: counted
+    /// without a lock, and shown as the route `shed:{class}` with status 503.
+    shed: [[Histogram; 3]; 2],
+}
+
+const MODES: [access::KeyMode; 2] = [access::KeyMode::Live, access::KeyMode::Test];
+
+fn mode_index(mode: access::KeyMode) -> usize {
+    match mode {
+        access::KeyMode::Live => 0,
+        access::KeyMode::Test => 1,
+    }
 }
 
 impl HttpMetrics {
     fn record(&self, mode: access::KeyMode, route: String, status: u16, latency_us: u64) {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         routes.entry((mode.as_str(), route, status)).or_default().record(latency_us);
+    }
+
+    /// One request of `class` refused before routing; it took no measurable time.
+    pub fn record_shed(&self, mode: access::KeyMode, class: Class) {
+        self.shed[mode_index(mode)][class.index()].record(0);
+    }
+
+    /// The routes `shed:{class}` of `mode` that refused anything, with their histograms.
+    fn shed_routes(&self, mode: access::KeyMode) -> impl Iterator<Item = (String, &Histogram)> {
+        Class::ALL.into_iter().filter_map(move |class| {
+            let histogram = &self.shed[mode_index(mode)][class.index()];
+            (histogram.count() > 0).then(|| (format!("shed:{}", class.as_str()), histogram))
+        })
     }
 
     /// Per route of the book of `mode` since the node started: requests, client and server
@@ -38,8 +64,13 @@ impl HttpMetrics {
         // Per route: its summary, and its histograms' cumulative buckets added up.
         type Merged = (RouteSummary, Vec<(u64, u64)>);
         let mut by_route: BTreeMap<&str, Merged> = BTreeMap::new();
-        let of_mode = routes.iter().filter(|((of, _, _), _)| *of == mode.as_str());
-        for ((_, route, status), histogram) in of_mode {
+        let shed = self.shed_routes(mode).collect::<Vec<_>>();
+        let of_mode = routes
+            .iter()
+            .filter(|((of, _, _), _)| *of == mode.as_str())
+            .map(|((_, route, status), histogram)| (route, *status, histogram))
+            .chain(shed.iter().map(|(route, histogram)| (route, 503, *histogram)));
+        for (route, status, histogram) in of_mode {
             let (summary, merged) = by_route.entry(route).or_insert_with(|| {
                 (RouteSummary { route: route.clone(), ..Default::default() }, Vec::new())
             });
@@ -145,6 +176,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         for ((mode, route, status), h) in routes.iter() {
             let labels = format!("mode=\"{mode}\",route=\"{route}\",status=\"{status}\"");
             histogram(&mut out, "qianbao_http_request_duration_seconds", &labels, h, 1e-6);
+        }
+        for mode in MODES {
+            for (route, h) in state.http_metrics.shed_routes(mode) {
+                let mode = mode.as_str();
+                let labels = format!("mode=\"{mode}\",route=\"{route}\",status=\"503\"");
+                histogram(&mut out, "qianbao_http_request_duration_seconds", &labels, h, 1e-6);
+            }
         }
     }
     if let Some(payments) = &state.payments {

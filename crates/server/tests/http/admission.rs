@@ -59,6 +59,18 @@ async fn under_overload_writes_are_refused_at_once_and_the_classes_below_are_cut
     assert_error(&refused, 503, "overloaded");
     assert_eq!(refused.header("retry-after"), Some("1"));
     assert!(started.elapsed() < Duration::from_secs(1), "refused at once, never left to wait");
+    // Refused before routing (`admission::early`), yet like every answer: a request id, and
+    // counted in the HTTP metrics and admission's own.
+    assert!(refused.header("x-request-id").is_some_and(|id| id.starts_with("req_")), "{refused:?}");
+    let metrics = app.call(Req::get("/metrics")).await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains(
+            "qianbao_http_request_duration_seconds_count{mode=\"live\",route=\"shed:write\",status=\"503\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("qianbao_admission_shed_total{class=\"write\"} 1"), "{metrics}");
     // Reads are a class of their own: still answered.
     let read = app.get(&format!("/v1/accounts/{WORLD_ALICE}"), &key).await;
     assert_eq!(read.status, StatusCode::OK, "{read:?}");
