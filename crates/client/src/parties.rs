@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::{Client, Query, Reply};
 use crate::error::ClientError;
 use crate::idempotency::IdempotencyKey;
+use crate::ledger::AccountLayout;
 use crate::routes;
 use crate::wire::{AccountId, SignedAmount};
 
@@ -45,6 +46,10 @@ pub struct MerchantRequest {
     /// Payments of day T are settled on day T+N (0 to 90, default 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settle_after_days: Option<u32>,
+    /// A hot merchant's unsettled payables spread over rows: `SubAccounts` (credits spendable
+    /// at once) or `Buffered` (folded within 100 ms). Plain when absent; fixed once open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsettled_layout: Option<AccountLayout>,
 }
 
 impl MerchantRequest {
@@ -55,6 +60,7 @@ impl MerchantRequest {
             assets: assets.iter().map(|asset| asset.to_string()).collect(),
             fee_bps: None,
             settle_after_days: None,
+            unsettled_layout: None,
         }
     }
 }
@@ -87,6 +93,9 @@ pub struct PartyView {
     pub fee_bps: u32,
     /// Merchants: payments of day T are settled on day T+N.
     pub settle_after_days: u32,
+    /// Merchants: how the unsettled payables are spread over rows; `None` for customers.
+    #[serde(default)]
+    pub unsettled_layout: Option<AccountLayout>,
     pub balances: Vec<BalanceLine>,
     pub created_at_ms: u64,
 }

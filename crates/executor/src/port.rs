@@ -3,6 +3,7 @@
 //! (customers, merchants) orders are made for.
 
 use channels::ChannelId;
+use ledger::model::AccountLayout;
 use money::{Amount, AssetCode};
 use payments::reconciled::ChannelLeg;
 use payments::{Order, OrderId, OrderKind};
@@ -162,6 +163,14 @@ pub struct Party {
     #[serde(default)]
     pub settle_after_days: u32,
     pub created_at_ms: u64,
+    /// Merchants: the layout of the unsettled payables (a hot merchant's, 热点账户). Absent
+    /// from parties stored before it existed, and from plain ones: plain.
+    #[serde(default, skip_serializing_if = "is_plain")]
+    pub unsettled_layout: AccountLayout,
+}
+
+fn is_plain(layout: &AccountLayout) -> bool {
+    *layout == AccountLayout::Plain
 }
 
 pub trait OrderStore: Send + Sync + 'static {

@@ -582,6 +582,7 @@ async fn world(case: &Case) -> World {
             assets: vec![cny()],
             fee_bps,
             settle_after_days: 0,
+            unsettled_layout: Default::default(),
         };
         executor.open_party(TENANT, party).await.expect("open a party");
     }

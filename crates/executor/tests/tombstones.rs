@@ -60,6 +60,7 @@ async fn a_late_copy_of_a_rejected_group_cannot_post() {
             assets: vec![cny()],
             fee_bps: 0,
             settle_after_days: 0,
+            unsettled_layout: Default::default(),
         };
         executor.open_party("t", new).await.unwrap();
     }

@@ -25,7 +25,8 @@
 use channels::ChannelId;
 use ledger::apply::Command;
 use ledger::model::{
-    AccountClass, BalanceRule, BoundedText, ChartCode, ChartEntry, NewAccount, METADATA_LEN_MAX,
+    AccountClass, AccountLayout, BalanceRule, BoundedText, ChartCode, ChartEntry, NewAccount,
+    METADATA_LEN_MAX,
 };
 use ledger::AccountId;
 use money::AssetCode;
@@ -235,7 +236,14 @@ pub fn merchant_account_id(merchant: &str, asset: AssetCode, settled: bool) -> A
 
 /// A merchant's two payables in `asset` (unsettled takings, settled takings): liabilities
 /// that never go negative, so a refund can only return what the merchant still holds.
-pub fn merchant_accounts(merchant: &str, asset: AssetCode) -> [NewAccount; 2] {
+/// `unsettled_layout` spreads the unsettled payables, which every payment credits, over rows
+/// for a hot merchant (热点账户); the settled payables move once a settlement run and stay
+/// plain.
+pub fn merchant_accounts(
+    merchant: &str,
+    asset: AssetCode,
+    unsettled_layout: AccountLayout,
+) -> [NewAccount; 2] {
     [false, true].map(|settled| NewAccount {
         id: merchant_account_id(merchant, asset, settled),
         asset,
@@ -249,7 +257,7 @@ pub fn merchant_accounts(merchant: &str, asset: AssetCode) -> [NewAccount; 2] {
             "merchant:{merchant}:{}",
             if settled { "settled" } else { "unsettled" }
         )),
-        layout: Default::default(),
+        layout: if settled { AccountLayout::Plain } else { unsettled_layout },
     })
 }
 

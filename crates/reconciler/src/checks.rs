@@ -320,13 +320,29 @@ fn run_checks(
         })
         .collect();
     let mut settled = Collect::default();
+    // The journal names the rows a movement touched (a hot merchant's sub-accounts or
+    // buffers); an order was booked to the account, so each row counts as its account. Rows
+    // are opened with their account, before any movement names them.
+    let mut row_of: HashMap<AccountId, AccountId> = HashMap::new();
     let head = books.head().map_err(books_error)?;
     let mut first = 1;
     while first <= head.last_seq.0 {
         let through = head.last_seq.0.min(first + RECORDS_PER_READ - 1);
         let (records, _) = books.records(Seq(first), Seq(through)).map_err(books_error)?;
         for record in records {
-            let Record::Transfer(transfer) = record else { continue };
+            let mut transfer = match record {
+                Record::Transfer(transfer) => transfer,
+                Record::AccountOpened(account) => {
+                    if let ledger::model::AccountLayout::Row { of, .. } = account.layout {
+                        row_of.insert(account.id, of);
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            let owner = |id: AccountId| row_of.get(&id).copied().unwrap_or(id);
+            transfer.debit_account_id = owner(transfer.debit_account_id);
+            transfer.credit_account_id = owner(transfer.credit_account_id);
             let posted = matches!(transfer.kind, TransferKind::Posted | TransferKind::PostPending);
             if posted
                 && settled_accounts.contains(&transfer.credit_account_id)

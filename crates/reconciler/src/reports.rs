@@ -118,7 +118,11 @@ fn merchants(
                 asset: asset.to_string(),
                 ..MerchantDay::default()
             });
-            payables.insert(merchant_account_id(&key, *asset, false), Payable::Unsettled(index));
+            // A hot merchant's unsettled payables are spread over rows, which the journal names.
+            let unsettled = merchant_account_id(&key, *asset, false);
+            for row in party.unsettled_layout.row_ids(unsettled) {
+                payables.insert(row, Payable::Unsettled(index));
+            }
             payables.insert(merchant_account_id(&key, *asset, true), Payable::Settled(index));
         }
     }
@@ -179,9 +183,10 @@ fn merchants(
             .entry_as_of(*id, Seq(closed.to_seq))
             .map_err(books_error)?
             .map_or(0, |entry| entry.balances_after.net_credit_posted());
+        // Summed: an account spread over rows closes at the sum of its rows.
         match payable {
-            Payable::Unsettled(i) => rows[*i].unsettled_closing_minor = closing,
-            Payable::Settled(i) => rows[*i].settled_closing_minor = closing,
+            Payable::Unsettled(i) => rows[*i].unsettled_closing_minor += closing,
+            Payable::Settled(i) => rows[*i].settled_closing_minor += closing,
         }
     }
     rows.retain(|row| {

@@ -32,7 +32,8 @@ pub struct BalanceLine {
     pub account: &'static str,
     /// The ledger account id (decimal string): `GET /v1/accounts/{id}` and its entries.
     pub account_id: String,
-    /// Posted credits minus posted debits, minor units.
+    /// Posted credits minus posted debits, minor units (for buffered payables, with what
+    /// waits in the buffers).
     pub balance: String,
     /// What can be spent now: the balance minus holds.
     pub available: String,
@@ -49,6 +50,11 @@ pub struct PartyView {
     pub fee_bps: u32,
     /// Merchants: payments of day T are settled on day T+N.
     pub settle_after_days: u32,
+    /// Merchants: how the unsettled payables are spread over rows (hot merchants); absent for
+    /// customers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::views::wire::AccountLayout>)]
+    pub unsettled_layout: Option<ledger::model::AccountLayout>,
     pub balances: Vec<BalanceLine>,
     pub created_at_ms: u64,
 }
@@ -63,8 +69,13 @@ fn balance_line(
     id: AccountId,
 ) -> Result<BalanceLine, ApiError> {
     tenancy::claim_party_account(state, tenant, id)?;
-    let (balance, available) = match state.reader.account(id)? {
-        Some(found) => (found.balances.net_credit_posted(), found.balances.available_credit()),
+    // Summed over a hot merchant's rows; what waits in buffers is credited (in the balance)
+    // but not yet spendable (not in what is available).
+    let (balance, available) = match state.reader.account_summed(id)? {
+        Some((found, buffered)) => (
+            found.balances.net_credit_posted() + buffered.net_credit_posted(),
+            found.balances.available_credit(),
+        ),
         None => (0, 0),
     };
     Ok(BalanceLine {
@@ -118,6 +129,7 @@ fn party_view(
         assets: party.assets.iter().map(|a| a.as_str().to_owned()).collect(),
         fee_bps: party.fee_bps,
         settle_after_days: party.settle_after_days,
+        unsettled_layout: (party.kind == PartyKind::Merchant).then_some(party.unsettled_layout),
         balances,
         created_at_ms: party.created_at_ms,
     })
@@ -160,6 +172,14 @@ pub struct MerchantRequest {
     #[serde(default = "one_day")]
     #[schema(example = 1, maximum = 90)]
     settle_after_days: u32,
+    /// For a hot merchant (热点账户): how its unsettled payables, which every payment credits,
+    /// are spread over rows. `sub_accounts`: credits are spendable at once (a refund can
+    /// return a payment the moment it is made). `buffered`: cheaper credits, folded into the
+    /// payables within the ledger's fold interval (100 ms by default); until then a refund
+    /// cannot spend them. Plain by default; fixed once the merchant is open.
+    #[serde(default)]
+    #[schema(value_type = crate::views::wire::NewAccountLayout)]
+    unsettled_layout: ledger::model::AccountLayout,
 }
 
 fn one_day() -> u32 {
@@ -187,7 +207,7 @@ pub async fn create_customer(
         async {
             not_for_merchant_keys(&caller)?;
             let request: CustomerRequest = parse(&body)?;
-            let terms = (0, 0);
+            let terms = (0, 0, Default::default());
             open_party(
                 &state,
                 &caller,
@@ -231,7 +251,7 @@ pub async fn create_merchant(
                 request.id,
                 request.name,
                 request.assets,
-                (request.fee_bps, request.settle_after_days),
+                (request.fee_bps, request.settle_after_days, request.unsettled_layout),
             )
             .await
         },
@@ -246,12 +266,13 @@ async fn open_party(
     id: String,
     name: String,
     assets: Vec<AssetCode>,
-    (fee_bps, settle_after_days): (u32, u32),
+    (fee_bps, settle_after_days, unsettled_layout): (u32, u32, ledger::model::AccountLayout),
 ) -> Result<(StatusCode, serde_json::Value), ApiError> {
     let executor = executor(state)?;
     let tenant = caller.tenant().as_str();
     let existed = executor.store().get_party(tenant, kind, &id).map_err(ExecError::from)?.is_some();
-    let new = executor::NewParty { kind, id, name, assets, fee_bps, settle_after_days };
+    let new =
+        executor::NewParty { kind, id, name, assets, fee_bps, settle_after_days, unsettled_layout };
     let party = executor.open_party(tenant, new).await?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     let state = state.clone();

@@ -5,6 +5,7 @@ mod console;
 mod crash;
 mod edge;
 mod exceptions;
+mod hot_merchant;
 mod loadtest;
 mod monitoring;
 mod ops;

@@ -90,6 +90,7 @@ fn bodies() -> Vec<(Route, Value, Value)> {
         name: Some(text("Tea House")),
         fee_bps: Some(60),
         settle_after_days: Some(1),
+        unsettled_layout: Some(client::ledger::AccountLayout::SubAccounts { count: 8 }),
         ..MerchantRequest::new("tea", &["CNY", "USD"])
     };
     let topup = TopUpBody {

@@ -1,13 +1,15 @@
 //! Customers and merchants: opening a party with its ledger accounts, and reading one
 //! (cached: a party never changes once open).
 
+use ledger::model::AccountLayout;
+
 use super::*;
 
 impl Executor {
     /// Opens a customer (with a wallet per asset) or a merchant (with its payables per
     /// asset). Idempotent: the same request again returns the stored party.
     pub async fn open_party(&self, tenant: &str, new: NewParty) -> Result<Party, ExecError> {
-        let NewParty { kind, id, name, assets, fee_bps, settle_after_days } = new;
+        let NewParty { kind, id, name, assets, fee_bps, settle_after_days, unsettled_layout } = new;
         let (id, name) = (id.as_str(), name.as_str());
         check_id("id", id)?;
         if settle_after_days > SETTLE_AFTER_DAYS_MAX
@@ -36,9 +38,34 @@ impl Executor {
                 message: format!("0 to {FEE_BPS_MAX}, and only for merchants"),
             });
         }
+        // A layout is for the account payments credit, a merchant's; a row is the ledger's own.
+        let layout_ok = match unsettled_layout {
+            AccountLayout::Plain => true,
+            AccountLayout::SubAccounts { .. } | AccountLayout::Buffered { .. } => {
+                kind == PartyKind::Merchant && unsettled_layout.is_valid()
+            }
+            AccountLayout::Row { .. } => false,
+        };
+        if !layout_ok {
+            return Err(ExecError::Invalid {
+                field: "unsettled_layout",
+                message: format!(
+                    "plain, sub_accounts (2 to {max} rows) or buffered (1 to {max} buffers), and \
+                     only for merchants",
+                    max = AccountLayout::ROWS_MAX
+                ),
+            });
+        }
         let mut assets = assets;
         assets.sort();
         assets.dedup();
+        // An open party asked for with another layout: refused before the ledger, which would
+        // refuse to open its accounts again under a different layout anyway.
+        if let Some(existing) = self.store.get_party(tenant, kind, id)? {
+            if existing.unsettled_layout != unsettled_layout {
+                return Err(ExecError::PartyExistsWithDifferentFields { kind, id: id.to_owned() });
+            }
+        }
         let key = party_key(tenant, id);
         let mut commands = Vec::new();
         for asset in &assets {
@@ -52,8 +79,11 @@ impl Executor {
                         wallet_account(&key, *asset)
                     }))
                 }
-                PartyKind::Merchant => commands
-                    .extend(merchant_accounts(&key, *asset).into_iter().map(Command::OpenAccount)),
+                PartyKind::Merchant => commands.extend(
+                    merchant_accounts(&key, *asset, unsettled_layout)
+                        .into_iter()
+                        .map(Command::OpenAccount),
+                ),
             }
         }
         // Accounts first: a party the store knows always has its accounts.
@@ -67,6 +97,7 @@ impl Executor {
             fee_bps,
             settle_after_days,
             created_at_ms: self.clock.now_ms(),
+            unsettled_layout,
         };
         match self.store.put_party(&party)? {
             None => Ok(party),
@@ -76,7 +107,14 @@ impl Executor {
                     &existing.assets,
                     existing.fee_bps,
                     existing.settle_after_days,
-                ) == (&party.name, &party.assets, party.fee_bps, party.settle_after_days) =>
+                    existing.unsettled_layout,
+                ) == (
+                    &party.name,
+                    &party.assets,
+                    party.fee_bps,
+                    party.settle_after_days,
+                    party.unsettled_layout,
+                ) =>
             {
                 Ok(existing)
             }

@@ -1,6 +1,7 @@
 //! The requests the payment core takes, the limits and checks on their fields, and the
 //! order ids derived from a client's reference (so a retried create names the same order).
 
+use ledger::model::AccountLayout;
 use money::{Amount, AssetCode};
 use payments::{OrderId, OrderKind};
 use sha2::{Digest, Sha256};
@@ -109,6 +110,9 @@ pub struct NewParty {
     pub fee_bps: u32,
     /// Merchants: the settlement cycle (T+N).
     pub settle_after_days: u32,
+    /// Merchants: how the unsettled payables, which every payment credits, are spread over
+    /// rows (`Plain`, `SubAccounts` or `Buffered`); customers: `Plain`.
+    pub unsettled_layout: AccountLayout,
 }
 
 /// A created (or, for a retry, found) order.

@@ -61,6 +61,7 @@ async fn each_check_finds_its_kind(backend: &Backend) {
         assets: vec![cny()],
         fee_bps: 0,
         settle_after_days: 0,
+        unsettled_layout: Default::default(),
     };
     w.executor.open_party(TENANT, bob).await.unwrap();
     let topup = w.topup("t1", "card-1", 10_000).await;
@@ -72,6 +73,7 @@ async fn each_check_finds_its_kind(backend: &Backend) {
         assets: vec![cny()],
         fee_bps: 0,
         settle_after_days: 0,
+        unsettled_layout: Default::default(),
     };
     w.executor.open_party(TENANT, shop).await.unwrap();
     let payment = executor::PaymentRequest {

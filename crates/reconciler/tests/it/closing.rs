@@ -43,6 +43,7 @@ async fn days_close_in_order(backend: &Backend) -> String {
         assets: vec![crate::cny()],
         fee_bps: 60,
         settle_after_days: 1,
+        unsettled_layout: Default::default(),
     };
     w.executor.open_party(crate::TENANT, shop).await.unwrap();
     let payment = executor::PaymentRequest {

@@ -168,6 +168,7 @@ impl Backend {
 
 mod checks;
 mod closing;
+mod hot_merchant;
 mod monitoring;
 mod superseded;
 
@@ -269,6 +270,7 @@ async fn world(backend: &Backend) -> World {
         assets: vec![cny()],
         fee_bps: 0,
         settle_after_days: 0,
+        unsettled_layout: Default::default(),
     };
     executor.open_party(TENANT, party).await.unwrap();
     // End of day reads the books through a reader of its own, as `qianbao serve` gives it.

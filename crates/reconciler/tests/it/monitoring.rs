@@ -33,6 +33,7 @@ async fn alerts_fire_and_resolve(backend: &Backend) {
         assets: vec![cny()],
         fee_bps: 0,
         settle_after_days: 0,
+        unsettled_layout: Default::default(),
     };
     w.executor.open_party(TENANT, bob).await.unwrap();
     w.topup("big", "card-1", 200_000_000).await;

@@ -196,6 +196,7 @@ async fn endpoints_with_one_event(
             assets: vec![cny],
             fee_bps: 0,
             settle_after_days: 0,
+            unsettled_layout: Default::default(),
         };
         executor.open_party("shop", party).await.expect("opening a customer");
     }

@@ -811,6 +811,12 @@ fn party(tenant: &str, kind: PartyKind, id: &str, name: &str) -> Party {
         fee_bps: if kind == PartyKind::Merchant { 150 } else { 0 },
         settle_after_days: if kind == PartyKind::Merchant { 2 } else { 0 },
         created_at_ms: 1_000,
+        // A hot merchant's layout is stored with it (and read back equal, below).
+        unsettled_layout: if kind == PartyKind::Merchant {
+            ledger::model::AccountLayout::SubAccounts { count: 4 }
+        } else {
+            ledger::model::AccountLayout::Plain
+        },
     }
 }
 
