@@ -88,7 +88,7 @@ enum Workload {
 
 /// A hot account's layout, as `plain`, `sub:N` or `buffered:N`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct HotLayout(AccountLayout);
+pub(crate) struct HotLayout(AccountLayout);
 
 impl FromStr for HotLayout {
     type Err = String;
@@ -343,7 +343,7 @@ fn hot_account(n_accounts: u64, index: usize) -> u64 {
 /// Wallets `1..=n`, the hot merchants (`n + 1` with the first layout, `n + 3…` with the
 /// others), the bank reserve `n + 2`; every wallet and merchant funded from the bank (a
 /// buffered merchant's funding folded in before the run).
-fn setup_accounts(
+pub(crate) fn setup_accounts(
     handle: &LedgerHandle,
     n_accounts: u64,
     layouts: &[HotLayout],
@@ -435,14 +435,14 @@ fn submit_setup(handle: &LedgerHandle, commands: Vec<Command>) -> anyhow::Result
 
 /// A small, fast PRNG (xorshift64*) for picking accounts. Written here because the bench
 /// needs only uniform picks, and a dependency for that would be heavier than these lines.
-struct Picker(u64);
+pub(crate) struct Picker(u64);
 
 impl Picker {
-    fn new(seed: u64) -> Picker {
+    pub(crate) fn new(seed: u64) -> Picker {
         Picker(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -467,7 +467,7 @@ impl Picker {
     }
 }
 
-fn bench_transfer(id: u64, debit: u64, credit: u64, amount_minor: u64) -> NewTransfer {
+pub(crate) fn bench_transfer(id: u64, debit: u64, credit: u64, amount_minor: u64) -> NewTransfer {
     NewTransfer {
         id: TransferId::new(u128::from(id)).unwrap_or_else(|_| unreachable!("ids start high")),
         action: TransferAction::Post(Movement {

@@ -7,6 +7,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod api_client;
 mod bench;
+mod fill;
 mod keys;
 mod load;
 mod loadtest;
@@ -62,6 +63,9 @@ enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Grows a book to a size: accounts opened and funded, then transfers in bulk (scale
+    /// tests: restart time and memory on big books).
+    Fill(fill::FillArgs),
     /// Posts a steady stream of transfers and prints each acknowledged id (crash tests).
     #[command(hide = true)]
     Load(load::LoadArgs),
@@ -195,6 +199,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ledger { command: LedgerCommand::Bench(args) } => bench::run(args),
         Command::Ledger { command: LedgerCommand::Verify { store, json } } => verify(&store, json),
         Command::Ledger { command: LedgerCommand::Load(args) } => load::run(args),
+        Command::Ledger { command: LedgerCommand::Fill(args) } => fill::run(args),
     }
 }
 

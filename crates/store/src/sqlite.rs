@@ -51,19 +51,32 @@ fn backend(error: rusqlite::Error) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
-/// Opens a connection with the settings every connection to the file needs.
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+/// The writer's page cache, KiB: the B-tree pages of accounts, entries and the transfer-id
+/// index that batches touch stay cached between batches.
+const WRITER_CACHE_KIB: u32 = 131_072;
+
+/// Each reader connection's page cache, KiB. Readers read the same file the writer keeps
+/// warm in the OS's page cache; a large private cache per reader only copies those pages
+/// again. With 128 MiB each, the idle pool ([`READER_IDLE_MAX`]) held up to 1 GiB once a
+/// load had warmed it, on a book of 100,000 accounts (docs/bench/scale.md). Together the
+/// ledger's caches are bounded by `WRITER_CACHE_KIB + READER_IDLE_MAX × READER_CACHE_KIB`
+/// (256 MiB), whatever the size of the books.
+const READER_CACHE_KIB: u32 = 16_384;
+
+/// Opens a connection with the settings every connection to the file needs, and a page
+/// cache of `cache_kib`.
+fn connect(path: &Path, cache_kib: u32) -> Result<Connection, StoreError> {
     let connection = Connection::open(path).map_err(backend)?;
     connection
-        .execute_batch(
+        .execute_batch(&format!(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = OFF;
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -131072;
+             PRAGMA cache_size = -{cache_kib};
              PRAGMA busy_timeout = 10000;
-             PRAGMA wal_autocheckpoint = 10000;",
-        )
+             PRAGMA wal_autocheckpoint = 10000;"
+        ))
         .map_err(backend)?;
     Ok(connection)
 }
@@ -109,7 +122,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        let mut connection = connect(path.as_ref())?;
+        let mut connection = connect(path.as_ref(), WRITER_CACHE_KIB)?;
         migrate(&mut connection, MIGRATIONS)?;
         Ok(SqliteStore { connection })
     }
@@ -593,7 +606,7 @@ impl SqliteReader {
         let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
         match idle {
             Some(connection) => Ok(connection),
-            None => connect(&self.path),
+            None => connect(&self.path, READER_CACHE_KIB),
         }
     }
 
