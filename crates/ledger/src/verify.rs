@@ -14,6 +14,26 @@ use crate::port::{LedgerReader, Page, StoreError};
 /// Batch headers read per query while verifying.
 pub const VERIFY_PAGE_BATCHES: usize = 1000;
 
+/// Records read per page at most (a page holds at least one batch, however large): a
+/// thousand batches of bulk requests are millions of records, and a page of them held
+/// 1.6 GiB while a node checked a 10,000,000-transfer journal (docs/bench/scale.md).
+pub const VERIFY_PAGE_RECORDS: u64 = 50_000;
+
+/// The first batches of `headers` that hold at most [`VERIFY_PAGE_RECORDS`] records
+/// together, and never none.
+fn bounded(mut headers: Vec<crate::journal::BatchHeader>) -> Vec<crate::journal::BatchHeader> {
+    let mut records = 0u64;
+    let keep = headers
+        .iter()
+        .position(|header| {
+            records += u64::from(header.n_records);
+            records > VERIFY_PAGE_RECORDS
+        })
+        .map_or(headers.len(), |over| over.max(1));
+    headers.truncate(keep);
+    headers
+}
+
 /// The first place where the store disagrees with its own journal.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -75,7 +95,7 @@ pub fn verify(
     let mut next_seq = Seq(1);
     loop {
         let headers =
-            reader.batches(Page { after: Some(prev_batch), limit: VERIFY_PAGE_BATCHES })?;
+            bounded(reader.batches(Page { after: Some(prev_batch), limit: VERIFY_PAGE_BATCHES })?);
         let (Some(first), Some(last)) = (headers.first(), headers.last()) else { break };
         let last_seq = Seq(last.first_seq.0 + u64::from(last.n_records) - 1);
         let (records, entries) = reader.records(first.first_seq, last_seq)?;
@@ -153,7 +173,7 @@ pub fn verify_chain_from(
     let mut next_seq = Seq(from.next_seq.max(1));
     loop {
         let headers =
-            reader.batches(Page { after: Some(prev_batch), limit: VERIFY_PAGE_BATCHES })?;
+            bounded(reader.batches(Page { after: Some(prev_batch), limit: VERIFY_PAGE_BATCHES })?);
         let (Some(first), Some(last)) = (headers.first(), headers.last()) else { break };
         let last_seq = Seq(last.first_seq.0 + u64::from(last.n_records) - 1);
         let (records, _) = reader.records(first.first_seq, last_seq)?;
@@ -388,4 +408,31 @@ fn compare_accounts(
         return Ok(Some(Divergence::AccountMismatch { account_id: "*".into(), detail }));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{BatchSeq, Timestamp};
+
+    fn header(batch: u64, n_records: u32) -> crate::journal::BatchHeader {
+        crate::journal::BatchHeader {
+            batch_seq: BatchSeq(batch),
+            first_seq: Seq(batch * 100_000),
+            n_records,
+            timestamp: Timestamp(0),
+            prev_hash: Hash::default(),
+            hash: Hash::default(),
+        }
+    }
+
+    #[test]
+    fn a_page_holds_a_bounded_number_of_records_and_at_least_one_batch() {
+        let cap = VERIFY_PAGE_RECORDS as u32;
+        let n = |headers: Vec<_>| bounded(headers).len();
+        assert_eq!(n(vec![header(1, 10), header(2, 10), header(3, 10)]), 3, "all fit");
+        assert_eq!(n(vec![header(1, cap / 2), header(2, cap / 2), header(3, 1)]), 2);
+        assert_eq!(n(vec![header(1, cap * 3), header(2, 1)]), 1, "one batch, however large");
+        assert_eq!(n(vec![]), 0);
+    }
 }
