@@ -197,6 +197,19 @@ fn snapshot(
     let first =
         books.seq_at(Timestamp(last_hour_from.saturating_mul(1_000))).map_err(books_error)?.0 + 1;
     let last = books.head().map_err(books_error)?.last_seq.0;
+    // A hot merchant's unsettled payables are spread over rows, which the journal names;
+    // the limit is the account's, and a sweep or fold between its own rows is no debit.
+    let mut row_of: HashMap<AccountId, AccountId> = HashMap::new();
+    for party in orders.parties(executor::PartyKind::Merchant)? {
+        let key = executor::party_key(&party.tenant, &party.id);
+        for asset in &party.assets {
+            let account = payments::chart::merchant_account_id(&key, *asset, false);
+            for row in party.unsettled_layout.derived_rows() {
+                row_of.insert(account.row(row), account);
+            }
+        }
+    }
+    let owner = |id: AccountId| row_of.get(&id).copied().unwrap_or(id);
     let mut debited: HashMap<AccountId, u128> = HashMap::new();
     let mut start = first;
     while start <= last {
@@ -204,9 +217,12 @@ fn snapshot(
         let (records, _) = books.records(Seq(start), Seq(through)).map_err(books_error)?;
         for record in records {
             let Record::Transfer(transfer) = record else { continue };
-            if matches!(transfer.kind, TransferKind::Posted | TransferKind::PostPending) {
-                *debited.entry(transfer.debit_account_id).or_default() +=
-                    u128::from(transfer.amount.minor());
+            let (debit, credit) =
+                (owner(transfer.debit_account_id), owner(transfer.credit_account_id));
+            if debit != credit
+                && matches!(transfer.kind, TransferKind::Posted | TransferKind::PostPending)
+            {
+                *debited.entry(debit).or_default() += u128::from(transfer.amount.minor());
             }
         }
         start = through + 1;

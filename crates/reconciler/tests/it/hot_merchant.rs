@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use ledger::model::AccountLayout;
 use recon::BusinessDay;
 
-use crate::{amount, cny, world, Backend, World, NOON_MS, TENANT};
+use crate::{amount, cny, world_with, Backend, World, NOON_MS, TENANT};
 
 const HOUR_MS: u64 = 3_600_000;
 
@@ -30,7 +30,11 @@ async fn pay(w: &World, reference: &str, minor: u64) -> executor::OrderRecord {
 }
 
 async fn a_hot_merchants_rows_count_as_its_account(backend: &Backend) {
-    let w = world(backend).await;
+    // A debit limit below the refund below: the monitor must name the merchant's account,
+    // not the row the refund was served from.
+    let mut config = reconciler::ReconConfig::new(vec![cny()]);
+    config.monitors.account_debit_limit_minor = 500;
+    let w = world_with(backend, config).await;
     let dec5 = BusinessDay::parse("2026-12-05").unwrap();
     w.topup("t1", "card-1", 100_000).await;
     let layout = AccountLayout::SubAccounts { count: 4 };
@@ -76,6 +80,19 @@ async fn a_hot_merchants_rows_count_as_its_account(backend: &Backend) {
     };
     let refunded = w.executor.create_refund(TENANT, refund).await.unwrap();
     assert_eq!(refunded.record.order.status(), "succeeded", "{:?}", refunded.record);
+
+    let alerts = w.reconciler.monitor(reconciler::monitoring::Outside::default()).await.unwrap();
+    let fired = |subject: &str| {
+        alerts
+            .iter()
+            .find(|a| a.rule == monitors::Rule::AccountDebitLimit && a.subject == subject)
+            .map(|a| a.value.clone())
+    };
+    // The refund, and the fee leg of each payment (6 each): no sweep between rows counts.
+    assert_eq!(fired(&unsettled.to_string()), Some("1036".into()), "{alerts:?}");
+    for row in layout.derived_rows() {
+        assert_eq!(fired(&unsettled.row(row).to_string()), None, "a row named: {alerts:?}");
+    }
 
     let clean = w.reconciler.cross_check("ops").await.unwrap();
     let failing: Vec<_> = clean.checks.iter().filter(|c| !c.ok).collect();

@@ -189,6 +189,11 @@ struct World {
 type Stores = (Ledger, Box<dyn LedgerReader>, Arc<dyn OrderStore>, Arc<dyn reconciler::ReconStore>);
 
 async fn world(backend: &Backend) -> World {
+    world_with(backend, ReconConfig::new(vec![cny()])).await
+}
+
+/// A world whose reconciler has `config`.
+async fn world_with(backend: &Backend, recon_config: ReconConfig) -> World {
     let dir = tempfile::tempdir().unwrap();
     let ledger_clock = Arc::new(ManualClock::new(Timestamp(NOON_MS * 1_000)));
     let config = ledger::PipelineConfig::default();
@@ -287,7 +292,7 @@ async fn world(backend: &Backend) -> World {
         executor.clone(),
         ledger.handle(),
         clock.clone(),
-        ReconConfig::new(vec![cny()]),
+        recon_config,
     )
     .with_books(books);
     World { _dir: dir, ledger_clock, clock, reader, executor, reconciler, bank, _ledger: ledger }
