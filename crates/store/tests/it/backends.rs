@@ -49,7 +49,15 @@ pub fn drop_schema(target: &PgTarget) {
 }
 
 pub enum Kind {
-    Sqlite { _dir: tempfile::TempDir, path: std::path::PathBuf },
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+    },
+    /// The journal-first engine in front of SQLite books (`engine`).
+    Journaled {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+    },
     Postgres(PgTarget),
 }
 
@@ -83,6 +91,21 @@ impl Backend {
         Backend {
             name: "sqlite",
             kind: Kind::Sqlite { _dir: dir, path },
+            clock,
+            ledger: Some(ledger),
+            reader,
+        }
+    }
+
+    /// The journal-first engine over SQLite books in `dir`: the journal in `dir/journal`.
+    pub fn journaled() -> Backend {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ledger.db");
+        let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
+        let (ledger, reader) = start_journaled(&path, clock.clone());
+        Backend {
+            name: "journaled",
+            kind: Kind::Journaled { _dir: dir, path },
             clock,
             ledger: Some(ledger),
             reader,
@@ -124,6 +147,11 @@ impl Backend {
                 self.clock.clone(),
                 test_config(),
             ),
+            Kind::Journaled { path, .. } => {
+                let (ledger, reader) = start_journaled(path, self.clock.clone());
+                self.reader = reader;
+                ledger
+            }
         };
         self.ledger = Some(ledger);
     }
@@ -131,7 +159,7 @@ impl Backend {
     /// Runs raw SQL behind the ledger's back, as an attacker with database access would.
     pub fn tamper(&self, sql: &str) {
         match &self.kind {
-            Kind::Sqlite { path, .. } => {
+            Kind::Sqlite { path, .. } | Kind::Journaled { path, .. } => {
                 let connection = rusqlite::Connection::open(path).expect("open");
                 connection.execute_batch(sql).expect("tamper");
             }
@@ -157,9 +185,25 @@ impl Drop for Backend {
     }
 }
 
+/// The engine over the SQLite books at `path`, and a reader of it.
+pub fn start_journaled(
+    path: &std::path::Path,
+    clock: Arc<ManualClock>,
+) -> (Ledger, Box<dyn LedgerReader>) {
+    let journal = path.with_file_name("journal");
+    let projection = SqliteStore::open(path).expect("open sqlite");
+    let projection_reader = Arc::new(SqliteReader::open(path).expect("open reader"));
+    let engine =
+        engine::Engine::open(engine::EngineConfig::new(journal), projection, projection_reader)
+            .expect("open engine");
+    let reader = Box::new(engine.reader());
+    (Ledger::start(engine, clock, test_config()), reader)
+}
+
 /// Runs `scenario` on every available backend.
 pub fn each_backend(prefix: &str, scenario: impl Fn(&mut Backend)) {
     scenario(&mut Backend::sqlite());
+    scenario(&mut Backend::journaled());
     if let Some(mut backend) = Backend::postgres(prefix) {
         scenario(&mut backend);
     }

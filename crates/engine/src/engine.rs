@@ -1,0 +1,523 @@
+//! The engine: the write side the posting pipeline runs on ([`Engine`], a `LedgerStore`), its
+//! recovery, and the projector thread that writes committed batches into the projection.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ledger::apply::BatchWrite;
+use ledger::journal::{batch_hash, JournalHead};
+use ledger::model::{Account, AccountLayout, Hold, Transfer};
+use ledger::port::{LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, StoreError};
+use ledger::{AccountId, BatchSeq, Timestamp, TransferId};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::log::{self, DataSync, Durability, LogError, LogWriter};
+use crate::state::State;
+use crate::{codec, EngineConfig};
+
+/// What the writer, the readers and the projector share.
+pub(crate) struct Shared {
+    pub(crate) state: RwLock<State>,
+    /// The last batch the projection holds durably.
+    pub(crate) projected: Mutex<BatchSeq>,
+    pub(crate) projected_changed: Condvar,
+    /// Records written to the journal and not yet to the projection.
+    pub(crate) lag_records: AtomicU64,
+    /// Set when the projection fails; cleared when it writes again.
+    pub(crate) projection_failing: AtomicBool,
+    pub(crate) projection: Arc<dyn LedgerReader>,
+    pub(crate) metrics: EngineMetrics,
+}
+
+/// The engine's own figures, readable while it runs.
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    pub journal_bytes: AtomicU64,
+    pub journal_syncs: AtomicU64,
+    pub projected_batches: AtomicU64,
+    pub projection_groups: AtomicU64,
+    /// Times the writer waited for the projection to catch up.
+    pub lag_waits: AtomicU64,
+}
+
+impl Shared {
+    /// Waits until the projection holds batch `batch_seq`, or fails after `timeout`.
+    pub(crate) fn wait_projected(
+        &self,
+        batch_seq: BatchSeq,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let deadline = Instant::now() + timeout;
+        let mut projected = self.projected.lock();
+        while *projected < batch_seq {
+            if self.projected_changed.wait_until(&mut projected, deadline).timed_out() {
+                return Err(StoreError::Backend(format!(
+                    "the projection holds batch {} and has not reached batch {} in {} ms",
+                    projected.0,
+                    batch_seq.0,
+                    timeout.as_millis()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The journal-first store. The pipeline's writer thread owns it.
+pub struct Engine {
+    shared: Arc<Shared>,
+    log: LogWriter,
+    config: EngineConfig,
+    projector: Option<(mpsc::Sender<Arc<BatchWrite>>, std::thread::JoinHandle<()>)>,
+    /// Set by a failed append: nothing more is written until the process recovers.
+    failed: Option<String>,
+    retired_through: BatchSeq,
+    frame: Vec<u8>,
+    payload: Vec<u8>,
+    _lock: std::fs::File,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the journal at {0} is in use by another process")]
+    Locked(PathBuf),
+    #[error("journal batch {batch_seq} does not follow the books: {detail}")]
+    Chain { batch_seq: u64, detail: String },
+}
+
+impl Engine {
+    /// Opens the journal in `config.dir` in front of a projection (the store's write side and a
+    /// reader of it): loads the books from the projection, replays every journal batch the
+    /// projection lacks into memory, and starts the projector, which writes them there.
+    pub fn open<P: LedgerStore>(
+        config: EngineConfig,
+        projection: P,
+        reader: Arc<dyn LedgerReader>,
+    ) -> Result<Engine, OpenError> {
+        Engine::open_with(config, projection, reader, Box::new(DataSync))
+    }
+
+    /// [`Engine::open`] with the journal's syncs made by `durability` (tests inject failures).
+    pub fn open_with<P: LedgerStore>(
+        config: EngineConfig,
+        mut projection: P,
+        reader: Arc<dyn LedgerReader>,
+        durability: Box<dyn Durability>,
+    ) -> Result<Engine, OpenError> {
+        std::fs::create_dir_all(&config.dir)
+            .map_err(|source| LogError::Io { path: config.dir.clone(), source })?;
+        let lock = lock_dir(&config.dir)?;
+        let started = Instant::now();
+        let mut state = State::default();
+        {
+            let mut tx = projection.begin()?;
+            state.head = tx.lock_head()?;
+            state.reference = tx.reference_data()?;
+        }
+        let projected_head = state.head;
+        load_pages(
+            |page| reader.accounts(page),
+            |account: &Account| account.id,
+            |account| state.load_account(account),
+        )?;
+        load_pages(
+            |page| reader.pending_holds(page),
+            |hold: &Hold| hold.pending_id,
+            |hold| state.load_hold(hold),
+        )?;
+        let n_accounts = state.accounts.len();
+        let mut replayed: Vec<Arc<BatchWrite>> = Vec::new();
+        let report = log::read_all(&config.dir, &mut |payload| {
+            let batch_seq = peek_batch_seq(payload);
+            if batch_seq <= projected_head.batch_seq.0 {
+                return Ok(());
+            }
+            let batch = codec::decode(payload).map_err(|error| LogError::Corrupt {
+                segment: config.dir.clone(),
+                offset: 0,
+                detail: format!("batch {batch_seq}: {error}"),
+            })?;
+            if let Err(detail) = follows(&state.head, &batch) {
+                return Err(LogError::Corrupt {
+                    segment: config.dir.clone(),
+                    offset: 0,
+                    detail: format!("batch {batch_seq} does not follow the books: {detail}"),
+                });
+            }
+            state.apply(&batch);
+            replayed.push(Arc::new(batch));
+            Ok(())
+        })?;
+        let n_replayed = replayed.len();
+        let lag_records: u64 = replayed.iter().map(|batch| u64::from(batch.header.n_records)).sum();
+        tracing::info!(
+            accounts = n_accounts,
+            replayed_batches = n_replayed,
+            journal_frames = report.n_frames,
+            torn_tail_bytes = report.torn_tail_bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ledger engine recovered"
+        );
+        let next_batch = state.head.batch_seq.0 + 1;
+        let log = LogWriter::open(&config.dir, next_batch, config.segment_bytes_max, durability)?;
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            projected: Mutex::new(projected_head.batch_seq),
+            projected_changed: Condvar::new(),
+            lag_records: AtomicU64::new(lag_records),
+            projection_failing: AtomicBool::new(false),
+            projection: reader,
+            metrics: EngineMetrics::default(),
+        });
+        // Unbounded as a channel: the writer bounds the lag by records before it sends.
+        let (sender, receiver) = mpsc::channel();
+        for batch in replayed {
+            let _ = sender.send(batch);
+        }
+        let projector = Projector {
+            store: projection,
+            shared: shared.clone(),
+            receiver,
+            group_records_max: config.projection_group_records_max,
+        };
+        let thread = std::thread::Builder::new()
+            .name("ledger-projector".into())
+            .spawn(move || projector.run())
+            .map_err(|error| StoreError::Backend(format!("spawning the projector: {error}")))?;
+        Ok(Engine {
+            shared,
+            log,
+            config,
+            projector: Some((sender, thread)),
+            failed: None,
+            retired_through: projected_head.batch_seq,
+            frame: Vec::new(),
+            payload: Vec::new(),
+            _lock: lock,
+        })
+    }
+
+    /// A reader answering from memory what is exact there and from the projection the rest.
+    pub fn reader(&self) -> crate::EngineReader {
+        crate::EngineReader::new(self.shared.clone(), self.config.read_wait_ms)
+    }
+
+    /// The engine's figures.
+    pub fn stats(&self) -> crate::EngineStats {
+        crate::EngineStats { shared: self.shared.clone() }
+    }
+
+    fn check_usable(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(reason) => Err(StoreError::Backend(format!(
+                "the journal failed and takes no more writes until the process restarts: {reason}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets the projection catch up when it lags too far, and retires journal segments it
+    /// holds durably.
+    fn before_batch(&mut self) -> Result<(), StoreError> {
+        let lag_max = self.config.projection_lag_records_max;
+        if self.shared.lag_records.load(Ordering::Acquire) > lag_max {
+            self.shared.metrics.lag_waits.fetch_add(1, Ordering::Relaxed);
+            let deadline = Instant::now() + Duration::from_millis(self.config.read_wait_ms);
+            let mut projected = self.shared.projected.lock();
+            while self.shared.lag_records.load(Ordering::Acquire) > lag_max {
+                if self.shared.projected_changed.wait_until(&mut projected, deadline).timed_out() {
+                    return Err(StoreError::Backend(
+                        "the projection is too far behind the journal".into(),
+                    ));
+                }
+            }
+        }
+        let projected = *self.shared.projected.lock();
+        if projected > self.retired_through {
+            self.shared.state.write().forget_projected(projected);
+            self.log.retire_through(projected.0).map_err(|error| {
+                StoreError::Backend(format!("retiring journal segments: {error}"))
+            })?;
+            self.retired_through = projected;
+        }
+        Ok(())
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| LogError::Io { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(LogError::Io { path, source }.into()),
+    }
+}
+
+fn load_pages<T, C: Copy>(
+    mut page: impl FnMut(Page<C>) -> Result<Vec<T>, StoreError>,
+    cursor: impl Fn(&T) -> C,
+    mut each: impl FnMut(T),
+) -> Result<(), StoreError> {
+    let mut after = None;
+    loop {
+        let items = page(Page { after, limit: ledger::port::PAGE_LIMIT_MAX })?;
+        let Some(last) = items.last() else { return Ok(()) };
+        after = Some(cursor(last));
+        let full = items.len() >= ledger::port::PAGE_LIMIT_MAX;
+        items.into_iter().for_each(&mut each);
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// The batch number a payload starts with (0 if it is too short: the decoder says why).
+fn peek_batch_seq(payload: &[u8]) -> u64 {
+    payload.get(..8).map_or(0, |bytes| {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(bytes);
+        u64::from_le_bytes(array)
+    })
+}
+
+/// Whether `batch` is the next link after `head`, with a hash its records produce.
+fn follows(head: &JournalHead, batch: &BatchWrite) -> Result<(), String> {
+    let header = &batch.header;
+    if header.batch_seq.0 != head.batch_seq.0 + 1 {
+        return Err(format!("the books end at batch {}", head.batch_seq.0));
+    }
+    if header.first_seq.0 != head.last_seq.0 + 1 {
+        return Err(format!(
+            "it starts at seq {}, the books end at {}",
+            header.first_seq.0, head.last_seq.0
+        ));
+    }
+    if header.prev_hash != head.hash {
+        return Err("it links to another hash than the books' last".into());
+    }
+    if header.n_records as usize != batch.records.len() {
+        return Err(format!(
+            "it says {} records and holds {}",
+            header.n_records,
+            batch.records.len()
+        ));
+    }
+    let recomputed = batch_hash(
+        header.batch_seq,
+        header.first_seq,
+        header.timestamp,
+        &header.prev_hash,
+        &batch.records,
+    );
+    if recomputed != header.hash {
+        return Err("its records do not hash to its hash".into());
+    }
+    Ok(())
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Closing the channel lets the projector write what is queued, then stop: a clean
+        // stop leaves the projection holding the whole journal.
+        if let Some((sender, thread)) = self.projector.take() {
+            drop(sender);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl LedgerStore for Engine {
+    type Tx<'a> = EngineTx<'a>;
+
+    fn begin(&mut self) -> Result<EngineTx<'_>, StoreError> {
+        self.check_usable()?;
+        self.before_batch()?;
+        Ok(EngineTx { engine: self, batch: None })
+    }
+}
+
+/// One batch: read from memory, written to the journal at commit.
+pub struct EngineTx<'a> {
+    engine: &'a mut Engine,
+    batch: Option<BatchWrite>,
+}
+
+impl LedgerTx for EngineTx<'_> {
+    fn find_transfers(&mut self, ids: &[TransferId]) -> Result<Vec<Transfer>, StoreError> {
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let state = self.engine.shared.state.read();
+            for id in ids {
+                match state.transfers.get(id) {
+                    Some(transfer) => found.push(transfer.clone()),
+                    None => missing.push(*id),
+                }
+            }
+        }
+        // Evicted from memory only once projected, so the projection has every other one.
+        for id in missing {
+            if let Some(transfer) = self.engine.shared.projection.transfer(id)? {
+                found.push(transfer);
+            }
+        }
+        Ok(found)
+    }
+
+    fn lock_holds(&mut self, pending_ids: &[TransferId]) -> Result<Vec<Hold>, StoreError> {
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let state = self.engine.shared.state.read();
+            for id in pending_ids {
+                match state.holds.get(id) {
+                    Some(hold) => found.push(*hold),
+                    None => missing.push(*id),
+                }
+            }
+        }
+        for id in missing {
+            if let Some(hold) = self.engine.shared.projection.hold(id)? {
+                found.push(hold);
+            }
+        }
+        Ok(found)
+    }
+
+    fn lock_due_holds(&mut self, now: Timestamp, limit: usize) -> Result<Vec<Hold>, StoreError> {
+        Ok(self.engine.shared.state.read().due_holds(now, limit))
+    }
+
+    fn lock_accounts(&mut self, ids: &[AccountId]) -> Result<Vec<Account>, StoreError> {
+        let state = self.engine.shared.state.read();
+        Ok(ids.iter().filter_map(|id| state.accounts.get(id).cloned()).collect())
+    }
+
+    fn reference_data(&mut self) -> Result<ReferenceData, StoreError> {
+        Ok(self.engine.shared.state.read().reference.clone())
+    }
+
+    fn account_layouts(&mut self) -> Result<Vec<(AccountId, AccountLayout)>, StoreError> {
+        Ok(self.engine.shared.state.read().multi_row_layouts())
+    }
+
+    fn buffered_with_credit(&mut self) -> Result<Vec<AccountId>, StoreError> {
+        Ok(self.engine.shared.state.read().buffered_with_credit())
+    }
+
+    fn lock_head(&mut self) -> Result<JournalHead, StoreError> {
+        Ok(self.engine.shared.state.read().head)
+    }
+
+    fn write(&mut self, batch: &BatchWrite) -> Result<(), StoreError> {
+        self.batch = Some(batch.clone());
+        Ok(())
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        let Some(batch) = self.batch else { return Ok(()) };
+        let engine = self.engine;
+        engine.payload.clear();
+        codec::encode(&batch, &mut engine.payload);
+        engine.frame.clear();
+        log::frame(&engine.payload, &mut engine.frame);
+        if let Err(error) = engine.log.append(batch.header.batch_seq.0, &engine.frame) {
+            // The bytes may be on disk or not; after a failed fsync nothing can tell. Stop
+            // writing: recovery reads what is there.
+            tracing::error!(%error, "journal append failed; the ledger takes no more writes");
+            engine.failed = Some(error.to_string());
+            return Err(StoreError::CommitOutcomeUnknown(error.to_string()));
+        }
+        let metrics = &engine.shared.metrics;
+        metrics.journal_bytes.fetch_add(engine.frame.len() as u64, Ordering::Relaxed);
+        metrics.journal_syncs.fetch_add(1, Ordering::Relaxed);
+        engine.shared.state.write().apply(&batch);
+        engine.shared.lag_records.fetch_add(u64::from(batch.header.n_records), Ordering::AcqRel);
+        if let Some((sender, _)) = &engine.projector {
+            // Only fails if the projector died, which it does only on a broken invariant.
+            let _ = sender.send(Arc::new(batch));
+        }
+        Ok(())
+    }
+}
+
+/// Writes committed batches into the projection, many per transaction.
+struct Projector<P: LedgerStore> {
+    store: P,
+    shared: Arc<Shared>,
+    receiver: mpsc::Receiver<Arc<BatchWrite>>,
+    group_records_max: u64,
+}
+
+impl<P: LedgerStore> Projector<P> {
+    fn run(mut self) {
+        let mut group: Vec<Arc<BatchWrite>> = Vec::new();
+        loop {
+            if group.is_empty() {
+                match self.receiver.recv() {
+                    Ok(batch) => group.push(batch),
+                    Err(_) => return,
+                }
+            }
+            let mut records: u64 = group.iter().map(|b| u64::from(b.header.n_records)).sum();
+            while records < self.group_records_max {
+                let Ok(batch) = self.receiver.try_recv() else { break };
+                records += u64::from(batch.header.n_records);
+                group.push(batch);
+            }
+            match self.write(&group) {
+                Ok(()) => {
+                    let last = group.last().map_or(BatchSeq(0), |batch| batch.header.batch_seq);
+                    self.shared.projection_failing.store(false, Ordering::Release);
+                    self.shared.lag_records.fetch_sub(records, Ordering::AcqRel);
+                    let metrics = &self.shared.metrics;
+                    metrics.projected_batches.fetch_add(group.len() as u64, Ordering::Relaxed);
+                    metrics.projection_groups.fetch_add(1, Ordering::Relaxed);
+                    *self.shared.projected.lock() = last;
+                    self.shared.projected_changed.notify_all();
+                    group.clear();
+                }
+                Err(error) => {
+                    // Kept and tried again: the journal holds them, and nothing may skip one.
+                    tracing::error!(%error, batches = group.len(), "projection failed; retrying");
+                    self.shared.projection_failing.store(true, Ordering::Release);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, group: &[Arc<BatchWrite>]) -> Result<(), StoreError> {
+        let mut tx = self.store.begin()?;
+        let mut expected = tx.lock_head()?.batch_seq.0 + 1;
+        for batch in group {
+            let batch_seq = batch.header.batch_seq.0;
+            // Held already: projected before a crash, and replayed from the journal again.
+            if batch_seq < expected {
+                continue;
+            }
+            if batch_seq != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "the projection ends before batch {expected}, and batch {batch_seq} came next"
+                )));
+            }
+            tx.write(batch)?;
+            expected += 1;
+        }
+        tx.commit()
+    }
+}

@@ -1,0 +1,368 @@
+//! The journal file: an append-only sequence of frames, one per committed batch, in segment
+//! files named by the first batch they hold (`<batch_seq>.qbj`, 20 digits, so names sort in
+//! order).
+//!
+//! A frame is `magic "QBJ1" | payload length u32 | payload version u8 | CRC-32 u32 | payload`
+//! (little-endian). The CRC covers the length, the version and the payload, so a torn or
+//! flipped byte anywhere in a frame is found. Reading at start-up tells the two failures
+//! apart:
+//! - a **torn tail** — a bad or short frame in the last segment with no good frame after it —
+//!   is what a crash during an append leaves; nothing in it was acknowledged (a batch is
+//!   acknowledged only after its sync), so it is cut off;
+//! - anything else — a bad frame with good frames after it, or in an older segment — is
+//!   **corruption**, named by segment and byte offset; the engine refuses to start on it.
+//!
+//! A failed sync is fatal (see [`Durability`]): after `fsync` fails, Linux may have dropped the
+//! dirty pages and cleared the error, so a second `fsync` that succeeds proves nothing. The
+//! only safe course is to stop and recover from what is on disk.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::codec::PAYLOAD_VERSION;
+
+const MAGIC: [u8; 4] = *b"QBJ1";
+/// Magic, length, version, CRC.
+pub const FRAME_HEADER_BYTES: usize = 4 + 4 + 1 + 4;
+const SEGMENT_SUFFIX: &str = ".qbj";
+
+/// How the journal makes appended bytes durable. The file system's `fdatasync` in production;
+/// tests put a failing one in its place.
+pub trait Durability: Send {
+    fn sync(&mut self, file: &File) -> io::Result<()>;
+}
+
+/// `fdatasync(2)`.
+pub struct DataSync;
+
+impl Durability for DataSync {
+    fn sync(&mut self, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    #[error("journal I/O on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// A frame that is not a torn tail failed its check.
+    #[error("journal corrupt in {segment} at byte {offset}: {detail}")]
+    Corrupt { segment: PathBuf, offset: u64, detail: String },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError::Io { path: path.to_owned(), source }
+}
+
+/// Appends a frame holding `payload` to `out`.
+pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    let len = u32::try_from(payload.len()).expect("a batch's payload is far below 4 GiB");
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.push(PAYLOAD_VERSION);
+    out.extend_from_slice(&checksum(len, PAYLOAD_VERSION, payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+fn checksum(len: u32, version: u8, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&len.to_le_bytes());
+    hasher.update(&[version]);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// The frame at `offset` of `bytes`: its payload and where the next frame starts, or why it
+/// is not a good frame.
+fn frame_at(bytes: &[u8], offset: usize) -> Result<(&[u8], usize), String> {
+    let header = bytes.get(offset..offset + FRAME_HEADER_BYTES).ok_or("short frame header")?;
+    if header[..4] != MAGIC {
+        return Err("no frame magic".into());
+    }
+    let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let version = header[8];
+    let stored = u32::from_le_bytes([header[9], header[10], header[11], header[12]]);
+    let start = offset + FRAME_HEADER_BYTES;
+    let end = start.checked_add(len as usize).ok_or("frame length overflows")?;
+    let payload = bytes.get(start..end).ok_or("short frame payload")?;
+    if checksum(len, version, payload) != stored {
+        return Err("frame checksum mismatch".into());
+    }
+    if version != PAYLOAD_VERSION {
+        return Err(format!("payload version {version}, this release reads {PAYLOAD_VERSION}"));
+    }
+    Ok((payload, end))
+}
+
+/// Whether any good frame starts after `offset` (a byte-by-byte search for the magic).
+fn good_frame_after(bytes: &[u8], offset: usize) -> bool {
+    (offset + 1..bytes.len().saturating_sub(FRAME_HEADER_BYTES - 1))
+        .any(|at| bytes[at..at + 4] == MAGIC && frame_at(bytes, at).is_ok())
+}
+
+/// The segment files of `dir`, by first batch, in order.
+pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogError> {
+    let mut found = Vec::new();
+    let listing = match std::fs::read_dir(dir) {
+        Ok(listing) => listing,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(error) => return Err(io_error(dir)(error)),
+    };
+    for item in listing {
+        let path = item.map_err(io_error(dir))?.path();
+        let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+        if let Some(first) = name.strip_suffix(SEGMENT_SUFFIX).and_then(|n| n.parse::<u64>().ok()) {
+            found.push((first, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn segment_path(dir: &Path, first_batch: u64) -> PathBuf {
+    dir.join(format!("{first_batch:020}{SEGMENT_SUFFIX}"))
+}
+
+/// What reading the journal found besides its frames.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReadReport {
+    /// Bytes cut off the last segment's end: a torn append.
+    pub torn_tail_bytes: u64,
+    pub n_frames: u64,
+}
+
+/// Reads every good frame of every segment in order, handing each payload to `each`; cuts a
+/// torn tail off the last segment. One segment is in memory at a time.
+pub fn read_all(
+    dir: &Path,
+    each: &mut dyn FnMut(&[u8]) -> Result<(), LogError>,
+) -> Result<ReadReport, LogError> {
+    let mut report = ReadReport::default();
+    let segments = segments(dir)?;
+    for (index, (_, path)) in segments.iter().enumerate() {
+        let last = index + 1 == segments.len();
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|mut file| file.read_to_end(&mut bytes))
+            .map_err(io_error(path))?;
+        let mut offset = 0;
+        while offset < bytes.len() {
+            match frame_at(&bytes, offset) {
+                Ok((payload, next)) => {
+                    each(payload)?;
+                    report.n_frames += 1;
+                    offset = next;
+                }
+                Err(detail) if last && !good_frame_after(&bytes, offset) => {
+                    tracing::warn!(
+                        segment = %path.display(), offset, bytes = bytes.len() - offset, %detail,
+                        "cutting a torn tail off the journal"
+                    );
+                    let file = OpenOptions::new().write(true).open(path).map_err(io_error(path))?;
+                    file.set_len(offset as u64).map_err(io_error(path))?;
+                    file.sync_all().map_err(io_error(path))?;
+                    report.torn_tail_bytes = (bytes.len() - offset) as u64;
+                    break;
+                }
+                Err(detail) => {
+                    return Err(LogError::Corrupt {
+                        segment: path.clone(),
+                        offset: offset as u64,
+                        detail,
+                    })
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The appending end of the journal.
+pub struct LogWriter {
+    dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    bytes: u64,
+    segment_bytes_max: u64,
+    durability: Box<dyn Durability>,
+}
+
+impl LogWriter {
+    /// Opens the last segment for appending (or starts one for `next_batch`). Call after
+    /// [`read_all`], which leaves the last segment ending at a whole frame.
+    pub fn open(
+        dir: &Path,
+        next_batch: u64,
+        segment_bytes_max: u64,
+        durability: Box<dyn Durability>,
+    ) -> Result<LogWriter, LogError> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let path = match segments(dir)?.pop() {
+            Some((_, path)) => path,
+            None => segment_path(dir, next_batch),
+        };
+        let mut file =
+            OpenOptions::new().create(true).append(true).open(&path).map_err(io_error(&path))?;
+        let bytes = file.seek(SeekFrom::End(0)).map_err(io_error(&path))?;
+        sync_dir(dir)?;
+        Ok(LogWriter { dir: dir.to_owned(), file, path, bytes, segment_bytes_max, durability })
+    }
+
+    /// Appends framed bytes (one or more frames, the first for batch `first_batch`) and makes
+    /// them durable. An error here is fatal for the engine.
+    pub fn append(&mut self, first_batch: u64, framed: &[u8]) -> Result<(), LogError> {
+        if self.bytes > 0 && self.bytes + framed.len() as u64 > self.segment_bytes_max {
+            self.rotate(first_batch)?;
+        }
+        self.file.write_all(framed).map_err(io_error(&self.path))?;
+        self.bytes += framed.len() as u64;
+        self.durability.sync(&self.file).map_err(io_error(&self.path))
+    }
+
+    fn rotate(&mut self, first_batch: u64) -> Result<(), LogError> {
+        let path = segment_path(&self.dir, first_batch);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        sync_dir(&self.dir)?;
+        self.file = file;
+        self.path = path;
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// Deletes every segment whose batches are all at or before `batch_seq` (they are in the
+    /// projection, durably). The segment being appended to is never deleted.
+    pub fn retire_through(&mut self, batch_seq: u64) -> Result<usize, LogError> {
+        let segments = segments(&self.dir)?;
+        let mut retired = 0;
+        for pair in segments.windows(2) {
+            let (_, path) = &pair[0];
+            let (next_first, _) = pair[1];
+            if next_first <= batch_seq + 1 && *path != self.path {
+                std::fs::remove_file(path).map_err(io_error(path))?;
+                retired += 1;
+            }
+        }
+        if retired > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(retired)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir).and_then(|handle| handle.sync_all()).map_err(io_error(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_frames(dir: &Path, payloads: &[&[u8]]) -> PathBuf {
+        let mut writer = LogWriter::open(dir, 1, 1 << 20, Box::new(DataSync)).expect("open");
+        for (index, payload) in payloads.iter().enumerate() {
+            let mut framed = Vec::new();
+            frame(payload, &mut framed);
+            writer.append(index as u64 + 1, &framed).expect("append");
+        }
+        segments(dir).expect("segments").pop().expect("one segment").1
+    }
+
+    fn read(dir: &Path) -> Result<(Vec<Vec<u8>>, ReadReport), LogError> {
+        let mut payloads = Vec::new();
+        let report = read_all(dir, &mut |payload| {
+            payloads.push(payload.to_vec());
+            Ok(())
+        })?;
+        Ok((payloads, report))
+    }
+
+    #[test]
+    fn frames_read_back_in_order() {
+        let dir = tempfile::tempdir().expect("dir");
+        write_frames(dir.path(), &[b"one", b"two", b""]);
+        let (payloads, report) = read(dir.path()).expect("read");
+        assert_eq!(payloads, [b"one".to_vec(), b"two".to_vec(), Vec::new()]);
+        assert_eq!(report.torn_tail_bytes, 0);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_and_appending_goes_on_after_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = write_frames(dir.path(), &[b"one", b"two"]);
+        let whole = std::fs::metadata(&path).expect("meta").len();
+        // Every length of a torn third frame, from one byte to all but the last.
+        let mut third = Vec::new();
+        frame(b"three", &mut third);
+        for cut in 1..third.len() {
+            let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+            file.write_all(&third[..cut]).expect("write");
+            let (payloads, report) = read(dir.path()).expect("read");
+            assert_eq!(payloads.len(), 2, "cut at {cut}");
+            assert_eq!(report.torn_tail_bytes, cut as u64);
+            assert_eq!(std::fs::metadata(&path).expect("meta").len(), whole);
+        }
+        let mut writer = LogWriter::open(dir.path(), 3, 1 << 20, Box::new(DataSync)).expect("open");
+        writer.append(3, &third).expect("append");
+        assert_eq!(read(dir.path()).expect("read").0.len(), 3);
+    }
+
+    #[test]
+    fn a_bad_frame_before_good_ones_is_corruption_named_by_offset() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = write_frames(dir.path(), &[b"one", b"two", b"three"]);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let second = FRAME_HEADER_BYTES + 3;
+        bytes[second + FRAME_HEADER_BYTES] ^= 0x01;
+        std::fs::write(&path, &bytes).expect("write");
+        match read(dir.path()) {
+            Err(LogError::Corrupt { offset, detail, .. }) => {
+                assert_eq!(offset, second as u64);
+                assert!(detail.contains("checksum"), "{detail}");
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        // Nothing was cut.
+        assert_eq!(std::fs::read(&path).expect("read").len(), bytes.len());
+    }
+
+    #[test]
+    fn a_failed_sync_is_an_error() {
+        struct Failing;
+        impl Durability for Failing {
+            fn sync(&mut self, _: &File) -> io::Result<()> {
+                Err(io::Error::other("injected"))
+            }
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let mut writer = LogWriter::open(dir.path(), 1, 1 << 20, Box::new(Failing)).expect("open");
+        let mut framed = Vec::new();
+        frame(b"one", &mut framed);
+        assert!(matches!(writer.append(1, &framed), Err(LogError::Io { .. })));
+    }
+
+    #[test]
+    fn segments_rotate_and_retire_only_when_wholly_projected() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut writer = LogWriter::open(dir.path(), 1, 64, Box::new(DataSync)).expect("open");
+        for batch in 1..=6u64 {
+            let mut framed = Vec::new();
+            frame(&[batch as u8; 40], &mut framed);
+            writer.append(batch, &framed).expect("append");
+        }
+        let firsts: Vec<u64> =
+            segments(dir.path()).expect("segments").iter().map(|s| s.0).collect();
+        assert_eq!(firsts, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(writer.retire_through(3).expect("retire"), 3);
+        let firsts: Vec<u64> =
+            segments(dir.path()).expect("segments").iter().map(|s| s.0).collect();
+        assert_eq!(firsts, [4, 5, 6]);
+        assert_eq!(writer.retire_through(100).expect("retire"), 2, "never the active segment");
+        assert_eq!(read(dir.path()).expect("read").0, [vec![6u8; 40]]);
+    }
+}
