@@ -75,6 +75,8 @@ pub struct BenchArgs {
 #[serde(rename_all = "kebab-case")]
 enum StoreKind {
     Sqlite,
+    /// SQLite books behind the journal-first engine (`engine`).
+    Journal,
     Postgres,
 }
 
@@ -287,6 +289,16 @@ impl Books {
                     let store = store::SqliteStore::open(books.scratch.join("bench.db"))
                         .context("opening SQLite")?;
                     Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default())
+                }
+                StoreKind::Journal => {
+                    anyhow::ensure!(args.nodes <= 1, "the journal engine has one writer per book");
+                    let db = books.scratch.join("bench.db");
+                    let projection = store::SqliteStore::open(&db).context("opening SQLite")?;
+                    let reader =
+                        Arc::new(store::SqliteReader::open(&db).context("opening SQLite")?);
+                    let config = engine::EngineConfig::new(books.scratch.join("journal"));
+                    let engine = engine::Engine::open(config, projection, reader)?;
+                    Ledger::start(engine, Arc::new(SystemClock), PipelineConfig::default())
                 }
                 StoreKind::Postgres => {
                     let target =

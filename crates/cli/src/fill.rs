@@ -44,7 +44,7 @@ const PROGRESS_EVERY: u64 = 1_000_000;
 pub fn run(args: FillArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.accounts >= 2, "--accounts must be at least 2");
     anyhow::ensure!(args.bulk_size >= 1 && args.submitters >= 1, "--bulk-size and --submitters");
-    let ledger = args.store.start_ledger(PipelineConfig::default())?;
+    let ledger = args.store.start_books(PipelineConfig::default())?.ledger;
     let handle = ledger.handle();
     let started = Instant::now();
     setup_accounts(&handle, args.accounts, &[])?;

@@ -27,6 +27,10 @@ pub struct LoadArgs {
     /// First transfer id; runs after a restart use a fresh range.
     #[arg(long, default_value_t = 1_000_000)]
     first_id: u64,
+    /// Transfers per request: each submitter sends this many at once (bulk load), each its
+    /// own command, acknowledged one by one.
+    #[arg(long, default_value_t = 1)]
+    bulk_size: u64,
 }
 
 const BANK: u128 = 1;
@@ -37,7 +41,7 @@ fn id<T>(make: fn(u128) -> Result<T, ledger::ids::IdError>, raw: u128) -> T {
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<()> {
-    let ledger = args.store.start_ledger(PipelineConfig::default())?;
+    let ledger = args.store.start_books(PipelineConfig::default())?.ledger;
     let handle = ledger.handle();
     let cny = AssetCode::new("CNY").map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut setup = vec![
@@ -76,29 +80,38 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             let stdout = &stdout;
             let first = args.first_id + submitter * args.transfers;
             scope.spawn(move || -> anyhow::Result<()> {
-                for n in 0..args.transfers {
-                    let transfer_id = u128::from(first + n);
-                    let wallet = 2 + u128::from(n % WALLETS as u64);
-                    let transfer = NewTransfer {
-                        id: id(TransferId::new, transfer_id),
-                        action: TransferAction::Post(Movement {
-                            debit_account_id: id(AccountId::new, BANK),
-                            credit_account_id: id(AccountId::new, wallet),
-                            asset: cny,
-                            amount: Amount::new(1 + n % 100).unwrap_or(Amount::ZERO),
-                        }),
-                        business_code: BusinessCode(1),
-                        order_ref: BoundedText::default(),
-                    };
-                    let outcomes =
-                        handle.execute_blocking(vec![Command::Transfers(vec![transfer])])?;
-                    if let Some(Outcome::Transfers(results)) = outcomes.first() {
-                        if results.iter().all(Result::is_ok) {
-                            let mut out = stdout.lock().unwrap_or_else(|p| p.into_inner());
-                            writeln!(out, "ack {transfer_id}")?;
-                            out.flush()?;
+                let bulk_size = args.bulk_size.max(1);
+                let mut n = 0;
+                while n < args.transfers {
+                    let mut ids = Vec::new();
+                    let mut commands = Vec::new();
+                    while n < args.transfers && (ids.len() as u64) < bulk_size {
+                        let transfer_id = u128::from(first + n);
+                        let wallet = 2 + u128::from(n % WALLETS as u64);
+                        commands.push(Command::Transfers(vec![NewTransfer {
+                            id: id(TransferId::new, transfer_id),
+                            action: TransferAction::Post(Movement {
+                                debit_account_id: id(AccountId::new, BANK),
+                                credit_account_id: id(AccountId::new, wallet),
+                                asset: cny,
+                                amount: Amount::new(1 + n % 100).unwrap_or(Amount::ZERO),
+                            }),
+                            business_code: BusinessCode(1),
+                            order_ref: BoundedText::default(),
+                        }]));
+                        ids.push(transfer_id);
+                        n += 1;
+                    }
+                    let outcomes = handle.execute_blocking(commands)?;
+                    let mut out = stdout.lock().unwrap_or_else(|p| p.into_inner());
+                    for (transfer_id, outcome) in ids.iter().zip(&outcomes) {
+                        if let Outcome::Transfers(results) = outcome {
+                            if results.iter().all(Result::is_ok) {
+                                writeln!(out, "ack {transfer_id}")?;
+                            }
                         }
                     }
+                    out.flush()?;
                 }
                 Ok(())
             });

@@ -83,6 +83,36 @@ pub struct StoreArgs {
     /// PostgreSQL schema holding the books.
     #[arg(long, env = "QIANBAO_DATABASE_SCHEMA", default_value = "qianbao")]
     pub database_schema: String,
+    /// The embedded store's ledger engine: `journal` appends each batch to a journal file
+    /// (`journal/` in the data directory) and writes the books behind it; `direct` commits
+    /// each batch to the books. Either opens the other's data. PostgreSQL is always direct.
+    #[arg(long, env = "QIANBAO_LEDGER_ENGINE", value_enum, default_value_t = LedgerEngine::Journal)]
+    pub ledger_engine: LedgerEngine,
+}
+
+/// How the embedded store's ledger commits a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LedgerEngine {
+    /// The journal-first engine (`engine`): books in memory, one journal append per batch.
+    Journal,
+    /// Each batch committed to `ledger.db`.
+    Direct,
+}
+
+/// A running ledger and what reads it.
+pub struct Books {
+    pub ledger: ledger::Ledger,
+    pub reader: std::sync::Arc<dyn ledger::port::LedgerReader>,
+    /// The journal-first engine's figures, when it runs.
+    pub engine: Option<engine::EngineStats>,
+}
+
+impl Books {
+    /// Renders the engine's figures into `/metrics`.
+    pub fn storage_metrics(&self) -> Option<server::StorageMetrics> {
+        let stats = self.engine.clone()?;
+        Some(std::sync::Arc::new(move |out: &mut String| stats.render_metrics(out)))
+    }
 }
 
 /// By hand: the database URL may carry a password, printed masked.
@@ -92,6 +122,7 @@ impl std::fmt::Debug for StoreArgs {
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url.as_deref().map(store::postgres::masked_url))
             .field("database_schema", &self.database_schema)
+            .field("ledger_engine", &self.ledger_engine)
             .finish()
     }
 }
@@ -104,11 +135,79 @@ impl StoreArgs {
             data_dir: self.data_dir.join("test"),
             database_url: self.database_url.clone(),
             database_schema: format!("{}_test", self.database_schema),
+            ledger_engine: self.ledger_engine,
         }
     }
 
     pub fn sqlite_path(&self) -> PathBuf {
         self.data_dir.join("ledger.db")
+    }
+
+    /// The journal-first engine's journal: `journal/` in the data directory.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.data_dir.join("journal")
+    }
+
+    /// Writes into `ledger.db` every journal batch it lacks (after a crash of a node on the
+    /// journal-first engine), so that the books can be read or run directly; then removes
+    /// the journal's segments, which the books now hold durably. A journal another process
+    /// holds open is left alone: `false`.
+    pub fn catch_up_journal(&self) -> anyhow::Result<bool> {
+        let dir = self.journal_dir();
+        if self.pg_target().is_some() || engine::log::segments(&dir)?.is_empty() {
+            return Ok(true);
+        }
+        let engine = match self.open_engine() {
+            Ok(engine) => engine,
+            Err(error)
+                if error
+                    .downcast_ref::<engine::OpenError>()
+                    .is_some_and(|e| matches!(e, engine::OpenError::Locked(_))) =>
+            {
+                return Ok(false)
+            }
+            Err(error) => return Err(error),
+        };
+        // Dropping the engine waits for the projector to write what it replayed.
+        drop(engine);
+        for (_, segment) in engine::log::segments(&dir)? {
+            std::fs::remove_file(&segment)
+                .with_context(|| format!("removing {}", segment.display()))?;
+        }
+        Ok(true)
+    }
+
+    fn open_engine(&self) -> anyhow::Result<engine::Engine> {
+        let path = self.sqlite_path();
+        let projection = store::SqliteStore::open(&path).context("opening the embedded store")?;
+        let reader = std::sync::Arc::new(
+            store::SqliteReader::open(&path).context("opening the embedded store")?,
+        );
+        Ok(engine::Engine::open(engine::EngineConfig::new(self.journal_dir()), projection, reader)
+            .context("opening the ledger journal")?)
+    }
+
+    /// Starts a posting pipeline on the configured store and engine, creating the books if
+    /// needed, with a reader of them.
+    pub fn start_books(&self, config: ledger::PipelineConfig) -> anyhow::Result<Books> {
+        if self.pg_target().is_none() && self.ledger_engine == LedgerEngine::Journal {
+            std::fs::create_dir_all(&self.data_dir)
+                .with_context(|| format!("creating {}", self.data_dir.display()))?;
+            let engine = self.open_engine()?;
+            let reader = std::sync::Arc::new(engine.reader());
+            let stats = engine.stats();
+            let clock = std::sync::Arc::new(ledger::SystemClock);
+            let ledger = ledger::Ledger::start(engine, clock, config);
+            return Ok(Books { ledger, reader, engine: Some(stats) });
+        }
+        anyhow::ensure!(
+            self.catch_up_journal()?,
+            "the journal in {} is held by another process",
+            self.journal_dir().display()
+        );
+        let ledger = self.start_ledger(config)?;
+        let reader = std::sync::Arc::from(self.reader()?);
+        Ok(Books { ledger, reader, engine: None })
     }
 
     pub fn pg_target(&self) -> Option<store::PgTarget> {
@@ -154,8 +253,9 @@ impl StoreArgs {
         }
     }
 
-    /// Starts a posting pipeline on the configured store, creating it if needed.
-    pub fn start_ledger(&self, config: ledger::PipelineConfig) -> anyhow::Result<ledger::Ledger> {
+    /// Starts a posting pipeline on the configured store, committing directly, creating it if
+    /// needed. [`StoreArgs::start_books`] is what a node runs.
+    fn start_ledger(&self, config: ledger::PipelineConfig) -> anyhow::Result<ledger::Ledger> {
         let clock = std::sync::Arc::new(ledger::SystemClock);
         match self.pg_target() {
             Some(target) => {
@@ -204,6 +304,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn verify(store: &StoreArgs, json: bool) -> anyhow::Result<()> {
+    // The journal's batches that the books lack, written there first; a journal held by a
+    // running node is its own to write, and the books are verified as they stand.
+    if !store.catch_up_journal()? {
+        eprintln!("the journal is held by a running node: verifying the books it has written");
+    }
     let reader = store.reader()?;
     let started = std::time::Instant::now();
     let report = ledger::verify::verify(reader.as_ref(), &mut |n_batches| {

@@ -319,8 +319,9 @@ const IDEMPOTENCY_PURGE_INTERVAL_SECS: u64 = 3600;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let ledger = args.store.start_ledger(PipelineConfig::default())?;
-    let reader: Arc<dyn ledger::port::LedgerReader> = Arc::from(args.store.reader()?);
+    let books = args.store.start_books(PipelineConfig::default())?;
+    let storage_metrics = books.storage_metrics();
+    let crate::Books { ledger, reader, engine } = books;
     let access: Arc<dyn access::AccessStore> = Arc::from(args.store.access()?);
     let node = args.node_name.clone().unwrap_or_else(|| default_node_name(args.listen));
     let admin_tenant = access::TenantId::new(&args.admin_tenant)
@@ -328,6 +329,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         listen = %args.listen,
         store = if args.store.database_url.is_some() { "postgres" } else { "sqlite" },
+        ledger_engine = if engine.is_some() { "journal" } else { "direct" },
         data_dir = %args.store.data_dir.display(),
         database_url = args.store.database_url.as_deref().map(store::postgres::masked_url).unwrap_or_default(),
         database_schema = %args.store.database_schema,
@@ -391,7 +393,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         core.reconciler.clone(),
         core.desk.clone(),
     );
-    let mut state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())?;
+    let mut state = server::AppState::new(ledger.handle(), reader, access.clone(), clock.clone())?
+        .with_storage_metrics(storage_metrics);
     if let Some(secret) = &args.console_secret {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(secret.trim(), &mut bytes)
@@ -477,8 +480,7 @@ impl TestBook {
             );
         }
         let store = args.store.test_book();
-        let ledger = store.start_ledger(PipelineConfig::default())?;
-        let reader: Arc<dyn ledger::port::LedgerReader> = Arc::from(store.reader()?);
+        let crate::Books { ledger, reader, .. } = store.start_books(PipelineConfig::default())?;
         let settings = crate::payments::PaymentSettings {
             banksim_url: args.test_banksim_url.clone(),
             // Fund-safety alerts of the test book page no one.
@@ -634,6 +636,7 @@ mod tests {
             data_dir: "./data".into(),
             database_url: Some("postgres://qb:hunter2@db:5432/x".into()),
             database_schema: "qianbao".into(),
+            ledger_engine: crate::LedgerEngine::Journal,
         };
         let printed = format!("{args:?}");
         assert!(printed.contains("postgres://qb:****@db:5432/x"), "{printed}");

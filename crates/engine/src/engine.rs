@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     pub(crate) lag_records: AtomicU64,
     /// Set when the projection fails; cleared when it writes again.
     pub(crate) projection_failing: AtomicBool,
+    /// Set as the engine closes: a projector that cannot write gives up instead of holding
+    /// the close forever (the journal keeps what it did not write, for the next start).
+    pub(crate) closing: AtomicBool,
     pub(crate) projection: Arc<dyn LedgerReader>,
     pub(crate) metrics: EngineMetrics,
 }
@@ -174,6 +177,7 @@ impl Engine {
             projected_changed: Condvar::new(),
             lag_records: AtomicU64::new(lag_records),
             projection_failing: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             projection: reader,
             metrics: EngineMetrics::default(),
         });
@@ -334,6 +338,7 @@ impl Drop for Engine {
         // Closing the channel lets the projector write what is queued, then stop: a clean
         // stop leaves the projection holding the whole journal.
         if let Some((sender, thread)) = self.projector.take() {
+            self.shared.closing.store(true, Ordering::Release);
             drop(sender);
             let _ = thread.join();
         }
@@ -493,8 +498,12 @@ impl<P: LedgerStore> Projector<P> {
                 }
                 Err(error) => {
                     // Kept and tried again: the journal holds them, and nothing may skip one.
-                    tracing::error!(%error, batches = group.len(), "projection failed; retrying");
                     self.shared.projection_failing.store(true, Ordering::Release);
+                    if self.shared.closing.load(Ordering::Acquire) {
+                        tracing::warn!(%error, "projection failed while closing; the journal keeps the rest");
+                        return;
+                    }
+                    tracing::error!(%error, batches = group.len(), "projection failed; retrying");
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }

@@ -62,7 +62,7 @@ impl State {
         for record in &batch.records {
             match record {
                 Record::AssetDefined { asset, .. } => {
-                    self.reference.assets.insert(asset.code(), asset.clone());
+                    self.reference.assets.insert(asset.code(), *asset);
                 }
                 Record::ChartDefined { entry, .. } => {
                     self.reference.charts.insert(entry.code, entry.clone());

@@ -59,6 +59,7 @@ impl AppState {
             desk: None,
             switches: Arc::default(),
             mode: access::KeyMode::Test,
+            storage_metrics: None,
             ..self.clone()
         }
     }

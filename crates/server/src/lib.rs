@@ -85,7 +85,13 @@ pub struct AppState {
     /// The book this state serves: live money, or the test book (`books`) that test keys
     /// act on. A key of the other mode is refused here.
     pub mode: access::KeyMode,
+    /// Renders the storage engine's own figures into `/metrics` (the journal-first engine's
+    /// journal and projection lag), where the binary wires one.
+    pub storage_metrics: Option<StorageMetrics>,
 }
+
+/// Appends Prometheus text about the storage engine.
+pub type StorageMetrics = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 /// The admin tenant when none is configured, as `qianbao serve` defaults it.
 pub const ADMIN_TENANT_DEFAULT: &str = "platform";
@@ -129,6 +135,7 @@ impl AppState {
             admission: Arc::new(admission::Admission::new(Default::default())),
             console: Arc::new(console::session::Sealer::new(console_secret)),
             mode: access::KeyMode::Live,
+            storage_metrics: None,
         })
     }
 
@@ -178,6 +185,12 @@ impl AppState {
     ) -> AppState {
         self.desk = Some(desk);
         self.switches = switches;
+        self
+    }
+
+    /// Adds the storage engine's figures to `/metrics`.
+    pub fn with_storage_metrics(mut self, render: Option<StorageMetrics>) -> AppState {
+        self.storage_metrics = render;
         self
     }
 

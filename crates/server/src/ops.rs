@@ -205,6 +205,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     crate::switches_api::render_metrics(&state, &mut out);
     state.admission.render_metrics(&mut out);
+    if let Some(render) = &state.storage_metrics {
+        render(&mut out);
+    }
     let pipeline = state.ledger.metrics();
     for (name, value) in [
         (
