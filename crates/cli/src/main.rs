@@ -183,8 +183,8 @@ impl StoreArgs {
         let reader = std::sync::Arc::new(
             store::SqliteReader::open(&path).context("opening the embedded store")?,
         );
-        Ok(engine::Engine::open(engine::EngineConfig::new(self.journal_dir()), projection, reader)
-            .context("opening the ledger journal")?)
+        engine::Engine::open(engine::EngineConfig::new(self.journal_dir()), projection, reader)
+            .context("opening the ledger journal")
     }
 
     /// Starts a posting pipeline on the configured store and engine, creating the books if

@@ -195,7 +195,7 @@ fn workload(round: u128) -> Vec<Vec<Command>> {
         let from = 3 + n % (ACCOUNTS - 2);
         let to = if n % 3 == 0 { HOT } else { 3 + (n * 7) % (ACCOUNTS - 2) };
         let action = match n % 5 {
-            0 | 1 | 2 => TransferAction::Post(movement(from, to, 10 + n as u64)),
+            0..=2 => TransferAction::Post(movement(from, to, 10 + n as u64)),
             _ => TransferAction::Pending { movement: movement(from, BANK, 5), timeout_secs: None },
         };
         requests.push(vec![transfer(base + 100 + n, action)]);
