@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// `sub:N` (sub-accounts, 子账户) and `buffered:N` (buffered posting, 缓冲记账).
     #[arg(long, value_delimiter = ',', default_value = "plain")]
     hot_layouts: Vec<HotLayout>,
+    /// The journal engine's bound on records not yet in the books (`journal` store): the
+    /// default bounds memory; a larger one measures the journal's own path over a burst.
+    #[arg(long, default_value_t = engine::EngineConfig::new("").projection_lag_records_max)]
+    journal_lag_max: u64,
     /// Skip the naive baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -296,7 +300,10 @@ impl Books {
                     let projection = store::SqliteStore::open(&db).context("opening SQLite")?;
                     let reader =
                         Arc::new(store::SqliteReader::open(&db).context("opening SQLite")?);
-                    let config = engine::EngineConfig::new(books.scratch.join("journal"));
+                    let config = engine::EngineConfig {
+                        projection_lag_records_max: args.journal_lag_max,
+                        ..engine::EngineConfig::new(books.scratch.join("journal"))
+                    };
                     let engine = engine::Engine::open(config, projection, reader)?;
                     Ledger::start(engine, Arc::new(SystemClock), PipelineConfig::default())
                 }
