@@ -375,10 +375,8 @@ impl LedgerTx for EngineTx<'_> {
             }
         }
         // Evicted from memory only once projected, so the projection has every other one.
-        for id in missing {
-            if let Some(transfer) = self.engine.shared.projection.transfer(id)? {
-                found.push(transfer);
-            }
+        if !missing.is_empty() {
+            found.extend(self.engine.shared.projection.transfers(&missing)?);
         }
         Ok(found)
     }

@@ -132,6 +132,11 @@ fn transfer_id(raw: u128) -> TransferId {
 }
 
 fn setup() -> Vec<Command> {
+    setup_with(AccountLayout::Buffered { count: 2 })
+}
+
+/// The books with account `HOT` laid out as `hot`.
+fn setup_with(hot: AccountLayout) -> Vec<Command> {
     let mut commands = vec![
         Command::DefineAsset(Asset::new(cny(), 2).expect("asset")),
         Command::DefineChart(ChartEntry {
@@ -148,7 +153,7 @@ fn setup() -> Vec<Command> {
     for raw in 1..=ACCOUNTS {
         let (chart, rule, layout) = match raw {
             BANK => (1002, BalanceRule::Unbounded, AccountLayout::Plain),
-            HOT => (2241, BalanceRule::NO_OVERDRAFT, AccountLayout::Buffered { count: 2 }),
+            HOT => (2241, BalanceRule::NO_OVERDRAFT, hot),
             _ => (2241, BalanceRule::NO_OVERDRAFT, AccountLayout::Plain),
         };
         commands.push(Command::OpenAccount(NewAccount {
@@ -254,19 +259,21 @@ fn assert_verified(reader: &dyn LedgerReader) {
     }
 }
 
+/// Plain accounts only: which row of a multi-row account a credit lands on depends on a turn
+/// each process seeds differently, so two runs of one layout differ by design.
 #[test]
 fn the_same_commands_give_the_same_chain_as_the_direct_store() {
     let direct_dir = tempfile::tempdir().expect("dir");
     let direct_db = direct_dir.path().join("ledger.db");
     let direct = Ledger::start(SqliteStore::open(&direct_db).expect("open"), clock(), config());
-    run(&direct, vec![setup()]);
+    run(&direct, vec![setup_with(AccountLayout::Plain)]);
     run(&direct, workload(1));
     direct.shutdown();
     let direct = seen(&SqliteReader::open(&direct_db).expect("reader"));
 
     let books = Books::new();
     let (ledger, reader) = books.open_ok();
-    run(&ledger, vec![setup()]);
+    run(&ledger, vec![setup_with(AccountLayout::Plain)]);
     run(&ledger, workload(1));
     assert_eq!(seen(reader.as_ref()), direct, "the engine's reads");
     ledger.shutdown();

@@ -176,6 +176,16 @@ pub trait LedgerReader: Send + Sync {
     fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError>;
     fn transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError>;
     fn hold(&self, pending_id: TransferId) -> Result<Option<Hold>, StoreError>;
+    /// The transfers among `ids` that exist, in no particular order. A backend answers many
+    /// in one read where it can: the journal-first engine asks for every id of a batch that
+    /// its memory does not hold.
+    fn transfers(&self, ids: &[TransferId]) -> Result<Vec<Transfer>, StoreError> {
+        let mut found = Vec::new();
+        for id in ids {
+            found.extend(self.transfer(*id)?);
+        }
+        Ok(found)
+    }
     /// An account's entries in journal order, after the cursor.
     fn entries(&self, account_id: AccountId, page: Page<Seq>) -> Result<Vec<Entry>, StoreError>;
     /// The account's last entry at or before `seq`: its balances as of that point.

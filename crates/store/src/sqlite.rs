@@ -684,6 +684,17 @@ impl LedgerReader for SqliteReader {
         })
     }
 
+    fn transfers(&self, ids: &[TransferId]) -> Result<Vec<Transfer>, StoreError> {
+        self.read(|c| {
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?1");
+            let mut found = Vec::new();
+            for id in ids {
+                found.extend(query_one(c, &sql, [&id.to_bytes()[..]], transfer_from_row)?);
+            }
+            Ok(found)
+        })
+    }
+
     fn hold(&self, pending_id: TransferId) -> Result<Option<Hold>, StoreError> {
         self.read(|c| {
             let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE pending_id = ?1");
