@@ -149,16 +149,18 @@ impl StoreArgs {
     }
 
     /// Writes into `ledger.db` every journal batch it lacks (after a crash of a node on the
-    /// journal-first engine), so that the books can be read or run directly; then removes
-    /// the journal's segments, which the books now hold durably. A journal another process
-    /// holds open is left alone: `false`.
+    /// journal-first engine), so that the books can be read or run directly. The journal's
+    /// segments stay: the books may not hold them durably yet, and every frame they hold is
+    /// skipped from now on (the engine replays only what follows the books' head). A journal
+    /// another process holds open is left alone: `false`.
     pub fn catch_up_journal(&self) -> anyhow::Result<bool> {
         let dir = self.journal_dir();
         if self.pg_target().is_some() || engine::log::segments(&dir)?.is_empty() {
             return Ok(true);
         }
-        let engine = match self.open_engine() {
-            Ok(engine) => engine,
+        match self.open_engine() {
+            // Dropping the engine waits for the projector to write what it replayed.
+            Ok(engine) => drop(engine),
             Err(error)
                 if error
                     .downcast_ref::<engine::OpenError>()
@@ -167,12 +169,6 @@ impl StoreArgs {
                 return Ok(false)
             }
             Err(error) => return Err(error),
-        };
-        // Dropping the engine waits for the projector to write what it replayed.
-        drop(engine);
-        for (_, segment) in engine::log::segments(&dir)? {
-            std::fs::remove_file(&segment)
-                .with_context(|| format!("removing {}", segment.display()))?;
         }
         Ok(true)
     }

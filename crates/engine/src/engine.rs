@@ -21,8 +21,10 @@ use crate::{codec, EngineConfig};
 /// What the writer, the readers and the projector share.
 pub(crate) struct Shared {
     pub(crate) state: RwLock<State>,
-    /// The last batch the projection holds durably.
+    /// The last batch the projection holds (visible to its readers).
     pub(crate) projected: Mutex<BatchSeq>,
+    /// The last batch the projection holds durably: journal segments up to it may go.
+    pub(crate) projected_durably: AtomicU64,
     pub(crate) projected_changed: Condvar,
     /// Records written to the journal and not yet to the projection.
     pub(crate) lag_records: AtomicU64,
@@ -33,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) closing: AtomicBool,
     pub(crate) projection: Arc<dyn LedgerReader>,
     pub(crate) metrics: EngineMetrics,
+    /// Set by a failed append: nothing more is written until the process recovers, and the
+    /// reader's head fails, so `/readyz` tells the orchestrator to restart the node.
+    pub(crate) failed: Mutex<Option<String>>,
 }
 
 /// The engine's own figures, readable while it runs.
@@ -47,6 +52,15 @@ pub struct EngineMetrics {
 }
 
 impl Shared {
+    pub(crate) fn check_usable(&self) -> Result<(), StoreError> {
+        match &*self.failed.lock() {
+            Some(reason) => Err(StoreError::Backend(format!(
+                "the journal failed and takes no more writes until the process restarts: {reason}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until the projection holds batch `batch_seq`, or fails after `timeout`.
     pub(crate) fn wait_projected(
         &self,
@@ -75,9 +89,10 @@ pub struct Engine {
     log: LogWriter,
     config: EngineConfig,
     projector: Option<(mpsc::Sender<Arc<BatchWrite>>, std::thread::JoinHandle<()>)>,
-    /// Set by a failed append: nothing more is written until the process recovers.
-    failed: Option<String>,
-    retired_through: BatchSeq,
+    /// What memory has forgotten (the projection holds it) and which segments are retired
+    /// (the projection holds them durably).
+    forgotten_through: BatchSeq,
+    retired_through: u64,
     frame: Vec<u8>,
     payload: Vec<u8>,
     _lock: std::fs::File,
@@ -174,12 +189,14 @@ impl Engine {
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             projected: Mutex::new(projected_head.batch_seq),
+            projected_durably: AtomicU64::new(projected_head.batch_seq.0),
             projected_changed: Condvar::new(),
             lag_records: AtomicU64::new(lag_records),
             projection_failing: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             projection: reader,
             metrics: EngineMetrics::default(),
+            failed: Mutex::new(None),
         });
         // Unbounded as a channel: the writer bounds the lag by records before it sends.
         let (sender, receiver) = mpsc::channel();
@@ -191,6 +208,8 @@ impl Engine {
             shared: shared.clone(),
             receiver,
             group_records_max: config.projection_group_records_max,
+            // The first group is durable: what recovery replayed may then be retired.
+            last_durable: Instant::now().checked_sub(DURABLE_EVERY).unwrap_or_else(Instant::now),
         };
         let thread = std::thread::Builder::new()
             .name("ledger-projector".into())
@@ -201,8 +220,8 @@ impl Engine {
             log,
             config,
             projector: Some((sender, thread)),
-            failed: None,
-            retired_through: projected_head.batch_seq,
+            forgotten_through: projected_head.batch_seq,
+            retired_through: projected_head.batch_seq.0,
             frame: Vec::new(),
             payload: Vec::new(),
             _lock: lock,
@@ -217,15 +236,6 @@ impl Engine {
     /// The engine's figures.
     pub fn stats(&self) -> crate::EngineStats {
         crate::EngineStats { shared: self.shared.clone() }
-    }
-
-    fn check_usable(&self) -> Result<(), StoreError> {
-        match &self.failed {
-            Some(reason) => Err(StoreError::Backend(format!(
-                "the journal failed and takes no more writes until the process restarts: {reason}"
-            ))),
-            None => Ok(()),
-        }
     }
 
     /// Lets the projection catch up when it lags too far, and retires journal segments it
@@ -245,12 +255,16 @@ impl Engine {
             }
         }
         let projected = *self.shared.projected.lock();
-        if projected > self.retired_through {
+        if projected > self.forgotten_through {
             self.shared.state.write().forget_projected(projected);
-            self.log.retire_through(projected.0).map_err(|error| {
+            self.forgotten_through = projected;
+        }
+        let durably = self.shared.projected_durably.load(Ordering::Acquire);
+        if durably > self.retired_through {
+            self.log.retire_through(durably).map_err(|error| {
                 StoreError::Backend(format!("retiring journal segments: {error}"))
             })?;
-            self.retired_through = projected;
+            self.retired_through = durably;
         }
         Ok(())
     }
@@ -349,7 +363,7 @@ impl LedgerStore for Engine {
     type Tx<'a> = EngineTx<'a>;
 
     fn begin(&mut self) -> Result<EngineTx<'_>, StoreError> {
-        self.check_usable()?;
+        self.shared.check_usable()?;
         self.before_batch()?;
         Ok(EngineTx { engine: self, batch: None })
     }
@@ -442,7 +456,7 @@ impl LedgerTx for EngineTx<'_> {
             // The bytes may be on disk or not; after a failed fsync nothing can tell. Stop
             // writing: recovery reads what is there.
             tracing::error!(%error, "journal append failed; the ledger takes no more writes");
-            engine.failed = Some(error.to_string());
+            *engine.shared.failed.lock() = Some(error.to_string());
             return Err(StoreError::CommitOutcomeUnknown(error.to_string()));
         }
         let metrics = &engine.shared.metrics;
@@ -464,7 +478,12 @@ struct Projector<P: LedgerStore> {
     shared: Arc<Shared>,
     receiver: mpsc::Receiver<Arc<BatchWrite>>,
     group_records_max: u64,
+    last_durable: Instant,
 }
+
+/// How often the projector makes the books durable. Between, their commits need no sync:
+/// the journal holds every batch until a durable commit covers it.
+const DURABLE_EVERY: Duration = Duration::from_millis(200);
 
 impl<P: LedgerStore> Projector<P> {
     fn run(mut self) {
@@ -482,7 +501,10 @@ impl<P: LedgerStore> Projector<P> {
                 records += u64::from(batch.header.n_records);
                 group.push(batch);
             }
-            match self.write(&group) {
+            // Commits reach the books' log without a sync, except one every
+            // `DURABLE_EVERY`, which syncs the log with every commit before it.
+            let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
+            match self.write(&group, durable) {
                 Ok(()) => {
                     let last = group.last().map_or(BatchSeq(0), |batch| batch.header.batch_seq);
                     self.shared.projection_failing.store(false, Ordering::Release);
@@ -492,6 +514,10 @@ impl<P: LedgerStore> Projector<P> {
                     metrics.projection_groups.fetch_add(1, Ordering::Relaxed);
                     *self.shared.projected.lock() = last;
                     self.shared.projected_changed.notify_all();
+                    if durable {
+                        self.shared.projected_durably.store(last.0, Ordering::Release);
+                        self.last_durable = Instant::now();
+                    }
                     group.clear();
                 }
                 Err(error) => {
@@ -508,7 +534,8 @@ impl<P: LedgerStore> Projector<P> {
         }
     }
 
-    fn write(&mut self, group: &[Arc<BatchWrite>]) -> Result<(), StoreError> {
+    fn write(&mut self, group: &[Arc<BatchWrite>], durable: bool) -> Result<(), StoreError> {
+        self.store.set_sync_each_commit(durable)?;
         let mut tx = self.store.begin()?;
         let mut expected = tx.lock_head()?.batch_seq.0 + 1;
         for batch in group {

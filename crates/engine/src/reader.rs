@@ -70,6 +70,8 @@ impl LedgerReader for EngineReader {
     }
 
     fn head(&self) -> Result<JournalHead, StoreError> {
+        // A journal that failed makes the node unready (`/readyz` reads the head).
+        self.shared.check_usable()?;
         Ok(self.shared.state.read().head)
     }
 

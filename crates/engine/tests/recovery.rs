@@ -394,6 +394,7 @@ fn a_failed_sync_refuses_every_later_write_and_recovery_keeps_the_books_exact() 
     budget.store(u32::MAX, Ordering::SeqCst);
     let refused = handle.execute_blocking(fund(9_002));
     assert!(refused.is_err(), "no write after a failed sync, even once syncs work again");
+    assert!(reader.head().is_err(), "the head fails, so the node is not ready");
     ledger.shutdown();
 
     let (ledger, reader) = books.open_ok();

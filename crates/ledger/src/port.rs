@@ -44,6 +44,15 @@ pub trait LedgerStore: Send + 'static {
 
     /// Starts a write transaction.
     fn begin(&mut self) -> Result<Self::Tx<'_>, StoreError>;
+
+    /// Whether each commit waits until it is on disk (the default, and always so where the
+    /// store cannot relax it). A store written behind a journal of its own (the journal-first
+    /// engine's books) turns it off and on again: one durable commit makes every commit
+    /// before it durable too, and the journal holds anything a crash could lose in between.
+    fn set_sync_each_commit(&mut self, sync: bool) -> Result<(), StoreError> {
+        let _ = sync;
+        Ok(())
+    }
 }
 
 /// The assets and the chart of accounts.

@@ -131,6 +131,13 @@ impl SqliteStore {
 impl LedgerStore for SqliteStore {
     type Tx<'a> = SqliteTx<'a>;
 
+    /// `synchronous = NORMAL` when off: in WAL mode a commit then reaches the log without a
+    /// sync, and the next `FULL` commit syncs the log with every commit before it.
+    fn set_sync_each_commit(&mut self, sync: bool) -> Result<(), StoreError> {
+        let level = if sync { "FULL" } else { "NORMAL" };
+        self.connection.execute_batch(&format!("PRAGMA synchronous = {level};")).map_err(backend)
+    }
+
     fn begin(&mut self) -> Result<SqliteTx<'_>, StoreError> {
         let tx = self
             .connection
