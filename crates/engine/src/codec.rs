@@ -7,6 +7,11 @@
 //! [`PAYLOAD_VERSION`] in every frame. A release that changes it must still read the version
 //! before it, or refuse to start on a journal that holds one (it does: [`CodecError`]).
 //!
+//! It looks like `ledger::journal`'s canonical encoding and is kept apart on purpose: that
+//! one is what batch hashes cover, frozen forever and only what a record must prove (an
+//! opening without the account's later state); this one is storage, versioned, and carries
+//! whole rows.
+//!
 //! Every field of the batch is kept — records, entries, accounts' final states, holds — so
 //! that recovery and the projections apply a frame as it is, without running the posting
 //! logic again.
