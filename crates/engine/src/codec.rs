@@ -499,3 +499,184 @@ impl Input<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(raw: u128) -> AccountId {
+        AccountId::new(raw).expect("id")
+    }
+
+    fn tid(raw: u128) -> TransferId {
+        TransferId::new(raw).expect("id")
+    }
+
+    fn amount(minor: u64) -> Amount {
+        Amount::new(minor).expect("amount")
+    }
+
+    fn balances(base: u64) -> Balances {
+        Balances {
+            debits_pending: amount(base),
+            debits_posted: amount(base + 1),
+            credits_pending: amount(base + 2),
+            credits_posted: Amount::MAX,
+        }
+    }
+
+    fn account(raw: u128, layout: AccountLayout, rule: BalanceRule) -> Account {
+        Account {
+            id: id(raw),
+            asset: AssetCode::new("POINTS").expect("code"),
+            chart_code: ChartCode(2241),
+            rule,
+            metadata: BoundedText::new("钱包 wallet ✓").expect("text"),
+            layout,
+            status: AccountStatus::FrozenDebits,
+            balances: balances(raw as u64),
+            opened_seq: Seq(raw as u64),
+            opened_at: Timestamp(u64::MAX),
+        }
+    }
+
+    /// A batch holding every kind of record, layout, rule, hold state and option.
+    fn every_shape() -> BatchWrite {
+        let layouts = [
+            AccountLayout::Plain,
+            AccountLayout::SubAccounts { count: 8 },
+            AccountLayout::Buffered { count: 64 },
+            AccountLayout::Row { of: id(u128::MAX), row: 3 },
+        ];
+        let rules = [
+            BalanceRule::Unbounded,
+            BalanceRule::DebitsWithinCredits { overdraft_minor: amount(5) },
+            BalanceRule::CreditsWithinDebits { limit_minor: Amount::MAX },
+        ];
+        let accounts: Vec<Account> = layouts
+            .iter()
+            .enumerate()
+            .map(|(n, layout)| account(n as u128 + 1, *layout, rules[n % rules.len()]))
+            .collect();
+        let transfer = |n: u128, kind, pending: Option<u128>, expires: Option<u64>| Transfer {
+            id: tid(n),
+            kind,
+            debit_account_id: id(1),
+            credit_account_id: id(u128::MAX),
+            asset: AssetCode::new("CNY").expect("code"),
+            amount: amount(n as u64),
+            pending_id: pending.map(tid),
+            expires_at: expires.map(Timestamp),
+            business_code: BusinessCode(u32::MAX),
+            order_ref: BoundedText::new(if n % 2 == 0 { "" } else { "订单-42" }).expect("text"),
+            seq: Seq(n as u64),
+            timestamp: Timestamp(n as u64 * 7),
+            fingerprint: Fingerprint([n as u8; 16]),
+        };
+        let kinds = [
+            TransferKind::Posted,
+            TransferKind::Pending,
+            TransferKind::PostPending,
+            TransferKind::VoidPending,
+            TransferKind::ExpirePending,
+        ];
+        let mut records = vec![
+            Record::AssetDefined {
+                seq: Seq(1),
+                asset: Asset::new(AssetCode::new("CNY").expect("code"), 2).expect("asset"),
+            },
+            Record::ChartDefined {
+                seq: Seq(2),
+                entry: ChartEntry {
+                    code: ChartCode(1002),
+                    name: BoundedText::new("银行存款").expect("text"),
+                    class: AccountClass::Asset,
+                },
+            },
+            Record::AccountStatusSet {
+                seq: Seq(3),
+                account_id: id(9),
+                status: AccountStatus::Closed,
+            },
+        ];
+        records.extend(accounts.iter().cloned().map(Record::AccountOpened));
+        for (n, kind) in kinds.iter().enumerate() {
+            let n = n as u128 + 10;
+            let pending = (n % 2 == 0).then_some(u128::MAX - n);
+            let expires = (n % 3 == 0).then_some(u64::MAX - 1);
+            records.push(Record::Transfer(transfer(n, *kind, pending, expires)));
+        }
+        let entries = [Side::Debit, Side::Credit]
+            .into_iter()
+            .enumerate()
+            .map(|(n, side)| Entry {
+                account_id: id(n as u128 + 1),
+                seq: Seq(100 + n as u64),
+                transfer_id: tid(10),
+                side,
+                amount: amount(3),
+                balances_after: balances(9),
+            })
+            .collect();
+        let holds = [HoldState::Pending, HoldState::Posted, HoldState::Voided, HoldState::Expired]
+            .into_iter()
+            .enumerate()
+            .map(|(n, state)| Hold {
+                pending_id: tid(n as u128 + 50),
+                movement: Movement {
+                    debit_account_id: id(1),
+                    credit_account_id: id(2),
+                    asset: AssetCode::new("CNY").expect("code"),
+                    amount: amount(1),
+                },
+                expires_at: (n % 2 == 0).then_some(Timestamp(n as u64)),
+                state,
+                business_code: BusinessCode(n as u32),
+            })
+            .collect();
+        BatchWrite {
+            header: BatchHeader {
+                batch_seq: BatchSeq(u64::MAX),
+                first_seq: Seq(1),
+                n_records: records.len() as u32,
+                timestamp: Timestamp(12),
+                prev_hash: Hash([7; 32]),
+                hash: Hash([9; 32]),
+            },
+            records,
+            entries,
+            opened_accounts: accounts.clone(),
+            updated_accounts: accounts,
+            holds,
+        }
+    }
+
+    fn same(a: &BatchWrite, b: &BatchWrite) -> bool {
+        a.header == b.header
+            && a.records == b.records
+            && a.entries == b.entries
+            && a.opened_accounts == b.opened_accounts
+            && a.updated_accounts == b.updated_accounts
+            && a.holds == b.holds
+    }
+
+    #[test]
+    fn every_shape_of_a_batch_reads_back_as_it_was_written() {
+        let batch = every_shape();
+        let mut bytes = Vec::new();
+        encode(&batch, &mut bytes);
+        let decoded = decode(&bytes).expect("decode");
+        assert!(same(&decoded, &batch), "{decoded:?}\n!=\n{batch:?}");
+    }
+
+    #[test]
+    fn a_cut_or_padded_payload_is_refused_never_misread() {
+        let mut bytes = Vec::new();
+        encode(&every_shape(), &mut bytes);
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "decoded a payload cut at {cut}");
+        }
+        bytes.push(0);
+        assert!(decode(&bytes).is_err(), "decoded a payload with a byte left over");
+    }
+}
