@@ -568,7 +568,8 @@ mod tests {
             pending_id: pending.map(tid),
             expires_at: expires.map(Timestamp),
             business_code: BusinessCode(u32::MAX),
-            order_ref: BoundedText::new(if n % 2 == 0 { "" } else { "订单-42" }).expect("text"),
+            order_ref: BoundedText::new(if n.is_multiple_of(2) { "" } else { "订单-42" })
+                .expect("text"),
             seq: Seq(n as u64),
             timestamp: Timestamp(n as u64 * 7),
             fingerprint: Fingerprint([n as u8; 16]),
@@ -602,8 +603,8 @@ mod tests {
         records.extend(accounts.iter().cloned().map(Record::AccountOpened));
         for (n, kind) in kinds.iter().enumerate() {
             let n = n as u128 + 10;
-            let pending = (n % 2 == 0).then_some(u128::MAX - n);
-            let expires = (n % 3 == 0).then_some(u64::MAX - 1);
+            let pending = n.is_multiple_of(2).then_some(u128::MAX - n);
+            let expires = n.is_multiple_of(3).then_some(u64::MAX - 1);
             records.push(Record::Transfer(transfer(n, *kind, pending, expires)));
         }
         let entries = [Side::Debit, Side::Credit]
@@ -629,7 +630,7 @@ mod tests {
                     asset: AssetCode::new("CNY").expect("code"),
                     amount: amount(1),
                 },
-                expires_at: (n % 2 == 0).then_some(Timestamp(n as u64)),
+                expires_at: n.is_multiple_of(2).then_some(Timestamp(n as u64)),
                 state,
                 business_code: BusinessCode(n as u32),
             })
