@@ -4,8 +4,10 @@
 //! tagged enums, decimal-string ids), which compact binary formats cannot read back, and a
 //! journal must decode byte for byte whatever serde's or a format crate's version. The
 //! encoding is fixed-width little-endian integers and length-prefixed strings, versioned by
-//! [`PAYLOAD_VERSION`] in every frame. A release that changes it must still read the version
-//! before it, or refuse to start on a journal that holds one (it does: [`CodecError`]).
+//! [`PAYLOAD_VERSION`] in every frame. Frames the books already hold are skipped unread, so
+//! after a clean stop a release with another version reads nothing old; a tail a crash left
+//! in a version it does not read stops its start, with the advice to run the old release
+//! once (`Engine::open`).
 //!
 //! It looks like `ledger::journal`'s canonical encoding and is kept apart on purpose: that
 //! one is what batch hashes cover, frozen forever and only what a record must prove (an
@@ -26,7 +28,8 @@ use ledger::model::{
 use ledger::{AccountId, BatchSeq, Seq, Timestamp, TransferId};
 use money::{Amount, Asset, AssetCode};
 
-/// The version of the payload's layout, stored in every frame.
+/// The version of the payload's layout, stored in every frame. Every version starts with the
+/// batch number (u64, little-endian), so a frame the books already hold is skipped unread.
 pub const PAYLOAD_VERSION: u8 = 1;
 
 /// A payload that does not decode: the frame's checksum held, so this is a bug or a journal

@@ -153,10 +153,22 @@ impl Engine {
         )?;
         let n_accounts = state.accounts.len();
         let mut replayed: Vec<Arc<BatchWrite>> = Vec::new();
-        let report = log::read_all(&config.dir, &mut |payload| {
+        let report = log::read_all(&config.dir, &mut |version, payload| {
             let batch_seq = peek_batch_seq(payload);
             if batch_seq <= projected_head.batch_seq.0 {
                 return Ok(());
+            }
+            if version != codec::PAYLOAD_VERSION {
+                return Err(LogError::Corrupt {
+                    segment: config.dir.clone(),
+                    offset: 0,
+                    detail: format!(
+                        "batch {batch_seq} is in payload version {version}, which this release \
+                         does not read (it reads {}): start the release that wrote it once, \
+                         and stop it cleanly",
+                        codec::PAYLOAD_VERSION
+                    ),
+                });
             }
             let batch = codec::decode(payload).map_err(|error| LogError::Corrupt {
                 segment: config.dir.clone(),

@@ -74,9 +74,11 @@ fn checksum(len: u32, version: u8, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// The frame at `offset` of `bytes`: its payload and where the next frame starts, or why it
-/// is not a good frame.
-fn frame_at(bytes: &[u8], offset: usize) -> Result<(&[u8], usize), String> {
+/// The frame at `offset` of `bytes`: its payload version, its payload and where the next
+/// frame starts, or why it is not a good frame. Any version is a good frame: whether this
+/// release can read the payload is the reader's question (a frame the books already hold is
+/// skipped unread, whatever release wrote it).
+fn frame_at(bytes: &[u8], offset: usize) -> Result<(u8, &[u8], usize), String> {
     let header = bytes.get(offset..offset + FRAME_HEADER_BYTES).ok_or("short frame header")?;
     if header[..4] != MAGIC {
         return Err("no frame magic".into());
@@ -90,10 +92,7 @@ fn frame_at(bytes: &[u8], offset: usize) -> Result<(&[u8], usize), String> {
     if checksum(len, version, payload) != stored {
         return Err("frame checksum mismatch".into());
     }
-    if version != PAYLOAD_VERSION {
-        return Err(format!("payload version {version}, this release reads {PAYLOAD_VERSION}"));
-    }
-    Ok((payload, end))
+    Ok((version, payload, end))
 }
 
 /// Whether any good frame starts after `offset` (a byte-by-byte search for the magic).
@@ -133,12 +132,12 @@ pub struct ReadReport {
     pub n_frames: u64,
 }
 
-/// Reads every good frame of every segment in order, handing each payload to `each`; cuts a
-/// torn tail off the last segment. One segment is in memory at a time.
-pub fn read_all(
-    dir: &Path,
-    each: &mut dyn FnMut(&[u8]) -> Result<(), LogError>,
-) -> Result<ReadReport, LogError> {
+/// What [`read_all`] hands each frame to: its payload version and payload.
+pub type FrameReader<'a> = dyn FnMut(u8, &[u8]) -> Result<(), LogError> + 'a;
+
+/// Reads every good frame of every segment in order, handing each payload and its version to
+/// `each`; cuts a torn tail off the last segment. One segment is in memory at a time.
+pub fn read_all(dir: &Path, each: &mut FrameReader<'_>) -> Result<ReadReport, LogError> {
     let mut report = ReadReport::default();
     let segments = segments(dir)?;
     for (index, (_, path)) in segments.iter().enumerate() {
@@ -150,8 +149,8 @@ pub fn read_all(
         let mut offset = 0;
         while offset < bytes.len() {
             match frame_at(&bytes, offset) {
-                Ok((payload, next)) => {
-                    each(payload)?;
+                Ok((version, payload, next)) => {
+                    each(version, payload)?;
                     report.n_frames += 1;
                     offset = next;
                 }
@@ -275,7 +274,7 @@ mod tests {
 
     fn read(dir: &Path) -> Result<(Vec<Vec<u8>>, ReadReport), LogError> {
         let mut payloads = Vec::new();
-        let report = read_all(dir, &mut |payload| {
+        let report = read_all(dir, &mut |_, payload| {
             payloads.push(payload.to_vec());
             Ok(())
         })?;
@@ -329,6 +328,34 @@ mod tests {
         }
         // Nothing was cut.
         assert_eq!(std::fs::read(&path).expect("read").len(), bytes.len());
+    }
+
+    #[test]
+    fn a_frame_of_another_payload_version_is_a_good_frame_with_its_version() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = write_frames(dir.path(), &[b"one"]);
+        let mut other = Vec::new();
+        let len = 3u32;
+        other.extend_from_slice(&MAGIC);
+        other.extend_from_slice(&len.to_le_bytes());
+        other.push(PAYLOAD_VERSION + 1);
+        other.extend_from_slice(&checksum(len, PAYLOAD_VERSION + 1, b"two").to_le_bytes());
+        other.extend_from_slice(b"two");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(&other))
+            .expect("append");
+        let mut seen = Vec::new();
+        read_all(dir.path(), &mut |version, payload| {
+            seen.push((version, payload.to_vec()));
+            Ok(())
+        })
+        .expect("read");
+        assert_eq!(
+            seen,
+            [(PAYLOAD_VERSION, b"one".to_vec()), (PAYLOAD_VERSION + 1, b"two".to_vec())]
+        );
     }
 
     #[test]
