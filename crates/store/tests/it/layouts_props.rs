@@ -1460,3 +1460,20 @@ fn hot_account_layouts_match_the_logical_model_on_postgres() {
         assert!(coverage.get(key).is_some_and(|n| *n > 0), "never reached: {key}");
     }
 }
+
+#[test]
+fn hot_account_layouts_match_the_logical_model_on_the_journal_engine() {
+    let started = std::time::Instant::now();
+    let coverage = run_property(256, Backend::journaled);
+    eprintln!("layouts property (journal engine) took {:?}", started.elapsed());
+    for key in [
+        "created_Posted",
+        "batches_with_sweeps",
+        "fold_moved",
+        "restarts",
+        "folded_at_start_up",
+        "rejected_exceeds_credits",
+    ] {
+        assert!(coverage.get(key).is_some_and(|n| *n > 0), "never reached: {key}");
+    }
+}
