@@ -107,8 +107,6 @@ pub enum OpenError {
     Store(#[from] StoreError),
     #[error("the journal at {0} is in use by another process")]
     Locked(PathBuf),
-    #[error("journal batch {batch_seq} does not follow the books: {detail}")]
-    Chain { batch_seq: u64, detail: String },
 }
 
 impl Engine {
