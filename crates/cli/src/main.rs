@@ -149,10 +149,10 @@ impl StoreArgs {
     }
 
     /// Writes into `ledger.db` every journal batch it lacks (after a crash of a node on the
-    /// journal-first engine), so that the books can be read or run directly. The journal's
-    /// segments stay: the books may not hold them durably yet, and every frame they hold is
-    /// skipped from now on (the engine replays only what follows the books' head). A journal
-    /// another process holds open is left alone: `false`.
+    /// journal-first engine), so that the books can be read or run directly; then makes the
+    /// books durable and removes the journal's segments, which they now hold. Without that,
+    /// every later direct start would open the engine (and load every account) again. A
+    /// journal another process holds open is left alone: `false`.
     pub fn catch_up_journal(&self) -> anyhow::Result<bool> {
         let dir = self.journal_dir();
         if self.pg_target().is_some() || engine::log::segments(&dir)?.is_empty() {
@@ -169,6 +169,15 @@ impl StoreArgs {
                 return Ok(false)
             }
             Err(error) => return Err(error),
+        }
+        // The books' last commits may not be synced (the engine syncs them every 200 ms):
+        // the journal may go only once they are.
+        store::SqliteStore::open(self.sqlite_path())
+            .and_then(|mut books| books.checkpoint())
+            .context("making the books durable")?;
+        for (_, segment) in engine::log::segments(&dir)? {
+            std::fs::remove_file(&segment)
+                .with_context(|| format!("removing {}", segment.display()))?;
         }
         Ok(true)
     }

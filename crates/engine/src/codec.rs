@@ -655,22 +655,13 @@ mod tests {
         }
     }
 
-    fn same(a: &BatchWrite, b: &BatchWrite) -> bool {
-        a.header == b.header
-            && a.records == b.records
-            && a.entries == b.entries
-            && a.opened_accounts == b.opened_accounts
-            && a.updated_accounts == b.updated_accounts
-            && a.holds == b.holds
-    }
-
     #[test]
     fn every_shape_of_a_batch_reads_back_as_it_was_written() {
         let batch = every_shape();
         let mut bytes = Vec::new();
         encode(&batch, &mut bytes);
         let decoded = decode(&bytes).expect("decode");
-        assert!(same(&decoded, &batch), "{decoded:?}\n!=\n{batch:?}");
+        assert_eq!(decoded, batch);
     }
 
     #[test]

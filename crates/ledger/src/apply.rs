@@ -83,7 +83,7 @@ pub struct Snapshot {
 }
 
 /// Everything storage must write for one batch, in one transaction.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchWrite {
     pub header: BatchHeader,
     pub records: Vec<Record>,

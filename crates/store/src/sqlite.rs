@@ -126,6 +126,22 @@ impl SqliteStore {
         migrate(&mut connection, MIGRATIONS)?;
         Ok(SqliteStore { connection })
     }
+
+    /// Copies the whole write-ahead log into the database file and syncs both: every commit
+    /// so far is durable, whatever `synchronous` it was made with. Fails if another
+    /// connection kept part of the log from being copied.
+    pub fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let busy: i64 = self
+            .connection
+            .query_row("PRAGMA wal_checkpoint(FULL)", [], |row| row.get(0))
+            .map_err(backend)?;
+        if busy != 0 {
+            return Err(StoreError::Backend(
+                "the checkpoint was blocked by another connection".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl LedgerStore for SqliteStore {

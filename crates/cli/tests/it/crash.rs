@@ -207,6 +207,11 @@ fn books_move_between_the_engines_in_place_without_losing_an_acknowledged_transf
     acknowledged.extend(rest);
     let reader = store::SqliteReader::open(data_dir.join("ledger.db")).expect("open reader");
     check_books(&reader, &acknowledged);
+    assert_eq!(
+        engine_segments(&journal),
+        0,
+        "the direct start wrote the journal into the books, made them durable and retired it"
+    );
     // And forward again: the journal's old frames are all in the books, and are skipped.
     let again = collect_acks(&mut start_load(&on("journal"), 2, 950_000_000, 300), None);
     assert_eq!(again.len(), 2 * 300);
