@@ -349,7 +349,7 @@ pub fn start(
     let switches: Arc<operators::SharedBoard> = Arc::default();
     let board = desk.board().context("reading the operators' switches")?;
     let rates = desk.fx_rates().context("reading the stored exchange rates")?;
-    obey(Ok(board), Ok(rates), &executor, &deliverer, &switches);
+    obey(Ok(board), Ok(rates), switches.changes(), &executor, &deliverer, &switches);
     Ok(PaymentCore {
         executor,
         reconciler,
@@ -616,6 +616,7 @@ async fn obey_switches(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
+        let seen = switches.changes();
         let read = {
             let desk = desk.clone();
             tokio::task::spawn_blocking(move || {
@@ -627,7 +628,7 @@ async fn obey_switches(
             .await
         };
         match read {
-            Ok((board, rates)) => obey(board, rates, &executor, &deliverer, &switches),
+            Ok((board, rates)) => obey(board, rates, seen, &executor, &deliverer, &switches),
             Err(error) => tracing::warn!(%error, "reading the operators' switches"),
         }
         tokio::select! {
@@ -638,15 +639,18 @@ async fn obey_switches(
 }
 
 /// Applies what was read: the switches (each part on its own, so a failure to read one
-/// leaves the other in force).
+/// leaves the other in force). A board read before an operator's change through this node
+/// is older than the one that change set: it is left for the next read (`seen`).
 fn obey(
     board: Result<operators::Board, operators::DeskError>,
     rates: Result<Vec<operators::FxRateState>, operators::DeskError>,
+    seen: u64,
     executor: &Executor,
     deliverer: &Deliverer,
     switches: &operators::SharedBoard,
 ) {
     match board {
+        Ok(_) if switches.changes() != seen => {}
         Ok(board) => {
             let now_ms = SystemMillis.now_ms();
             apply_routes(&board, executor, now_ms);
@@ -656,7 +660,7 @@ fn obey(
             executor
                 .set_settlement_paused(board.is_on(&operators::Switch::SettlementPaused, now_ms));
             deliverer.set_paused(board.is_on(&operators::Switch::WebhooksDelayed, now_ms));
-            switches.set(board);
+            switches.set_read(board, seen);
         }
         Err(error) => tracing::warn!(%error, "reading the operators' switches"),
     }

@@ -366,14 +366,38 @@ impl Board {
 
 /// The board every part of a node reads (the API's edge, the serve loop): replaced whole
 /// when the serve loop reads the store (every second) or an operator changes a switch here.
+/// A read of the store that began before a change here is older than the board that change
+/// set, and must not replace it: [`SharedBoard::set_read`].
 #[derive(Debug, Default)]
 pub struct SharedBoard {
     board: std::sync::RwLock<Board>,
+    /// Boards set by a change here so far.
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl SharedBoard {
+    /// Sets the board a change here just read back: at once, and newer than any read begun
+    /// before it.
     pub fn set(&self, board: Board) {
-        *self.board.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = board;
+        let mut guard = self.board.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard = board;
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// What to hand [`SharedBoard::set_read`] for a read of the store that begins now.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sets a board read from the store by a read that began when [`SharedBoard::changes`]
+    /// was `seen`, unless a change here set a newer one since. Returns whether it was set.
+    pub fn set_read(&self, board: Board, seen: u64) -> bool {
+        let mut guard = self.board.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.changes() != seen {
+            return false;
+        }
+        *guard = board;
+        true
     }
 
     pub fn get(&self) -> Board {
@@ -475,6 +499,15 @@ pub fn plan(name: &str, channel: Option<&ChannelId>) -> Result<Plan, SwitchError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_read_begun_before_a_change_here_does_not_replace_its_board() {
+        let shared = super::SharedBoard::default();
+        let seen = shared.changes();
+        shared.set(super::Board::default());
+        assert!(!shared.set_read(super::Board::default(), seen), "the older read is dropped");
+        assert!(shared.set_read(super::Board::default(), shared.changes()), "a fresh read is set");
+    }
+
     use super::*;
 
     fn bank(name: &str) -> ChannelId {
