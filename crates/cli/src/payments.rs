@@ -27,7 +27,6 @@ const WEBHOOK_POLL_MS: u64 = 200;
 const INSPECTION_INTERVAL_MS: u64 = 10_000;
 /// How often each node reads the operators' switches: a change is obeyed within this.
 const SWITCH_POLL_MS: u64 = 1_000;
-const SETTLEMENT_INTERVAL: Duration = Duration::from_secs(3_600);
 /// How often yesterday's statements are fetched: the first pass at start, then hourly, so a
 /// statement published late (or republished) is picked up the same day.
 const RECONCILIATION_INTERVAL: Duration = Duration::from_secs(3_600);
@@ -44,6 +43,8 @@ pub struct PaymentSettings {
     pub inquiry_escalated_delay_ms: u64,
     pub inspect_after_ms: u64,
     pub stuck_after_ms: u64,
+    /// The scheduled settlement run's interval; 0: none.
+    pub settlement_every_secs: u64,
     /// Operators' actions moving this much or more need a second key.
     pub ops_approval_minor: u64,
     pub webhook_retry_first_ms: u64,
@@ -73,6 +74,8 @@ pub struct PaymentCore {
     pub desk: Arc<operators::Desk>,
     /// The switches as this node last read them (every `SWITCH_POLL_MS`).
     pub switches: Arc<operators::SharedBoard>,
+    /// The scheduled settlement run's interval; `None`: no scheduled run.
+    settlement_every: Option<Duration>,
     deliverer: Arc<Deliverer>,
 }
 
@@ -358,6 +361,8 @@ pub fn start(
         webhooks,
         desk,
         switches,
+        settlement_every: (settings.settlement_every_secs > 0)
+            .then(|| Duration::from_secs(settings.settlement_every_secs)),
         deliverer,
     })
 }
@@ -572,16 +577,19 @@ pub async fn run_background(core: PaymentCore, stop: tokio::sync::watch::Receive
         if report.examined > 0 {
             tracing::info!(?report, "inspection pass");
         }
-        // Settlement (T+N) runs once an hour; each run settles each merchant at most once
-        // per cut-off day, so a restart or a second node changes nothing. An operators'
-        // switch pauses it; it runs at the first pass after the switch is off.
+        // Settlement (T+N) runs at the first pass, then every `settlement_every` (an hour by
+        // default; none at all when the deployment's own scheduler settles). Each run
+        // settles each merchant at most once per cut-off day, so a restart or a second node
+        // changes nothing. An operators' switch pauses it; it runs at the first pass after
+        // the switch is off.
         let paused =
             core.switches.is_on(&operators::Switch::SettlementPaused, SystemMillis.now_ms());
+        let due = |every: Duration| {
+            last_settlement_run.is_none_or(|at: std::time::Instant| at.elapsed() >= every)
+        };
         if paused {
             tracing::debug!("settlement paused by an operators' switch");
-        } else if last_settlement_run
-            .is_none_or(|at: std::time::Instant| at.elapsed() >= SETTLEMENT_INTERVAL)
-        {
+        } else if core.settlement_every.is_some_and(due) {
             last_settlement_run = Some(std::time::Instant::now());
             let made = core.executor.settle_all().await;
             if made > 0 {

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// the monitor) once it has not moved for this long.
     #[arg(long, env = "QIANBAO_STUCK_AFTER_MS", default_value_t = 3_600_000)]
     stuck_after_ms: u64,
+    /// The scheduled settlement run (T+N): the first pass at start, then this often; 0
+    /// runs none, for a deployment whose own batch scheduler calls
+    /// `POST /v1/merchants/{id}/settlements`.
+    #[arg(long, env = "QIANBAO_SETTLEMENT_EVERY_SECS", default_value_t = 3_600)]
+    settlement_every_secs: u64,
     /// Do not shed load by priority class (on by default: under overload, bulk and then
     /// reads are refused with 503 `overloaded` before money-moving writes).
     #[arg(long, env = "QIANBAO_NO_ADMISSION")]
@@ -164,6 +169,7 @@ struct ConfigFile {
     inquiry_escalated_delay_ms: Option<u64>,
     inspect_after_ms: Option<u64>,
     stuck_after_ms: Option<u64>,
+    settlement_every_secs: Option<u64>,
     ops_approval_minor: Option<u64>,
     webhook_retry_first_ms: Option<u64>,
     webhook_private_urls: Option<bool>,
@@ -261,6 +267,9 @@ impl ServeArgs {
         if let (true, Some(value)) = (unset("stuck_after_ms"), file.stuck_after_ms) {
             self.stuck_after_ms = value;
         }
+        if let (true, Some(value)) = (unset("settlement_every_secs"), file.settlement_every_secs) {
+            self.settlement_every_secs = value;
+        }
         if let (true, Some(value)) = (unset("ops_approval_minor"), file.ops_approval_minor) {
             self.ops_approval_minor = value;
         }
@@ -344,6 +353,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         webhook_private_urls = args.webhook_private_urls,
         ops_approval_minor = args.ops_approval_minor,
         stuck_after_ms = args.stuck_after_ms,
+        settlement_every_secs = args.settlement_every_secs,
         config = args.config.as_ref().map(|path| path.display().to_string()).unwrap_or_default(),
         "effective configuration"
     );
@@ -367,6 +377,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         inquiry_escalated_delay_ms: args.inquiry_escalated_delay_ms,
         inspect_after_ms: args.inspect_after_ms,
         stuck_after_ms: args.stuck_after_ms,
+        settlement_every_secs: args.settlement_every_secs,
         ops_approval_minor: args.ops_approval_minor,
         webhook_retry_first_ms: args.webhook_retry_first_ms,
         webhook_private_urls: args.webhook_private_urls,

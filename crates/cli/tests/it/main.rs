@@ -13,5 +13,6 @@ mod payments;
 mod recon;
 mod refund_outage;
 mod serve;
+mod settlement;
 mod switches;
 mod test_mode;
