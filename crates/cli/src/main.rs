@@ -179,6 +179,7 @@ impl StoreArgs {
             std::fs::remove_file(&segment)
                 .with_context(|| format!("removing {}", segment.display()))?;
         }
+        engine::log::remove_spares(&dir)?;
         Ok(true)
     }
 

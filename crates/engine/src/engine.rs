@@ -195,7 +195,14 @@ impl Engine {
             "ledger engine recovered"
         );
         let next_batch = state.head.batch_seq.0 + 1;
-        let log = LogWriter::open(&config.dir, next_batch, config.segment_bytes_max, durability)?;
+        let log = LogWriter::open(
+            &config.dir,
+            next_batch,
+            report.end_offset,
+            config.segment_bytes_max,
+            config.preallocate_segments,
+            durability,
+        )?;
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             projected: Mutex::new(projected_head.batch_seq),
@@ -497,6 +504,7 @@ const DURABLE_EVERY: Duration = Duration::from_millis(200);
 
 impl<P: LedgerStore> Projector<P> {
     fn run(mut self) {
+        lowest_cpu_priority();
         let mut group: Vec<Arc<BatchWrite>> = Vec::new();
         loop {
             if group.is_empty() {
@@ -565,3 +573,19 @@ impl<P: LedgerStore> Projector<P> {
         tx.commit()
     }
 }
+
+/// Puts the calling thread (the projector) at the lowest CPU priority, nice 19. On two cores
+/// the projector's B-tree writes take most of the CPU; at equal priority they delay the
+/// writer, whose latency every caller waits for. Idle cores still run it at full speed, and
+/// the lag bound stops the writer when it falls behind, so it cannot starve. Measured:
+/// docs/bench/engine.md.
+#[cfg(target_os = "linux")]
+fn lowest_cpu_priority() {
+    // On Linux, setpriority(2) given a thread id sets that thread's nice value alone.
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(%error, "the projector keeps the default CPU priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lowest_cpu_priority() {}

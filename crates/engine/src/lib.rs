@@ -38,6 +38,9 @@ pub struct EngineConfig {
     pub dir: PathBuf,
     /// A segment is closed and a new one started past this size.
     pub segment_bytes_max: u64,
+    /// Write spare segments of zeros ahead of need, so an append's sync changes no file
+    /// metadata (docs/bench/engine.md measures it).
+    pub preallocate_segments: bool,
     /// Records the projection may lag behind the journal; the writer waits beyond it. This
     /// bounds the memory held for unprojected transfers and how long a history read waits.
     pub projection_lag_records_max: u64,
@@ -52,6 +55,7 @@ impl EngineConfig {
         EngineConfig {
             dir: dir.into(),
             segment_bytes_max: 64 << 20,
+            preallocate_segments: true,
             projection_lag_records_max: 200_000,
             projection_group_records_max: 50_000,
             read_wait_ms: 30_000,

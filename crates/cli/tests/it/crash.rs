@@ -212,6 +212,7 @@ fn books_move_between_the_engines_in_place_without_losing_an_acknowledged_transf
         0,
         "the direct start wrote the journal into the books, made them durable and retired it"
     );
+    assert!(!journal.join("spare.ready").exists(), "and removed its spare segment");
     // And forward again: the journal's old frames are all in the books, and are skipped.
     let again = collect_acks(&mut start_load(&on("journal"), 2, 950_000_000, 300), None);
     assert_eq!(again.len(), 2 * 300);

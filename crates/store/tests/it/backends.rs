@@ -198,9 +198,10 @@ pub fn start_journaled(
     let journal = path.with_file_name("journal");
     let projection = SqliteStore::open(path).expect("open sqlite");
     let projection_reader = Arc::new(SqliteReader::open(path).expect("open reader"));
-    let engine =
-        engine::Engine::open(engine::EngineConfig::new(journal), projection, projection_reader)
-            .expect("open engine");
+    // Small segments: the tests rotate through spare segments, and a spare costs 64 KiB.
+    let config =
+        engine::EngineConfig { segment_bytes_max: 64 << 10, ..engine::EngineConfig::new(journal) };
+    let engine = engine::Engine::open(config, projection, projection_reader).expect("open engine");
     let reader = Box::new(engine.reader());
     (Ledger::start(engine, clock, test_config()), reader)
 }
