@@ -556,6 +556,7 @@ impl<P: LedgerStore> Projector<P> {
         self.store.set_sync_each_commit(durable)?;
         let mut tx = self.store.begin()?;
         let mut expected = tx.lock_head()?.batch_seq.0 + 1;
+        let mut to_write = Vec::with_capacity(group.len());
         for batch in group {
             let batch_seq = batch.header.batch_seq.0;
             // Held already: projected before a crash, and replayed from the journal again.
@@ -567,9 +568,10 @@ impl<P: LedgerStore> Projector<P> {
                     "the projection ends before batch {expected}, and batch {batch_seq} came next"
                 )));
             }
-            tx.write(batch)?;
+            to_write.push(&**batch);
             expected += 1;
         }
+        tx.write_group(&to_write)?;
         tx.commit()
     }
 }

@@ -35,6 +35,8 @@ use crate::codec::{
     self, ACCOUNT_COLUMNS, BATCH_COLUMNS, ENTRY_COLUMNS, HOLD_COLUMNS, TRANSFER_COLUMNS,
 };
 
+mod write;
+
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_ledger.sql")),
     (2, include_str!("sqlite/0002_ledger_layouts.sql")),
@@ -268,182 +270,17 @@ impl LedgerTx for SqliteTx<'_> {
     }
 
     fn write(&mut self, batch: &BatchWrite) -> Result<(), StoreError> {
-        write_batch(&self.tx, batch).map_err(backend)
+        write::write_batch(&self.tx, batch).map_err(backend)
+    }
+
+    fn write_group(&mut self, batches: &[&BatchWrite]) -> Result<(), StoreError> {
+        write::write_group(&self.tx, batches).map_err(backend)
     }
 
     fn commit(self) -> Result<(), StoreError> {
         // SQLite either commits or leaves the transaction open and rolls it back on drop; an
         // I/O error during the WAL fsync is reported as a failed commit, not an unknown one.
         self.tx.commit().map_err(backend)
-    }
-}
-
-fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &BatchWrite) -> rusqlite::Result<()> {
-    for record in &batch.records {
-        match record {
-            Record::AssetDefined { seq, asset } => {
-                tx.prepare_cached("INSERT INTO assets (code, scale, seq) VALUES (?1, ?2, ?3)")?
-                    .execute(params![asset.code().as_str(), asset.scale(), seq.0 as i64])?;
-            }
-            Record::ChartDefined { seq, entry } => {
-                tx.prepare_cached(
-                    "INSERT INTO chart (code, name, class, seq) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
-                    entry.code.0,
-                    entry.name.as_str(),
-                    entry.class.code(),
-                    seq.0 as i64
-                ])?;
-            }
-            Record::AccountOpened(_) => {}
-            Record::AccountStatusSet { seq, account_id, status } => {
-                tx.prepare_cached(
-                    "INSERT INTO account_status_log (seq, account_id, status) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![
-                    seq.0 as i64,
-                    &account_id.to_bytes()[..],
-                    status.code()
-                ])?;
-            }
-            Record::Transfer(transfer) => insert_transfer(tx, transfer)?,
-        }
-    }
-    for account in &batch.opened_accounts {
-        let (rule_kind, rule_limit) = codec::rule_columns(&account.rule);
-        let (layout_kind, layout_rows, layout_owner) = codec::layout_columns(&account.layout);
-        let b = &account.balances;
-        tx.prepare_cached(&format!(
-            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-        ))?
-        .execute(params![
-            &account.id.to_bytes()[..],
-            account.asset.as_str(),
-            account.chart_code.0,
-            rule_kind,
-            rule_limit,
-            account.metadata.as_str(),
-            account.status.code(),
-            b.debits_pending.to_stored(),
-            b.debits_posted.to_stored(),
-            b.credits_pending.to_stored(),
-            b.credits_posted.to_stored(),
-            account.opened_seq.0 as i64,
-            account.opened_at.0 as i64,
-            layout_kind,
-            layout_rows,
-            layout_owner.as_ref().map(|owner| &owner[..]),
-        ])?;
-    }
-    {
-        let mut update = tx.prepare_cached(
-            "UPDATE accounts SET status = ?2, debits_pending = ?3, debits_posted = ?4, \
-             credits_pending = ?5, credits_posted = ?6 WHERE id = ?1",
-        )?;
-        for account in &batch.updated_accounts {
-            let b = &account.balances;
-            let changed = update.execute(params![
-                &account.id.to_bytes()[..],
-                account.status.code(),
-                b.debits_pending.to_stored(),
-                b.debits_posted.to_stored(),
-                b.credits_pending.to_stored(),
-                b.credits_posted.to_stored(),
-            ])?;
-            assert_eq!(changed, 1, "updated account {} is not stored", account.id);
-        }
-    }
-    {
-        let mut insert = tx.prepare_cached(&format!(
-            "INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-        ))?;
-        for entry in &batch.entries {
-            let b = &entry.balances_after;
-            insert.execute(params![
-                &entry.account_id.to_bytes()[..],
-                entry.seq.0 as i64,
-                side_code(entry.side),
-                &entry.transfer_id.to_bytes()[..],
-                entry.amount.to_stored(),
-                b.debits_pending.to_stored(),
-                b.debits_posted.to_stored(),
-                b.credits_pending.to_stored(),
-                b.credits_posted.to_stored(),
-            ])?;
-        }
-    }
-    {
-        let mut upsert = tx.prepare_cached(&format!(
-            "INSERT INTO holds ({HOLD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-             ON CONFLICT (pending_id) DO UPDATE SET state = excluded.state"
-        ))?;
-        for hold in &batch.holds {
-            upsert.execute(params![
-                &hold.pending_id.to_bytes()[..],
-                &hold.movement.debit_account_id.to_bytes()[..],
-                &hold.movement.credit_account_id.to_bytes()[..],
-                hold.movement.asset.as_str(),
-                hold.movement.amount.to_stored(),
-                hold.expires_at.map(|at| at.0 as i64),
-                hold.state.code(),
-                hold.business_code.0,
-            ])?;
-        }
-    }
-    let header = &batch.header;
-    tx.prepare_cached(&format!(
-        "INSERT INTO journal_batches ({BATCH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-    ))?
-    .execute(params![
-        header.batch_seq.0 as i64,
-        header.first_seq.0 as i64,
-        header.n_records,
-        header.timestamp.0 as i64,
-        &header.prev_hash.0[..],
-        &header.hash.0[..],
-    ])?;
-    let head = batch.head();
-    tx.prepare_cached(
-        "UPDATE journal_head SET batch_seq = ?1, last_seq = ?2, last_timestamp = ?3, hash = ?4 WHERE id = 1",
-    )?
-    .execute(params![
-        head.batch_seq.0 as i64,
-        head.last_seq.0 as i64,
-        head.last_timestamp.0 as i64,
-        &head.hash.0[..]
-    ])?;
-    Ok(())
-}
-
-fn insert_transfer(tx: &rusqlite::Transaction<'_>, transfer: &Transfer) -> rusqlite::Result<()> {
-    tx.prepare_cached(&format!(
-        "INSERT INTO transfers ({TRANSFER_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-    ))?
-    .execute(params![
-        transfer.seq.0 as i64,
-        &transfer.id.to_bytes()[..],
-        transfer.kind.code(),
-        &transfer.debit_account_id.to_bytes()[..],
-        &transfer.credit_account_id.to_bytes()[..],
-        transfer.asset.as_str(),
-        transfer.amount.to_stored(),
-        transfer.pending_id.map(|id| id.to_bytes().to_vec()),
-        transfer.expires_at.map(|at| at.0 as i64),
-        transfer.business_code.0,
-        transfer.order_ref.as_str(),
-        transfer.timestamp.0 as i64,
-        &transfer.fingerprint.0[..],
-    ])?;
-    Ok(())
-}
-
-fn side_code(side: Side) -> i64 {
-    match side {
-        Side::Debit => 1,
-        Side::Credit => 2,
     }
 }
 
