@@ -11,18 +11,25 @@ use ledger::apply::BatchWrite;
 use ledger::journal::{batch_hash, JournalHead};
 use ledger::model::{Account, AccountLayout, Hold, Transfer};
 use ledger::port::{LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, StoreError};
-use ledger::{AccountId, BatchSeq, Timestamp, TransferId};
+use ledger::{AccountId, BatchSeq, Seq, Timestamp, TransferId};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::log::{self, DataSync, Durability, LogError, LogWriter};
 use crate::state::State;
 use crate::{codec, EngineConfig};
 
+/// How far the projection reaches: its last batch, and that batch's last record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reach {
+    pub(crate) batch_seq: BatchSeq,
+    pub(crate) last_seq: Seq,
+}
+
 /// What the writer, the readers and the projector share.
 pub(crate) struct Shared {
     pub(crate) state: RwLock<State>,
-    /// The last batch the projection holds (visible to its readers).
-    pub(crate) projected: Mutex<BatchSeq>,
+    /// How far the projection reaches (visible to its readers).
+    pub(crate) projected: Mutex<Reach>,
     /// The last batch the projection holds durably: journal segments up to it may go.
     pub(crate) projected_durably: AtomicU64,
     pub(crate) projected_changed: Condvar,
@@ -67,14 +74,33 @@ impl Shared {
         batch_seq: BatchSeq,
         timeout: Duration,
     ) -> Result<(), StoreError> {
+        self.wait_reach(
+            |reach| reach.batch_seq >= batch_seq,
+            timeout,
+            || format!("batch {}", batch_seq.0),
+        )
+    }
+
+    /// Waits until the projection holds record `seq` (and every one before it), or fails
+    /// after `timeout`.
+    pub(crate) fn wait_projected_seq(&self, seq: Seq, timeout: Duration) -> Result<(), StoreError> {
+        self.wait_reach(|reach| reach.last_seq >= seq, timeout, || format!("record {}", seq.0))
+    }
+
+    fn wait_reach(
+        &self,
+        reached: impl Fn(Reach) -> bool,
+        timeout: Duration,
+        what: impl Fn() -> String,
+    ) -> Result<(), StoreError> {
         let deadline = Instant::now() + timeout;
         let mut projected = self.projected.lock();
-        while *projected < batch_seq {
+        while !reached(*projected) {
             if self.projected_changed.wait_until(&mut projected, deadline).timed_out() {
                 return Err(StoreError::Backend(format!(
-                    "the projection holds batch {} and has not reached batch {} in {} ms",
-                    projected.0,
-                    batch_seq.0,
+                    "the projection holds batch {} and has not reached {} in {} ms",
+                    projected.batch_seq.0,
+                    what(),
                     timeout.as_millis()
                 )));
             }
@@ -205,7 +231,10 @@ impl Engine {
         )?;
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
-            projected: Mutex::new(projected_head.batch_seq),
+            projected: Mutex::new(Reach {
+                batch_seq: projected_head.batch_seq,
+                last_seq: projected_head.last_seq,
+            }),
             projected_durably: AtomicU64::new(projected_head.batch_seq.0),
             projected_changed: Condvar::new(),
             lag_records: AtomicU64::new(lag_records),
@@ -271,7 +300,7 @@ impl Engine {
                 }
             }
         }
-        let projected = *self.shared.projected.lock();
+        let projected = self.shared.projected.lock().batch_seq;
         if projected > self.forgotten_through {
             self.shared.state.write().forget_projected(projected);
             self.forgotten_through = projected;
@@ -525,12 +554,13 @@ impl<P: LedgerStore> Projector<P> {
             match self.write(&group, durable) {
                 Ok(()) => {
                     let last = group.last().map_or(BatchSeq(0), |batch| batch.header.batch_seq);
+                    let last_seq = group.last().map_or(Seq(0), |batch| batch.head().last_seq);
                     self.shared.projection_failing.store(false, Ordering::Release);
                     self.shared.lag_records.fetch_sub(records, Ordering::AcqRel);
                     let metrics = &self.shared.metrics;
                     metrics.projected_batches.fetch_add(group.len() as u64, Ordering::Relaxed);
                     metrics.projection_groups.fetch_add(1, Ordering::Relaxed);
-                    *self.shared.projected.lock() = last;
+                    *self.shared.projected.lock() = Reach { batch_seq: last, last_seq };
                     self.shared.projected_changed.notify_all();
                     if durable {
                         self.shared.projected_durably.store(last.0, Ordering::Release);

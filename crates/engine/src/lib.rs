@@ -73,7 +73,7 @@ impl EngineStats {
     /// Batches durable in the journal and not yet in the projection.
     pub fn lag_batches(&self) -> u64 {
         let head = self.shared.state.read().head.batch_seq.0;
-        head.saturating_sub(self.shared.projected.lock().0)
+        head.saturating_sub(self.shared.projected.lock().batch_seq.0)
     }
 
     /// Prometheus text of the engine's figures.

@@ -17,7 +17,7 @@ use ledger::model::{
 };
 use ledger::port::{LedgerReader, LedgerStore, Page, StoreError};
 use ledger::{
-    AccountId, Command, Ledger, ManualClock, Outcome, PipelineConfig, Timestamp, TransferId,
+    AccountId, Command, Ledger, ManualClock, Outcome, PipelineConfig, Seq, Timestamp, TransferId,
 };
 use money::{Amount, Asset, AssetCode};
 use store::{SqliteReader, SqliteStore};
@@ -440,4 +440,35 @@ fn a_failed_sync_refuses_every_later_write_and_recovery_keeps_the_books_exact() 
     run(&ledger, vec![fund(9_003)]);
     ledger.shutdown();
     assert_verified(&books.projection());
+}
+
+/// A read as of a point the books already hold is answered at once, however far the
+/// projection lags behind the head (a day close reads every account as of the day's end).
+#[test]
+fn a_read_as_of_a_point_the_books_hold_does_not_wait_for_the_head() {
+    let books = Books::new();
+    let (ledger, reader) = books.open_ok();
+    run(&ledger, vec![setup()]);
+    run(&ledger, workload(1));
+    ledger.shutdown();
+    drop(reader);
+    let held = books.projection().head().expect("head");
+    let account = account_id(3);
+    let then = books.projection().entry_as_of(account, held.last_seq).expect("read");
+    assert!(then.is_some(), "account 3 moved in round 1");
+
+    // The projection stops; round 2 is in the journal only.
+    let (ledger, reader) = books.open_gated();
+    run(&ledger, workload(2));
+    assert!(reader.head().expect("head").last_seq > held.last_seq);
+    let started = std::time::Instant::now();
+    assert_eq!(reader.entry_as_of(account, held.last_seq).expect("as of"), then);
+    let (_, entries) = reader.records(Seq(1), held.last_seq).expect("records");
+    assert!(!entries.is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "waited {:?} for a head the read does not need",
+        started.elapsed()
+    );
+    ledger.shutdown();
 }
