@@ -206,16 +206,14 @@ pub fn read_all(dir: &Path, each: &mut FrameReader<'_>) -> Result<ReadReport, Lo
 /// Removes the spare segments made ahead in `dir` (for a journal no longer written; never
 /// while a writer has it open).
 pub fn remove_spares(dir: &Path) -> Result<(), LogError> {
-    for name in [SPARE_READY, SPARE_FILLING] {
-        let path = dir.join(name);
-        match std::fs::remove_file(&path) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                return Err(io_error(&path)(error))
-            }
-            _ => {}
-        }
+    [SPARE_READY, SPARE_FILLING].iter().try_for_each(|name| remove_if_there(&dir.join(name)))
+}
+
+fn remove_if_there(path: &Path) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(io_error(path)(error)),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Zero-filled spare segments, made ahead of need on a thread of their own.
@@ -230,12 +228,7 @@ struct Spares {
 impl Spares {
     fn start(dir: &Path, segment_bytes: u64) -> Result<Spares, LogError> {
         let filling = dir.join(SPARE_FILLING);
-        match std::fs::remove_file(&filling) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                return Err(io_error(&filling)(error))
-            }
-            _ => {}
-        }
+        remove_if_there(&filling)?;
         let ready = Arc::new(AtomicBool::new(dir.join(SPARE_READY).exists()));
         let cancel = Arc::new(AtomicBool::new(false));
         let (requests, asked) = mpsc::channel::<()>();
