@@ -158,7 +158,8 @@ impl StoreArgs {
         if self.pg_target().is_some() || engine::log::segments(&dir)?.is_empty() {
             return Ok(true);
         }
-        match self.open_engine() {
+        // Opened only to replay into the books and closed: it needs no spare segments.
+        match self.open_engine(false) {
             // Dropping the engine waits for the projector to write what it replayed.
             Ok(engine) => drop(engine),
             Err(error)
@@ -183,14 +184,19 @@ impl StoreArgs {
         Ok(true)
     }
 
-    fn open_engine(&self) -> anyhow::Result<engine::Engine> {
+    /// The journal-first engine on this data directory; `preallocate`: make spare journal
+    /// segments ahead (for an engine that will take writes).
+    fn open_engine(&self, preallocate: bool) -> anyhow::Result<engine::Engine> {
         let path = self.sqlite_path();
         let projection = store::SqliteStore::open(&path).context("opening the embedded store")?;
         let reader = std::sync::Arc::new(
             store::SqliteReader::open(&path).context("opening the embedded store")?,
         );
-        engine::Engine::open(engine::EngineConfig::new(self.journal_dir()), projection, reader)
-            .context("opening the ledger journal")
+        let config = engine::EngineConfig {
+            preallocate_segments: preallocate,
+            ..engine::EngineConfig::new(self.journal_dir())
+        };
+        engine::Engine::open(config, projection, reader).context("opening the ledger journal")
     }
 
     /// Starts a posting pipeline on the configured store and engine, creating the books if
@@ -199,7 +205,7 @@ impl StoreArgs {
         if self.pg_target().is_none() && self.ledger_engine == LedgerEngine::Journal {
             std::fs::create_dir_all(&self.data_dir)
                 .with_context(|| format!("creating {}", self.data_dir.display()))?;
-            let engine = self.open_engine()?;
+            let engine = self.open_engine(true)?;
             let reader = std::sync::Arc::new(engine.reader());
             let stats = engine.stats();
             let clock = std::sync::Arc::new(ledger::SystemClock);
