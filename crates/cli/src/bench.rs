@@ -62,7 +62,7 @@ pub struct BenchArgs {
     hot_layouts: Vec<HotLayout>,
     /// The journal engine's bound on records not yet in the books (`journal` store): the
     /// default bounds memory; a larger one measures the journal's own path over a burst.
-    #[arg(long, default_value_t = engine::EngineConfig::new("").projection_lag_records_max)]
+    #[arg(long, default_value_t = engine::EngineLimits::default().projection_lag_records_max)]
     journal_lag_max: u64,
     /// Skip the naive baseline.
     #[arg(long)]
@@ -319,10 +319,8 @@ impl Books {
                     let projection = store::SqliteStore::open(&db).context("opening SQLite")?;
                     let reader =
                         Arc::new(store::SqliteReader::open(&db).context("opening SQLite")?);
-                    let config = engine::EngineConfig {
-                        projection_lag_records_max: args.journal_lag_max,
-                        ..engine::EngineConfig::new(books.scratch.join("journal"))
-                    };
+                    let mut config = engine::EngineConfig::new(books.scratch.join("journal"));
+                    config.limits.projection_lag_records_max = args.journal_lag_max;
                     let engine = engine::Engine::open(config, projection, reader)?;
                     books.engine = Some(engine.stats());
                     Ledger::start(engine, Arc::new(SystemClock), PipelineConfig::default())

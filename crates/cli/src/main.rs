@@ -1,6 +1,7 @@
 //! `qianbao`: the one binary of the platform.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -83,11 +84,18 @@ pub struct StoreArgs {
     /// PostgreSQL schema holding the books.
     #[arg(long, env = "QIANBAO_DATABASE_SCHEMA", default_value = "qianbao")]
     pub database_schema: String,
-    /// The embedded store's ledger engine: `journal` appends each batch to a journal file
-    /// (`journal/` in the data directory) and writes the books behind it; `direct` commits
-    /// each batch to the books. Either opens the other's data. PostgreSQL is always direct.
-    #[arg(long, env = "QIANBAO_LEDGER_ENGINE", value_enum, default_value_t = LedgerEngine::Journal)]
-    pub ledger_engine: LedgerEngine,
+    /// The ledger engine: `journal` appends each batch to a journal and writes the books
+    /// behind it; `direct` commits each batch to the books. Either opens the other's data.
+    /// The journal is a file (`journal/` in the data directory) on the embedded store, a
+    /// table on PostgreSQL, where one node holds the book by a lease and others wait to take
+    /// over. Default: `journal` on the embedded store, `direct` on PostgreSQL (where several
+    /// direct nodes may write one book).
+    #[arg(long, env = "QIANBAO_LEDGER_ENGINE", value_enum)]
+    pub ledger_engine: Option<LedgerEngine>,
+    /// On PostgreSQL with `--ledger-engine journal`: how long the journal's lease lasts
+    /// unless renewed. A node that takes over waits this long after its holder dies.
+    #[arg(long, env = "QIANBAO_LEDGER_LEASE_MS", default_value_t = 10_000)]
+    pub ledger_lease_ms: u64,
 }
 
 /// How the embedded store's ledger commits a batch.
@@ -97,6 +105,29 @@ pub enum LedgerEngine {
     Journal,
     /// Each batch committed to `ledger.db`.
     Direct,
+}
+
+/// Whether opening the engine failed because another process holds its journal.
+fn is_locked(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<engine::OpenError>().is_some_and(|error| {
+            matches!(error, engine::OpenError::Journal(engine::JournalError::Locked(_)))
+        })
+    })
+}
+
+/// Who holds a journal's lease when no node name is given: this host and process.
+fn default_holder() -> String {
+    format!("{}:{}", host_name(), std::process::id())
+}
+
+/// This machine's host name, or `localhost`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// A running ledger and what reads it.
@@ -123,6 +154,7 @@ impl std::fmt::Debug for StoreArgs {
             .field("database_url", &self.database_url.as_deref().map(store::postgres::masked_url))
             .field("database_schema", &self.database_schema)
             .field("ledger_engine", &self.ledger_engine)
+            .field("ledger_lease_ms", &self.ledger_lease_ms)
             .finish()
     }
 }
@@ -136,7 +168,16 @@ impl StoreArgs {
             database_url: self.database_url.clone(),
             database_schema: format!("{}_test", self.database_schema),
             ledger_engine: self.ledger_engine,
+            ledger_lease_ms: self.ledger_lease_ms,
         }
+    }
+
+    /// The ledger engine this store runs: as set, or the store's default.
+    pub fn engine(&self) -> LedgerEngine {
+        self.ledger_engine.unwrap_or(match self.database_url {
+            Some(_) => LedgerEngine::Direct,
+            None => LedgerEngine::Journal,
+        })
     }
 
     pub fn sqlite_path(&self) -> PathBuf {
@@ -148,27 +189,38 @@ impl StoreArgs {
         self.data_dir.join("journal")
     }
 
-    /// Writes into `ledger.db` every journal batch it lacks (after a crash of a node on the
-    /// journal-first engine), so that the books can be read or run directly; then makes the
-    /// books durable and removes the journal's segments, which they now hold. Without that,
-    /// every later direct start would open the engine (and load every account) again. A
-    /// journal another process holds open is left alone: `false`.
+    /// Writes into the books every journal batch they lack (after a crash of a node on the
+    /// journal-first engine), so that they can be read or run directly; then makes them
+    /// durable and removes what the journal held. Without that, every later direct start
+    /// would open the engine (and load every account) again, and on PostgreSQL a direct node
+    /// would be refused. A journal another process holds is left alone: `false`.
     pub fn catch_up_journal(&self) -> anyhow::Result<bool> {
+        if let Some(target) = self.pg_target() {
+            let state = store::PgJournal::state(&target).context("reading the ledger journal")?;
+            if state.leased {
+                return Ok(false);
+            }
+            if state.batches_ahead > 0 {
+                tracing::info!(batches = state.batches_ahead, "writing the journal into the books");
+                // Closing the engine retires what the books hold and lets the lease go, in
+                // a commit that makes the books durable.
+                match self.open_pg_engine(&target, &default_holder(), Duration::ZERO) {
+                    Ok(engine) => drop(engine),
+                    Err(error) if is_locked(&error) => return Ok(false),
+                    Err(error) => return Err(error),
+                }
+            }
+            return Ok(true);
+        }
         let dir = self.journal_dir();
-        if self.pg_target().is_some() || engine::log::segments(&dir)?.is_empty() {
+        if engine::log::segments(&dir)?.is_empty() {
             return Ok(true);
         }
         // Opened only to replay into the books and closed: it needs no spare segments.
         match self.open_engine(false) {
             // Dropping the engine waits for the projector to write what it replayed.
             Ok(engine) => drop(engine),
-            Err(error)
-                if error
-                    .downcast_ref::<engine::OpenError>()
-                    .is_some_and(|e| matches!(e, engine::OpenError::Locked(_))) =>
-            {
-                return Ok(false)
-            }
+            Err(error) if is_locked(&error) => return Ok(false),
             Err(error) => return Err(error),
         }
         // The books' last commits may not be synced (the engine syncs them every 200 ms):
@@ -199,13 +251,57 @@ impl StoreArgs {
         engine::Engine::open(config, projection, reader).context("opening the ledger journal")
     }
 
+    /// The journal-first engine on PostgreSQL, once `holder` has the journal's lease (waiting
+    /// up to `wait` for another holder to let it go or die).
+    fn open_pg_engine(
+        &self,
+        target: &store::PgTarget,
+        holder: &str,
+        wait: Duration,
+    ) -> anyhow::Result<engine::Engine> {
+        let journal = store::PgJournal::open(target, holder, self.ledger_lease_ms, wait)
+            .map_err(engine::OpenError::from)
+            .context("taking the ledger journal's lease")?;
+        let projection = store::PgStore::connect_projection(target.clone())
+            .context("connecting to PostgreSQL")?;
+        let reader = std::sync::Arc::new(
+            store::PgReader::connect(target.clone()).context("connecting to PostgreSQL")?,
+        );
+        engine::Engine::open_on(
+            Box::new(journal),
+            engine::EngineLimits::default(),
+            projection,
+            reader,
+        )
+        .context("opening the ledger journal")
+    }
+
     /// Starts a posting pipeline on the configured store and engine, creating the books if
     /// needed, with a reader of them.
     pub fn start_books(&self, config: ledger::PipelineConfig) -> anyhow::Result<Books> {
-        if self.pg_target().is_none() && self.ledger_engine == LedgerEngine::Journal {
-            std::fs::create_dir_all(&self.data_dir)
-                .with_context(|| format!("creating {}", self.data_dir.display()))?;
-            let engine = self.open_engine(true)?;
+        self.start_books_as(config, &default_holder())
+    }
+
+    /// [`StoreArgs::start_books`] for the node `node`: on PostgreSQL with the journal engine,
+    /// it holds the journal's lease under that name (waiting for as long as another node
+    /// holds it: a standby), and takes it back at once when it restarts.
+    pub fn start_books_as(
+        &self,
+        config: ledger::PipelineConfig,
+        node: &str,
+    ) -> anyhow::Result<Books> {
+        let engine = match (self.pg_target(), self.engine()) {
+            (Some(target), LedgerEngine::Journal) => {
+                Some(self.open_pg_engine(&target, node, Duration::MAX)?)
+            }
+            (None, LedgerEngine::Journal) => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .with_context(|| format!("creating {}", self.data_dir.display()))?;
+                Some(self.open_engine(true)?)
+            }
+            (_, LedgerEngine::Direct) => None,
+        };
+        if let Some(engine) = engine {
             let reader = std::sync::Arc::new(engine.reader());
             let stats = engine.stats();
             let clock = std::sync::Arc::new(ledger::SystemClock);
@@ -214,8 +310,12 @@ impl StoreArgs {
         }
         anyhow::ensure!(
             self.catch_up_journal()?,
-            "the journal in {} is held by another process",
-            self.journal_dir().display()
+            "the ledger journal is held by another process ({}): a node runs these books on \
+             the journal-first engine; start this one with --ledger-engine journal",
+            match self.pg_target() {
+                Some(target) => format!("schema {}", target.schema),
+                None => self.journal_dir().display().to_string(),
+            }
         );
         let ledger = self.start_ledger(config)?;
         let reader = std::sync::Arc::from(self.reader()?);

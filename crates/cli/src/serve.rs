@@ -328,11 +328,11 @@ const IDEMPOTENCY_PURGE_INTERVAL_SECS: u64 = 3600;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let books = args.store.start_books(PipelineConfig::default())?;
+    let node = args.node_name.clone().unwrap_or_else(|| default_node_name(args.listen));
+    let books = args.store.start_books_as(PipelineConfig::default(), &node)?;
     let storage_metrics = books.storage_metrics();
     let crate::Books { ledger, reader, engine } = books;
     let access: Arc<dyn access::AccessStore> = Arc::from(args.store.access()?);
-    let node = args.node_name.clone().unwrap_or_else(|| default_node_name(args.listen));
     let admin_tenant = access::TenantId::new(&args.admin_tenant)
         .map_err(|e| anyhow::anyhow!("--admin-tenant: {e}"))?;
     tracing::info!(
@@ -491,7 +491,9 @@ impl TestBook {
             );
         }
         let store = args.store.test_book();
-        let crate::Books { ledger, reader, .. } = store.start_books(PipelineConfig::default())?;
+        let node = args.node_name.clone().unwrap_or_else(|| default_node_name(args.listen));
+        let crate::Books { ledger, reader, .. } =
+            store.start_books_as(PipelineConfig::default(), &node)?;
         let settings = crate::payments::PaymentSettings {
             banksim_url: args.test_banksim_url.clone(),
             // Fund-safety alerts of the test book page no one.
@@ -561,12 +563,7 @@ const PAYOUT_BATCHES_GRACE: std::time::Duration = std::time::Duration::from_secs
 
 /// `<host name>:<listen port>`: stable across restarts of the same service on the same host.
 fn default_node_name(listen: SocketAddr) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_string());
-    format!("{host}:{}", listen.port())
+    format!("{}:{}", crate::host_name(), listen.port())
 }
 
 /// On first start (no keys at all) creates an admin key and prints it once.
@@ -647,7 +644,8 @@ mod tests {
             data_dir: "./data".into(),
             database_url: Some("postgres://qb:hunter2@db:5432/x".into()),
             database_schema: "qianbao".into(),
-            ledger_engine: crate::LedgerEngine::Journal,
+            ledger_engine: Some(crate::LedgerEngine::Journal),
+            ledger_lease_ms: 10_000,
         };
         let printed = format!("{args:?}");
         assert!(printed.contains("postgres://qb:****@db:5432/x"), "{printed}");

@@ -32,6 +32,16 @@ use money::{Amount, Asset, AssetCode};
 /// batch number (u64, little-endian), so a frame the books already hold is skipped unread.
 pub const PAYLOAD_VERSION: u8 = 1;
 
+/// The batch number a payload starts with, in any version (0 if it is too short: the
+/// decoder says why).
+pub fn peek_batch_seq(payload: &[u8]) -> u64 {
+    payload.get(..8).map_or(0, |bytes| {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(bytes);
+        u64::from_le_bytes(array)
+    })
+}
+
 /// A payload that does not decode: the frame's checksum held, so this is a bug or a journal
 /// written by another release, never a torn write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

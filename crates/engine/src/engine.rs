@@ -1,7 +1,6 @@
 //! The engine: the write side the posting pipeline runs on ([`Engine`], a `LedgerStore`), its
 //! recovery, and the projector thread that writes committed batches into the projection.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -14,9 +13,10 @@ use ledger::port::{LedgerReader, LedgerStore, LedgerTx, Page, ReferenceData, Sto
 use ledger::{AccountId, BatchSeq, Seq, Timestamp, TransferId};
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::log::{self, DataSync, Durability, LogError, LogWriter};
+use crate::journal::{FileJournal, Journal, JournalError};
+use crate::log::{DataSync, Durability, LogError};
 use crate::state::State;
-use crate::{codec, EngineConfig};
+use crate::{codec, EngineConfig, EngineLimits};
 
 /// How far the projection reaches: its last batch, and that batch's last record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,33 +112,34 @@ impl Shared {
 /// The journal-first store. The pipeline's writer thread owns it.
 pub struct Engine {
     shared: Arc<Shared>,
-    log: LogWriter,
-    config: EngineConfig,
+    journal: Box<dyn Journal>,
+    limits: EngineLimits,
     projector: Option<(mpsc::Sender<Arc<BatchWrite>>, std::thread::JoinHandle<()>)>,
-    /// What memory has forgotten (the projection holds it) and which segments are retired
-    /// (the projection holds them durably).
+    /// What memory has forgotten (the projection holds it) and what the journal has retired
+    /// (the projection holds it durably).
     forgotten_through: BatchSeq,
     retired_through: u64,
-    frame: Vec<u8>,
     payload: Vec<u8>,
-    _lock: std::fs::File,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     #[error(transparent)]
-    Log(#[from] LogError),
+    Journal(#[from] JournalError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the journal at {0} is in use by another process")]
-    Locked(PathBuf),
+}
+
+impl From<LogError> for OpenError {
+    fn from(error: LogError) -> OpenError {
+        OpenError::Journal(error.into())
+    }
 }
 
 impl Engine {
-    /// Opens the journal in `config.dir` in front of a projection (the store's write side and a
-    /// reader of it): loads the books from the projection, replays every journal batch the
-    /// projection lacks into memory, and starts the projector, which writes them there.
+    /// Opens the journal file in `config.dir` in front of a projection (the store's write side
+    /// and a reader of it): see [`Engine::open_on`].
     pub fn open<P: LedgerStore>(
         config: EngineConfig,
         projection: P,
@@ -150,13 +151,23 @@ impl Engine {
     /// [`Engine::open`] with the journal's syncs made by `durability` (tests inject failures).
     pub fn open_with<P: LedgerStore>(
         config: EngineConfig,
-        mut projection: P,
+        projection: P,
         reader: Arc<dyn LedgerReader>,
         durability: Box<dyn Durability>,
     ) -> Result<Engine, OpenError> {
-        std::fs::create_dir_all(&config.dir)
-            .map_err(|source| LogError::Io { path: config.dir.clone(), source })?;
-        let lock = lock_dir(&config.dir)?;
+        let journal = FileJournal::open(&config, durability)?;
+        Engine::open_on(Box::new(journal), config.limits, projection, reader)
+    }
+
+    /// Opens `journal` in front of a projection: loads the books from the projection, replays
+    /// every journal batch the projection lacks into memory, and starts the projector, which
+    /// writes them there.
+    pub fn open_on<P: LedgerStore>(
+        mut journal: Box<dyn Journal>,
+        limits: EngineLimits,
+        mut projection: P,
+        reader: Arc<dyn LedgerReader>,
+    ) -> Result<Engine, OpenError> {
         let started = Instant::now();
         let mut state = State::default();
         {
@@ -177,35 +188,21 @@ impl Engine {
         )?;
         let n_accounts = state.accounts.len();
         let mut replayed: Vec<Arc<BatchWrite>> = Vec::new();
-        let report = log::read_all(&config.dir, &mut |version, payload| {
-            let batch_seq = peek_batch_seq(payload);
-            if batch_seq <= projected_head.batch_seq.0 {
-                return Ok(());
-            }
+        let report = journal.replay(projected_head.batch_seq.0, &mut |version, payload| {
+            let batch_seq = codec::peek_batch_seq(payload);
             if version != codec::PAYLOAD_VERSION {
-                return Err(LogError::Corrupt {
-                    segment: config.dir.clone(),
-                    offset: 0,
-                    detail: format!(
-                        "batch {batch_seq} is in payload version {version}, which this release \
-                         does not read (it reads {}): start the release that wrote it once, \
-                         and stop it cleanly",
-                        codec::PAYLOAD_VERSION
-                    ),
-                });
+                return Err(format!(
+                    "batch {batch_seq} is in payload version {version}, which this release \
+                     does not read (it reads {}): start the release that wrote it once, \
+                     and stop it cleanly",
+                    codec::PAYLOAD_VERSION
+                ));
             }
-            let batch = codec::decode(payload).map_err(|error| LogError::Corrupt {
-                segment: config.dir.clone(),
-                offset: 0,
-                detail: format!("batch {batch_seq}: {error}"),
+            let batch =
+                codec::decode(payload).map_err(|error| format!("batch {batch_seq}: {error}"))?;
+            follows(&state.head, &batch).map_err(|detail| {
+                format!("batch {batch_seq} does not follow the books: {detail}")
             })?;
-            if let Err(detail) = follows(&state.head, &batch) {
-                return Err(LogError::Corrupt {
-                    segment: config.dir.clone(),
-                    offset: 0,
-                    detail: format!("batch {batch_seq} does not follow the books: {detail}"),
-                });
-            }
             state.apply(&batch);
             replayed.push(Arc::new(batch));
             Ok(())
@@ -215,20 +212,11 @@ impl Engine {
         tracing::info!(
             accounts = n_accounts,
             replayed_batches = n_replayed,
-            journal_frames = report.n_frames,
             torn_tail_bytes = report.torn_tail_bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "ledger engine recovered"
         );
-        let next_batch = state.head.batch_seq.0 + 1;
-        let log = LogWriter::open(
-            &config.dir,
-            next_batch,
-            report.end_offset,
-            config.segment_bytes_max,
-            config.preallocate_segments,
-            durability,
-        )?;
+        journal.start_appending(state.head.batch_seq.0 + 1)?;
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             projected: Mutex::new(Reach {
@@ -253,7 +241,7 @@ impl Engine {
             store: projection,
             shared: shared.clone(),
             receiver,
-            group_records_max: config.projection_group_records_max,
+            group_records_max: limits.projection_group_records_max,
             // The first group is durable: what recovery replayed may then be retired.
             last_durable: Instant::now().checked_sub(DURABLE_EVERY).unwrap_or_else(Instant::now),
         };
@@ -263,20 +251,18 @@ impl Engine {
             .map_err(|error| StoreError::Backend(format!("spawning the projector: {error}")))?;
         Ok(Engine {
             shared,
-            log,
-            config,
+            journal,
+            limits,
             projector: Some((sender, thread)),
             forgotten_through: projected_head.batch_seq,
             retired_through: projected_head.batch_seq.0,
-            frame: Vec::new(),
             payload: Vec::new(),
-            _lock: lock,
         })
     }
 
     /// A reader answering from memory what is exact there and from the projection the rest.
     pub fn reader(&self) -> crate::EngineReader {
-        crate::EngineReader::new(self.shared.clone(), self.config.read_wait_ms)
+        crate::EngineReader::new(self.shared.clone(), self.limits.read_wait_ms)
     }
 
     /// The engine's figures.
@@ -284,13 +270,20 @@ impl Engine {
         crate::EngineStats { shared: self.shared.clone() }
     }
 
-    /// Lets the projection catch up when it lags too far, and retires journal segments it
-    /// holds durably.
+    /// Keeps the journal held, lets the projection catch up when it lags too far, and retires
+    /// what it holds durably from the journal.
     fn before_batch(&mut self) -> Result<(), StoreError> {
-        let lag_max = self.config.projection_lag_records_max;
+        if let Err(error) = self.journal.keep_alive() {
+            if matches!(error, JournalError::Fenced(_)) {
+                tracing::error!(%error, "the ledger takes no more writes");
+                *self.shared.failed.lock() = Some(error.to_string());
+            }
+            return Err(StoreError::Backend(error.to_string()));
+        }
+        let lag_max = self.limits.projection_lag_records_max;
         if self.shared.lag_records.load(Ordering::Acquire) > lag_max {
             self.shared.metrics.lag_waits.fetch_add(1, Ordering::Relaxed);
-            let deadline = Instant::now() + Duration::from_millis(self.config.read_wait_ms);
+            let deadline = Instant::now() + Duration::from_millis(self.limits.read_wait_ms);
             let mut projected = self.shared.projected.lock();
             while self.shared.lag_records.load(Ordering::Acquire) > lag_max {
                 if self.shared.projected_changed.wait_until(&mut projected, deadline).timed_out() {
@@ -307,27 +300,12 @@ impl Engine {
         }
         let durably = self.shared.projected_durably.load(Ordering::Acquire);
         if durably > self.retired_through {
-            self.log.retire_through(durably).map_err(|error| {
-                StoreError::Backend(format!("retiring journal segments: {error}"))
+            self.journal.retire_through(durably).map_err(|error| {
+                StoreError::Backend(format!("retiring journal batches: {error}"))
             })?;
             self.retired_through = durably;
         }
         Ok(())
-    }
-}
-
-fn lock_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
-    let path = dir.join("LOCK");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| LogError::Io { path: path.clone(), source })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked(dir.to_owned())),
-        Err(std::fs::TryLockError::Error(source)) => Err(LogError::Io { path, source }.into()),
     }
 }
 
@@ -347,15 +325,6 @@ fn load_pages<T, C: Copy>(
             return Ok(());
         }
     }
-}
-
-/// The batch number a payload starts with (0 if it is too short: the decoder says why).
-fn peek_batch_seq(payload: &[u8]) -> u64 {
-    payload.get(..8).map_or(0, |bytes| {
-        let mut array = [0u8; 8];
-        array.copy_from_slice(bytes);
-        u64::from_le_bytes(array)
-    })
 }
 
 /// Whether `batch` is the next link after `head`, with a hash its records produce.
@@ -401,6 +370,12 @@ impl Drop for Engine {
             self.shared.closing.store(true, Ordering::Release);
             drop(sender);
             let _ = thread.join();
+        }
+        if self.shared.failed.lock().is_none()
+            && !self.shared.projection_failing.load(Ordering::Acquire)
+        {
+            let projected = self.shared.projected.lock().batch_seq.0;
+            self.journal.close(projected);
         }
     }
 }
@@ -496,17 +471,19 @@ impl LedgerTx for EngineTx<'_> {
         let engine = self.engine;
         engine.payload.clear();
         codec::encode(&batch, &mut engine.payload);
-        engine.frame.clear();
-        log::frame(&engine.payload, &mut engine.frame);
-        if let Err(error) = engine.log.append(batch.header.batch_seq.0, &engine.frame) {
-            // The bytes may be on disk or not; after a failed fsync nothing can tell. Stop
-            // writing: recovery reads what is there.
-            tracing::error!(%error, "journal append failed; the ledger takes no more writes");
-            *engine.shared.failed.lock() = Some(error.to_string());
-            return Err(StoreError::CommitOutcomeUnknown(error.to_string()));
-        }
+        let written = match engine.journal.append(batch.header.batch_seq.0, &engine.payload) {
+            Ok(written) => written,
+            Err(error) => {
+                // The batch may be in the journal or not; after a failed fsync (or a lost
+                // answer from the database) nothing can tell. Stop writing: recovery reads
+                // what is there.
+                tracing::error!(%error, "journal append failed; the ledger takes no more writes");
+                *engine.shared.failed.lock() = Some(error.to_string());
+                return Err(StoreError::CommitOutcomeUnknown(error.to_string()));
+            }
+        };
         let metrics = &engine.shared.metrics;
-        metrics.journal_bytes.fetch_add(engine.frame.len() as u64, Ordering::Relaxed);
+        metrics.journal_bytes.fetch_add(written, Ordering::Relaxed);
         metrics.journal_syncs.fetch_add(1, Ordering::Relaxed);
         engine.shared.state.write().apply(&batch);
         engine.shared.lag_records.fetch_add(u64::from(batch.header.n_records), Ordering::AcqRel);

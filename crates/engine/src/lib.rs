@@ -20,6 +20,7 @@
 
 pub mod codec;
 mod engine;
+pub mod journal;
 pub mod log;
 pub mod reader;
 pub mod state;
@@ -29,9 +30,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 pub use engine::{Engine, EngineMetrics, EngineTx, OpenError};
+pub use journal::{FileJournal, Journal, JournalError};
 pub use reader::EngineReader;
 
-/// Where the journal lives and the engine's bounds.
+/// The engine on a journal file: where the file lives, and the engine's bounds.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// The journal's directory (segments and a lock file).
@@ -41,6 +43,23 @@ pub struct EngineConfig {
     /// Write spare segments of zeros ahead of need, so an append's sync changes no file
     /// metadata (docs/bench/engine.md measures it).
     pub preallocate_segments: bool,
+    pub limits: EngineLimits,
+}
+
+impl EngineConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            dir: dir.into(),
+            segment_bytes_max: 64 << 20,
+            preallocate_segments: true,
+            limits: EngineLimits::default(),
+        }
+    }
+}
+
+/// The engine's bounds, whatever its journal.
+#[derive(Clone, Debug)]
+pub struct EngineLimits {
     /// Records the projection may lag behind the journal; the writer waits beyond it. This
     /// bounds the memory held for unprojected transfers and how long a history read waits.
     pub projection_lag_records_max: u64,
@@ -50,12 +69,9 @@ pub struct EngineConfig {
     pub read_wait_ms: u64,
 }
 
-impl EngineConfig {
-    pub fn new(dir: impl Into<PathBuf>) -> EngineConfig {
-        EngineConfig {
-            dir: dir.into(),
-            segment_bytes_max: 64 << 20,
-            preallocate_segments: true,
+impl Default for EngineLimits {
+    fn default() -> EngineLimits {
+        EngineLimits {
             projection_lag_records_max: 200_000,
             projection_group_records_max: 50_000,
             read_wait_ms: 30_000,

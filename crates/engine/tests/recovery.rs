@@ -404,7 +404,11 @@ fn corruption_before_the_tail_stops_the_start_and_names_the_place() {
     std::fs::write(&segment, &bytes).expect("write");
 
     match books.open(&Arc::new(AtomicBool::new(true)), Box::new(engine::log::DataSync)) {
-        Err(OpenError::Log(engine::log::LogError::Corrupt { segment: named, offset, .. })) => {
+        Err(OpenError::Journal(engine::JournalError::Log(engine::log::LogError::Corrupt {
+            segment: named,
+            offset,
+            ..
+        }))) => {
             assert_eq!(named, segment);
             assert!(offset <= middle as u64, "{offset} after the flipped byte {middle}");
         }

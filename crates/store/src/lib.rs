@@ -19,7 +19,7 @@ pub use access::{PgAccess, SqliteAccess};
 pub use inquiry::{PgInquiryStore, SqliteInquiryStore};
 pub use ops::{PgOpsStore, SqliteOpsStore};
 pub use orders::{PgOrderStore, SqliteOrderStore};
-pub use postgres::{PgReader, PgStore, PgTarget};
+pub use postgres::{PgJournal, PgReader, PgStore, PgTarget};
 pub use recon::{PgReconStore, SqliteReconStore};
 pub use sqlite::{SqliteReader, SqliteStore};
 pub use webhooks::{PgWebhookStore, SqliteWebhookStore};

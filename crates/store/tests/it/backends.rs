@@ -59,6 +59,9 @@ pub enum Kind {
         path: std::path::PathBuf,
     },
     Postgres(PgTarget),
+    /// The journal-first engine on PostgreSQL: its journal a table held by a lease, its
+    /// books the direct store's tables.
+    PgJournaled(PgTarget),
 }
 
 /// A running ledger over one backend, with a reader and a clock the test controls.
@@ -127,6 +130,19 @@ impl Backend {
         })
     }
 
+    pub fn pg_journaled(prefix: &str) -> Option<Backend> {
+        let target = pg_target(prefix)?;
+        let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000_000)));
+        let (ledger, reader) = start_pg_journaled(&target, clock.clone());
+        Some(Backend {
+            name: "pg-journaled",
+            kind: Kind::PgJournaled(target),
+            clock,
+            ledger: Some(ledger),
+            reader,
+        })
+    }
+
     pub fn handle(&self) -> LedgerHandle {
         self.ledger.as_ref().expect("ledger running").handle()
     }
@@ -152,13 +168,18 @@ impl Backend {
                 self.reader = reader;
                 ledger
             }
+            Kind::PgJournaled(target) => {
+                let (ledger, reader) = start_pg_journaled(target, self.clock.clone());
+                self.reader = reader;
+                ledger
+            }
         };
         self.ledger = Some(ledger);
     }
 
     /// Runs raw SQL behind the ledger's back, as an attacker with database access would.
     pub fn tamper(&self, sql: &str) {
-        if let Kind::Journaled { .. } = &self.kind {
+        if let Kind::Journaled { .. } | Kind::PgJournaled(_) = &self.kind {
             // The engine writes the books behind its journal: edit them once they hold every
             // batch, or the projector would write over the edit. A history read waits so.
             self.reader.trial_balance().expect("the books catch up");
@@ -168,7 +189,7 @@ impl Backend {
                 let connection = rusqlite::Connection::open(path).expect("open");
                 connection.execute_batch(sql).expect("tamper");
             }
-            Kind::Postgres(target) => {
+            Kind::Postgres(target) | Kind::PgJournaled(target) => {
                 let mut client =
                     postgres::Client::connect(&target.url, postgres::NoTls).expect("connect");
                 client
@@ -184,7 +205,7 @@ impl Drop for Backend {
         if let Some(ledger) = self.ledger.take() {
             ledger.shutdown();
         }
-        if let Kind::Postgres(target) = &self.kind {
+        if let Kind::Postgres(target) | Kind::PgJournaled(target) = &self.kind {
             drop_schema(target);
         }
     }
@@ -206,11 +227,34 @@ pub fn start_journaled(
     (Ledger::start(engine, clock, test_config()), reader)
 }
 
+/// The engine on PostgreSQL at `target`, holding its journal's lease, and a reader of it.
+pub fn start_pg_journaled(
+    target: &PgTarget,
+    clock: Arc<ManualClock>,
+) -> (Ledger, Box<dyn LedgerReader>) {
+    let journal = store::PgJournal::open(target, "test-node", 10_000, std::time::Duration::ZERO)
+        .expect("take the journal's lease");
+    let projection = PgStore::connect_projection(target.clone()).expect("connect postgres");
+    let projection_reader = Arc::new(PgReader::connect(target.clone()).expect("reader"));
+    let engine = engine::Engine::open_on(
+        Box::new(journal),
+        engine::EngineLimits::default(),
+        projection,
+        projection_reader,
+    )
+    .expect("open engine");
+    let reader = Box::new(engine.reader());
+    (Ledger::start(engine, clock, test_config()), reader)
+}
+
 /// Runs `scenario` on every available backend.
 pub fn each_backend(prefix: &str, scenario: impl Fn(&mut Backend)) {
     scenario(&mut Backend::sqlite());
     scenario(&mut Backend::journaled());
     if let Some(mut backend) = Backend::postgres(prefix) {
+        scenario(&mut backend);
+    }
+    if let Some(mut backend) = Backend::pg_journaled(prefix) {
         scenario(&mut backend);
     }
 }

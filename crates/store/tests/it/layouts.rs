@@ -242,7 +242,7 @@ fn second_node(backend: &Backend) -> Option<ledger::Ledger> {
             clock,
             config,
         )),
-        crate::backends::Kind::Journaled { .. } => None,
+        crate::backends::Kind::Journaled { .. } | crate::backends::Kind::PgJournaled(_) => None,
     }
 }
 
