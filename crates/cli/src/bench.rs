@@ -82,6 +82,8 @@ enum StoreKind {
     /// SQLite books behind the journal-first engine (`engine`).
     Journal,
     Postgres,
+    /// PostgreSQL books behind the journal-first engine, its journal a table.
+    PgJournal,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -332,6 +334,28 @@ impl Books {
                         .context("connecting to PostgreSQL")?;
                     books.schema = Some(target);
                     Ledger::start(store, Arc::new(SystemClock), PipelineConfig::default())
+                }
+                StoreKind::PgJournal => {
+                    anyhow::ensure!(args.nodes <= 1, "the journal engine has one writer per book");
+                    let target =
+                        PgTarget::new(args.database_url.clone(), format!("qianbao_bench_{run_id}"));
+                    let journal = store::PgJournal::open(&target, "bench", 10_000, Duration::ZERO)
+                        .map_err(engine::OpenError::from)?;
+                    let projection = store::PgStore::connect_projection(target.clone())
+                        .context("connecting to PostgreSQL")?;
+                    let reader = Arc::new(
+                        store::PgReader::connect(target.clone())
+                            .context("connecting to PostgreSQL")?,
+                    );
+                    let limits = engine::EngineLimits {
+                        projection_lag_records_max: args.journal_lag_max,
+                        ..engine::EngineLimits::default()
+                    };
+                    let engine =
+                        engine::Engine::open_on(Box::new(journal), limits, projection, reader)?;
+                    books.engine = Some(engine.stats());
+                    books.schema = Some(target);
+                    Ledger::start(engine, Arc::new(SystemClock), PipelineConfig::default())
                 }
             };
             books.ledgers.push(ledger);
