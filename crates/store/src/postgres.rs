@@ -53,15 +53,25 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 fn backend(error: postgres::Error) -> StoreError {
+    let text = described(&error);
     match error.code() {
         Some(code)
             if *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::T_R_SERIALIZATION_FAILURE
                 || *code == SqlState::UNIQUE_VIOLATION =>
         {
-            StoreError::Conflict(error.to_string())
+            StoreError::Conflict(text)
         }
-        _ => StoreError::Backend(error.to_string()),
+        _ => StoreError::Backend(text),
+    }
+}
+
+/// The error with the server's own message: `postgres::Error` prints only "db error" for
+/// an error the server raised.
+pub(crate) fn described(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{error}: {} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
     }
 }
 

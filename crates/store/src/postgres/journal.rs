@@ -44,7 +44,7 @@ pub struct PgJournal {
 }
 
 fn backend(error: postgres::Error) -> JournalError {
-    JournalError::Backend(error.to_string())
+    JournalError::Backend(super::described(&error))
 }
 
 fn store(error: ledger::port::StoreError) -> JournalError {

@@ -13,6 +13,7 @@ mod layouts_props;
 mod model;
 mod ops;
 mod orders;
+mod pg_journal;
 mod recon;
 mod stored_form;
 mod webhooks;
