@@ -172,6 +172,55 @@ fn sigkill_under_load_loses_no_acknowledged_transfer_on_postgres() {
     store::postgres::drop_schema(&test_book).expect("drop the test book's schema");
 }
 
+/// The journal-first engine on PostgreSQL, killed under load: the next holder of the journal's
+/// lease (after it expires) finds every acknowledged transfer in the journal table, and
+/// `ledger verify` writes them into the books.
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_transfer_on_the_postgres_journal_engine() {
+    let url = std::env::var("QIANBAO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    if let Err(error) = postgres_reachable(&url) {
+        assert!(
+            std::env::var("CI").map_or(true, |ci| ci != "true"),
+            "PostgreSQL unreachable under CI: {error}"
+        );
+        eprintln!("skipping: PostgreSQL at {url} unreachable: {error}");
+        return;
+    }
+    let schema = format!("qb_test_crash_journal_{}", std::process::id());
+    let target = store::PgTarget::new(url.clone(), schema.clone());
+    const LEASE_MS: u64 = 500;
+    let args: Vec<String> = [
+        "--database-url",
+        &url,
+        "--database-schema",
+        &schema,
+        "--ledger-engine",
+        "journal",
+        "--ledger-lease-ms",
+        &LEASE_MS.to_string(),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let verify_args = args.clone();
+    crash_and_recover(args, || {
+        // The killed node's lease expires; verify then writes its journal into the books.
+        std::thread::sleep(std::time::Duration::from_millis(LEASE_MS * 2));
+        let status = qianbao()
+            .args(["ledger", "verify"])
+            .args(&verify_args)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run qianbao ledger verify");
+        assert!(status.success(), "qianbao ledger verify failed after the crash");
+        let state = store::PgJournal::state(&target).expect("journal state");
+        assert_eq!(state.batches_ahead, 0, "verify wrote the journal into the books");
+        Box::new(store::PgReader::connect(target.clone()).expect("reader"))
+    });
+    store::postgres::drop_schema(&target).expect("drop schema");
+}
+
 fn postgres_reachable(url: &str) -> Result<(), String> {
     store::PgReader::connect(store::PgTarget::new(url, "qb_test_probe"))
         .map(|_| ())

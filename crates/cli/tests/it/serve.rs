@@ -206,3 +206,87 @@ fn sigterm_mid_load_keeps_every_acknowledged_transfer_on_postgres() {
     let test_book = store::PgTarget::new(target.url.clone(), format!("{}_test", target.schema));
     store::postgres::drop_schema(&test_book).expect("drop the test book's schema");
 }
+
+/// Two nodes on one PostgreSQL, the journal-first engine: the second waits as a standby while
+/// the first holds the book, a direct node is refused, and when the first dies (SIGKILL) the
+/// standby takes over by replay within the lease and serves every transfer the first
+/// acknowledged.
+#[test]
+fn a_standby_takes_over_the_postgres_journal_when_its_holder_dies() {
+    let url = std::env::var("QIANBAO_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if let Err(error) = store::PgReader::connect(store::PgTarget::new(url.clone(), "qb_test_probe"))
+    {
+        assert!(
+            std::env::var("CI").map_or(true, |ci| ci != "true"),
+            "PostgreSQL unreachable under CI: {error}"
+        );
+        eprintln!("skipping: PostgreSQL unreachable: {error}");
+        return;
+    }
+    let schema = format!("qb_test_standby_{}", std::process::id());
+    let target = store::PgTarget::new(url.clone(), schema.clone());
+    let node = |name: &str, engine: &str| -> Vec<String> {
+        ["--database-url", &url, "--database-schema", &schema, "--ledger-engine", engine]
+            .into_iter()
+            .chain(["--ledger-lease-ms", "1000", "--node-name", name])
+            .map(str::to_string)
+            .collect()
+    };
+    let (mut holder, key) = start(&node("a", "journal"), true);
+    let key = key.expect("first start prints the admin key");
+    setup(&holder.addr, &key);
+    let mut acked = Vec::new();
+    for id in 1_000u64..1_200 {
+        let body = format!(
+            r#"{{"type":"post","id":"{id}","debit_account_id":"1","credit_account_id":"2","asset":"CNY","amount":"1"}}"#
+        );
+        let (status, body) =
+            request(&holder.addr, "POST", "/v1/transfers", &key, &body).expect("post");
+        assert_eq!(status, 201, "{body}");
+        acked.push(id);
+    }
+
+    // The standby does not serve while the holder lives.
+    let standby_args = node("b", "journal");
+    let (started, standby) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = started.send(start(&standby_args, false).0);
+    });
+    assert!(
+        standby.recv_timeout(std::time::Duration::from_secs(3)).is_err(),
+        "the standby served while the holder held the book"
+    );
+    // A direct node is refused: it would fork the chain.
+    let direct = Command::new(env!("CARGO_BIN_EXE_qianbao"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(node("c", "direct"))
+        .output()
+        .expect("run a direct node");
+    assert!(!direct.status.success(), "a direct node started beside a journal node");
+    let stderr = String::from_utf8_lossy(&direct.stderr);
+    assert!(stderr.contains("journal-first engine"), "{stderr}");
+
+    holder.child.kill().expect("SIGKILL the holder");
+    let _ = holder.child.wait();
+    let mut standby =
+        standby.recv_timeout(std::time::Duration::from_secs(60)).expect("the standby took over");
+    for id in &acked {
+        let (status, body) =
+            request(&standby.addr, "GET", &format!("/v1/transfers/{id}"), &key, "").expect("get");
+        assert_eq!(status, 200, "acknowledged transfer {id} missing after the takeover: {body}");
+    }
+    let body = r#"{"type":"post","id":"5000","debit_account_id":"1","credit_account_id":"2","asset":"CNY","amount":"1"}"#;
+    let (status, body) = request(&standby.addr, "POST", "/v1/transfers", &key, body).expect("post");
+    assert_eq!(status, 201, "the new holder posts: {body}");
+    let (status, report) =
+        request(&standby.addr, "POST", "/v1/journal/verify", &key, "").expect("verify");
+    assert_eq!(status, 200);
+    assert!(report.contains(r#""ok":true"#), "the books verify after the takeover: {report}");
+    let _ = Command::new("kill").args(["-TERM", &standby.child.id().to_string()]).status();
+    let _ = standby.child.wait();
+    store::postgres::drop_schema(&target).expect("drop schema");
+    let test_book = store::PgTarget::new(target.url.clone(), format!("{}_test", target.schema));
+    store::postgres::drop_schema(&test_book).expect("drop the test book's schema");
+}
