@@ -477,6 +477,10 @@ fn reference_data(client: &mut impl GenericClient) -> Result<ReferenceData, Stor
 pub struct PgReader {
     target: PgTarget,
     idle: Mutex<Vec<Client>>,
+    /// A connection of its own with the lookup of transfers by id prepared: the journal
+    /// engine's writer asks it for every batch's ids, and a prepared statement saves a round
+    /// trip each time.
+    lookup: Mutex<Option<(Client, postgres::Statement)>>,
 }
 
 /// Idle reader connections kept for reuse.
@@ -484,7 +488,7 @@ const READER_IDLE_MAX: usize = 8;
 
 impl PgReader {
     pub fn connect(target: PgTarget) -> Result<PgReader, StoreError> {
-        let reader = PgReader { target, idle: Mutex::new(Vec::new()) };
+        let reader = PgReader { target, idle: Mutex::new(Vec::new()), lookup: Mutex::new(None) };
         let client = reader.checkout()?;
         reader.checkin(client);
         Ok(reader)
@@ -571,11 +575,18 @@ impl LedgerReader for PgReader {
         }
         // One statement sees one snapshot: no transaction around it, two round trips fewer.
         let ids = id_array(ids, TransferId::to_bytes);
-        let mut client = self.checkout()?;
-        let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)");
-        let result = client.query(&sql, &[&ids]).map_err(backend);
-        self.checkin(client);
-        result?.iter().map(transfer_from_row).collect()
+        let mut lookup = self.lookup.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if lookup.as_ref().is_none_or(|(client, _)| client.is_closed()) {
+            let mut client = self.target.connect()?;
+            let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)");
+            let statement = client.prepare(&sql).map_err(backend)?;
+            *lookup = Some((client, statement));
+        }
+        let Some((client, statement)) = lookup.as_mut() else {
+            return Err(StoreError::Backend("the transfer lookup has no connection".into()));
+        };
+        let rows = client.query(&*statement, &[&ids]).map_err(backend)?;
+        rows.iter().map(transfer_from_row).collect()
     }
 
     fn hold(&self, pending_id: TransferId) -> Result<Option<Hold>, StoreError> {
