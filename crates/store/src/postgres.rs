@@ -577,7 +577,14 @@ impl LedgerReader for PgReader {
         let ids = id_array(ids, TransferId::to_bytes);
         let mut lookup = self.lookup.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if lookup.as_ref().is_none_or(|(client, _)| client.is_closed()) {
+            // One generic plan, and an index lookup whatever the table's size: a plan chosen
+            // while the table is small would otherwise scan it whole once it has grown, and
+            // planning each execution (the writer's way) costs more than the lookup, because
+            // the planner estimates `= ANY` element by element.
             let mut client = self.target.connect()?;
+            client
+                .batch_execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
+                .map_err(backend)?;
             let sql = format!("SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1)");
             let statement = client.prepare(&sql).map_err(backend)?;
             *lookup = Some((client, statement));
