@@ -153,16 +153,7 @@ fn sigkill_in_a_loop_during_bulk_load_loses_nothing_on_the_journal_engine() {
 
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_transfer_on_postgres() {
-    let url = std::env::var("QIANBAO_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    if let Err(error) = postgres_reachable(&url) {
-        assert!(
-            std::env::var("CI").map_or(true, |ci| ci != "true"),
-            "PostgreSQL unreachable under CI: {error}"
-        );
-        eprintln!("skipping: PostgreSQL at {url} unreachable: {error}");
-        return;
-    }
+    let Some(url) = crate::payments::postgres_url() else { return };
     let schema = format!("qb_test_crash_{}", std::process::id());
     let target = store::PgTarget::new(url.clone(), schema.clone());
     let args = vec!["--database-url".to_string(), url, "--database-schema".to_string(), schema];
@@ -177,16 +168,7 @@ fn sigkill_under_load_loses_no_acknowledged_transfer_on_postgres() {
 /// `ledger verify` writes them into the books.
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_transfer_on_the_postgres_journal_engine() {
-    let url = std::env::var("QIANBAO_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    if let Err(error) = postgres_reachable(&url) {
-        assert!(
-            std::env::var("CI").map_or(true, |ci| ci != "true"),
-            "PostgreSQL unreachable under CI: {error}"
-        );
-        eprintln!("skipping: PostgreSQL at {url} unreachable: {error}");
-        return;
-    }
+    let Some(url) = crate::payments::postgres_url() else { return };
     let schema = format!("qb_test_crash_journal_{}", std::process::id());
     let target = store::PgTarget::new(url.clone(), schema.clone());
     const LEASE_MS: u64 = 500;
@@ -219,12 +201,6 @@ fn sigkill_under_load_loses_no_acknowledged_transfer_on_the_postgres_journal_eng
         Box::new(store::PgReader::connect(target.clone()).expect("reader"))
     });
     store::postgres::drop_schema(&target).expect("drop schema");
-}
-
-fn postgres_reachable(url: &str) -> Result<(), String> {
-    store::PgReader::connect(store::PgTarget::new(url, "qb_test_probe"))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
 
 /// Upgrade in place and back: books made by the direct engine (today's layout, as every
@@ -285,16 +261,7 @@ fn engine_segments(journal: &std::path::Path) -> usize {
 /// every step is there, and the books verify.
 #[test]
 fn books_move_between_the_engines_in_place_on_postgres() {
-    let url = std::env::var("QIANBAO_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    if let Err(error) = postgres_reachable(&url) {
-        assert!(
-            std::env::var("CI").map_or(true, |ci| ci != "true"),
-            "PostgreSQL unreachable under CI: {error}"
-        );
-        eprintln!("skipping: PostgreSQL at {url} unreachable: {error}");
-        return;
-    }
+    let Some(url) = crate::payments::postgres_url() else { return };
     let schema = format!("qb_test_move_{}", std::process::id());
     let target = store::PgTarget::new(url.clone(), schema.clone());
     const LEASE_MS: u64 = 500;

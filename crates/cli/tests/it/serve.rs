@@ -188,17 +188,7 @@ fn sigterm_mid_load_keeps_every_acknowledged_transfer_on_sqlite() {
 
 #[test]
 fn sigterm_mid_load_keeps_every_acknowledged_transfer_on_postgres() {
-    let url = std::env::var("QIANBAO_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if let Err(error) = store::PgReader::connect(store::PgTarget::new(url.clone(), "qb_test_probe"))
-    {
-        assert!(
-            std::env::var("CI").map_or(true, |ci| ci != "true"),
-            "PostgreSQL unreachable under CI: {error}"
-        );
-        eprintln!("skipping: PostgreSQL unreachable: {error}");
-        return;
-    }
+    let Some(url) = crate::payments::postgres_url() else { return };
     let schema = format!("qb_test_serve_{}", std::process::id());
     let target = store::PgTarget::new(url.clone(), schema.clone());
     sigterm_mid_load(vec!["--database-url".into(), url, "--database-schema".into(), schema]);
@@ -213,17 +203,7 @@ fn sigterm_mid_load_keeps_every_acknowledged_transfer_on_postgres() {
 /// acknowledged.
 #[test]
 fn a_standby_takes_over_the_postgres_journal_when_its_holder_dies() {
-    let url = std::env::var("QIANBAO_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if let Err(error) = store::PgReader::connect(store::PgTarget::new(url.clone(), "qb_test_probe"))
-    {
-        assert!(
-            std::env::var("CI").map_or(true, |ci| ci != "true"),
-            "PostgreSQL unreachable under CI: {error}"
-        );
-        eprintln!("skipping: PostgreSQL unreachable: {error}");
-        return;
-    }
+    let Some(url) = crate::payments::postgres_url() else { return };
     let schema = format!("qb_test_standby_{}", std::process::id());
     let target = store::PgTarget::new(url.clone(), schema.clone());
     let node = |name: &str, engine: &str| -> Vec<String> {
