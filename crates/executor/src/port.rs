@@ -173,9 +173,41 @@ fn is_plain(layout: &AccountLayout) -> bool {
     *layout == AccountLayout::Plain
 }
 
+/// How soon a stored order change must survive a crash of the machine or of the database.
+/// (A crash of this process alone loses nothing committed either way: the database, or the
+/// operating system's cache, holds it.) Weaker promises let a store commit without waiting
+/// for its log's flush, which is most of a write's time; each says why nothing is lost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Durable when the call returns.
+    #[default]
+    Now,
+    /// The order's next step is a ledger write it waits on, and nothing outside this system
+    /// sees the state first. A store that shares the ledger's log (PostgreSQL: one WAL)
+    /// commits without waiting for the flush: the ledger's durable commit comes later in the
+    /// same log and makes this one durable with it, and if the ledger writes nothing the
+    /// order's next state is stored [`Durability::Now`]. Any other store makes it durable now.
+    BeforeLedger,
+    /// A state that driving the order again from its last durable state reaches again: the
+    /// answer to a ledger group the ledger holds durably (posting is idempotent by transfer
+    /// id). A machine crash may lose it; the order then stands at its earlier state, and
+    /// inspection drives it to this one again. It is durable with the store's next durable
+    /// commit, or its log's own flush.
+    Recomputable,
+}
+
 pub trait OrderStore: Send + Sync + 'static {
-    /// Stores a new order unless one with its id exists.
-    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError>;
+    /// Stores a new order unless one with its id exists; durable when it returns.
+    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
+        self.insert_as(record, Durability::Now)
+    }
+
+    /// [`OrderStore::insert`], durable as `durability` says.
+    fn insert_as(
+        &self,
+        record: &OrderRecord,
+        durability: Durability,
+    ) -> Result<Inserted, OrderStoreError>;
 
     /// Stores a refund of `payment` in one transaction with the check that it fits: `build`
     /// gets the totals of the payment's live refunds and returns the refund, or `None`.
@@ -209,6 +241,17 @@ pub trait OrderStore: Send + Sync + 'static {
         record: &OrderRecord,
         expected_version: u64,
         events: &[NewEvent],
+    ) -> Result<bool, OrderStoreError> {
+        self.update_as(record, expected_version, events, Durability::Now)
+    }
+
+    /// [`OrderStore::update`], durable as `durability` says.
+    fn update_as(
+        &self,
+        record: &OrderRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        durability: Durability,
     ) -> Result<bool, OrderStoreError>;
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError>;

@@ -14,6 +14,7 @@ mod columns;
 mod import;
 mod legs;
 mod pg_store;
+mod pg_writer;
 mod queries;
 mod sqlite_store;
 mod writer;

@@ -43,8 +43,8 @@ use payments::withdrawal::Withdrawal;
 use payments::{Effect, Event, Order, OrderId, OrderKind};
 
 use crate::port::{
-    GuardedInsert, Inserted, NewEvent, OrderRecord, OrderStore, OrderStoreError, Party, PartyKind,
-    RefundTotals,
+    Durability, GuardedInsert, Inserted, NewEvent, OrderRecord, OrderStore, OrderStoreError, Party,
+    PartyKind, RefundTotals,
 };
 
 /// Steps one run of an order takes at most. Every product's machine settles in far fewer
@@ -330,7 +330,8 @@ impl Executor {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         };
-        match self.store.insert(&record)? {
+        let durability = first_write_durability(&record.order.resume());
+        match self.store.insert_as(&record, durability)? {
             Inserted::Created => {}
             Inserted::Existing(existing) => {
                 let record = self.existing(*existing, &record.request_fingerprint)?;
@@ -547,7 +548,8 @@ impl Executor {
             next.version = record.version + 1;
             next.updated_at_ms = self.clock.now_ms();
             let events = outbox_events(&record.order, &next, self.config.livemode);
-            if self.store.update(&next, record.version, &events)? {
+            let durability = transition_durability(event, &transition.effects);
+            if self.store.update_as(&next, record.version, &events, durability)? {
                 self.counters.transitions.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     order = %next.id(), from = record.order.status(), to = next.order.status(),
@@ -637,6 +639,31 @@ impl Executor {
             Some(ledger::Outcome::Transfers(results)) => group_rejection(results),
             _ => None,
         })
+    }
+}
+
+/// How durable a new order must be before it is driven: if its first steps are all ledger
+/// writes, the ledger's own durable commit may carry it where the two share a log; an order
+/// whose first step leaves this system (a channel) is durable first.
+fn first_write_durability(effects: &[Effect]) -> Durability {
+    if !effects.is_empty() && effects.iter().all(|effect| matches!(effect, Effect::Ledger(_))) {
+        Durability::BeforeLedger
+    } else {
+        Durability::Now
+    }
+}
+
+/// How durable a state change must be. The ledger's answer that it posted a group is the
+/// ledger's to remember: driving the order again from its earlier state posts the group
+/// again (a no-op by transfer id) and reaches the same state, so that state may wait for a
+/// later flush — unless what follows leaves this system. Every other event (a channel's
+/// answer, a rejection, an operator's word) is news that only the order keeps: durable now.
+fn transition_durability(event: &Event, effects: &[Effect]) -> Durability {
+    let stays_inside = effects.iter().all(|effect| matches!(effect, Effect::Ledger(_)));
+    if matches!(event, Event::LedgerPosted) && stays_inside {
+        Durability::Recomputable
+    } else {
+        Durability::Now
     }
 }
 

@@ -2,8 +2,8 @@
 
 use channels::ChannelId;
 use executor::port::{
-    ChannelLegPage, GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord,
-    OrderStore, OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
+    ChannelLegPage, Durability, GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery,
+    OrderRecord, OrderStore, OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
 };
 use money::AssetCode;
 use payments::{OrderId, OrderKind};
@@ -14,11 +14,11 @@ use super::queries::{
     self, created_between_query, cursor_params, list_sql, unfinished_params, MERCHANT_TOTALS,
     NEEDING_OPERATOR, REFUND_TOTALS,
 };
-use super::writer::{hand_to_writer, next_batch, reply, WriteOp, WriteResult, WRITE_QUEUE_MAX};
+use super::writer::{hand_to_writer, WriteOp, WRITE_QUEUE_MAX};
 use super::{
     backend, corrupt, event_of, i64_of, limit_of, party_body, pg, pg_params, refund_totals, Param,
-    RawOrder, INSERT, INSERT_EVENT, INSERT_PARTY, SELECT, SELECT_EVENTS, SELECT_PARTIES,
-    SELECT_PARTY, UNFINISHED, UPDATE,
+    RawOrder, INSERT, INSERT_PARTY, SELECT, SELECT_EVENTS, SELECT_PARTIES, SELECT_PARTY,
+    UNFINISHED,
 };
 use crate::pool::Pool;
 use crate::postgres::PgTarget;
@@ -26,7 +26,9 @@ use crate::postgres::PgTarget;
 /// Orders on PostgreSQL. Inserts and state updates go to one writer connection per node
 /// that commits whatever is waiting as one transaction, as on SQLite: concurrent orders
 /// share a commit (one WAL flush, one BEGIN and COMMIT) instead of paying one each — on this
-/// machine PostgreSQL's CPU is what limits a node (docs/capacity.md). Reads, parties and the
+/// machine PostgreSQL's CPU is what limits a node (docs/capacity.md). The writer pipelines a
+/// group's statements (`pg_writer`), and a group whose writes need not be durable yet
+/// (`Durability`) commits without waiting for the WAL's flush. Reads, parties and the
 /// guarded inserts use a few more connections.
 ///
 /// Several nodes write to one database, so a group takes its rows' locks in order of order
@@ -41,7 +43,7 @@ pub struct PgOrderStore {
 /// Connections of one [`PgOrderStore`].
 pub const PG_ORDER_CONNECTIONS: usize = 8;
 
-fn pg_order(row: &postgres::Row) -> Result<OrderRecord, OrderStoreError> {
+pub(super) fn pg_order(row: &postgres::Row) -> Result<OrderRecord, OrderStoreError> {
     RawOrder {
         tenant: row.try_get(0).map_err(backend)?,
         reference: row.try_get(1).map_err(backend)?,
@@ -71,94 +73,6 @@ fn pg_get(
     Ok(pg_orders(client, &format!("{SELECT} WHERE id = ?1"), &[Param::Text(id.to_string())])?.pop())
 }
 
-/// The writer's statements, prepared once on its connection: a statement given as text is
-/// parsed again on every execution, a round trip of its own.
-struct WriterStatements {
-    insert: postgres::Statement,
-    update: postgres::Statement,
-    insert_event: postgres::Statement,
-}
-
-impl WriterStatements {
-    fn prepare(client: &mut postgres::Client) -> Result<WriterStatements, OrderStoreError> {
-        Ok(WriterStatements {
-            insert: client.prepare(&pg(INSERT)).map_err(backend)?,
-            update: client.prepare(&pg(UPDATE)).map_err(backend)?,
-            insert_event: client.prepare(&pg(INSERT_EVENT)).map_err(backend)?,
-        })
-    }
-}
-
-fn pg_write_loop(
-    mut client: postgres::Client,
-    statements: WriterStatements,
-    ops: std::sync::mpsc::Receiver<WriteOp>,
-) {
-    while let Some(batch) = next_batch(&ops) {
-        // In order of order id (stable: one order's writes keep their order), so that two
-        // nodes' groups lock their rows in one order.
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by(|&a, &b| batch[a].order_id().cmp(batch[b].order_id()));
-        let ordered: Vec<&WriteOp> = order.iter().map(|&i| &batch[i]).collect();
-        let mut results: Vec<Option<Result<WriteResult, OrderStoreError>>> =
-            batch.iter().map(|_| None).collect();
-        match pg_commit_writes(&mut client, &statements, &ordered) {
-            Ok(committed) => {
-                for (i, result) in order.iter().zip(committed) {
-                    results[*i] = Some(Ok(result));
-                }
-            }
-            // Nothing of the group was committed: each write again on its own.
-            Err(_) => {
-                for &i in &order {
-                    let alone = pg_commit_writes(&mut client, &statements, &[&batch[i]]);
-                    results[i] = Some(alone.map(|mut one| one.remove(0)));
-                }
-            }
-        }
-        let results = results
-            .into_iter()
-            .map(|result| result.unwrap_or_else(|| Err(backend("a write was not run"))))
-            .collect();
-        reply(batch, results);
-    }
-}
-
-fn pg_commit_writes(
-    client: &mut postgres::Client,
-    statements: &WriterStatements,
-    batch: &[&WriteOp],
-) -> Result<Vec<WriteResult>, OrderStoreError> {
-    let mut tx = client.transaction().map_err(backend)?;
-    let mut results = Vec::with_capacity(batch.len());
-    for op in batch {
-        results.push(match op {
-            WriteOp::Insert { id, params, .. } => {
-                if tx.execute(&statements.insert, &pg_params(params)).map_err(backend)? == 0 {
-                    let existing = pg_get(&mut tx, id)?
-                        .ok_or_else(|| corrupt("an order vanished during its insert"))?;
-                    WriteResult::Inserted(Inserted::Existing(Box::new(existing)))
-                } else {
-                    WriteResult::Inserted(Inserted::Created)
-                }
-            }
-            WriteOp::Update { params, events, .. } => {
-                // A version conflict writes nothing, its events neither.
-                if tx.execute(&statements.update, &pg_params(params)).map_err(backend)? == 0 {
-                    WriteResult::Updated(false)
-                } else {
-                    for event in events {
-                        tx.execute(&statements.insert_event, &pg_params(event)).map_err(backend)?;
-                    }
-                    WriteResult::Updated(true)
-                }
-            }
-        });
-    }
-    tx.commit().map_err(backend)?;
-    Ok(results)
-}
-
 impl PgOrderStore {
     /// Connects, migrating the schema first.
     pub fn connect(target: &PgTarget) -> Result<PgOrderStore, OrderStoreError> {
@@ -166,13 +80,8 @@ impl PgOrderStore {
         let clients = (0..PG_ORDER_CONNECTIONS)
             .map(|_| target.connect_client().map_err(backend))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut writer = target.connect_client().map_err(backend)?;
-        let statements = WriterStatements::prepare(&mut writer)?;
         let (writes, ops) = std::sync::mpsc::sync_channel(WRITE_QUEUE_MAX);
-        std::thread::Builder::new()
-            .name("orders-writer".into())
-            .spawn(move || pg_write_loop(writer, statements, ops))
-            .map_err(backend)?;
+        super::pg_writer::spawn(target, ops)?;
         Ok(PgOrderStore { clients: Pool::new(clients), writes })
     }
 
@@ -182,10 +91,14 @@ impl PgOrderStore {
 }
 
 impl OrderStore for PgOrderStore {
-    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
+    fn insert_as(
+        &self,
+        record: &OrderRecord,
+        durability: Durability,
+    ) -> Result<Inserted, OrderStoreError> {
         let params = insert_params(record)?;
         let id = record.id().clone();
-        hand_to_writer(&self.writes, |reply| WriteOp::Insert { id, params, reply })
+        hand_to_writer(&self.writes, |reply| WriteOp::Insert { id, params, durability, reply })
     }
 
     fn insert_refund(
@@ -265,16 +178,23 @@ impl OrderStore for PgOrderStore {
         })
     }
 
-    fn update(
+    fn update_as(
         &self,
         record: &OrderRecord,
         expected_version: u64,
         events: &[NewEvent],
+        durability: Durability,
     ) -> Result<bool, OrderStoreError> {
         let params = update_params(record, expected_version)?;
         let events = events.iter().map(|event| event_params(record, event)).collect();
         let id = record.id().clone();
-        hand_to_writer(&self.writes, |reply| WriteOp::Update { id, params, events, reply })
+        hand_to_writer(&self.writes, |reply| WriteOp::Update {
+            id,
+            params,
+            events,
+            durability,
+            reply,
+        })
     }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use channels::ChannelId;
 use executor::port::{
-    ChannelLegPage, GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery, OrderRecord,
-    OrderStore, OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
+    ChannelLegPage, Durability, GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery,
+    OrderRecord, OrderStore, OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
 };
 use money::AssetCode;
 use payments::{OrderId, OrderKind};
@@ -18,7 +18,9 @@ use super::queries::{
     self, created_between_query, cursor_params, list_sql, unfinished_params, MERCHANT_TOTALS,
     NEEDING_OPERATOR, REFUND_TOTALS,
 };
-use super::writer::{hand_to_writer, next_batch, reply, WriteOp, WriteResult, WRITE_QUEUE_MAX};
+use super::writer::{
+    hand_to_writer, must_flush, next_batch, reply, WriteOp, WriteResult, WRITE_QUEUE_MAX,
+};
 use super::{
     backend, corrupt, event_of, i64_of, limit_of, party_body, refund_totals, Param, RawOrder,
     INSERT, INSERT_EVENT, INSERT_PARTY, SELECT, SELECT_EVENTS, SELECT_PARTIES, SELECT_PARTY,
@@ -26,8 +28,8 @@ use super::{
 };
 use crate::pool::Pool;
 
-/// Orders on SQLite. Inserts and state updates — two per order, each durable before it is
-/// acknowledged — go to one writer thread that commits whatever is waiting as one
+/// Orders on SQLite. Inserts and state updates — two per order, each durable as its
+/// [`Durability`] asks — go to one writer thread that commits whatever is waiting as one
 /// transaction (natural batching, as the ledger's pipeline does): concurrent orders share an
 /// fsync instead of queueing for one each. Reads go to a few read connections; parties and
 /// the guarded inserts of refunds and settlements to one connection of their own, off the
@@ -58,9 +60,15 @@ fn write_loop(
     ops: std::sync::mpsc::Receiver<WriteOp>,
     turn: std::sync::Arc<parking_lot::Mutex<()>>,
 ) {
+    // The connection's `synchronous` now: FULL (a commit waits for the WAL's fsync) or
+    // NORMAL (it does not, and the next FULL commit's fsync of the same WAL file, or a
+    // checkpoint, makes it durable).
+    let mut flushing = true;
     while let Some(batch) = next_batch(&ops) {
         let my_turn = turn.lock();
-        let committed = commit_writes(&mut connection, &batch);
+        let flush = must_flush(&batch, false);
+        let committed = set_flushing(&connection, &mut flushing, flush)
+            .and_then(|()| commit_writes(&mut connection, &batch));
         // Fair: a guarded write waiting for the turn gets it before the next batch.
         parking_lot::MutexGuard::unlock_fair(my_turn);
         let results = match committed {
@@ -74,6 +82,19 @@ fn write_loop(
     }
 }
 
+fn set_flushing(
+    connection: &Connection,
+    flushing: &mut bool,
+    flush: bool,
+) -> Result<(), OrderStoreError> {
+    if *flushing != flush {
+        let mode = if flush { "FULL" } else { "NORMAL" };
+        connection.execute_batch(&format!("PRAGMA synchronous = {mode}")).map_err(backend)?;
+        *flushing = flush;
+    }
+    Ok(())
+}
+
 fn commit_writes(
     connection: &mut Connection,
     batch: &[WriteOp],
@@ -84,7 +105,8 @@ fn commit_writes(
     for op in batch {
         results.push(match op {
             WriteOp::Insert { id, params, .. } => {
-                if tx.execute(INSERT, rusqlite::params_from_iter(params)).map_err(backend)? == 0 {
+                let mut insert = tx.prepare_cached(INSERT).map_err(backend)?;
+                if insert.execute(rusqlite::params_from_iter(params)).map_err(backend)? == 0 {
                     let existing = sqlite_get(&tx, id)?
                         .ok_or_else(|| corrupt("an order vanished during its insert"))?;
                     WriteResult::Inserted(Inserted::Existing(Box::new(existing)))
@@ -94,12 +116,13 @@ fn commit_writes(
             }
             WriteOp::Update { params, events, .. } => {
                 // A version conflict writes nothing, its events neither.
-                if tx.execute(UPDATE, rusqlite::params_from_iter(params)).map_err(backend)? == 0 {
+                let mut update = tx.prepare_cached(UPDATE).map_err(backend)?;
+                if update.execute(rusqlite::params_from_iter(params)).map_err(backend)? == 0 {
                     WriteResult::Updated(false)
                 } else {
+                    let mut insert_event = tx.prepare_cached(INSERT_EVENT).map_err(backend)?;
                     for event in events {
-                        tx.execute(INSERT_EVENT, rusqlite::params_from_iter(event))
-                            .map_err(backend)?;
+                        insert_event.execute(rusqlite::params_from_iter(event)).map_err(backend)?;
                     }
                     WriteResult::Updated(true)
                 }
@@ -236,10 +259,14 @@ impl SqliteOrderStore {
 }
 
 impl OrderStore for SqliteOrderStore {
-    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
+    fn insert_as(
+        &self,
+        record: &OrderRecord,
+        durability: Durability,
+    ) -> Result<Inserted, OrderStoreError> {
         let params = insert_params(record)?;
         let id = record.id().clone();
-        self.write(|reply| WriteOp::Insert { id, params, reply })
+        self.write(|reply| WriteOp::Insert { id, params, durability, reply })
     }
 
     fn insert_refund(
@@ -297,16 +324,17 @@ impl OrderStore for SqliteOrderStore {
         bodies.iter().map(|body| serde_json::from_str(body).map_err(corrupt)).collect()
     }
 
-    fn update(
+    fn update_as(
         &self,
         record: &OrderRecord,
         expected_version: u64,
         events: &[NewEvent],
+        durability: Durability,
     ) -> Result<bool, OrderStoreError> {
         let params = update_params(record, expected_version)?;
         let events = events.iter().map(|event| event_params(record, event)).collect();
         let id = record.id().clone();
-        self.write(|reply| WriteOp::Update { id, params, events, reply })
+        self.write(|reply| WriteOp::Update { id, params, events, durability, reply })
     }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {

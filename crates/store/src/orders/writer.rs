@@ -1,7 +1,7 @@
 //! Group commit, shared by both backends: a writer thread per store takes whatever writes
 //! are waiting and commits them as one transaction, answering each with its own result.
 
-use executor::port::{Inserted, OrderStoreError};
+use executor::port::{Durability, Inserted, OrderStoreError};
 use payments::OrderId;
 
 use super::{backend, Param};
@@ -16,12 +16,14 @@ pub(super) enum WriteOp {
     Insert {
         id: OrderId,
         params: Vec<Param>,
+        durability: Durability,
         reply: std::sync::mpsc::SyncSender<Result<Inserted, OrderStoreError>>,
     },
     Update {
         id: OrderId,
         params: Vec<Param>,
         events: Vec<Vec<Param>>,
+        durability: Durability,
         reply: std::sync::mpsc::SyncSender<Result<bool, OrderStoreError>>,
     },
 }
@@ -32,6 +34,25 @@ impl WriteOp {
             WriteOp::Insert { id, .. } | WriteOp::Update { id, .. } => id.as_str(),
         }
     }
+}
+
+/// Whether a group's commit must wait for the log's flush: when one of its writes must be
+/// durable now. `shares_ledger_log`: the store's log is the ledger's (PostgreSQL), so a
+/// write the ledger's next durable commit carries need not wait (see [`Durability`]).
+pub(super) fn must_flush<'a>(
+    batch: impl IntoIterator<Item = &'a WriteOp>,
+    shares_ledger_log: bool,
+) -> bool {
+    batch.into_iter().any(|op| {
+        let durability = match op {
+            WriteOp::Insert { durability, .. } | WriteOp::Update { durability, .. } => *durability,
+        };
+        match durability {
+            Durability::Now => true,
+            Durability::BeforeLedger => !shares_ledger_log,
+            Durability::Recomputable => false,
+        }
+    })
 }
 
 pub(super) enum WriteResult {

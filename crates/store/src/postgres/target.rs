@@ -56,6 +56,26 @@ impl PgTarget {
         super::migrate(&mut self.connect()?, &self.schema)
     }
 
+    /// [`PgTarget::connect_client`] on the async client, for a writer that pipelines its
+    /// statements. Its connection runs as a task of the runtime this is called on.
+    pub(crate) async fn connect_async(&self) -> Result<tokio_postgres::Client, StoreError> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url, NoTls).await.map_err(backend)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "a PostgreSQL connection ended");
+            }
+        });
+        let schema = quote_identifier(&self.schema);
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}"
+            ))
+            .await
+            .map_err(backend)?;
+        Ok(client)
+    }
+
     pub(super) fn connect(&self) -> Result<Client, StoreError> {
         let mut client = Client::connect(&self.url, NoTls).map_err(backend)?;
         let schema = quote_identifier(&self.schema);
