@@ -18,6 +18,10 @@ mod recon;
 mod recon_bench;
 mod serve;
 
+/// See the dependency's comment in Cargo.toml: measured, not assumed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "qianbao", version, about = "Qianbao: a wallet and payment platform")]
 struct Cli {

@@ -2,7 +2,7 @@
 //! state change emits (written in the same transaction as the change), and the parties
 //! (customers, merchants) orders are made for.
 
-use channels::ChannelId;
+use channels::{BoxFuture, ChannelId};
 use ledger::model::AccountLayout;
 use money::{Amount, AssetCode};
 use payments::reconciled::ChannelLeg;
@@ -198,16 +198,18 @@ pub enum Durability {
 
 pub trait OrderStore: Send + Sync + 'static {
     /// Stores a new order unless one with its id exists; durable when it returns.
-    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
-        self.insert_as(record, Durability::Now)
-    }
+    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError>;
 
-    /// [`OrderStore::insert`], durable as `durability` says.
-    fn insert_as(
-        &self,
-        record: &OrderRecord,
-        durability: Durability,
-    ) -> Result<Inserted, OrderStoreError>;
+    /// [`OrderStore::insert`] from the async runtime, durable as `durability` says. A store
+    /// whose writes go to a writer thread awaits its answer instead of blocking a worker;
+    /// by default this is the durable insert, run where it is called.
+    fn insert_as<'a>(
+        &'a self,
+        record: &'a OrderRecord,
+        _durability: Durability,
+    ) -> BoxFuture<'a, Result<Inserted, OrderStoreError>> {
+        Box::pin(async move { self.insert(record) })
+    }
 
     /// Stores a refund of `payment` in one transaction with the check that it fits: `build`
     /// gets the totals of the payment's live refunds and returns the refund, or `None`.
@@ -241,18 +243,19 @@ pub trait OrderStore: Send + Sync + 'static {
         record: &OrderRecord,
         expected_version: u64,
         events: &[NewEvent],
-    ) -> Result<bool, OrderStoreError> {
-        self.update_as(record, expected_version, events, Durability::Now)
-    }
-
-    /// [`OrderStore::update`], durable as `durability` says.
-    fn update_as(
-        &self,
-        record: &OrderRecord,
-        expected_version: u64,
-        events: &[NewEvent],
-        durability: Durability,
     ) -> Result<bool, OrderStoreError>;
+
+    /// [`OrderStore::update`] from the async runtime, durable as `durability` says (see
+    /// [`OrderStore::insert_as`]).
+    fn update_as<'a>(
+        &'a self,
+        record: &'a OrderRecord,
+        expected_version: u64,
+        events: &'a [NewEvent],
+        _durability: Durability,
+    ) -> BoxFuture<'a, Result<bool, OrderStoreError>> {
+        Box::pin(async move { self.update(record, expected_version, events) })
+    }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError>;
 

@@ -331,7 +331,7 @@ impl Executor {
             updated_at_ms: now_ms,
         };
         let durability = first_write_durability(&record.order.resume());
-        match self.store.insert_as(&record, durability)? {
+        match self.store.insert_as(&record, durability).await? {
             Inserted::Created => {}
             Inserted::Existing(existing) => {
                 let record = self.existing(*existing, &record.request_fingerprint)?;
@@ -549,7 +549,7 @@ impl Executor {
             next.updated_at_ms = self.clock.now_ms();
             let events = outbox_events(&record.order, &next, self.config.livemode);
             let durability = transition_durability(event, &transition.effects);
-            if self.store.update_as(&next, record.version, &events, durability)? {
+            if self.store.update_as(&next, record.version, &events, durability).await? {
                 self.counters.transitions.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     order = %next.id(), from = record.order.status(), to = next.order.status(),

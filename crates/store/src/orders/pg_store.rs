@@ -1,6 +1,6 @@
 //! Orders on PostgreSQL (the shared schema, migration 5).
 
-use channels::ChannelId;
+use channels::{BoxFuture, ChannelId};
 use executor::port::{
     ChannelLegPage, Durability, GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery,
     OrderRecord, OrderStore, OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
@@ -8,13 +8,15 @@ use executor::port::{
 use money::AssetCode;
 use payments::{OrderId, OrderKind};
 
-use super::columns::{event_params, insert_params, update_params};
+use super::columns::insert_params;
 use super::legs;
 use super::queries::{
     self, created_between_query, cursor_params, list_sql, unfinished_params, MERCHANT_TOTALS,
     NEEDING_OPERATOR, REFUND_TOTALS,
 };
-use super::writer::{hand_to_writer, WriteOp, WRITE_QUEUE_MAX};
+use super::writer::{
+    hand_to_writer, hand_to_writer_async, insert_op, update_op, WriteOp, WRITE_QUEUE_MAX,
+};
 use super::{
     backend, corrupt, event_of, i64_of, limit_of, party_body, pg, pg_params, refund_totals, Param,
     RawOrder, INSERT, INSERT_PARTY, SELECT, SELECT_EVENTS, SELECT_PARTIES, SELECT_PARTY,
@@ -91,14 +93,20 @@ impl PgOrderStore {
 }
 
 impl OrderStore for PgOrderStore {
-    fn insert_as(
-        &self,
-        record: &OrderRecord,
+    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
+        let op = insert_op(record, Durability::Now)?;
+        hand_to_writer(&self.writes, op)
+    }
+
+    fn insert_as<'a>(
+        &'a self,
+        record: &'a OrderRecord,
         durability: Durability,
-    ) -> Result<Inserted, OrderStoreError> {
-        let params = insert_params(record)?;
-        let id = record.id().clone();
-        hand_to_writer(&self.writes, |reply| WriteOp::Insert { id, params, durability, reply })
+    ) -> BoxFuture<'a, Result<Inserted, OrderStoreError>> {
+        Box::pin(async move {
+            let op = insert_op(record, durability)?;
+            hand_to_writer_async(&self.writes, op).await
+        })
     }
 
     fn insert_refund(
@@ -178,22 +186,26 @@ impl OrderStore for PgOrderStore {
         })
     }
 
-    fn update_as(
+    fn update(
         &self,
         record: &OrderRecord,
         expected_version: u64,
         events: &[NewEvent],
-        durability: Durability,
     ) -> Result<bool, OrderStoreError> {
-        let params = update_params(record, expected_version)?;
-        let events = events.iter().map(|event| event_params(record, event)).collect();
-        let id = record.id().clone();
-        hand_to_writer(&self.writes, |reply| WriteOp::Update {
-            id,
-            params,
-            events,
-            durability,
-            reply,
+        let op = update_op(record, expected_version, events, Durability::Now)?;
+        hand_to_writer(&self.writes, op)
+    }
+
+    fn update_as<'a>(
+        &'a self,
+        record: &'a OrderRecord,
+        expected_version: u64,
+        events: &'a [NewEvent],
+        durability: Durability,
+    ) -> BoxFuture<'a, Result<bool, OrderStoreError>> {
+        Box::pin(async move {
+            let op = update_op(record, expected_version, events, durability)?;
+            hand_to_writer_async(&self.writes, op).await
         })
     }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use channels::ChannelId;
+use channels::{BoxFuture, ChannelId};
 use executor::port::{
     ChannelLegPage, Durability, GuardedInsert, Inserted, MerchantTotals, NewEvent, OrderQuery,
     OrderRecord, OrderStore, OrderStoreError, Party, PartyKind, RefundTotals, StoredEvent,
@@ -12,14 +12,15 @@ use money::AssetCode;
 use payments::{OrderId, OrderKind};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::columns::{event_params, insert_params, update_params};
+use super::columns::insert_params;
 use super::legs;
 use super::queries::{
     self, created_between_query, cursor_params, list_sql, unfinished_params, MERCHANT_TOTALS,
     NEEDING_OPERATOR, REFUND_TOTALS,
 };
 use super::writer::{
-    hand_to_writer, must_flush, next_batch, reply, WriteOp, WriteResult, WRITE_QUEUE_MAX,
+    hand_to_writer, hand_to_writer_async, insert_op, must_flush, next_batch, reply, update_op,
+    WriteOp, WriteResult, WRITE_QUEUE_MAX,
 };
 use super::{
     backend, corrupt, event_of, i64_of, limit_of, party_body, refund_totals, Param, RawOrder,
@@ -208,14 +209,6 @@ impl SqliteOrderStore {
         })
     }
 
-    /// Hands `op` to the writer and waits for its commit.
-    fn write<T>(
-        &self,
-        op: impl FnOnce(std::sync::mpsc::SyncSender<Result<T, OrderStoreError>>) -> WriteOp,
-    ) -> Result<T, OrderStoreError> {
-        hand_to_writer(&self.writes, op)
-    }
-
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.readers.lock()
     }
@@ -259,14 +252,20 @@ impl SqliteOrderStore {
 }
 
 impl OrderStore for SqliteOrderStore {
-    fn insert_as(
-        &self,
-        record: &OrderRecord,
+    fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
+        let op = insert_op(record, Durability::Now)?;
+        hand_to_writer(&self.writes, op)
+    }
+
+    fn insert_as<'a>(
+        &'a self,
+        record: &'a OrderRecord,
         durability: Durability,
-    ) -> Result<Inserted, OrderStoreError> {
-        let params = insert_params(record)?;
-        let id = record.id().clone();
-        self.write(|reply| WriteOp::Insert { id, params, durability, reply })
+    ) -> BoxFuture<'a, Result<Inserted, OrderStoreError>> {
+        Box::pin(async move {
+            let op = insert_op(record, durability)?;
+            hand_to_writer_async(&self.writes, op).await
+        })
     }
 
     fn insert_refund(
@@ -324,17 +323,27 @@ impl OrderStore for SqliteOrderStore {
         bodies.iter().map(|body| serde_json::from_str(body).map_err(corrupt)).collect()
     }
 
-    fn update_as(
+    fn update(
         &self,
         record: &OrderRecord,
         expected_version: u64,
         events: &[NewEvent],
-        durability: Durability,
     ) -> Result<bool, OrderStoreError> {
-        let params = update_params(record, expected_version)?;
-        let events = events.iter().map(|event| event_params(record, event)).collect();
-        let id = record.id().clone();
-        self.write(|reply| WriteOp::Update { id, params, events, durability, reply })
+        let op = update_op(record, expected_version, events, Durability::Now)?;
+        hand_to_writer(&self.writes, op)
+    }
+
+    fn update_as<'a>(
+        &'a self,
+        record: &'a OrderRecord,
+        expected_version: u64,
+        events: &'a [NewEvent],
+        durability: Durability,
+    ) -> BoxFuture<'a, Result<bool, OrderStoreError>> {
+        Box::pin(async move {
+            let op = update_op(record, expected_version, events, durability)?;
+            hand_to_writer_async(&self.writes, op).await
+        })
     }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {

@@ -1,9 +1,10 @@
 //! Group commit, shared by both backends: a writer thread per store takes whatever writes
 //! are waiting and commits them as one transaction, answering each with its own result.
 
-use executor::port::{Durability, Inserted, OrderStoreError};
+use executor::port::{Durability, Inserted, NewEvent, OrderRecord, OrderStoreError};
 use payments::OrderId;
 
+use super::columns::{event_params, insert_params, update_params};
 use super::{backend, Param};
 
 /// Most writes committed in one transaction.
@@ -12,19 +13,23 @@ pub(super) const WRITE_BATCH_MAX: usize = 512;
 /// async runtime), so a slow disk slows the callers instead of growing a queue without end.
 pub(super) const WRITE_QUEUE_MAX: usize = 4 * WRITE_BATCH_MAX;
 
+/// Where a write's answer goes: a oneshot, which an async caller awaits and a thread
+/// blocks on.
+pub(super) type Reply<T> = tokio::sync::oneshot::Sender<Result<T, OrderStoreError>>;
+
 pub(super) enum WriteOp {
     Insert {
         id: OrderId,
         params: Vec<Param>,
         durability: Durability,
-        reply: std::sync::mpsc::SyncSender<Result<Inserted, OrderStoreError>>,
+        reply: Reply<Inserted>,
     },
     Update {
         id: OrderId,
         params: Vec<Param>,
         events: Vec<Vec<Param>>,
         durability: Durability,
-        reply: std::sync::mpsc::SyncSender<Result<bool, OrderStoreError>>,
+        reply: Reply<bool>,
     },
 }
 
@@ -60,6 +65,29 @@ pub(super) enum WriteResult {
     Updated(bool),
 }
 
+/// The write that stores `record` as a new order, waiting for its answer.
+pub(super) fn insert_op(
+    record: &OrderRecord,
+    durability: Durability,
+) -> Result<impl FnOnce(Reply<Inserted>) -> WriteOp, OrderStoreError> {
+    let params = insert_params(record)?;
+    let id = record.id().clone();
+    Ok(move |reply| WriteOp::Insert { id, params, durability, reply })
+}
+
+/// The write that moves `record` on from `expected_version`, with its outbox events.
+pub(super) fn update_op(
+    record: &OrderRecord,
+    expected_version: u64,
+    events: &[NewEvent],
+    durability: Durability,
+) -> Result<impl FnOnce(Reply<bool>) -> WriteOp, OrderStoreError> {
+    let params = update_params(record, expected_version)?;
+    let events = events.iter().map(|event| event_params(record, event)).collect();
+    let id = record.id().clone();
+    Ok(move |reply| WriteOp::Update { id, params, events, durability, reply })
+}
+
 /// The next group for a writer: the first write waiting, and whatever else is waiting.
 pub(super) fn next_batch(ops: &std::sync::mpsc::Receiver<WriteOp>) -> Option<Vec<WriteOp>> {
     let mut batch = vec![ops.recv().ok()?];
@@ -93,11 +121,34 @@ pub(super) fn reply(batch: Vec<WriteOp>, results: Vec<Result<WriteResult, OrderS
 /// workers).
 pub(super) fn hand_to_writer<T>(
     writes: &std::sync::mpsc::SyncSender<WriteOp>,
-    op: impl FnOnce(std::sync::mpsc::SyncSender<Result<T, OrderStoreError>>) -> WriteOp,
+    op: impl FnOnce(Reply<T>) -> WriteOp,
 ) -> Result<T, OrderStoreError> {
     crate::off_runtime(|| {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        writes.send(op(reply)).map_err(|_| backend("the order writer stopped"))?;
-        answer.recv().map_err(|_| backend("the order writer stopped"))?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        writes.send(op(reply)).map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
     })
+}
+
+/// [`hand_to_writer`] from the async runtime: the worker awaits the answer rather than
+/// handing its core to another thread (`block_in_place`) for the commit's while, which cost
+/// more than the write's own work on the payment path. Only a full queue blocks, as it
+/// should: a slow disk slows the callers.
+pub(super) async fn hand_to_writer_async<T>(
+    writes: &std::sync::mpsc::SyncSender<WriteOp>,
+    op: impl FnOnce(Reply<T>) -> WriteOp,
+) -> Result<T, OrderStoreError> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    match writes.try_send(op(reply)) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::TrySendError::Full(op)) => {
+            crate::off_runtime(|| writes.send(op)).map_err(|_| stopped())?;
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+    }
+    answer.await.map_err(|_| stopped())?
+}
+
+fn stopped() -> OrderStoreError {
+    backend("the order writer stopped")
 }
