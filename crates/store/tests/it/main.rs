@@ -12,6 +12,7 @@ mod layouts;
 mod layouts_props;
 mod model;
 mod ops;
+mod order_groups;
 mod orders;
 mod pg_journal;
 mod recon;
