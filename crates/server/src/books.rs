@@ -50,7 +50,7 @@ impl AppState {
         ledger: ledger::LedgerHandle,
         reader: Arc<dyn LedgerReader>,
     ) -> AppState {
-        AppState {
+        AppState(Arc::new(crate::AppStateFields {
             ledger,
             reader,
             payments: None,
@@ -60,8 +60,8 @@ impl AppState {
             switches: Arc::default(),
             mode: access::KeyMode::Test,
             storage_metrics: None,
-            ..self.clone()
-        }
+            ..crate::AppStateFields::clone(self)
+        }))
     }
 }
 

@@ -50,9 +50,32 @@ pub mod webhooks_api;
 /// The largest request body, in bytes (a full batch of transfers fits).
 pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// What every handler shares.
+/// What every handler shares, behind one `Arc`: axum clones the state for each middleware
+/// and the handler of every request, and cloning the fields one by one (a score of reference
+/// counts bouncing between cores, and the node's name) took 7% of a node's time on the
+/// payment path (perf, docs/bench/payment-path.md). Fields read through `Deref`; the `with_*`
+/// builders write through `DerefMut`, which copies the fields first if the state is shared
+/// (`Arc::make_mut`), so a clone handed out never changes under its holder.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateFields>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateFields;
+
+    fn deref(&self) -> &AppStateFields {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut AppStateFields {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct AppStateFields {
     pub ledger: LedgerHandle,
     pub reader: Arc<dyn LedgerReader>,
     pub access: Arc<dyn access::AccessStore>,
@@ -116,7 +139,7 @@ impl AppState {
         let mut console_secret = [0u8; 32];
         getrandom::fill(&mut console_secret)
             .map_err(|e| access::AccessError::Backend(e.to_string()))?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(AppStateFields {
             ledger,
             reader,
             access,
@@ -136,7 +159,7 @@ impl AppState {
             console: Arc::new(console::session::Sealer::new(console_secret)),
             mode: access::KeyMode::Live,
             storage_metrics: None,
-        })
+        })))
     }
 
     /// The admin tenant: its keys see ledger ids as they are (no namespace).
