@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -323,12 +324,67 @@ impl ServeArgs {
     }
 }
 
+/// The standby's server (`server::standby`) on a copy of the node's listener, until the
+/// books are open; then the service's own router serves the listener.
+struct StandingBy {
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<()>,
+}
+
+/// How long a standby's open connections may take to finish once the books are open.
+const STANDBY_HANDOVER_MAX: Duration = Duration::from_secs(5);
+
+impl StandingBy {
+    fn start(
+        runtime: &tokio::runtime::Runtime,
+        listener: &std::net::TcpListener,
+    ) -> anyhow::Result<StandingBy> {
+        let copy = listener.try_clone()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = runtime.spawn(async move {
+            let listener = match tokio::net::TcpListener::from_std(copy) {
+                Ok(listener) => listener,
+                Err(error) => return tracing::warn!(%error, "the standby could not listen"),
+            };
+            let serving = axum::serve(listener, server::standby::standby_router())
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
+            if let Err(error) = serving.await {
+                tracing::warn!(%error, "the standby's server stopped");
+            }
+        });
+        Ok(StandingBy { stop, served })
+    }
+
+    fn stop(self, runtime: &tokio::runtime::Runtime) {
+        let _ = self.stop.send(());
+        let served = self.served;
+        runtime.block_on(async {
+            let abort = served.abort_handle();
+            if tokio::time::timeout(STANDBY_HANDOVER_MAX, served).await.is_err() {
+                abort.abort();
+            }
+        });
+    }
+}
+
 /// How often expired idempotency records are purged.
 const IDEMPOTENCY_PURGE_INTERVAL_SECS: u64 = 3600;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let node = args.node_name.clone().unwrap_or_else(|| default_node_name(args.listen));
+    // Bound before the books open: a standby (the journal-first engine on PostgreSQL, another
+    // node holding the book) answers health checks while it waits for the book.
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("binding {}", args.listen))?;
+    listener.set_nonblocking(true)?;
+    eprintln!(
+        "qianbao bound to http://{}; serving once the books are open",
+        listener.local_addr()?
+    );
+    let standing_by = StandingBy::start(&runtime, &listener)?;
     let books = args.store.start_books_as(PipelineConfig::default(), &node)?;
     let storage_metrics = books.storage_metrics();
     let crate::Books { ledger, reader, engine } = books;
@@ -431,10 +487,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(book) => server::books::router_with_test_book(state, book.state.clone()),
         None => server::router(state),
     };
+    // Both books are open (the test book's lease too): the service takes the listener over.
+    standing_by.stop(&runtime);
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         eprintln!("qianbao listening on http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let executor = core.executor.clone();

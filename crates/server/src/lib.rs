@@ -42,6 +42,7 @@ pub mod parties_api;
 pub mod payments_api;
 pub mod recon_api;
 pub mod request;
+pub mod standby;
 pub mod switches_api;
 pub mod tenancy;
 pub mod views;

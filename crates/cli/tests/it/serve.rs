@@ -227,14 +227,41 @@ fn a_standby_takes_over_the_postgres_journal_when_its_holder_dies() {
         acked.push(id);
     }
 
-    // The standby does not serve while the holder lives.
-    let standby_args = node("b", "journal");
-    let (started, standby) = std::sync::mpsc::channel();
+    // The standby answers health checks while the holder lives, and nothing else.
+    let mut standby = Command::new(env!("CARGO_BIN_EXE_qianbao"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(node("b", "journal"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the standby");
+    let (lines, said) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(standby.stderr.take().expect("stderr"));
     std::thread::spawn(move || {
-        let _ = started.send(start(&standby_args, false).0);
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
     });
+    let wait = std::time::Duration::from_secs(60);
+    let said_next = |prefix: &str| -> String {
+        std::iter::from_fn(|| said.recv_timeout(wait).ok())
+            .find_map(|line| line.trim().strip_prefix(prefix).map(str::to_string))
+            .unwrap_or_else(|| panic!("the standby never said {prefix:?}"))
+    };
+    let bound = said_next("qianbao bound to http://");
+    let addr = bound.split(';').next().expect("address").to_string();
+    assert_eq!(request(&addr, "GET", "/healthz", "", "").expect("healthz"), (200, "ok".into()));
+    let (status, _) = request(&addr, "GET", "/readyz", "", "").expect("readyz");
+    assert_eq!(status, 503, "a standby is not ready");
+    let (status, body) =
+        request(&addr, "POST", "/v1/transfers", &key, "{}").expect("post to the standby");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""code":"standby""#), "{body}");
     assert!(
-        standby.recv_timeout(std::time::Duration::from_secs(3)).is_err(),
+        said.recv_timeout(std::time::Duration::from_secs(3))
+            .map_or(true, |line| !line.contains("listening")),
         "the standby served while the holder held the book"
     );
     // A direct node is refused: it would fork the chain.
@@ -250,8 +277,9 @@ fn a_standby_takes_over_the_postgres_journal_when_its_holder_dies() {
 
     holder.child.kill().expect("SIGKILL the holder");
     let _ = holder.child.wait();
-    let mut standby =
-        standby.recv_timeout(std::time::Duration::from_secs(60)).expect("the standby took over");
+    let listening = said_next("qianbao listening on http://");
+    assert_eq!(listening, addr, "the standby serves where it stood by");
+    let mut standby = Server { child: standby, addr };
     for id in &acked {
         let (status, body) =
             request(&standby.addr, "GET", &format!("/v1/transfers/{id}"), &key, "").expect("get");
