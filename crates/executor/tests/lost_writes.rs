@@ -15,23 +15,16 @@ use executor::port::{
     OrderStoreError, Party, RefundTotals, StoredEvent,
 };
 use executor::{
-    party_key, Executor, ExecutorConfig, NewParty, OrderRecord, OrderStore, PartyKind,
-    PaymentRequest, WalletTransferRequest,
+    Executor, ExecutorConfig, OrderRecord, OrderStore, PartyKind, PaymentRequest,
+    WalletTransferRequest,
 };
-use ledger::apply::{Command, Outcome as LedgerOutcome};
 use ledger::port::LedgerReader;
 use ledger::{Ledger, SystemClock};
-use money::{Amount, Asset, AssetCode};
-use payments::chart::wallet_account_id;
+use money::AssetCode;
 use payments::{OrderId, OrderKind};
 
-fn cny() -> AssetCode {
-    AssetCode::new("CNY").unwrap()
-}
-
-fn amount(minor: u64) -> Amount {
-    Amount::new(minor).unwrap()
-}
+mod support;
+use support::{amount, cny, fund, open_parties, wallet};
 
 /// The SQLite order store, except that while `forgetting` it answers a recomputable update
 /// as committed and writes nothing; and it keeps what durability each write asked for.
@@ -203,42 +196,9 @@ async fn states_lost_in_a_crash_are_driven_again_to_what_the_client_was_told() {
     let config = ExecutorConfig { inspect_after_ms: 0, ..ExecutorConfig::default() };
     let executor =
         Executor::new(orders.clone(), ledger.handle(), None, Arc::new(SystemMillis), config);
-    let defined =
-        ledger.handle().execute(vec![Command::DefineAsset(Asset::new(cny(), 2).unwrap())]).await;
-    assert!(matches!(defined.unwrap().as_slice(), [LedgerOutcome::Asset(Ok(_))]));
-    executor.bootstrap().await.unwrap();
-    for (kind, id) in [
-        (PartyKind::Customer, "alice"),
-        (PartyKind::Customer, "bob"),
-        (PartyKind::Merchant, "shop"),
-    ] {
-        let new = NewParty {
-            kind,
-            id: id.into(),
-            name: String::new(),
-            assets: vec![cny()],
-            fee_bps: 0,
-            settle_after_days: 0,
-            unsettled_layout: Default::default(),
-        };
-        executor.open_party("t", new).await.unwrap();
-    }
-    let alice = wallet_account_id(&party_key("t", "alice"), cny());
-    let fund = ledger::NewTransfer {
-        id: ledger::TransferId::new(77).unwrap(),
-        action: ledger::TransferAction::Post(ledger::Movement {
-            debit_account_id: payments::chart::internal_account_id(
-                &payments::chart::Internal::Suspense,
-                cny(),
-            ),
-            credit_account_id: alice,
-            asset: cny(),
-            amount: amount(1_000_000),
-        }),
-        business_code: ledger::BusinessCode(1),
-        order_ref: Default::default(),
-    };
-    ledger.handle().transfer(fund).await.unwrap().unwrap();
+    open_parties(&executor, &ledger.handle()).await;
+    let alice = wallet("alice");
+    fund(&ledger.handle(), 77, "alice", 1_000_000).await;
 
     // The machine "crashes" under every order: each is acknowledged as succeeded, and its
     // succeeded state is lost.

@@ -6,24 +6,14 @@
 use std::sync::Arc;
 
 use channels::gateway::SystemMillis;
-use executor::{
-    party_key, Executor, ExecutorConfig, NewParty, OrderStore, PartyKind, PaymentRequest,
-    WalletTransferRequest,
-};
+use executor::{Executor, ExecutorConfig, OrderStore, PaymentRequest, WalletTransferRequest};
 use ledger::apply::{Command, Outcome as LedgerOutcome};
 use ledger::port::LedgerReader;
 use ledger::{Ledger, SystemClock, TransferRejection};
-use money::{Amount, Asset, AssetCode};
-use payments::chart::wallet_account_id;
 use payments::Order;
 
-fn cny() -> AssetCode {
-    AssetCode::new("CNY").unwrap()
-}
-
-fn amount(minor: u64) -> Amount {
-    Amount::new(minor).unwrap()
-}
+mod support;
+use support::{amount, cny, fund, open_parties, wallet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_copy_of_a_rejected_group_cannot_post() {
@@ -44,26 +34,7 @@ async fn a_late_copy_of_a_rejected_group_cannot_post() {
         Arc::new(SystemMillis),
         ExecutorConfig::default(),
     );
-    let defined =
-        ledger.handle().execute(vec![Command::DefineAsset(Asset::new(cny(), 2).unwrap())]).await;
-    assert!(matches!(defined.unwrap().as_slice(), [LedgerOutcome::Asset(Ok(_))]));
-    executor.bootstrap().await.unwrap();
-    for (kind, id) in [
-        (PartyKind::Customer, "alice"),
-        (PartyKind::Customer, "bob"),
-        (PartyKind::Merchant, "shop"),
-    ] {
-        let new = NewParty {
-            kind,
-            id: id.into(),
-            name: String::new(),
-            assets: vec![cny()],
-            fee_bps: 0,
-            settle_after_days: 0,
-            unsettled_layout: Default::default(),
-        };
-        executor.open_party("t", new).await.unwrap();
-    }
+    open_parties(&executor, &ledger.handle()).await;
 
     // Alice has nothing: the payment fails.
     let failed = executor
@@ -100,21 +71,7 @@ async fn a_late_copy_of_a_rejected_group_cannot_post() {
         .await
         .unwrap();
     assert_eq!(moved.record.order.status(), "failed", "bob has nothing either");
-    let fund = ledger::NewTransfer {
-        id: ledger::TransferId::new(77).unwrap(),
-        action: ledger::TransferAction::Post(ledger::Movement {
-            debit_account_id: payments::chart::internal_account_id(
-                &payments::chart::Internal::Suspense,
-                cny(),
-            ),
-            credit_account_id: wallet_account_id(&party_key("t", "alice"), cny()),
-            asset: cny(),
-            amount: amount(1_000),
-        }),
-        business_code: ledger::BusinessCode(1),
-        order_ref: Default::default(),
-    };
-    ledger.handle().transfer(fund).await.unwrap().unwrap();
+    fund(&ledger.handle(), 77, "alice", 1_000).await;
     let late = ledger.handle().execute(vec![Command::Transfers(payment.group())]).await.unwrap();
     let Some(LedgerOutcome::Transfers(results)) = late.first() else { panic!("{late:?}") };
     assert_eq!(
@@ -122,8 +79,7 @@ async fn a_late_copy_of_a_rejected_group_cannot_post() {
         Some(&TransferRejection::IdExistsWithDifferentFields),
         "the failed payment's id is taken by its tombstone"
     );
-    let wallet =
-        reader.account(wallet_account_id(&party_key("t", "alice"), cny())).unwrap().unwrap();
+    let wallet = reader.account(wallet("alice")).unwrap().unwrap();
     assert_eq!(wallet.balances.net_credit_posted(), 1_000, "nothing moved twice");
     for line in reader.trial_balance().unwrap() {
         assert_eq!(
