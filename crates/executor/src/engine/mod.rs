@@ -685,3 +685,53 @@ fn outbox_events(before: &Order, after: &OrderRecord, livemode: bool) -> Vec<New
         payload: order_payload(after, livemode),
     }]
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test fixtures: a failed unwrap is a failed test
+
+    use super::*;
+
+    fn ledger() -> Effect {
+        Effect::Ledger(Vec::new())
+    }
+
+    /// Stands for any effect that leaves the system (a channel call or an inquiry).
+    fn outside() -> Effect {
+        Effect::Inquire {
+            channel: ChannelId::new("bank_a").unwrap(),
+            operation: channels::Operation::Payout,
+            request_id: channels::RequestId::new("o_1:payout").unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_new_order_rides_the_ledger_only_if_the_ledger_is_all_it_does_first() {
+        assert_eq!(first_write_durability(&[ledger()]), Durability::BeforeLedger);
+        assert_eq!(first_write_durability(&[ledger(), ledger()]), Durability::BeforeLedger);
+        assert_eq!(first_write_durability(&[]), Durability::Now, "answered with nothing after it");
+        assert_eq!(first_write_durability(&[outside()]), Durability::Now);
+        assert_eq!(first_write_durability(&[ledger(), outside()]), Durability::Now);
+    }
+
+    #[test]
+    fn only_a_posting_whose_next_steps_stay_inside_is_recomputable() {
+        let posted = Event::LedgerPosted;
+        assert_eq!(transition_durability(&posted, &[]), Durability::Recomputable);
+        assert_eq!(transition_durability(&posted, &[ledger()]), Durability::Recomputable);
+        assert_eq!(transition_durability(&posted, &[outside()]), Durability::Now);
+        assert_eq!(transition_durability(&posted, &[ledger(), outside()]), Durability::Now);
+        let rejected = Event::LedgerRejected { code: "insufficient_funds".into() };
+        assert_eq!(transition_durability(&rejected, &[]), Durability::Now, "news kept only here");
+        let answered = Event::ChannelAnswered {
+            channel: ChannelId::new("bank_a").unwrap(),
+            outcome: Outcome::Failed {
+                reason: channels::FailureReason::Declined,
+                detail: String::new(),
+            },
+        };
+        assert_eq!(transition_durability(&answered, &[ledger()]), Durability::Now);
+        let abandoned = Event::Abandon { reason: "no channel".into() };
+        assert_eq!(transition_durability(&abandoned, &[ledger()]), Durability::Now);
+    }
+}
