@@ -1350,6 +1350,12 @@ fn run_case(
         u64::try_from(run.model.accounts[index].spend.available()).expect("never overdrawn")
     };
     for (index, to) in [(I_SUB, I_WALLET_A), (I_BUF, I_WALLET_B)] {
+        // The steps may have emptied and closed a wallet, which takes nothing: the money goes
+        // to an account still open (all closed is not worth a case of its own).
+        let open = |i: &usize| run.model.accounts[*i].status != AccountStatus::Closed;
+        let Some(to) = [to, I_WALLET_A, I_WALLET_B, I_BANK].into_iter().find(open) else {
+            return Ok(());
+        };
         let all = spendable(&run, index);
         if all > 0 {
             run.batch(&[posted(index, to, all)])?;
@@ -1476,4 +1482,32 @@ fn hot_account_layouts_match_the_logical_model_on_the_journal_engine() {
     ] {
         assert!(coverage.get(key).is_some_and(|n| *n > 0), "never reached: {key}");
     }
+}
+
+/// The case the property found on 2026-12-08: a wallet emptied and closed by the steps, into
+/// which the closing drain then tried to pay. The drain pays into an account still open.
+#[test]
+fn the_closing_drain_pays_into_an_open_account_when_a_wallet_was_closed() {
+    let to_bank = |amount_minor| {
+        Cmd::Group(vec![Leg::Move {
+            debit: Pick::Account(I_WALLET_A),
+            credit: Pick::Account(I_BANK),
+            amount_minor,
+            kind: MoveKind::Posted,
+        }])
+    };
+    let steps = [
+        Step::Batch { commands: vec![to_bank(60), to_bank(200), to_bank(1)], retry: false },
+        Step::Batch {
+            commands: vec![Cmd::SetStatus {
+                target: Pick::Account(I_WALLET_A),
+                status: AccountStatus::Closed,
+            }],
+            retry: false,
+        },
+    ];
+    let mut coverage = Coverage::new();
+    let closed = run_case(Backend::journaled(), &steps, &mut coverage);
+    assert!(closed.is_ok(), "{closed:?}");
+    assert!(coverage.get("status_set_Closed").is_some_and(|n| *n > 0), "the wallet was closed");
 }
