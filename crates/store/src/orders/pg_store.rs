@@ -14,9 +14,7 @@ use super::queries::{
     self, created_between_query, cursor_params, list_sql, unfinished_params, MERCHANT_TOTALS,
     NEEDING_OPERATOR, REFUND_TOTALS,
 };
-use super::writer::{
-    hand_to_writer, hand_to_writer_async, insert_op, update_op, WriteOp, WRITE_QUEUE_MAX,
-};
+use super::writer::{WriterHandle, WRITE_QUEUE_MAX};
 use super::{
     backend, corrupt, event_of, i64_of, limit_of, party_body, pg, pg_params, refund_totals, Param,
     RawOrder, INSERT, INSERT_PARTY, SELECT, SELECT_EVENTS, SELECT_PARTIES, SELECT_PARTY,
@@ -39,7 +37,7 @@ use crate::postgres::PgTarget;
 /// fails.
 pub struct PgOrderStore {
     clients: Pool<postgres::Client>,
-    writes: std::sync::mpsc::SyncSender<WriteOp>,
+    writer: WriterHandle,
 }
 
 /// Connections of one [`PgOrderStore`].
@@ -84,7 +82,7 @@ impl PgOrderStore {
             .collect::<Result<Vec<_>, _>>()?;
         let (writes, ops) = std::sync::mpsc::sync_channel(WRITE_QUEUE_MAX);
         super::pg_writer::spawn(target, ops)?;
-        Ok(PgOrderStore { clients: Pool::new(clients), writes })
+        Ok(PgOrderStore { clients: Pool::new(clients), writer: WriterHandle(writes) })
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, postgres::Client> {
@@ -94,8 +92,7 @@ impl PgOrderStore {
 
 impl OrderStore for PgOrderStore {
     fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
-        let op = insert_op(record, Durability::Now)?;
-        hand_to_writer(&self.writes, op)
+        self.writer.insert(record, Durability::Now)
     }
 
     fn insert_as<'a>(
@@ -103,10 +100,7 @@ impl OrderStore for PgOrderStore {
         record: &'a OrderRecord,
         durability: Durability,
     ) -> BoxFuture<'a, Result<Inserted, OrderStoreError>> {
-        Box::pin(async move {
-            let op = insert_op(record, durability)?;
-            hand_to_writer_async(&self.writes, op).await
-        })
+        Box::pin(self.writer.insert_async(record, durability))
     }
 
     fn insert_refund(
@@ -192,8 +186,7 @@ impl OrderStore for PgOrderStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<bool, OrderStoreError> {
-        let op = update_op(record, expected_version, events, Durability::Now)?;
-        hand_to_writer(&self.writes, op)
+        self.writer.update(record, expected_version, events, Durability::Now)
     }
 
     fn update_as<'a>(
@@ -203,10 +196,7 @@ impl OrderStore for PgOrderStore {
         events: &'a [NewEvent],
         durability: Durability,
     ) -> BoxFuture<'a, Result<bool, OrderStoreError>> {
-        Box::pin(async move {
-            let op = update_op(record, expected_version, events, durability)?;
-            hand_to_writer_async(&self.writes, op).await
-        })
+        Box::pin(self.writer.update_async(record, expected_version, events, durability))
     }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {

@@ -19,8 +19,7 @@ use super::queries::{
     NEEDING_OPERATOR, REFUND_TOTALS,
 };
 use super::writer::{
-    hand_to_writer, hand_to_writer_async, insert_op, must_flush, next_batch, reply, update_op,
-    WriteOp, WriteResult, WRITE_QUEUE_MAX,
+    must_flush, next_batch, reply, WriteOp, WriteResult, WriterHandle, WRITE_QUEUE_MAX,
 };
 use super::{
     backend, corrupt, event_of, i64_of, limit_of, party_body, refund_totals, Param, RawOrder,
@@ -49,7 +48,7 @@ pub struct SqliteOrderStore {
     readers: Pool<Connection>,
     guarded: Mutex<Connection>,
     turn: std::sync::Arc<parking_lot::Mutex<()>>,
-    writes: std::sync::mpsc::SyncSender<WriteOp>,
+    writer: WriterHandle,
 }
 
 /// Read connections of one [`SqliteOrderStore`]: WAL readers never wait for the writer, so a
@@ -205,7 +204,7 @@ impl SqliteOrderStore {
             readers: Pool::new(readers),
             guarded: Mutex::new(connection),
             turn,
-            writes,
+            writer: WriterHandle(writes),
         })
     }
 
@@ -253,8 +252,7 @@ impl SqliteOrderStore {
 
 impl OrderStore for SqliteOrderStore {
     fn insert(&self, record: &OrderRecord) -> Result<Inserted, OrderStoreError> {
-        let op = insert_op(record, Durability::Now)?;
-        hand_to_writer(&self.writes, op)
+        self.writer.insert(record, Durability::Now)
     }
 
     fn insert_as<'a>(
@@ -262,10 +260,7 @@ impl OrderStore for SqliteOrderStore {
         record: &'a OrderRecord,
         durability: Durability,
     ) -> BoxFuture<'a, Result<Inserted, OrderStoreError>> {
-        Box::pin(async move {
-            let op = insert_op(record, durability)?;
-            hand_to_writer_async(&self.writes, op).await
-        })
+        Box::pin(self.writer.insert_async(record, durability))
     }
 
     fn insert_refund(
@@ -329,8 +324,7 @@ impl OrderStore for SqliteOrderStore {
         expected_version: u64,
         events: &[NewEvent],
     ) -> Result<bool, OrderStoreError> {
-        let op = update_op(record, expected_version, events, Durability::Now)?;
-        hand_to_writer(&self.writes, op)
+        self.writer.update(record, expected_version, events, Durability::Now)
     }
 
     fn update_as<'a>(
@@ -340,10 +334,7 @@ impl OrderStore for SqliteOrderStore {
         events: &'a [NewEvent],
         durability: Durability,
     ) -> BoxFuture<'a, Result<bool, OrderStoreError>> {
-        Box::pin(async move {
-            let op = update_op(record, expected_version, events, durability)?;
-            hand_to_writer_async(&self.writes, op).await
-        })
+        Box::pin(self.writer.update_async(record, expected_version, events, durability))
     }
 
     fn get(&self, id: &OrderId) -> Result<Option<OrderRecord>, OrderStoreError> {

@@ -66,7 +66,7 @@ pub(super) enum WriteResult {
 }
 
 /// The write that stores `record` as a new order, waiting for its answer.
-pub(super) fn insert_op(
+fn insert_op(
     record: &OrderRecord,
     durability: Durability,
 ) -> Result<impl FnOnce(Reply<Inserted>) -> WriteOp, OrderStoreError> {
@@ -76,7 +76,7 @@ pub(super) fn insert_op(
 }
 
 /// The write that moves `record` on from `expected_version`, with its outbox events.
-pub(super) fn update_op(
+fn update_op(
     record: &OrderRecord,
     expected_version: u64,
     events: &[NewEvent],
@@ -86,6 +86,49 @@ pub(super) fn update_op(
     let events = events.iter().map(|event| event_params(record, event)).collect();
     let id = record.id().clone();
     Ok(move |reply| WriteOp::Update { id, params, events, durability, reply })
+}
+
+/// The callers' end of a store's writer thread: each order write handed over, and waited for
+/// (blocking off the runtime, or awaited on it).
+pub(super) struct WriterHandle(pub(super) std::sync::mpsc::SyncSender<WriteOp>);
+
+impl WriterHandle {
+    pub(super) fn insert(
+        &self,
+        record: &OrderRecord,
+        durability: Durability,
+    ) -> Result<Inserted, OrderStoreError> {
+        hand_to_writer(&self.0, insert_op(record, durability)?)
+    }
+
+    pub(super) async fn insert_async(
+        &self,
+        record: &OrderRecord,
+        durability: Durability,
+    ) -> Result<Inserted, OrderStoreError> {
+        hand_to_writer_async(&self.0, insert_op(record, durability)?).await
+    }
+
+    pub(super) fn update(
+        &self,
+        record: &OrderRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        durability: Durability,
+    ) -> Result<bool, OrderStoreError> {
+        hand_to_writer(&self.0, update_op(record, expected_version, events, durability)?)
+    }
+
+    pub(super) async fn update_async(
+        &self,
+        record: &OrderRecord,
+        expected_version: u64,
+        events: &[NewEvent],
+        durability: Durability,
+    ) -> Result<bool, OrderStoreError> {
+        let op = update_op(record, expected_version, events, durability)?;
+        hand_to_writer_async(&self.0, op).await
+    }
 }
 
 /// The next group for a writer: the first write waiting, and whatever else is waiting.
@@ -119,7 +162,7 @@ pub(super) fn reply(batch: Vec<WriteOp>, results: Vec<Result<WriteResult, OrderS
 
 /// Hands a write to a writer thread and waits for its commit (off the async runtime's
 /// workers).
-pub(super) fn hand_to_writer<T>(
+fn hand_to_writer<T>(
     writes: &std::sync::mpsc::SyncSender<WriteOp>,
     op: impl FnOnce(Reply<T>) -> WriteOp,
 ) -> Result<T, OrderStoreError> {
@@ -134,7 +177,7 @@ pub(super) fn hand_to_writer<T>(
 /// handing its core to another thread (`block_in_place`) for the commit's while, which cost
 /// more than the write's own work on the payment path. Only a full queue blocks, as it
 /// should: a slow disk slows the callers.
-pub(super) async fn hand_to_writer_async<T>(
+async fn hand_to_writer_async<T>(
     writes: &std::sync::mpsc::SyncSender<WriteOp>,
     op: impl FnOnce(Reply<T>) -> WriteOp,
 ) -> Result<T, OrderStoreError> {
